@@ -18,11 +18,11 @@ for pkg in "${apt_packages[@]}"; do
 done
 if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
+  apt-get -o DPkg::Lock::Timeout=600 update -q
   # policy-rc.d keeps package scripts from starting daemons (redis, cloud-init) on this host:
   # the tests start their own, on loopback, with their own configuration.
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
   rm -f /usr/sbin/policy-rc.d
 fi
 
