@@ -1,0 +1,369 @@
+"""Renders what goes onto an instance: systemd units, env files, scripts, and the cloud-config
+that delivers them. Pure functions of the settings, the role and the Redis endpoint, so every
+byte an instance receives can be tested and diffed without Pulumi or AWS.
+
+The names and paths below are the contract in docs/machine-layout.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from settings import QueueSettings, Settings
+
+Role = Literal["web", "worker"]
+
+USER = GROUP = "app"
+APP_ROOT = "/srv/app"
+APP_CURRENT = f"{APP_ROOT}/current"
+ETC_DIR = "/etc/app"
+APP_ENV = f"{ETC_DIR}/app.env"
+GUNICORN_ENV = f"{ETC_DIR}/gunicorn.env"
+SECRETS_SOURCE_ENV = f"{ETC_DIR}/secrets-source.env"
+RELEASE_ENV = f"{ETC_DIR}/release.env"
+SECRETS_DIR_NAME = "app-secrets"
+SECRETS_ENV = f"/run/{SECRETS_DIR_NAME}/secrets.env"
+BEAT_STATE_DIR_NAME = "celery-beat"
+BEAT_SCHEDULE = f"/var/lib/{BEAT_STATE_DIR_NAME}/schedule"
+FETCH_SECRETS_BIN = "/usr/local/sbin/app-fetch-secrets"
+RELEASE_BIN = "/usr/local/sbin/app-release"
+UNIT_DIR = "/etc/systemd/system"
+BROKER_DB, RESULT_DB = 0, 1
+# What the units and scripts need from Debian beyond a stock cloud image.
+PACKAGES = ("python3-boto3", "python3-venv", "redis-tools")
+# Gunicorn's own graceful timeout is 30 s after the request timeout.
+GUNICORN_GRACE_SECONDS = 30
+
+SECRETS_UNIT = "app-secrets.service"
+RELEASE_UNIT = "app-release.service"
+GUNICORN_UNIT = "gunicorn.service"
+BEAT_UNIT = "celery-beat.service"
+
+_HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Machine:
+    """One instance's inputs: everything its user-data depends on."""
+
+    settings: Settings
+    role: Role
+    runs_beat: bool
+    redis_host: str
+    redis_port: int
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: str
+    content: str
+    owner: str
+    permissions: str
+    defer: bool = False
+
+
+def worker_unit(queue: QueueSettings) -> str:
+    return f"celery-worker-{queue.name}.service"
+
+
+def queue_env(queue: QueueSettings) -> str:
+    return f"{ETC_DIR}/worker-{queue.name}.env"
+
+
+def app_units(machine: Machine) -> list[str]:
+    """The long-running units of this machine's role, in start order."""
+    if machine.role == "web":
+        return [GUNICORN_UNIT]
+    units = [worker_unit(queue) for queue in machine.settings.worker.queues]
+    return units + [BEAT_UNIT] if machine.runs_beat else units
+
+
+def units_to_enable(machine: Machine) -> list[str]:
+    return [RELEASE_UNIT, SECRETS_UNIT, *app_units(machine)]
+
+
+# --- environment files ---------------------------------------------------------------------
+
+_BARE = re.compile(r"^[A-Za-z0-9_./:@,+=-]*$")
+
+
+def render_env(values: dict[str, str | int]) -> str:
+    """KEY=value lines that systemd's EnvironmentFile= and a POSIX shell (`set -a; . file`)
+    read the same way: plain values bare, anything else in single quotes."""
+    lines = []
+    for key, raw in values.items():
+        value = str(raw)
+        if "'" in value or "\n" in value:
+            raise ValueError(f"{key}: value contains a quote or newline")
+        lines.append(f"{key}={value}" if _BARE.match(value) else f"{key}='{value}'")
+    return "\n".join(lines) + "\n"
+
+
+def app_env(settings: Settings) -> dict[str, str | int]:
+    app, worker = settings.app, settings.worker
+    routes = {route: {"queue": queue.name} for queue in worker.queues for route in queue.routes}
+    return {
+        "DJANGO_SETTINGS_MODULE": app.django_settings_module,
+        "CELERY_APP": app.module,
+        "APP_RELEASE": app.release,
+        "DJANGO_ALLOWED_HOSTS": ",".join(app.allowed_hosts),
+        "CELERY_TASK_DEFAULT_QUEUE": worker.default_queue.name,
+        "CELERY_TASK_ROUTES": json.dumps(routes, separators=(",", ":"), sort_keys=True),
+        "CELERY_TASK_SOFT_TIME_LIMIT": worker.default_queue.soft_time_limit,
+        "CELERY_TASK_TIME_LIMIT": worker.default_queue.hard_time_limit,
+        "CELERY_VISIBILITY_TIMEOUT": worker.broker_visibility_timeout,
+        "CELERY_RESULT_EXPIRES": app.result_expires,
+    }
+
+
+def worker_env(queue: QueueSettings) -> dict[str, str | int]:
+    return {
+        "CELERY_QUEUE": queue.name,
+        "CELERY_CONCURRENCY": queue.concurrency,
+        "CELERY_SOFT_TIME_LIMIT": queue.soft_time_limit,
+        "CELERY_HARD_TIME_LIMIT": queue.hard_time_limit,
+    }
+
+
+def gunicorn_env(settings: Settings) -> dict[str, str | int]:
+    web = settings.web
+    return {
+        "GUNICORN_BIND": f"0.0.0.0:{web.port}",
+        "GUNICORN_WORKERS": web.gunicorn_workers,
+        "GUNICORN_TIMEOUT": web.gunicorn_timeout,
+        "DJANGO_WSGI_APP": settings.app.wsgi_application,
+    }
+
+
+def secrets_source_env(machine: Machine) -> dict[str, str | int]:
+    settings = machine.settings
+    values: dict[str, str | int] = {
+        "AWS_REGION": settings.region,
+        "AUTH_TOKEN_PARAMETER": settings.parameter_name("redis/auth-token"),
+        "DJANGO_SECRET_KEY_PARAMETER": settings.parameter_name("django/secret-key"),
+        "REDIS_HOST": machine.redis_host,
+        "REDIS_PORT": machine.redis_port,
+        "BROKER_DB": BROKER_DB,
+        "RESULT_DB": RESULT_DB if settings.app.result_backend else "",
+        "SECRETS_ENV_FILE": SECRETS_ENV,
+    }
+    if settings.redis.ca_cert_file:
+        values["REDIS_CA_FILE"] = settings.redis.ca_cert_file
+    return values
+
+
+def release_env(settings: Settings) -> dict[str, str | int]:
+    app = settings.app
+    values: dict[str, str | int] = {"APP_RELEASE": app.release, "AWS_REGION": settings.region}
+    if app.source == "s3" and app.artifact_bucket:
+        values |= {"ARTIFACT_BUCKET": app.artifact_bucket, "ARTIFACT_PREFIX": app.artifact_prefix}
+    return values
+
+
+# --- units -------------------------------------------------------------------------------------
+
+
+@cache
+def _templates() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(_HERE / "templates"),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _render_unit(template: str, **values: Any) -> str:
+    sandbox = (_HERE / "templates" / "sandbox.conf").read_text()
+    return _templates().get_template(template).render(
+        sandbox=sandbox,
+        user=USER,
+        group=GROUP,
+        app_current=APP_CURRENT,
+        app_env=APP_ENV,
+        secrets_env=SECRETS_ENV,
+        **values,
+    )
+
+
+def unit_files(machine: Machine) -> dict[str, str]:
+    """Unit name -> unit file text, for every unit this machine gets."""
+    settings = machine.settings
+    celery_app = settings.app.module
+    units = {
+        SECRETS_UNIT: _render_unit(
+            SECRETS_UNIT,
+            secrets_dir_name=SECRETS_DIR_NAME,
+            secrets_source_env=SECRETS_SOURCE_ENV,
+            fetch_secrets_bin=FETCH_SECRETS_BIN,
+        ),
+        RELEASE_UNIT: _render_unit(
+            RELEASE_UNIT,
+            release_env=RELEASE_ENV,
+            release_bin=RELEASE_BIN,
+            releases_dir=f"{APP_ROOT}/releases",
+            app_root=APP_ROOT,
+        ),
+    }
+    if machine.role == "web":
+        units[GUNICORN_UNIT] = _render_unit(
+            GUNICORN_UNIT,
+            wsgi_app=settings.app.wsgi_application,
+            gunicorn_env=GUNICORN_ENV,
+            stop_timeout=settings.web.gunicorn_timeout + GUNICORN_GRACE_SECONDS,
+        )
+        return units
+    for queue in settings.worker.queues:
+        units[worker_unit(queue)] = _render_unit(
+            "celery-worker.service",
+            queue=queue.name,
+            celery_app=celery_app,
+            queue_env=queue_env(queue),
+            stop_timeout=settings.worker.stop_timeout(queue),
+        )
+    if machine.runs_beat:
+        units[BEAT_UNIT] = _render_unit(
+            BEAT_UNIT,
+            celery_app=celery_app,
+            beat_state_dir_name=BEAT_STATE_DIR_NAME,
+            beat_schedule=BEAT_SCHEDULE,
+        )
+    return units
+
+
+# --- cloud-config ------------------------------------------------------------------------------
+
+
+def machine_files(machine: Machine) -> list[WrittenFile]:
+    """Every file cloud-init writes on this machine."""
+    settings = machine.settings
+    scripts = [
+        WrittenFile(path, (_HERE / "files" / Path(path).name).read_text(), "root:root", "0755")
+        for path in (FETCH_SECRETS_BIN, RELEASE_BIN)
+    ]
+    units = [
+        WrittenFile(f"{UNIT_DIR}/{name}", text, "root:root", "0644")
+        for name, text in unit_files(machine).items()
+    ]
+
+    def readable_by_services(path: str, values: dict[str, str | int]) -> WrittenFile:
+        # Owned by a group cloud-init creates in this same boot: written late (`defer`), after
+        # users_groups has run, or the chown fails.
+        return WrittenFile(path, render_env(values), f"root:{GROUP}", "0640", defer=True)
+
+    envs = [
+        WrittenFile(SECRETS_SOURCE_ENV, render_env(secrets_source_env(machine)), "root:root", "0640"),
+        WrittenFile(RELEASE_ENV, render_env(release_env(settings)), "root:root", "0640"),
+        readable_by_services(APP_ENV, app_env(settings)),
+    ]
+    if machine.role == "web":
+        envs.append(readable_by_services(GUNICORN_ENV, gunicorn_env(settings)))
+    else:
+        envs += [readable_by_services(queue_env(q), worker_env(q)) for q in settings.worker.queues]
+    return scripts + units + envs
+
+
+def cloud_config(machine: Machine) -> dict[str, Any]:
+    def entry(file: WrittenFile) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "path": file.path,
+            "content": file.content,
+            "owner": file.owner,
+            "permissions": file.permissions,
+        }
+        return item | {"defer": True} if file.defer else item
+
+    return {
+        "groups": [GROUP],
+        # No default user and no SSH keys: operators use SSM Session Manager.
+        "users": [
+            {
+                "name": USER,
+                "primary_group": GROUP,
+                "system": True,
+                "no_create_home": True,
+                "shell": "/usr/sbin/nologin",
+                "lock_passwd": True,
+            }
+        ],
+        "packages": list(PACKAGES),
+        "write_files": [entry(file) for file in machine_files(machine)],
+        "runcmd": [
+            ["systemctl", "daemon-reload"],
+            ["systemctl", "enable", "--now", *units_to_enable(machine)],
+        ],
+    }
+
+
+class _BlockStyleDumper(yaml.SafeDumper):
+    """Multi-line strings (units, scripts) as literal blocks, so a reviewer diffs real lines."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_BlockStyleDumper.add_representer(str, _represent_str)
+
+
+def user_data(machine: Machine) -> str:
+    body = yaml.dump(cloud_config(machine), Dumper=_BlockStyleDumper, sort_keys=False, width=1000)
+    return "#cloud-config\n" + body
+
+
+# EC2 refuses user-data over 16 KiB; cloud-init unpacks gzip by itself.
+USER_DATA_LIMIT = 16 * 1024
+
+
+def user_data_base64(machine: Machine) -> str:
+    """The user-data as EC2 receives it: gzip (mtime 0, so the same settings give the same bytes
+    and a preview shows no change that would replace an instance), base64-encoded."""
+    packed = gzip.compress(user_data(machine).encode(), compresslevel=9, mtime=0)
+    if len(packed) > USER_DATA_LIMIT:
+        raise ValueError(
+            f"{machine.role} user-data is {len(packed)} bytes compressed; EC2 allows {USER_DATA_LIMIT} "
+            "(fewer worker.queues, or ship the units in the AMI)"
+        )
+    return base64.b64encode(packed).decode()
+
+
+def decode_user_data(encoded: str) -> str:
+    """The #cloud-config text back from what `user_data_base64` produced."""
+    return gzip.decompress(base64.b64decode(encoded)).decode()
+
+
+# --- reading a rendered document back ------------------------------------------------------------
+
+
+def parse_user_data(document: str) -> dict[str, Any]:
+    if not document.startswith("#cloud-config\n"):
+        raise ValueError("user-data does not start with '#cloud-config'")
+    parsed = yaml.safe_load(document)
+    if not isinstance(parsed, dict):
+        raise ValueError("user-data is not a YAML mapping")
+    return parsed
+
+
+def written_files(document: str) -> list[WrittenFile]:
+    return [
+        WrittenFile(f["path"], f["content"], f["owner"], f["permissions"], bool(f.get("defer")))
+        for f in parse_user_data(document).get("write_files", [])
+    ]
+
+
+def enabled_units(document: str) -> list[str]:
+    for command in parse_user_data(document).get("runcmd", []):
+        if command[:3] == ["systemctl", "enable", "--now"]:
+            return list(command[3:])
+    return []
