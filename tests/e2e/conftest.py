@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # tools.render_stack, userdata.render: the program itself
 
 from e2e_harness.deployment import Deployment  # noqa: E402
+from e2e_harness.redis_server import RedisServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +42,9 @@ def live(running: Deployment) -> Iterator[Deployment]:
     """The running stack, brought back to "every unit up" after a test that stops things."""
     yield running
     running.restore()
+
+
+@pytest.fixture(scope="session")
+def rogue(running: Deployment) -> RedisServer:
+    """A second TLS Redis with the right token but a certificate from a CA nobody trusts."""
+    return running.start_rogue()

@@ -66,6 +66,7 @@ class Deployment:
     pki_dir: Path
     render: object = None
     web_port: int = 0
+    release: str = ""
     rogue: RedisServer | None = field(default=None)
 
     # --- setup ----------------------------------------------------------------------------------
@@ -115,8 +116,9 @@ class Deployment:
                                            enabled_units(instance.user_data))
             for instance in render.instances
         }
-        deployment = cls(base, redis_server, store, site, machines, overrides, pki_dir, render, web_port)
-        deployment.install_release(parse_env_file(source["/etc/app/release.env"])["APP_RELEASE"])
+        release = parse_env_file(source["/etc/app/release.env"])["APP_RELEASE"]
+        deployment = cls(base, redis_server, store, site, machines, overrides, pki_dir, render, web_port, release)
+        deployment.install_release(release)
         return deployment
 
     def install_release(self, release: str) -> None:
@@ -129,6 +131,14 @@ class Deployment:
                                      "--artifact", str(artifact)])
         if result.returncode != 0:
             raise RuntimeError(f"app-release install failed:\n{result.stdout}\n{result.stderr}")
+
+    def start_rogue(self) -> RedisServer:
+        ca = make_ca(self.pki_dir, "rogue")
+        host = loopback_address(1)
+        cert = issue_server_cert(self.pki_dir, "rogue-redis", ca, host)
+        self.rogue = RedisServer(host, self.redis.password, cert, self.base / "rogue")
+        self.rogue.start()
+        return self.rogue
 
     def boot(self) -> None:
         for machine in self.machines.values():
@@ -228,3 +238,12 @@ class Deployment:
                     machine.start(unit)
         self.wait_for_web()
         self.wait_for_workers(self.worker_names())
+
+
+def wait_until(condition, timeout: float, interval: float = 0.3) -> None:
+    """Polls `condition` until it is truthy; TimeoutError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition still false after {timeout} s")
+        time.sleep(interval)
