@@ -178,7 +178,7 @@ class WorkerSettings(_Section):
     count: Count = 2
     instance_type: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")] = "t3.medium"
     beat: bool = True
-    queues: tuple[QueueSettings, ...] = Field(default_factory=_default_queues, min_length=1)
+    queues: tuple[QueueSettings, ...] = Field(default_factory=_default_queues, min_length=1, max_length=12)
     # Added to the largest hard time limit: systemd's stop timeout (warm shutdown) and the
     # broker's visibility timeout must both outlast any task the worker may be running.
     stop_margin_seconds: Annotated[int, Field(ge=10, le=3600)] = 60

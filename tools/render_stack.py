@@ -58,7 +58,7 @@ class StackRender:
         return [r for r in self.resources if r.type_ == type_]
 
 
-def _fake_id(prefix: str, name: str) -> str:
+def mock_id(prefix: str, name: str) -> str:
     return f"{prefix}-{hashlib.sha256(name.encode()).hexdigest()[:17]}"
 
 
@@ -78,7 +78,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         prefixes = {"Vpc": "vpc", "Subnet": "subnet", "SecurityGroup": "sg", "Instance": "i",
                     "NatGateway": "nat", "InternetGateway": "igw", "RouteTable": "rtb", "Eip": "eipalloc",
                     "VpcEndpoint": "vpce", "SecurityGroupIngressRule": "sgr", "SecurityGroupEgressRule": "sgr"}
-        resource_id = _fake_id(prefixes[kind], args.name) if kind in prefixes else f"{args.name}-id"
+        resource_id = mock_id(prefixes[kind], args.name) if kind in prefixes else f"{args.name}-id"
         arn_base = f"arn:aws:{{}}:{self.region}:{ACCOUNT}"
         if args.typ == "random:index/randomPassword:RandomPassword":
             length = int(inputs.get("length", 32))
@@ -143,10 +143,8 @@ def _engine_config(config: dict[str, Any]) -> dict[str, str]:
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
 
 
-def run_program(stack: str, config: dict[str, Any], redis_endpoint: str | None = None) -> tuple[RecordingMocks, dict[str, Any]]:
-    """Runs __main__.py under mocks with this config; returns the mocks and the stack's outputs."""
-    region = str(config.get("aws:region") or "eu-west-1")
-    mocks = RecordingMocks(region, redis_endpoint)
+def run_program(stack: str, config: dict[str, Any], mocks: RecordingMocks) -> dict[str, Any]:
+    """Runs __main__.py under these mocks with this config; returns the stack's outputs."""
     asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project="django-stack", stack=stack, preview=False)
     pulumi.runtime.set_all_config(_engine_config(config))
@@ -162,7 +160,7 @@ def run_program(stack: str, config: dict[str, Any], redis_endpoint: str | None =
     finally:
         sys.path.remove(str(ROOT))
         pulumi.runtime.set_all_config({})
-    return mocks, outputs
+    return outputs
 
 
 def _resolved_outputs() -> dict[str, Any]:
@@ -175,7 +173,8 @@ def render_stack(stack: str = "prod", overrides: dict[str, Any] | None = None,
     from userdata.render import decode_user_data
 
     config = apply_overrides(stack_file_config(stack), overrides or {})
-    mocks, outputs = run_program(stack, config, redis_endpoint)
+    mocks = RecordingMocks(str(config.get("aws:region") or "eu-west-1"), redis_endpoint)
+    outputs = run_program(stack, config, mocks)
     instances = [
         RenderedInstance(
             logical_name=r.name.removeprefix(f"{stack}-"),
