@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 apt_packages=(
   python3-venv
+  # what the instances run the machine scripts with (Debian 12's own python3 and boto3)
+  python3-boto3
   # the real parts the tests start
   redis-server redis-tools openssl
   # cloud-init's own schema validator; systemd-analyze comes with systemd

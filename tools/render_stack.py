@@ -190,11 +190,22 @@ def render_stack(stack: str = "prod", overrides: dict[str, Any] | None = None,
 
 # --- the offline job's files ---------------------------------------------------------------------
 
-_SECRET_INPUTS = {"authToken", "value", "result"}
+# How the engine marks a secret value on the wire (pulumi.runtime.rpc).
+_SECRET_SIG_KEY, _SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
+
+
+def _hide_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIG_KEY) == _SECRET_SIG:
+            return "[secret]"
+        return {k: _hide_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hide_secrets(v) for v in value]
+    return value
 
 
 def _public(inputs: dict[str, Any]) -> dict[str, Any]:
-    shown = {k: ("[secret]" if k in _SECRET_INPUTS else v) for k, v in inputs.items()}
+    shown = _hide_secrets(inputs)
     if "userDataBase64" in shown:
         shown["userDataBase64"] = "[gzip+base64 #cloud-config: see <instance>/user-data.yaml]"
     return shown
