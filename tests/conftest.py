@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from settings import Settings, load_settings
-from tools.render_stack import ROOT, StackRender, render_stack
+from tools.render_stack import ROOT, SECRET_SIG, SECRET_SIG_KEY, StackRender, render_stack
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +35,9 @@ def prod_settings() -> Settings:
     return load_settings(prod_config_values(), stack="prod", region="eu-west-1")
 
 
-from tools.render_stack import _SECRET_SIG as SECRET_SIG, _SECRET_SIG_KEY as SECRET_SIG_KEY  # noqa: E402
+
+
+__all__ = ["SECRET_SIG_KEY", "is_secret", "named", "only", "prod_config_values"]
 
 
 def is_secret(value: Any) -> bool:

@@ -191,12 +191,12 @@ def render_stack(stack: str = "prod", overrides: dict[str, Any] | None = None,
 # --- the offline job's files ---------------------------------------------------------------------
 
 # How the engine marks a secret value on the wire (pulumi.runtime.rpc).
-_SECRET_SIG_KEY, _SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
+SECRET_SIG_KEY, SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
 
 
 def _hide_secrets(value: Any) -> Any:
     if isinstance(value, dict):
-        if value.get(_SECRET_SIG_KEY) == _SECRET_SIG:
+        if value.get(SECRET_SIG_KEY) == SECRET_SIG:
             return "[secret]"
         return {k: _hide_secrets(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -1,0 +1,33 @@
+"""The README's config reference names every key settings.py accepts, and no other."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel
+
+from settings import QueueSettings, StackConfig
+from tools.render_stack import ROOT
+
+
+def documented_keys(section: str) -> set[str]:
+    readme = (ROOT / "README.md").read_text()
+    body = readme.split(f"### `{section}`\n", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([A-Za-z]+)` \|", body, flags=re.M))
+
+
+def model_keys(model: type[BaseModel]) -> set[str]:
+    return {field.alias or name for name, field in model.model_fields.items()}
+
+
+def test_every_config_key_is_documented():
+    for section, field in StackConfig.model_fields.items():
+        model = field.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        assert documented_keys(section) == model_keys(model), section
+
+
+def test_queue_object_keys_are_documented():
+    readme = (ROOT / "README.md").read_text()
+    for key in model_keys(QueueSettings):
+        assert f"`{key}`" in readme.split("A queue object:", 1)[1].split("\n\n", 1)[0]
