@@ -218,7 +218,8 @@ def resource_table(render: StackRender) -> str:
         "| type | name | inputs |",
         "|---|---|---|",
     ]
-    for r in render.resources:
+    # Registration order varies from run to run (it is async): sort, so two renders diff cleanly.
+    for r in sorted(render.resources, key=lambda r: (r.type_, r.name)):
         inputs = json.dumps(_public(r.inputs), sort_keys=True, default=str).replace("|", "\\|")
         lines.append(f"| `{r.type_}` | `{r.name}` | `{inputs}` |")
     return "\n".join(lines) + "\n"
