@@ -130,3 +130,12 @@ def test_reading_back_a_document(prod_settings):
     assert [f.path for f in render.written_files(document)] == [f.path for f in render.machine_files(machine(prod_settings, "web"))]
     with pytest.raises(ValueError, match="does not start with '#cloud-config'"):
         render.parse_user_data(yaml.safe_dump({"runcmd": []}))
+
+
+def test_templates_refuse_a_placeholder_without_a_value_and_keep_systemd_syntax():
+    template = render._UnitTemplate("ExecStart=x ${CELERY_QUEUE}@%H $MAINPID {{ user }}\n")
+    assert template.substitute(user="app") == "ExecStart=x ${CELERY_QUEUE}@%H $MAINPID app\n"
+    with pytest.raises(KeyError, match="user"):
+        template.substitute()
+    with pytest.raises(ValueError, match="Invalid placeholder"):
+        render._UnitTemplate("{{ Not-A-Name }}").substitute()

@@ -113,7 +113,8 @@ def stack_file_config(stack: str) -> dict[str, Any]:
     path = ROOT / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         raise SystemExit(f"render_stack: --stack {stack!r}: no {path.name} (stacks: {', '.join(available_stacks())})")
-    return dict((yaml.safe_load(path.read_text()) or {}).get("config") or {})
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return dict((yaml.load(path.read_text(), Loader=loader) or {}).get("config") or {})
 
 
 def available_stacks() -> list[str]:
