@@ -177,7 +177,7 @@ class _UnitTemplate(Template):
     """`{{ name }}` placeholders: systemd's own `${VAR}`, `$MAINPID` and `%i` pass through
     untouched, and a placeholder without a value raises instead of rendering empty."""
 
-    pattern = r"""\{\{(?:\s*(?P<named>[a-z_]+)\s*\}\}|(?P<braced>(?!))|(?P<escaped>(?!))|(?P<invalid>))"""
+    pattern = r"""\{\{(?:\s*(?P<named>[a-z_]+)\s*\}\}|(?P<braced>(?!))|(?P<escaped>(?!))|(?P<invalid>))"""  # type: ignore[assignment]  # Template compiles it
 
 
 @cache
