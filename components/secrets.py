@@ -74,7 +74,7 @@ class Secrets(pulumi.ComponentResource):
             name=parameter_name,
             description=description,
             type="SecureString",
-            value=pulumi.Output.secret(value),
+            value=value,  # RandomPassword.result is a secret Output already
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["value"]),
         )

@@ -58,7 +58,7 @@ class StackRender:
         return [r for r in self.resources if r.type_ == type_]
 
 
-def _fake_id(prefix: str, name: str) -> str:
+def mock_id(prefix: str, name: str) -> str:
     return f"{prefix}-{hashlib.sha256(name.encode()).hexdigest()[:17]}"
 
 
@@ -78,7 +78,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         prefixes = {"Vpc": "vpc", "Subnet": "subnet", "SecurityGroup": "sg", "Instance": "i",
                     "NatGateway": "nat", "InternetGateway": "igw", "RouteTable": "rtb", "Eip": "eipalloc",
                     "VpcEndpoint": "vpce", "SecurityGroupIngressRule": "sgr", "SecurityGroupEgressRule": "sgr"}
-        resource_id = _fake_id(prefixes[kind], args.name) if kind in prefixes else f"{args.name}-id"
+        resource_id = mock_id(prefixes[kind], args.name) if kind in prefixes else f"{args.name}-id"
         arn_base = f"arn:aws:{{}}:{self.region}:{ACCOUNT}"
         if args.typ == "random:index/randomPassword:RandomPassword":
             length = int(inputs.get("length", 32))
@@ -113,7 +113,8 @@ def stack_file_config(stack: str) -> dict[str, Any]:
     path = ROOT / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         raise SystemExit(f"render_stack: --stack {stack!r}: no {path.name} (stacks: {', '.join(available_stacks())})")
-    return dict((yaml.safe_load(path.read_text()) or {}).get("config") or {})
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return dict((yaml.load(path.read_text(), Loader=loader) or {}).get("config") or {})
 
 
 def available_stacks() -> list[str]:
@@ -143,10 +144,8 @@ def _engine_config(config: dict[str, Any]) -> dict[str, str]:
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
 
 
-def run_program(stack: str, config: dict[str, Any], redis_endpoint: str | None = None) -> tuple[RecordingMocks, dict[str, Any]]:
-    """Runs __main__.py under mocks with this config; returns the mocks and the stack's outputs."""
-    region = str(config.get("aws:region") or "eu-west-1")
-    mocks = RecordingMocks(region, redis_endpoint)
+def run_program(stack: str, config: dict[str, Any], mocks: RecordingMocks) -> dict[str, Any]:
+    """Runs __main__.py under these mocks with this config; returns the stack's outputs."""
     asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project="django-stack", stack=stack, preview=False)
     pulumi.runtime.set_all_config(_engine_config(config))
@@ -162,7 +161,7 @@ def run_program(stack: str, config: dict[str, Any], redis_endpoint: str | None =
     finally:
         sys.path.remove(str(ROOT))
         pulumi.runtime.set_all_config({})
-    return mocks, outputs
+    return outputs
 
 
 def _resolved_outputs() -> dict[str, Any]:
@@ -175,7 +174,8 @@ def render_stack(stack: str = "prod", overrides: dict[str, Any] | None = None,
     from userdata.render import decode_user_data
 
     config = apply_overrides(stack_file_config(stack), overrides or {})
-    mocks, outputs = run_program(stack, config, redis_endpoint)
+    mocks = RecordingMocks(str(config.get("aws:region") or "eu-west-1"), redis_endpoint)
+    outputs = run_program(stack, config, mocks)
     instances = [
         RenderedInstance(
             logical_name=r.name.removeprefix(f"{stack}-"),
@@ -191,11 +191,22 @@ def render_stack(stack: str = "prod", overrides: dict[str, Any] | None = None,
 
 # --- the offline job's files ---------------------------------------------------------------------
 
-_SECRET_INPUTS = {"authToken", "value", "result"}
+# How the engine marks a secret value on the wire (pulumi.runtime.rpc).
+SECRET_SIG_KEY, SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
+
+
+def _hide_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG_KEY) == SECRET_SIG:
+            return "[secret]"
+        return {k: _hide_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hide_secrets(v) for v in value]
+    return value
 
 
 def _public(inputs: dict[str, Any]) -> dict[str, Any]:
-    shown = {k: ("[secret]" if k in _SECRET_INPUTS else v) for k, v in inputs.items()}
+    shown = _hide_secrets(inputs)
     if "userDataBase64" in shown:
         shown["userDataBase64"] = "[gzip+base64 #cloud-config: see <instance>/user-data.yaml]"
     return shown
@@ -208,7 +219,8 @@ def resource_table(render: StackRender) -> str:
         "| type | name | inputs |",
         "|---|---|---|",
     ]
-    for r in render.resources:
+    # Registration order varies from run to run (it is async): sort, so two renders diff cleanly.
+    for r in sorted(render.resources, key=lambda r: (r.type_, r.name)):
         inputs = json.dumps(_public(r.inputs), sort_keys=True, default=str).replace("|", "\\|")
         lines.append(f"| `{r.type_}` | `{r.name}` | `{inputs}` |")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,56 @@
+"""Shared fixtures: the program rendered under Pulumi mocks, and settings for pure render tests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from settings import Settings, load_settings
+from tools.render_stack import ROOT, SECRET_SIG, SECRET_SIG_KEY, StackRender, render_stack
+
+
+@pytest.fixture(scope="session")
+def prod() -> StackRender:
+    """The prod stack exactly as Pulumi.prod.yaml configures it, run once under mocks."""
+    return render_stack("prod")
+
+
+@pytest.fixture
+def render():
+    """Renders the prod stack with config overrides (dotted paths), one fresh mock run each."""
+    return lambda overrides=None, **kwargs: render_stack("prod", overrides=overrides, **kwargs)
+
+
+def prod_config_values() -> dict[str, Any]:
+    """The prod stack file's `django-stack:*` values, keyed as load_settings receives them."""
+    config = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    return {k.split(":", 1)[1]: json.dumps(v) for k, v in config.items() if k.startswith("django-stack:")}
+
+
+@pytest.fixture
+def prod_settings() -> Settings:
+    return load_settings(prod_config_values(), stack="prod", region="eu-west-1")
+
+
+
+
+__all__ = ["SECRET_SIG_KEY", "is_secret", "named", "only", "prod_config_values"]
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG_KEY) == SECRET_SIG
+
+
+def only(render: StackRender, type_: str) -> dict[str, Any]:
+    found = render.of_type(type_)
+    assert len(found) == 1, f"expected one {type_}, found {[r.name for r in found]}"
+    return found[0].inputs
+
+
+def named(render: StackRender, type_: str, name: str) -> dict[str, Any]:
+    found = [r for r in render.of_type(type_) if r.name == name]
+    assert len(found) == 1, f"no {type_} named {name}: {[r.name for r in render.of_type(type_)]}"
+    return found[0].inputs

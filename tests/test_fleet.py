@@ -1,0 +1,110 @@
+"""The instances: counts, hardening, tags, and Beat on exactly one worker."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tests.conftest import SECRET_SIG_KEY, only
+from userdata.render import decode_user_data, enabled_units
+
+INSTANCE = "aws:ec2/instance:Instance"
+
+
+def instances(render):
+    return {r.name: r.inputs for r in render.of_type(INSTANCE)}
+
+
+def test_counts_and_roles_come_from_config(prod, render):
+    assert {n: i["tags"]["Role"] for n, i in instances(prod).items()} == {
+        "prod-web-0": "web", "prod-web-1": "web", "prod-worker-beat": "worker", "prod-worker-1": "worker",
+    }
+    bigger = instances(render({"web.count": 1, "worker.count": 4, "web.instanceType": "t3.large"}))
+    assert sorted(bigger) == ["prod-web-0", "prod-worker-1", "prod-worker-2", "prod-worker-3", "prod-worker-beat"]
+    assert bigger["prod-web-0"]["instanceType"] == "t3.large"
+
+
+def test_every_instance_is_locked_down(prod):
+    for name, inputs in instances(prod).items():
+        assert inputs["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required", "httpPutResponseHopLimit": 1}, name
+        assert inputs["rootBlockDevice"]["encrypted"] is True, name
+        assert inputs["associatePublicIpAddress"] is False, name
+        assert "keyName" not in inputs, name
+        assert inputs["iamInstanceProfile"] == "prod-profile", name
+        assert inputs["userDataReplaceOnChange"] is True, name
+        assert inputs["tags"]["Stack"] == "prod" and inputs["tags"]["Project"] == "django-stack"
+
+
+def test_default_image_is_debian_12_from_debian(prod, render):
+    assert {i["ami"] for i in instances(prod).values()} == {"ami-0a1b2c3d4e5f67890"}
+    pinned = instances(render({"instances.amiId": "ami-0123456789abcdef0"}))
+    assert {i["ami"] for i in pinned.values()} == {"ami-0123456789abcdef0"}
+
+
+def test_beat_is_tagged_and_installed_on_exactly_one_worker(prod):
+    tagged = [n for n, i in instances(prod).items() if i["tags"].get("celery-beat") == "true"]
+    assert tagged == ["prod-worker-beat"]
+    for name, inputs in instances(prod).items():
+        units = enabled_units(decode_user_data(inputs["userDataBase64"]))
+        assert ("celery-beat.service" in units) == (name == "prod-worker-beat"), name
+
+
+def test_scaling_workers_never_moves_or_duplicates_beat(prod, render):
+    beat_before = instances(prod)["prod-worker-beat"]
+    for count in (1, 5):
+        scaled = instances(render({"worker.count": count}))
+        assert [n for n, i in scaled.items() if "celery-beat" in i["tags"]] == ["prod-worker-beat"]
+        assert scaled["prod-worker-beat"] == beat_before  # identical inputs: no update, no replacement
+        assert sum(i["tags"]["Role"] == "worker" for i in scaled.values()) == count
+
+
+def test_beat_off_means_no_beat_anywhere(render):
+    stack = instances(render({"worker.beat": False}))
+    assert sorted(stack) == ["prod-web-0", "prod-web-1", "prod-worker-0", "prod-worker-1"]
+    assert not any("celery-beat" in i["tags"] for i in stack.values())
+    assert not any("celery-beat" in decode_user_data(i["userDataBase64"]) for i in stack.values())
+
+
+def test_instances_spread_over_the_private_subnets(prod):
+    subnets = {i["subnetId"] for i in instances(prod).values()}
+    assert len(subnets) == 2
+
+
+def test_no_secret_value_reaches_user_data_or_outputs(prod):
+    token = only(prod, "aws:elasticache/replicationGroup:ReplicationGroup")["authToken"]["value"]
+    key = next(r for r in prod.of_type("random:index/randomPassword:RandomPassword") if r.name == "prod-django-secret-key")
+    for inputs in instances(prod).values():
+        text = decode_user_data(inputs["userDataBase64"])
+        assert token not in text
+        assert "/django-stack/prod/redis/auth-token" in text  # the parameter's name, not its value
+        # The only broker URL is the fetch script's template, filled in on boot, and it verifies.
+        assert re.findall(r"rediss://\S*", text) == ["rediss://:{token}@{host}:{port}/{db}?ssl_cert_reqs=required\""]
+    exported = json.dumps({k: str(v) for k, v in prod.outputs.items()})
+    assert token not in exported and SECRET_SIG_KEY not in exported
+    assert key.inputs["special"] is True
+
+
+def test_access_grants_ssm_core_and_exactly_the_secrets_and_releases(prod):
+    assert only(prod, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")["policyArn"] == (
+        "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    )
+    policy = json.loads(only(prod, "aws:iam/rolePolicy:RolePolicy")["policy"])
+    assert policy["Statement"] == [
+        {
+            "Action": "ssm:GetParameters",
+            "Effect": "Allow",
+            "Resource": [
+                "arn:aws:ssm:eu-west-1:123456789012:parameter/django-stack/prod/redis/auth-token",
+                "arn:aws:ssm:eu-west-1:123456789012:parameter/django-stack/prod/django/secret-key",
+            ],
+            "Sid": "ReadStackSecrets",
+        },
+        {
+            "Action": "s3:GetObject",
+            "Effect": "Allow",
+            "Resource": "arn:aws:s3:::example-django-stack-releases/releases/*.tar.gz",
+            "Sid": "ReadReleaseArtifacts",
+        },
+    ]
+    assume = json.loads(only(prod, "aws:iam/role:Role")["assumeRolePolicy"])
+    assert assume["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}

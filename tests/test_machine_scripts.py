@@ -1,0 +1,162 @@
+"""The scripts cloud-init puts on every instance, run as the instance runs them: Debian's
+/usr/bin/python3 with Debian's boto3, against moto's server on loopback for Parameter Store."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import subprocess
+import tarfile
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+FILES = Path(__file__).resolve().parent.parent / "userdata" / "files"
+SYSTEM_PYTHON = "/usr/bin/python3"
+TOKEN = "Tok3nWithOnlyLettersAndDigits0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def parameter_store():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    ssm = boto3.client("ssm", region_name="eu-west-1", endpoint_url=endpoint,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    ssm.put_parameter(Name="/django-stack/test/redis/auth-token", Value=TOKEN, Type="SecureString")
+    ssm.put_parameter(Name="/django-stack/test/django/secret-key", Value="k3y-!%*+-.:=^_~", Type="SecureString")
+    yield endpoint
+    server.stop()
+
+
+def fetch(parameter_store: str, target: Path, **overrides: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AWS_ENDPOINT_URL_SSM": parameter_store,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "eu-west-1",
+        "AUTH_TOKEN_PARAMETER": "/django-stack/test/redis/auth-token",
+        "DJANGO_SECRET_KEY_PARAMETER": "/django-stack/test/django/secret-key",
+        "REDIS_HOST": "master.example.cache.amazonaws.com",
+        "REDIS_PORT": "6379",
+        "BROKER_DB": "0",
+        "RESULT_DB": "1",
+        "SECRETS_ENV_FILE": str(target),
+    } | overrides
+    return subprocess.run([SYSTEM_PYTHON, str(FILES / "app-fetch-secrets")], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_fetch_writes_verifying_broker_urls_mode_0640(parameter_store, tmp_path):
+    target = tmp_path / "secrets.env"
+    done = fetch(parameter_store, target)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    host = "master.example.cache.amazonaws.com:6379"
+    assert target.read_text() == (
+        f"CELERY_BROKER_URL='rediss://:{TOKEN}@{host}/0?ssl_cert_reqs=required'\n"
+        "DJANGO_SECRET_KEY='k3y-!%*+-.:=^_~'\n"
+        f"CELERY_RESULT_BACKEND='rediss://:{TOKEN}@{host}/1?ssl_cert_reqs=required'\n"
+    )
+    assert TOKEN not in done.stdout + done.stderr  # it says what it wrote, never the values
+
+
+def test_fetch_adds_the_ca_bundle_and_skips_results_when_disabled(parameter_store, tmp_path):
+    target = tmp_path / "secrets.env"
+    assert fetch(parameter_store, target, RESULT_DB="", REDIS_CA_FILE="/etc/app/ca.pem").returncode == 0
+    text = target.read_text()
+    assert "?ssl_cert_reqs=required&ssl_ca_certs=%2Fetc%2Fapp%2Fca.pem'" in text
+    assert "CELERY_RESULT_BACKEND" not in text
+
+
+def test_fetch_fails_clearly_and_writes_nothing(parameter_store, tmp_path):
+    target = tmp_path / "secrets.env"
+    missing = fetch(parameter_store, target, AUTH_TOKEN_PARAMETER="/django-stack/test/redis/nope")
+    assert missing.returncode == 1
+    assert "parameters not found: /django-stack/test/redis/nope" in missing.stderr
+    no_region = subprocess.run([SYSTEM_PYTHON, str(FILES / "app-fetch-secrets")], env={"PATH": "/usr/bin"},
+                               capture_output=True, text=True, timeout=60)
+    assert no_region.returncode == 2 and "AWS_REGION is not set" in no_region.stderr
+    assert not target.exists()
+
+
+# --- app-release -------------------------------------------------------------------------------
+
+
+def tiny_wheel(directory: Path) -> Path:
+    """A real, minimal pure-Python wheel, so the venv build runs pip offline as on an instance."""
+    path = directory / "hello_release-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr("hello_release.py", "GREETING = 'hello'\n")
+        info = "hello_release-1.0.dist-info"
+        wheel.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: hello-release\nVersion: 1.0\n")
+        wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(f"{info}/RECORD", "")
+    return path
+
+
+def artifact(tmp_path: Path, release: str, extra: dict[str, bytes] | None = None) -> Path:
+    wheel = tiny_wheel(tmp_path)
+    path = tmp_path / f"{release}.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        members = {"src/manage.py": b"print('manage')\n", f"wheels/{wheel.name}": wheel.read_bytes()} | (extra or {})
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def release_tool(app_root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SYSTEM_PYTHON, str(FILES / "app-release"), *args],
+        env={"PATH": "/usr/bin:/bin", "APP_ROOT": str(app_root)} | env,
+        capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_release_install_activate_and_rollback(tmp_path):
+    root = tmp_path / "srv-app"
+    for release in ("r1", "r2"):
+        done = release_tool(root, "install", release, "--artifact", str(artifact(tmp_path, release)))
+        assert done.returncode == 0, done.stderr
+    assert release_tool(root, "list").stdout.split() == ["r1", "r2"]
+    assert release_tool(root, "activate", "r2").returncode == 0
+    assert os.readlink(root / "current") == "releases/r2"
+    venv_python = root / "current" / "venv" / "bin" / "python"
+    imported = subprocess.run([str(venv_python), "-c", "import hello_release; print(hello_release.GREETING)"],
+                              capture_output=True, text=True)
+    assert imported.stdout.strip() == "hello"
+    assert not (root / "releases" / "r2" / "wheels").exists()
+    assert release_tool(root, "activate", "r1").returncode == 0  # a rollback is one activate
+    assert release_tool(root, "current").stdout.strip() == "r1"
+
+
+def test_ensure_keeps_a_release_a_deploy_activated(tmp_path):
+    root = tmp_path / "srv-app"
+    for release in ("r1", "r2"):
+        release_tool(root, "install", release, "--artifact", str(artifact(tmp_path, release)))
+    release_tool(root, "activate", "r2")
+    kept = release_tool(root, "ensure", APP_RELEASE="r1")
+    assert kept.returncode == 0 and "r2 is active; leaving it (configured: r1)" in kept.stdout
+    assert release_tool(root, "current").stdout.strip() == "r2"
+
+
+def test_release_refuses_bad_input_and_hostile_artifacts(tmp_path):
+    root = tmp_path / "srv-app"
+    unknown = release_tool(root, "activate", "r9")
+    assert unknown.returncode == 1 and "release r9 is not installed; installed: none" in unknown.stderr
+    bad_name = release_tool(root, "install", "../etc", "--artifact", "/dev/null")
+    assert bad_name.returncode == 1 and "invalid release name '../etc'" in bad_name.stderr
+    escape = artifact(tmp_path, "evil", {"../../escaped": b"x"})
+    refused = release_tool(root, "install", "evil", "--artifact", str(escape))
+    assert refused.returncode == 1 and "escapes the release directory" in refused.stderr
+    assert not (tmp_path / "escaped").exists()
+    assert release_tool(root, "list").stdout.split() == []
+    no_bucket = release_tool(root, "ensure", APP_RELEASE="r1")
+    assert no_bucket.returncode == 1 and "ARTIFACT_BUCKET is not set" in no_bucket.stderr

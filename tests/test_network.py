@@ -1,0 +1,33 @@
+"""The network: a new VPC over two AZs with private subnets, or an existing VPC's subnets."""
+
+from __future__ import annotations
+
+from tests.conftest import only
+
+
+def test_new_vpc_spans_two_zones_with_private_subnets_and_nat(prod):
+    assert only(prod, "aws:ec2/vpc:Vpc")["cidrBlock"] == "10.40.0.0/16"
+    subnets = [r.inputs for r in prod.of_type("aws:ec2/subnet:Subnet")]
+    private = [s for s in subnets if s["tags"]["Tier"] == "private"]
+    assert sorted(s["availabilityZone"] for s in private) == ["eu-west-1a", "eu-west-1b"]
+    assert all(s["mapPublicIpOnLaunch"] is False for s in subnets)
+    assert len(prod.of_type("aws:ec2/natGateway:NatGateway")) == 2  # perAz in prod
+    endpoint = only(prod, "aws:ec2/vpcEndpoint:VpcEndpoint")
+    assert (endpoint["serviceName"], endpoint["vpcEndpointType"]) == ("com.amazonaws.eu-west-1.s3", "Gateway")
+    private_tables = [r.inputs for r in prod.of_type("aws:ec2/routeTable:RouteTable") if "private" in r.name]
+    assert all("natGatewayId" in t["routes"][0] and "gatewayId" not in t["routes"][0] for t in private_tables)
+
+
+def test_single_nat_gateway_when_configured(render):
+    assert len(render({"network.natGateways": "single"}).of_type("aws:ec2/natGateway:NatGateway")) == 1
+
+
+def test_existing_vpc_creates_no_network_and_uses_its_subnets(render):
+    stack = render({"network": {"vpcId": "vpc-0123456789abcdef0",
+                                "privateSubnetIds": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]}})
+    for kind in ("vpc:Vpc", "subnet:Subnet", "natGateway:NatGateway", "internetGateway:InternetGateway"):
+        assert stack.of_type(f"aws:ec2/{kind}") == []
+    assert only(stack, "aws:elasticache/subnetGroup:SubnetGroup")["subnetIds"] == [
+        "subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"
+    ]
+    assert {r.inputs["vpcId"] for r in stack.of_type("aws:ec2/securityGroup:SecurityGroup")} == {"vpc-0123456789abcdef0"}

@@ -1,0 +1,31 @@
+"""The README's config reference names every key settings.py accepts, and no other."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from settings import SECTIONS, QueueSettings
+from tools.render_stack import ROOT
+
+
+def documented_keys(section: str) -> set[str]:
+    readme = (ROOT / "README.md").read_text()
+    body = readme.split(f"### `{section}`\n", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([A-Za-z]+)` \|", body, flags=re.M))
+
+
+def model_keys(model: type[msgspec.Struct]) -> set[str]:
+    return {field.encode_name for field in msgspec.structs.fields(model)}
+
+
+def test_every_config_key_is_documented():
+    for section, model in SECTIONS.items():
+        assert documented_keys(section) == model_keys(model), section
+
+
+def test_queue_object_keys_are_documented():
+    readme = (ROOT / "README.md").read_text()
+    for key in model_keys(QueueSettings):
+        assert f"`{key}`" in readme.split("A queue object:", 1)[1].split("\n\n", 1)[0]

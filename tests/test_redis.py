@@ -1,0 +1,85 @@
+"""The broker as the program asks ElastiCache for it (inputs recorded by the mocks)."""
+
+from __future__ import annotations
+
+from tests.conftest import is_secret, named, only
+from tools.render_stack import mock_id
+
+GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+
+
+def test_encrypted_in_transit_and_at_rest(prod):
+    group = only(prod, GROUP)
+    assert group["transitEncryptionEnabled"] is True
+    assert group["transitEncryptionMode"] == "required"
+    assert group["atRestEncryptionEnabled"] is True
+
+
+def test_auth_token_is_the_generated_password_and_stays_secret(prod):
+    group = only(prod, GROUP)
+    assert is_secret(group["authToken"])
+    assert group["authToken"]["value"].startswith("Mock0")  # the mocked RandomPassword result
+    parameter = named(prod, "aws:ssm/parameter:Parameter", "prod-redis-auth-token")
+    assert parameter["type"] == "SecureString"
+    assert parameter["name"] == "/django-stack/prod/redis/auth-token"
+    assert is_secret(parameter["value"])
+
+
+def test_token_follows_elasticache_character_rules(prod):
+    token = named(prod, PASSWORD, "prod-redis-auth-token")
+    assert 16 <= token["length"] <= 128
+    assert token["special"] is False  # letters and digits: nothing to percent-encode in a URL
+
+
+def test_rotating_the_token_is_a_config_change(render):
+    rotated = render({"redis.authTokenVersion": 2, "redis.authTokenUpdateStrategy": "SET"})
+    assert named(rotated, PASSWORD, "prod-redis-auth-token")["keepers"] == {"version": "2"}
+    assert only(rotated, GROUP)["authTokenUpdateStrategy"] == "SET"
+
+
+def test_prod_has_a_replica_with_failover_and_multi_az(prod):
+    group = only(prod, GROUP)
+    assert group["numCacheClusters"] == 2
+    assert group["automaticFailoverEnabled"] is True
+    assert group["multiAzEnabled"] is True
+
+
+def test_single_node_has_no_failover(render):
+    single = only(render({"redis.replicas": 0, "redis.multiAz": False}), GROUP)
+    assert single["numCacheClusters"] == 1
+    assert single["automaticFailoverEnabled"] is False
+    assert single["multiAzEnabled"] is False
+
+
+def test_engine_windows_and_snapshots_come_from_config(prod, render):
+    group = only(prod, GROUP)
+    assert (group["engine"], group["engineVersion"], group["nodeType"]) == ("redis", "7.1", "cache.t4g.small")
+    assert group["snapshotRetentionLimit"] == 7
+    assert group["snapshotWindow"] == "03:00-04:00"
+    assert group["maintenanceWindow"] == "sun:05:00-sun:06:00"
+    changed = only(render({"redis.nodeType": "cache.r7g.large", "redis.snapshotRetentionDays": 1}), GROUP)
+    assert (changed["nodeType"], changed["snapshotRetentionLimit"]) == ("cache.r7g.large", 1)
+
+
+def test_parameter_group_never_evicts_broker_data(prod):
+    params = only(prod, "aws:elasticache/parameterGroup:ParameterGroup")
+    assert params["family"] == "redis7"
+    assert params["parameters"] == [{"name": "maxmemory-policy", "value": "noeviction"}]
+    assert only(prod, GROUP)["parameterGroupName"] == "prod-params"
+
+
+def test_only_private_subnets_and_the_redis_security_group(prod):
+    subnet_group = only(prod, "aws:elasticache/subnetGroup:SubnetGroup")
+    tiers = {mock_id("subnet", r.name): r.inputs["tags"]["Tier"] for r in prod.of_type("aws:ec2/subnet:Subnet")}
+    assert sorted(tiers.values()) == ["private", "private", "public", "public"]
+    assert sorted(tiers[s] for s in subnet_group["subnetIds"]) == ["private", "private"]
+    assert only(prod, GROUP)["securityGroupIds"] == [mock_id("sg", "prod-redis")]
+
+
+def test_slow_log_goes_to_cloudwatch(prod):
+    assert only(prod, GROUP)["logDeliveryConfigurations"] == [
+        {"destination": "prod-slow-log", "destinationType": "cloudwatch-logs", "logFormat": "json", "logType": "slow-log"}
+    ]
+    assert only(prod, "aws:cloudwatch/logGroup:LogGroup")["retentionInDays"] == 14
+

@@ -1,0 +1,36 @@
+"""The offline main job: what a reviewer reads and diffs instead of running `pulumi up`."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from tools.render_stack import main
+
+
+def test_writes_each_instances_user_data_files_and_the_resource_table(tmp_path, capsys):
+    assert main(["--stack", "prod", "--out", str(tmp_path)]) == 0
+    assert "stack prod: 52 resources, 4 instances" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resources.md", "web-0", "web-1", "worker-1", "worker-beat"]
+    beat = tmp_path / "worker-beat"
+    assert (beat / "user-data.yaml").read_text().startswith("#cloud-config\n")
+    assert (beat / "files/etc/systemd/system/celery-beat.service").is_file()
+    assert not (tmp_path / "worker-1/files/etc/systemd/system/celery-beat.service").exists()
+    script = beat / "files/usr/local/sbin/app-fetch-secrets"
+    assert stat.S_IMODE(script.stat().st_mode) == 0o755
+    table = (tmp_path / "resources.md").read_text()
+    assert "| `aws:elasticache/replicationGroup:ReplicationGroup` | `prod-group` |" in table
+    assert '"authToken": "[secret]"' in table and "Mock0" not in table
+
+
+def test_unknown_stack_is_named(capsys):
+    with pytest.raises(SystemExit, match=r"--stack 'qa': no Pulumi.qa.yaml \(stacks: prod"):
+        main(["--stack", "qa"])
+
+
+def test_two_renders_are_byte_identical(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert main(["--out", str(first)]) == 0 and main(["--out", str(second)]) == 0
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files and all((first / f).read_bytes() == (second / f).read_bytes() for f in files)

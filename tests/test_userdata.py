@@ -1,0 +1,141 @@
+"""What lands on a machine, rendered by pure functions: no Pulumi, no AWS."""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import gzip
+
+import pytest
+import yaml
+
+from userdata import render
+from userdata.render import Machine
+
+
+def machine(settings, role="worker", beat=False):
+    return Machine(settings, role, beat, redis_host="master.example.cache.amazonaws.com", redis_port=6379)
+
+
+def unit(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    parser.optionxform = str  # systemd directives are case-sensitive
+    parser.read_string(text)
+    return parser
+
+
+def files_by_path(m: Machine) -> dict[str, render.WrittenFile]:
+    return {f.path: f for f in render.machine_files(m)}
+
+
+def test_each_role_gets_its_units(prod_settings):
+    assert render.units_to_enable(machine(prod_settings, "web")) == [
+        "app-release.service", "app-secrets.service", "gunicorn.service"
+    ]
+    assert render.units_to_enable(machine(prod_settings)) == [
+        "app-release.service", "app-secrets.service", "celery-worker-default.service", "celery-worker-long.service"
+    ]
+    assert render.units_to_enable(machine(prod_settings, beat=True))[-1] == "celery-beat.service"
+    assert "celery-beat.service" not in render.unit_files(machine(prod_settings))
+
+
+def test_user_data_is_cloud_config_built_as_data(prod_settings):
+    document = render.user_data(machine(prod_settings, beat=True))
+    parsed = render.parse_user_data(document)
+    assert list(parsed) == ["groups", "users", "packages", "write_files", "runcmd"]
+    assert parsed["runcmd"] == [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", *render.units_to_enable(machine(prod_settings, beat=True))]]
+    assert parsed["users"][0]["shell"] == "/usr/sbin/nologin" and "ssh_authorized_keys" not in parsed["users"][0]
+    for entry in parsed["write_files"]:
+        assert isinstance(entry["permissions"], str) and entry["permissions"].startswith("0")
+
+
+def test_files_for_the_service_group_are_deferred_until_the_group_exists(prod_settings):
+    for file in render.machine_files(machine(prod_settings, beat=True)):
+        assert file.defer == file.owner.endswith(":app"), file.path
+        if file.path.endswith(".env"):
+            assert file.permissions == "0640"
+
+
+def test_worker_units_outlast_the_hard_time_limit(prod_settings):
+    units = render.unit_files(machine(prod_settings))
+    for queue in prod_settings.worker.queues:
+        service = unit(units[f"celery-worker-{queue.name}.service"])["Service"]
+        assert int(service["TimeoutStopSec"]) > queue.hard_time_limit
+        assert service["KillMode"] == "mixed"
+        assert service["Restart"] == "always"
+        assert service["User"] == "app" and service["WorkingDirectory"] == "/srv/app/current/src"
+        assert "--queues ${CELERY_QUEUE}" in service["ExecStart"]
+
+
+def test_app_units_read_the_plain_env_then_the_secrets(prod_settings):
+    text = render.unit_files(machine(prod_settings, "web"))["gunicorn.service"]
+    env_files = [line.split("=", 1)[1] for line in text.splitlines() if line.startswith("EnvironmentFile=")]
+    assert env_files == ["/etc/app/app.env", "/etc/app/gunicorn.env", "/run/app-secrets/secrets.env"]
+    assert "Requires=app-secrets.service app-release.service" in text
+
+
+@pytest.mark.parametrize("name", ["gunicorn.service", "app-secrets.service", "app-release.service"])
+def test_every_unit_carries_the_sandbox(prod_settings, name):
+    service = unit(render.unit_files(machine(prod_settings, "web"))[name])["Service"]
+    for directive, value in [("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("PrivateTmp", "yes"),
+                             ("CapabilityBoundingSet", ""), ("SystemCallArchitectures", "native")]:
+        assert service[directive] == value, directive
+
+
+def test_beat_keeps_its_schedule_in_a_state_directory(prod_settings):
+    service = unit(render.unit_files(machine(prod_settings, beat=True))["celery-beat.service"])["Service"]
+    assert service["StateDirectory"] == "celery-beat"
+    assert "--schedule /var/lib/celery-beat/schedule" in service["ExecStart"]
+
+
+def test_celery_settings_come_through_the_env_file(prod_settings):
+    env = render.app_env(prod_settings)
+    assert env["CELERY_TASK_ROUTES"] == '{"myapp.tasks.generate_report":{"queue":"long"}}'
+    assert env["CELERY_TASK_SOFT_TIME_LIMIT"] < env["CELERY_TASK_TIME_LIMIT"]
+    assert env["CELERY_VISIBILITY_TIMEOUT"] > max(q.hard_time_limit for q in prod_settings.worker.queues)
+    assert env["DJANGO_SETTINGS_MODULE"] == "proj.settings.production"
+
+
+def test_secret_source_names_parameters_not_values(prod_settings):
+    source = render.secrets_source_env(machine(prod_settings))
+    assert source["AUTH_TOKEN_PARAMETER"] == "/django-stack/prod/redis/auth-token"
+    assert source["RESULT_DB"] == 1  # prod enables the result backend
+    assert "REDIS_CA_FILE" not in source  # ElastiCache chains to the system trust store
+
+
+def test_env_values_quoted_for_systemd_and_shell():
+    assert render.render_env({"A": "plain/value:1", "B": '{"x": 1}', "C": 5}) == "A=plain/value:1\nB='{\"x\": 1}'\nC=5\n"
+    with pytest.raises(ValueError, match="B: value contains a quote"):
+        render.render_env({"B": "it's"})
+
+
+def test_compressed_user_data_is_deterministic_and_fits_ec2(prod_settings):
+    m = machine(prod_settings, beat=True)
+    first, second = render.user_data_base64(m), render.user_data_base64(m)
+    assert first == second
+    assert len(base64.b64decode(first)) < render.USER_DATA_LIMIT < len(render.user_data(m))
+    assert render.decode_user_data(first) == render.user_data(m)
+    assert gzip.decompress(base64.b64decode(first)).startswith(b"#cloud-config\n")
+
+
+def test_user_data_over_the_ec2_limit_is_a_clear_error(prod_settings, monkeypatch):
+    monkeypatch.setattr(render, "USER_DATA_LIMIT", 1000)
+    with pytest.raises(ValueError, match=r"worker user-data is \d+ bytes compressed; EC2 allows 1000"):
+        render.user_data_base64(machine(prod_settings))
+
+
+def test_reading_back_a_document(prod_settings):
+    document = render.user_data(machine(prod_settings, "web"))
+    assert render.enabled_units(document) == render.units_to_enable(machine(prod_settings, "web"))
+    assert [f.path for f in render.written_files(document)] == [f.path for f in render.machine_files(machine(prod_settings, "web"))]
+    with pytest.raises(ValueError, match="does not start with '#cloud-config'"):
+        render.parse_user_data(yaml.safe_dump({"runcmd": []}))
+
+
+def test_templates_refuse_a_placeholder_without_a_value_and_keep_systemd_syntax():
+    template = render._UnitTemplate("ExecStart=x ${CELERY_QUEUE}@%H $MAINPID {{ user }}\n")
+    assert template.substitute(user="app") == "ExecStart=x ${CELERY_QUEUE}@%H $MAINPID app\n"
+    with pytest.raises(KeyError, match="user"):
+        template.substitute()
+    with pytest.raises(ValueError, match="Invalid placeholder"):
+        render._UnitTemplate("{{ Not-A-Name }}").substitute()
