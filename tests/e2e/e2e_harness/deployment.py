@@ -73,11 +73,11 @@ class Deployment:
 
     @classmethod
     def create(cls, *, worker_count: int = 2, web_count: int = 1, queues: list | None = None,
-               visibility_timeout: int = 12, base: Path | None = None) -> Deployment:
+               visibility_timeout: int = 12, plain_port: int | None = None) -> Deployment:
         from tools.render_stack import render_stack
         from userdata.render import enabled_units, written_files
 
-        base = base or make_base()
+        base = make_base()
         pki_dir = base / "pki"
         ca = make_ca(pki_dir, "stack")
         host = loopback_address(0)
@@ -86,7 +86,7 @@ class Deployment:
             path.chmod(0o600 if path.suffix == ".key" else 0o644)
         pki_dir.chmod(0o755)
         token = secrets.token_hex(24)
-        redis_server = RedisServer(host, token, cert, base / "redis")
+        redis_server = RedisServer(host, token, cert, base / "redis", plain_port)
         redis_server.start()
 
         web_port = free_port()
@@ -143,7 +143,8 @@ class Deployment:
     def boot(self) -> None:
         for machine in self.machines.values():
             machine.boot()
-        self.wait_for_web()
+        if self.by_role("web"):
+            self.wait_for_web()
         self.wait_for_workers(self.worker_names())
 
     def close(self) -> None:
@@ -166,6 +167,11 @@ class Deployment:
         return self.by_role("web")[0]
 
     @property
+    def operator(self) -> Machine:
+        """Where one-off commands run: the web machine, or a worker in a stack without web."""
+        return (self.by_role("web") or self.by_role("worker"))[0]
+
+    @property
     def beat_machine(self) -> Machine:
         (name,) = [i.tags["Name"] for i in self.render.instances if i.tags.get("celery-beat") == "true"]
         return self.machines[name]
@@ -183,13 +189,16 @@ class Deployment:
         unit = next(u for u in machine.units if u.startswith("celery-") or u == "gunicorn.service")
         return run_like(machine, unit, [CELERY, "--app", "proj", *args], extra_env, timeout)
 
-    def django(self, code: str, extra_env: dict[str, str] | None = None,
-               timeout: float = 120) -> subprocess.CompletedProcess:
-        """`manage.py shell -c CODE` on the web machine, with gunicorn's environment."""
-        return run_like(self.web, "gunicorn.service", [PYTHON, "manage.py", "shell", "-c", code], extra_env, timeout)
+    def django(self, code: str, extra_env: dict[str, str] | None = None, timeout: float = 120,
+               machine: Machine | None = None) -> subprocess.CompletedProcess:
+        """`manage.py shell -c CODE` with the environment of the machine's first app unit (the
+        web machine's gunicorn unless another machine is given)."""
+        machine = machine or self.operator
+        unit = next(u for u in machine.units if u.startswith("celery-worker-") or u == "gunicorn.service")
+        return run_like(machine, unit, [PYTHON, "manage.py", "shell", "-c", code], extra_env, timeout)
 
     def ping_workers(self, timeout: float = 10) -> set[str]:
-        result = self.celery(self.web, "inspect", "ping", "--json", "--timeout", str(timeout))
+        result = self.celery(self.operator, "inspect", "ping", "--json", "--timeout", str(timeout))
         if result.returncode != 0:
             return set()
         return set(json.loads(result.stdout.strip().splitlines()[-1]))
@@ -236,7 +245,8 @@ class Deployment:
             for unit in machine.units:
                 if machine.service(unit).type != "oneshot" and unit not in machine.processes:
                     machine.start(unit)
-        self.wait_for_web()
+        if self.by_role("web"):
+            self.wait_for_web()
         self.wait_for_workers(self.worker_names())
 
 

@@ -196,16 +196,18 @@ class Machine:
             if code != 0 and not command.ignore_failure:
                 raise RuntimeError(f"{unit} on {self.hostname}: {' '.join(command.argv)} exited {code}\n{self.log(unit)[-3000:]}")
 
-    def start(self, unit: str, extra_env: dict[str, str] | None = None, as_name: str | None = None) -> subprocess.Popen:
-        """Starts a long-running unit. extra_env and as_name exist for the refusal tests only,
-        which start a second copy of a unit with a deliberately broken secret."""
+    def start(self, unit: str, extra_env: dict[str, str] | None = None, as_name: str | None = None,
+              argv: list[str] | None = None) -> subprocess.Popen:
+        """Starts a long-running unit. extra_env, as_name and argv exist for the refusal tests and
+        the benchmarks only: a second copy of a unit with a broken secret, or the naive layout's
+        worker with the unit's user, directory and environment but its own command line."""
         service = self.service(unit)
         if service.type == "oneshot":
             raise ValueError(f"{unit} is a oneshot; use run_oneshot")
         self._prepare_directories(service)
         env = self.environment(service) | (extra_env or {})
         (command_line,) = service.all("ExecStart")
-        command = parse_command(command_line, env)
+        command = Command(tuple(argv)) if argv else parse_command(command_line, env)
         process = self._popen(self._spec(service, command, env, 0), self.log_path(as_name or unit))
         self.processes[as_name or unit] = process
         return process
