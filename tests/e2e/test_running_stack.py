@@ -28,6 +28,12 @@ def test_healthz_answers_through_gunicorn_after_pinging_the_broker(running: Depl
     assert json.loads(body) == {"status": "ok", "release": running.release}
 
 
+def test_gunicorn_starts_without_errors(running: Deployment) -> None:
+    log = running.web.log("gunicorn.service")
+    assert "Booting worker" in log
+    assert "[ERROR]" not in log, log[-3000:]
+
+
 def test_healthcheck_enqueued_from_django_runs_and_returns_its_result(running: Deployment) -> None:
     # Out over TLS + AUTH to the broker, run by a worker, result back through the result backend.
     result = running.django("from myapp.tasks import healthcheck_task; print(healthcheck_task.delay().get(timeout=30))")

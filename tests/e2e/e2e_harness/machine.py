@@ -4,7 +4,8 @@ of the test run, and each of its units run as systemd would run it (see units.py
 Production paths are bind-mounted per process (`unshare --mount`), so every unit runs with the
 exact paths its file names:
   /srv/app             shared by all machines of a run (one release install)
-  /etc/app, /run/app-secrets, /var/lib/celery-beat, /usr/local/sbin, /etc/systemd/system
+  /etc/app, /run/app-secrets, /run/gunicorn, /var/lib/celery-beat, /usr/local/sbin,
+  /etc/systemd/system
                        per machine
   /etc/passwd, /etc/group   the host's plus the `app` system user cloud-init would create
 What is not emulated: the units' sandboxing directives (ProtectSystem=, SystemCallFilter=, ...),
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -29,6 +31,7 @@ APP_UID = APP_GID = 64123
 MACHINE_DIRS = {
     "/etc/app": "etc-app",
     "/run/app-secrets": "run-app-secrets",
+    "/run/gunicorn": "run-gunicorn",
     "/var/lib/celery-beat": "var-lib-celery-beat",
     "/usr/local/sbin": "usr-local-sbin",
     "/etc/systemd/system": "units",  # so `systemd-analyze verify` sees this machine's units only
@@ -130,6 +133,8 @@ class Machine:
             env["RUNTIME_DIRECTORY"] = f"/run/{service.get('RuntimeDirectory')}"
         if service.get("StateDirectory"):
             env["STATE_DIRECTORY"] = f"/var/lib/{service.get('StateDirectory')}"
+        for assignments in service.all("Environment"):  # before the files, which override it
+            env |= dict(word.split("=", 1) for word in shlex.split(assignments))
         for path, optional in service.environment_files:
             host = self.host_path(path)
             if not host.exists():
