@@ -12,6 +12,7 @@ from collections.abc import Callable
 import rules
 from pulumi_policy import (
     EnforcementLevel,
+    Policy,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -36,8 +37,8 @@ def _single_beat(args: StackValidationArgs, report_violation: ReportViolation) -
         report_violation(message, None)
 
 
-def policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
-    found: list[ResourceValidationPolicy | StackValidationPolicy] = [
+def policies() -> list[Policy]:
+    found: list[Policy] = [
         ResourceValidationPolicy(
             name=policy.name,
             description=policy.description,
