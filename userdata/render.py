@@ -177,8 +177,7 @@ class _UnitTemplate(Template):
     """`{{ name }}` placeholders: systemd's own `${VAR}`, `$MAINPID` and `%i` pass through
     untouched, and a placeholder without a value raises instead of rendering empty."""
 
-    # A str here is right: Template's __init_subclass__ compiles it; typeshed types the compiled form.
-    pattern = r"""\{\{(?:\s*(?P<named>[a-z_]+)\s*\}\}|(?P<braced>(?!))|(?P<escaped>(?!))|(?P<invalid>))"""  # type: ignore[assignment]
+    pattern = r"""\{\{(?:\s*(?P<named>[a-z_]+)\s*\}\}|(?P<braced>(?!))|(?P<escaped>(?!))|(?P<invalid>))"""  # type: ignore[assignment]  # Template compiles it
 
 
 @cache
