@@ -106,7 +106,9 @@ GROUP = "prod-group"
         ("authToken", "", "authToken"),
     ],
 )
-def test_elasticache_without_encryption_or_auth_violates(prod: StackRender, path: str, value: Any, complaint: str) -> None:
+def test_elasticache_without_encryption_or_auth_violates(
+    prod: StackRender, path: str, value: Any, complaint: str
+) -> None:
     group = set_path(inputs_of(prod, GROUP), path, value)
     problems = rules.elasticache_encrypted_with_auth(rules.REPLICATION_GROUP, group)
     assert len(problems) == 1 and complaint in problems[0]
@@ -174,14 +176,19 @@ def legacy_rule(**fields: Any) -> Props:
 @pytest.mark.parametrize(
     ("resource_type", "make"),
     [
-        (rules.SECURITY_GROUP, lambda p: inline_group(p, {"protocol": "tcp", "fromPort": 6379.0, "toPort": 6379.0,
-                                                          "cidrBlocks": ["10.0.0.0/8"]})),
+        (
+            rules.SECURITY_GROUP,
+            lambda p: inline_group(
+                p, {"protocol": "tcp", "fromPort": 6379.0, "toPort": 6379.0, "cidrBlocks": ["10.0.0.0/8"]}
+            ),
+        ),
         (rules.SECURITY_GROUP_RULE, lambda p: legacy_rule(fromPort=6000.0, toPort=7000.0, cidrBlocks=["10.0.0.0/8"])),
     ],
     ids=["inline-rule", "aws.ec2.SecurityGroupRule"],
 )
-def test_redis_from_cidr_in_the_other_rule_forms_violates(prod: StackRender, resource_type: str,
-                                                          make: Callable[[StackRender], Props]) -> None:
+def test_redis_from_cidr_in_the_other_rule_forms_violates(
+    prod: StackRender, resource_type: str, make: Callable[[StackRender], Props]
+) -> None:
     assert rules.no_redis_ingress_from_cidr(resource_type, make(prod))
 
 
@@ -289,7 +296,9 @@ def test_user_data_of_the_program_verifies_redis_tls(prod: StackRender, name: st
     assert rules.user_data_verifies_redis_tls(rules.INSTANCE, instance) == []
 
 
-@pytest.mark.parametrize("replacement", ["", "?ssl_cert_reqs=none", "?ssl_cert_reqs=optional", "?ssl_cert_reqs=CERT_NONE"])
+@pytest.mark.parametrize(
+    "replacement", ["", "?ssl_cert_reqs=none", "?ssl_cert_reqs=optional", "?ssl_cert_reqs=CERT_NONE"]
+)
 def test_rediss_url_without_certificate_verification_violates(prod: StackRender, replacement: str) -> None:
     instance = with_user_data(
         inputs_of(prod, "prod-worker-beat"), lambda doc: doc.replace("?ssl_cert_reqs=required", replacement)
@@ -364,7 +373,11 @@ def rules_reveal_secrets(value: Any) -> Any:
 
 
 def test_unknown_user_data_is_left_for_the_update_while_known_fields_are_judged(prod: StackRender) -> None:
-    instance = {**inputs_of(prod, "prod-web-0"), "userDataBase64": UNKNOWN_STRING_VALUE, "associatePublicIpAddress": True}
+    instance = {
+        **inputs_of(prod, "prod-web-0"),
+        "userDataBase64": UNKNOWN_STRING_VALUE,
+        "associatePublicIpAddress": True,
+    }
     view = engine_view(instance)
     assert rules.user_data_verifies_redis_tls(rules.INSTANCE, view) == []
     problems = rules.instance_hardened(rules.INSTANCE, view)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Lint and types (docs/guardrails.md): ruff format and lint, strict mypy on components/ and the
+# policy pack, actionlint on the GitHub workflows, shellcheck on the shell scripts. Runs every
+# check, prints what failed, exits non-zero if any did. Needs `bash scripts/setup.sh` first;
+# `bash scripts/test.sh` runs it through tests/guardrails/test_lint.py.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+bin=.venv/bin
+
+failed=()
+check() {
+  echo "lint: $*"
+  "$@" || failed+=("$*")
+}
+
+check "$bin/ruff" format --check .
+check "$bin/ruff" check --no-fix .
+check "$bin/mypy"
+# The pack's modules import each other by bare name (the CLI runs `python policy/`).
+check "$bin/mypy" --strict policy/rules.py policy/pack.py policy/__main__.py
+check "$bin/actionlint" -no-color -oneline
+mapfile -t shell_scripts < <(find scripts .ci -type f \( -name '*.sh' -o -name run \) | sort)
+check shellcheck "${shell_scripts[@]}"
+
+if ((${#failed[@]})); then
+  printf 'lint: FAILED: %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+echo "lint: all checks passed"
