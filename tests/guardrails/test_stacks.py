@@ -8,7 +8,9 @@ import pytest
 import rules
 import yaml
 
-from tools.render_stack import ROOT, StackRender, available_stacks, render_stack
+from tools import check_policies
+from tools.check_policies import violations
+from tools.render_stack import ROOT, RecordedResource, StackRender, available_stacks, render_stack
 
 # What staging may change: sizes and counts. Anything else (security, app, schedules) is prod's.
 SIZE_AND_COUNT_KEYS = {
@@ -42,16 +44,6 @@ def flat_config(stack: str) -> dict[str, Any]:
     return flat
 
 
-def policy_violations(render: StackRender) -> list[str]:
-    found = [
-        f"{resource.name}: {policy.name}: {message}"
-        for resource in render.resources
-        for policy in rules.RESOURCE_POLICIES
-        for message in policy.check(resource.type_, resource.inputs)
-    ]
-    return found + rules.single_beat([(r.type_, r.name, r.inputs) for r in render.resources])
-
-
 def replication_group(render: StackRender) -> dict[str, Any]:
     (group,) = render.of_type(rules.REPLICATION_GROUP)
     return group.inputs
@@ -65,7 +57,7 @@ def test_there_is_a_staging_stack_next_to_prod() -> None:
 def test_stack_renders_and_passes_every_policy(stack: str) -> None:
     render = render_stack(stack)
     assert render.instances, f"{stack} has no instances"
-    assert policy_violations(render) == []
+    assert violations(render) == []
 
 
 def test_staging_differs_from_prod_only_in_sizes_and_counts() -> None:
@@ -88,3 +80,23 @@ def test_prod_runs_redis_with_a_replica_in_multi_az(prod: StackRender) -> None:
     assert group["numCacheClusters"] >= 2
     assert group["multiAzEnabled"] is True
     assert group["automaticFailoverEnabled"] is True
+
+
+def test_offline_check_passes_every_stack(capsys: pytest.CaptureFixture[str]) -> None:
+    assert check_policies.main([]) == 0
+    out = capsys.readouterr().out
+    assert all(f"stack {stack}: " in out for stack in available_stacks()) and "0 violations" in out
+
+
+def test_offline_check_fails_on_a_violation(
+    prod: StackRender, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def public(resource: RecordedResource) -> RecordedResource:
+        if resource.type_ != rules.INSTANCE:
+            return resource
+        return RecordedResource(resource.type_, resource.name, {**resource.inputs, "associatePublicIpAddress": True})
+
+    exposed = StackRender(prod.stack, prod.instances, [public(r) for r in prod.resources])
+    monkeypatch.setattr(check_policies, "render_stack", lambda stack: exposed)
+    assert check_policies.main(["--stack", "prod"]) == 1
+    assert "prod-web-0: instance-hardened: associatePublicIpAddress" in capsys.readouterr().out
