@@ -3,9 +3,18 @@
 # policy pack, actionlint on the GitHub workflows, shellcheck on the shell scripts. Runs every
 # check, prints what failed, exits non-zero if any did. Needs `bash scripts/setup.sh` first;
 # `bash scripts/test.sh` runs it through tests/guardrails/test_lint.py.
+#   bash scripts/lint.sh --fix   formats and applies ruff's safe fixes first, then checks
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 bin=.venv/bin
+
+if [[ ${1:-} == --fix ]]; then
+  "$bin/ruff" format .
+  "$bin/ruff" check --fix --quiet . || true
+elif (($#)); then
+  echo "lint.sh: unknown argument '$1'; allowed: --fix" >&2
+  exit 2
+fi
 
 failed=()
 check() {

@@ -19,7 +19,8 @@ def run(*command: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[s
 
 def test_lint_script_passes() -> None:
     result = run("bash", ROOT / "scripts" / "lint.sh")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    hint = "\nformatting and safe fixes: bash scripts/lint.sh --fix"
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:] + hint
 
 
 def test_ruff_rejects_an_unused_import(tmp_path: Path) -> None:
