@@ -36,6 +36,8 @@ from pulumi_policy.proxy import (
 )
 
 INSTANCE: Final = "aws:ec2/instance:Instance"
+ELASTIC_IP: Final = "aws:ec2/eip:Eip"
+ELASTIC_IP_ASSOCIATION: Final = "aws:ec2/eipAssociation:EipAssociation"
 REPLICATION_GROUP: Final = "aws:elasticache/replicationGroup:ReplicationGroup"
 CACHE_CLUSTER: Final = "aws:elasticache/cluster:Cluster"
 SECURITY_GROUP: Final = "aws:ec2/securityGroup:SecurityGroup"
@@ -292,6 +294,8 @@ def no_world_ingress_outside_web(resource_type: str, props: Mapping[str, Any]) -
 
 def instance_hardened(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     """IMDSv2 only, no public IP, no key pair, an encrypted root volume."""
+    if resource_type in (ELASTIC_IP, ELASTIC_IP_ASSOCIATION):
+        return _elastic_ip_on_an_instance(resource_type, props)
     if resource_type != INSTANCE:
         return []
     problems = []
@@ -301,14 +305,27 @@ def instance_hardened(resource_type: str, props: Mapping[str, Any]) -> list[str]
             f"metadataOptions.httpTokens is {tokens!r}: IMDSv2 must be required "
             "(IMDSv1 hands the instance role's credentials to any SSRF)"
         )
-    if field(props, "associatePublicIpAddress") is True:
-        problems.append("associatePublicIpAddress is true: instances live in private subnets with no public IP")
+    # Left out, the subnet's mapPublicIpOnLaunch decides: only an explicit false is known safe.
+    if field(props, "associatePublicIpAddress") not in (False, UNKNOWN):
+        problems.append(
+            f"associatePublicIpAddress is {field(props, 'associatePublicIpAddress')!r}: set it to false "
+            "(instances live in private subnets with no public IP)"
+        )
     # An unknown keyName still names a key pair: one the stack creates in the same update.
     if _is_set(field(props, "keyName")):
         problems.append(f"keyName {field(props, 'keyName')!r}: no key pairs (SSM Session Manager instead of SSH)")
     if field(props, "rootBlockDevice", "encrypted") not in (True, UNKNOWN):
         problems.append("rootBlockDevice.encrypted must be true (an explicit encrypted root volume)")
     return problems
+
+
+def _elastic_ip_on_an_instance(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    # An Elastic IP gives an instance a public IP whatever the instance says; NAT gateways take
+    # theirs by allocation id, which is not judged here.
+    target = field(props, "instance") if resource_type == ELASTIC_IP else field(props, "instanceId")
+    if not _is_set(target):
+        return []
+    return [f"an Elastic IP attached to instance {target!r}: instances have no public IP"]
 
 
 # --- user-data -----------------------------------------------------------------------------------
@@ -432,7 +449,7 @@ RESOURCE_POLICIES: Final = (
     ),
     ResourcePolicy(
         "instance-hardened",
-        "EC2 instances: IMDSv2 required, no public IP, no key pair, encrypted root volume.",
+        "EC2 instances: IMDSv2 required, no public IP (nor an Elastic IP), no key pair, encrypted root volume.",
         instance_hardened,
     ),
     ResourcePolicy(

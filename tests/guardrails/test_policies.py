@@ -27,8 +27,8 @@ from userdata.render import decode_user_data
 Props = dict[str, Any]
 
 
-def inputs_of(render: StackRender, name: str) -> Props:
-    found = [r for r in render.resources if r.name == name]
+def inputs_of(render: StackRender, name: str, resource_type: str | None = None) -> Props:
+    found = [r for r in render.resources if r.name == name and resource_type in (None, r.type_)]
     assert len(found) == 1, f"no single resource named {name}"
     return copy.deepcopy(found[0].inputs)
 
@@ -269,6 +269,7 @@ def test_instances_of_the_program_are_hardened(prod: StackRender, name: str) -> 
         ("metadataOptions.httpTokens", "optional", "IMDSv2"),
         ("metadataOptions", None, "IMDSv2"),
         ("associatePublicIpAddress", True, "public IP"),
+        ("associatePublicIpAddress", None, "public IP"),
         ("keyName", "deployer", "key pair"),
         ("rootBlockDevice.encrypted", False, "encrypted"),
         ("rootBlockDevice", None, "encrypted"),
@@ -278,6 +279,15 @@ def test_instance_without_hardening_violates(prod: StackRender, path: str, value
     instance = set_path(inputs_of(prod, "prod-web-0"), path, value)
     problems = rules.instance_hardened(rules.INSTANCE, instance)
     assert len(problems) == 1 and complaint in problems[0]
+
+
+def test_elastic_ip_of_a_nat_gateway_passes_and_one_on_an_instance_violates(prod: StackRender) -> None:
+    nat_address = inputs_of(prod, "prod-nat-0", rules.ELASTIC_IP)
+    assert rules.instance_hardened(rules.ELASTIC_IP, nat_address) == []
+    problems = rules.instance_hardened(rules.ELASTIC_IP, {**nat_address, "instance": "i-0a1b2c3d4e5f67890"})
+    assert len(problems) == 1 and "Elastic IP" in problems[0]
+    association = {"allocationId": "eipalloc-0a1b2c3d4e5f67890", "instanceId": "i-0a1b2c3d4e5f67890"}
+    assert rules.instance_hardened(rules.ELASTIC_IP_ASSOCIATION, association)
 
 
 def test_instance_with_metadata_disabled_has_no_imdsv1(prod: StackRender) -> None:
