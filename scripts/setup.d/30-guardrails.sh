@@ -5,5 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-bash scripts/apt-install.sh shellcheck
+# jq and git: the workflow tests run the stack-listing step and lint copies of .github/ as git projects
+bash scripts/apt-install.sh shellcheck jq git
 .venv/bin/pip install -q --disable-pip-version-check -r requirements-lint.txt -r policy/requirements.txt
