@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 import rules
+import yaml
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
@@ -23,6 +24,14 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 from tools.render_stack import ROOT, RecordedResource, StackRender
 
 MANDATORY = analyzer_pb2.MANDATORY
+
+
+def test_the_pack_runs_from_the_repository_virtualenv() -> None:
+    project = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())
+    assert project["runtime"]["name"] == "python"
+    virtualenv = (ROOT / "policy" / project["runtime"]["options"]["virtualenv"]).resolve()
+    assert virtualenv == (ROOT / ".venv").resolve()
+    assert (virtualenv / "bin" / "python").exists()
 
 
 @pytest.fixture(scope="module")
