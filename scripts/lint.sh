@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lint and types (docs/guardrails.md): ruff format and lint, strict mypy on components/ and the
-# policy pack, actionlint on the GitHub workflows, shellcheck on the shell scripts. Runs every
+# policy pack, actionlint and zizmor on the GitHub workflows, shellcheck on the shell scripts. Runs every
 # check, prints what failed, exits non-zero if any did. Needs `bash scripts/setup.sh` first;
 # `bash scripts/test.sh` runs it through tests/guardrails/test_lint.py.
 #   bash scripts/lint.sh --fix   formats and applies ruff's safe fixes first, then checks
@@ -28,6 +28,7 @@ check "$bin/mypy"
 # The pack's modules import each other by bare name (the CLI runs `python policy/`).
 check "$bin/mypy" --strict policy/rules.py policy/pack.py policy/__main__.py
 check "$bin/actionlint" -no-color -oneline
+check "$bin/zizmor" --offline --no-progress --quiet .github/
 mapfile -t shell_scripts < <(find scripts .ci -type f \( -name '*.sh' -o -name run \) | sort)
 check shellcheck "${shell_scripts[@]}"
 

@@ -1,4 +1,4 @@
-"""The GitHub workflows, checked by actionlint (installed by scripts/setup.d/30-guardrails.sh).
+"""The GitHub workflows, checked by actionlint and zizmor (installed by scripts/setup.d/30-guardrails.sh).
 
 actionlint checks syntax, expressions, job graphs, permissions, the inputs of the local composite
 action and, through shellcheck, every `run:` script. Its database of popular actions knows
@@ -22,6 +22,7 @@ import yaml
 from tools.render_stack import ROOT, available_stacks
 
 ACTIONLINT = ROOT / ".venv" / "bin" / "actionlint"
+ZIZMOR = ROOT / ".venv" / "bin" / "zizmor"
 WORKFLOWS = ROOT / ".github" / "workflows"
 PINNED = re.compile(
     r"uses: (?P<action>[\w.-]+/[\w./-]+)@(?P<sha>[0-9a-f]{40}) # (?P<version>v\d+)\.\d+\.\d+$", re.MULTILINE
@@ -33,6 +34,17 @@ def actionlint(project: Path) -> subprocess.CompletedProcess[str]:
     assert shutil.which("shellcheck"), "shellcheck missing: run bash scripts/setup.sh"
     return subprocess.run(
         [str(ACTIONLINT), "-no-color", "-oneline"], cwd=project, capture_output=True, text=True, timeout=120
+    )
+
+
+def zizmor(project: Path) -> subprocess.CompletedProcess[str]:
+    assert ZIZMOR.exists(), "zizmor missing: run bash scripts/setup.sh"
+    return subprocess.run(
+        [str(ZIZMOR), "--offline", "--no-progress", "--format", "plain", ".github/"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -114,6 +126,34 @@ def test_a_broken_workflow_fails_actionlint(tmp_path: Path, breakage: str) -> No
     result = actionlint(project)
     assert result.returncode == 1, result.stdout + result.stderr  # 1: problems found (3 would be a crash)
     assert re.search(rf"\[{rule}\]|{rule}", result.stdout), result.stdout
+
+
+def test_every_workflow_passes_zizmor() -> None:
+    result = zizmor(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+ZIZMOR_BREAKAGES = {
+    # pull_request_target runs with the base repository's secrets on a fork's code
+    "dangerous-triggers": ("pull-request.yml", "\n  pull_request:\n", "\n  pull_request_target:\n"),
+    "excessive-permissions": ("deploy.yml", "permissions:\n  contents: read\n", "permissions: write-all\n"),
+    "unpinned-uses": (
+        "tests.yml",
+        "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1",
+        "actions/checkout@main",
+    ),
+}
+
+
+@pytest.mark.parametrize("audit", sorted(ZIZMOR_BREAKAGES))
+def test_an_insecure_workflow_fails_zizmor(tmp_path: Path, audit: str) -> None:
+    name, original, insecure = ZIZMOR_BREAKAGES[audit]
+    project = copy_of_github_dir(tmp_path)
+    path = project / ".github" / "workflows" / name
+    assert original in path.read_text(), f"{original!r} is not in {name} any more: update this test"
+    path.write_text(path.read_text().replace(original, insecure, 1))
+    result = zizmor(project)
+    assert result.returncode != 0 and f"[{audit}]" in result.stdout, result.stdout + result.stderr
 
 
 def test_preview_matrix_lists_every_stack_file(tmp_path: Path) -> None:
