@@ -29,7 +29,11 @@ check "$bin/mypy"
 check "$bin/mypy" --strict policy/rules.py policy/pack.py policy/__main__.py
 check "$bin/actionlint" -no-color -oneline
 check "$bin/zizmor" --offline --no-progress --quiet .github/
-mapfile -t shell_scripts < <(find scripts .ci -type f \( -name '*.sh' -o -name run \) | sort)
+mapfile -t shell_scripts < <(
+  find . \( -path ./.venv -o -path ./.git -o -path ./build -o -path ./out -o -name node_modules \) -prune \
+    -o -type f -name '*.sh' -print | sort
+)
+shell_scripts+=(.ci/run)
 check shellcheck "${shell_scripts[@]}"
 
 if ((${#failed[@]})); then
