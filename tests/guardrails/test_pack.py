@@ -21,7 +21,7 @@ from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
-from tools.render_stack import ROOT, RecordedResource, StackRender
+from tools.render_stack import ROOT, SECRET_SIG_KEY, RecordedResource, StackRender
 
 MANDATORY = analyzer_pb2.MANDATORY
 
@@ -107,7 +107,7 @@ def test_a_secret_auth_token_arrives_and_satisfies_the_policy(
     analyzer: analyzer_pb2_grpc.AnalyzerStub, prod: StackRender
 ) -> None:
     group = resource(prod, "prod-group")
-    assert rules._SECRET_SIG_KEY in group.inputs["authToken"], "the token travels as a secret"
+    assert SECRET_SIG_KEY in group.inputs["authToken"], "the token travels as a secret"
     assert analyze(analyzer, group.type_, group.name, group.inputs) == []
     without = {k: v for k, v in group.inputs.items() if k != "authToken"}
     (diagnostic,) = analyze(analyzer, group.type_, group.name, without)

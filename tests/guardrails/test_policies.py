@@ -21,7 +21,7 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from components.fleet import BEAT_TAG
 from components.security import REDIS_PORT
-from tools.render_stack import StackRender
+from tools.render_stack import SECRET_SIG, SECRET_SIG_KEY, StackRender
 from userdata.render import decode_user_data
 
 Props = dict[str, Any]
@@ -87,6 +87,7 @@ def test_the_pack_judges_the_resource_types_the_program_creates(prod: StackRende
 def test_policy_constants_match_the_program() -> None:
     assert rules.BEAT_TAG == BEAT_TAG
     assert rules.REDIS_PORT == REDIS_PORT
+    assert (rules._SECRET_SIG_KEY, rules._SECRET_SIG) == (SECRET_SIG_KEY, SECRET_SIG)
 
 
 # --- ElastiCache ---------------------------------------------------------------------------------
@@ -374,7 +375,7 @@ def engine_view(props: Props) -> Mapping[str, Any]:
 
 def rules_reveal_secrets(value: Any) -> Any:
     if isinstance(value, dict):
-        if rules._SECRET_SIG_KEY in value:
+        if SECRET_SIG_KEY in value:
             return rules_reveal_secrets(value["value"])
         return {k: rules_reveal_secrets(v) for k, v in value.items()}
     if isinstance(value, list):
