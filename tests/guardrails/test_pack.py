@@ -9,6 +9,7 @@ violation comes back as a mandatory diagnostic, a stack-level violation is repor
 from __future__ import annotations
 
 import copy
+import select
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -46,6 +47,8 @@ def analyzer() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
     )
     try:
         assert pack.stdout is not None
+        ready, _, _ = select.select([pack.stdout], [], [], 60)
+        assert ready, "the pack printed no port within 60 s"
         port = pack.stdout.readline().strip()
         assert port.isdigit(), f"the pack did not print its port: {port!r} {pack.stderr.read() if pack.stderr else ''}"
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
