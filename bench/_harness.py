@@ -1,4 +1,5 @@
 """Lets the benchmarks use the end-to-end harness (tests/e2e/e2e_harness) and the program."""
+
 import sys
 from pathlib import Path
 

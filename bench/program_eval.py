@@ -6,6 +6,7 @@ medians reported.
 
     .venv/bin/python bench/program_eval.py
 """
+
 from __future__ import annotations
 
 import re
@@ -54,9 +55,13 @@ def main() -> int:
             times["floor"].append(wall_time(floor_args))
     render, floor = statistics.median(times["render"]), statistics.median(times["floor"])
     print(f"program evaluation: {RUNS} alternating runs each, whole-process wall time")
-    print(f"  floor  (import pulumi, pulumi_aws, pulumi_random + pulumi_aws.{{{', '.join(modules)}}}): "
-          f"median {floor:.2f} s  (min {min(times['floor']):.2f})")
-    print(f"  render (python -m tools.render_stack --stack prod): median {render:.2f} s  (min {min(times['render']):.2f})")
+    print(
+        f"  floor  (import pulumi, pulumi_aws, pulumi_random + pulumi_aws.{{{', '.join(modules)}}}): "
+        f"median {floor:.2f} s  (min {min(times['floor']):.2f})"
+    )
+    print(
+        f"  render (python -m tools.render_stack --stack prod): median {render:.2f} s  (min {min(times['render']):.2f})"
+    )
     print(f"headline: render / floor = {render / floor:.2f}x (target <= 1.3x)")
     return 0
 

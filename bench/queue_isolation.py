@@ -10,15 +10,14 @@ Latency = first start of the task (its ledger entry) minus the moment it was sen
 
     .venv/bin/python bench/queue_isolation.py
 """
+
 from __future__ import annotations
 
 import json
 import statistics
 import sys
-import time
 
 import _harness  # noqa: F401
-
 from e2e_harness.deployment import CELERY, Deployment, wait_until
 
 LONG_TASKS, LONG_SECONDS = 12, 2.0
@@ -59,7 +58,7 @@ def latencies(stack: Deployment, tag: str, extra_env: dict[str, str]) -> list[fl
 
 
 def percentile(values: list[float], fraction: float) -> float:
-    return values[min(len(values) - 1, int(round(fraction * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(fraction * (len(values) - 1)))]
 
 
 def main() -> int:
@@ -77,20 +76,40 @@ def main() -> int:
             machine.kill(unit)
         stack.redis.client(0).delete("long", "default")  # what ours left queued
         naive_env = {"CELERY_TASK_ROUTES": "{}"}
-        argv = [CELERY, "--app", "proj", "worker", "--queues", "default", "--hostname", f"naive@{machine.hostname}",
-                "--concurrency", str(total), "--prefetch-multiplier", str(NAIVE_PREFETCH), "--loglevel", "INFO"]
+        argv = [
+            CELERY,
+            "--app",
+            "proj",
+            "worker",
+            "--queues",
+            "default",
+            "--hostname",
+            f"naive@{machine.hostname}",
+            "--concurrency",
+            str(total),
+            "--prefetch-multiplier",
+            str(NAIVE_PREFETCH),
+            "--loglevel",
+            "INFO",
+        ]
         machine.start("celery-worker-default.service", naive_env, as_name="naive-worker", argv=argv)
         stack.wait_for_workers({f"naive@{machine.hostname}"})
         naive = latencies(stack, "naive", naive_env)
     finally:
         stack.close()
 
-    print(f"queue isolation: {LONG_TASKS} long tasks x {LONG_SECONDS} s queued, then {SHORT_TASKS} short tasks "
-          f"every {SHORT_GAP * 1000:.0f} ms; total concurrency {total} in both layouts")
-    for name, values in (("ours  (default + long queue, prefetch 1)", ours),
-                         (f"naive (one queue, prefetch {NAIVE_PREFETCH})", naive)):
-        print(f"  {name}: p50 {percentile(values, 0.5) * 1000:8.1f} ms  p99 {percentile(values, 0.99) * 1000:8.1f} ms"
-              f"  mean {statistics.mean(values) * 1000:8.1f} ms")
+    print(
+        f"queue isolation: {LONG_TASKS} long tasks x {LONG_SECONDS} s queued, then {SHORT_TASKS} short tasks "
+        f"every {SHORT_GAP * 1000:.0f} ms; total concurrency {total} in both layouts"
+    )
+    for name, values in (
+        ("ours  (default + long queue, prefetch 1)", ours),
+        (f"naive (one queue, prefetch {NAIVE_PREFETCH})", naive),
+    ):
+        print(
+            f"  {name}: p50 {percentile(values, 0.5) * 1000:8.1f} ms  p99 {percentile(values, 0.99) * 1000:8.1f} ms"
+            f"  mean {statistics.mean(values) * 1000:8.1f} ms"
+        )
     ratio = percentile(ours, 0.99) / percentile(naive, 0.99)
     print(f"headline: short-task p99 ours/naive = {ratio:.4f} (1/{1 / ratio:.0f}; target <= 1/20)")
     return 0

@@ -8,6 +8,7 @@ median of each is reported.
 
     .venv/bin/python bench/tls_cost.py
 """
+
 from __future__ import annotations
 
 import re
@@ -16,7 +17,6 @@ import subprocess
 import sys
 
 import _harness  # noqa: F401
-
 from e2e_harness.deployment import Deployment
 from e2e_harness.parameter_store import free_port
 from e2e_harness.redis_server import PORT
@@ -25,7 +25,13 @@ TASKS = 400
 ROUNDS = 3
 QUEUES = [
     {"name": "default", "concurrency": 4, "softTimeLimit": 6, "hardTimeLimit": 8},
-    {"name": "long", "concurrency": 1, "softTimeLimit": 8, "hardTimeLimit": 10, "routes": ["myapp.tasks.generate_report"]},
+    {
+        "name": "long",
+        "concurrency": 1,
+        "softTimeLimit": 8,
+        "hardTimeLimit": 10,
+        "routes": ["myapp.tasks.generate_report"],
+    },
 ]
 PRODUCER = f"""
 import time
@@ -66,9 +72,13 @@ def main() -> int:
         stack.boot()
         stack.by_role("worker")[0].stop("celery-beat.service")
         redis = stack.redis
-        modes = {"rediss:// + AUTH": {},
-                 "redis:// + AUTH": {"CELERY_BROKER_URL": redis.url(0, tls=False),
-                                     "CELERY_RESULT_BACKEND": redis.url(1, tls=False)}}
+        modes = {
+            "rediss:// + AUTH": {},
+            "redis:// + AUTH": {
+                "CELERY_BROKER_URL": redis.url(0, tls=False),
+                "CELERY_RESULT_BACKEND": redis.url(1, tls=False),
+            },
+        }
         rates: dict[str, list[float]] = {name: [] for name in modes}
         for _ in range(ROUNDS):
             for name, env in modes.items():
@@ -77,12 +87,17 @@ def main() -> int:
     finally:
         stack.close()
 
-    print(f"TLS + AUTH cost: {TASKS} round trips per measurement, {ROUNDS} rounds per mode, "
-          f"worker concurrency {QUEUES[0]['concurrency']}, same redis-server")
+    print(
+        f"TLS + AUTH cost: {TASKS} round trips per measurement, {ROUNDS} rounds per mode, "
+        f"worker concurrency {QUEUES[0]['concurrency']}, same redis-server"
+    )
     for name, values in rates.items():
-        print(f"  {name:18s} median {statistics.median(values):7.1f} tasks/s  (runs: {', '.join(f'{v:.1f}' for v in values)})")
-    print(f"  redis-benchmark PING (50 clients): TLS {ping['TLS']:,.0f} req/s, plain {ping['plain']:,.0f} req/s "
-          f"(the broker's ceiling, {ping['TLS'] / ping['plain']:.2f}x)")
+        runs = ", ".join(f"{v:.1f}" for v in values)
+        print(f"  {name:18s} median {statistics.median(values):7.1f} tasks/s  (runs: {runs})")
+    print(
+        f"  redis-benchmark PING (50 clients): TLS {ping['TLS']:,.0f} req/s, plain {ping['plain']:,.0f} req/s "
+        f"(the broker's ceiling, {ping['TLS'] / ping['plain']:.2f}x)"
+    )
     ratio = statistics.median(rates["rediss:// + AUTH"]) / statistics.median(rates["redis:// + AUTH"])
     print(f"headline: round trips/s rediss:// vs redis:// = {ratio:.2f}x (target >= 0.85x)")
     return 0

@@ -1,5 +1,6 @@
 """The booted stack does its job: Django publishes over rediss:// with AUTH, workers consume
 by queue, Beat ticks once per interval."""
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,7 @@ def test_celery_inspect_ping_answers_for_every_worker_unit(running: Deployment) 
 
 
 def test_reports_run_only_on_long_queue_workers(running: Deployment) -> None:
-    code = ("from myapp.tasks import generate_report\n"
-            "for n in range(6): generate_report.delay(f'routing-{n}', 0.2)")
+    code = "from myapp.tasks import generate_report\nfor n in range(6): generate_report.delay(f'routing-{n}', 0.2)"
     assert running.django(code).returncode == 0
     keys = [f"routing-{n}" for n in range(6)]
     wait_until(lambda: all(running.ledger().hget("ledger:report", key) for key in keys), timeout=60)

@@ -11,6 +11,7 @@ exact paths its file names:
 What is not emulated: the units' sandboxing directives (ProtectSystem=, SystemCallFilter=, ...),
 which `systemd-analyze security` checks statically, and Restart= (the tests restart on purpose).
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,9 @@ class Site:
         srv_app = base / "srv-app"
         srv_app.mkdir(exist_ok=True)
         passwd, group = base / "passwd", base / "group"
-        passwd.write_text(Path("/etc/passwd").read_text()
-                          + f"{APP_USER}:x:{APP_UID}:{APP_GID}::/nonexistent:/usr/sbin/nologin\n")
+        passwd.write_text(
+            Path("/etc/passwd").read_text() + f"{APP_USER}:x:{APP_UID}:{APP_GID}::/nonexistent:/usr/sbin/nologin\n"
+        )
         group.write_text(Path("/etc/group").read_text() + f"{APP_USER}:x:{APP_GID}:\n")
         for path in (passwd, group):
             path.chmod(0o644)
@@ -127,8 +129,7 @@ class Machine:
     def environment(self, service: Service) -> dict[str, str]:
         env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", **self.site.instance_environment}
         if service.user:
-            env |= {"USER": service.user, "LOGNAME": service.user, "HOME": "/nonexistent",
-                    "SHELL": "/usr/sbin/nologin"}
+            env |= {"USER": service.user, "LOGNAME": service.user, "HOME": "/nonexistent", "SHELL": "/usr/sbin/nologin"}
         if service.get("RuntimeDirectory"):
             env["RUNTIME_DIRECTORY"] = f"/run/{service.get('RuntimeDirectory')}"
         if service.get("StateDirectory"):
@@ -160,7 +161,8 @@ class Machine:
             "scratch": str(self.root / "scratch"),
             "binds": self.binds(),
             "uid": None if command.privileged or not service.user else _id(service.user),
-            "gid": None if command.privileged or not (service.group or service.user)
+            "gid": None
+            if command.privileged or not (service.group or service.user)
             else _id(service.group or service.user),
             "cwd": service.working_directory,
             "umask": service.get("UMask", "0022"),
@@ -175,8 +177,20 @@ class Machine:
     def _popen(self, spec: Path, log: Path) -> subprocess.Popen:
         with log.open("ab") as out:
             return subprocess.Popen(
-                ["unshare", "--mount", "--uts", "--propagation", "private", "/usr/bin/python3", str(LAUNCHER), str(spec)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    "unshare",
+                    "--mount",
+                    "--uts",
+                    "--propagation",
+                    "private",
+                    "/usr/bin/python3",
+                    str(LAUNCHER),
+                    str(spec),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def log_path(self, unit: str) -> Path:
@@ -199,10 +213,17 @@ class Machine:
             process = self._popen(self._spec(service, command, env, index), self.log_path(unit))
             code = process.wait(timeout=timeout)
             if code != 0 and not command.ignore_failure:
-                raise RuntimeError(f"{unit} on {self.hostname}: {' '.join(command.argv)} exited {code}\n{self.log(unit)[-3000:]}")
+                raise RuntimeError(
+                    f"{unit} on {self.hostname}: {' '.join(command.argv)} exited {code}\n{self.log(unit)[-3000:]}"
+                )
 
-    def start(self, unit: str, extra_env: dict[str, str] | None = None, as_name: str | None = None,
-              argv: list[str] | None = None) -> subprocess.Popen:
+    def start(
+        self,
+        unit: str,
+        extra_env: dict[str, str] | None = None,
+        as_name: str | None = None,
+        argv: list[str] | None = None,
+    ) -> subprocess.Popen:
         """Starts a long-running unit. extra_env, as_name and argv exist for the refusal tests and
         the benchmarks only: a second copy of a unit with a broken secret, or the naive layout's
         worker with the unit's user, directory and environment but its own command line."""
@@ -269,8 +290,9 @@ def _killpg(pgid: int, sig: int) -> None:
         pass
 
 
-def run_like(machine: Machine, unit: str, argv: list[str], extra_env: dict[str, str] | None = None,
-             timeout: float = 120) -> subprocess.CompletedProcess:
+def run_like(
+    machine: Machine, unit: str, argv: list[str], extra_env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """Runs a one-off command the way an operator would next to a unit: its user, directory and
     environment files (the guide's `set -a; . env; celery inspect ping`)."""
     service = machine.service(unit)
@@ -278,7 +300,10 @@ def run_like(machine: Machine, unit: str, argv: list[str], extra_env: dict[str, 
     spec = machine._spec(service, Command(tuple(argv)), env, int(time.monotonic() * 1000))
     return subprocess.run(
         ["unshare", "--mount", "--uts", "--propagation", "private", "/usr/bin/python3", str(LAUNCHER), str(spec)],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -289,5 +314,8 @@ def run_as_root(machine: Machine, argv: list[str], timeout: float = 600) -> subp
     spec = machine._spec(service, Command(tuple(argv)), env, int(time.monotonic() * 1000))
     return subprocess.run(
         ["unshare", "--mount", "--uts", "--propagation", "private", "/usr/bin/python3", str(LAUNCHER), str(spec)],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
