@@ -66,10 +66,17 @@ class SsmExecutor:
                                      invocation.get("StandardOutputContent", ""),
                                      invocation.get("StandardErrorContent", ""))
             if self.clock() >= deadline:
-                self.ssm.cancel_command(CommandId=command["CommandId"], InstanceIds=[instance.instance_id])
                 seen = invocation["Status"] if invocation else "not delivered"
-                return CommandResult("TimedOut", -1, "", f"no result after {timeout} s (last status: {seen}); command cancelled")
+                return CommandResult("TimedOut", -1, "", f"no result after {timeout} s (last status: {seen}); "
+                                                         + self._cancel(command["CommandId"], instance.instance_id))
             self.sleep(self.poll_interval)
+
+    def _cancel(self, command_id: str, instance_id: str) -> str:
+        try:
+            self.ssm.cancel_command(CommandId=command_id, InstanceIds=[instance_id])
+        except ClientError as error:
+            return f"cancelling it failed too ({error.response['Error']['Code']}): it may still run"
+        return "command cancelled"
 
     def _invocation(self, command_id: str, instance_id: str) -> dict[str, Any] | None:
         try:
