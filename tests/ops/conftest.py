@@ -121,7 +121,7 @@ class ScriptedSsm:
         response = self.real.send_command(**request)
         (instance_id,) = request["InstanceIds"]
         sent = SentCommand(instance_id, request["Comment"].removeprefix("ops: "), request["DocumentName"],
-                           "\n".join(request["Parameters"]["commands"]),
+                           "".join(line + "\n" for line in request["Parameters"]["commands"]),
                            request["Parameters"]["executionTimeout"][0])
         self.sent.append(sent)
         self.scripts_by_command[response["Command"]["CommandId"]] = sent
