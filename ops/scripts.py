@@ -89,7 +89,11 @@ check_redis_ping() {{
   hostport=${{hostport%%/*}}
   host=${{hostport%:*}}
   port=${{hostport##*:}}
-  ca=$(printf '%s' "$CELERY_BROKER_URL" | sed -n 's/.*[?&]ssl_ca_certs=\\([^&]*\\).*/\\1/p')
+  # The CA file is URL-encoded in the query (app-fetch-secrets urlencodes it); the URL goes
+  # through stdin, never argv, because it holds the token.
+  ca=$(printf '%s' "$CELERY_BROKER_URL" | /usr/bin/python3 -c '
+import sys, urllib.parse as url
+print(url.parse_qs(url.urlsplit(sys.stdin.read()).query).get("ssl_ca_certs", [""])[0])')
   reply=$(timeout "$CHECK_TIMEOUT" redis-cli --tls ${{ca:+--cacert "$ca"}} -h "$host" -p "$port" PING 2>&1)
   [ "$reply" = PONG ] || {{ echo "redis $host:$port: $reply"; return 1; }}
   echo "PONG from $host:$port over TLS with AUTH"

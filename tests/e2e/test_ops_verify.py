@@ -1,0 +1,108 @@
+"""The ops tool's verify checks (ops/scripts.py), the very text SSM would run, run through the
+local executor on every machine of the running end-to-end stack: real TLS Redis with AUTH, real
+celery workers, a real healthcheck round-trip. Also that they fail when the stack is broken.
+
+One stand-in: the harness runs units without systemd, so `systemctl is-active` is answered by a
+small shim from the harness's own process table (a unit is active while its process lives; the
+oneshots ran to completion at boot). Every other command in the scripts is the real one.
+"""
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from e2e_harness.deployment import Deployment
+from e2e_harness.machine import Machine, run_as_root
+from e2e_harness.units import SYSTEM_PATH
+from ops.executor import LocalExecutor
+from ops.inventory import Instance
+from ops.rollout import tasks_in_flight
+from ops.scripts import tasks_in_flight_script
+from ops.verify import CheckRow, VerifyOptions, verify_all
+
+SYSTEMCTL_SHIM = """#!/bin/sh
+# systemctl is-active for the e2e harness: the units it runs are listed in active-<hostname>.
+[ "$1" = is-active ] || { echo "systemctl shim: only is-active is emulated" >&2; exit 1; }
+if grep -qx "$2" "$(dirname "$0")/active-$(uname -n)"; then echo active; else echo inactive; exit 3; fi
+"""
+
+
+@pytest.fixture(scope="module")
+def shim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("systemctl-shim")
+    directory.chmod(0o755)
+    (directory / "systemctl").write_text(SYSTEMCTL_SHIM)
+    (directory / "systemctl").chmod(0o755)
+    return directory
+
+
+def instances_of(stack: Deployment) -> list[Instance]:
+    return [Instance(i.tags["Name"], i.tags["Name"], i.tags["Role"], i.tags.get("celery-beat") == "true")
+            for i in stack.render.instances]
+
+
+def record_active_units(machine: Machine, shim_dir: Path) -> None:
+    active = [u for u in machine.units if machine.service(u).type == "oneshot"]
+    active += [u for u, process in machine.processes.items() if process.poll() is None]
+    (shim_dir / f"active-{machine.hostname}").write_text("".join(f"{u}\n" for u in active))
+
+
+def executor_for(stack: Deployment, shim_dir: Path) -> LocalExecutor:
+    def enter_machine(instance: Instance, argv: list[str], timeout: int) -> subprocess.CompletedProcess[str]:
+        machine = stack.machines[instance.name]
+        record_active_units(machine, shim_dir)
+        return run_as_root(machine, ["/usr/bin/env", f"PATH={shim_dir}:{SYSTEM_PATH}", *argv], timeout)
+    return LocalExecutor(enter_machine)
+
+
+def verify(stack: Deployment, shim_dir: Path, **options: object) -> list[CheckRow]:
+    settings = VerifyOptions(**{"check_timeout": 10, "command_timeout": 120, **options})
+    return verify_all(executor_for(stack, shim_dir), instances_of(stack), settings, beat_running=True,
+                      report=lambda row: None)
+
+
+def failures(rows: list[CheckRow]) -> dict[tuple[str, str], str]:
+    return {(row.instance.name, row.check): row.detail for row in rows if not row.ok}
+
+
+def test_every_verify_check_passes_on_the_running_stack(running: Deployment, shim_dir: Path) -> None:
+    rows = verify(running, shim_dir)
+    assert failures(rows) == {}
+    assert len(rows) == 4 * len(running.machines)
+    details = {(row.instance.name, row.check): row.detail for row in rows}
+    beat = running.beat_machine.hostname
+    assert details[(beat, "redis_ping")] == f"PONG from {running.redis.host}:6379 over TLS with AUTH"
+    assert details[(beat, "celery_ping")] == f"pong from default@{beat} long@{beat}"
+    assert "celery-beat.service" in details[(beat, "services")]
+    assert details[(running.web.hostname, "healthcheck")] == "myapp.tasks.healthcheck_task returned 'ok'"
+
+
+def test_a_stopped_worker_unit_fails_services_and_celery_ping_on_its_machine(live: Deployment, shim_dir: Path) -> None:
+    worker = next(m for m in live.by_role("worker") if m is not live.beat_machine)
+    live_rows_before = failures(verify(live, shim_dir))
+    assert live_rows_before == {}
+    worker.stop("celery-worker-long.service")
+    found = failures(verify(live, shim_dir))
+    assert set(found) == {(worker.hostname, "services"), (worker.hostname, "celery_ping")}
+    assert found[(worker.hostname, "services")] == "not active: celery-worker-long.service=inactive"
+    assert found[(worker.hostname, "celery_ping")].startswith(f"no pong from: long@{worker.hostname}")
+
+
+def test_an_unknown_healthcheck_task_fails_the_round_trip(running: Deployment, shim_dir: Path) -> None:
+    found = failures(verify(running, shim_dir, healthcheck_task="myapp.tasks.no_such_task", check_timeout=3))
+    assert set(found) == {(m.hostname, "healthcheck") for m in running.by_role("web")}
+    # The worker refuses the unknown name and the refusal comes back through the result backend.
+    assert set(found.values()) == {"celery.exceptions.NotRegistered: 'myapp.tasks.no_such_task'"}
+
+
+def test_the_in_flight_query_reads_the_workers_real_replies(running: Deployment, shim_dir: Path) -> None:
+    worker = instances_of(running)[-1]
+    result = executor_for(running, shim_dir).run(worker, "tasks in flight", tasks_in_flight_script(10), 60)
+    assert result.ok, result.stderr
+    found = tasks_in_flight(result.stdout)
+    assert set(found) == {"active", "reserved"}
+    # Nothing but Beat's heartbeat (a few milliseconds every 5 s) can be in flight on an idle stack.
+    assert all(task.startswith("myapp.tasks.beat_heartbeat[") for task in found["active"] + found["reserved"]), found
