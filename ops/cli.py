@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 from ops.errors import OpsError, UsageError
 from ops.executor import Executor, SsmExecutor
 from ops.inventory import Instance, discover
-from ops.rollout import Rollout, RolloutFailed, Timeouts, pause_beat, resume_beat
+from ops.rollout import Rollout, RolloutFailed, Timeouts, switch_beat
 from ops.stack import StackTarget, load_outputs, release_name, resolve_target
 from ops.state import StateStore, default_state_dir
 from ops.verify import DEFAULT_HEALTHCHECK_TASK, TABLE_HEADER, VerifyOptions, format_cells, table_row, verify_all
@@ -167,8 +167,7 @@ def run_command(args: argparse.Namespace, target: StackTarget, instances: list[I
     if args.command == "verify":
         return verify_command(args, instances, executor)
     if args.command == "beat":
-        act = pause_beat if args.action == "pause" else resume_beat
-        act(executor, instances, args.command_timeout, out)
+        switch_beat(executor, instances, args.action, args.command_timeout, out)
         return 0
     return rollout_command(args, target, instances, executor)
 

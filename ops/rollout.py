@@ -44,19 +44,16 @@ def run_checked(executor: Executor, instance: Instance, purpose: str, script: st
     return result
 
 
-def pause_beat(executor: Executor, instances: list[Instance], timeout: int, out: Print) -> Instance:
-    beat = beat_instance(instances)
-    out(f"pausing Beat on {beat.label} ...")
-    result = run_checked(executor, beat, "beat pause", beat_script("stop"), timeout)
-    out(f"Beat paused: {result.stdout.strip()}")
-    return beat
+BEAT_ACTIONS = {"pause": ("stop", "paused"), "resume": ("start", "resumed")}  # action -> systemctl verb, outcome
 
 
-def resume_beat(executor: Executor, instances: list[Instance], timeout: int, out: Print) -> Instance:
+def switch_beat(executor: Executor, instances: list[Instance], action: str, timeout: int, out: Print) -> Instance:
+    """`beat pause` / `beat resume` on the one Beat instance (refused unless exactly one)."""
     beat = beat_instance(instances)
-    out(f"resuming Beat on {beat.label} ...")
-    result = run_checked(executor, beat, "beat resume", beat_script("start"), timeout)
-    out(f"Beat resumed: {result.stdout.strip()}")
+    verb, outcome = BEAT_ACTIONS[action]
+    out(f"Beat: {action} on {beat.label} ...")
+    result = run_checked(executor, beat, f"beat {action}", beat_script(verb), timeout)
+    out(f"Beat {outcome}: {result.stdout.strip()}")
     return beat
 
 
@@ -100,12 +97,12 @@ class Rollout:
         self.out(f"{self.kind} {self.target}: {len(self.instances)} instances, Beat on {beat.label}")
         self._step("read releases", None, self._read_releases)
         self._remember(complete=False)
-        self._step("pause Beat", beat, lambda: self._pause(beat))
+        self._step("pause Beat", beat, self._pause)
         self._step("wait for tasks in flight", None, self._drain)
         for instance in by_role(self.instances, "worker") + by_role(self.instances, "web"):
             self._switch(instance)
         self._step("verify all", None, self._verify_all)
-        self._step("resume Beat", beat, lambda: self._resume(beat))
+        self._step("resume Beat", beat, self._resume)
         self._remember(complete=True)
         self.out(f"{self.kind} {self.target}: done; every instance runs {self.target}, Beat is running")
 
@@ -120,8 +117,8 @@ class Rollout:
 
     def _remember(self, complete: bool) -> None:
         record = self.store.load()
-        if record and record.target == self.target and not record.complete:
-            # Continuing an interrupted rollout: the release it replaced is still the way back.
+        if record and record.target == self.target:
+            # Continuing (or repeating) this rollout: the release it replaced is still the way back.
             self.previous = record.previous
         else:
             before = {release for release in self.releases.values() if release != self.target}
@@ -129,13 +126,13 @@ class Rollout:
             self.previous = before.pop() if len(before) == 1 else None
         self.store.save(RolloutRecord(self.target, self.previous, complete))
 
-    def _pause(self, beat: Instance) -> None:
+    def _pause(self) -> None:
         self.beat_state = "unknown"  # a stop that fails may still have stopped it
-        pause_beat(self.executor, self.instances, self.timeouts.command, self.out)
+        switch_beat(self.executor, self.instances, "pause", self.timeouts.command, self.out)
         self.beat_state = "paused"
 
-    def _resume(self, beat: Instance) -> None:
-        resume_beat(self.executor, self.instances, self.timeouts.command, self.out)
+    def _resume(self) -> None:
+        switch_beat(self.executor, self.instances, "resume", self.timeouts.command, self.out)
         self.beat_state = "running"
 
     def _drain(self) -> None:

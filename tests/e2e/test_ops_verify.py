@@ -20,7 +20,7 @@ from e2e_harness.units import SYSTEM_PATH
 from ops.executor import LocalExecutor
 from ops.inventory import Instance
 from ops.rollout import tasks_in_flight
-from ops.scripts import tasks_in_flight_script
+from ops.scripts import current_release_script, install_release_script, tasks_in_flight_script
 from ops.verify import CheckRow, VerifyOptions, verify_all
 
 SYSTEMCTL_SHIM = """#!/bin/sh
@@ -106,3 +106,14 @@ def test_the_in_flight_query_reads_the_workers_real_replies(running: Deployment,
     assert set(found) == {"active", "reserved"}
     # Nothing but Beat's heartbeat (a few milliseconds every 5 s) can be in flight on an idle stack.
     assert all(task.startswith("myapp.tasks.beat_heartbeat[") for task in found["active"] + found["reserved"]), found
+
+
+def test_the_release_scripts_drive_the_machines_app_release(running: Deployment, shim_dir: Path) -> None:
+    # What deploy runs first on each instance, against the program's own app-release: the
+    # release the machines booted with is read back, and installing it again is a no-op.
+    executor, beat = executor_for(running, shim_dir), instances_of(running)[-1]
+    current = executor.run(beat, "read current release", current_release_script(), 60)
+    assert (current.ok, current.stdout.strip()) == (True, running.release), current.stderr
+    install = executor.run(beat, f"install {running.release}", install_release_script(running.release), 120)
+    assert install.ok, install.stderr
+    assert install.stdout.strip() == f"app-release: {running.release} already installed"

@@ -25,7 +25,7 @@ def test_beat_pause_stops_beat_on_the_tagged_instance_only(stack, ssm_client, ca
     assert run.code == 0
     assert [(s.instance_id, s.document, s.script) for s in run.ssm.sent] == [
         (stack["prod-worker-beat"], DOCUMENT, beat_script("stop"))]
-    assert f"Beat paused: celery-beat.service: inactive" in run.out
+    assert "Beat paused: celery-beat.service: inactive" in run.out
 
 
 def test_beat_resume_starts_beat_and_checks_it_is_active(stack, ssm_client, capsys) -> None:

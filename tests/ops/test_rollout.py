@@ -181,6 +181,13 @@ def test_continuing_an_interrupted_deploy_keeps_the_way_back_and_skips_switched_
     assert StateStore(tmp_path, "prod").load() == RolloutRecord("r2", "r1", complete=True)
 
 
+def test_repeating_a_finished_deploy_keeps_the_recorded_way_back(stack, ssm_client, capsys, tmp_path) -> None:
+    answers = fake(stack)
+    assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 0
+    assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 0
+    assert StateStore(tmp_path, "prod").load() == RolloutRecord("r2", "r1", complete=True)
+
+
 def test_rollback_without_a_recorded_release_is_refused_before_anything_is_sent(stack, ssm_client, capsys, tmp_path) -> None:
     run = deploy(stack, ssm_client, capsys, tmp_path, fake(stack), command="rollback")
     assert run.code == 2
