@@ -121,11 +121,11 @@ def release_argument(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error).removeprefix("--release: ")) from None
 
 
-def identity_flags(args: argparse.Namespace, target: StackTarget) -> str:
+def identity_flags(target: StackTarget) -> str:
     """The flags that name the stack, repeated in the printed hints so they run as printed."""
     flags = ["--stack", target.stack]
-    if args.region:
-        flags += ["--region", args.region]
+    if target.region:  # also when it came from the outputs, so the hint works without them
+        flags += ["--region", target.region]
     return " ".join(shlex.quote(flag) for flag in flags)
 
 
@@ -198,7 +198,7 @@ def rollout_command(args: argparse.Namespace, target: StackTarget, instances: li
                       timeouts=Timeouts(command=args.command_timeout, drain=args.drain_timeout,
                                         install=args.install_timeout, restart=args.restart_timeout),
                       verify_options=checks_from(args), store=store,
-                      identity_flags=identity_flags(args, target),
+                      identity_flags=identity_flags(target),
                       out=out, poll_interval=args.poll_interval)
     rollout.run()
     return 0

@@ -214,7 +214,7 @@ class Rollout:
         for instance in self.instances:
             release = self.releases.get(instance.instance_id, "not read")
             role = instance.role + (" +beat" if instance.beat else "")
-            lines.append(f"  {instance.label:<36} {role:<12} release {release} {self.notes.get(instance.instance_id, '')}".rstrip())
+            lines.append(f"  {instance.label:<40} {role:<12} release {release} {self.notes.get(instance.instance_id, '')}".rstrip())
         beat = beat_instance(self.instances)
         lines.append({
             "paused": f"  Beat: PAUSED (celery-beat.service stopped on {beat.label})",

@@ -68,5 +68,5 @@ def table_row(row: CheckRow) -> str:
 
 
 def format_cells(cells: tuple[str, ...]) -> str:
-    widths = (36, 12, 12, 6, 8)
+    widths = (40, 12, 12, 6, 8)
     return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)) + "  " + cells[-1]
