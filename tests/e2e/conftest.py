@@ -8,7 +8,7 @@ unit files. A missing component makes the fixtures fail, never skip.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,3 +48,19 @@ def live(running: Deployment) -> Iterator[Deployment]:
 def rogue(running: Deployment) -> RedisServer:
     """A second TLS Redis with the right token but a certificate from a CA nobody trusts."""
     return running.start_rogue()
+
+
+FAULT_REPORT: list[str] = []
+
+
+@pytest.fixture()
+def report() -> Callable[[str], None]:
+    """Adds a line to the suite's closing summary (executions and duplicates under faults)."""
+    return FAULT_REPORT.append
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if FAULT_REPORT:
+        terminalreporter.section("e2e: executions under faults")
+        for line in FAULT_REPORT:
+            terminalreporter.write_line(line)

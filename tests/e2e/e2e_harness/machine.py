@@ -220,10 +220,10 @@ class Machine:
         process.wait(timeout=30)
         _killpg(process.pid, signal.SIGKILL)  # leftovers, as systemd cleans the cgroup
 
-    def stop(self, unit: str) -> float:
+    def stop(self, unit: str) -> tuple[float, int]:
         """`systemctl stop`: with KillMode=mixed SIGTERM goes to the main process only; whatever
         is left after TimeoutStopSec= (or once the main process exits) gets SIGKILL. Returns the
-        seconds the stop took."""
+        seconds the stop took and the main process's exit status (negative: killed by signal)."""
         service = self.service(unit)
         process = self.processes.pop(unit)
         started = time.monotonic()
@@ -236,8 +236,9 @@ class Machine:
         except subprocess.TimeoutExpired:
             _killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
+        elapsed = time.monotonic() - started
         _killpg(process.pid, signal.SIGKILL)
-        return time.monotonic() - started
+        return elapsed, process.returncode
 
     def stop_all(self) -> None:
         for unit in reversed(list(self.processes)):
