@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ops.inventory import Instance
 
@@ -52,6 +52,14 @@ class SsmExecutor:
         self.ssm, self.poll_interval, self.clock, self.sleep = ssm, poll_interval, clock, sleep
 
     def run(self, instance: Instance, purpose: str, script: str, timeout: int) -> CommandResult:
+        try:
+            return self._run(instance, purpose, script, timeout)
+        except (ClientError, BotoCoreError) as error:
+            # Throttling, AccessDenied, an unmanaged instance: a failed command like any other,
+            # so verify shows it in its table and a rollout stops with its state report.
+            return CommandResult("NotRun", -1, "", f"SSM refused: {error}")
+
+    def _run(self, instance: Instance, purpose: str, script: str, timeout: int) -> CommandResult:
         command = self.ssm.send_command(
             InstanceIds=[instance.instance_id],
             DocumentName=DOCUMENT,

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from ops.errors import OpsError
 from ops.executor import CommandResult, Executor
 from ops.inventory import Instance, beat_instance, by_role
@@ -63,12 +65,22 @@ def tasks_in_flight(stdout: str) -> dict[str, list[str]]:
     for line in stdout.splitlines():
         kind, _, reply = line.partition(" ")
         if kind in ("active", "reserved"):
-            nodes = json.loads(reply)
+            try:
+                nodes = json.loads(reply)
+            except json.JSONDecodeError:
+                raise OpsError(f"unreadable answer to celery inspect {kind}: {reply[-300:]!r}") from None
             found[kind] = [f"{task.get('name')}[{task.get('id')}] on {node}"
                            for node, tasks in sorted(nodes.items()) for task in tasks]
     if set(found) != {"active", "reserved"}:
         raise OpsError(f"unreadable answer to celery inspect active/reserved: {stdout.strip()[-300:]!r}")
     return found
+
+
+def require_passed(rows: list[CheckRow], name_instance: bool) -> None:
+    failed = [row for row in rows if not row.ok]
+    if failed:
+        raise OpsError("; ".join(f"{row.check}{f' on {row.instance.label}' if name_instance else ''}: {row.detail}"
+                                 for row in failed))
 
 
 @dataclass
@@ -172,28 +184,21 @@ class Rollout:
 
     def _verify_one(self, instance: Instance) -> None:
         rows = verify_instance(self.executor, instance, self.verify_options, beat_running=False)
-        self._report(rows)
+        for row in rows:
+            self.out(table_row(row))
+        require_passed(rows, name_instance=False)
 
     def _verify_all(self) -> None:
         rows = verify_all(self.executor, self.instances, self.verify_options, beat_running=False,
                           report=lambda row: self.out(table_row(row)))
-        failed = [row for row in rows if not row.ok]
-        if failed:
-            raise OpsError("; ".join(f"{row.check} on {row.instance.label}: {row.detail}" for row in failed))
-
-    def _report(self, rows: list[CheckRow]) -> None:
-        for row in rows:
-            self.out(table_row(row))
-        failed = [row for row in rows if not row.ok]
-        if failed:
-            raise OpsError("; ".join(f"{row.check}: {row.detail}" for row in failed))
+        require_passed(rows, name_instance=True)
 
     # --- failure --------------------------------------------------------------------------------
 
     def _step(self, name: str, instance: Instance | None, action: Callable[[], object]) -> None:
         try:
             action()
-        except OpsError as error:
+        except (OpsError, BotoCoreError, ClientError) as error:  # AWS refusing mid-way still gets the report
             if instance is not None:
                 self.notes[instance.instance_id] = f"<- {name} failed here"
                 if name == "activate and restart":

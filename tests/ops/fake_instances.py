@@ -23,12 +23,12 @@ def check_lines(role: str, failing: dict[str, str] | None = None) -> str:
 @dataclass
 class FakeInstances:
     """Answers like healthy instances, each on `release`; `failures` maps (purpose, instance id
-    or "*") to the answer that replaces the healthy one. `busy` is how many in-flight queries
+    or "*") to the answer that replaces the healthy one, or to the error boto3 raises instead. `busy` is how many in-flight queries
     report a running task before the queues are empty."""
 
     roles: dict[str, str]  # instance id -> role
     release: str = "r1"
-    failures: dict[tuple[str, str], Answer] = field(default_factory=dict)
+    failures: dict[tuple[str, str], Answer | Exception] = field(default_factory=dict)
     busy: int = 0
     releases: dict[str, str] = field(default_factory=dict)
 
@@ -37,6 +37,8 @@ class FakeInstances:
 
     def __call__(self, instance: str, purpose: str, script: str) -> Answer:
         for key in ((purpose, instance), (purpose, "*")):
+            if isinstance(self.failures.get(key), Exception):
+                raise self.failures[key]  # what boto3 raises for an AWS-side refusal
             if key in self.failures:
                 return self.failures[key]
         if purpose == "read current release":

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from ops.scripts import install_release_script, switch_release_script
 from ops.state import RolloutRecord, StateStore
@@ -119,6 +120,18 @@ def test_a_failing_step_stops_the_deploy_and_prints_the_stacks_state(stack, ssm_
     (failed_at,) = [i for i, sent in enumerate(run.purposes()) if sent == (stack[where], purpose)]
     after = run.purposes()[failed_at + 1:]
     assert after == ([(stack[where], "read current release")] if step == "activate and restart" else [])
+
+
+def test_aws_refusing_a_call_mid_deploy_stops_with_the_state_report(stack, ssm_client, capsys, tmp_path) -> None:
+    denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, "GetCommandInvocation")
+    answers = fake(stack, failures={("install r2", stack[BEAT]): denied})
+    run = deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2")
+    assert run.code == 1
+    lines = state_lines(run)
+    assert lines[0] == (f"deploy r2 STOPPED at step 'install': install r2 on {stack[BEAT]} ({BEAT}): NotRun (exit -1): "
+                        "SSM refused: An error occurred (AccessDeniedException) when calling the GetCommandInvocation "
+                        "operation: not authorized")
+    assert f"Beat: PAUSED (celery-beat.service stopped on {stack[BEAT]} ({BEAT}))" in lines
 
 
 def test_a_failed_check_in_the_final_verify_names_instance_and_check(stack, ssm_client, capsys, tmp_path) -> None:
