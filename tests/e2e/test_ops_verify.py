@@ -2,9 +2,10 @@
 local executor on every machine of the running end-to-end stack: real TLS Redis with AUTH, real
 celery workers, a real healthcheck round-trip. Also that they fail when the stack is broken.
 
-One stand-in: the harness runs units without systemd, so `systemctl is-active` is answered by a
-small shim from the harness's own process table (a unit is active while its process lives; the
-oneshots ran to completion at boot). Every other command in the scripts is the real one.
+One stand-in: the harness runs units without systemd, so `systemctl` is a small shim:
+`is-active` answers from the harness's own process table (a unit is active while its process
+lives; the oneshots ran to completion at boot), other calls are recorded, not carried out.
+Every other command in the scripts is the real one.
 """
 from __future__ import annotations
 
@@ -20,13 +21,16 @@ from e2e_harness.units import SYSTEM_PATH
 from ops.executor import LocalExecutor
 from ops.inventory import Instance
 from ops.rollout import tasks_in_flight
-from ops.scripts import current_release_script, install_release_script, tasks_in_flight_script
+from ops.scripts import (current_release_script, install_release_script, switch_release_script,
+                         tasks_in_flight_script)
 from ops.verify import CheckRow, VerifyOptions, verify_all
 
 SYSTEMCTL_SHIM = """#!/bin/sh
-# systemctl is-active for the e2e harness: the units it runs are listed in active-<hostname>.
-[ "$1" = is-active ] || { echo "systemctl shim: only is-active is emulated" >&2; exit 1; }
-if grep -qx "$2" "$(dirname "$0")/active-$(uname -n)"; then echo active; else echo inactive; exit 3; fi
+# systemctl for the e2e harness: is-active answers from active-<hostname> (the units the harness
+# runs); any other call is only recorded in calls-<hostname>, for the test to read.
+here=$(dirname "$0")
+if [ "$1" != is-active ]; then echo "$*" >> "$here/calls-$(uname -n)"; exit 0; fi
+if grep -qx "$2" "$here/active-$(uname -n)"; then echo active; else echo inactive; exit 3; fi
 """
 
 
@@ -42,6 +46,10 @@ def shim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def instances_of(stack: Deployment) -> list[Instance]:
     return [Instance(i.tags["Name"], i.tags["Name"], i.tags["Role"], i.tags.get("celery-beat") == "true")
             for i in stack.render.instances]
+
+
+def first_of_role(stack: Deployment, role: str) -> Instance:
+    return next(i for i in instances_of(stack) if i.role == role)
 
 
 def record_active_units(machine: Machine, shim_dir: Path) -> None:
@@ -99,7 +107,7 @@ def test_an_unknown_healthcheck_task_fails_the_round_trip(running: Deployment, s
 
 
 def test_the_in_flight_query_reads_the_workers_real_replies(running: Deployment, shim_dir: Path) -> None:
-    worker = instances_of(running)[-1]
+    worker = first_of_role(running, "worker")
     result = executor_for(running, shim_dir).run(worker, "tasks in flight", tasks_in_flight_script(10), 60)
     assert result.ok, result.stderr
     found = tasks_in_flight(result.stdout)
@@ -111,9 +119,22 @@ def test_the_in_flight_query_reads_the_workers_real_replies(running: Deployment,
 def test_the_release_scripts_drive_the_machines_app_release(running: Deployment, shim_dir: Path) -> None:
     # What deploy runs first on each instance, against the program's own app-release: the
     # release the machines booted with is read back, and installing it again is a no-op.
-    executor, beat = executor_for(running, shim_dir), instances_of(running)[-1]
-    current = executor.run(beat, "read current release", current_release_script(), 60)
+    executor, worker = executor_for(running, shim_dir), first_of_role(running, "worker")
+    current = executor.run(worker, "read current release", current_release_script(), 60)
     assert (current.ok, current.stdout.strip()) == (True, running.release), current.stderr
-    install = executor.run(beat, f"install {running.release}", install_release_script(running.release), 120)
+    install = executor.run(worker, f"install {running.release}", install_release_script(running.release), 120)
     assert install.ok, install.stderr
     assert install.stdout.strip() == f"app-release: {running.release} already installed"
+
+
+def test_the_switch_script_activates_with_app_release_and_restarts_each_queues_worker(running: Deployment,
+                                                                                      shim_dir: Path) -> None:
+    # Activating the release already active swaps the symlink for an identical one: a real run
+    # of app-release activate that changes nothing for the other tests.
+    executor, worker = executor_for(running, shim_dir), first_of_role(running, "worker")
+    calls = shim_dir / f"calls-{worker.name}"
+    calls.unlink(missing_ok=True)
+    result = executor.run(worker, f"activate {running.release}", switch_release_script("worker", running.release), 60)
+    assert result.ok, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == f"{running.release} is active; units restarted"
+    assert calls.read_text() == "restart celery-worker-default.service celery-worker-long.service\n"
