@@ -60,8 +60,11 @@ class NetworkSettings(_Section, frozen=True):
 
     def __post_init__(self) -> None:
         if self.vpc_id and len(set(self.private_subnet_ids)) < 2:
-            raise _problem("privateSubnetIds", "an existing VPC needs at least 2 distinct private subnets "
-                           "(in 2 availability zones) for Redis Multi-AZ and the instances")
+            raise _problem(
+                "privateSubnetIds",
+                "an existing VPC needs at least 2 distinct private subnets "
+                "(in 2 availability zones) for Redis Multi-AZ and the instances",
+            )
         if not self.vpc_id and self.private_subnet_ids:
             raise _problem("privateSubnetIds", "only allowed together with vpcId")
         if _network("vpcCidr", self.vpc_cidr).prefixlen > 20:
@@ -152,8 +155,11 @@ class WebSettings(_Section, frozen=True):
 
     def __post_init__(self) -> None:
         if any(_network("ingressCidrs", cidr).prefixlen == 0 for cidr in self.ingress_cidrs):
-            raise _problem("ingressCidrs", "0.0.0.0/0 would open gunicorn to the internet; put a load "
-                           "balancer in front and list its security group in ingressSecurityGroupIds")
+            raise _problem(
+                "ingressCidrs",
+                "0.0.0.0/0 would open gunicorn to the internet; put a load "
+                "balancer in front and list its security group in ingressSecurityGroupIds",
+            )
 
 
 class QueueSettings(_Section, frozen=True):
@@ -165,8 +171,11 @@ class QueueSettings(_Section, frozen=True):
 
     def __post_init__(self) -> None:
         if self.soft_time_limit >= self.hard_time_limit:
-            raise _problem("softTimeLimit", f"{self.soft_time_limit} must be below hardTimeLimit "
-                           f"({self.hard_time_limit}) so the task can clean up before it is killed")
+            raise _problem(
+                "softTimeLimit",
+                f"{self.soft_time_limit} must be below hardTimeLimit "
+                f"({self.hard_time_limit}) so the task can clean up before it is killed",
+            )
 
 
 DEFAULT_QUEUES = (
@@ -199,8 +208,11 @@ class WorkerSettings(_Section, frozen=True):
         if self.beat and self.count == 0:
             raise _problem("beat", "true needs count >= 1 (Beat runs on one of the workers)")
         if self.visibility_timeout is not None and self.visibility_timeout <= self.max_hard_time_limit:
-            raise _problem("visibilityTimeout", f"{self.visibility_timeout} must be above the largest "
-                           f"hardTimeLimit ({self.max_hard_time_limit}), or acks_late tasks are redelivered while running")
+            raise _problem(
+                "visibilityTimeout",
+                f"{self.visibility_timeout} must be above the largest "
+                f"hardTimeLimit ({self.max_hard_time_limit}), or acks_late tasks are redelivered while running",
+            )
 
     @property
     def max_hard_time_limit(self) -> int:

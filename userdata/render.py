@@ -13,8 +13,8 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cache
-from string import Template
 from pathlib import Path
+from string import Template
 from typing import Any, Literal
 
 import yaml
@@ -252,10 +252,7 @@ def machine_files(machine: Machine) -> list[WrittenFile]:
         WrittenFile(path, (_HERE / "files" / Path(path).name).read_text(), "root:root", "0755")
         for path in (FETCH_SECRETS_BIN, RELEASE_BIN)
     ]
-    units = [
-        WrittenFile(f"{UNIT_DIR}/{name}", text, "root:root", "0644")
-        for name, text in unit_files(machine).items()
-    ]
+    units = [WrittenFile(f"{UNIT_DIR}/{name}", text, "root:root", "0644") for name, text in unit_files(machine).items()]
 
     def readable_by_services(path: str, values: dict[str, str | int]) -> WrittenFile:
         # Owned by a group cloud-init creates in this same boot: written late (`defer`), after
