@@ -6,6 +6,7 @@ Use the figures to size --check-timeout and --command-timeout; over SSM add the 
 delivery and polling (seconds, not measurable here: there is no AWS account).
 Run: .venv/bin/python bench/ops_verify_local.py
 """
+
 from __future__ import annotations
 
 import statistics
@@ -19,8 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests/e2e")]
 
 from e2e_harness.deployment import Deployment  # noqa: E402
-from ops.verify import VerifyOptions, verify_instance  # noqa: E402
 from test_ops_verify import SYSTEMCTL_SHIM, executor_for, instances_of  # noqa: E402
+
+from ops.verify import VerifyOptions, verify_instance  # noqa: E402
 
 ROUNDS = 5
 
@@ -45,8 +47,10 @@ def main() -> None:
                 for row in rows:
                     checks[(instance.role, row.check)].append(row.seconds)
                     failed += not row.ok
-        print(f"ops verify through the local executor, {ROUNDS} rounds over {len(stack.machines)} machines "
-              f"({failed} failed checks)")
+        print(
+            f"ops verify through the local executor, {ROUNDS} rounds over {len(stack.machines)} machines "
+            f"({failed} failed checks)"
+        )
         for (role, check), times in sorted(checks.items()):
             print(f"  {role:<7} {check:<12} median {statistics.median(times):.2f} s  max {max(times):.2f} s")
         for role, times in sorted(scripts.items()):

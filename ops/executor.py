@@ -1,6 +1,7 @@
 """Where scripts run. The SSM executor is what operators use; the local executor runs the same
 text on this machine (or through a wrapper such as the end-to-end harness), which is how the
 checks are proven against real processes."""
+
 from __future__ import annotations
 
 import subprocess
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from ops.inventory import Instance
 
@@ -47,8 +48,13 @@ class SsmExecutor:
     """send_command with AWS-RunShellScript, then get_command_invocation until the invocation
     ends or the wait runs out (then the command is cancelled, so it does not run on unseen)."""
 
-    def __init__(self, ssm: Any, poll_interval: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        ssm: Any,
+        poll_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.ssm, self.poll_interval, self.clock, self.sleep = ssm, poll_interval, clock, sleep
 
     def run(self, instance: Instance, purpose: str, script: str, timeout: int) -> CommandResult:
@@ -70,13 +76,21 @@ class SsmExecutor:
         while True:
             invocation = self._invocation(command["CommandId"], instance.instance_id)
             if invocation and invocation["Status"] in TERMINAL:
-                return CommandResult(invocation["Status"], int(invocation.get("ResponseCode", -1)),
-                                     invocation.get("StandardOutputContent", ""),
-                                     invocation.get("StandardErrorContent", ""))
+                return CommandResult(
+                    invocation["Status"],
+                    int(invocation.get("ResponseCode", -1)),
+                    invocation.get("StandardOutputContent", ""),
+                    invocation.get("StandardErrorContent", ""),
+                )
             if self.clock() >= deadline:
                 seen = invocation["Status"] if invocation else "not delivered"
-                return CommandResult("TimedOut", -1, "", f"no result after {timeout} s (last status: {seen}); "
-                                                         + self._cancel(command["CommandId"], instance.instance_id))
+                return CommandResult(
+                    "TimedOut",
+                    -1,
+                    "",
+                    f"no result after {timeout} s (last status: {seen}); "
+                    + self._cancel(command["CommandId"], instance.instance_id),
+                )
             self.sleep(self.poll_interval)
 
     def _cancel(self, command_id: str, instance_id: str) -> str:
@@ -88,12 +102,13 @@ class SsmExecutor:
 
     def _invocation(self, command_id: str, instance_id: str) -> dict[str, Any] | None:
         try:
-            return self.ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
+            invocation: dict[str, Any] = self.ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
         except ClientError as error:
             # Right after send_command the invocation may not exist yet.
             if error.response["Error"]["Code"] == "InvocationDoesNotExist":
                 return None
             raise
+        return invocation
 
 
 Runner = Callable[[Instance, list[str], int], "subprocess.CompletedProcess[str]"]

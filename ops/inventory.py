@@ -1,5 +1,6 @@
 """The stack's instances, found by the tags docs/machine-layout.md defines (never by instance
 ids passed around), so what the tool touches is what the program tagged."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

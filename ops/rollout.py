@@ -7,6 +7,7 @@
 Any failure stops the sequence where it is, leaves Beat paused, and raises RolloutFailed whose
 message says which instance runs which release and the commands to continue or roll back.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,13 +15,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from ops.errors import OpsError
 from ops.executor import CommandResult, Executor
 from ops.inventory import Instance, beat_instance, by_role
-from ops.scripts import (beat_script, current_release_script, install_release_script, switch_release_script,
-                         tasks_in_flight_script)
+from ops.scripts import (
+    beat_script,
+    current_release_script,
+    install_release_script,
+    switch_release_script,
+    tasks_in_flight_script,
+)
 from ops.state import RolloutRecord, StateStore
 from ops.verify import CheckRow, VerifyOptions, table_row, verify_all, verify_instance
 
@@ -69,8 +75,11 @@ def tasks_in_flight(stdout: str) -> dict[str, list[str]]:
                 nodes = json.loads(reply)
             except json.JSONDecodeError:
                 raise OpsError(f"unreadable answer to celery inspect {kind}: {reply[-300:]!r}") from None
-            found[kind] = [f"{task.get('name')}[{task.get('id')}] on {node}"
-                           for node, tasks in sorted(nodes.items()) for task in tasks]
+            found[kind] = [
+                f"{task.get('name')}[{task.get('id')}] on {node}"
+                for node, tasks in sorted(nodes.items())
+                for task in tasks
+            ]
     if set(found) != {"active", "reserved"}:
         raise OpsError(f"unreadable answer to celery inspect active/reserved: {stdout.strip()[-300:]!r}")
     return found
@@ -79,8 +88,11 @@ def tasks_in_flight(stdout: str) -> dict[str, list[str]]:
 def require_passed(rows: list[CheckRow], name_instance: bool) -> None:
     failed = [row for row in rows if not row.ok]
     if failed:
-        raise OpsError("; ".join(f"{row.check}{f' on {row.instance.label}' if name_instance else ''}: {row.detail}"
-                                 for row in failed))
+        raise OpsError(
+            "; ".join(
+                f"{row.check}{f' on {row.instance.label}' if name_instance else ''}: {row.detail}" for row in failed
+            )
+        )
 
 
 @dataclass
@@ -122,9 +134,12 @@ class Rollout:
 
     def _read_releases(self) -> None:
         for instance in self.instances:
-            result = run_checked(self.executor, instance, "read current release", current_release_script(),
-                                 self.timeouts.command)
-            self.releases[instance.instance_id] = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "none"
+            result = run_checked(
+                self.executor, instance, "read current release", current_release_script(), self.timeouts.command
+            )
+            self.releases[instance.instance_id] = (
+                result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "none"
+            )
             self.out(f"  {instance.label}: {self.releases[instance.instance_id]}")
 
     def _remember(self, complete: bool) -> None:
@@ -153,8 +168,13 @@ class Rollout:
         asker = by_role(self.instances, "worker")[0]
         deadline = self.clock() + self.timeouts.drain
         while True:
-            result = run_checked(self.executor, asker, "tasks in flight",
-                                 tasks_in_flight_script(self.verify_options.check_timeout), self.timeouts.command)
+            result = run_checked(
+                self.executor,
+                asker,
+                "tasks in flight",
+                tasks_in_flight_script(self.verify_options.check_timeout),
+                self.timeouts.command,
+            )
             found = tasks_in_flight(result.stdout)
             busy = found["active"] + found["reserved"]
             if not busy:
@@ -171,15 +191,29 @@ class Rollout:
             self.out(f"{instance.label}: already on {self.target}; verifying only")
         else:
             self.out(f"{instance.label}: installing {self.target} ...")
-            self._step("install", instance, lambda: run_checked(
-                self.executor, instance, f"install {self.target}", install_release_script(self.target), self.timeouts.install))
+            self._step(
+                "install",
+                instance,
+                lambda: run_checked(
+                    self.executor,
+                    instance,
+                    f"install {self.target}",
+                    install_release_script(self.target),
+                    self.timeouts.install,
+                ),
+            )
             self.out(f"{instance.label}: activating {self.target} and restarting its units ...")
             self._step("activate and restart", instance, lambda: self._activate(instance))
         self._step("verify", instance, lambda: self._verify_one(instance))
 
     def _activate(self, instance: Instance) -> None:
-        run_checked(self.executor, instance, f"activate {self.target}",
-                    switch_release_script(instance.role, self.target), self.timeouts.restart)
+        run_checked(
+            self.executor,
+            instance,
+            f"activate {self.target}",
+            switch_release_script(instance.role, self.target),
+            self.timeouts.restart,
+        )
         self.releases[instance.instance_id] = self.target
 
     def _verify_one(self, instance: Instance) -> None:
@@ -189,8 +223,13 @@ class Rollout:
         require_passed(rows, name_instance=False)
 
     def _verify_all(self) -> None:
-        rows = verify_all(self.executor, self.instances, self.verify_options, beat_running=False,
-                          report=lambda row: self.out(table_row(row)))
+        rows = verify_all(
+            self.executor,
+            self.instances,
+            self.verify_options,
+            beat_running=False,
+            report=lambda row: self.out(table_row(row)),
+        )
         require_passed(rows, name_instance=True)
 
     # --- failure --------------------------------------------------------------------------------
@@ -219,16 +258,22 @@ class Rollout:
         for instance in self.instances:
             release = self.releases.get(instance.instance_id, "not read")
             role = instance.role + (" +beat" if instance.beat else "")
-            lines.append(f"  {instance.label:<40} {role:<12} release {release} {self.notes.get(instance.instance_id, '')}".rstrip())
+            note = self.notes.get(instance.instance_id, "")
+            lines.append(f"  {instance.label:<40} {role:<12} release {release} {note}".rstrip())
         beat = beat_instance(self.instances)
-        lines.append({
-            "paused": f"  Beat: PAUSED (celery-beat.service stopped on {beat.label})",
-            "unknown": f"  Beat: UNKNOWN (the stop on {beat.label} did not confirm; it may be stopped)",
-            "running": "  Beat: running (never paused)",
-        }[self.beat_state])
+        lines.append(
+            {
+                "paused": f"  Beat: PAUSED (celery-beat.service stopped on {beat.label})",
+                "unknown": f"  Beat: UNKNOWN (the stop on {beat.label} did not confirm; it may be stopped)",
+                "running": "  Beat: running (never paused)",
+            }[self.beat_state]
+        )
         lines.append(f"to continue: {self.hint(self.kind, '--release', self.target)}")
-        lines.append(f"to roll back: {self.hint('rollback', '--release', self.previous)}" if self.previous else
-                     f"to roll back: {self.hint('rollback', '--release', '<release>')} (no single previous release is known)")
+        if self.previous:
+            lines.append(f"to roll back: {self.hint('rollback', '--release', self.previous)}")
+        else:
+            unknown = " (no single previous release is known)"
+            lines.append(f"to roll back: {self.hint('rollback', '--release', '<release>')}{unknown}")
         if self.beat_state != "running":
             lines.append(f"to resume Beat as it is: {self.hint('beat', 'resume')}")
         return "\n".join(lines)

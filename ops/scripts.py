@@ -9,6 +9,7 @@ Rules every script here follows:
 - Paths, units and variables are the ones docs/machine-layout.md names.
 - Anything interpolated from Python is shell-quoted.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -66,7 +67,7 @@ check_env_file() {{
   echo "both env files present"
 }}
 check_services() {{
-  units="{' '.join(ONESHOT_UNITS)}"
+  units="{" ".join(ONESHOT_UNITS)}"
   if [ "$ROLE" = web ]; then units="$units {WEB_UNIT}"; fi
   for q in $(worker_queues); do units="$units celery-worker-$q.service"; done
   if [ "$EXPECT_BEAT" = yes ]; then units="$units {BEAT_UNIT}"; fi
@@ -130,7 +131,8 @@ run_check() {{
   started=$(date +%s%N)
   if detail=$("check_$1" 2>&1); then result=ok; else result=FAIL; status=1; fi
   elapsed=$(( ($(date +%s%N) - started) / 1000000 ))
-  printf '{CHECK_MARK}\\t%s\\t%s\\t%s\\t%s\\n' "$1" "$result" "$elapsed" "$(printf '%s' "$detail" | tail -n 1 | tr '\\t' ' ')"
+  last=$(printf '%s' "$detail" | tail -n 1 | tr '\\t' ' ')
+  printf '{CHECK_MARK}\\t%s\\t%s\\t%s\\t%s\\n' "$1" "$result" "$elapsed" "$last"
 }}
 """
 
@@ -143,8 +145,12 @@ def verify_script(role: str, *, expect_beat: bool, healthcheck_task: str, check_
     """One script per instance: every check of its role, one result line each; exit 1 if any
     failed. expect_beat: the instance carries the Beat tag and Beat should be running now."""
     checks = CHECKS_BY_ROLE[role]
-    settings = _settings(ROLE=role, EXPECT_BEAT="yes" if expect_beat else "no",
-                         HEALTHCHECK_TASK=healthcheck_task, CHECK_TIMEOUT=str(check_timeout))
+    settings = _settings(
+        ROLE=role,
+        EXPECT_BEAT="yes" if expect_beat else "no",
+        HEALTHCHECK_TASK=healthcheck_task,
+        CHECK_TIMEOUT=str(check_timeout),
+    )
     runs = "".join(f"run_check {name}\n" for name in checks)
     return f"# ops verify ({role})\n{settings}{_HELPERS}{_CHECK_FUNCTIONS}status=0\n{runs}exit $status\n"
 
@@ -167,14 +173,12 @@ def tasks_in_flight_script(check_timeout: int) -> str:
     """Asks every worker of the broker (a broadcast, so one instance is enough) for its active
     and reserved tasks; prints `active <json>` and `reserved <json>`."""
     return (
-        "# ops tasks in flight\n"
-        + _settings(CHECK_TIMEOUT=str(check_timeout))
-        + _HELPERS
-        + "set -e\n"
+        "# ops tasks in flight\n" + _settings(CHECK_TIMEOUT=str(check_timeout)) + _HELPERS + "set -e\n"
         "load_env\n"
         f"cd {APP_CURRENT}/src\n"
         "for what in active reserved; do\n"
-        f'  reply=$(as_app {APP_CURRENT}/venv/bin/celery --app "$CELERY_APP" inspect "$what" --json --timeout "$CHECK_TIMEOUT")\n'
+        f'  reply=$(as_app {APP_CURRENT}/venv/bin/celery --app "$CELERY_APP" \\\n'
+        '    inspect "$what" --json --timeout "$CHECK_TIMEOUT")\n'
         '  echo "$what $(echo "$reply" | tail -n 1)"\n'
         "done\n"
     )
@@ -196,15 +200,16 @@ def install_release_script(release: str) -> str:
 def switch_release_script(role: str, release: str) -> str:
     """Points `current` at the release and restarts the role's units so they run it. Workers
     stop warm (the unit's TimeoutStopSec outlasts the hard time limit), so no task is killed."""
-    restart = (f"systemctl restart {WEB_UNIT}\n" if role == "web" else
-               "units=\"\"\nfor q in $(worker_queues); do units=\"$units celery-worker-$q.service\"; done\n"
-               "[ -n \"$units\" ] || { echo 'no /etc/app/worker-*.env: no worker units here'; exit 1; }\n"
-               "systemctl restart $units\n")
+    restart = (
+        f"systemctl restart {WEB_UNIT}\n"
+        if role == "web"
+        else 'units=""\nfor q in $(worker_queues); do units="$units celery-worker-$q.service"; done\n'
+        "[ -n \"$units\" ] || { echo 'no /etc/app/worker-*.env: no worker units here'; exit 1; }\n"
+        "systemctl restart $units\n"
+    )
     return (
-        f"# ops switch release ({role})\n"
-        + _HELPERS
-        + "set -e\n"
+        f"# ops switch release ({role})\n" + _HELPERS + "set -e\n"
         f"/usr/bin/python3 {APP_RELEASE} activate {shlex.quote(release)}\n"
         + restart
-        + f"echo \"$(/usr/bin/python3 {APP_RELEASE} current) is active; units restarted\"\n"
+        + f'echo "$(/usr/bin/python3 {APP_RELEASE} current) is active; units restarted"\n'
     )

@@ -1,4 +1,5 @@
 """Which stack to act on: `pulumi stack output --json` (a file or stdin) and/or flags."""
+
 from __future__ import annotations
 
 import json
@@ -53,6 +54,8 @@ def resolve_target(stack: str | None, region: str | None, outputs: dict[str, Any
 def release_name(value: str) -> str:
     """The names app-release accepts, checked here so a typo fails before Beat is paused."""
     if not RELEASE_NAME.match(value):
-        raise UsageError(f"--release: {value!r} is not a release name (up to 64 of letters, digits, '_', '.', '+', '-', "
-                         "starting with a letter or digit)")
+        raise UsageError(
+            f"--release: {value!r} is not a release name (up to 64 of letters, digits, '_', '.', '+', '-', "
+            "starting with a letter or digit)"
+        )
     return value

@@ -1,6 +1,7 @@
 """What the tool remembers between runs, per stack: the release being rolled out, the one it
 replaces (what `rollback` goes back to) and whether the rollout finished. app-release's `list`
 is sorted by name, not by time, so "the previous release" has to be written down somewhere."""
+
 from __future__ import annotations
 
 import json

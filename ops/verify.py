@@ -1,4 +1,5 @@
 """Post-deploy verification: one verify script per instance, results as table rows."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -42,14 +43,27 @@ def parse_check_lines(instance: Instance, result: CommandResult) -> list[CheckRo
     return [rows[name] for name in CHECKS_BY_ROLE[instance.role]]
 
 
-def verify_instance(executor: Executor, instance: Instance, options: VerifyOptions, beat_running: bool) -> list[CheckRow]:
-    script = verify_script(instance.role, expect_beat=instance.beat and beat_running,
-                           healthcheck_task=options.healthcheck_task, check_timeout=options.check_timeout)
-    return parse_check_lines(instance, executor.run(instance, f"verify {instance.role}", script, options.command_timeout))
+def verify_instance(
+    executor: Executor, instance: Instance, options: VerifyOptions, beat_running: bool
+) -> list[CheckRow]:
+    script = verify_script(
+        instance.role,
+        expect_beat=instance.beat and beat_running,
+        healthcheck_task=options.healthcheck_task,
+        check_timeout=options.check_timeout,
+    )
+    return parse_check_lines(
+        instance, executor.run(instance, f"verify {instance.role}", script, options.command_timeout)
+    )
 
 
-def verify_all(executor: Executor, instances: list[Instance], options: VerifyOptions, beat_running: bool,
-               report: Callable[[CheckRow], None]) -> list[CheckRow]:
+def verify_all(
+    executor: Executor,
+    instances: list[Instance],
+    options: VerifyOptions,
+    beat_running: bool,
+    report: Callable[[CheckRow], None],
+) -> list[CheckRow]:
     rows: list[CheckRow] = []
     for instance in instances:
         for row in verify_instance(executor, instance, options, beat_running):
@@ -62,8 +76,14 @@ TABLE_HEADER = ("instance", "role", "check", "result", "time", "detail")
 
 
 def table_row(row: CheckRow) -> str:
-    cells = (row.instance.label, row.instance.role + (" +beat" if row.instance.beat else ""), row.check,
-             "ok" if row.ok else "FAIL", f"{row.seconds:.2f}s", row.detail)
+    cells = (
+        row.instance.label,
+        row.instance.role + (" +beat" if row.instance.beat else ""),
+        row.check,
+        "ok" if row.ok else "FAIL",
+        f"{row.seconds:.2f}s",
+        row.detail,
+    )
     return format_cells(cells)
 
 

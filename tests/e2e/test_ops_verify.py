@@ -7,22 +7,21 @@ One stand-in: the harness runs units without systemd, so `systemctl` is a small 
 lives; the oneshots ran to completion at boot), other calls are recorded, not carried out.
 Every other command in the scripts is the real one.
 """
+
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from e2e_harness.deployment import Deployment
 from e2e_harness.machine import Machine, run_as_root
 from e2e_harness.units import SYSTEM_PATH
+
 from ops.executor import LocalExecutor
 from ops.inventory import Instance
 from ops.rollout import tasks_in_flight
-from ops.scripts import (current_release_script, install_release_script, switch_release_script,
-                         tasks_in_flight_script)
+from ops.scripts import current_release_script, install_release_script, switch_release_script, tasks_in_flight_script
 from ops.verify import CheckRow, VerifyOptions, verify_all
 
 SYSTEMCTL_SHIM = """#!/bin/sh
@@ -44,8 +43,10 @@ def shim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def instances_of(stack: Deployment) -> list[Instance]:
-    return [Instance(i.tags["Name"], i.tags["Name"], i.tags["Role"], i.tags.get("celery-beat") == "true")
-            for i in stack.render.instances]
+    return [
+        Instance(i.tags["Name"], i.tags["Name"], i.tags["Role"], i.tags.get("celery-beat") == "true")
+        for i in stack.render.instances
+    ]
 
 
 def first_of_role(stack: Deployment, role: str) -> Instance:
@@ -63,13 +64,15 @@ def executor_for(stack: Deployment, shim_dir: Path) -> LocalExecutor:
         machine = stack.machines[instance.name]
         record_active_units(machine, shim_dir)
         return run_as_root(machine, ["/usr/bin/env", f"PATH={shim_dir}:{SYSTEM_PATH}", *argv], timeout)
+
     return LocalExecutor(enter_machine)
 
 
 def verify(stack: Deployment, shim_dir: Path, **options: object) -> list[CheckRow]:
     settings = VerifyOptions(**{"check_timeout": 10, "command_timeout": 120, **options})
-    return verify_all(executor_for(stack, shim_dir), instances_of(stack), settings, beat_running=True,
-                      report=lambda row: None)
+    return verify_all(
+        executor_for(stack, shim_dir), instances_of(stack), settings, beat_running=True, report=lambda row: None
+    )
 
 
 def failures(rows: list[CheckRow]) -> dict[tuple[str, str], str]:
@@ -127,8 +130,9 @@ def test_the_release_scripts_drive_the_machines_app_release(running: Deployment,
     assert install.stdout.strip() == f"app-release: {running.release} already installed"
 
 
-def test_the_switch_script_activates_with_app_release_and_restarts_each_queues_worker(running: Deployment,
-                                                                                      shim_dir: Path) -> None:
+def test_the_switch_script_activates_with_app_release_and_restarts_each_queues_worker(
+    running: Deployment, shim_dir: Path
+) -> None:
     # Activating the release already active swaps the symlink for an identical one: a real run
     # of app-release activate that changes nothing for the other tests.
     executor, worker = executor_for(running, shim_dir), first_of_role(running, "worker")

@@ -1,6 +1,7 @@
 """Fixtures for the ops tool's tests: moto_server as a real HTTP server on loopback (EC2 and SSM
 over the wire, as boto3 talks to AWS), instances launched through the EC2 API with the exact
 tags the Pulumi program renders, and an SSM client wrapper for what moto does not emulate."""
+
 from __future__ import annotations
 
 import socket
@@ -44,7 +45,7 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
                 server.kill()
-                raise RuntimeError(f"moto_server did not start on {url} (log: {log.name})")
+                raise RuntimeError(f"moto_server did not start on {url} (log: {log.name})") from None
             time.sleep(0.2)
     yield url
     server.terminate()
@@ -56,8 +57,12 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """The standard AWS chain pointed at moto: AWS_ENDPOINT_URL is honoured by boto3 itself, so
     the tool runs unchanged. Moto's state is reset for every test."""
-    for name, value in {"AWS_ENDPOINT_URL": moto_url, "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}.items():
+    for name, value in {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
@@ -74,7 +79,10 @@ def program_tags(prod: StackRender) -> list[dict[str, str]]:
 def launch(tags: dict[str, str], state: str = "running") -> str:
     ec2 = boto3.client("ec2")
     instance = ec2.run_instances(
-        ImageId=IMAGE, MinCount=1, MaxCount=1, InstanceType="t3.small",
+        ImageId=IMAGE,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.small",
         TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
     )["Instances"][0]["InstanceId"]
     if state == "stopped":
@@ -120,9 +128,13 @@ class ScriptedSsm:
     def send_command(self, **request: Any) -> dict[str, Any]:
         response = self.real.send_command(**request)
         (instance_id,) = request["InstanceIds"]
-        sent = SentCommand(instance_id, request["Comment"].removeprefix("ops: "), request["DocumentName"],
-                           "".join(line + "\n" for line in request["Parameters"]["commands"]),
-                           request["Parameters"]["executionTimeout"][0])
+        sent = SentCommand(
+            instance_id,
+            request["Comment"].removeprefix("ops: "),
+            request["DocumentName"],
+            "".join(line + "\n" for line in request["Parameters"]["commands"]),
+            request["Parameters"]["executionTimeout"][0],
+        )
         self.sent.append(sent)
         self.scripts_by_command[response["Command"]["CommandId"]] = sent
         return response
@@ -131,8 +143,12 @@ class ScriptedSsm:
         invocation = self.real.get_command_invocation(CommandId=CommandId, InstanceId=InstanceId)
         sent = self.scripts_by_command[CommandId]
         status, code, stdout, stderr = self.responder(InstanceId, sent.purpose, sent.script)
-        return invocation | {"Status": status, "ResponseCode": code,
-                             "StandardOutputContent": stdout, "StandardErrorContent": stderr}
+        return invocation | {
+            "Status": status,
+            "ResponseCode": code,
+            "StandardOutputContent": stdout,
+            "StandardErrorContent": stderr,
+        }
 
     def cancel_command(self, CommandId: str, InstanceIds: list[str]) -> dict[str, Any]:
         self.cancelled.append(CommandId)

@@ -1,6 +1,7 @@
 """What the instances answer to the tool's scripts, for the moto tests: moto accepts and stores
 SSM commands but never runs them, so each test states the answers here (the boto3 boundary).
 The scripts themselves run for real in test_local_executor.py and test_e2e_verify.py."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,8 @@ def check_lines(role: str, failing: dict[str, str] | None = None) -> str:
 @dataclass
 class FakeInstances:
     """Answers like healthy instances, each on `release`; `failures` maps (purpose, instance id
-    or "*") to the answer that replaces the healthy one, or to the error boto3 raises instead. `busy` is how many in-flight queries
-    report a running task before the queues are empty."""
+    or "*") to the answer that replaces the healthy one, or to the error boto3 raises instead.
+    `busy` is how many in-flight queries report a running task before the queues are empty."""
 
     roles: dict[str, str]  # instance id -> role
     release: str = "r1"

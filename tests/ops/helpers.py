@@ -1,4 +1,5 @@
 """Running the tool the way an operator does (`main(argv)`), with the SSM client wrapped."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ class Run:
         return [(sent.instance_id, sent.purpose) for sent in self.ssm.sent]
 
 
-def run_ops(argv: list[str], responder: Responder, ssm_client: Any, capsys: pytest.CaptureFixture[str],
-            **executor_options: Any) -> Run:
+def run_ops(
+    argv: list[str], responder: Responder, ssm_client: Any, capsys: pytest.CaptureFixture[str], **executor_options: Any
+) -> Run:
     scripted = ScriptedSsm(ssm_client, responder)
     code = main(argv, executor=SsmExecutor(scripted, poll_interval=0.01, **executor_options))
     captured = capsys.readouterr()

@@ -1,5 +1,6 @@
 """verify and beat pause/resume end to end through main(): EC2 discovery and SSM send_command
 against moto_server; command results injected at the boto3 boundary (see ScriptedSsm)."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,8 @@ def test_beat_pause_stops_beat_on_the_tagged_instance_only(stack, ssm_client, ca
     run = run_ops(["beat", "pause", "--stack", "prod"], fake(stack), ssm_client, capsys)
     assert run.code == 0
     assert [(s.instance_id, s.document, s.script) for s in run.ssm.sent] == [
-        (stack["prod-worker-beat"], DOCUMENT, beat_script("stop"))]
+        (stack["prod-worker-beat"], DOCUMENT, beat_script("stop"))
+    ]
     assert "Beat paused: celery-beat.service: inactive" in run.out
 
 
@@ -49,12 +51,15 @@ def test_beat_that_does_not_stop_fails_with_its_state(stack, ssm_client, capsys)
     answers = fake(stack, failures={("beat pause", "*"): ("Failed", 1, "celery-beat.service: deactivating\n", "")})
     run = run_ops(["beat", "pause", "--stack", "prod"], answers, ssm_client, capsys)
     assert run.code == 1
-    assert run.err == (f"python -m ops: failed: beat pause on {stack['prod-worker-beat']} (prod-worker-beat): "
-                       "Failed (exit 1): celery-beat.service: deactivating\n")
+    assert run.err == (
+        f"python -m ops: failed: beat pause on {stack['prod-worker-beat']} (prod-worker-beat): "
+        "Failed (exit 1): celery-beat.service: deactivating\n"
+    )
 
 
 def test_beat_pause_refuses_a_second_beat_tag_and_sends_nothing(stack, program_tags, ssm_client, capsys) -> None:
     from tests.ops.conftest import launch
+
     launch(next(t for t in program_tags if t.get("celery-beat")) | {"Name": "prod-worker-beat-2"})
     run = run_ops(["beat", "pause", "--stack", "prod"], fake(stack), ssm_client, capsys)
     assert run.code == 1
@@ -75,15 +80,27 @@ def test_verify_sends_each_instance_its_roles_checks_and_prints_the_table(stack,
     assert lines[0].split() == ["instance", "role", "check", "result", "time", "detail"]
     assert len(lines) == 1 + 16 + 1
     beat_row = next(line for line in lines if "prod-worker-beat" in line and "celery_ping" in line)
-    assert beat_row.split()[:6] == [stack["prod-worker-beat"], "(prod-worker-beat)", "worker", "+beat", "celery_ping", "ok"]
+    assert beat_row.split()[:6] == [
+        stack["prod-worker-beat"],
+        "(prod-worker-beat)",
+        "worker",
+        "+beat",
+        "celery_ping",
+        "ok",
+    ]
     assert lines[-1] == "16 of 16 checks passed on 4 instances"
 
 
 def test_verify_flags_reach_the_script(stack, ssm_client, capsys) -> None:
-    run = run_ops(["verify", "--stack", "prod", "--healthcheck-task", "other.tasks.ping", "--check-timeout", "7"],
-                  fake(stack), ssm_client, capsys)
-    assert run.ssm.sent[0].script == verify_script("web", expect_beat=False, healthcheck_task="other.tasks.ping",
-                                                   check_timeout=7)
+    run = run_ops(
+        ["verify", "--stack", "prod", "--healthcheck-task", "other.tasks.ping", "--check-timeout", "7"],
+        fake(stack),
+        ssm_client,
+        capsys,
+    )
+    assert run.ssm.sent[0].script == verify_script(
+        "web", expect_beat=False, healthcheck_task="other.tasks.ping", check_timeout=7
+    )
 
 
 def test_verify_exits_1_and_shows_the_failing_check(stack, ssm_client, capsys) -> None:
@@ -101,8 +118,14 @@ def test_verify_marks_every_check_failed_when_the_command_never_finishes(stack, 
     # the delivery grace, measured on a fake clock so the test does not wait for real.
     now = [0.0]
     answers = fake(stack, failures={("verify web", stack["prod-web-0"]): ("InProgress", -1, "", "")})
-    run = run_ops(["verify", "--stack", "prod", "--command-timeout", "5"], answers, ssm_client, capsys,
-                  clock=lambda: now[0], sleep=lambda seconds: now.__setitem__(0, now[0] + 1))
+    run = run_ops(
+        ["verify", "--stack", "prod", "--command-timeout", "5"],
+        answers,
+        ssm_client,
+        capsys,
+        clock=lambda: now[0],
+        sleep=lambda seconds: now.__setitem__(0, now[0] + 1),
+    )
     assert run.code == 1
     rows = [line for line in run.out.splitlines() if "prod-web-0" in line]
     assert len(rows) == 4 and all("FAIL" in row and "no result: TimedOut" in row for row in rows)
@@ -111,23 +134,37 @@ def test_verify_marks_every_check_failed_when_the_command_never_finishes(stack, 
     assert now[0] == 5 + 30  # --command-timeout + DELIVERY_GRACE_SECONDS, then given up
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["verify", "--stack", "nope"],
-     "python -m ops: error: --stack: no running instance is tagged Stack=nope (check the stack name and region)"),
-    (["verify", "--stack", "prod", "--check-timeout", "soon"],
-     "python -m ops verify: error: argument --check-timeout: 'soon' is not a whole number of seconds > 0"),
-    (["deploy", "--stack", "prod", "--drain-timeout", "-1", "--release", "r2"],
-     "python -m ops deploy: error: argument --drain-timeout: '-1' is not a whole number of seconds > 0"),
-    (["deploy", "--stack", "prod"],
-     "python -m ops deploy: error: the following arguments are required: --release"),
-    (["deploy", "--stack", "prod", "--release", "../etc"],
-     "python -m ops deploy: error: argument --release: '../etc' is not a release name (up to 64 of letters, "
-     "digits, '_', '.', '+', '-', starting with a letter or digit)"),
-    (["beat", "pause", "--stack", "prod", "--poll-interval", "0"],
-     "python -m ops beat pause: error: argument --poll-interval: '0' is not a number of seconds > 0"),
-    (["verify"], "python -m ops: error: --stack: required (or --outputs with a 'stack' output)"),
-])
-def test_bad_input_is_one_line_naming_the_argument_and_changes_nothing(stack, ssm_client, capsys, argv, message) -> None:
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["verify", "--stack", "nope"],
+            "python -m ops: error: --stack: no running instance is tagged Stack=nope (check the stack name and region)",
+        ),
+        (
+            ["verify", "--stack", "prod", "--check-timeout", "soon"],
+            "python -m ops verify: error: argument --check-timeout: 'soon' is not a whole number of seconds > 0",
+        ),
+        (
+            ["deploy", "--stack", "prod", "--drain-timeout", "-1", "--release", "r2"],
+            "python -m ops deploy: error: argument --drain-timeout: '-1' is not a whole number of seconds > 0",
+        ),
+        (["deploy", "--stack", "prod"], "python -m ops deploy: error: the following arguments are required: --release"),
+        (
+            ["deploy", "--stack", "prod", "--release", "../etc"],
+            "python -m ops deploy: error: argument --release: '../etc' is not a release name (up to 64 of letters, "
+            "digits, '_', '.', '+', '-', starting with a letter or digit)",
+        ),
+        (
+            ["beat", "pause", "--stack", "prod", "--poll-interval", "0"],
+            "python -m ops beat pause: error: argument --poll-interval: '0' is not a number of seconds > 0",
+        ),
+        (["verify"], "python -m ops: error: --stack: required (or --outputs with a 'stack' output)"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_argument_and_changes_nothing(
+    stack, ssm_client, capsys, argv, message
+) -> None:
     try:
         run = run_ops(argv, fake(stack), ssm_client, capsys)
         code, err = run.code, run.err
@@ -141,7 +178,9 @@ def test_bad_input_is_one_line_naming_the_argument_and_changes_nothing(stack, ss
 def test_stack_and_region_come_from_pulumi_outputs(stack, ssm_client, capsys, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     outputs = tmp_path / "outputs.json"
-    outputs.write_text(json.dumps({"stack": "prod", "region": "eu-west-1", "beatInstanceId": stack["prod-worker-beat"]}))
+    outputs.write_text(
+        json.dumps({"stack": "prod", "region": "eu-west-1", "beatInstanceId": stack["prod-worker-beat"]})
+    )
     run = run_ops(["beat", "pause", "--outputs", str(outputs)], fake(stack), ssm_client, capsys)
     assert run.code == 0, run.err
     assert [s.instance_id for s in run.ssm.sent] == [stack["prod-worker-beat"]]
@@ -151,7 +190,10 @@ def test_outputs_of_another_stack_are_refused(stack, ssm_client, capsys, tmp_pat
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"stack": "staging"}))
     run = run_ops(["beat", "pause", "--stack", "prod", "--outputs", str(outputs)], fake(stack), ssm_client, capsys)
-    assert (run.code, run.err) == (2, "python -m ops: error: --stack: 'prod' contradicts the outputs' stack 'staging'\n")
+    assert (run.code, run.err) == (
+        2,
+        "python -m ops: error: --stack: 'prod' contradicts the outputs' stack 'staging'\n",
+    )
     assert run.ssm.sent == []
 
 
@@ -160,4 +202,6 @@ def test_unreadable_outputs_are_refused_naming_the_flag(stack, ssm_client, capsy
     outputs.write_text("Current stack outputs (3):")
     run = run_ops(["verify", "--outputs", str(outputs)], fake(stack), ssm_client, capsys)
     assert run.code == 2
-    assert run.err.startswith(f"python -m ops: error: --outputs: {outputs} is not the JSON of `pulumi stack output --json`")
+    assert run.err.startswith(
+        f"python -m ops: error: --outputs: {outputs} is not the JSON of `pulumi stack output --json`"
+    )

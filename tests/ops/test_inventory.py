@@ -1,4 +1,5 @@
 """Instances are found by the program's tags, over the EC2 API of a real moto server."""
+
 from __future__ import annotations
 
 import boto3
@@ -19,8 +20,9 @@ def test_discovery_finds_the_stacks_running_instances_by_their_tags(stack: dict[
     ]
 
 
-def test_discovery_ignores_other_stacks_and_instances_not_running(stack: dict[str, str],
-                                                                  program_tags: list[dict[str, str]]) -> None:
+def test_discovery_ignores_other_stacks_and_instances_not_running(
+    stack: dict[str, str], program_tags: list[dict[str, str]]
+) -> None:
     worker_tags = next(t for t in program_tags if t["Name"] == "prod-worker-1")
     launch(worker_tags | {"Stack": "staging", "Name": "staging-worker-1"})
     launch(worker_tags | {"Name": "prod-worker-2"}, state="stopped")

@@ -1,17 +1,26 @@
 """The scripts as text: valid POSIX sh (SSM's AWS-RunShellScript runs them with /bin/sh, dash
 on Debian), free of anything secret, and built only from the contract's names. They run for
 real in tests/e2e/test_ops_verify.py."""
+
 from __future__ import annotations
 
 import subprocess
 
 import pytest
 
-from ops.scripts import (beat_script, current_release_script, install_release_script, switch_release_script,
-                         tasks_in_flight_script, verify_script)
+from ops.scripts import (
+    beat_script,
+    current_release_script,
+    install_release_script,
+    switch_release_script,
+    tasks_in_flight_script,
+    verify_script,
+)
 
 ALL_SCRIPTS = {
-    "verify web": verify_script("web", expect_beat=False, healthcheck_task="myapp.tasks.healthcheck_task", check_timeout=5),
+    "verify web": verify_script(
+        "web", expect_beat=False, healthcheck_task="myapp.tasks.healthcheck_task", check_timeout=5
+    ),
     "verify beat worker": verify_script("worker", expect_beat=True, healthcheck_task="x", check_timeout=5),
     "beat stop": beat_script("stop"),
     "beat start": beat_script("start"),
@@ -56,7 +65,9 @@ def test_verify_settings_are_quoted_values() -> None:
 
 def test_each_role_runs_its_checks_in_order() -> None:
     assert ALL_SCRIPTS["verify web"].endswith(
-        "run_check env_file\nrun_check services\nrun_check redis_ping\nrun_check healthcheck\nexit $status\n")
+        "run_check env_file\nrun_check services\nrun_check redis_ping\nrun_check healthcheck\nexit $status\n"
+    )
     assert ALL_SCRIPTS["verify beat worker"].endswith(
-        "run_check env_file\nrun_check services\nrun_check redis_ping\nrun_check celery_ping\nexit $status\n")
+        "run_check env_file\nrun_check services\nrun_check redis_ping\nrun_check celery_ping\nexit $status\n"
+    )
     assert "EXPECT_BEAT=yes\n" in ALL_SCRIPTS["verify beat worker"]
