@@ -13,11 +13,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import boto3
 import pytest
 from e2e_harness.deployment import Deployment
 from e2e_harness.machine import Machine, run_as_root
+from e2e_harness.parameter_store import CREDENTIALS
 from e2e_harness.units import SYSTEM_PATH
 
+from ops.cli import main
 from ops.executor import LocalExecutor
 from ops.inventory import Instance
 from ops.rollout import tasks_in_flight
@@ -142,3 +145,30 @@ def test_the_switch_script_activates_with_app_release_and_restarts_each_queues_w
     assert result.ok, result.stderr
     assert result.stdout.strip().splitlines()[-1] == f"{running.release} is active; units restarted"
     assert calls.read_text() == "restart celery-worker-default.service celery-worker-long.service\n"
+
+
+def test_python_m_ops_verify_finds_the_machines_by_tag_and_passes(
+    running: Deployment, shim_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The whole command: instances launched with the program's tags in the harness's moto
+    # server (EC2 API), found by tag, then checked on the machine of the same Name.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", running.store.endpoint)
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    ec2 = boto3.client("ec2", region_name=running.store.region)
+    for instance in running.render.instances:
+        tags = [{"Key": key, "Value": value} for key, value in instance.tags.items()]
+        ec2.run_instances(
+            ImageId="ami-0123456789abcdef0",
+            MinCount=1,
+            MaxCount=1,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+        )
+    code = main(
+        ["verify", "--stack", "prod", "--region", running.store.region, "--check-timeout", "10"],
+        executor=executor_for(running, shim_dir),
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    checks = 4 * len(running.machines)
+    assert out.splitlines()[-1] == f"{checks} of {checks} checks passed on {len(running.machines)} instances"
