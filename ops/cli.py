@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import boto3  # type: ignore[import-untyped]
-from botocore.exceptions import BotoCoreError, ClientError, NoRegionError  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from ops.errors import OpsError, UsageError
 from ops.executor import Executor, SsmExecutor
@@ -221,9 +221,6 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
     except OpsError as error:
         print(f"{parser.prog}: failed: {error}", file=sys.stderr)
         return 1
-    except NoRegionError:
-        print(f"{parser.prog}: error: --region: none given and none in the AWS config", file=sys.stderr)
-        return 2
     except (BotoCoreError, ClientError) as error:
         print(f"{parser.prog}: AWS error: {error}", file=sys.stderr)
         return 1

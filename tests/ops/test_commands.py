@@ -175,6 +175,16 @@ def test_bad_input_is_one_line_naming_the_argument_and_changes_nothing(
     assert ssm_client.list_commands()["Commands"] == []
 
 
+def test_no_region_anywhere_is_refused_naming_the_region_flag(stack, ssm_client, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    run = run_ops(["verify", "--stack", "prod"], fake(stack), ssm_client, capsys)
+    assert (run.code, run.err) == (
+        2,
+        "python -m ops: error: --region: none given, none in the outputs, none in the AWS config or AWS_REGION\n",
+    )
+
+
 def test_stack_and_region_come_from_pulumi_outputs(stack, ssm_client, capsys, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     outputs = tmp_path / "outputs.json"
