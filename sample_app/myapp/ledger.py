@@ -3,6 +3,7 @@
 Tasks run at least once (acks_late); the ledger is how an operator, or the end-to-end tests,
 count how often each piece of work actually ran and spot duplicates.
 """
+
 import json
 import socket
 import time

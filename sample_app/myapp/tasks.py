@@ -1,4 +1,5 @@
 """The sample project's tasks. All are idempotent: with acks_late any of them may run twice."""
+
 import logging
 import time
 

@@ -2,10 +2,10 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
+from proj.celery import app as celery_app
 
 from myapp import ledger
 from myapp.tasks import healthcheck_task
-from proj.celery import app as celery_app
 
 
 @require_GET

@@ -1,4 +1,5 @@
 """The Celery app: every CELERY_* Django setting configures it (see proj/settings/production.py)."""
+
 import os
 
 from celery import Celery

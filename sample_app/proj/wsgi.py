@@ -1,4 +1,5 @@
 """WSGI entry point for gunicorn (`DJANGO_WSGI_APP=proj.wsgi:application`)."""
+
 import os
 
 from django.core.wsgi import get_wsgi_application

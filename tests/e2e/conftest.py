@@ -5,6 +5,7 @@ Everything here is real: redis-server with TLS only, moto_server as Parameter St
 release installed by app-release, gunicorn / celery worker / celery beat started from their
 unit files. A missing component makes the fixtures fail, never skip.
 """
+
 from __future__ import annotations
 
 import sys

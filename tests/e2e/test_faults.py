@@ -2,6 +2,7 @@
 
 Limits are short in this stack (e2e_harness/deployment.py TEST_QUEUES, visibility timeout 12 s),
 so a task held by a dead worker comes back within seconds."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,10 @@ DEFAULT_WORKER = "celery-worker-default.service"
 
 
 def enqueue(running: Deployment, keys: list[str], seconds: float) -> None:
-    code = ("import sys\nfrom myapp.tasks import record_execution\n"
-            f"for key in {keys!r}: record_execution.delay(key, {seconds})")
+    code = (
+        "import sys\nfrom myapp.tasks import record_execution\n"
+        f"for key in {keys!r}: record_execution.delay(key, {seconds})"
+    )
     result = running.django(code, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
 
@@ -35,14 +38,17 @@ def all_executed(running: Deployment, keys: list[str]) -> Callable[[], bool]:
     def check() -> bool:
         done = counts(running, "executed")
         return all(done.get(key, 0) >= 1 for key in keys)
+
     return check
 
 
 def summary(running: Deployment, label: str, keys: list[str]) -> str:
     done = counts(running, "executed")
     runs = sum(done.get(key, 0) for key in keys)
-    return (f"{label}: {len(keys)} enqueued, {sum(1 for k in keys if done.get(k))} executed, "
-            f"{runs} runs, {runs - len(keys)} duplicates")
+    return (
+        f"{label}: {len(keys)} enqueued, {sum(1 for k in keys if done.get(k))} executed, "
+        f"{runs} runs, {runs - len(keys)} duplicates"
+    )
 
 
 def test_worker_killed_mid_task_has_its_task_run_again(live: Deployment, report) -> None:
@@ -52,7 +58,9 @@ def test_worker_killed_mid_task_has_its_task_run_again(live: Deployment, report)
     victim_node = starts_by_worker(live, "kill9-")[0]["worker"]  # default@<hostname>
     machine = live.machines[victim_node.split("@", 1)[1]]
     machine.kill(DEFAULT_WORKER, signal.SIGKILL)
-    in_flight = {e["key"] for e in starts_by_worker(live, "kill9-") if e["worker"] == victim_node} - set(counts(live, "executed"))
+    in_flight = {e["key"] for e in starts_by_worker(live, "kill9-") if e["worker"] == victim_node} - set(
+        counts(live, "executed")
+    )
     machine.start(DEFAULT_WORKER)
 
     wait_until(all_executed(live, keys), timeout=90)
@@ -79,8 +87,7 @@ def test_sigterm_lets_the_running_task_finish_within_the_stop_timeout(live: Depl
 
 
 def test_workers_reconnect_after_a_redis_restart_and_drain_the_queue(live: Deployment, report) -> None:
-    before = {(m.hostname, unit): process for m in live.by_role("worker")
-              for unit, process in m.processes.items()}
+    before = {(m.hostname, unit): process for m in live.by_role("worker") for unit, process in m.processes.items()}
     queued = [f"restart-before-{n}" for n in range(40)]
     enqueue(live, queued, seconds=0.3)  # about 3 s of work for four processes: most still queued
     live.redis.restart()

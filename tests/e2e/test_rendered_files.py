@@ -1,4 +1,5 @@
 """What cloud-init and systemd would say about the rendered files, before anything runs."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,9 @@ MAX_EXPOSURE = 2.0
 def cloud_config_keys() -> set[str]:
     """Every top-level key some cloud-init module reads, from Debian's cloud-init schema."""
     code = "import json; from cloudinit.config.schema import get_schema; print(json.dumps(get_schema()))"
-    schema = json.loads(subprocess.run(["/usr/bin/python3", "-c", code], check=True, capture_output=True, text=True).stdout)
+    schema = json.loads(
+        subprocess.run(["/usr/bin/python3", "-c", code], check=True, capture_output=True, text=True).stdout
+    )
     keys: set[str] = set()
     for ref in schema["allOf"]:
         keys |= set(schema["$defs"][ref["$ref"].split("/")[-1]].get("properties", {}))
@@ -25,9 +28,12 @@ def test_cloud_init_schema_accepts_every_rendered_user_data(stack: Deployment, t
     for instance in stack.render.instances:
         document = tmp_path / f"{instance.logical_name}.yaml"
         document.write_text(instance.user_data)
-        result = subprocess.run(["cloud-init", "schema", "--config-file", str(document)], capture_output=True, text=True)
+        result = subprocess.run(
+            ["cloud-init", "schema", "--config-file", str(document)], capture_output=True, text=True
+        )
         assert result.returncode == 0 and "Valid cloud-config" in result.stdout, (
-            f"{instance.logical_name}: {result.stdout}{result.stderr}")
+            f"{instance.logical_name}: {result.stdout}{result.stderr}"
+        )
 
 
 def test_every_top_level_cloud_config_key_is_one_cloud_init_reads(stack: Deployment) -> None:
@@ -54,8 +60,9 @@ def test_systemd_analyze_verify_prints_nothing_for_any_unit(stack: Deployment) -
 
 def exposure(unit_file: str) -> tuple[float, list[str]]:
     """(overall exposure, the checks that add to it) from `systemd-analyze security --offline`."""
-    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", unit_file],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--no-pager", unit_file], capture_output=True, text=True
+    )
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
     assert match, f"{unit_file}: no exposure level in {result.stdout}{result.stderr}"
     failing = [line.strip() for line in result.stdout.splitlines() if line.lstrip().startswith("✗")]
@@ -69,9 +76,16 @@ def test_systemd_analyze_security_scores_every_unit_at_most_2(stack: Deployment)
             scores[unit] = exposure(str(machine.host_path(f"/etc/systemd/system/{unit}")))
     too_exposed = {unit: checks for unit, (score, checks) in scores.items() if score > MAX_EXPOSURE}
     assert not too_exposed, "exposure above 2.0: " + json.dumps(
-        {unit: {"score": scores[unit][0], "failing": checks} for unit, checks in too_exposed.items()}, indent=1)
-    assert {"gunicorn.service", "celery-worker-default.service", "celery-worker-long.service",
-            "celery-beat.service", "app-secrets.service", "app-release.service"} <= set(scores)
+        {unit: {"score": scores[unit][0], "failing": checks} for unit, checks in too_exposed.items()}, indent=1
+    )
+    assert {
+        "gunicorn.service",
+        "celery-worker-default.service",
+        "celery-worker-long.service",
+        "celery-beat.service",
+        "app-secrets.service",
+        "app-release.service",
+    } <= set(scores)
 
 
 def test_beat_unit_is_on_exactly_the_machine_tagged_celery_beat(stack: Deployment) -> None:

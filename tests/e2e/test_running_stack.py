@@ -1,5 +1,6 @@
 """The booted stack does its job: Django publishes over rediss:// with AUTH, workers consume
 by queue, Beat ticks once per interval."""
+
 from __future__ import annotations
 
 import json
@@ -28,6 +29,12 @@ def test_healthz_answers_through_gunicorn_after_pinging_the_broker(running: Depl
     assert json.loads(body) == {"status": "ok", "release": running.release}
 
 
+def test_gunicorn_starts_without_errors(running: Deployment) -> None:
+    log = running.web.log("gunicorn.service")
+    assert "Booting worker" in log
+    assert "[ERROR]" not in log, log[-3000:]
+
+
 def test_healthcheck_enqueued_from_django_runs_and_returns_its_result(running: Deployment) -> None:
     # Out over TLS + AUTH to the broker, run by a worker, result back through the result backend.
     result = running.django("from myapp.tasks import healthcheck_task; print(healthcheck_task.delay().get(timeout=30))")
@@ -50,8 +57,7 @@ def test_celery_inspect_ping_answers_for_every_worker_unit(running: Deployment) 
 
 
 def test_reports_run_only_on_long_queue_workers(running: Deployment) -> None:
-    code = ("from myapp.tasks import generate_report\n"
-            "for n in range(6): generate_report.delay(f'routing-{n}', 0.2)")
+    code = "from myapp.tasks import generate_report\nfor n in range(6): generate_report.delay(f'routing-{n}', 0.2)"
     assert running.django(code).returncode == 0
     keys = [f"routing-{n}" for n in range(6)]
     wait_until(lambda: all(running.ledger().hget("ledger:report", key) for key in keys), timeout=60)

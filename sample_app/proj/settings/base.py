@@ -1,4 +1,5 @@
 """Settings that do not depend on where the project runs."""
+
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent

@@ -1,10 +1,11 @@
 """Production settings: everything that varies comes from the environment the units load
 (/etc/app/app.env, /etc/app/worker-<queue>.env, /run/app-secrets/secrets.env; see
 docs/machine-layout.md). A missing variable stops the process at start-up with its name."""
+
 import json
 import os
 
-from .base import *  # noqa: F401,F403 - the layered settings pattern
+from .base import *  # noqa: F403 - the layered settings pattern
 
 
 def _required(name: str) -> str:

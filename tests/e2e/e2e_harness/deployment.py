@@ -1,5 +1,6 @@
 """A whole stack on this host: the program's user-data for every instance, rendered under mocks
 with the Redis endpoint pointed at a local TLS Redis, booted unit by unit."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ import redis
 
 from e2e_harness.machine import Machine, Site, run_as_root, run_like
 from e2e_harness.parameter_store import ParameterStore, free_port
-from e2e_harness.pki import ServerCert, issue_server_cert, make_ca
+from e2e_harness.pki import issue_server_cert, make_ca
 from e2e_harness.redis_server import RedisServer
 from e2e_harness.units import parse_env_file
 
@@ -31,8 +32,13 @@ PYTHON = "/srv/app/current/venv/bin/python"
 # visibility timeout (above every hard limit, as the program requires) has passed.
 TEST_QUEUES = [
     {"name": "default", "concurrency": 2, "softTimeLimit": 6, "hardTimeLimit": 8},
-    {"name": "long", "concurrency": 1, "softTimeLimit": 8, "hardTimeLimit": 10,
-     "routes": ["myapp.tasks.generate_report"]},
+    {
+        "name": "long",
+        "concurrency": 1,
+        "softTimeLimit": 8,
+        "hardTimeLimit": 10,
+        "routes": ["myapp.tasks.generate_report"],
+    },
 ]
 
 
@@ -50,8 +56,12 @@ def make_base() -> Path:
 
 
 def build_release(release: str, out_dir: Path) -> Path:
-    subprocess.run(["bash", str(REPO / "scripts/build-release.sh"), release, str(out_dir)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        ["bash", str(REPO / "scripts/build-release.sh"), release, str(out_dir)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out_dir / f"{release}.tar.gz"
 
 
@@ -72,12 +82,19 @@ class Deployment:
     # --- setup ----------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, *, worker_count: int = 2, web_count: int = 1, queues: list | None = None,
-               visibility_timeout: int = 12, base: Path | None = None) -> Deployment:
+    def create(
+        cls,
+        *,
+        worker_count: int = 2,
+        web_count: int = 1,
+        queues: list | None = None,
+        visibility_timeout: int = 12,
+        plain_port: int | None = None,
+    ) -> Deployment:
         from tools.render_stack import render_stack
         from userdata.render import enabled_units, written_files
 
-        base = base or make_base()
+        base = make_base()
         pki_dir = base / "pki"
         ca = make_ca(pki_dir, "stack")
         host = loopback_address(0)
@@ -86,7 +103,7 @@ class Deployment:
             path.chmod(0o600 if path.suffix == ".key" else 0o644)
         pki_dir.chmod(0o755)
         token = secrets.token_hex(24)
-        redis_server = RedisServer(host, token, cert, base / "redis")
+        redis_server = RedisServer(host, token, cert, base / "redis", plain_port)
         redis_server.start()
 
         web_port = free_port()
@@ -112,8 +129,9 @@ class Deployment:
 
         site = Site.create(base / "site", store.instance_environment())
         machines = {
-            instance.tags["Name"]: Machine(site, instance.tags["Name"], written_files(instance.user_data),
-                                           enabled_units(instance.user_data))
+            instance.tags["Name"]: Machine(
+                site, instance.tags["Name"], written_files(instance.user_data), enabled_units(instance.user_data)
+            )
             for instance in render.instances
         }
         release = parse_env_file(source["/etc/app/release.env"])["APP_RELEASE"]
@@ -127,8 +145,9 @@ class Deployment:
         artifact = build_release(release, self.base / "artifacts")
         self.base.joinpath("artifacts").chmod(0o755)
         first = next(iter(self.machines.values()))
-        result = run_as_root(first, ["/usr/bin/python3", "/usr/local/sbin/app-release", "install", release,
-                                     "--artifact", str(artifact)])
+        result = run_as_root(
+            first, ["/usr/bin/python3", "/usr/local/sbin/app-release", "install", release, "--artifact", str(artifact)]
+        )
         if result.returncode != 0:
             raise RuntimeError(f"app-release install failed:\n{result.stdout}\n{result.stderr}")
 
@@ -143,7 +162,8 @@ class Deployment:
     def boot(self) -> None:
         for machine in self.machines.values():
             machine.boot()
-        self.wait_for_web()
+        if self.by_role("web"):
+            self.wait_for_web()
         self.wait_for_workers(self.worker_names())
 
     def close(self) -> None:
@@ -166,30 +186,44 @@ class Deployment:
         return self.by_role("web")[0]
 
     @property
+    def operator(self) -> Machine:
+        """Where one-off commands run: the web machine, or a worker in a stack without web."""
+        return (self.by_role("web") or self.by_role("worker"))[0]
+
+    @property
     def beat_machine(self) -> Machine:
         (name,) = [i.tags["Name"] for i in self.render.instances if i.tags.get("celery-beat") == "true"]
         return self.machines[name]
 
     def worker_names(self) -> set[str]:
         """Celery node names the worker units declare (--hostname QUEUE@%H)."""
-        return {f"{unit.removeprefix('celery-worker-').removesuffix('.service')}@{m.hostname}"
-                for m in self.by_role("worker") for unit in m.units if unit.startswith("celery-worker-")}
+        return {
+            f"{unit.removeprefix('celery-worker-').removesuffix('.service')}@{m.hostname}"
+            for m in self.by_role("worker")
+            for unit in m.units
+            if unit.startswith("celery-worker-")
+        }
 
     def ledger(self) -> redis.Redis:
         return self.redis.client(LEDGER_DB)
 
-    def celery(self, machine: Machine, *args: str, extra_env: dict[str, str] | None = None,
-               timeout: float = 120) -> subprocess.CompletedProcess:
+    def celery(
+        self, machine: Machine, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         unit = next(u for u in machine.units if u.startswith("celery-") or u == "gunicorn.service")
         return run_like(machine, unit, [CELERY, "--app", "proj", *args], extra_env, timeout)
 
-    def django(self, code: str, extra_env: dict[str, str] | None = None,
-               timeout: float = 120) -> subprocess.CompletedProcess:
-        """`manage.py shell -c CODE` on the web machine, with gunicorn's environment."""
-        return run_like(self.web, "gunicorn.service", [PYTHON, "manage.py", "shell", "-c", code], extra_env, timeout)
+    def django(
+        self, code: str, extra_env: dict[str, str] | None = None, timeout: float = 120, machine: Machine | None = None
+    ) -> subprocess.CompletedProcess:
+        """`manage.py shell -c CODE` with the environment of the machine's first app unit (the
+        web machine's gunicorn unless another machine is given)."""
+        machine = machine or self.operator
+        unit = next(u for u in machine.units if u.startswith("celery-worker-") or u == "gunicorn.service")
+        return run_like(machine, unit, [PYTHON, "manage.py", "shell", "-c", code], extra_env, timeout)
 
     def ping_workers(self, timeout: float = 10) -> set[str]:
-        result = self.celery(self.web, "inspect", "ping", "--json", "--timeout", str(timeout))
+        result = self.celery(self.operator, "inspect", "ping", "--json", "--timeout", str(timeout))
         if result.returncode != 0:
             return set()
         return set(json.loads(result.stdout.strip().splitlines()[-1]))
@@ -206,7 +240,9 @@ class Deployment:
         raise TimeoutError(f"workers answering ping: {sorted(seen)}; expected {sorted(expected)}\n{logs}")
 
     def http(self, method: str, path: str, timeout: float = 10) -> tuple[int, bytes]:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}", method=method, data=b"" if method == "POST" else None)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.web_port}{path}", method=method, data=b"" if method == "POST" else None
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, response.read()
@@ -236,7 +272,8 @@ class Deployment:
             for unit in machine.units:
                 if machine.service(unit).type != "oneshot" and unit not in machine.processes:
                     machine.start(unit)
-        self.wait_for_web()
+        if self.by_role("web"):
+            self.wait_for_web()
         self.wait_for_workers(self.worker_names())
 
 

@@ -8,6 +8,7 @@ Each bind puts a directory of this test run over a production path (/srv/app, /e
 a target missing on the host is created inside an overlay of its nearest existing parent, so
 the host's own directories are never written. Then it drops to the unit's user and execs.
 """
+
 import json
 import os
 import shutil

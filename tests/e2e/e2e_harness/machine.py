@@ -4,16 +4,19 @@ of the test run, and each of its units run as systemd would run it (see units.py
 Production paths are bind-mounted per process (`unshare --mount`), so every unit runs with the
 exact paths its file names:
   /srv/app             shared by all machines of a run (one release install)
-  /etc/app, /run/app-secrets, /var/lib/celery-beat, /usr/local/sbin, /etc/systemd/system
+  /etc/app, /run/app-secrets, /run/gunicorn, /var/lib/celery-beat, /usr/local/sbin,
+  /etc/systemd/system
                        per machine
   /etc/passwd, /etc/group   the host's plus the `app` system user cloud-init would create
 What is not emulated: the units' sandboxing directives (ProtectSystem=, SystemCallFilter=, ...),
 which `systemd-analyze security` checks statically, and Restart= (the tests restart on purpose).
 """
+
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -29,6 +32,7 @@ APP_UID = APP_GID = 64123
 MACHINE_DIRS = {
     "/etc/app": "etc-app",
     "/run/app-secrets": "run-app-secrets",
+    "/run/gunicorn": "run-gunicorn",
     "/var/lib/celery-beat": "var-lib-celery-beat",
     "/usr/local/sbin": "usr-local-sbin",
     "/etc/systemd/system": "units",  # so `systemd-analyze verify` sees this machine's units only
@@ -54,8 +58,9 @@ class Site:
         srv_app = base / "srv-app"
         srv_app.mkdir(exist_ok=True)
         passwd, group = base / "passwd", base / "group"
-        passwd.write_text(Path("/etc/passwd").read_text()
-                          + f"{APP_USER}:x:{APP_UID}:{APP_GID}::/nonexistent:/usr/sbin/nologin\n")
+        passwd.write_text(
+            Path("/etc/passwd").read_text() + f"{APP_USER}:x:{APP_UID}:{APP_GID}::/nonexistent:/usr/sbin/nologin\n"
+        )
         group.write_text(Path("/etc/group").read_text() + f"{APP_USER}:x:{APP_GID}:\n")
         for path in (passwd, group):
             path.chmod(0o644)
@@ -124,12 +129,13 @@ class Machine:
     def environment(self, service: Service) -> dict[str, str]:
         env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", **self.site.instance_environment}
         if service.user:
-            env |= {"USER": service.user, "LOGNAME": service.user, "HOME": "/nonexistent",
-                    "SHELL": "/usr/sbin/nologin"}
+            env |= {"USER": service.user, "LOGNAME": service.user, "HOME": "/nonexistent", "SHELL": "/usr/sbin/nologin"}
         if service.get("RuntimeDirectory"):
             env["RUNTIME_DIRECTORY"] = f"/run/{service.get('RuntimeDirectory')}"
         if service.get("StateDirectory"):
             env["STATE_DIRECTORY"] = f"/var/lib/{service.get('StateDirectory')}"
+        for assignments in service.all("Environment"):  # before the files, which override it
+            env |= dict(word.split("=", 1) for word in shlex.split(assignments))
         for path, optional in service.environment_files:
             host = self.host_path(path)
             if not host.exists():
@@ -155,7 +161,8 @@ class Machine:
             "scratch": str(self.root / "scratch"),
             "binds": self.binds(),
             "uid": None if command.privileged or not service.user else _id(service.user),
-            "gid": None if command.privileged or not (service.group or service.user)
+            "gid": None
+            if command.privileged or not (service.group or service.user)
             else _id(service.group or service.user),
             "cwd": service.working_directory,
             "umask": service.get("UMask", "0022"),
@@ -170,8 +177,20 @@ class Machine:
     def _popen(self, spec: Path, log: Path) -> subprocess.Popen:
         with log.open("ab") as out:
             return subprocess.Popen(
-                ["unshare", "--mount", "--uts", "--propagation", "private", "/usr/bin/python3", str(LAUNCHER), str(spec)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    "unshare",
+                    "--mount",
+                    "--uts",
+                    "--propagation",
+                    "private",
+                    "/usr/bin/python3",
+                    str(LAUNCHER),
+                    str(spec),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def log_path(self, unit: str) -> Path:
@@ -194,18 +213,27 @@ class Machine:
             process = self._popen(self._spec(service, command, env, index), self.log_path(unit))
             code = process.wait(timeout=timeout)
             if code != 0 and not command.ignore_failure:
-                raise RuntimeError(f"{unit} on {self.hostname}: {' '.join(command.argv)} exited {code}\n{self.log(unit)[-3000:]}")
+                raise RuntimeError(
+                    f"{unit} on {self.hostname}: {' '.join(command.argv)} exited {code}\n{self.log(unit)[-3000:]}"
+                )
 
-    def start(self, unit: str, extra_env: dict[str, str] | None = None, as_name: str | None = None) -> subprocess.Popen:
-        """Starts a long-running unit. extra_env and as_name exist for the refusal tests only,
-        which start a second copy of a unit with a deliberately broken secret."""
+    def start(
+        self,
+        unit: str,
+        extra_env: dict[str, str] | None = None,
+        as_name: str | None = None,
+        argv: list[str] | None = None,
+    ) -> subprocess.Popen:
+        """Starts a long-running unit. extra_env, as_name and argv exist for the refusal tests and
+        the benchmarks only: a second copy of a unit with a broken secret, or the naive layout's
+        worker with the unit's user, directory and environment but its own command line."""
         service = self.service(unit)
         if service.type == "oneshot":
             raise ValueError(f"{unit} is a oneshot; use run_oneshot")
         self._prepare_directories(service)
         env = self.environment(service) | (extra_env or {})
         (command_line,) = service.all("ExecStart")
-        command = parse_command(command_line, env)
+        command = Command(tuple(argv)) if argv else parse_command(command_line, env)
         process = self._popen(self._spec(service, command, env, 0), self.log_path(as_name or unit))
         self.processes[as_name or unit] = process
         return process
@@ -262,8 +290,9 @@ def _killpg(pgid: int, sig: int) -> None:
         pass
 
 
-def run_like(machine: Machine, unit: str, argv: list[str], extra_env: dict[str, str] | None = None,
-             timeout: float = 120) -> subprocess.CompletedProcess:
+def run_like(
+    machine: Machine, unit: str, argv: list[str], extra_env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """Runs a one-off command the way an operator would next to a unit: its user, directory and
     environment files (the guide's `set -a; . env; celery inspect ping`)."""
     service = machine.service(unit)
@@ -271,7 +300,10 @@ def run_like(machine: Machine, unit: str, argv: list[str], extra_env: dict[str, 
     spec = machine._spec(service, Command(tuple(argv)), env, int(time.monotonic() * 1000))
     return subprocess.run(
         ["unshare", "--mount", "--uts", "--propagation", "private", "/usr/bin/python3", str(LAUNCHER), str(spec)],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -282,5 +314,8 @@ def run_as_root(machine: Machine, argv: list[str], timeout: float = 600) -> subp
     spec = machine._spec(service, Command(tuple(argv)), env, int(time.monotonic() * 1000))
     return subprocess.run(
         ["unshare", "--mount", "--uts", "--propagation", "private", "/usr/bin/python3", str(LAUNCHER), str(spec)],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )

@@ -1,4 +1,5 @@
 """The Parameter Store stand-in: a moto server on loopback holding the stack's SecureStrings."""
+
 from __future__ import annotations
 
 import socket
@@ -37,16 +38,20 @@ class ParameterStore:
     def start(self) -> None:
         moto = Path(sys.executable).with_name("moto_server")
         with self.log_file.open("ab") as log:
-            self.process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(self.port)],
-                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                [str(moto), "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         deadline = time.monotonic() + 30
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return
-            except OSError:
+            except OSError as error:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start: {self.log_file.read_text()[-2000:]}")
+                    raise RuntimeError(f"moto_server did not start: {self.log_file.read_text()[-2000:]}") from error
                 time.sleep(0.2)
 
     def stop(self) -> None:
@@ -55,6 +60,11 @@ class ParameterStore:
             self.process.wait(timeout=10)
 
     def put_secret(self, name: str, value: str) -> None:
-        client = boto3.client("ssm", region_name=self.region, endpoint_url=self.endpoint,
-                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        client = boto3.client(
+            "ssm",
+            region_name=self.region,
+            endpoint_url=self.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         client.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)

@@ -1,5 +1,6 @@
 """A real redis-server as ElastiCache runs it for this stack: TLS only, AUTH token, noeviction,
 append-only persistence, bound to one loopback address."""
+
 from __future__ import annotations
 
 import subprocess
@@ -55,8 +56,12 @@ class RedisServer:
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self.config())
-        self.process = subprocess.Popen(["redis-server", str(self.config_file)], stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            ["redis-server", str(self.config_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self._wait_ready()
 
     def stop(self) -> None:
@@ -73,22 +78,32 @@ class RedisServer:
     def client(self, db: int = 0, *, tls: bool = True) -> redis.Redis:
         if not tls:
             return redis.Redis(host=self.host, port=self.plain_port, password=self.password, db=db)
-        return redis.Redis(host=self.host, port=PORT, password=self.password, db=db, ssl=True,
-                           ssl_cert_reqs="required", ssl_ca_certs=str(self.cert.ca_file),
-                           socket_timeout=10)
+        return redis.Redis(
+            host=self.host,
+            port=PORT,
+            password=self.password,
+            db=db,
+            ssl=True,
+            ssl_cert_reqs="required",
+            ssl_ca_certs=str(self.cert.ca_file),
+            socket_timeout=10,
+        )
 
     def url(self, db: int, *, tls: bool = True) -> str:
         if not tls:
             return f"redis://:{self.password}@{self.host}:{self.plain_port}/{db}"
-        return (f"rediss://:{self.password}@{self.host}:{PORT}/{db}"
-                f"?ssl_cert_reqs=required&ssl_ca_certs={self.cert.ca_file}")
+        return (
+            f"rediss://:{self.password}@{self.host}:{PORT}/{db}?ssl_cert_reqs=required&ssl_ca_certs={self.cert.ca_file}"
+        )
 
     def _wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}: "
-                                   f"{self.log_file.read_text()[-2000:] if self.log_file.exists() else ''}")
+                raise RuntimeError(
+                    f"redis-server exited with {self.process.returncode}: "
+                    f"{self.log_file.read_text()[-2000:] if self.log_file.exists() else ''}"
+                )
             try:
                 if self.client().ping():
                     return

@@ -6,6 +6,7 @@ ExecStartPre/ExecStart with their prefixes, EnvironmentFile= in order, ${VAR} / 
 the %i %I %n %N %p %H %% specifiers, WorkingDirectory=, User=/Group=, RuntimeDirectory=,
 StateDirectory=, Type=, KillMode=, TimeoutStopSec=.
 """
+
 from __future__ import annotations
 
 import re
@@ -94,16 +95,24 @@ def parse_unit(name: str, text: str) -> dict[str, dict[str, list[str]]]:
 
 def read_service(name: str, text: str, hostname: str) -> Service:
     directives = parse_unit(name, text).get("Service", {})
-    expanded = {key: [expand_specifiers(value, name, hostname) for value in values]
-                for key, values in directives.items()}
+    expanded = {
+        key: [expand_specifiers(value, name, hostname) for value in values] for key, values in directives.items()
+    }
     return Service(name, expanded)
 
 
 def expand_specifiers(text: str, unit_name: str, hostname: str) -> str:
     prefix_and_instance, _, _suffix = unit_name.rpartition(".")
     prefix, at, instance = prefix_and_instance.partition("@")
-    table = {"n": unit_name, "N": prefix_and_instance, "p": prefix, "i": instance if at else "",
-             "I": instance if at else "", "H": hostname, "%": "%"}
+    table = {
+        "n": unit_name,
+        "N": prefix_and_instance,
+        "p": prefix,
+        "i": instance if at else "",
+        "I": instance if at else "",
+        "H": hostname,
+        "%": "%",
+    }
 
     def replace(match: re.Match[str]) -> str:
         letter = match.group(1)
