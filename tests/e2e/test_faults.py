@@ -42,6 +42,23 @@ def all_executed(running: Deployment, keys: list[str]) -> Callable[[], bool]:
     return check
 
 
+def backlog(running: Deployment, keys: list[str]) -> Callable[[], str]:
+    """What is still missing and where the broker has it (for a timeout's message)."""
+
+    def describe() -> str:
+        done = counts(running, "executed")
+        missing = [key for key in keys if not done.get(key)]
+        broker = running.redis.client(0)
+        started = counts(running, "started")
+        begun = sum(1 for key in missing if key in started)
+        return (
+            f"{len(missing)} of {len(keys)} not executed (e.g. {missing[:5]}, {begun} of them started); "
+            f"queue 'default' holds {broker.llen('default')}, unacked {broker.hlen('unacked')}"
+        )
+
+    return describe
+
+
 def summary(running: Deployment, label: str, keys: list[str]) -> str:
     done = counts(running, "executed")
     runs = sum(done.get(key, 0) for key in keys)
@@ -63,7 +80,7 @@ def test_worker_killed_mid_task_has_its_task_run_again(live: Deployment, report)
     )
     machine.start(DEFAULT_WORKER)
 
-    wait_until(all_executed(live, keys), timeout=90)
+    wait_until(all_executed(live, keys), timeout=90, describe=backlog(live, keys))
     started = counts(live, "started")
     assert in_flight, "the kill landed between tasks; nothing was in flight"
     assert all(started[key] >= 2 for key in in_flight), {key: started[key] for key in in_flight}
@@ -94,7 +111,7 @@ def test_workers_reconnect_after_a_redis_restart_and_drain_the_queue(live: Deplo
     after = [f"restart-after-{n}" for n in range(10)]
     enqueue(live, after, seconds=0.0)
 
-    wait_until(all_executed(live, queued + after), timeout=120)
+    wait_until(all_executed(live, queued + after), timeout=120, describe=backlog(live, queued + after))
     # Same processes: the workers reconnected by themselves, nobody restarted them.
     assert all(process.poll() is None for process in before.values())
     assert {(m.hostname, u): p for m in live.by_role("worker") for u, p in m.processes.items()} == before
@@ -113,7 +130,7 @@ def test_2000_tasks_survive_two_restarts_of_every_worker(live: Deployment, repor
         live.wait_for_workers(live.worker_names())
     producer.join(timeout=300)
 
-    wait_until(all_executed(live, keys), timeout=180, interval=1.0)
+    wait_until(all_executed(live, keys), timeout=180, interval=1.0, describe=backlog(live, keys))
     done = counts(live, "executed")
     assert all(done.get(key, 0) >= 1 for key in keys)
     report(summary(live, "2000 tasks, workers restarted twice", keys))

@@ -104,8 +104,6 @@ class Deployment:
         pki_dir.chmod(0o755)
         token = secrets.token_hex(24)
         redis_server = RedisServer(host, token, cert, base / "redis", plain_port)
-        redis_server.start()
-
         web_port = free_port()
         overrides = {
             "redis.caCertFile": str(cert.ca_file),
@@ -118,25 +116,29 @@ class Deployment:
             "app.allowedHosts": ["localhost", "127.0.0.1"],
         }
         render = render_stack("prod", overrides=overrides, redis_endpoint=host)
-
-        sample = render.instances[0]
-        source = {f.path: f.content for f in written_files(sample.user_data)}
-        source_env = parse_env_file(source["/etc/app/secrets-source.env"])
+        sample = {f.path: f.content for f in written_files(render.instances[0].user_data)}
+        source_env = parse_env_file(sample["/etc/app/secrets-source.env"])
+        release = parse_env_file(sample["/etc/app/release.env"])["APP_RELEASE"]
         store = ParameterStore(source_env["AWS_REGION"], base / "moto.log")
-        store.start()
-        store.put_secret(source_env["AUTH_TOKEN_PARAMETER"], token)
-        store.put_secret(source_env["DJANGO_SECRET_KEY_PARAMETER"], secrets.token_urlsafe(50))
-
-        site = Site.create(base / "site", store.instance_environment())
-        machines = {
-            instance.tags["Name"]: Machine(
-                site, instance.tags["Name"], written_files(instance.user_data), enabled_units(instance.user_data)
-            )
-            for instance in render.instances
-        }
-        release = parse_env_file(source["/etc/app/release.env"])["APP_RELEASE"]
-        deployment = cls(base, redis_server, store, site, machines, overrides, pki_dir, render, web_port, release)
-        deployment.install_release(release)
+        try:
+            redis_server.start()
+            store.start()
+            store.put_secret(source_env["AUTH_TOKEN_PARAMETER"], token)
+            store.put_secret(source_env["DJANGO_SECRET_KEY_PARAMETER"], secrets.token_urlsafe(50))
+            site = Site.create(base / "site", store.instance_environment())
+            machines = {
+                instance.tags["Name"]: Machine(
+                    site, instance.tags["Name"], written_files(instance.user_data), enabled_units(instance.user_data)
+                )
+                for instance in render.instances
+            }
+            deployment = cls(base, redis_server, store, site, machines, overrides, pki_dir, render, web_port, release)
+            deployment.install_release(release)
+        except BaseException:
+            redis_server.stop()
+            store.stop()
+            shutil.rmtree(base, ignore_errors=True)
+            raise
         return deployment
 
     def install_release(self, release: str) -> None:
@@ -277,10 +279,12 @@ class Deployment:
         self.wait_for_workers(self.worker_names())
 
 
-def wait_until(condition, timeout: float, interval: float = 0.3) -> None:
-    """Polls `condition` until it is truthy; TimeoutError after `timeout` seconds."""
+def wait_until(condition, timeout: float, interval: float = 0.3, describe=None) -> None:
+    """Polls `condition` until it is truthy; TimeoutError after `timeout` seconds, saying what
+    `describe()` reports about the state it waited for."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"condition still false after {timeout} s")
+            state = f": {describe()}" if describe else ""
+            raise TimeoutError(f"condition still false after {timeout} s{state}")
         time.sleep(interval)
