@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds the release artifact the instances install: <out-dir>/<release>.tar.gz holding
+#   src/     the sample Django project (sample_app/, without caches)
+#   wheels/  every wheel sample_app/requirements.txt needs, so `app-release install` builds the
+#            venv offline (pip --no-index) on a machine that cannot reach PyPI.
+# Usage: scripts/build-release.sh RELEASE [OUT_DIR]     (OUT_DIR defaults to build/releases)
+# The wheels are built by the instances' own interpreter, Debian 12's /usr/bin/python3 (through a
+# builder venv in build/release-builder): dependency markers such as redis's
+# `async-timeout; python_full_version < "3.11.3"` must be decided for 3.11.2, not for whatever
+# Python this machine's .venv has. PYTHON overrides it for an image with another Python.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+release=${1:?usage: scripts/build-release.sh RELEASE [OUT_DIR]}
+if [[ ! $release =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]]; then
+  echo "build-release: RELEASE '$release' is invalid; allowed: letters, digits, . _ - (max 64, no leading . or -)" >&2
+  exit 2
+fi
+out_dir=${2:-build/releases}
+python=${PYTHON:-/usr/bin/python3}
+builder=build/release-builder/$(basename "$python")
+[ -x "$builder/bin/pip" ] || "$python" -m venv "$builder"
+
+staging=$(mktemp -d)
+trap 'rm -rf "$staging"' EXIT
+mkdir -p "$staging/src" "$staging/wheels" "$out_dir"
+tar -C sample_app --exclude=__pycache__ --exclude='*.pyc' -cf - . | tar -C "$staging/src" -xf -
+"$builder/bin/pip" wheel --quiet --disable-pip-version-check \
+  --wheel-dir "$staging/wheels" -r sample_app/requirements.txt
+# Sorted names, fixed owner and mtime: the same inputs give the same bytes.
+tar -C "$staging" --sort=name --owner=0 --group=0 --numeric-owner --mtime='@0' \
+  -czf "$out_dir/$release.tar.gz" src wheels
+echo "$out_dir/$release.tar.gz"
