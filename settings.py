@@ -141,6 +141,8 @@ class InstanceSettings(_Section, frozen=True):
     ami_id: Annotated[str, Meta(pattern=r"^ami-[0-9a-f]{8,17}$")] | None = None
     architecture: Literal["x86_64", "arm64"] = "x86_64"
     root_volume_gb: Annotated[int, Meta(ge=8, le=1024)] = 20
+    # Debian's AMIs do not carry the SSM agent: install it at first boot, unless the image has it.
+    ssm_agent: Literal["install", "preinstalled"] = "install"
 
 
 class WebSettings(_Section, frozen=True):

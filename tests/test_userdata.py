@@ -5,12 +5,17 @@ from __future__ import annotations
 import base64
 import configparser
 import gzip
+import runpy
+from pathlib import Path
 
+import msgspec
 import pytest
 import yaml
 
 from userdata import render
 from userdata.render import Machine
+
+FILES = Path(render.__file__).parent / "files"
 
 
 def machine(settings, role="worker", beat=False):
@@ -49,6 +54,7 @@ def test_user_data_is_cloud_config_built_as_data(prod_settings):
     parsed = render.parse_user_data(document)
     assert list(parsed) == ["groups", "users", "packages", "write_files", "runcmd"]
     assert parsed["runcmd"] == [
+        ["/usr/local/sbin/install-ssm-agent", "eu-west-1"],
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", *render.units_to_enable(machine(prod_settings, beat=True))],
     ]
@@ -156,3 +162,22 @@ def test_templates_refuse_a_placeholder_without_a_value_and_keep_systemd_syntax(
         template.substitute()
     with pytest.raises(ValueError, match="Invalid placeholder"):
         render._UnitTemplate("{{ Not-A-Name }}").substitute()
+
+
+def test_ssm_agent_is_installed_first_unless_the_image_has_it(prod_settings):
+    runcmd = render.cloud_config(machine(prod_settings))["runcmd"]
+    assert runcmd[0] == ["/usr/local/sbin/install-ssm-agent", "eu-west-1"]
+    assert "/usr/local/sbin/install-ssm-agent" in [f.path for f in render.machine_files(machine(prod_settings))]
+    baked = msgspec.structs.replace(
+        prod_settings, instances=msgspec.structs.replace(prod_settings.instances, ssm_agent="preinstalled")
+    )
+    assert render.cloud_config(machine(baked))["runcmd"][0] == ["systemctl", "daemon-reload"]
+    assert "/usr/local/sbin/install-ssm-agent" not in [f.path for f in render.machine_files(machine(baked))]
+
+
+def test_ssm_agent_comes_from_the_regions_own_bucket():
+    agent_url = runpy.run_path(str(FILES / "install-ssm-agent"))["agent_url"]
+    assert agent_url("eu-west-1", "x86_64") == (
+        "https://s3.eu-west-1.amazonaws.com/amazon-ssm-eu-west-1/latest/debian_amd64/amazon-ssm-agent.deb"
+    )
+    assert agent_url("us-east-2", "aarch64").endswith("/amazon-ssm-us-east-2/latest/debian_arm64/amazon-ssm-agent.deb")

@@ -37,6 +37,7 @@ BEAT_STATE_DIR_NAME = "celery-beat"
 BEAT_SCHEDULE = f"/var/lib/{BEAT_STATE_DIR_NAME}/schedule"
 FETCH_SECRETS_BIN = "/usr/local/sbin/app-fetch-secrets"
 RELEASE_BIN = "/usr/local/sbin/app-release"
+SSM_AGENT_BIN = "/usr/local/sbin/install-ssm-agent"
 UNIT_DIR = "/etc/systemd/system"
 BROKER_DB, RESULT_DB = 0, 1
 # What the units and scripts need from Debian beyond a stock cloud image.
@@ -248,9 +249,10 @@ def unit_files(machine: Machine) -> dict[str, str]:
 def machine_files(machine: Machine) -> list[WrittenFile]:
     """Every file cloud-init writes on this machine."""
     settings = machine.settings
+    installs_agent = settings.instances.ssm_agent == "install"
     scripts = [
         WrittenFile(path, (_HERE / "files" / Path(path).name).read_text(), "root:root", "0755")
-        for path in (FETCH_SECRETS_BIN, RELEASE_BIN)
+        for path in (FETCH_SECRETS_BIN, RELEASE_BIN, *([SSM_AGENT_BIN] if installs_agent else []))
     ]
     units = [WrittenFile(f"{UNIT_DIR}/{name}", text, "root:root", "0644") for name, text in unit_files(machine).items()]
 
@@ -297,6 +299,8 @@ def cloud_config(machine: Machine) -> dict[str, Any]:
         "packages": list(PACKAGES),
         "write_files": [entry(file) for file in machine_files(machine)],
         "runcmd": [
+            # The agent first: if the app fails to start, Session Manager can still get in.
+            *([[SSM_AGENT_BIN, machine.settings.region]] if machine.settings.instances.ssm_agent == "install" else []),
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", *units_to_enable(machine)],
         ],

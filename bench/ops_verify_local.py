@@ -1,0 +1,63 @@
+"""How long `python -m ops verify`'s checks take on real processes: the e2e stack (tests/e2e)
+booted on this host, the verify scripts run through the local executor, ROUNDS times. Prints
+the median seconds per check and role and the wall time per instance script; exits 0.
+
+Use the figures to size --check-timeout and --command-timeout; over SSM add the agent's
+delivery and polling (seconds, not measurable here: there is no AWS account).
+Run: .venv/bin/python bench/ops_verify_local.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests/e2e")]
+
+from e2e_harness.deployment import Deployment  # noqa: E402
+from test_ops_verify import SYSTEMCTL_SHIM, executor_for, instances_of  # noqa: E402
+
+from ops.verify import VerifyOptions, verify_instance  # noqa: E402
+
+ROUNDS = 5
+
+
+def main() -> None:
+    shim_dir = Path(tempfile.mkdtemp(prefix="ops-bench-shim-"))
+    shim_dir.chmod(0o755)
+    (shim_dir / "systemctl").write_text(SYSTEMCTL_SHIM)
+    (shim_dir / "systemctl").chmod(0o755)
+    stack = Deployment.create()
+    try:
+        stack.boot()
+        executor, options = executor_for(stack, shim_dir), VerifyOptions(check_timeout=10)
+        checks: dict[tuple[str, str], list[float]] = defaultdict(list)
+        scripts: dict[str, list[float]] = defaultdict(list)
+        failed = 0
+        for _ in range(ROUNDS):
+            for instance in instances_of(stack):
+                started = time.monotonic()
+                rows = verify_instance(executor, instance, options, beat_running=True)
+                scripts[instance.role].append(time.monotonic() - started)
+                for row in rows:
+                    checks[(instance.role, row.check)].append(row.seconds)
+                    failed += not row.ok
+        print(
+            f"ops verify through the local executor, {ROUNDS} rounds over {len(stack.machines)} machines "
+            f"({failed} failed checks)"
+        )
+        for (role, check), times in sorted(checks.items()):
+            print(f"  {role:<7} {check:<12} median {statistics.median(times):.2f} s  max {max(times):.2f} s")
+        for role, times in sorted(scripts.items()):
+            print(f"  {role:<7} whole script median {statistics.median(times):.2f} s  max {max(times):.2f} s")
+    finally:
+        stack.close()
+
+
+if __name__ == "__main__":
+    main()

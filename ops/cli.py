@@ -1,0 +1,283 @@
+"""python -m ops: verify, beat pause|resume, deploy, rollback (see docs/ops.md)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import boto3  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+from ops.errors import OpsError, UsageError
+from ops.executor import Executor, SsmExecutor
+from ops.inventory import Instance, discover
+from ops.rollout import Rollout, RolloutFailed, Timeouts, switch_beat
+from ops.stack import StackTarget, load_outputs, release_name, resolve_target
+from ops.state import StateStore, default_state_dir
+from ops.verify import DEFAULT_HEALTHCHECK_TASK, TABLE_HEADER, VerifyOptions, format_cells, table_row, verify_all
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad input is one line naming the argument (no usage dump), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds > 0")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    return value
+
+
+def out(line: str) -> None:
+    print(line, flush=True)  # progress as it happens, also through a pipe
+
+
+def common_options() -> OneLineParser:
+    common = OneLineParser(add_help=False)
+    common.add_argument("--stack", help="Pulumi stack name (the instances' Stack tag); default: the outputs' 'stack'")
+    common.add_argument(
+        "--outputs",
+        metavar="FILE",
+        help="the JSON of `pulumi stack output --json` ('-' for stdin): stack name and region",
+    )
+    common.add_argument("--region", help="AWS region; default: the outputs' 'region', then the AWS config chain")
+    common.add_argument(
+        "--command-timeout",
+        type=seconds,
+        default=120,
+        metavar="SECONDS",
+        help="how long one short SSM command may take (default 120)",
+    )
+    common.add_argument(
+        "--poll-interval",
+        type=positive_seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often to poll SSM and the task queues (default 2)",
+    )
+    return common
+
+
+def verify_options() -> OneLineParser:
+    options = OneLineParser(add_help=False)
+    options.add_argument(
+        "--healthcheck-task",
+        default=DEFAULT_HEALTHCHECK_TASK,
+        metavar="NAME",
+        help=f"task the healthcheck round-trip sends (default {DEFAULT_HEALTHCHECK_TASK})",
+    )
+    options.add_argument(
+        "--check-timeout",
+        type=seconds,
+        default=20,
+        metavar="SECONDS",
+        help="each check's own wait: Redis PING, celery ping, the task's result (default 20)",
+    )
+    return options
+
+
+def rollout_options() -> OneLineParser:
+    options = OneLineParser(add_help=False)
+    options.add_argument(
+        "--drain-timeout",
+        type=seconds,
+        default=300,
+        metavar="SECONDS",
+        help="how long to wait for active and reserved tasks to finish (default 300)",
+    )
+    options.add_argument(
+        "--install-timeout",
+        type=seconds,
+        default=900,
+        metavar="SECONDS",
+        help="how long installing the release may take on one instance (default 900)",
+    )
+    options.add_argument(
+        "--restart-timeout",
+        type=seconds,
+        default=900,
+        metavar="SECONDS",
+        help="how long activate + restart may take on one instance (default 900)",
+    )
+    options.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default_state_dir(),
+        metavar="DIR",
+        help="where the previous release of each stack is recorded (default %(default)s)",
+    )
+    return options
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="python -m ops", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common, checks, rollout = common_options(), verify_options(), rollout_options()
+    commands.add_parser(
+        "verify",
+        parents=[common, checks],
+        help="check every instance; exit 1 on any failure",
+        description="On every instance of the stack: env files present, units active, Redis PING "
+        "over TLS with the token, celery inspect ping (workers), a healthcheck task "
+        "round-trip (web). Prints a table; exits 1 on any failure.",
+    )
+    beat = commands.add_parser(
+        "beat",
+        help="pause or resume Celery Beat",
+        description="Stop or start celery-beat.service on the one instance tagged "
+        "celery-beat=true; refused when zero or several carry the tag.",
+    )
+    beat_actions = beat.add_subparsers(dest="action", required=True, metavar="ACTION")
+    beat_actions.add_parser(
+        "pause",
+        parents=[common],
+        help="stop celery-beat.service",
+        description="Stop celery-beat.service on the Beat instance.",
+    )
+    beat_actions.add_parser(
+        "resume",
+        parents=[common],
+        help="start celery-beat.service",
+        description="Start celery-beat.service on the Beat instance.",
+    )
+    deploy = commands.add_parser(
+        "deploy",
+        parents=[common, checks, rollout],
+        help="roll a release out",
+        description="Pause Beat, wait for tasks in flight, then per worker and per web "
+        "instance: install, activate, restart, verify; verify all; resume Beat.",
+    )
+    deploy.add_argument("--release", required=True, type=release_argument, help="the release to roll out")
+    rollback = commands.add_parser(
+        "rollback",
+        parents=[common, checks, rollout],
+        help="the same sequence back to the previous release",
+        description="Deploy the previous release (recorded by the last deploy) or --release.",
+    )
+    rollback.add_argument(
+        "--release", type=release_argument, help="release to go back to (default: the recorded previous one)"
+    )
+    return parser
+
+
+def release_argument(text: str) -> str:
+    try:
+        return release_name(text)
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--release: ")) from None
+
+
+def identity_flags(target: StackTarget) -> str:
+    """The flags that name the stack, repeated in the printed hints so they run as printed."""
+    flags = ["--stack", target.stack]
+    if target.region:  # also when it came from the outputs, so the hint works without them
+        flags += ["--region", target.region]
+    return " ".join(shlex.quote(flag) for flag in flags)
+
+
+def aws_clients(target: StackTarget) -> tuple[Any, Any]:
+    session = boto3.session.Session(region_name=target.region)
+    if not session.region_name:
+        raise UsageError("--region: none given, none in the outputs, none in the AWS config or AWS_REGION")
+    return session.client("ec2"), session.client("ssm")
+
+
+def main(argv: Sequence[str] | None = None, executor: Executor | None = None) -> int:
+    """executor: tests and the local proof pass their own; operators get SSM."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        outputs = load_outputs(args.outputs) if args.outputs else None
+        target = resolve_target(args.stack, args.region, outputs)
+        ec2, ssm = aws_clients(target)
+        instances = discover(ec2, target.stack)
+        return run_command(args, target, instances, executor or SsmExecutor(ssm, poll_interval=args.poll_interval))
+    except UsageError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    except RolloutFailed as error:
+        print(str(error), file=sys.stderr, flush=True)
+        return 1
+    except OpsError as error:
+        print(f"{parser.prog}: failed: {error}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as error:
+        print(f"{parser.prog}: AWS error: {error}", file=sys.stderr)
+        return 1
+
+
+def run_command(args: argparse.Namespace, target: StackTarget, instances: list[Instance], executor: Executor) -> int:
+    if args.command == "verify":
+        return verify_command(args, instances, executor)
+    if args.command == "beat":
+        switch_beat(executor, instances, args.action, args.command_timeout, out)
+        return 0
+    return rollout_command(args, target, instances, executor)
+
+
+def checks_from(args: argparse.Namespace) -> VerifyOptions:
+    return VerifyOptions(
+        healthcheck_task=args.healthcheck_task, check_timeout=args.check_timeout, command_timeout=args.command_timeout
+    )
+
+
+def verify_command(args: argparse.Namespace, instances: list[Instance], executor: Executor) -> int:
+    out(format_cells(TABLE_HEADER))
+    rows = verify_all(executor, instances, checks_from(args), beat_running=True, report=lambda row: out(table_row(row)))
+    failed = [row for row in rows if not row.ok]
+    out(f"{len(rows) - len(failed)} of {len(rows)} checks passed on {len(instances)} instances")
+    return 1 if failed else 0
+
+
+def rollout_command(
+    args: argparse.Namespace, target: StackTarget, instances: list[Instance], executor: Executor
+) -> int:
+    store = StateStore(args.state_dir, target.stack)
+    release = args.release
+    if release is None:  # rollback without --release
+        record = store.load()
+        if record is None or record.previous is None:
+            raise UsageError(
+                f"--release: no previous release recorded for stack {target.stack} in {store.path}; "
+                "name the release to go back to"
+            )
+        release = record.previous
+    rollout = Rollout(
+        kind=args.command,
+        target=release,
+        executor=executor,
+        instances=instances,
+        timeouts=Timeouts(
+            command=args.command_timeout,
+            drain=args.drain_timeout,
+            install=args.install_timeout,
+            restart=args.restart_timeout,
+        ),
+        verify_options=checks_from(args),
+        store=store,
+        identity_flags=identity_flags(target),
+        out=out,
+        poll_interval=args.poll_interval,
+    )
+    rollout.run()
+    return 0

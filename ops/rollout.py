@@ -1,0 +1,279 @@
+"""Beat pause/resume and the deploy/rollback sequence (the guide's runbook as code):
+
+  read releases -> pause Beat -> wait until no task is active or reserved -> each worker in
+  turn: install, activate + restart, verify -> each web instance the same -> verify all ->
+  resume Beat.
+
+Any failure stops the sequence where it is, leaves Beat paused, and raises RolloutFailed whose
+message says which instance runs which release and the commands to continue or roll back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+from ops.errors import OpsError
+from ops.executor import CommandResult, Executor
+from ops.inventory import Instance, beat_instance, by_role
+from ops.scripts import (
+    beat_script,
+    current_release_script,
+    install_release_script,
+    switch_release_script,
+    tasks_in_flight_script,
+)
+from ops.state import RolloutRecord, StateStore
+from ops.verify import CheckRow, VerifyOptions, table_row, verify_all, verify_instance
+
+Print = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    command: int = 120  # any short command (read release, Beat, in-flight query)
+    drain: int = 300  # waiting for active and reserved tasks to finish
+    install: int = 900  # download and build one release (app-release.service allows as much)
+    restart: int = 900  # warm restart: workers finish their running tasks first
+
+
+class RolloutFailed(OpsError):
+    pass
+
+
+def run_checked(executor: Executor, instance: Instance, purpose: str, script: str, timeout: int) -> CommandResult:
+    result = executor.run(instance, purpose, script, timeout)
+    if not result.ok:
+        raise OpsError(f"{purpose} on {instance.label}: {result.summary()}")
+    return result
+
+
+BEAT_ACTIONS = {"pause": ("stop", "paused"), "resume": ("start", "resumed")}  # action -> systemctl verb, outcome
+
+
+def switch_beat(executor: Executor, instances: list[Instance], action: str, timeout: int, out: Print) -> Instance:
+    """`beat pause` / `beat resume` on the one Beat instance (refused unless exactly one)."""
+    beat = beat_instance(instances)
+    verb, outcome = BEAT_ACTIONS[action]
+    out(f"Beat: {action} on {beat.label} ...")
+    result = run_checked(executor, beat, f"beat {action}", beat_script(verb), timeout)
+    out(f"Beat {outcome}: {result.stdout.strip()}")
+    return beat
+
+
+def tasks_in_flight(stdout: str) -> dict[str, list[str]]:
+    """`active`/`reserved` -> ["NAME[ID] on NODE", ...] from the in-flight script's output."""
+    found: dict[str, list[str]] = {}
+    for line in stdout.splitlines():
+        kind, _, reply = line.partition(" ")
+        if kind in ("active", "reserved"):
+            try:
+                nodes = json.loads(reply)
+            except json.JSONDecodeError:
+                raise OpsError(f"unreadable answer to celery inspect {kind}: {reply[-300:]!r}") from None
+            found[kind] = [
+                f"{task.get('name')}[{task.get('id')}] on {node}"
+                for node, tasks in sorted(nodes.items())
+                for task in tasks
+            ]
+    if set(found) != {"active", "reserved"}:
+        raise OpsError(f"unreadable answer to celery inspect active/reserved: {stdout.strip()[-300:]!r}")
+    return found
+
+
+def require_passed(rows: list[CheckRow], name_instance: bool) -> None:
+    failed = [row for row in rows if not row.ok]
+    if failed:
+        raise OpsError(
+            "; ".join(
+                f"{row.check}{f' on {row.instance.label}' if name_instance else ''}: {row.detail}" for row in failed
+            )
+        )
+
+
+@dataclass
+class Rollout:
+    """One deploy or rollback of `target` over the stack's instances."""
+
+    kind: str  # "deploy" or "rollback": only wording
+    target: str
+    executor: Executor
+    instances: list[Instance]
+    timeouts: Timeouts
+    verify_options: VerifyOptions
+    store: StateStore
+    identity_flags: str  # e.g. "--stack prod --region eu-west-1", for the continue/rollback hints
+    out: Print
+    poll_interval: float = 5.0
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    releases: dict[str, str] = field(default_factory=dict)  # instance id -> release it runs
+    notes: dict[str, str] = field(default_factory=dict)  # instance id -> what went wrong there
+    beat_state: str = "running"  # running | paused | unknown (a stop that did not confirm)
+    previous: str | None = None
+
+    def run(self) -> None:
+        beat = beat_instance(self.instances)  # refuse a stack without exactly one Beat up front
+        self.out(f"{self.kind} {self.target}: {len(self.instances)} instances, Beat on {beat.label}")
+        self._step("read releases", None, self._read_releases)
+        self._remember(complete=False)
+        self._step("pause Beat", beat, self._pause)
+        self._step("wait for tasks in flight", None, self._drain)
+        for instance in by_role(self.instances, "worker") + by_role(self.instances, "web"):
+            self._switch(instance)
+        self._step("verify all", None, self._verify_all)
+        self._step("resume Beat", beat, self._resume)
+        self._remember(complete=True)
+        self.out(f"{self.kind} {self.target}: done; every instance runs {self.target}, Beat is running")
+
+    # --- steps ----------------------------------------------------------------------------------
+
+    def _read_releases(self) -> None:
+        for instance in self.instances:
+            result = run_checked(
+                self.executor, instance, "read current release", current_release_script(), self.timeouts.command
+            )
+            self.releases[instance.instance_id] = (
+                result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "none"
+            )
+            self.out(f"  {instance.label}: {self.releases[instance.instance_id]}")
+
+    def _remember(self, complete: bool) -> None:
+        record = self.store.load()
+        if record and record.target == self.target:
+            # Continuing (or repeating) this rollout: the release it replaced is still the way back.
+            self.previous = record.previous
+        else:
+            before = {release for release in self.releases.values() if release != self.target}
+            # Mixed releases and no record of this rollout: no single way back is known.
+            self.previous = before.pop() if len(before) == 1 else None
+        self.store.save(RolloutRecord(self.target, self.previous, complete))
+
+    def _pause(self) -> None:
+        self.beat_state = "unknown"  # a stop that fails may still have stopped it
+        switch_beat(self.executor, self.instances, "pause", self.timeouts.command, self.out)
+        self.beat_state = "paused"
+
+    def _resume(self) -> None:
+        switch_beat(self.executor, self.instances, "resume", self.timeouts.command, self.out)
+        self.beat_state = "running"
+
+    def _drain(self) -> None:
+        """With Beat paused nothing new is scheduled; wait for what workers hold to finish, so a
+        restart never has to wait out (or cut short) a long task."""
+        asker = by_role(self.instances, "worker")[0]
+        deadline = self.clock() + self.timeouts.drain
+        while True:
+            result = run_checked(
+                self.executor,
+                asker,
+                "tasks in flight",
+                tasks_in_flight_script(self.verify_options.check_timeout),
+                self.timeouts.command,
+            )
+            found = tasks_in_flight(result.stdout)
+            busy = found["active"] + found["reserved"]
+            if not busy:
+                self.out("no task active or reserved")
+                return
+            summary = f"{len(found['active'])} active, {len(found['reserved'])} reserved: " + "; ".join(busy)
+            if self.clock() >= deadline:
+                raise OpsError(f"still running after {self.timeouts.drain} s: {summary}")
+            self.out(f"waiting for {summary}")
+            self.sleep(self.poll_interval)
+
+    def _switch(self, instance: Instance) -> None:
+        if self.releases.get(instance.instance_id) == self.target:
+            self.out(f"{instance.label}: already on {self.target}; verifying only")
+        else:
+            self.out(f"{instance.label}: installing {self.target} ...")
+            self._step(
+                "install",
+                instance,
+                lambda: run_checked(
+                    self.executor,
+                    instance,
+                    f"install {self.target}",
+                    install_release_script(self.target),
+                    self.timeouts.install,
+                ),
+            )
+            self.out(f"{instance.label}: activating {self.target} and restarting its units ...")
+            self._step("activate and restart", instance, lambda: self._activate(instance))
+        self._step("verify", instance, lambda: self._verify_one(instance))
+
+    def _activate(self, instance: Instance) -> None:
+        run_checked(
+            self.executor,
+            instance,
+            f"activate {self.target}",
+            switch_release_script(instance.role, self.target),
+            self.timeouts.restart,
+        )
+        self.releases[instance.instance_id] = self.target
+
+    def _verify_one(self, instance: Instance) -> None:
+        rows = verify_instance(self.executor, instance, self.verify_options, beat_running=False)
+        for row in rows:
+            self.out(table_row(row))
+        require_passed(rows, name_instance=False)
+
+    def _verify_all(self) -> None:
+        rows = verify_all(
+            self.executor,
+            self.instances,
+            self.verify_options,
+            beat_running=False,
+            report=lambda row: self.out(table_row(row)),
+        )
+        require_passed(rows, name_instance=True)
+
+    # --- failure --------------------------------------------------------------------------------
+
+    def _step(self, name: str, instance: Instance | None, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except (OpsError, BotoCoreError, ClientError) as error:  # AWS refusing mid-way still gets the report
+            if instance is not None:
+                self.notes[instance.instance_id] = f"<- {name} failed here"
+                if name == "activate and restart":
+                    self._reread(instance)
+            raise RolloutFailed(self.failure_report(name, str(error))) from None
+
+    def _reread(self, instance: Instance) -> None:
+        """After a failed activate/restart the symlink may or may not have moved: ask."""
+        result = self.executor.run(instance, "read current release", current_release_script(), self.timeouts.command)
+        lines = result.stdout.strip().splitlines()
+        self.releases[instance.instance_id] = lines[-1] if result.ok and lines else "unknown (could not read it)"
+
+    def hint(self, *words: str) -> str:
+        return " ".join(("python -m ops", *words, self.identity_flags))
+
+    def failure_report(self, step: str, detail: str) -> str:
+        lines = [f"{self.kind} {self.target} STOPPED at step '{step}': {detail}", "state of the stack now:"]
+        for instance in self.instances:
+            release = self.releases.get(instance.instance_id, "not read")
+            role = instance.role + (" +beat" if instance.beat else "")
+            note = self.notes.get(instance.instance_id, "")
+            lines.append(f"  {instance.label:<40} {role:<12} release {release} {note}".rstrip())
+        beat = beat_instance(self.instances)
+        lines.append(
+            {
+                "paused": f"  Beat: PAUSED (celery-beat.service stopped on {beat.label})",
+                "unknown": f"  Beat: UNKNOWN (the stop on {beat.label} did not confirm; it may be stopped)",
+                "running": "  Beat: running (never paused)",
+            }[self.beat_state]
+        )
+        lines.append(f"to continue: {self.hint(self.kind, '--release', self.target)}")
+        if self.previous:
+            lines.append(f"to roll back: {self.hint('rollback', '--release', self.previous)}")
+        else:
+            unknown = " (no single previous release is known)"
+            lines.append(f"to roll back: {self.hint('rollback', '--release', '<release>')}{unknown}")
+        if self.beat_state != "running":
+            lines.append(f"to resume Beat as it is: {self.hint('beat', 'resume')}")
+        return "\n".join(lines)

@@ -1,0 +1,215 @@
+"""The shell scripts the tool runs on instances: data, built by pure functions, so a test can
+diff them and the local executor can run the very same text on real processes.
+
+Rules every script here follows:
+- POSIX sh (SSM's AWS-RunShellScript runs the text with /bin/sh, dash on Debian).
+- No secret in the text: SSM keeps command text in its history, so the AUTH token and the
+  Django key are read ON the instance from the env files (docs/machine-layout.md), and nothing
+  prints them (redis-cli gets the password through REDISCLI_AUTH, never argv).
+- Paths, units and variables are the ones docs/machine-layout.md names.
+- Anything interpolated from Python is shell-quoted.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+APP_ENV = "/etc/app/app.env"
+SECRETS_ENV = "/run/app-secrets/secrets.env"
+RELEASE_ENV = "/etc/app/release.env"
+APP_CURRENT = "/srv/app/current"
+APP_RELEASE = "/usr/local/sbin/app-release"
+BEAT_UNIT = "celery-beat.service"
+WEB_UNIT = "gunicorn.service"
+ONESHOT_UNITS = ("app-secrets.service", "app-release.service")
+CHECK_MARK = "ops-check"  # first field of each result line a verify script prints
+
+# Which checks run on which role, in order. Workers answer `celery inspect ping`; the
+# healthcheck round-trip is sent from web instances (where the app enqueues in production).
+CHECKS_BY_ROLE: dict[str, tuple[str, ...]] = {
+    "web": ("env_file", "services", "redis_ping", "healthcheck"),
+    "worker": ("env_file", "services", "redis_ping", "celery_ping"),
+}
+
+# Shared helpers. Every function runs in its own subshell (see run_check), so loading the
+# environment never leaks from one check into another.
+_HELPERS = f"""\
+set -u
+load_env() {{
+  set -a
+  . {APP_ENV}
+  . {SECRETS_ENV}
+  set +a
+}}
+# The app user, without PAM and keeping the environment: what the units' User=/Group= do.
+as_app() {{
+  setpriv --reuid=app --regid=app --clear-groups -- "$@"
+}}
+# One celery-worker-<queue>.service per /etc/app/worker-<queue>.env (the contract).
+worker_queues() {{
+  for f in /etc/app/worker-*.env; do
+    [ -e "$f" ] || continue
+    q=${{f#/etc/app/worker-}}
+    echo "${{q%.env}}"
+  done
+}}
+"""
+
+_CHECK_FUNCTIONS = f"""\
+check_env_file() {{
+  for f in {APP_ENV} {SECRETS_ENV}; do
+    [ -r "$f" ] || {{ echo "$f is missing"; return 1; }}
+  done
+  load_env
+  for v in DJANGO_SETTINGS_MODULE CELERY_APP APP_RELEASE CELERY_BROKER_URL DJANGO_SECRET_KEY; do
+    eval "[ -n \\"\\${{$v:-}}\\" ]" || {{ echo "$v is not set"; return 1; }}
+  done
+  echo "both env files present"
+}}
+check_services() {{
+  units="{" ".join(ONESHOT_UNITS)}"
+  if [ "$ROLE" = web ]; then units="$units {WEB_UNIT}"; fi
+  for q in $(worker_queues); do units="$units celery-worker-$q.service"; done
+  if [ "$EXPECT_BEAT" = yes ]; then units="$units {BEAT_UNIT}"; fi
+  bad=""
+  for u in $units; do
+    state=$(systemctl is-active "$u")
+    [ "$state" = active ] || bad="$bad $u=$state"
+  done
+  [ -z "$bad" ] || {{ echo "not active:$bad"; return 1; }}
+  echo "active: $units"
+}}
+check_redis_ping() {{
+  load_env
+  rest=${{CELERY_BROKER_URL#rediss://}}
+  [ "$rest" != "$CELERY_BROKER_URL" ] || {{ echo "CELERY_BROKER_URL is not a rediss:// URL"; return 1; }}
+  auth=${{rest%%@*}}
+  REDISCLI_AUTH=${{auth#:}}
+  export REDISCLI_AUTH
+  hostport=${{rest#*@}}
+  hostport=${{hostport%%/*}}
+  host=${{hostport%:*}}
+  port=${{hostport##*:}}
+  # The CA file is URL-encoded in the query (app-fetch-secrets urlencodes it); the URL goes
+  # through stdin, never argv, because it holds the token.
+  ca=$(printf '%s' "$CELERY_BROKER_URL" | /usr/bin/python3 -c '
+import sys, urllib.parse as url
+print(url.parse_qs(url.urlsplit(sys.stdin.read()).query).get("ssl_ca_certs", [""])[0])')
+  reply=$(timeout "$CHECK_TIMEOUT" redis-cli --tls ${{ca:+--cacert "$ca"}} -h "$host" -p "$port" PING 2>&1)
+  [ "$reply" = PONG ] || {{ echo "redis $host:$port: $reply"; return 1; }}
+  echo "PONG from $host:$port over TLS with AUTH"
+}}
+check_celery_ping() {{
+  load_env
+  nodes=""
+  for q in $(worker_queues); do nodes="$nodes $q@$(uname -n)"; done
+  [ -n "$nodes" ] || {{ echo "no /etc/app/worker-*.env: no worker units here"; return 1; }}
+  destination=$(echo $nodes | tr ' ' ,)
+  reply=$(cd {APP_CURRENT}/src && as_app {APP_CURRENT}/venv/bin/celery --app "$CELERY_APP" \\
+    inspect ping --json --timeout "$CHECK_TIMEOUT" --destination "$destination" 2>&1)
+  missing=""
+  for n in $nodes; do
+    case "$reply" in *"\\"$n\\""*) ;; *) missing="$missing $n" ;; esac
+  done
+  [ -z "$missing" ] || {{ echo "no pong from:$missing ($(echo "$reply" | tail -n 1))"; return 1; }}
+  echo "pong from$nodes"
+}}
+check_healthcheck() {{
+  load_env
+  reply=$(cd {APP_CURRENT}/src && as_app {APP_CURRENT}/venv/bin/python -c '
+import os, sys
+from celery.app.utils import find_app
+app = find_app(os.environ["CELERY_APP"])
+result = app.send_task(sys.argv[1])
+print(sys.argv[1], "returned", repr(result.get(timeout=float(sys.argv[2]))))
+' "$HEALTHCHECK_TASK" "$CHECK_TIMEOUT" 2>&1) || {{ echo "$reply" | tail -n 1; return 1; }}
+  echo "$reply" | tail -n 1
+}}
+# Runs check_NAME in a subshell and prints one tab-separated line:
+# ops-check NAME ok|FAIL MILLISECONDS LAST-LINE-OF-OUTPUT
+run_check() {{
+  started=$(date +%s%N)
+  if detail=$("check_$1" 2>&1); then result=ok; else result=FAIL; status=1; fi
+  elapsed=$(( ($(date +%s%N) - started) / 1000000 ))
+  last=$(printf '%s' "$detail" | tail -n 1 | tr '\\t' ' ')
+  printf '{CHECK_MARK}\\t%s\\t%s\\t%s\\t%s\\n' "$1" "$result" "$elapsed" "$last"
+}}
+"""
+
+
+def _settings(**values: str) -> str:
+    return "".join(f"{name}={shlex.quote(value)}\n" for name, value in values.items())
+
+
+def verify_script(role: str, *, expect_beat: bool, healthcheck_task: str, check_timeout: int) -> str:
+    """One script per instance: every check of its role, one result line each; exit 1 if any
+    failed. expect_beat: the instance carries the Beat tag and Beat should be running now."""
+    checks = CHECKS_BY_ROLE[role]
+    settings = _settings(
+        ROLE=role,
+        EXPECT_BEAT="yes" if expect_beat else "no",
+        HEALTHCHECK_TASK=healthcheck_task,
+        CHECK_TIMEOUT=str(check_timeout),
+    )
+    runs = "".join(f"run_check {name}\n" for name in checks)
+    return f"# ops verify ({role})\n{settings}{_HELPERS}{_CHECK_FUNCTIONS}status=0\n{runs}exit $status\n"
+
+
+def beat_script(action: str) -> str:
+    """Stops or starts Beat and prints its resulting state; fails unless the state is the one
+    asked for (a Beat that dies right after start is caught here, not at the next tick)."""
+    wanted = {"stop": "inactive", "start": "active"}[action]
+    return (
+        f"# ops beat {action}\n"
+        "set -u\n"
+        f"systemctl {action} {BEAT_UNIT}\n"
+        f"state=$(systemctl is-active {BEAT_UNIT})\n"
+        f'echo "{BEAT_UNIT}: $state"\n'
+        f'[ "$state" = {wanted} ]\n'
+    )
+
+
+def tasks_in_flight_script(check_timeout: int) -> str:
+    """Asks every worker of the broker (a broadcast, so one instance is enough) for its active
+    and reserved tasks; prints `active <json>` and `reserved <json>`."""
+    return (
+        "# ops tasks in flight\n" + _settings(CHECK_TIMEOUT=str(check_timeout)) + _HELPERS + "set -e\n"
+        "load_env\n"
+        f"cd {APP_CURRENT}/src\n"
+        "for what in active reserved; do\n"
+        f'  reply=$(as_app {APP_CURRENT}/venv/bin/celery --app "$CELERY_APP" \\\n'
+        '    inspect "$what" --json --timeout "$CHECK_TIMEOUT")\n'
+        '  echo "$what $(echo "$reply" | tail -n 1)"\n'
+        "done\n"
+    )
+
+
+def current_release_script() -> str:
+    return f"# ops current release\nset -eu\n/usr/bin/python3 {APP_RELEASE} current\n"
+
+
+def install_release_script(release: str) -> str:
+    """Installs (downloads and builds) a release without touching the running one."""
+    return (
+        f"# ops install release\nset -eu\n"
+        f"set -a\n. {RELEASE_ENV}\nset +a\n"
+        f"/usr/bin/python3 {APP_RELEASE} install {shlex.quote(release)}\n"
+    )
+
+
+def switch_release_script(role: str, release: str) -> str:
+    """Points `current` at the release and restarts the role's units so they run it. Workers
+    stop warm (the unit's TimeoutStopSec outlasts the hard time limit), so no task is killed."""
+    restart = (
+        f"systemctl restart {WEB_UNIT}\n"
+        if role == "web"
+        else 'units=""\nfor q in $(worker_queues); do units="$units celery-worker-$q.service"; done\n'
+        "[ -n \"$units\" ] || { echo 'no /etc/app/worker-*.env: no worker units here'; exit 1; }\n"
+        "systemctl restart $units\n"
+    )
+    return (
+        f"# ops switch release ({role})\n" + _HELPERS + "set -e\n"
+        f"/usr/bin/python3 {APP_RELEASE} activate {shlex.quote(release)}\n"
+        + restart
+        + f'echo "$(/usr/bin/python3 {APP_RELEASE} current) is active; units restarted"\n'
+    )

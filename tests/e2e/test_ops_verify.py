@@ -1,0 +1,174 @@
+"""The ops tool's verify checks (ops/scripts.py), the very text SSM would run, run through the
+local executor on every machine of the running end-to-end stack: real TLS Redis with AUTH, real
+celery workers, a real healthcheck round-trip. Also that they fail when the stack is broken.
+
+One stand-in: the harness runs units without systemd, so `systemctl` is a small shim:
+`is-active` answers from the harness's own process table (a unit is active while its process
+lives; the oneshots ran to completion at boot), other calls are recorded, not carried out.
+Every other command in the scripts is the real one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import boto3
+import pytest
+from e2e_harness.deployment import Deployment
+from e2e_harness.machine import Machine, run_as_root
+from e2e_harness.parameter_store import CREDENTIALS
+from e2e_harness.units import SYSTEM_PATH
+
+from ops.cli import main
+from ops.executor import LocalExecutor
+from ops.inventory import Instance
+from ops.rollout import tasks_in_flight
+from ops.scripts import current_release_script, install_release_script, switch_release_script, tasks_in_flight_script
+from ops.verify import CheckRow, VerifyOptions, verify_all
+
+SYSTEMCTL_SHIM = """#!/bin/sh
+# systemctl for the e2e harness: is-active answers from active-<hostname> (the units the harness
+# runs); any other call is only recorded in calls-<hostname>, for the test to read.
+here=$(dirname "$0")
+if [ "$1" != is-active ]; then echo "$*" >> "$here/calls-$(uname -n)"; exit 0; fi
+if grep -qx "$2" "$here/active-$(uname -n)"; then echo active; else echo inactive; exit 3; fi
+"""
+
+
+@pytest.fixture(scope="module")
+def shim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("systemctl-shim")
+    directory.chmod(0o755)
+    (directory / "systemctl").write_text(SYSTEMCTL_SHIM)
+    (directory / "systemctl").chmod(0o755)
+    return directory
+
+
+def instances_of(stack: Deployment) -> list[Instance]:
+    return [
+        Instance(i.tags["Name"], i.tags["Name"], i.tags["Role"], i.tags.get("celery-beat") == "true")
+        for i in stack.render.instances
+    ]
+
+
+def first_of_role(stack: Deployment, role: str) -> Instance:
+    return next(i for i in instances_of(stack) if i.role == role)
+
+
+def record_active_units(machine: Machine, shim_dir: Path) -> None:
+    active = [u for u in machine.units if machine.service(u).type == "oneshot"]
+    active += [u for u, process in machine.processes.items() if process.poll() is None]
+    (shim_dir / f"active-{machine.hostname}").write_text("".join(f"{u}\n" for u in active))
+
+
+def executor_for(stack: Deployment, shim_dir: Path) -> LocalExecutor:
+    def enter_machine(instance: Instance, argv: list[str], timeout: int) -> subprocess.CompletedProcess[str]:
+        machine = stack.machines[instance.name]
+        record_active_units(machine, shim_dir)
+        return run_as_root(machine, ["/usr/bin/env", f"PATH={shim_dir}:{SYSTEM_PATH}", *argv], timeout)
+
+    return LocalExecutor(enter_machine)
+
+
+def verify(stack: Deployment, shim_dir: Path, **options: object) -> list[CheckRow]:
+    settings = VerifyOptions(**{"check_timeout": 10, "command_timeout": 120, **options})
+    return verify_all(
+        executor_for(stack, shim_dir), instances_of(stack), settings, beat_running=True, report=lambda row: None
+    )
+
+
+def failures(rows: list[CheckRow]) -> dict[tuple[str, str], str]:
+    return {(row.instance.name, row.check): row.detail for row in rows if not row.ok}
+
+
+def test_every_verify_check_passes_on_the_running_stack(running: Deployment, shim_dir: Path) -> None:
+    rows = verify(running, shim_dir)
+    assert failures(rows) == {}
+    assert len(rows) == 4 * len(running.machines)
+    details = {(row.instance.name, row.check): row.detail for row in rows}
+    beat = running.beat_machine.hostname
+    assert details[(beat, "redis_ping")] == f"PONG from {running.redis.host}:6379 over TLS with AUTH"
+    assert details[(beat, "celery_ping")] == f"pong from default@{beat} long@{beat}"
+    assert "celery-beat.service" in details[(beat, "services")]
+    assert details[(running.web.hostname, "healthcheck")] == "myapp.tasks.healthcheck_task returned 'ok'"
+
+
+def test_a_stopped_worker_unit_fails_services_and_celery_ping_on_its_machine(live: Deployment, shim_dir: Path) -> None:
+    worker = next(m for m in live.by_role("worker") if m is not live.beat_machine)
+    live_rows_before = failures(verify(live, shim_dir))
+    assert live_rows_before == {}
+    worker.stop("celery-worker-long.service")
+    found = failures(verify(live, shim_dir))
+    assert set(found) == {(worker.hostname, "services"), (worker.hostname, "celery_ping")}
+    assert found[(worker.hostname, "services")] == "not active: celery-worker-long.service=inactive"
+    assert found[(worker.hostname, "celery_ping")].startswith(f"no pong from: long@{worker.hostname}")
+
+
+def test_an_unknown_healthcheck_task_fails_the_round_trip(running: Deployment, shim_dir: Path) -> None:
+    found = failures(verify(running, shim_dir, healthcheck_task="myapp.tasks.no_such_task", check_timeout=3))
+    assert set(found) == {(m.hostname, "healthcheck") for m in running.by_role("web")}
+    # The worker refuses the unknown name and the refusal comes back through the result backend.
+    assert set(found.values()) == {"celery.exceptions.NotRegistered: 'myapp.tasks.no_such_task'"}
+
+
+def test_the_in_flight_query_reads_the_workers_real_replies(running: Deployment, shim_dir: Path) -> None:
+    worker = first_of_role(running, "worker")
+    result = executor_for(running, shim_dir).run(worker, "tasks in flight", tasks_in_flight_script(10), 60)
+    assert result.ok, result.stderr
+    found = tasks_in_flight(result.stdout)
+    assert set(found) == {"active", "reserved"}
+    # Nothing but Beat's heartbeat (a few milliseconds every 5 s) can be in flight on an idle stack.
+    assert all(task.startswith("myapp.tasks.beat_heartbeat[") for task in found["active"] + found["reserved"]), found
+
+
+def test_the_release_scripts_drive_the_machines_app_release(running: Deployment, shim_dir: Path) -> None:
+    # What deploy runs first on each instance, against the program's own app-release: the
+    # release the machines booted with is read back, and installing it again is a no-op.
+    executor, worker = executor_for(running, shim_dir), first_of_role(running, "worker")
+    current = executor.run(worker, "read current release", current_release_script(), 60)
+    assert (current.ok, current.stdout.strip()) == (True, running.release), current.stderr
+    install = executor.run(worker, f"install {running.release}", install_release_script(running.release), 120)
+    assert install.ok, install.stderr
+    assert install.stdout.strip() == f"app-release: {running.release} already installed"
+
+
+def test_the_switch_script_activates_with_app_release_and_restarts_each_queues_worker(
+    running: Deployment, shim_dir: Path
+) -> None:
+    # Activating the release already active swaps the symlink for an identical one: a real run
+    # of app-release activate that changes nothing for the other tests.
+    executor, worker = executor_for(running, shim_dir), first_of_role(running, "worker")
+    calls = shim_dir / f"calls-{worker.name}"
+    calls.unlink(missing_ok=True)
+    result = executor.run(worker, f"activate {running.release}", switch_release_script("worker", running.release), 60)
+    assert result.ok, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == f"{running.release} is active; units restarted"
+    assert calls.read_text() == "restart celery-worker-default.service celery-worker-long.service\n"
+
+
+def test_python_m_ops_verify_finds_the_machines_by_tag_and_passes(
+    running: Deployment, shim_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The whole command: instances launched with the program's tags in the harness's moto
+    # server (EC2 API), found by tag, then checked on the machine of the same Name.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", running.store.endpoint)
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    ec2 = boto3.client("ec2", region_name=running.store.region)
+    for instance in running.render.instances:
+        tags = [{"Key": key, "Value": value} for key, value in instance.tags.items()]
+        ec2.run_instances(
+            ImageId="ami-0123456789abcdef0",
+            MinCount=1,
+            MaxCount=1,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+        )
+    code = main(
+        ["verify", "--stack", "prod", "--region", running.store.region, "--check-timeout", "10"],
+        executor=executor_for(running, shim_dir),
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    checks = 4 * len(running.machines)
+    assert out.splitlines()[-1] == f"{checks} of {checks} checks passed on {len(running.machines)} instances"

@@ -1,0 +1,160 @@
+"""Fixtures for the ops tool's tests: moto_server as a real HTTP server on loopback (EC2 and SSM
+over the wire, as boto3 talks to AWS), instances launched through the EC2 API with the exact
+tags the Pulumi program renders, and an SSM client wrapper for what moto does not emulate."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tools.render_stack import StackRender
+
+MOTO_SERVER = Path(sys.executable).with_name("moto_server")
+REGION = "eu-west-1"
+# Any id: moto launches from an unknown image, and listing its built-in images takes seconds.
+IMAGE = "ami-0123456789abcdef0"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    server = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"moto_server did not start on {url} (log: {log.name})") from None
+            time.sleep(0.2)
+    yield url
+    server.terminate()
+    server.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture()
+def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The standard AWS chain pointed at moto: AWS_ENDPOINT_URL is honoured by boto3 itself, so
+    the tool runs unchanged. Moto's state is reset for every test."""
+    for name, value in {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10).close()
+    return moto_url
+
+
+@pytest.fixture(scope="session")
+def program_tags(prod: StackRender) -> list[dict[str, str]]:
+    """The tags the Pulumi program puts on prod's instances (2 web, 1 worker, 1 Beat worker)."""
+    return [instance.tags for instance in prod.instances]
+
+
+def launch(tags: dict[str, str], state: str = "running") -> str:
+    ec2 = boto3.client("ec2")
+    instance = ec2.run_instances(
+        ImageId=IMAGE,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.small",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+    )["Instances"][0]["InstanceId"]
+    if state == "stopped":
+        ec2.stop_instances(InstanceIds=[instance])
+    elif state == "terminated":
+        ec2.terminate_instances(InstanceIds=[instance])
+    return instance
+
+
+@pytest.fixture()
+def stack(aws: str, program_tags: list[dict[str, str]]) -> dict[str, str]:
+    """prod as the program tags it, launched in moto: Name tag -> instance id."""
+    return {tags["Name"]: launch(tags) for tags in program_tags}
+
+
+# What a fake instance answers: (status, exit code, stdout, stderr).
+Answer = tuple[str, int, str, str]
+Responder = Callable[[str, str, str], Answer]  # (instance id, purpose, script) -> answer
+
+
+@dataclass
+class SentCommand:
+    instance_id: str
+    purpose: str
+    document: str
+    script: str
+    execution_timeout: str
+
+
+@dataclass
+class ScriptedSsm:
+    """The SSM client the tool gets. send_command goes to moto for real (moto validates the
+    request and keeps it: tests read list_commands back). Moto does not run commands, so the
+    invocation's status and output come from `responder` (injected at the boto3 boundary), and
+    moto has no cancel_command at all, so cancellations are recorded here."""
+
+    real: Any
+    responder: Responder
+    sent: list[SentCommand] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    scripts_by_command: dict[str, SentCommand] = field(default_factory=dict)
+
+    def send_command(self, **request: Any) -> dict[str, Any]:
+        response = self.real.send_command(**request)
+        (instance_id,) = request["InstanceIds"]
+        sent = SentCommand(
+            instance_id,
+            request["Comment"].removeprefix("ops: "),
+            request["DocumentName"],
+            "".join(line + "\n" for line in request["Parameters"]["commands"]),
+            request["Parameters"]["executionTimeout"][0],
+        )
+        self.sent.append(sent)
+        self.scripts_by_command[response["Command"]["CommandId"]] = sent
+        return response
+
+    def get_command_invocation(self, CommandId: str, InstanceId: str) -> dict[str, Any]:
+        invocation = self.real.get_command_invocation(CommandId=CommandId, InstanceId=InstanceId)
+        sent = self.scripts_by_command[CommandId]
+        status, code, stdout, stderr = self.responder(InstanceId, sent.purpose, sent.script)
+        return invocation | {
+            "Status": status,
+            "ResponseCode": code,
+            "StandardOutputContent": stdout,
+            "StandardErrorContent": stderr,
+        }
+
+    def cancel_command(self, CommandId: str, InstanceIds: list[str]) -> dict[str, Any]:
+        self.cancelled.append(CommandId)
+        return {}
+
+
+@pytest.fixture()
+def ssm_client(aws: str) -> Any:
+    return boto3.client("ssm")

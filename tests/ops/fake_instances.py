@@ -1,0 +1,67 @@
+"""What the instances answer to the tool's scripts, for the moto tests: moto accepts and stores
+SSM commands but never runs them, so each test states the answers here (the boto3 boundary).
+The scripts themselves run for real in test_local_executor.py and test_e2e_verify.py."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from ops.scripts import CHECK_MARK, CHECKS_BY_ROLE
+
+Answer = tuple[str, int, str, str]
+
+
+def check_lines(role: str, failing: dict[str, str] | None = None) -> str:
+    failing = failing or {}
+    return "".join(
+        f"{CHECK_MARK}\t{name}\t{'FAIL' if name in failing else 'ok'}\t12\t{failing.get(name, 'fine')}\n"
+        for name in CHECKS_BY_ROLE[role]
+    )
+
+
+@dataclass
+class FakeInstances:
+    """Answers like healthy instances, each on `release`; `failures` maps (purpose, instance id
+    or "*") to the answer that replaces the healthy one, or to the error boto3 raises instead.
+    `busy` is how many in-flight queries report a running task before the queues are empty."""
+
+    roles: dict[str, str]  # instance id -> role
+    release: str = "r1"
+    failures: dict[tuple[str, str], Answer | Exception] = field(default_factory=dict)
+    busy: int = 0
+    releases: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.releases = {instance: self.release for instance in self.roles}
+
+    def __call__(self, instance: str, purpose: str, script: str) -> Answer:
+        for key in ((purpose, instance), (purpose, "*")):
+            if isinstance(self.failures.get(key), Exception):
+                raise self.failures[key]  # what boto3 raises for an AWS-side refusal
+            if key in self.failures:
+                return self.failures[key]
+        if purpose == "read current release":
+            return "Success", 0, self.releases[instance] + "\n", ""
+        if purpose.startswith("activate "):
+            self.releases[instance] = purpose.removeprefix("activate ")
+            return "Success", 0, f"{self.releases[instance]} is active; units restarted\n", ""
+        if purpose.startswith("install "):
+            return "Success", 0, f"app-release: installed {purpose.removeprefix('install ')}\n", ""
+        if purpose in ("beat pause", "beat resume"):
+            state = "inactive" if purpose == "beat pause" else "active"
+            return "Success", 0, f"celery-beat.service: {state}\n", ""
+        if purpose == "tasks in flight":
+            return "Success", 0, self._in_flight(), ""
+        match = re.fullmatch(r"verify (web|worker)", purpose)
+        if match:
+            return "Success", 0, check_lines(match.group(1)), ""
+        raise AssertionError(f"unexpected command {purpose!r} to {instance}")
+
+    def _in_flight(self) -> str:
+        active: dict[str, list] = {"default@ip-10-0-1-5": []}
+        if self.busy > 0:
+            self.busy -= 1
+            active["default@ip-10-0-1-5"] = [{"id": "6f1c", "name": "myapp.tasks.generate_report"}]
+        return f"active {json.dumps(active)}\nreserved {json.dumps({'long@ip-10-0-1-5': []})}\n"

@@ -1,0 +1,217 @@
+"""verify and beat pause/resume end to end through main(): EC2 discovery and SSM send_command
+against moto_server; command results injected at the boto3 boundary (see ScriptedSsm)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ops.executor import DOCUMENT
+from ops.scripts import beat_script, verify_script
+from tests.ops.fake_instances import FakeInstances, check_lines
+from tests.ops.helpers import run_ops
+
+VERIFY_DEFAULTS = {"healthcheck_task": "myapp.tasks.healthcheck_task", "check_timeout": 20}
+
+
+def fake(stack: dict[str, str], **options: Any) -> FakeInstances:
+    return FakeInstances({iid: "web" if "-web-" in name else "worker" for name, iid in stack.items()}, **options)
+
+
+def test_beat_pause_stops_beat_on_the_tagged_instance_only(stack, ssm_client, capsys) -> None:
+    run = run_ops(["beat", "pause", "--stack", "prod"], fake(stack), ssm_client, capsys)
+    assert run.code == 0
+    assert [(s.instance_id, s.document, s.script) for s in run.ssm.sent] == [
+        (stack["prod-worker-beat"], DOCUMENT, beat_script("stop"))
+    ]
+    assert "Beat paused: celery-beat.service: inactive" in run.out
+
+
+def test_beat_resume_starts_beat_and_checks_it_is_active(stack, ssm_client, capsys) -> None:
+    run = run_ops(["beat", "resume", "--stack", "prod"], fake(stack), ssm_client, capsys)
+    assert run.code == 0
+    assert [(s.instance_id, s.script) for s in run.ssm.sent] == [(stack["prod-worker-beat"], beat_script("start"))]
+    assert "systemctl start celery-beat.service" in beat_script("start")
+
+
+def test_moto_received_the_documents_and_commands_the_tool_sent(stack, ssm_client, capsys) -> None:
+    run = run_ops(["beat", "pause", "--stack", "prod", "--command-timeout", "45"], fake(stack), ssm_client, capsys)
+    (command,) = ssm_client.list_commands()["Commands"]
+    assert command["DocumentName"] == "AWS-RunShellScript"
+    # moto adds every instance to a command sent without Targets (its quirk), so the instance the
+    # request named is read from the wrapper, which refuses any request naming more than one.
+    assert [sent.instance_id for sent in run.ssm.sent] == [stack["prod-worker-beat"]]
+    assert command["Parameters"] == {"commands": beat_script("stop").splitlines(), "executionTimeout": ["45"]}
+
+
+def test_beat_that_does_not_stop_fails_with_its_state(stack, ssm_client, capsys) -> None:
+    answers = fake(stack, failures={("beat pause", "*"): ("Failed", 1, "celery-beat.service: deactivating\n", "")})
+    run = run_ops(["beat", "pause", "--stack", "prod"], answers, ssm_client, capsys)
+    assert run.code == 1
+    assert run.err == (
+        f"python -m ops: failed: beat pause on {stack['prod-worker-beat']} (prod-worker-beat): "
+        "Failed (exit 1): celery-beat.service: deactivating\n"
+    )
+
+
+def test_beat_pause_refuses_a_second_beat_tag_and_sends_nothing(stack, program_tags, ssm_client, capsys) -> None:
+    from tests.ops.conftest import launch
+
+    launch(next(t for t in program_tags if t.get("celery-beat")) | {"Name": "prod-worker-beat-2"})
+    run = run_ops(["beat", "pause", "--stack", "prod"], fake(stack), ssm_client, capsys)
+    assert run.code == 1
+    assert "expected exactly one running instance tagged celery-beat=true, found 2" in run.err
+    assert run.ssm.sent == [] and ssm_client.list_commands()["Commands"] == []
+
+
+def test_verify_sends_each_instance_its_roles_checks_and_prints_the_table(stack, ssm_client, capsys) -> None:
+    run = run_ops(["verify", "--stack", "prod"], fake(stack), ssm_client, capsys)
+    assert run.code == 0, run.err
+    assert [(s.instance_id, s.script) for s in run.ssm.sent] == [
+        (stack["prod-web-0"], verify_script("web", expect_beat=False, **VERIFY_DEFAULTS)),
+        (stack["prod-web-1"], verify_script("web", expect_beat=False, **VERIFY_DEFAULTS)),
+        (stack["prod-worker-1"], verify_script("worker", expect_beat=False, **VERIFY_DEFAULTS)),
+        (stack["prod-worker-beat"], verify_script("worker", expect_beat=True, **VERIFY_DEFAULTS)),
+    ]
+    lines = run.out.splitlines()
+    assert lines[0].split() == ["instance", "role", "check", "result", "time", "detail"]
+    assert len(lines) == 1 + 16 + 1
+    beat_row = next(line for line in lines if "prod-worker-beat" in line and "celery_ping" in line)
+    assert beat_row.split()[:6] == [
+        stack["prod-worker-beat"],
+        "(prod-worker-beat)",
+        "worker",
+        "+beat",
+        "celery_ping",
+        "ok",
+    ]
+    assert lines[-1] == "16 of 16 checks passed on 4 instances"
+
+
+def test_verify_flags_reach_the_script(stack, ssm_client, capsys) -> None:
+    run = run_ops(
+        ["verify", "--stack", "prod", "--healthcheck-task", "other.tasks.ping", "--check-timeout", "7"],
+        fake(stack),
+        ssm_client,
+        capsys,
+    )
+    assert run.ssm.sent[0].script == verify_script(
+        "web", expect_beat=False, healthcheck_task="other.tasks.ping", check_timeout=7
+    )
+
+
+def test_verify_exits_1_and_shows_the_failing_check(stack, ssm_client, capsys) -> None:
+    failing = check_lines("worker", {"redis_ping": "redis 10.0.3.4:6379: NOAUTH Authentication required."})
+    answers = fake(stack, failures={("verify worker", stack["prod-worker-1"]): ("Failed", 1, failing, "")})
+    run = run_ops(["verify", "--stack", "prod"], answers, ssm_client, capsys)
+    assert run.code == 1
+    row = next(line for line in run.out.splitlines() if "prod-worker-1" in line and "redis_ping" in line)
+    assert "FAIL" in row and row.endswith("NOAUTH Authentication required.")
+    assert run.out.splitlines()[-1] == "15 of 16 checks passed on 4 instances"
+
+
+def test_verify_marks_every_check_failed_when_the_command_never_finishes(stack, ssm_client, capsys) -> None:
+    # The invocation stays InProgress (injected); the wait is bounded by --command-timeout plus
+    # the delivery grace, measured on a fake clock so the test does not wait for real.
+    now = [0.0]
+    answers = fake(stack, failures={("verify web", stack["prod-web-0"]): ("InProgress", -1, "", "")})
+    run = run_ops(
+        ["verify", "--stack", "prod", "--command-timeout", "5"],
+        answers,
+        ssm_client,
+        capsys,
+        clock=lambda: now[0],
+        sleep=lambda seconds: now.__setitem__(0, now[0] + 1),
+    )
+    assert run.code == 1
+    rows = [line for line in run.out.splitlines() if "prod-web-0" in line]
+    assert len(rows) == 4 and all("FAIL" in row and "no result: TimedOut" in row for row in rows)
+    assert "no result after 5 s (last status: InProgress); command cancelled" in rows[0]
+    assert len(run.ssm.cancelled) == 1
+    assert now[0] == 5 + 30  # --command-timeout + DELIVERY_GRACE_SECONDS, then given up
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["verify", "--stack", "nope"],
+            "python -m ops: error: --stack: no running instance is tagged Stack=nope (check the stack name and region)",
+        ),
+        (
+            ["verify", "--stack", "prod", "--check-timeout", "soon"],
+            "python -m ops verify: error: argument --check-timeout: 'soon' is not a whole number of seconds > 0",
+        ),
+        (
+            ["deploy", "--stack", "prod", "--drain-timeout", "-1", "--release", "r2"],
+            "python -m ops deploy: error: argument --drain-timeout: '-1' is not a whole number of seconds > 0",
+        ),
+        (["deploy", "--stack", "prod"], "python -m ops deploy: error: the following arguments are required: --release"),
+        (
+            ["deploy", "--stack", "prod", "--release", "../etc"],
+            "python -m ops deploy: error: argument --release: '../etc' is not a release name (up to 64 of letters, "
+            "digits, '_', '.', '+', '-', starting with a letter or digit)",
+        ),
+        (
+            ["beat", "pause", "--stack", "prod", "--poll-interval", "0"],
+            "python -m ops beat pause: error: argument --poll-interval: '0' is not a number of seconds > 0",
+        ),
+        (["verify"], "python -m ops: error: --stack: required (or --outputs with a 'stack' output)"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_argument_and_changes_nothing(
+    stack, ssm_client, capsys, argv, message
+) -> None:
+    try:
+        run = run_ops(argv, fake(stack), ssm_client, capsys)
+        code, err = run.code, run.err
+    except SystemExit as exit_:  # argparse's own refusals
+        code, err = exit_.code, capsys.readouterr().err
+    assert code == 2
+    assert err == message + "\n"
+    assert ssm_client.list_commands()["Commands"] == []
+
+
+def test_no_region_anywhere_is_refused_naming_the_region_flag(stack, ssm_client, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    run = run_ops(["verify", "--stack", "prod"], fake(stack), ssm_client, capsys)
+    assert (run.code, run.err) == (
+        2,
+        "python -m ops: error: --region: none given, none in the outputs, none in the AWS config or AWS_REGION\n",
+    )
+
+
+def test_stack_and_region_come_from_pulumi_outputs(stack, ssm_client, capsys, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(
+        json.dumps({"stack": "prod", "region": "eu-west-1", "beatInstanceId": stack["prod-worker-beat"]})
+    )
+    run = run_ops(["beat", "pause", "--outputs", str(outputs)], fake(stack), ssm_client, capsys)
+    assert run.code == 0, run.err
+    assert [s.instance_id for s in run.ssm.sent] == [stack["prod-worker-beat"]]
+
+
+def test_outputs_of_another_stack_are_refused(stack, ssm_client, capsys, tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"stack": "staging"}))
+    run = run_ops(["beat", "pause", "--stack", "prod", "--outputs", str(outputs)], fake(stack), ssm_client, capsys)
+    assert (run.code, run.err) == (
+        2,
+        "python -m ops: error: --stack: 'prod' contradicts the outputs' stack 'staging'\n",
+    )
+    assert run.ssm.sent == []
+
+
+def test_unreadable_outputs_are_refused_naming_the_flag(stack, ssm_client, capsys, tmp_path: Path) -> None:
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text("Current stack outputs (3):")
+    run = run_ops(["verify", "--outputs", str(outputs)], fake(stack), ssm_client, capsys)
+    assert run.code == 2
+    assert run.err.startswith(
+        f"python -m ops: error: --outputs: {outputs} is not the JSON of `pulumi stack output --json`"
+    )

@@ -1,0 +1,264 @@
+"""deploy and rollback through main(): the order of what is sent to which instance, the bounded
+wait for tasks in flight, a stop at each failing step with the stack's state printed, and the
+recorded previous release. EC2 and SSM requests go to moto_server; command results are
+injected at the boto3 boundary (ScriptedSsm + FakeInstances), since moto runs no commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from ops.scripts import install_release_script, switch_release_script
+from ops.state import RolloutRecord, StateStore
+from tests.ops.fake_instances import FakeInstances, check_lines
+from tests.ops.helpers import Run, run_ops
+
+WEB0, WEB1, WORKER1, BEAT = "prod-web-0", "prod-web-1", "prod-worker-1", "prod-worker-beat"
+
+
+def fake(stack: dict[str, str], **options: Any) -> FakeInstances:
+    return FakeInstances({iid: "web" if "-web-" in name else "worker" for name, iid in stack.items()}, **options)
+
+
+def deploy(
+    stack, ssm_client, capsys, state_dir: Path, answers: FakeInstances, *extra: str, command: str = "deploy"
+) -> Run:
+    argv = [command, "--stack", "prod", "--state-dir", str(state_dir), "--poll-interval", "0.01", *extra]
+    return run_ops(argv, answers, ssm_client, capsys)
+
+
+def named(stack: dict[str, str], run: Run) -> list[tuple[str, str]]:
+    names = {iid: name for name, iid in stack.items()}
+    return [(names[iid], purpose) for iid, purpose in run.purposes()]
+
+
+def expected_sequence(release: str) -> list[tuple[str, str]]:
+    reads = [(name, "read current release") for name in (WEB0, WEB1, WORKER1, BEAT)]
+    switch = [
+        step
+        for name, role in ((WORKER1, "worker"), (BEAT, "worker"), (WEB0, "web"), (WEB1, "web"))
+        for step in ((name, f"install {release}"), (name, f"activate {release}"), (name, f"verify {role}"))
+    ]
+    verify_all = [(WEB0, "verify web"), (WEB1, "verify web"), (WORKER1, "verify worker"), (BEAT, "verify worker")]
+    return [*reads, (BEAT, "beat pause"), (WORKER1, "tasks in flight"), *switch, *verify_all, (BEAT, "beat resume")]
+
+
+def test_deploy_runs_the_runbook_in_order(stack, ssm_client, capsys, tmp_path) -> None:
+    run = deploy(stack, ssm_client, capsys, tmp_path, fake(stack), "--release", "r2")
+    assert run.code == 0, run.err
+    assert named(stack, run) == expected_sequence("r2")
+    assert run.out.splitlines()[-1] == "deploy r2: done; every instance runs r2, Beat is running"
+
+
+def test_deploy_sends_the_release_scripts_each_role_needs(stack, ssm_client, capsys, tmp_path) -> None:
+    run = deploy(
+        stack,
+        ssm_client,
+        capsys,
+        tmp_path,
+        fake(stack),
+        "--release",
+        "r2",
+        "--install-timeout",
+        "600",
+        "--restart-timeout",
+        "700",
+    )
+    sent = {(s.instance_id, s.purpose): s for s in run.ssm.sent}
+    install = sent[(stack[WORKER1], "install r2")]
+    assert (install.script, install.execution_timeout) == (install_release_script("r2"), "600")
+    worker_switch = sent[(stack[WORKER1], "activate r2")]
+    assert (worker_switch.script, worker_switch.execution_timeout) == (switch_release_script("worker", "r2"), "700")
+    assert sent[(stack[WEB0], "activate r2")].script == switch_release_script("web", "r2")
+    assert "systemctl restart gunicorn.service" in switch_release_script("web", "r2")
+    assert "systemctl restart $units" in switch_release_script("worker", "r2")
+
+
+def test_deploy_waits_for_tasks_in_flight_and_says_which(stack, ssm_client, capsys, tmp_path) -> None:
+    run = deploy(stack, ssm_client, capsys, tmp_path, fake(stack, busy=2), "--release", "r2")
+    assert run.code == 0, run.err
+    assert [p for _, p in run.purposes()].count("tasks in flight") == 3
+    assert (
+        run.out.count("waiting for 1 active, 0 reserved: myapp.tasks.generate_report[6f1c] on default@ip-10-0-1-5") == 2
+    )
+
+
+def state_lines(run: Run) -> list[str]:
+    return [" ".join(line.split()) for line in run.err.splitlines()]
+
+
+def test_tasks_still_running_at_the_drain_timeout_stop_the_deploy_before_any_switch(
+    stack, ssm_client, capsys, tmp_path
+) -> None:
+    run = deploy(
+        stack, ssm_client, capsys, tmp_path, fake(stack, busy=10**6), "--release", "r2", "--drain-timeout", "1"
+    )
+    assert run.code == 1
+    lines = state_lines(run)
+    assert lines[0] == (
+        "deploy r2 STOPPED at step 'wait for tasks in flight': still running after 1 s: "
+        "1 active, 0 reserved: myapp.tasks.generate_report[6f1c] on default@ip-10-0-1-5"
+    )
+    assert not any(p.startswith(("install", "activate")) for _, p in run.purposes())
+    assert f"Beat: PAUSED (celery-beat.service stopped on {stack[BEAT]} ({BEAT}))" in lines
+
+
+# Each step that can fail, where, and the release each instance is on once it has.
+FAILURES = [
+    ("read current release", WORKER1, "read releases", {WORKER1: "not read", BEAT: "not read"}),
+    ("beat pause", BEAT, "pause Beat", {}),
+    ("install r2", WORKER1, "install", {}),
+    ("activate r2", BEAT, "activate and restart", {WORKER1: "r2"}),
+    ("verify worker", WORKER1, "verify", {WORKER1: "r2"}),
+    ("install r2", WEB1, "install", {WORKER1: "r2", BEAT: "r2", WEB0: "r2"}),
+    ("verify web", WEB0, "verify", {WORKER1: "r2", BEAT: "r2", WEB0: "r2"}),
+    ("beat resume", BEAT, "resume Beat", {WORKER1: "r2", BEAT: "r2", WEB0: "r2", WEB1: "r2"}),
+]
+
+
+@pytest.mark.parametrize("purpose, where, step, switched", FAILURES, ids=[f[2] + "@" + f[1] for f in FAILURES])
+def test_a_failing_step_stops_the_deploy_and_prints_the_stacks_state(
+    stack, ssm_client, capsys, tmp_path, purpose, where, step, switched
+) -> None:
+    failure = ("Failed", 1, "", "app-release: something broke\n")
+    if purpose.startswith("verify"):
+        failure = (
+            "Failed",
+            1,
+            check_lines(purpose.split()[1], {"services": "not active: gunicorn.service=failed"}),
+            "",
+        )
+    answers = fake(stack, failures={(purpose, stack[where]): failure})
+    run = deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2")
+    assert run.code == 1
+    lines = state_lines(run)
+    assert lines[0].startswith(f"deploy r2 STOPPED at step '{step}': ")
+    assert lines[1] == "state of the stack now:"
+    for name in (WEB0, WEB1, WORKER1, BEAT):
+        row = next(line for line in lines[2:] if f"({name})" in line)
+        expected = switched.get(name, "r1")
+        assert f"release {expected}" in row
+        assert row.endswith(f"<- {step} failed here") == (name == where and step not in ("read releases", "verify all"))
+    beat_line = next(line for line in lines if line.startswith("Beat:"))
+    assert beat_line.startswith(
+        {"read releases": "Beat: running", "pause Beat": "Beat: UNKNOWN"}.get(step, "Beat: PAUSED")
+    )
+    assert "to continue: python -m ops deploy --release r2 --stack prod" in lines
+    assert "to roll back: python -m ops rollback --release r1 --stack prod" in lines or step == "read releases"
+    # Nothing is sent after the failing command.
+    (failed_at,) = [i for i, sent in enumerate(run.purposes()) if sent == (stack[where], purpose)]
+    after = run.purposes()[failed_at + 1 :]
+    assert after == ([(stack[where], "read current release")] if step == "activate and restart" else [])
+
+
+def test_aws_refusing_a_call_mid_deploy_stops_with_the_state_report(stack, ssm_client, capsys, tmp_path) -> None:
+    denied = ClientError(
+        {"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, "GetCommandInvocation"
+    )
+    answers = fake(stack, failures={("install r2", stack[BEAT]): denied})
+    run = deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2")
+    assert run.code == 1
+    lines = state_lines(run)
+    assert lines[0] == (
+        f"deploy r2 STOPPED at step 'install': install r2 on {stack[BEAT]} ({BEAT}): NotRun (exit -1): "
+        "SSM refused: An error occurred (AccessDeniedException) when calling the GetCommandInvocation "
+        "operation: not authorized"
+    )
+    assert f"Beat: PAUSED (celery-beat.service stopped on {stack[BEAT]} ({BEAT}))" in lines
+
+
+def test_a_failed_check_in_the_final_verify_names_instance_and_check(stack, ssm_client, capsys, tmp_path) -> None:
+    # Each instance passes its own verify; the second pass over all of them finds web-1 broken.
+    calls = {"n": 0}
+    answers = fake(stack)
+    healthy = answers.__call__
+
+    def second_web1_verify_fails(instance: str, purpose: str, script: str):
+        if (instance, purpose) == (stack[WEB1], "verify web"):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                return "Failed", 1, check_lines("web", {"healthcheck": "TimeoutError: The operation timed out."}), ""
+        return healthy(instance, purpose, script)
+
+    run = deploy(stack, ssm_client, capsys, tmp_path, second_web1_verify_fails, "--release", "r2")
+    assert run.code == 1
+    assert state_lines(run)[0] == (
+        "deploy r2 STOPPED at step 'verify all': healthcheck on "
+        f"{stack[WEB1]} ({WEB1}): TimeoutError: The operation timed out."
+    )
+    assert run.purposes()[-1] == (stack[BEAT], "verify worker")  # Beat not resumed
+
+
+def test_a_failed_activate_reports_the_release_the_instance_really_has(stack, ssm_client, capsys, tmp_path) -> None:
+    answers = fake(stack)
+    healthy = answers.__call__
+
+    def activated_then_restart_failed(instance: str, purpose: str, script: str):
+        if (instance, purpose) == (stack[WORKER1], "activate r2"):
+            answers.releases[instance] = "r2"  # the symlink moved, the restart failed
+            return "Failed", 1, "", "Job for celery-worker-default.service failed.\n"
+        return healthy(instance, purpose, script)
+
+    run = deploy(stack, ssm_client, capsys, tmp_path, activated_then_restart_failed, "--release", "r2")
+    row = next(line for line in state_lines(run)[2:] if f"({WORKER1})" in line)
+    assert row == f"{stack[WORKER1]} ({WORKER1}) worker release r2 <- activate and restart failed here"
+    assert "Job for celery-worker-default.service failed." in state_lines(run)[0]
+
+
+def test_deploy_records_the_release_it_replaced_and_rollback_returns_to_it(stack, ssm_client, capsys, tmp_path) -> None:
+    answers = fake(stack)
+    assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 0
+    assert StateStore(tmp_path, "prod").load() == RolloutRecord("r2", "r1", complete=True)
+    run = deploy(stack, ssm_client, capsys, tmp_path, answers, command="rollback")
+    assert run.code == 0, run.err
+    assert named(stack, run) == expected_sequence("r1")
+    assert set(answers.releases.values()) == {"r1"}
+    assert StateStore(tmp_path, "prod").load() == RolloutRecord("r1", "r2", complete=True)
+
+
+def test_continuing_an_interrupted_deploy_keeps_the_way_back_and_skips_switched_instances(
+    stack, ssm_client, capsys, tmp_path
+) -> None:
+    answers = fake(stack, failures={("install r2", stack[WEB0]): ("Failed", 1, "", "no space left\n")})
+    assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 1
+    assert StateStore(tmp_path, "prod").load() == RolloutRecord("r2", "r1", complete=False)
+    answers.failures.clear()
+    run = deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2")
+    assert run.code == 0, run.err
+    assert (stack[WORKER1], "install r2") not in run.purposes()  # already on r2: verified only
+    assert f"{stack[WORKER1]} ({WORKER1}): already on r2; verifying only" in run.out
+    assert StateStore(tmp_path, "prod").load() == RolloutRecord("r2", "r1", complete=True)
+
+
+def test_repeating_a_finished_deploy_keeps_the_recorded_way_back(stack, ssm_client, capsys, tmp_path) -> None:
+    answers = fake(stack)
+    assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 0
+    assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 0
+    assert StateStore(tmp_path, "prod").load() == RolloutRecord("r2", "r1", complete=True)
+
+
+def test_rollback_without_a_recorded_release_is_refused_before_anything_is_sent(
+    stack, ssm_client, capsys, tmp_path
+) -> None:
+    run = deploy(stack, ssm_client, capsys, tmp_path, fake(stack), command="rollback")
+    assert run.code == 2
+    assert run.err == (
+        f"python -m ops: error: --release: no previous release recorded for stack prod in "
+        f"{tmp_path / 'prod.json'}; name the release to go back to\n"
+    )
+    assert run.ssm.sent == [] and ssm_client.list_commands()["Commands"] == []
+
+
+def test_deploy_refuses_a_stack_without_exactly_one_beat_before_anything_is_sent(
+    stack, program_tags, ssm_client, capsys, tmp_path
+) -> None:
+    from tests.ops.conftest import launch
+
+    launch(next(t for t in program_tags if t.get("celery-beat")) | {"Name": "prod-worker-beat-2"})
+    run = deploy(stack, ssm_client, capsys, tmp_path, fake(stack), "--release", "r2")
+    assert run.code == 1
+    assert "expected exactly one running instance tagged celery-beat=true, found 2" in run.err
+    assert run.ssm.sent == []
