@@ -1,4 +1,4 @@
-"""python -m ops: verify, beat pause|resume, deploy, rollback (see docs/ops.md)."""
+"""python -m ops: verify, beat pause|resume, deploy, rollback (see README: "Deploying and rolling back")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The guardrails policy pack: `pulumi preview --policy-pack policy` (docs/guardrails.md)."""
+"""The guardrails policy pack: `pulumi preview --policy-pack policy` (README: "Pull requests and previews")."""
 
 from pack import NAME, policies
 from pulumi_policy import EnforcementLevel, PolicyPack

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lint and types (docs/guardrails.md): ruff format and lint, strict mypy on components/ and the
+# Lint and types (README: "Pull requests and previews"): ruff format and lint, strict mypy on components/ and the
 # policy pack, actionlint and zizmor on the GitHub workflows, shellcheck on the shell scripts. Runs every
 # check, prints what failed, exits non-zero if any did. Needs `bash scripts/setup.sh` first;
 # `bash scripts/test.sh` runs it through tests/guardrails/test_lint.py.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Guardrails (docs/guardrails.md): the policy pack's SDK, pinned lint and type checkers,
+# Guardrails (README: "Pull requests and previews"): the policy pack's SDK, pinned lint and type checkers,
 # actionlint for the workflows and shellcheck for the shell scripts (actionlint also runs it on
 # every workflow `run:` script). Idempotent.
 set -euo pipefail
