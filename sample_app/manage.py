@@ -1,0 +1,15 @@
+#!/usr/bin/env python3
+"""Django's command-line utility for the sample project."""
+import os
+import sys
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.settings.production")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
+
+
+if __name__ == "__main__":
+    main()

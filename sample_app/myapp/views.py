@@ -1,0 +1,27 @@
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from myapp import ledger
+from myapp.tasks import healthcheck_task
+from proj.celery import app as celery_app
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the broker answers (over the same TLS + AUTH connection Celery uses), else 503."""
+    try:
+        with celery_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=5)
+        ledger.ping()
+    except Exception as error:  # any failure means "not healthy"; the type is reported
+        return JsonResponse({"status": "broker-unreachable", "error": type(error).__name__}, status=503)
+    return JsonResponse({"status": "ok", "release": settings.APP_RELEASE})
+
+
+@csrf_exempt  # an internal probe with no session or cookies to protect
+@require_POST
+def enqueue_healthcheck(request: HttpRequest) -> JsonResponse:
+    result = healthcheck_task.delay()
+    return JsonResponse({"task_id": result.id}, status=202)

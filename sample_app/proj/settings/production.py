@@ -1,0 +1,44 @@
+"""Production settings: everything that varies comes from the environment the units load
+(/etc/app/app.env, /etc/app/worker-<queue>.env, /run/app-secrets/secrets.env; see
+docs/machine-layout.md). A missing variable stops the process at start-up with its name."""
+import json
+import os
+
+from .base import *  # noqa: F401,F403 - the layered settings pattern
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"environment variable {name} is not set (see docs/machine-layout.md)")
+    return value
+
+
+def _seconds(name: str) -> int:
+    raw = _required(name)
+    try:
+        return int(raw)
+    except ValueError:
+        raise RuntimeError(f"environment variable {name}={raw!r} must be a whole number of seconds") from None
+
+
+DEBUG = False
+SECRET_KEY = _required("DJANGO_SECRET_KEY")
+ALLOWED_HOSTS = [host for host in _required("DJANGO_ALLOWED_HOSTS").split(",") if host]
+APP_RELEASE = _required("APP_RELEASE")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+CELERY_BROKER_URL = _required("CELERY_BROKER_URL")
+# Results only when the stack enables them (app.resultBackend); then they expire.
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
+CELERY_RESULT_EXPIRES = _seconds("CELERY_RESULT_EXPIRES")
+
+CELERY_TASK_DEFAULT_QUEUE = _required("CELERY_TASK_DEFAULT_QUEUE")
+CELERY_TASK_ROUTES = json.loads(_required("CELERY_TASK_ROUTES"))
+# App-wide defaults; each worker's unit passes its own queue's limits on the command line.
+CELERY_TASK_SOFT_TIME_LIMIT = _seconds("CELERY_TASK_SOFT_TIME_LIMIT")
+CELERY_TASK_TIME_LIMIT = _seconds("CELERY_TASK_TIME_LIMIT")
+# Above the largest hard limit of any queue, or acks_late tasks are redelivered while running.
+_VISIBILITY_TIMEOUT = _seconds("CELERY_VISIBILITY_TIMEOUT")
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _VISIBILITY_TIMEOUT}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": _VISIBILITY_TIMEOUT}

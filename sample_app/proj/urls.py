@@ -1,0 +1,8 @@
+from django.urls import path
+
+from myapp import views
+
+urlpatterns = [
+    path("healthz", views.healthz),
+    path("tasks/healthcheck", views.enqueue_healthcheck),
+]
