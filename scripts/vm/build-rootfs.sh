@@ -99,7 +99,7 @@ in_root systemctl enable --quiet ssm-standin.service test-probe.service redis-se
 # Results go to the serial console: no login prompt interleaving with them; nothing else
 # scheduled that could run mid-test.
 in_root systemctl mask --quiet serial-getty@ttyS0.service getty@tty1.service \
-  apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer
+  apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer
 
 # --- the machine ---------------------------------------------------------------------------
 echo vm-test >"$rootfs/etc/hostname"

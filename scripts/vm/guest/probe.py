@@ -249,6 +249,7 @@ def probe() -> None:
         check_restart()
         check_warm_stop()
     emit("boot-timing", {"blame": run("systemd-analyze", "blame").stdout.splitlines()[:12],
+                         "cloud_init": run("cloud-init", "analyze", "blame").stdout.splitlines()[:30],
                          "chain": run("systemd-analyze", "critical-chain").stdout.splitlines()[:25]})
 
 
