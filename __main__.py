@@ -25,9 +25,7 @@ def stack_config() -> dict[str, object]:
 
 def read_settings() -> Settings:
     try:
-        return load_settings(
-            stack_config(), stack=pulumi.get_stack(), region=pulumi.Config("aws").get("region")
-        )
+        return load_settings(stack_config(), stack=pulumi.get_stack(), region=pulumi.Config("aws").get("region"))
     except ConfigError as error:
         # RunError: the engine prints the message alone, without a Python traceback.
         raise pulumi.RunError(f"invalid stack config ({pulumi.get_stack()}):\n{error}") from None

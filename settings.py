@@ -1,9 +1,11 @@
 """The stack's settings: every value a stack varies, read once from stack config and validated.
 
 `load_settings` is pure (a mapping in, a frozen `Settings` out) so it is tested without Pulumi.
-pydantic does the type checking; this module adds the rules a wrong value would otherwise break
-late, inside AWS or on a booted machine, and rewrites every error as one line that names the
-config key, the value received and what is allowed.
+msgspec does the type and range checking (and costs next to nothing at import, which matters:
+the program runs on every `pulumi preview`); this module adds the rules a wrong value would
+otherwise break late, inside AWS or on a booted machine, and rewrites every error as one line
+that names the config key, the value received and what is allowed. Each config section is
+validated on its own, so every broken section is reported in one run.
 """
 
 from __future__ import annotations
@@ -12,102 +14,113 @@ import json
 import re
 from collections.abc import Mapping
 from ipaddress import IPv4Network
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic.alias_generators import to_camel
+import msgspec
+from msgspec import Meta
 
 PROJECT = "django-stack"
 
 # ElastiCache's own rules, checked here so `pulumi preview` fails instead of `pulumi up`.
-_SNAPSHOT_WINDOW = r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$"
+_HHMM = r"([01]\d|2[0-3]):[0-5]\d"
 _DAY = r"(mon|tue|wed|thu|fri|sat|sun)"
-_MAINTENANCE_WINDOW = rf"^{_DAY}:([01]\d|2[0-3]):[0-5]\d-{_DAY}:([01]\d|2[0-3]):[0-5]\d$"
-_PYTHON_MODULE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+_PYTHON_MODULE = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+_CIDR = r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$"
 
-PositiveInt = Annotated[int, Field(ge=1)]
-Count = Annotated[int, Field(ge=0, le=50)]
-Seconds = Annotated[int, Field(ge=1, le=7 * 24 * 3600)]
+Count = Annotated[int, Meta(ge=0, le=50)]
+Seconds = Annotated[int, Meta(ge=1, le=7 * 24 * 3600)]
+InstanceType = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]
+SecurityGroupId = Annotated[str, Meta(pattern=r"^sg-[0-9a-f]{8,17}$")]
+PythonModule = Annotated[str, Meta(pattern=rf"^{_PYTHON_MODULE}$")]
 
 
 class ConfigError(ValueError):
     """Stack config is invalid; the message has one line per problem, each naming its key."""
 
 
-class _Section(BaseModel):
-    # camelCase keys in Pulumi.<stack>.yaml, snake_case in Python; unknown keys are errors
-    # because a misspelled key silently falling back to a default is the worst failure here.
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
-    )
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    """camelCase keys in Pulumi.<stack>.yaml, snake_case in Python. Unknown keys are errors:
+    a misspelled key silently falling back to a default is the worst failure here.
+    (Subclasses repeat `frozen=True` only so type checkers see it; msgspec inherits it.)"""
 
 
-class NetworkSettings(_Section):
+def _problem(key: str, message: str) -> ValueError:
+    # Raised from __post_init__: msgspec adds the section's path, _describe the key.
+    return ValueError(f"{key}: {message}")
+
+
+class NetworkSettings(_Section, frozen=True):
     """An existing VPC (`vpcId` + `privateSubnetIds`) or, when none is given, a new one."""
 
-    vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")] | None = None
-    private_subnet_ids: tuple[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")], ...] = ()
-    vpc_cidr: IPv4Network = IPv4Network("10.40.0.0/16")
-    availability_zones: Annotated[int, Field(ge=2, le=6)] = 2
+    vpc_id: Annotated[str, Meta(pattern=r"^vpc-[0-9a-f]{8,17}$")] | None = None
+    private_subnet_ids: tuple[Annotated[str, Meta(pattern=r"^subnet-[0-9a-f]{8,17}$")], ...] = ()
+    vpc_cidr: Annotated[str, Meta(pattern=_CIDR)] = "10.40.0.0/16"
+    availability_zones: Annotated[int, Meta(ge=2, le=6)] = 2
     nat_gateways: Literal["single", "perAz"] = "single"
 
-    @model_validator(mode="after")
-    def _existing_or_new(self) -> NetworkSettings:
+    def __post_init__(self) -> None:
         if self.vpc_id and len(set(self.private_subnet_ids)) < 2:
-            raise ValueError(
-                "privateSubnetIds: an existing VPC needs at least 2 distinct private subnets "
-                "(in 2 availability zones) for Redis Multi-AZ and the instances"
+            raise _problem(
+                "privateSubnetIds",
+                "an existing VPC needs at least 2 distinct private subnets "
+                "(in 2 availability zones) for Redis Multi-AZ and the instances",
             )
         if not self.vpc_id and self.private_subnet_ids:
-            raise ValueError("privateSubnetIds: only allowed together with vpcId")
-        if self.vpc_cidr.prefixlen > 20:
-            raise ValueError(f"vpcCidr: {self.vpc_cidr} is too small; use a /20 or larger")
-        return self
+            raise _problem("privateSubnetIds", "only allowed together with vpcId")
+        if _network("vpcCidr", self.vpc_cidr).prefixlen > 20:
+            raise _problem("vpcCidr", f"{self.vpc_cidr} is too small; use a /20 or larger")
+
+    @property
+    def vpc_network(self) -> IPv4Network:
+        return IPv4Network(self.vpc_cidr)
 
 
-class RedisSettings(_Section):
-    engine_version: Annotated[str, Field(pattern=r"^7\.[0-9]+$")] = "7.1"
-    node_type: Annotated[str, Field(pattern=r"^cache\.[a-z0-9]+\.[a-z0-9]+$")] = "cache.t4g.small"
-    replicas: Annotated[int, Field(ge=0, le=5)] = 1
+def _network(key: str, cidr: str) -> IPv4Network:
+    try:
+        return IPv4Network(cidr)
+    except ValueError as error:
+        raise _problem(key, f"{cidr!r} is not an IPv4 network ({error})") from None
+
+
+class RedisSettings(_Section, frozen=True):
+    engine_version: Annotated[str, Meta(pattern=r"^7\.[0-9]+$")] = "7.1"
+    node_type: Annotated[str, Meta(pattern=r"^cache\.[a-z0-9]+\.[a-z0-9]+$")] = "cache.t4g.small"
+    replicas: Annotated[int, Meta(ge=0, le=5)] = 1
     multi_az: bool = True
-    snapshot_retention_days: Annotated[int, Field(ge=1, le=35)] = 7
-    snapshot_window: Annotated[str, Field(pattern=_SNAPSHOT_WINDOW)] = "03:00-04:00"
-    maintenance_window: Annotated[str, Field(pattern=_MAINTENANCE_WINDOW)] = "sun:05:00-sun:06:00"
+    snapshot_retention_days: Annotated[int, Meta(ge=1, le=35)] = 7
+    snapshot_window: Annotated[str, Meta(pattern=rf"^{_HHMM}-{_HHMM}$")] = "03:00-04:00"
+    maintenance_window: Annotated[str, Meta(pattern=rf"^{_DAY}:{_HHMM}-{_DAY}:{_HHMM}$")] = "sun:05:00-sun:06:00"
     apply_immediately: bool = False
-    slow_log_retention_days: Annotated[int, Field(ge=1, le=3653)] = 14
+    slow_log_retention_days: Annotated[int, Meta(ge=1, le=3653)] = 14
     # A CA bundle on the instances for a Redis whose certificate is not publicly trusted
     # (self-managed Redis, the tests). ElastiCache's certificates chain to the system store.
-    ca_cert_file: Annotated[str, Field(pattern=r"^/[^\s?&#]+$")] | None = None
+    ca_cert_file: Annotated[str, Meta(pattern=r"^/[^\s?&#]+$")] | None = None
     # Token rotation (README): bump the version with strategy ROTATE (old and new token both
     # valid), move every client to the new one, then apply once more with SET.
-    auth_token_version: Annotated[int, Field(ge=1)] = 1
+    auth_token_version: Annotated[int, Meta(ge=1)] = 1
     auth_token_update_strategy: Literal["ROTATE", "SET"] = "ROTATE"
 
-    @model_validator(mode="after")
-    def _failover_needs_replica(self) -> RedisSettings:
+    def __post_init__(self) -> None:
         if self.multi_az and self.replicas < 1:
-            raise ValueError("multiAz: true needs replicas >= 1 (ElastiCache fails over to a replica)")
-        return self
+            raise _problem("multiAz", "true needs replicas >= 1 (ElastiCache fails over to a replica)")
 
 
-class AppSettings(_Section):
-    module: Annotated[str, Field(pattern=_PYTHON_MODULE)] = "proj"
-    settings_module: Annotated[str, Field(pattern=_PYTHON_MODULE)] | None = None
-    wsgi_app: Annotated[str, Field(pattern=rf"{_PYTHON_MODULE[:-1]}:[A-Za-z_][A-Za-z0-9_]*$")] | None = None
-    release: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+class AppSettings(_Section, frozen=True):
+    release: Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    module: PythonModule = "proj"
+    settings_module: PythonModule | None = None
+    wsgi_app: Annotated[str, Meta(pattern=rf"^{_PYTHON_MODULE}:[A-Za-z_][A-Za-z0-9_]*$")] | None = None
     # s3: new instances download the release artifact; ami: the AMI already carries it.
     source: Literal["s3", "ami"] = "s3"
-    artifact_bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = None
-    artifact_prefix: Annotated[str, Field(pattern=r"^([A-Za-z0-9._-]+/)*$")] = "releases/"
-    allowed_hosts: tuple[Annotated[str, Field(min_length=1)], ...] = ("localhost",)
+    artifact_bucket: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = None
+    artifact_prefix: Annotated[str, Meta(pattern=r"^([A-Za-z0-9._-]+/)*$")] = "releases/"
+    allowed_hosts: tuple[Annotated[str, Meta(min_length=1)], ...] = ("localhost",)
     result_backend: bool = False
     result_expires: Seconds = 86400
 
-    @model_validator(mode="after")
-    def _artifact_source(self) -> AppSettings:
+    def __post_init__(self) -> None:
         if self.source == "s3" and not self.artifact_bucket:
-            raise ValueError("artifactBucket: required when source is 's3'")
-        return self
+            raise _problem("artifactBucket", "required when source is 's3'")
 
     @property
     def django_settings_module(self) -> str:
@@ -122,88 +135,84 @@ class AppSettings(_Section):
         return f"{self.artifact_prefix}{self.release}.tar.gz"
 
 
-class InstanceSettings(_Section):
+class InstanceSettings(_Section, frozen=True):
     """What every instance shares: the image and the root volume."""
 
-    ami_id: Annotated[str, Field(pattern=r"^ami-[0-9a-f]{8,17}$")] | None = None
+    ami_id: Annotated[str, Meta(pattern=r"^ami-[0-9a-f]{8,17}$")] | None = None
     architecture: Literal["x86_64", "arm64"] = "x86_64"
-    root_volume_gb: Annotated[int, Field(ge=8, le=1024)] = 20
+    root_volume_gb: Annotated[int, Meta(ge=8, le=1024)] = 20
 
 
-class WebSettings(_Section):
+class WebSettings(_Section, frozen=True):
     count: Count = 2
-    instance_type: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")] = "t3.small"
-    port: Annotated[int, Field(ge=1024, le=65535)] = 8000
-    gunicorn_workers: Annotated[int, Field(ge=1, le=64)] = 3
-    gunicorn_timeout: Annotated[int, Field(ge=1, le=3600)] = 30
+    instance_type: InstanceType = "t3.small"
+    port: Annotated[int, Meta(ge=1024, le=65535)] = 8000
+    gunicorn_workers: Annotated[int, Meta(ge=1, le=64)] = 3
+    gunicorn_timeout: Annotated[int, Meta(ge=1, le=3600)] = 30
     # The only ingress the web role ever gets: explicit, and to the gunicorn port only.
-    ingress_cidrs: tuple[IPv4Network, ...] = ()
-    ingress_security_group_ids: tuple[Annotated[str, Field(pattern=r"^sg-[0-9a-f]{8,17}$")], ...] = ()
+    ingress_cidrs: tuple[Annotated[str, Meta(pattern=_CIDR)], ...] = ()
+    ingress_security_group_ids: tuple[SecurityGroupId, ...] = ()
 
-    @model_validator(mode="after")
-    def _no_world_ingress(self) -> WebSettings:
-        if any(cidr.prefixlen == 0 for cidr in self.ingress_cidrs):
-            raise ValueError(
-                "ingressCidrs: 0.0.0.0/0 would open gunicorn to the internet; put a load balancer "
-                "in front and list its security group in ingressSecurityGroupIds"
+    def __post_init__(self) -> None:
+        if any(_network("ingressCidrs", cidr).prefixlen == 0 for cidr in self.ingress_cidrs):
+            raise _problem(
+                "ingressCidrs",
+                "0.0.0.0/0 would open gunicorn to the internet; put a load "
+                "balancer in front and list its security group in ingressSecurityGroupIds",
             )
-        return self
 
 
-class QueueSettings(_Section):
-    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
-    concurrency: Annotated[int, Field(ge=1, le=256)]
+class QueueSettings(_Section, frozen=True):
+    name: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+    concurrency: Annotated[int, Meta(ge=1, le=256)]
     soft_time_limit: Seconds
     hard_time_limit: Seconds
-    routes: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.*]*$")], ...] = ()
+    routes: tuple[Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_.*]*$")], ...] = ()
 
-    @model_validator(mode="after")
-    def _soft_below_hard(self) -> QueueSettings:
+    def __post_init__(self) -> None:
         if self.soft_time_limit >= self.hard_time_limit:
-            raise ValueError(
-                f"softTimeLimit ({self.soft_time_limit}) must be below hardTimeLimit "
-                f"({self.hard_time_limit}) so the task can clean up before it is killed"
+            raise _problem(
+                "softTimeLimit",
+                f"{self.soft_time_limit} must be below hardTimeLimit "
+                f"({self.hard_time_limit}) so the task can clean up before it is killed",
             )
-        return self
 
 
-def _default_queues() -> tuple[QueueSettings, ...]:
-    return (
-        QueueSettings(name="default", concurrency=4, soft_time_limit=240, hard_time_limit=300),
-        QueueSettings(name="long", concurrency=2, soft_time_limit=1500, hard_time_limit=1800),
-    )
+DEFAULT_QUEUES = (
+    QueueSettings(name="default", concurrency=4, soft_time_limit=240, hard_time_limit=300),
+    QueueSettings(name="long", concurrency=2, soft_time_limit=1500, hard_time_limit=1800),
+)
 
 
-class WorkerSettings(_Section):
+class WorkerSettings(_Section, frozen=True):
     count: Count = 2
-    instance_type: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")] = "t3.medium"
+    instance_type: InstanceType = "t3.medium"
     beat: bool = True
-    queues: tuple[QueueSettings, ...] = Field(default_factory=_default_queues, min_length=1, max_length=12)
+    queues: Annotated[tuple[QueueSettings, ...], Meta(min_length=1, max_length=12)] = DEFAULT_QUEUES
     # Added to the largest hard time limit: systemd's stop timeout (warm shutdown) and the
     # broker's visibility timeout must both outlast any task the worker may be running.
-    stop_margin_seconds: Annotated[int, Field(ge=10, le=3600)] = 60
+    stop_margin_seconds: Annotated[int, Meta(ge=10, le=3600)] = 60
     visibility_timeout: Seconds | None = None
 
-    @model_validator(mode="after")
-    def _queues_and_beat(self) -> WorkerSettings:
+    def __post_init__(self) -> None:
         names = [queue.name for queue in self.queues]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
-            raise ValueError(f"queues: {', '.join(repr(n) for n in twice)} named twice; queue names must be unique")
+            raise _problem("queues", f"{', '.join(repr(n) for n in twice)} named twice; queue names must be unique")
         if "default" not in names:
-            raise ValueError("queues: a queue named 'default' is required (Celery routes unrouted tasks there)")
+            raise _problem("queues", "a queue named 'default' is required (Celery routes unrouted tasks there)")
         routes = [route for queue in self.queues for route in queue.routes]
         routed_twice = sorted({route for route in routes if routes.count(route) > 1})
         if routed_twice:
-            raise ValueError(f"queues: task route(s) {', '.join(routed_twice)} listed under more than one queue")
+            raise _problem("queues", f"task route(s) {', '.join(routed_twice)} listed under more than one queue")
         if self.beat and self.count == 0:
-            raise ValueError("beat: true needs count >= 1 (Beat runs on one of the workers)")
+            raise _problem("beat", "true needs count >= 1 (Beat runs on one of the workers)")
         if self.visibility_timeout is not None and self.visibility_timeout <= self.max_hard_time_limit:
-            raise ValueError(
-                f"visibilityTimeout ({self.visibility_timeout}) must be above the largest "
-                f"hardTimeLimit ({self.max_hard_time_limit}), or acks_late tasks are redelivered while running"
+            raise _problem(
+                "visibilityTimeout",
+                f"{self.visibility_timeout} must be above the largest "
+                f"hardTimeLimit ({self.max_hard_time_limit}), or acks_late tasks are redelivered while running",
             )
-        return self
 
     @property
     def max_hard_time_limit(self) -> int:
@@ -224,54 +233,27 @@ class WorkerSettings(_Section):
         return self.queue("default")
 
 
-class StackConfig(_Section):
-    """The project's config namespace (`django-stack:<key>`), one key per concern."""
-
-    network: NetworkSettings = NetworkSettings()
-    redis: RedisSettings = RedisSettings()
-    app: AppSettings
-    instances: InstanceSettings = InstanceSettings()
-    web: WebSettings = WebSettings()
-    worker: WorkerSettings = WorkerSettings()
-
-    @model_validator(mode="after")
-    def _ami_source(self) -> StackConfig:
-        if self.app.source == "ami" and not self.instances.ami_id:
-            raise ValueError("instances.amiId: required when app.source is 'ami' (the AMI carries the release)")
-        return self
+# The project's config namespace: one key (`django-stack:<key>`) per concern.
+SECTIONS: dict[str, type[_Section]] = {
+    "network": NetworkSettings,
+    "redis": RedisSettings,
+    "app": AppSettings,
+    "instances": InstanceSettings,
+    "web": WebSettings,
+    "worker": WorkerSettings,
+}
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+class Settings(msgspec.Struct, frozen=True):
     project: str
     stack: str
     region: str
-    config: StackConfig
-
-    @property
-    def network(self) -> NetworkSettings:
-        return self.config.network
-
-    @property
-    def redis(self) -> RedisSettings:
-        return self.config.redis
-
-    @property
-    def app(self) -> AppSettings:
-        return self.config.app
-
-    @property
-    def instances(self) -> InstanceSettings:
-        return self.config.instances
-
-    @property
-    def web(self) -> WebSettings:
-        return self.config.web
-
-    @property
-    def worker(self) -> WorkerSettings:
-        return self.config.worker
+    network: NetworkSettings
+    redis: RedisSettings
+    app: AppSettings
+    instances: InstanceSettings
+    web: WebSettings
+    worker: WorkerSettings
 
     def parameter_name(self, purpose: str) -> str:
         """Parameter Store names, one tree per stack so IAM can grant exactly these."""
@@ -293,14 +275,21 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str | None) -> 
     elif not _REGION.match(region):
         problems.append(f"aws:region: got {region!r}; expected an AWS region name such as eu-west-1")
     values = {key: _decode(value) for key, value in raw.items()}
-    try:
-        config = StackConfig.model_validate(values)
-    except ValidationError as error:
-        problems.extend(_describe(err) for err in error.errors())
-        raise ConfigError("\n".join(problems)) from None
+    for key in sorted(set(values) - set(SECTIONS)):
+        problems.append(f"{PROJECT}:{key}: unknown key; allowed keys here: {', '.join(SECTIONS)}")
+
+    sections: dict[str, Any] = {}
+    for key, section in SECTIONS.items():
+        try:
+            # strict=False: the CLI stores `pulumi config set --path web.count 3` as a string.
+            sections[key] = msgspec.convert(values.get(key, {}), section, strict=False)
+        except msgspec.ValidationError as error:
+            problems.append(_describe(key, values.get(key, {}), str(error)))
+    if not problems and sections["app"].source == "ami" and not sections["instances"].ami_id:
+        problems.append(f"{PROJECT}:instances.amiId: required when app.source is 'ami' (the AMI carries the release)")
     if problems:
         raise ConfigError("\n".join(problems))
-    return Settings(project=PROJECT, stack=stack, region=region or "", config=config)
+    return Settings(project=PROJECT, stack=stack, region=region or "", **sections)
 
 
 def _decode(value: Any) -> Any:
@@ -312,56 +301,62 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _describe(error: Mapping[str, Any]) -> str:
-    key = _dotted(error["loc"])
-    where = f"{PROJECT}:{key}" if key else PROJECT
-    kind = error["type"]
-    if kind == "missing":
-        return f"{where}: missing; this key is required (see the README's config reference)"
-    if kind == "extra_forbidden":
-        parent = error["loc"][:-1]
-        return f"{where}: unknown key; allowed keys here: {', '.join(_keys_at(parent))}"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if kind == "value_error":
-        return f"{where}: {message}"
-    return f"{where}: got {error.get('input')!r}; {message[0].lower()}{message[1:]}"
+_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 
 
-def _dotted(loc: tuple[Any, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
+def _describe(section: str, value: Any, error: str) -> str:
+    """One line from msgspec's message: `django-stack:<section><path>: ...` with the value."""
+    match = _AT.match(error)
+    message, path = (match["message"], match["path"] or "") if match else (error, "")
+    where = f"{PROJECT}:{section}{path}"
+    if unknown := re.match(r"Object contains unknown field `([^`]+)`", message):
+        model = _model_at(SECTIONS[section], path)
+        allowed = ", ".join(f.encode_name for f in msgspec.structs.fields(model)) if model else "see the README"
+        return f"{where}.{unknown[1]}: unknown key; allowed keys here: {allowed}"
+    if missing := re.match(r"Object missing required field `([^`]+)`", message):
+        return f"{where}.{missing[1]}: missing; this key is required (see the README's config reference)"
+    if key_problem := re.match(r"^([A-Za-z]+): (.*)$", message, re.S):  # from __post_init__
+        return f"{where}.{key_problem[1]}: {key_problem[2]}"
+    if message.startswith("Invalid enum value"):
+        parent, _, name = path.rpartition(".")
+        model = _model_at(SECTIONS[section], parent)
+        field = next((f for f in msgspec.structs.fields(model) if f.encode_name == name), None) if model else None
+        if field is not None:
+            message = "allowed: " + ", ".join(repr(a) for a in get_args(field.type) if isinstance(a, str))
+    received = _value_at(value, path)
+    got = f"got {received!r}; " if received is not _ABSENT else ""
+    return f"{where}: {got}{message[0].lower()}{message[1:]}"
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] = StackConfig
-    for part in loc:
-        if isinstance(part, int):
+_ABSENT = object()
+
+
+def _value_at(value: Any, path: str) -> Any:
+    for part in re.findall(r"\.([A-Za-z_]+)|\[(\d+)\]", path):
+        key, index = part
+        try:
+            value = value[key] if key else value[int(index)]
+        except (KeyError, IndexError, TypeError):
+            return _ABSENT
+    return value
+
+
+def _model_at(model: type[_Section], path: str) -> type[_Section] | None:
+    for key, _index in re.findall(r"\.([A-Za-z_]+)|\[(\d+)\]", path):
+        if not key:
             continue
-        field = next((f for name, f in model.model_fields.items() if (f.alias or name) == part), None)
-        if field is None:
-            return None
-        inner = _model_in(field.annotation)
+        field = next((f for f in msgspec.structs.fields(model) if f.encode_name == key), None)
+        inner = _section_in(field.type) if field else None
         if inner is None:
             return None
         model = inner
     return model
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+def _section_in(annotation: Any) -> type[_Section] | None:
+    if isinstance(annotation, type) and issubclass(annotation, _Section):
         return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
-        if found is not None:
+    for arg in get_args(annotation):  # through Optional, tuple[...] and Annotated[...]
+        if (found := _section_in(arg)) is not None:
             return found
     return None
-
-
-def _keys_at(loc: tuple[Any, ...]) -> list[str]:
-    model = _model_at(loc)
-    return [f.alias or name for name, f in model.model_fields.items()] if model else []

@@ -42,7 +42,9 @@ class InstanceAccess(pulumi.ComponentResource):
             opts=child,
         )
         # Session Manager instead of SSH: no port 22, no key pairs, every session audited.
-        aws.iam.RolePolicyAttachment(f"{name}-ssm-core", role=role.name, policy_arn=SSM_MANAGED_INSTANCE_CORE, opts=child)
+        aws.iam.RolePolicyAttachment(
+            f"{name}-ssm-core", role=role.name, policy_arn=SSM_MANAGED_INSTANCE_CORE, opts=child
+        )
         aws.iam.RolePolicy(
             f"{name}-read-secrets-and-releases",
             role=role.id,

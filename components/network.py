@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Network
 
 import pulumi
 import pulumi_aws as aws
@@ -38,12 +37,12 @@ class Network(pulumi.ComponentResource):
         zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOptions(parent=self))
         # /20s out of the VPC: the first block of AZ-count for private subnets, a later one for
         # the small public subnets that only hold NAT gateways.
-        blocks = list(IPv4Network(settings.vpc_cidr).subnets(new_prefix=settings.vpc_cidr.prefixlen + 4))
+        blocks = list(settings.vpc_network.subnets(new_prefix=settings.vpc_network.prefixlen + 4))
         zone_count = settings.availability_zones
 
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
-            cidr_block=str(settings.vpc_cidr),
+            cidr_block=settings.vpc_cidr,
             enable_dns_hostnames=True,
             enable_dns_support=True,
             tags={**tags, "Name": f"{name}-vpc"},

@@ -50,10 +50,20 @@ class Secrets(pulumi.ComponentResource):
         secret_key = random.RandomPassword(
             f"{name}-django-secret-key", length=64, special=True, override_special="!%*+-.:=^_~", opts=child
         )
-        token_parameter = self._parameter(f"{name}-redis-auth-token", args.auth_token_parameter,
-                                          "Redis AUTH token (ElastiCache)", token.result, args.tags)
-        key_parameter = self._parameter(f"{name}-django-secret-key", args.django_secret_key_parameter,
-                                        "Django SECRET_KEY", secret_key.result, args.tags)
+        token_parameter = self._parameter(
+            f"{name}-redis-auth-token",
+            args.auth_token_parameter,
+            "Redis AUTH token (ElastiCache)",
+            token.result,
+            args.tags,
+        )
+        key_parameter = self._parameter(
+            f"{name}-django-secret-key",
+            args.django_secret_key_parameter,
+            "Django SECRET_KEY",
+            secret_key.result,
+            args.tags,
+        )
 
         self.auth_token = pulumi.Output.secret(token.result)
         self.auth_token_parameter_name = token_parameter.name
@@ -67,8 +77,9 @@ class Secrets(pulumi.ComponentResource):
             }
         )
 
-    def _parameter(self, resource_name: str, parameter_name: str, description: str,
-                   value: pulumi.Output[str], tags: dict[str, str]) -> aws.ssm.Parameter:
+    def _parameter(
+        self, resource_name: str, parameter_name: str, description: str, value: pulumi.Output[str], tags: dict[str, str]
+    ) -> aws.ssm.Parameter:
         return aws.ssm.Parameter(
             resource_name,
             name=parameter_name,

@@ -40,22 +40,51 @@ class SecurityGroups(pulumi.ComponentResource):
         redis = self._group(f"{name}-redis", "ElastiCache Redis: 6379 from web and worker hosts only", args)
 
         for role, group in (("web", web), ("worker", worker)):
-            self._rule(aws.vpc.SecurityGroupIngressRule, f"{name}-redis-from-{role}", redis, REDIS_PORT,
-                       f"Redis from {role} hosts", args, source=group.id)
-            self._rule(aws.vpc.SecurityGroupEgressRule, f"{name}-{role}-to-redis", group, REDIS_PORT,
-                       "Redis (TLS)", args, source=redis.id)
+            self._rule(
+                aws.vpc.SecurityGroupIngressRule,
+                f"{name}-redis-from-{role}",
+                redis,
+                REDIS_PORT,
+                f"Redis from {role} hosts",
+                args,
+                source=group.id,
+            )
+            self._rule(
+                aws.vpc.SecurityGroupEgressRule,
+                f"{name}-{role}-to-redis",
+                group,
+                REDIS_PORT,
+                "Redis (TLS)",
+                args,
+                source=redis.id,
+            )
             for port, why in OUTBOUND_PORTS.items():
-                self._rule(aws.vpc.SecurityGroupEgressRule, f"{name}-{role}-out-{port}", group, port, why,
-                           args, cidr=ANYWHERE)
+                self._rule(
+                    aws.vpc.SecurityGroupEgressRule, f"{name}-{role}-out-{port}", group, port, why, args, cidr=ANYWHERE
+                )
 
         # The web role's only ingress: the gunicorn port, from what the stack names explicitly.
         port = args.web.port
         for index, cidr in enumerate(args.web.ingress_cidrs):
-            self._rule(aws.vpc.SecurityGroupIngressRule, f"{name}-web-in-cidr-{index}", web, port,
-                       "gunicorn from web.ingressCidrs", args, cidr=str(cidr))
+            self._rule(
+                aws.vpc.SecurityGroupIngressRule,
+                f"{name}-web-in-cidr-{index}",
+                web,
+                port,
+                "gunicorn from web.ingressCidrs",
+                args,
+                cidr=str(cidr),
+            )
         for index, source in enumerate(args.web.ingress_security_group_ids):
-            self._rule(aws.vpc.SecurityGroupIngressRule, f"{name}-web-in-sg-{index}", web, port,
-                       "gunicorn from web.ingressSecurityGroupIds (load balancer)", args, source=source)
+            self._rule(
+                aws.vpc.SecurityGroupIngressRule,
+                f"{name}-web-in-sg-{index}",
+                web,
+                port,
+                "gunicorn from web.ingressSecurityGroupIds (load balancer)",
+                args,
+                source=source,
+            )
 
         self.web_security_group_id = web.id
         self.worker_security_group_id = worker.id

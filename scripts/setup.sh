@@ -14,19 +14,7 @@ apt_packages=(
   # cloud-init's own schema validator; systemd-analyze comes with systemd
   cloud-init systemd
 )
-missing=()
-for pkg in "${apt_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=600 update -q
-  # policy-rc.d keeps package scripts from starting daemons (redis, cloud-init) on this host:
-  # the tests start their own, on loopback, with their own configuration.
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-  apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
-  rm -f /usr/sbin/policy-rc.d
-fi
+bash scripts/apt-install.sh "${apt_packages[@]}"
 
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv

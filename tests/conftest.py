@@ -35,8 +35,6 @@ def prod_settings() -> Settings:
     return load_settings(prod_config_values(), stack="prod", region="eu-west-1")
 
 
-
-
 __all__ = ["SECRET_SIG_KEY", "is_secret", "named", "only", "prod_config_values"]
 
 

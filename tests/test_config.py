@@ -34,23 +34,47 @@ def test_prod_stack_file_is_valid(prod_settings):
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"worker.count": "two"}, "django-stack:worker.count: got 'two'; input should be a valid integer"),
-        ({"web.count": -1}, "django-stack:web.count: got -1; input should be greater than or equal to 0"),
-        ({"worker.queues": [{"name": "default", "concurrency": 2, "softTimeLimit": 300, "hardTimeLimit": 300}]},
-         "django-stack:worker.queues[0]: softTimeLimit (300) must be below hardTimeLimit (300)"),
-        ({"worker.queues": [{"name": "default", "concurrency": 2, "softTimeLimit": 1, "hardTimeLimit": 2}] * 2},
-         "django-stack:worker: queues: 'default' named twice; queue names must be unique"),
-        ({"worker.queues": [{"name": "long", "concurrency": 2, "softTimeLimit": 1, "hardTimeLimit": 2}]},
-         "django-stack:worker: queues: a queue named 'default' is required"),
-        ({"scheduler": {"count": 1}}, "django-stack:scheduler: unknown key; allowed keys here: network, redis, app, instances, web, worker"),
-        ({"worker.beta": True}, "django-stack:worker.beta: unknown key; allowed keys here: count, instanceType, beat"),
-        ({"worker.count": 0}, "django-stack:worker: beat: true needs count >= 1"),
-        ({"redis.replicas": 0}, "django-stack:redis: multiAz: true needs replicas >= 1"),
-        ({"redis.snapshotRetentionDays": 0}, "django-stack:redis.snapshotRetentionDays: got 0; input should be greater than or equal to 1"),
-        ({"web.ingressCidrs": ["0.0.0.0/0"]}, "django-stack:web: ingressCidrs: 0.0.0.0/0 would open gunicorn to the internet"),
-        ({"app.source": "ami"}, "django-stack: instances.amiId: required when app.source is 'ami'"),
-        ({"worker.visibilityTimeout": 1800}, "visibilityTimeout (1800) must be above the largest hardTimeLimit (1800)"),
+        ({"worker.count": "two"}, "django-stack:worker.count: got 'two'; expected `int`"),
+        ({"web.count": -1}, "django-stack:web.count: got -1; expected `int` >= 0"),
+        (
+            {"worker.queues": [{"name": "default", "concurrency": 2, "softTimeLimit": 300, "hardTimeLimit": 300}]},
+            "django-stack:worker.queues[0].softTimeLimit: 300 must be below hardTimeLimit (300)",
+        ),
+        (
+            {"worker.queues": [{"name": "default", "concurrency": 2, "softTimeLimit": 1, "hardTimeLimit": 2}] * 2},
+            "django-stack:worker.queues: 'default' named twice; queue names must be unique",
+        ),
+        (
+            {"worker.queues": [{"name": "long", "concurrency": 2, "softTimeLimit": 1, "hardTimeLimit": 2}]},
+            "django-stack:worker.queues: a queue named 'default' is required",
+        ),
+        (
+            {"scheduler": {"count": 1}},
+            "django-stack:scheduler: unknown key; allowed keys here: network, redis, app, instances, web, worker",
+        ),
+        (
+            {"worker.beta": True},
+            "django-stack:worker.beta: unknown key; allowed keys here: count, instanceType, beat, queues",
+        ),
+        ({"worker.count": 0}, "django-stack:worker.beat: true needs count >= 1"),
+        ({"redis.replicas": 0}, "django-stack:redis.multiAz: true needs replicas >= 1"),
+        ({"redis.snapshotRetentionDays": 0}, "django-stack:redis.snapshotRetentionDays: got 0; expected `int` >= 1"),
+        (
+            {"web.ingressCidrs": ["0.0.0.0/0"]},
+            "django-stack:web.ingressCidrs: 0.0.0.0/0 would open gunicorn to the internet",
+        ),
+        ({"app.source": "ami"}, "django-stack:instances.amiId: required when app.source is 'ami'"),
+        (
+            {"worker.visibilityTimeout": 1800},
+            "django-stack:worker.visibilityTimeout: 1800 must be above the largest hardTimeLimit (1800)",
+        ),
         ({"aws:region": "mars-1"}, "aws:region: got 'mars-1'; expected an AWS region name"),
+        ({"app.source": "git"}, "django-stack:app.source: got 'git'; allowed: 's3', 'ami'"),
+        (
+            {"worker.queues": [{"name": "default", "concurrency": 1, "softTimeLimit": 1}]},
+            "django-stack:worker.queues[0].hardTimeLimit: missing; this key is required",
+        ),
+        ({"network.vpcCidr": "10.0.0.0/99"}, "django-stack:network.vpcCidr: '10.0.0.0/99' is not an IPv4 network"),
     ],
 )
 def test_bad_config_stops_before_any_resource_with_the_key_named(overrides, expected):
@@ -68,7 +92,7 @@ def test_missing_release_is_named():
 
 def test_every_problem_is_reported_at_once():
     message = errors_for({"web.count": "x", "redis.nodeType": "t3.small", "worker.count": -2})
-    assert len(message.splitlines()) == 4  # the heading and one line per key
+    assert len(message.splitlines()) == 4  # the heading and one line per broken section
     assert "django-stack:redis.nodeType: got 't3.small'" in message
 
 

@@ -17,7 +17,10 @@ def instances(render):
 
 def test_counts_and_roles_come_from_config(prod, render):
     assert {n: i["tags"]["Role"] for n, i in instances(prod).items()} == {
-        "prod-web-0": "web", "prod-web-1": "web", "prod-worker-beat": "worker", "prod-worker-1": "worker",
+        "prod-web-0": "web",
+        "prod-web-1": "web",
+        "prod-worker-beat": "worker",
+        "prod-worker-1": "worker",
     }
     bigger = instances(render({"web.count": 1, "worker.count": 4, "web.instanceType": "t3.large"}))
     assert sorted(bigger) == ["prod-web-0", "prod-worker-1", "prod-worker-2", "prod-worker-3", "prod-worker-beat"]
@@ -26,7 +29,11 @@ def test_counts_and_roles_come_from_config(prod, render):
 
 def test_every_instance_is_locked_down(prod):
     for name, inputs in instances(prod).items():
-        assert inputs["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required", "httpPutResponseHopLimit": 1}, name
+        assert inputs["metadataOptions"] == {
+            "httpEndpoint": "enabled",
+            "httpTokens": "required",
+            "httpPutResponseHopLimit": 1,
+        }, name
         assert inputs["rootBlockDevice"]["encrypted"] is True, name
         assert inputs["associatePublicIpAddress"] is False, name
         assert "keyName" not in inputs, name
@@ -72,13 +79,15 @@ def test_instances_spread_over_the_private_subnets(prod):
 
 def test_no_secret_value_reaches_user_data_or_outputs(prod):
     token = only(prod, "aws:elasticache/replicationGroup:ReplicationGroup")["authToken"]["value"]
-    key = next(r for r in prod.of_type("random:index/randomPassword:RandomPassword") if r.name == "prod-django-secret-key")
+    key = next(
+        r for r in prod.of_type("random:index/randomPassword:RandomPassword") if r.name == "prod-django-secret-key"
+    )
     for inputs in instances(prod).values():
         text = decode_user_data(inputs["userDataBase64"])
         assert token not in text
         assert "/django-stack/prod/redis/auth-token" in text  # the parameter's name, not its value
         # The only broker URL is the fetch script's template, filled in on boot, and it verifies.
-        assert re.findall(r"rediss://\S*", text) == ["rediss://:{token}@{host}:{port}/{db}?ssl_cert_reqs=required\""]
+        assert re.findall(r"rediss://\S*", text) == ['rediss://:{token}@{host}:{port}/{db}?ssl_cert_reqs=required"']
     exported = json.dumps({k: str(v) for k, v in prod.outputs.items()})
     assert token not in exported and SECRET_SIG_KEY not in exported
     assert key.inputs["special"] is True

@@ -26,8 +26,13 @@ def parameter_store():
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    ssm = boto3.client("ssm", region_name="eu-west-1", endpoint_url=endpoint,
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    ssm = boto3.client(
+        "ssm",
+        region_name="eu-west-1",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     ssm.put_parameter(Name="/django-stack/test/redis/auth-token", Value=TOKEN, Type="SecureString")
     ssm.put_parameter(Name="/django-stack/test/django/secret-key", Value="k3y-!%*+-.:=^_~", Type="SecureString")
     yield endpoint
@@ -49,7 +54,9 @@ def fetch(parameter_store: str, target: Path, **overrides: str) -> subprocess.Co
         "RESULT_DB": "1",
         "SECRETS_ENV_FILE": str(target),
     } | overrides
-    return subprocess.run([SYSTEM_PYTHON, str(FILES / "app-fetch-secrets")], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [SYSTEM_PYTHON, str(FILES / "app-fetch-secrets")], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_fetch_writes_verifying_broker_urls_mode_0640(parameter_store, tmp_path):
@@ -79,8 +86,13 @@ def test_fetch_fails_clearly_and_writes_nothing(parameter_store, tmp_path):
     missing = fetch(parameter_store, target, AUTH_TOKEN_PARAMETER="/django-stack/test/redis/nope")
     assert missing.returncode == 1
     assert "parameters not found: /django-stack/test/redis/nope" in missing.stderr
-    no_region = subprocess.run([SYSTEM_PYTHON, str(FILES / "app-fetch-secrets")], env={"PATH": "/usr/bin"},
-                               capture_output=True, text=True, timeout=60)
+    no_region = subprocess.run(
+        [SYSTEM_PYTHON, str(FILES / "app-fetch-secrets")],
+        env={"PATH": "/usr/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert no_region.returncode == 2 and "AWS_REGION is not set" in no_region.stderr
     assert not target.exists()
 
@@ -95,7 +107,9 @@ def tiny_wheel(directory: Path) -> Path:
         wheel.writestr("hello_release.py", "GREETING = 'hello'\n")
         info = "hello_release-1.0.dist-info"
         wheel.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: hello-release\nVersion: 1.0\n")
-        wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
         wheel.writestr(f"{info}/RECORD", "")
     return path
 
@@ -116,7 +130,9 @@ def release_tool(app_root: Path, *args: str, **env: str) -> subprocess.Completed
     return subprocess.run(
         [SYSTEM_PYTHON, str(FILES / "app-release"), *args],
         env={"PATH": "/usr/bin:/bin", "APP_ROOT": str(app_root)} | env,
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -129,8 +145,9 @@ def test_release_install_activate_and_rollback(tmp_path):
     assert release_tool(root, "activate", "r2").returncode == 0
     assert os.readlink(root / "current") == "releases/r2"
     venv_python = root / "current" / "venv" / "bin" / "python"
-    imported = subprocess.run([str(venv_python), "-c", "import hello_release; print(hello_release.GREETING)"],
-                              capture_output=True, text=True)
+    imported = subprocess.run(
+        [str(venv_python), "-c", "import hello_release; print(hello_release.GREETING)"], capture_output=True, text=True
+    )
     assert imported.stdout.strip() == "hello"
     assert not (root / "releases" / "r2" / "wheels").exists()
     assert release_tool(root, "activate", "r1").returncode == 0  # a rollback is one activate

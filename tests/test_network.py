@@ -23,11 +23,20 @@ def test_single_nat_gateway_when_configured(render):
 
 
 def test_existing_vpc_creates_no_network_and_uses_its_subnets(render):
-    stack = render({"network": {"vpcId": "vpc-0123456789abcdef0",
-                                "privateSubnetIds": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]}})
+    stack = render(
+        {
+            "network": {
+                "vpcId": "vpc-0123456789abcdef0",
+                "privateSubnetIds": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
+            }
+        }
+    )
     for kind in ("vpc:Vpc", "subnet:Subnet", "natGateway:NatGateway", "internetGateway:InternetGateway"):
         assert stack.of_type(f"aws:ec2/{kind}") == []
     assert only(stack, "aws:elasticache/subnetGroup:SubnetGroup")["subnetIds"] == [
-        "subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"
+        "subnet-0aaaaaaaaaaaaaaaa",
+        "subnet-0bbbbbbbbbbbbbbbb",
     ]
-    assert {r.inputs["vpcId"] for r in stack.of_type("aws:ec2/securityGroup:SecurityGroup")} == {"vpc-0123456789abcdef0"}
+    assert {r.inputs["vpcId"] for r in stack.of_type("aws:ec2/securityGroup:SecurityGroup")} == {
+        "vpc-0123456789abcdef0"
+    }

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel
+import msgspec
 
-from settings import QueueSettings, StackConfig
+from settings import SECTIONS, QueueSettings
 from tools.render_stack import ROOT
 
 
@@ -16,14 +16,12 @@ def documented_keys(section: str) -> set[str]:
     return set(re.findall(r"^\| `([A-Za-z]+)` \|", body, flags=re.M))
 
 
-def model_keys(model: type[BaseModel]) -> set[str]:
-    return {field.alias or name for name, field in model.model_fields.items()}
+def model_keys(model: type[msgspec.Struct]) -> set[str]:
+    return {field.encode_name for field in msgspec.structs.fields(model)}
 
 
 def test_every_config_key_is_documented():
-    for section, field in StackConfig.model_fields.items():
-        model = field.annotation
-        assert isinstance(model, type) and issubclass(model, BaseModel)
+    for section, model in SECTIONS.items():
         assert documented_keys(section) == model_keys(model), section
 
 

@@ -79,7 +79,11 @@ def test_only_private_subnets_and_the_redis_security_group(prod):
 
 def test_slow_log_goes_to_cloudwatch(prod):
     assert only(prod, GROUP)["logDeliveryConfigurations"] == [
-        {"destination": "prod-slow-log", "destinationType": "cloudwatch-logs", "logFormat": "json", "logType": "slow-log"}
+        {
+            "destination": "prod-slow-log",
+            "destinationType": "cloudwatch-logs",
+            "logFormat": "json",
+            "logType": "slow-log",
+        }
     ]
     assert only(prod, "aws:cloudwatch/logGroup:LogGroup")["retentionInDays"] == 14
-

@@ -27,3 +27,10 @@ def test_writes_each_instances_user_data_files_and_the_resource_table(tmp_path, 
 def test_unknown_stack_is_named(capsys):
     with pytest.raises(SystemExit, match=r"--stack 'qa': no Pulumi.qa.yaml \(stacks: prod"):
         main(["--stack", "qa"])
+
+
+def test_two_renders_are_byte_identical(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert main(["--out", str(first)]) == 0 and main(["--out", str(second)]) == 0
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files and all((first / f).read_bytes() == (second / f).read_bytes() for f in files)

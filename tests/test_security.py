@@ -45,6 +45,8 @@ def test_app_hosts_reach_out_only_to_redis_https_and_http(prod):
     for role in ("web", "worker"):
         out = [r for r in rules(prod, EGRESS) if r["securityGroupId"] == mock_id("sg", f"prod-{role}")]
         assert sorted((r["fromPort"], r.get("cidrIpv4") or r["referencedSecurityGroupId"]) for r in out) == [
-            (80, "0.0.0.0/0"), (443, "0.0.0.0/0"), (6379, mock_id("sg", "prod-redis"))
+            (80, "0.0.0.0/0"),
+            (443, "0.0.0.0/0"),
+            (6379, mock_id("sg", "prod-redis")),
         ]
     assert not [r for r in rules(prod, EGRESS) if r["securityGroupId"] == mock_id("sg", "prod-redis")]

@@ -30,10 +30,15 @@ def files_by_path(m: Machine) -> dict[str, render.WrittenFile]:
 
 def test_each_role_gets_its_units(prod_settings):
     assert render.units_to_enable(machine(prod_settings, "web")) == [
-        "app-release.service", "app-secrets.service", "gunicorn.service"
+        "app-release.service",
+        "app-secrets.service",
+        "gunicorn.service",
     ]
     assert render.units_to_enable(machine(prod_settings)) == [
-        "app-release.service", "app-secrets.service", "celery-worker-default.service", "celery-worker-long.service"
+        "app-release.service",
+        "app-secrets.service",
+        "celery-worker-default.service",
+        "celery-worker-long.service",
     ]
     assert render.units_to_enable(machine(prod_settings, beat=True))[-1] == "celery-beat.service"
     assert "celery-beat.service" not in render.unit_files(machine(prod_settings))
@@ -43,7 +48,10 @@ def test_user_data_is_cloud_config_built_as_data(prod_settings):
     document = render.user_data(machine(prod_settings, beat=True))
     parsed = render.parse_user_data(document)
     assert list(parsed) == ["groups", "users", "packages", "write_files", "runcmd"]
-    assert parsed["runcmd"] == [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", *render.units_to_enable(machine(prod_settings, beat=True))]]
+    assert parsed["runcmd"] == [
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", *render.units_to_enable(machine(prod_settings, beat=True))],
+    ]
     assert parsed["users"][0]["shell"] == "/usr/sbin/nologin" and "ssh_authorized_keys" not in parsed["users"][0]
     for entry in parsed["write_files"]:
         assert isinstance(entry["permissions"], str) and entry["permissions"].startswith("0")
@@ -77,8 +85,13 @@ def test_app_units_read_the_plain_env_then_the_secrets(prod_settings):
 @pytest.mark.parametrize("name", ["gunicorn.service", "app-secrets.service", "app-release.service"])
 def test_every_unit_carries_the_sandbox(prod_settings, name):
     service = unit(render.unit_files(machine(prod_settings, "web"))[name])["Service"]
-    for directive, value in [("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("PrivateTmp", "yes"),
-                             ("CapabilityBoundingSet", ""), ("SystemCallArchitectures", "native")]:
+    for directive, value in [
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("PrivateTmp", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("SystemCallArchitectures", "native"),
+    ]:
         assert service[directive] == value, directive
 
 
@@ -104,7 +117,9 @@ def test_secret_source_names_parameters_not_values(prod_settings):
 
 
 def test_env_values_quoted_for_systemd_and_shell():
-    assert render.render_env({"A": "plain/value:1", "B": '{"x": 1}', "C": 5}) == "A=plain/value:1\nB='{\"x\": 1}'\nC=5\n"
+    assert (
+        render.render_env({"A": "plain/value:1", "B": '{"x": 1}', "C": 5}) == "A=plain/value:1\nB='{\"x\": 1}'\nC=5\n"
+    )
     with pytest.raises(ValueError, match="B: value contains a quote"):
         render.render_env({"B": "it's"})
 
@@ -127,6 +142,17 @@ def test_user_data_over_the_ec2_limit_is_a_clear_error(prod_settings, monkeypatc
 def test_reading_back_a_document(prod_settings):
     document = render.user_data(machine(prod_settings, "web"))
     assert render.enabled_units(document) == render.units_to_enable(machine(prod_settings, "web"))
-    assert [f.path for f in render.written_files(document)] == [f.path for f in render.machine_files(machine(prod_settings, "web"))]
+    assert [f.path for f in render.written_files(document)] == [
+        f.path for f in render.machine_files(machine(prod_settings, "web"))
+    ]
     with pytest.raises(ValueError, match="does not start with '#cloud-config'"):
         render.parse_user_data(yaml.safe_dump({"runcmd": []}))
+
+
+def test_templates_refuse_a_placeholder_without_a_value_and_keep_systemd_syntax():
+    template = render._UnitTemplate("ExecStart=x ${CELERY_QUEUE}@%H $MAINPID {{ user }}\n")
+    assert template.substitute(user="app") == "ExecStart=x ${CELERY_QUEUE}@%H $MAINPID app\n"
+    with pytest.raises(KeyError, match="user"):
+        template.substitute()
+    with pytest.raises(ValueError, match="Invalid placeholder"):
+        render._UnitTemplate("{{ Not-A-Name }}").substitute()

@@ -75,9 +75,19 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.resources.append(RecordedResource(args.typ, args.name, copy.deepcopy(inputs)))
         state = {"name": args.name, **inputs}
         kind = args.typ.split(":")[-1]
-        prefixes = {"Vpc": "vpc", "Subnet": "subnet", "SecurityGroup": "sg", "Instance": "i",
-                    "NatGateway": "nat", "InternetGateway": "igw", "RouteTable": "rtb", "Eip": "eipalloc",
-                    "VpcEndpoint": "vpce", "SecurityGroupIngressRule": "sgr", "SecurityGroupEgressRule": "sgr"}
+        prefixes = {
+            "Vpc": "vpc",
+            "Subnet": "subnet",
+            "SecurityGroup": "sg",
+            "Instance": "i",
+            "NatGateway": "nat",
+            "InternetGateway": "igw",
+            "RouteTable": "rtb",
+            "Eip": "eipalloc",
+            "VpcEndpoint": "vpce",
+            "SecurityGroupIngressRule": "sgr",
+            "SecurityGroupEgressRule": "sgr",
+        }
         resource_id = mock_id(prefixes[kind], args.name) if kind in prefixes else f"{args.name}-id"
         arn_base = f"arn:aws:{{}}:{self.region}:{ACCOUNT}"
         if args.typ == "random:index/randomPassword:RandomPassword":
@@ -113,7 +123,8 @@ def stack_file_config(stack: str) -> dict[str, Any]:
     path = ROOT / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         raise SystemExit(f"render_stack: --stack {stack!r}: no {path.name} (stacks: {', '.join(available_stacks())})")
-    return dict((yaml.safe_load(path.read_text()) or {}).get("config") or {})
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return dict((yaml.load(path.read_text(), Loader=loader) or {}).get("config") or {})
 
 
 def available_stacks() -> list[str]:
@@ -151,6 +162,7 @@ def run_program(stack: str, config: dict[str, Any], mocks: RecordingMocks) -> di
     outputs: dict[str, Any] = {}
     sys.path.insert(0, str(ROOT))
     try:
+
         @pulumi.runtime.test
         def program() -> None:
             runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
@@ -168,8 +180,9 @@ def _resolved_outputs() -> dict[str, Any]:
     return dict(getattr(stack_resource, "outputs", {}) or {}) if stack_resource else {}
 
 
-def render_stack(stack: str = "prod", overrides: dict[str, Any] | None = None,
-                 redis_endpoint: str | None = None) -> StackRender:
+def render_stack(
+    stack: str = "prod", overrides: dict[str, Any] | None = None, redis_endpoint: str | None = None
+) -> StackRender:
     from userdata.render import decode_user_data
 
     config = apply_overrides(stack_file_config(stack), overrides or {})
@@ -218,7 +231,8 @@ def resource_table(render: StackRender) -> str:
         "| type | name | inputs |",
         "|---|---|---|",
     ]
-    for r in render.resources:
+    # Registration order varies from run to run (it is async): sort, so two renders diff cleanly.
+    for r in sorted(render.resources, key=lambda r: (r.type_, r.name)):
         inputs = json.dumps(_public(r.inputs), sort_keys=True, default=str).replace("|", "\\|")
         lines.append(f"| `{r.type_}` | `{r.name}` | `{inputs}` |")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,58 @@
+"""The policies in rules.py as pulumi-policy objects, every one mandatory.
+
+Kept apart from __main__.py because constructing a PolicyPack starts the analyzer server. The CLI
+runs the pack as `python policy/`, which puts this directory first on sys.path: modules here
+import each other by their bare names (`import rules`), and so do the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import rules
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+NAME = "django-stack-guardrails"
+
+
+def _resource_validation(check: rules.ResourceCheck) -> Callable[[ResourceValidationArgs, ReportViolation], None]:
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        for message in check(args.resource_type, args.props):
+            report_violation(message, None)
+
+    return validate
+
+
+def _single_beat(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    resources = [(r.resource_type, r.name, r.props) for r in args.resources]
+    for message in rules.single_beat(resources):
+        report_violation(message, None)
+
+
+def policies() -> list[Policy]:
+    found: list[Policy] = [
+        ResourceValidationPolicy(
+            name=policy.name,
+            description=policy.description,
+            validate=_resource_validation(policy.check),
+            enforcement_level=EnforcementLevel.MANDATORY,
+        )
+        for policy in rules.RESOURCE_POLICIES
+    ]
+    found.append(
+        StackValidationPolicy(
+            name=rules.SINGLE_BEAT_POLICY,
+            description=rules.SINGLE_BEAT_DESCRIPTION,
+            validate=_single_beat,
+            enforcement_level=EnforcementLevel.MANDATORY,
+        )
+    )
+    return found

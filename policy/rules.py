@@ -1,0 +1,462 @@
+"""What must never reach AWS, whatever a stack's config says: one pure function per policy.
+
+Each resource policy is `check(resource_type, props) -> list[str]` (one message per violation,
+empty when compliant); the stack policy takes every resource as (type, name, props). `props`
+are the resource's inputs as the engine sees them: camelCase keys, numbers as floats. The same
+functions judge the engine's inputs (`__main__.py`, the policy pack) and what the program's
+mocks record (`tools.render_stack`, the tests), so the tests exercise what `pulumi preview` runs.
+
+During a preview some inputs are not known yet (an id, the user-data that embeds the Redis
+endpoint). A value that is unknown is not judged here: the engine runs the pack again during
+`pulumi up`, with every input known, before it creates or updates the resource.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import ip_network
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+from pulumi_policy.proxy import (
+    UNKNOWN_ARCHIVE_VALUE,
+    UNKNOWN_ARRAY_VALUE,
+    UNKNOWN_ASSET_VALUE,
+    UNKNOWN_BOOLEAN_VALUE,
+    UNKNOWN_NUMBER_VALUE,
+    UNKNOWN_OBJECT_VALUE,
+    UNKNOWN_STRING_VALUE,
+    UnknownValueError,
+)
+
+INSTANCE: Final = "aws:ec2/instance:Instance"
+ELASTIC_IP: Final = "aws:ec2/eip:Eip"
+ELASTIC_IP_ASSOCIATION: Final = "aws:ec2/eipAssociation:EipAssociation"
+REPLICATION_GROUP: Final = "aws:elasticache/replicationGroup:ReplicationGroup"
+CACHE_CLUSTER: Final = "aws:elasticache/cluster:Cluster"
+SECURITY_GROUP: Final = "aws:ec2/securityGroup:SecurityGroup"
+SECURITY_GROUP_RULE: Final = "aws:ec2/securityGroupRule:SecurityGroupRule"
+INGRESS_RULE: Final = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+
+REDIS_PORT: Final = 6379
+SSH_PORT: Final = 22
+# The only ports the whole internet may reach (a load balancer's listeners).
+WORLD_PORTS: Final = frozenset({80, 443})
+# docs/machine-layout.md: `celery-beat=true` on exactly one worker (components/fleet.py BEAT_TAG).
+BEAT_TAG: Final = "celery-beat"
+
+# How the engine marks a secret on the wire; the mocks record secrets in this form, the policy
+# SDK hands them over already unwrapped.
+_SECRET_SIG_KEY: Final = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG: Final = "1b47061264138c4ac30d75fd1eb44270"
+_UNKNOWN_SENTINELS: Final = frozenset(
+    {
+        UNKNOWN_BOOLEAN_VALUE,
+        UNKNOWN_NUMBER_VALUE,
+        UNKNOWN_STRING_VALUE,
+        UNKNOWN_ARRAY_VALUE,
+        UNKNOWN_ASSET_VALUE,
+        UNKNOWN_ARCHIVE_VALUE,
+        UNKNOWN_OBJECT_VALUE,
+    }
+)
+
+
+class _Unknown:
+    """A value the engine cannot know during a preview."""
+
+    def __repr__(self) -> str:
+        return "<unknown during preview>"
+
+
+UNKNOWN: Final = _Unknown()
+
+
+# --- reading props: secrets unwrapped, unknowns explicit -----------------------------------------
+
+
+def _reveal(value: Any) -> Any:
+    if isinstance(value, str) and value in _UNKNOWN_SENTINELS:
+        return UNKNOWN
+    if isinstance(value, Mapping) and _SECRET_SIG_KEY in list(value):
+        return _reveal(_item(value, "value"))
+    return value
+
+
+def _item(container: Mapping[str, Any] | Sequence[Any], key: Any) -> Any:
+    # The SDK's proxies raise on reading an unknown value; `in` and `.get` read it too, so
+    # every read goes through here.
+    try:
+        return container[key]
+    except UnknownValueError:
+        return UNKNOWN
+
+
+def field(props: Any, *path: str) -> Any:
+    """props[path[0]][path[1]]...; None when absent, UNKNOWN when not known yet."""
+    value = props
+    for key in path:
+        value = _reveal(value)
+        if value is UNKNOWN:
+            return UNKNOWN
+        if not isinstance(value, Mapping) or key not in list(value):
+            return None
+        value = _item(value, key)
+    return _reveal(value)
+
+
+def elements(value: Any) -> Iterator[Any]:
+    """The items of a list input (possibly a proxy); nothing for an absent or unknown list."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        for index in range(len(value)):
+            yield _reveal(_item(value, index))
+
+
+def _is_set(value: Any) -> bool:
+    """Present and non-empty, or to be computed (an unknown value will be set to something)."""
+    return value is UNKNOWN or (value is not None and value != "" and value is not False)
+
+
+# --- ElastiCache ---------------------------------------------------------------------------------
+
+
+def elasticache_encrypted_with_auth(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Redis on ElastiCache: TLS required in transit, encrypted at rest, an AUTH token."""
+    if resource_type == CACHE_CLUSTER:
+        # A cluster inside a replication group inherits the group's settings, judged there.
+        if _is_set(field(props, "replicationGroupId")) or field(props, "engine") == "memcached":
+            return []
+        return ["a standalone aws.elasticache.Cluster has no AUTH token or at-rest encryption: use a ReplicationGroup"]
+    if resource_type != REPLICATION_GROUP:
+        return []
+    problems = []
+    if field(props, "transitEncryptionEnabled") not in (True, UNKNOWN):
+        problems.append("transitEncryptionEnabled must be true (TLS between clients and Redis)")
+    if field(props, "transitEncryptionMode") == "preferred":
+        problems.append("transitEncryptionMode 'preferred' still accepts plaintext clients; use 'required'")
+    if field(props, "atRestEncryptionEnabled") not in (True, UNKNOWN):
+        problems.append("atRestEncryptionEnabled must be true (snapshots and swap encrypted)")
+    if not _is_set(field(props, "authToken")):
+        problems.append("authToken is missing: every client must authenticate (Redis AUTH)")
+    return problems
+
+
+# --- security group ingress ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ingress:
+    """One ingress permission, whatever resource type expressed it."""
+
+    protocol: str
+    from_port: int | None
+    to_port: int | None
+    cidrs: tuple[str, ...]
+    prefix_lists: int
+    group_sources: int
+
+    @property
+    def all_ports(self) -> bool:
+        return self.protocol in ("-1", "all")
+
+    def covers(self, port: int) -> bool:
+        if self.all_ports:
+            return True
+        if self.protocol not in ("tcp", "6", "udp", "17") or self.from_port is None or self.to_port is None:
+            return False
+        return self.from_port <= port <= self.to_port
+
+    @property
+    def world(self) -> tuple[str, ...]:
+        return tuple(cidr for cidr in self.cidrs if _prefix_length(cidr) == 0)
+
+    @property
+    def only_web_ports(self) -> bool:
+        return (
+            self.protocol in ("tcp", "6", "udp", "17")
+            and self.from_port == self.to_port
+            and self.from_port in WORLD_PORTS
+        )
+
+    def describe(self) -> str:
+        return "all ports" if self.all_ports else f"{self.protocol} {self.from_port}-{self.to_port}"
+
+
+def _prefix_length(cidr: str) -> int | None:
+    try:
+        return ip_network(cidr, strict=False).prefixlen
+    except ValueError:
+        return None
+
+
+def _port(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(item for item in elements(value) if isinstance(item, str))
+
+
+def _count(value: Any) -> int:
+    return sum(1 for item in elements(value) if _is_set(item))
+
+
+def ingress_permissions(resource_type: str, props: Mapping[str, Any]) -> list[Ingress]:
+    """Every ingress permission a resource grants: inline rules, SecurityGroupRule, IngressRule.
+
+    A permission whose protocol or ports are not known yet is left out (judged at `up`).
+    """
+    if resource_type == INGRESS_RULE:
+        permission = _ingress(
+            protocol=field(props, "ipProtocol"),
+            from_port=field(props, "fromPort"),
+            to_port=field(props, "toPort"),
+            cidrs=tuple(c for c in (field(props, "cidrIpv4"), field(props, "cidrIpv6")) if isinstance(c, str)),
+            prefix_lists=int(_is_set(field(props, "prefixListId"))),
+            group_sources=int(_is_set(field(props, "referencedSecurityGroupId"))),
+        )
+        return [permission] if permission else []
+    if resource_type == SECURITY_GROUP_RULE:
+        if field(props, "type") != "ingress":
+            return []
+        permission = _rule_ingress(props)
+        return [permission] if permission else []
+    if resource_type == SECURITY_GROUP:
+        found = (_rule_ingress(rule) for rule in elements(field(props, "ingress")) if isinstance(rule, Mapping))
+        return [permission for permission in found if permission]
+    return []
+
+
+def _rule_ingress(rule: Mapping[str, Any]) -> Ingress | None:
+    # aws.ec2.SecurityGroupRule and inline SecurityGroup rules share these field names.
+    return _ingress(
+        protocol=field(rule, "protocol"),
+        from_port=field(rule, "fromPort"),
+        to_port=field(rule, "toPort"),
+        cidrs=_strings(field(rule, "cidrBlocks")) + _strings(field(rule, "ipv6CidrBlocks")),
+        prefix_lists=_count(field(rule, "prefixListIds")),
+        group_sources=_count(field(rule, "securityGroups"))
+        + int(_is_set(field(rule, "sourceSecurityGroupId")))
+        + int(field(rule, "self") is True),
+    )
+
+
+def _ingress(
+    *, protocol: Any, from_port: Any, to_port: Any, cidrs: tuple[str, ...], prefix_lists: int, group_sources: int
+) -> Ingress | None:
+    if not isinstance(protocol, str):
+        return None
+    protocol = protocol.lower()
+    ports = (_port(from_port), _port(to_port))
+    if protocol not in ("-1", "all") and UNKNOWN in (from_port, to_port):
+        return None
+    return Ingress(protocol, ports[0], ports[1], cidrs, prefix_lists, group_sources)
+
+
+def no_redis_ingress_from_cidr(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Redis is reached from security groups only: never from an address range."""
+    return [
+        f"ingress to {REDIS_PORT} ({permission.describe()}) from "
+        + (", ".join(permission.cidrs) or "a prefix list")
+        + ": allow the web and worker security groups instead"
+        for permission in ingress_permissions(resource_type, props)
+        if permission.covers(REDIS_PORT) and (permission.cidrs or permission.prefix_lists)
+    ]
+
+
+def no_ssh_ingress(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """No port 22 from anywhere: instances are reached with SSM Session Manager."""
+    return [
+        f"ingress to port {SSH_PORT} ({permission.describe()}): use SSM Session Manager, not SSH"
+        for permission in ingress_permissions(resource_type, props)
+        if permission.covers(SSH_PORT)
+    ]
+
+
+def no_world_ingress_outside_web(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """0.0.0.0/0 and ::/0 may reach 80 and 443 only."""
+    return [
+        f"ingress from {', '.join(permission.world)} to {permission.describe()}: "
+        f"the internet may reach ports {sorted(WORLD_PORTS)} only, each alone"
+        for permission in ingress_permissions(resource_type, props)
+        if permission.world and not permission.only_web_ports
+    ]
+
+
+# --- instances -----------------------------------------------------------------------------------
+
+
+def instance_hardened(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """IMDSv2 only, no public IP, no key pair, an encrypted root volume."""
+    if resource_type in (ELASTIC_IP, ELASTIC_IP_ASSOCIATION):
+        return _elastic_ip_on_an_instance(resource_type, props)
+    if resource_type != INSTANCE:
+        return []
+    problems = []
+    tokens, endpoint = field(props, "metadataOptions", "httpTokens"), field(props, "metadataOptions", "httpEndpoint")
+    if tokens not in ("required", UNKNOWN) and endpoint not in ("disabled", UNKNOWN):
+        problems.append(
+            f"metadataOptions.httpTokens is {tokens!r}: IMDSv2 must be required "
+            "(IMDSv1 hands the instance role's credentials to any SSRF)"
+        )
+    # Left out, the subnet's mapPublicIpOnLaunch decides: only an explicit false is known safe.
+    if field(props, "associatePublicIpAddress") not in (False, UNKNOWN):
+        problems.append(
+            f"associatePublicIpAddress is {field(props, 'associatePublicIpAddress')!r}: set it to false "
+            "(instances live in private subnets with no public IP)"
+        )
+    # An unknown keyName still names a key pair: one the stack creates in the same update.
+    if _is_set(field(props, "keyName")):
+        problems.append(f"keyName {field(props, 'keyName')!r}: no key pairs (SSM Session Manager instead of SSH)")
+    if field(props, "rootBlockDevice", "encrypted") not in (True, UNKNOWN):
+        problems.append("rootBlockDevice.encrypted must be true (an explicit encrypted root volume)")
+    return problems
+
+
+def _elastic_ip_on_an_instance(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    # An Elastic IP gives an instance a public IP whatever the instance says; NAT gateways take
+    # theirs by allocation id, which is not judged here.
+    target = field(props, "instance") if resource_type == ELASTIC_IP else field(props, "instanceId")
+    if not _is_set(target):
+        return []
+    return [f"an Elastic IP attached to instance {target!r}: instances have no public IP"]
+
+
+# --- user-data -----------------------------------------------------------------------------------
+
+_REDISS_URL = re.compile(r"rediss://[^\s'\"`<>]*", re.IGNORECASE)
+_VERIFIED = {"required", "cert_required"}
+
+
+def user_data_text(props: Mapping[str, Any]) -> str | None:
+    """The instance's user-data as text: plain `userData`, or `userDataBase64` (gzip or not)."""
+    plain = field(props, "userData")
+    if isinstance(plain, str):
+        return plain
+    encoded = field(props, "userDataBase64")
+    return _decoded(encoded) if isinstance(encoded, str) else None
+
+
+def _written_file_texts(document: str) -> list[str]:
+    """Contents of cloud-config write_files entries stored encoded (b64, gzip), decoded."""
+    try:
+        parsed = yaml.safe_load(document)
+    except yaml.YAMLError:
+        return []
+    if not isinstance(parsed, dict):
+        return []
+    texts = []
+    for entry in parsed.get("write_files") or []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("content"), str):
+            continue
+        encoding = str(entry.get("encoding", "")).lower()
+        if "b64" in encoding or "base64" in encoding:
+            texts.append(_decoded(entry["content"]))
+    return texts
+
+
+def _decoded(encoded: str) -> str:
+    """base64 (of gzip or of plain text) to text; the input itself when it is not base64."""
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (binascii.Error, ValueError, OSError, EOFError):
+        return encoded
+    return raw.decode(errors="replace")
+
+
+def unverified_rediss_urls(text: str) -> list[str]:
+    """Every rediss:// URL in the text that does not say ssl_cert_reqs=required.
+
+    A bare rediss:// URL makes kombu and redis-py connect with certificate verification off.
+    """
+    unverified = []
+    for url in _REDISS_URL.findall(text):
+        values = parse_qs(urlsplit(url).query).get("ssl_cert_reqs", [])
+        if not values or any(value.lower() not in _VERIFIED for value in values):
+            unverified.append(url)
+    return unverified
+
+
+def _redact(url: str) -> str:
+    # Never echo a password that may sit in the URL into a preview comment.
+    return re.sub(r"(rediss://)[^@/]*@", r"\1***@", url, flags=re.IGNORECASE)
+
+
+def user_data_verifies_redis_tls(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """No rediss:// URL in user-data (or a file it writes) without certificate verification."""
+    if resource_type != INSTANCE:
+        return []
+    document = user_data_text(props)
+    if document is None:
+        return []
+    return [
+        f"user-data has {_redact(url)}: add ssl_cert_reqs=required, or the broker connection "
+        "is encrypted but never verified"
+        for text in [document, *_written_file_texts(document)]
+        for url in unverified_rediss_urls(text)
+    ]
+
+
+# --- the stack -----------------------------------------------------------------------------------
+
+
+def single_beat(resources: Sequence[tuple[str, str, Mapping[str, Any]]]) -> list[str]:
+    """At most one instance tagged celery-beat=true: two Beats send every periodic task twice."""
+    beats = [
+        name
+        for resource_type, name, props in resources
+        if resource_type == INSTANCE and str(field(props, "tags", BEAT_TAG)).lower() == "true"
+    ]
+    if len(beats) <= 1:
+        return []
+    return [f"{len(beats)} instances tagged {BEAT_TAG}=true ({', '.join(beats)}): Beat must run on exactly one"]
+
+
+ResourceCheck = Callable[[str, Mapping[str, Any]], list[str]]
+
+
+@dataclass(frozen=True)
+class ResourcePolicy:
+    name: str
+    description: str
+    check: ResourceCheck
+
+
+RESOURCE_POLICIES: Final = (
+    ResourcePolicy(
+        "elasticache-encrypted-with-auth",
+        "ElastiCache Redis has transit (required) and at-rest encryption and an AUTH token.",
+        elasticache_encrypted_with_auth,
+    ),
+    ResourcePolicy(
+        "no-redis-ingress-from-cidr",
+        "No security group ingress to 6379 from a CIDR or prefix list; only from security groups.",
+        no_redis_ingress_from_cidr,
+    ),
+    ResourcePolicy("no-ssh-ingress", "No security group ingress to port 22.", no_ssh_ingress),
+    ResourcePolicy(
+        "no-world-ingress-outside-web",
+        "Ingress from 0.0.0.0/0 or ::/0 only to port 80 or 443.",
+        no_world_ingress_outside_web,
+    ),
+    ResourcePolicy(
+        "instance-hardened",
+        "EC2 instances: IMDSv2 required, no public IP (nor an Elastic IP), no key pair, encrypted root volume.",
+        instance_hardened,
+    ),
+    ResourcePolicy(
+        "user-data-verifies-redis-tls",
+        "User-data contains no rediss:// URL without ssl_cert_reqs=required.",
+        user_data_verifies_redis_tls,
+    ),
+)
+SINGLE_BEAT_POLICY: Final = "single-celery-beat"
+SINGLE_BEAT_DESCRIPTION: Final = f"At most one EC2 instance tagged {BEAT_TAG}=true."

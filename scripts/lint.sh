@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Lint and types (docs/guardrails.md): ruff format and lint, strict mypy on components/ and the
+# policy pack, actionlint and zizmor on the GitHub workflows, shellcheck on the shell scripts. Runs every
+# check, prints what failed, exits non-zero if any did. Needs `bash scripts/setup.sh` first;
+# `bash scripts/test.sh` runs it through tests/guardrails/test_lint.py.
+#   bash scripts/lint.sh --fix   formats and applies ruff's safe fixes first, then checks
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+bin=.venv/bin
+
+if [[ ${1:-} == --fix ]]; then
+  "$bin/ruff" format .
+  "$bin/ruff" check --fix --quiet . || true
+elif (($#)); then
+  echo "lint.sh: unknown argument '$1'; allowed: --fix" >&2
+  exit 2
+fi
+
+failed=()
+check() {
+  echo "lint: $*"
+  "$@" || failed+=("$*")
+}
+
+check "$bin/ruff" format --check .
+check "$bin/ruff" check --no-fix .
+check "$bin/mypy"
+# The pack's modules import each other by bare name (the CLI runs `python policy/`).
+check "$bin/mypy" --strict policy/rules.py policy/pack.py policy/__main__.py
+check "$bin/actionlint" -no-color -oneline
+check "$bin/zizmor" --offline --no-progress --quiet .github/
+mapfile -t shell_scripts < <(
+  find . \( -path ./.venv -o -path ./.git -o -path ./build -o -path ./out -o -name node_modules \) -prune \
+    -o -type f -name '*.sh' -print | sort
+)
+shell_scripts+=(.ci/run)
+check shellcheck "${shell_scripts[@]}"
+
+if ((${#failed[@]})); then
+  printf 'lint: FAILED: %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+echo "lint: all checks passed"

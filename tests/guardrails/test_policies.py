@@ -1,0 +1,412 @@
+"""Every policy against a resource the program builds (passes) and one derived from it (violates).
+
+The passing resources are the prod stack's, recorded by tools.render_stack under Pulumi's mocks:
+camelCase inputs, numbers as floats, secrets in the engine's wire form. Each violating case is
+one of them with one input changed, so a test fails if a policy reads a field the program never
+sets, or under another name.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import gzip
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+import rules
+import yaml
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
+
+from components.fleet import BEAT_TAG
+from components.security import REDIS_PORT
+from tools.render_stack import SECRET_SIG, SECRET_SIG_KEY, StackRender
+from userdata.render import decode_user_data
+
+Props = dict[str, Any]
+
+
+def inputs_of(render: StackRender, name: str, resource_type: str | None = None) -> Props:
+    found = [r for r in render.resources if r.name == name and resource_type in (None, r.type_)]
+    assert len(found) == 1, f"no single resource named {name}"
+    return copy.deepcopy(found[0].inputs)
+
+
+def encode_user_data(document: str) -> str:
+    return base64.b64encode(gzip.compress(document.encode(), mtime=0)).decode()
+
+
+def with_user_data(props: Props, edit: Callable[[str], str]) -> Props:
+    document = decode_user_data(props["userDataBase64"])
+    changed = edit(document)
+    assert changed != document, "the edit did not change the user-data"
+    return {**props, "userDataBase64": encode_user_data(changed)}
+
+
+def set_path(props: Props, path: str, value: Any) -> Props:
+    """A copy with props[a][b]... = value; value None deletes the key."""
+    changed = copy.deepcopy(props)
+    *parents, last = path.split(".")
+    node = changed
+    for key in parents:
+        node = node[key]
+    if value is None:
+        del node[last]
+    else:
+        node[last] = value
+    return changed
+
+
+def edited(props: Props, change: dict[str, Any]) -> Props:
+    for path, value in change.items():
+        props = set_path(props, path, value)
+    return props
+
+
+# --- the program's resources pass ----------------------------------------------------------------
+
+
+def test_every_prod_resource_passes_every_policy(prod: StackRender) -> None:
+    found = {
+        (r.name, policy.name): policy.check(r.type_, r.inputs)
+        for r in prod.resources
+        for policy in rules.RESOURCE_POLICIES
+    }
+    assert {key: v for key, v in found.items() if v} == {}
+    assert rules.single_beat([(r.type_, r.name, r.inputs) for r in prod.resources]) == []
+
+
+def test_the_pack_judges_the_resource_types_the_program_creates(prod: StackRender) -> None:
+    # Guards against a provider upgrade renaming a type token: the policies would then pass
+    # everything silently.
+    types = {r.type_ for r in prod.resources}
+    assert {rules.INSTANCE, rules.REPLICATION_GROUP, rules.SECURITY_GROUP, rules.INGRESS_RULE} <= types
+
+
+def test_policy_constants_match_the_program() -> None:
+    assert rules.BEAT_TAG == BEAT_TAG
+    assert rules.REDIS_PORT == REDIS_PORT
+    assert (rules._SECRET_SIG_KEY, rules._SECRET_SIG) == (SECRET_SIG_KEY, SECRET_SIG)
+
+
+# --- ElastiCache ---------------------------------------------------------------------------------
+
+GROUP = "prod-group"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "complaint"),
+    [
+        ("transitEncryptionEnabled", False, "transitEncryptionEnabled"),
+        ("transitEncryptionEnabled", None, "transitEncryptionEnabled"),
+        ("transitEncryptionMode", "preferred", "transitEncryptionMode"),
+        ("atRestEncryptionEnabled", False, "atRestEncryptionEnabled"),
+        ("atRestEncryptionEnabled", None, "atRestEncryptionEnabled"),
+        ("authToken", None, "authToken"),
+        ("authToken", "", "authToken"),
+    ],
+)
+def test_elasticache_without_encryption_or_auth_violates(
+    prod: StackRender, path: str, value: Any, complaint: str
+) -> None:
+    group = set_path(inputs_of(prod, GROUP), path, value)
+    problems = rules.elasticache_encrypted_with_auth(rules.REPLICATION_GROUP, group)
+    assert len(problems) == 1 and complaint in problems[0]
+
+
+def test_elasticache_replication_group_of_the_program_passes(prod: StackRender) -> None:
+    group = inputs_of(prod, GROUP)
+    assert rules.field(group, "authToken"), "the mock records the token (as a secret)"
+    assert rules.elasticache_encrypted_with_auth(rules.REPLICATION_GROUP, group) == []
+
+
+def test_standalone_cache_cluster_violates_and_member_of_a_group_passes(prod: StackRender) -> None:
+    group = inputs_of(prod, GROUP)
+    standalone = {"engine": "redis", "nodeType": group["nodeType"], "numCacheNodes": 1.0}
+    member = {"replicationGroupId": "prod-group-abc"}
+    assert rules.elasticache_encrypted_with_auth(rules.CACHE_CLUSTER, standalone)
+    assert rules.elasticache_encrypted_with_auth(rules.CACHE_CLUSTER, member) == []
+
+
+# --- security group ingress ----------------------------------------------------------------------
+
+REDIS_FROM_WEB = "prod-redis-from-web"  # 6379 from the web security group
+WEB_INGRESS = "prod-web-in-cidr-0"  # gunicorn's port from the VPC CIDR
+
+
+def redis_rule_from_cidr(prod: StackRender, **cidr: str) -> Props:
+    rule = set_path(inputs_of(prod, REDIS_FROM_WEB), "referencedSecurityGroupId", None)
+    return {**rule, **cidr}
+
+
+def test_redis_ingress_from_security_groups_passes(prod: StackRender) -> None:
+    assert rules.no_redis_ingress_from_cidr(rules.INGRESS_RULE, inputs_of(prod, REDIS_FROM_WEB)) == []
+
+
+@pytest.mark.parametrize("cidr", [{"cidrIpv4": "10.40.0.0/16"}, {"cidrIpv4": "10.40.1.7/32"}, {"cidrIpv6": "fd00::/8"}])
+def test_redis_ingress_from_any_cidr_violates(prod: StackRender, cidr: dict[str, str]) -> None:
+    problems = rules.no_redis_ingress_from_cidr(rules.INGRESS_RULE, redis_rule_from_cidr(prod, **cidr))
+    assert len(problems) == 1 and "6379" in problems[0]
+
+
+def test_redis_ingress_from_a_prefix_list_violates(prod: StackRender) -> None:
+    rule = redis_rule_from_cidr(prod, prefixListId="pl-0123456789abcdef0")
+    assert rules.no_redis_ingress_from_cidr(rules.INGRESS_RULE, rule)
+
+
+def test_all_protocols_from_a_cidr_reach_redis_and_violate(prod: StackRender) -> None:
+    rule = {**inputs_of(prod, WEB_INGRESS), "ipProtocol": "-1"}
+    del rule["fromPort"], rule["toPort"]
+    assert rules.no_redis_ingress_from_cidr(rules.INGRESS_RULE, rule)
+
+
+def test_web_port_from_the_vpc_cidr_is_not_redis_ingress(prod: StackRender) -> None:
+    assert rules.no_redis_ingress_from_cidr(rules.INGRESS_RULE, inputs_of(prod, WEB_INGRESS)) == []
+
+
+def inline_group(prod: StackRender, *ingress: Props) -> Props:
+    """The web security group as the program builds it, with inline ingress rules added."""
+    return {**inputs_of(prod, "prod-web"), "ingress": list(ingress)}
+
+
+def legacy_rule(**fields: Any) -> Props:
+    return {"type": "ingress", "protocol": "tcp", "securityGroupId": "sg-0a1b2c3d4e5f67890", **fields}
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "make"),
+    [
+        (
+            rules.SECURITY_GROUP,
+            lambda p: inline_group(
+                p, {"protocol": "tcp", "fromPort": 6379.0, "toPort": 6379.0, "cidrBlocks": ["10.0.0.0/8"]}
+            ),
+        ),
+        (rules.SECURITY_GROUP_RULE, lambda p: legacy_rule(fromPort=6000.0, toPort=7000.0, cidrBlocks=["10.0.0.0/8"])),
+    ],
+    ids=["inline-rule", "aws.ec2.SecurityGroupRule"],
+)
+def test_redis_from_cidr_in_the_other_rule_forms_violates(
+    prod: StackRender, resource_type: str, make: Callable[[StackRender], Props]
+) -> None:
+    assert rules.no_redis_ingress_from_cidr(resource_type, make(prod))
+
+
+def test_security_group_without_inline_rules_passes(prod: StackRender) -> None:
+    for policy in rules.RESOURCE_POLICIES:
+        assert policy.check(rules.SECURITY_GROUP, inputs_of(prod, "prod-web")) == []
+
+
+def test_egress_rule_is_not_ingress() -> None:
+    egress = legacy_rule(type="egress", fromPort=22.0, toPort=22.0, cidrBlocks=["0.0.0.0/0"])
+    assert rules.no_ssh_ingress(rules.SECURITY_GROUP_RULE, egress) == []
+    assert rules.no_world_ingress_outside_web(rules.SECURITY_GROUP_RULE, egress) == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"fromPort": 22.0, "toPort": 22.0},
+        {"fromPort": 0.0, "toPort": 65535.0},
+        {"fromPort": 22.0, "toPort": 22.0, "cidrIpv4": None, "referencedSecurityGroupId": "sg-0a1b2c3d4e5f67890"},
+        {"ipProtocol": "-1", "fromPort": None, "toPort": None},
+    ],
+    ids=["22-from-cidr", "port-range", "22-from-a-security-group", "all-protocols"],
+)
+def test_ingress_to_port_22_from_anywhere_violates(prod: StackRender, change: dict[str, Any]) -> None:
+    problems = rules.no_ssh_ingress(rules.INGRESS_RULE, edited(inputs_of(prod, WEB_INGRESS), change))
+    assert len(problems) == 1 and "22" in problems[0]
+
+
+def test_ssh_in_an_inline_rule_violates(prod: StackRender) -> None:
+    group = inline_group(prod, {"protocol": "tcp", "fromPort": 22.0, "toPort": 22.0, "securityGroups": ["sg-1"]})
+    assert rules.no_ssh_ingress(rules.SECURITY_GROUP, group)
+
+
+def test_gunicorn_port_from_the_vpc_is_not_ssh(prod: StackRender) -> None:
+    assert rules.no_ssh_ingress(rules.INGRESS_RULE, inputs_of(prod, WEB_INGRESS)) == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"cidrIpv4": "0.0.0.0/0"},
+        {"cidrIpv4": None, "cidrIpv6": "::/0"},
+        {"cidrIpv4": "0.0.0.0/0", "fromPort": 80.0, "toPort": 443.0},
+        {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "icmp", "fromPort": -1.0, "toPort": -1.0},
+    ],
+    ids=["gunicorn-port", "ipv6", "range-80-443", "icmp"],
+)
+def test_world_ingress_outside_80_and_443_violates(prod: StackRender, change: dict[str, Any]) -> None:
+    problems = rules.no_world_ingress_outside_web(rules.INGRESS_RULE, edited(inputs_of(prod, WEB_INGRESS), change))
+    assert len(problems) == 1 and "/0" in problems[0]
+
+
+@pytest.mark.parametrize(("port", "cidr"), [(443.0, "0.0.0.0/0"), (80.0, "0.0.0.0/0"), (443.0, "10.40.0.0/16")])
+def test_world_ingress_to_80_or_443_passes(prod: StackRender, port: float, cidr: str) -> None:
+    rule = {**inputs_of(prod, WEB_INGRESS), "fromPort": port, "toPort": port, "cidrIpv4": cidr}
+    assert rules.no_world_ingress_outside_web(rules.INGRESS_RULE, rule) == []
+
+
+def test_world_ingress_in_an_inline_rule_violates(prod: StackRender) -> None:
+    group = inline_group(prod, {"protocol": "-1", "fromPort": 0.0, "toPort": 0.0, "cidrBlocks": ["0.0.0.0/0"]})
+    assert rules.no_world_ingress_outside_web(rules.SECURITY_GROUP, group)
+
+
+# --- instances -----------------------------------------------------------------------------------
+
+INSTANCES = ["prod-web-0", "prod-worker-beat", "prod-worker-1"]
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_instances_of_the_program_are_hardened(prod: StackRender, name: str) -> None:
+    assert rules.instance_hardened(rules.INSTANCE, inputs_of(prod, name)) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "complaint"),
+    [
+        ("metadataOptions.httpTokens", "optional", "IMDSv2"),
+        ("metadataOptions", None, "IMDSv2"),
+        ("associatePublicIpAddress", True, "public IP"),
+        ("associatePublicIpAddress", None, "public IP"),
+        ("keyName", "deployer", "key pair"),
+        ("rootBlockDevice.encrypted", False, "encrypted"),
+        ("rootBlockDevice", None, "encrypted"),
+    ],
+)
+def test_instance_without_hardening_violates(prod: StackRender, path: str, value: Any, complaint: str) -> None:
+    instance = set_path(inputs_of(prod, "prod-web-0"), path, value)
+    problems = rules.instance_hardened(rules.INSTANCE, instance)
+    assert len(problems) == 1 and complaint in problems[0]
+
+
+def test_elastic_ip_of_a_nat_gateway_passes_and_one_on_an_instance_violates(prod: StackRender) -> None:
+    nat_address = inputs_of(prod, "prod-nat-0", rules.ELASTIC_IP)
+    assert rules.instance_hardened(rules.ELASTIC_IP, nat_address) == []
+    problems = rules.instance_hardened(rules.ELASTIC_IP, {**nat_address, "instance": "i-0a1b2c3d4e5f67890"})
+    assert len(problems) == 1 and "Elastic IP" in problems[0]
+    association = {"allocationId": "eipalloc-0a1b2c3d4e5f67890", "instanceId": "i-0a1b2c3d4e5f67890"}
+    assert rules.instance_hardened(rules.ELASTIC_IP_ASSOCIATION, association)
+
+
+def test_instance_with_metadata_disabled_has_no_imdsv1(prod: StackRender) -> None:
+    instance = set_path(inputs_of(prod, "prod-web-0"), "metadataOptions", {"httpEndpoint": "disabled"})
+    assert rules.instance_hardened(rules.INSTANCE, instance) == []
+
+
+# --- user-data -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", INSTANCES)
+def test_user_data_of_the_program_verifies_redis_tls(prod: StackRender, name: str) -> None:
+    instance = inputs_of(prod, name)
+    # The passing case means something only if the user-data does contain rediss:// URLs.
+    assert "rediss://" in rules.user_data_text(instance)  # type: ignore[operator]
+    assert rules.user_data_verifies_redis_tls(rules.INSTANCE, instance) == []
+
+
+@pytest.mark.parametrize(
+    "replacement", ["", "?ssl_cert_reqs=none", "?ssl_cert_reqs=optional", "?ssl_cert_reqs=CERT_NONE"]
+)
+def test_rediss_url_without_certificate_verification_violates(prod: StackRender, replacement: str) -> None:
+    instance = with_user_data(
+        inputs_of(prod, "prod-worker-beat"), lambda doc: doc.replace("?ssl_cert_reqs=required", replacement)
+    )
+    problems = rules.user_data_verifies_redis_tls(rules.INSTANCE, instance)
+    assert problems and all("ssl_cert_reqs=required" in p for p in problems)
+
+
+def test_rediss_url_with_a_password_is_reported_without_it(prod: StackRender) -> None:
+    url = "rediss://:hunter2hunter2@master.prod.cache.amazonaws.com:6379/0"
+    instance = with_user_data(inputs_of(prod, "prod-web-0"), lambda doc: doc + f"# CELERY_BROKER_URL={url}\n")
+    problems = rules.user_data_verifies_redis_tls(rules.INSTANCE, instance)
+    assert len(problems) == 1 and "hunter2" not in problems[0] and "master.prod" in problems[0]
+
+
+def test_rediss_url_in_a_base64_written_file_violates(prod: StackRender) -> None:
+    def add_encoded_file(document: str) -> str:
+        config = yaml.safe_load(document)
+        content = base64.b64encode(b"CELERY_BROKER_URL=rediss://redis.internal:6379/0\n").decode()
+        config["write_files"].append({"path": "/etc/app/broker.env", "encoding": "b64", "content": content})
+        return "#cloud-config\n" + yaml.safe_dump(config)
+
+    instance = with_user_data(inputs_of(prod, "prod-web-0"), add_encoded_file)
+    assert rules.user_data_verifies_redis_tls(rules.INSTANCE, instance)
+
+
+def test_plain_user_data_is_read_too(prod: StackRender) -> None:
+    document = decode_user_data(inputs_of(prod, "prod-web-0")["userDataBase64"])
+    instance: Props = {"userData": document}
+    assert rules.user_data_verifies_redis_tls(rules.INSTANCE, instance) == []
+    instance["userData"] = document.replace("?ssl_cert_reqs=required", "")
+    assert rules.user_data_verifies_redis_tls(rules.INSTANCE, instance)
+
+
+# --- one Beat ------------------------------------------------------------------------------------
+
+
+def stack_resources(render: StackRender) -> list[tuple[str, str, Mapping[str, Any]]]:
+    return [(r.type_, r.name, copy.deepcopy(r.inputs)) for r in render.resources]
+
+
+def test_a_second_beat_instance_violates(prod: StackRender) -> None:
+    resources = stack_resources(prod)
+    second = next(props for _, name, props in resources if name == "prod-worker-1")
+    second["tags"][BEAT_TAG] = "true"  # type: ignore[index]
+    problems = rules.single_beat(resources)
+    assert len(problems) == 1 and "prod-worker-beat" in problems[0] and "prod-worker-1" in problems[0]
+
+
+def test_stack_without_beat_passes(render: Callable[..., StackRender]) -> None:
+    without = render({"worker.beat": False})
+    assert not any(BEAT_TAG in i.tags for i in without.instances)
+    assert rules.single_beat(stack_resources(without)) == []
+
+
+# --- what the policy SDK hands over: proxies that raise on values unknown during preview ---------
+
+
+def engine_view(props: Props) -> Mapping[str, Any]:
+    """The props as pulumi-policy passes them: secrets unwrapped, unknowns behind a proxy."""
+    return unknown_checking_proxy(rules_reveal_secrets(props))  # type: ignore[no-any-return]
+
+
+def rules_reveal_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        if SECRET_SIG_KEY in value:
+            return rules_reveal_secrets(value["value"])
+        return {k: rules_reveal_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rules_reveal_secrets(v) for v in value]
+    return value
+
+
+def test_unknown_user_data_is_left_for_the_update_while_known_fields_are_judged(prod: StackRender) -> None:
+    instance = {
+        **inputs_of(prod, "prod-web-0"),
+        "userDataBase64": UNKNOWN_STRING_VALUE,
+        "associatePublicIpAddress": True,
+    }
+    view = engine_view(instance)
+    assert rules.user_data_verifies_redis_tls(rules.INSTANCE, view) == []
+    problems = rules.instance_hardened(rules.INSTANCE, view)
+    assert len(problems) == 1 and "public IP" in problems[0]
+
+
+def test_unknown_auth_token_will_be_set_and_passes(prod: StackRender) -> None:
+    group = {**inputs_of(prod, GROUP), "authToken": UNKNOWN_STRING_VALUE, "atRestEncryptionEnabled": False}
+    problems = rules.elasticache_encrypted_with_auth(rules.REPLICATION_GROUP, engine_view(group))
+    assert len(problems) == 1 and "atRest" in problems[0]
+
+
+def test_unknown_key_name_is_still_a_key_pair(prod: StackRender) -> None:
+    instance = {**inputs_of(prod, "prod-web-0"), "keyName": UNKNOWN_STRING_VALUE}
+    assert rules.instance_hardened(rules.INSTANCE, engine_view(instance))
+
+
+def test_engine_view_of_every_prod_resource_passes(prod: StackRender) -> None:
+    for resource in prod.resources:
+        for policy in rules.RESOURCE_POLICIES:
+            assert policy.check(resource.type_, engine_view(resource.inputs)) == [], (resource.name, policy.name)

@@ -1,0 +1,102 @@
+"""Every stack file renders under the mocks and passes every policy; staging is prod, smaller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import rules
+import yaml
+
+from tools import check_policies
+from tools.check_policies import violations
+from tools.render_stack import ROOT, RecordedResource, StackRender, available_stacks, render_stack
+
+# What staging may change: sizes and counts. Anything else (security, app, schedules) is prod's.
+SIZE_AND_COUNT_KEYS = {
+    "django-stack:network.natGateways",
+    "django-stack:redis.nodeType",
+    "django-stack:redis.replicas",
+    "django-stack:redis.multiAz",
+    "django-stack:redis.snapshotRetentionDays",
+    "django-stack:web.count",
+    "django-stack:web.instanceType",
+    "django-stack:web.gunicornWorkers",
+    "django-stack:worker.count",
+    "django-stack:worker.instanceType",
+}
+
+
+def flat_config(stack: str) -> dict[str, Any]:
+    """The stack file's config as dotted paths (`django-stack:redis.replicas`) to leaf values."""
+    config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}", inner)
+        else:
+            flat[prefix] = value
+
+    for key, value in config.items():
+        walk(key, value)
+    return flat
+
+
+def replication_group(render: StackRender) -> dict[str, Any]:
+    (group,) = render.of_type(rules.REPLICATION_GROUP)
+    return group.inputs
+
+
+def test_there_is_a_staging_stack_next_to_prod() -> None:
+    assert {"prod", "staging"} <= set(available_stacks())
+
+
+@pytest.mark.parametrize("stack", available_stacks())
+def test_stack_renders_and_passes_every_policy(stack: str) -> None:
+    render = render_stack(stack)
+    assert render.instances, f"{stack} has no instances"
+    assert violations(render) == []
+
+
+def test_staging_differs_from_prod_only_in_sizes_and_counts() -> None:
+    prod, staging = flat_config("prod"), flat_config("staging")
+    assert set(staging) == set(prod), "staging sets other keys than prod"
+    changed = {key for key in prod if prod[key] != staging[key]}
+    assert changed - SIZE_AND_COUNT_KEYS == set()
+    assert changed, "staging is prod: nothing smaller"
+
+
+def test_staging_runs_a_single_redis_node_without_multi_az() -> None:
+    group = replication_group(render_stack("staging"))
+    assert group["numCacheClusters"] == 1
+    assert group["multiAzEnabled"] is False
+    assert group["automaticFailoverEnabled"] is False
+
+
+def test_prod_runs_redis_with_a_replica_in_multi_az(prod: StackRender) -> None:
+    group = replication_group(prod)
+    assert group["numCacheClusters"] >= 2
+    assert group["multiAzEnabled"] is True
+    assert group["automaticFailoverEnabled"] is True
+
+
+def test_offline_check_passes_every_stack(capsys: pytest.CaptureFixture[str]) -> None:
+    assert check_policies.main([]) == 0
+    out = capsys.readouterr().out
+    assert all(f"stack {stack}: " in out for stack in available_stacks()) and "0 violations" in out
+
+
+def test_offline_check_fails_on_a_violation(
+    prod: StackRender, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def public(resource: RecordedResource) -> RecordedResource:
+        if resource.type_ != rules.INSTANCE:
+            return resource
+        return RecordedResource(resource.type_, resource.name, {**resource.inputs, "associatePublicIpAddress": True})
+
+    exposed = StackRender(prod.stack, prod.instances, [public(r) for r in prod.resources])
+    monkeypatch.setattr(check_policies, "render_stack", lambda stack: exposed)
+    assert check_policies.main(["--stack", "prod"]) == 1
+    assert "prod-web-0: instance-hardened: associatePublicIpAddress" in capsys.readouterr().out
