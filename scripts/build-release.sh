@@ -4,8 +4,10 @@
 #   wheels/  every wheel sample_app/requirements.txt needs, so `app-release install` builds the
 #            venv offline (pip --no-index) on a machine that cannot reach PyPI.
 # Usage: scripts/build-release.sh RELEASE [OUT_DIR]     (OUT_DIR defaults to build/releases)
-# PYTHON picks the interpreter whose pip builds the wheels (default: .venv/bin/python, else
-# python3); it must match the instances' Python minor version (Debian 12: 3.11).
+# The wheels are built by the instances' own interpreter, Debian 12's /usr/bin/python3 (through a
+# builder venv in build/release-builder): dependency markers such as redis's
+# `async-timeout; python_full_version < "3.11.3"` must be decided for 3.11.2, not for whatever
+# Python this machine's .venv has. PYTHON overrides it for an image with another Python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,13 +17,15 @@ if [[ ! $release =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]]; then
   exit 2
 fi
 out_dir=${2:-build/releases}
-python=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+python=${PYTHON:-/usr/bin/python3}
+builder=build/release-builder/$(basename "$python")
+[ -x "$builder/bin/pip" ] || "$python" -m venv "$builder"
 
 staging=$(mktemp -d)
 trap 'rm -rf "$staging"' EXIT
 mkdir -p "$staging/src" "$staging/wheels" "$out_dir"
 tar -C sample_app --exclude=__pycache__ --exclude='*.pyc' -cf - . | tar -C "$staging/src" -xf -
-"$python" -m pip wheel --quiet --disable-pip-version-check \
+"$builder/bin/pip" wheel --quiet --disable-pip-version-check \
   --wheel-dir "$staging/wheels" -r sample_app/requirements.txt
 # Sorted names, fixed owner and mtime: the same inputs give the same bytes.
 tar -C "$staging" --sort=name --owner=0 --group=0 --numeric-owner --mtime='@0' \

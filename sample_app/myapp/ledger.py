@@ -11,6 +11,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from django.conf import settings
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, TimeoutError
+from redis.retry import Retry
 
 LEDGER_DB = 2
 
@@ -23,7 +26,15 @@ def ledger_url(broker_url: str) -> str:
 
 @cache
 def _client() -> redis.Redis:
-    return redis.Redis.from_url(ledger_url(settings.CELERY_BROKER_URL), socket_timeout=10)
+    # A task whose ledger write fails would be recorded as failed and acknowledged: lost. So the
+    # write waits out a Redis restart or failover (about 20 s); meanwhile the worker, having lost
+    # its broker connection too, cancels the task and it is redelivered.
+    return redis.Redis.from_url(
+        ledger_url(settings.CELERY_BROKER_URL),
+        socket_timeout=10,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), retries=25),
+        retry_on_error=[ConnectionError, TimeoutError],
+    )
 
 
 def record(kind: str, key: str, **details: object) -> None:

@@ -45,6 +45,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # ElastiCache failover briefly answers READONLY; retry the channel instead of dying.
 CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+# The result backend shares the broker's Redis. When that Redis restarts, the worker cancels
+# its running acks_late tasks and records them as "retry" in the backend; if that write fails
+# (Redis still down), Celery treats the task as revoked and ACKS it: the task is lost. The
+# end-to-end suite caught this (tests/e2e/test_faults.py). Retrying backend writes until Redis
+# is back keeps the message unacknowledged, so it is redelivered.
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 30
 CELERY_TASK_SEND_SENT_EVENT = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
 

@@ -1,0 +1,65 @@
+"""Program evaluation time: the whole process that renders the prod stack under mocks
+(`python -m tools.render_stack --stack prod --out DIR`) vs the floor any Pulumi program with
+these providers pays: `python -c 'import pulumi, pulumi_aws, pulumi_random'` plus touching every
+pulumi_aws submodule the components use (pulumi_aws loads them lazily). Alternating runs,
+medians reported.
+
+    .venv/bin/python bench/program_eval.py
+"""
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import _harness  # noqa: F401
+from _harness import REPO
+
+RUNS = 7
+
+
+def aws_names() -> list[str]:
+    """Every `aws.<module>.<Name>` the program's sources use (pulumi_aws imports a submodule
+    only when one of its names is first touched, so the floor touches exactly these)."""
+    sources = [REPO / "__main__.py", *sorted((REPO / "components").glob("*.py"))]
+    pattern = r"\baws\.([a-z0-9_]+)\.([A-Za-z_][A-Za-z0-9_]*)(?![\w*])"  # not prose like "Group*Rule"
+    return sorted({f"{m}.{n}" for path in sources for m, n in re.findall(pattern, path.read_text())})
+
+
+def floor_code(names: list[str]) -> str:
+    touches = "; ".join(f"pulumi_aws.{name}" for name in names)
+    return f"import pulumi, pulumi_aws, pulumi_random; pulumi_random.RandomPassword; {touches}"
+
+
+def wall_time(args: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(args, cwd=REPO, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    names = aws_names()
+    modules = sorted({name.split(".")[0] for name in names})
+    floor_args = [sys.executable, "-c", floor_code(names)]
+    times: dict[str, list[float]] = {"render": [], "floor": []}
+    with tempfile.TemporaryDirectory() as out:
+        render_args = [sys.executable, "-m", "tools.render_stack", "--stack", "prod", "--out", out]
+        wall_time(render_args)  # warm the page cache and __pycache__ for both
+        wall_time(floor_args)
+        for _ in range(RUNS):
+            times["render"].append(wall_time(render_args))
+            times["floor"].append(wall_time(floor_args))
+    render, floor = statistics.median(times["render"]), statistics.median(times["floor"])
+    print(f"program evaluation: {RUNS} alternating runs each, whole-process wall time")
+    print(f"  floor  (import pulumi, pulumi_aws, pulumi_random + pulumi_aws.{{{', '.join(modules)}}}): "
+          f"median {floor:.2f} s  (min {min(times['floor']):.2f})")
+    print(f"  render (python -m tools.render_stack --stack prod): median {render:.2f} s  (min {min(times['render']):.2f})")
+    print(f"headline: render / floor = {render / floor:.2f}x (target <= 1.3x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

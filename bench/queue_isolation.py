@@ -1,0 +1,100 @@
+"""Queue isolation: short-task latency while the long queue is saturated, for the program's
+layout vs the naive one of the guide's problem list, side by side in one run.
+
+ours:  the rendered worker units as they are: a `default` worker and a `long` worker, prefetch
+       multiplier 1, generate_report routed to `long`.
+naive: one worker on one queue with Celery's default prefetch multiplier (4), no routes, the
+       same total concurrency.
+Both run on one simulated worker machine (the e2e harness: the rendered units, TLS Redis, AUTH).
+Latency = first start of the task (its ledger entry) minus the moment it was sent.
+
+    .venv/bin/python bench/queue_isolation.py
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+
+import _harness  # noqa: F401
+
+from e2e_harness.deployment import CELERY, Deployment, wait_until
+
+LONG_TASKS, LONG_SECONDS = 12, 2.0
+SHORT_TASKS, SHORT_GAP = 150, 0.03
+NAIVE_PREFETCH = 4  # Celery's default worker_prefetch_multiplier
+
+
+def producer_code(tag: str) -> str:
+    return f"""
+import json, time
+from myapp.tasks import generate_report, record_execution
+for n in range({LONG_TASKS}):
+    generate_report.delay("{tag}-long-%d" % n, {LONG_SECONDS})
+time.sleep(0.5)
+sent = {{}}
+for n in range({SHORT_TASKS}):
+    key = "{tag}-short-%d" % n
+    sent[key] = time.time()
+    record_execution.delay(key, 0.0)
+    time.sleep({SHORT_GAP})
+print(json.dumps(sent))
+"""
+
+
+def latencies(stack: Deployment, tag: str, extra_env: dict[str, str]) -> list[float]:
+    result = stack.django(producer_code(tag), extra_env=extra_env, timeout=300)
+    if result.returncode != 0:
+        raise SystemExit(f"producer failed: {result.stderr[-2000:]}")
+    sent = json.loads(result.stdout.strip().splitlines()[-1])
+    ledger = stack.ledger()
+    wait_until(lambda: all(ledger.hget("ledger:started", key) for key in sent), timeout=300, interval=0.5)
+    first: dict[str, float] = {}
+    for raw in ledger.lrange("ledger:started:log", 0, -1):
+        entry = json.loads(raw)
+        if entry["key"] in sent:
+            first.setdefault(entry["key"], entry["at"])
+    return sorted(first[key] - sent[key] for key in sent)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    return values[min(len(values) - 1, int(round(fraction * (len(values) - 1))))]
+
+
+def main() -> int:
+    stack = Deployment.create(worker_count=1, web_count=0)
+    try:
+        stack.boot()
+        machine = stack.by_role("worker")[0]
+        machine.stop("celery-beat.service")  # no heartbeats in the measurement
+        queues = {q["name"]: q for q in stack.overrides["worker.queues"]}
+        total = sum(q["concurrency"] for q in queues.values())
+
+        ours = latencies(stack, "ours", {})
+
+        for unit in [u for u in machine.units if u.startswith("celery-worker-")]:
+            machine.kill(unit)
+        stack.redis.client(0).delete("long", "default")  # what ours left queued
+        naive_env = {"CELERY_TASK_ROUTES": "{}"}
+        argv = [CELERY, "--app", "proj", "worker", "--queues", "default", "--hostname", f"naive@{machine.hostname}",
+                "--concurrency", str(total), "--prefetch-multiplier", str(NAIVE_PREFETCH), "--loglevel", "INFO"]
+        machine.start("celery-worker-default.service", naive_env, as_name="naive-worker", argv=argv)
+        stack.wait_for_workers({f"naive@{machine.hostname}"})
+        naive = latencies(stack, "naive", naive_env)
+    finally:
+        stack.close()
+
+    print(f"queue isolation: {LONG_TASKS} long tasks x {LONG_SECONDS} s queued, then {SHORT_TASKS} short tasks "
+          f"every {SHORT_GAP * 1000:.0f} ms; total concurrency {total} in both layouts")
+    for name, values in (("ours  (default + long queue, prefetch 1)", ours),
+                         (f"naive (one queue, prefetch {NAIVE_PREFETCH})", naive)):
+        print(f"  {name}: p50 {percentile(values, 0.5) * 1000:8.1f} ms  p99 {percentile(values, 0.99) * 1000:8.1f} ms"
+              f"  mean {statistics.mean(values) * 1000:8.1f} ms")
+    ratio = percentile(ours, 0.99) / percentile(naive, 0.99)
+    print(f"headline: short-task p99 ours/naive = {ratio:.4f} (1/{1 / ratio:.0f}; target <= 1/20)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

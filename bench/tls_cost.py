@@ -1,0 +1,92 @@
+"""TLS + AUTH cost: Celery round trips per second over rediss:// with AUTH (what the program
+ships) vs plain redis://, against the same redis-server in the same run, plus redis-benchmark
+PING on both listeners as the broker's own ceiling.
+
+A round trip: Django publishes healthcheck_task, a worker runs it (one ledger write), the result
+comes back through the result backend. Modes alternate (tls, plain, tls, plain, ...) and the
+median of each is reported.
+
+    .venv/bin/python bench/tls_cost.py
+"""
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+import sys
+
+import _harness  # noqa: F401
+
+from e2e_harness.deployment import Deployment
+from e2e_harness.parameter_store import free_port
+from e2e_harness.redis_server import PORT
+
+TASKS = 400
+ROUNDS = 3
+QUEUES = [
+    {"name": "default", "concurrency": 4, "softTimeLimit": 6, "hardTimeLimit": 8},
+    {"name": "long", "concurrency": 1, "softTimeLimit": 8, "hardTimeLimit": 10, "routes": ["myapp.tasks.generate_report"]},
+]
+PRODUCER = f"""
+import time
+from myapp.tasks import healthcheck_task
+healthcheck_task.delay().get(timeout=30)  # connections warm
+started = time.perf_counter()
+results = [healthcheck_task.delay() for _ in range({TASKS})]
+for result in results:
+    result.get(timeout=120)
+print({TASKS} / (time.perf_counter() - started))
+"""
+UNIT = "celery-worker-default.service"
+
+
+def round_trips_per_second(stack: Deployment, env: dict[str, str]) -> float:
+    machine = stack.by_role("worker")[0]
+    machine.kill(UNIT)
+    machine.start(UNIT, env)
+    stack.wait_for_workers(stack.worker_names())
+    result = stack.django(PRODUCER, extra_env=env, timeout=600)
+    if result.returncode != 0:
+        raise SystemExit(f"producer failed: {result.stderr[-2000:]}")
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def ping_ceiling(stack: Deployment, tls: bool) -> float:
+    redis = stack.redis
+    args = ["redis-benchmark", "-h", redis.host, "-a", redis.password, "-t", "ping", "-n", "100000", "-c", "50", "-q"]
+    args += ["-p", str(PORT), "--tls", "--cacert", str(redis.cert.ca_file)] if tls else ["-p", str(redis.plain_port)]
+    output = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    rates = [float(rate) for rate in re.findall(r"PING_\w+: ([\d.]+) requests per second", output)]
+    return max(rates)
+
+
+def main() -> int:
+    stack = Deployment.create(worker_count=1, web_count=0, queues=QUEUES, plain_port=free_port())
+    try:
+        stack.boot()
+        stack.by_role("worker")[0].stop("celery-beat.service")
+        redis = stack.redis
+        modes = {"rediss:// + AUTH": {},
+                 "redis:// + AUTH": {"CELERY_BROKER_URL": redis.url(0, tls=False),
+                                     "CELERY_RESULT_BACKEND": redis.url(1, tls=False)}}
+        rates: dict[str, list[float]] = {name: [] for name in modes}
+        for _ in range(ROUNDS):
+            for name, env in modes.items():
+                rates[name].append(round_trips_per_second(stack, env))
+        ping = {"TLS": ping_ceiling(stack, tls=True), "plain": ping_ceiling(stack, tls=False)}
+    finally:
+        stack.close()
+
+    print(f"TLS + AUTH cost: {TASKS} round trips per measurement, {ROUNDS} rounds per mode, "
+          f"worker concurrency {QUEUES[0]['concurrency']}, same redis-server")
+    for name, values in rates.items():
+        print(f"  {name:18s} median {statistics.median(values):7.1f} tasks/s  (runs: {', '.join(f'{v:.1f}' for v in values)})")
+    print(f"  redis-benchmark PING (50 clients): TLS {ping['TLS']:,.0f} req/s, plain {ping['plain']:,.0f} req/s "
+          f"(the broker's ceiling, {ping['TLS'] / ping['plain']:.2f}x)")
+    ratio = statistics.median(rates["rediss:// + AUTH"]) / statistics.median(rates["redis:// + AUTH"])
+    print(f"headline: round trips/s rediss:// vs redis:// = {ratio:.2f}x (target >= 0.85x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Fixtures for the end-to-end suite: one stack per test session, rendered by the program and
+run on this host from its own files (see e2e_harness/ and docs/e2e.md).
+
+Everything here is real: redis-server with TLS only, moto_server as Parameter Store, the
+release installed by app-release, gunicorn / celery worker / celery beat started from their
+unit files. A missing component makes the fixtures fail, never skip.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # tools.render_stack, userdata.render: the program itself
+
+from e2e_harness.deployment import Deployment  # noqa: E402
+from e2e_harness.redis_server import RedisServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Deployment]:
+    """Rendered, files laid out, release installed; nothing started yet."""
+    deployment = Deployment.create()
+    try:
+        yield deployment
+    finally:
+        deployment.close()
+
+
+@pytest.fixture(scope="session")
+def running(stack: Deployment) -> Deployment:
+    """Every machine booted the way its user-data does it; web answers and every worker pings."""
+    stack.boot()
+    return stack
+
+
+@pytest.fixture()
+def live(running: Deployment) -> Iterator[Deployment]:
+    """The running stack, brought back to "every unit up" after a test that stops things."""
+    yield running
+    running.restore()
+
+
+@pytest.fixture(scope="session")
+def rogue(running: Deployment) -> RedisServer:
+    """A second TLS Redis with the right token but a certificate from a CA nobody trusts."""
+    return running.start_rogue()
+
+
+FAULT_REPORT: list[str] = []
+
+
+@pytest.fixture()
+def report() -> Callable[[str], None]:
+    """Adds a line to the suite's closing summary (executions and duplicates under faults)."""
+    return FAULT_REPORT.append
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if FAULT_REPORT:
+        terminalreporter.section("e2e: executions under faults")
+        for line in FAULT_REPORT:
+            terminalreporter.write_line(line)

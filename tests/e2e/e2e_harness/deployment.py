@@ -1,0 +1,259 @@
+"""A whole stack on this host: the program's user-data for every instance, rendered under mocks
+with the Redis endpoint pointed at a local TLS Redis, booted unit by unit."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from e2e_harness.machine import Machine, Site, run_as_root, run_like
+from e2e_harness.parameter_store import ParameterStore, free_port
+from e2e_harness.pki import ServerCert, issue_server_cert, make_ca
+from e2e_harness.redis_server import RedisServer
+from e2e_harness.units import parse_env_file
+
+REPO = Path(__file__).resolve().parents[3]
+LEDGER_DB = 2  # sample_app/myapp/ledger.py
+CELERY = "/srv/app/current/venv/bin/celery"
+PYTHON = "/srv/app/current/venv/bin/python"
+
+# Short limits so faults resolve in seconds: a killed worker's task is redelivered once the
+# visibility timeout (above every hard limit, as the program requires) has passed.
+TEST_QUEUES = [
+    {"name": "default", "concurrency": 2, "softTimeLimit": 6, "hardTimeLimit": 8},
+    {"name": "long", "concurrency": 1, "softTimeLimit": 8, "hardTimeLimit": 10,
+     "routes": ["myapp.tasks.generate_report"]},
+]
+
+
+def loopback_address(salt: int) -> str:
+    """A 127.0.0.0/8 address of this run's own, so its Redis can listen on the program's fixed
+    port 6379 without meeting another Redis on this machine."""
+    value = (os.getpid() * 7 + salt) % (250 * 250)
+    return f"127.{101 + salt % 100}.{value // 250 + 1}.{value % 250 + 2}"
+
+
+def make_base() -> Path:
+    base = Path(tempfile.mkdtemp(prefix="e2e-", dir="/tmp"))
+    base.chmod(0o755)
+    return base
+
+
+def build_release(release: str, out_dir: Path) -> Path:
+    subprocess.run(["bash", str(REPO / "scripts/build-release.sh"), release, str(out_dir)],
+                   check=True, capture_output=True, text=True)
+    return out_dir / f"{release}.tar.gz"
+
+
+@dataclass
+class Deployment:
+    base: Path
+    redis: RedisServer
+    store: ParameterStore
+    site: Site
+    machines: dict[str, Machine]
+    overrides: dict
+    pki_dir: Path
+    render: object = None
+    web_port: int = 0
+    release: str = ""
+    rogue: RedisServer | None = field(default=None)
+
+    # --- setup ----------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, *, worker_count: int = 2, web_count: int = 1, queues: list | None = None,
+               visibility_timeout: int = 12, plain_port: int | None = None) -> Deployment:
+        from tools.render_stack import render_stack
+        from userdata.render import enabled_units, written_files
+
+        base = make_base()
+        pki_dir = base / "pki"
+        ca = make_ca(pki_dir, "stack")
+        host = loopback_address(0)
+        cert = issue_server_cert(pki_dir, "redis", ca, host)
+        for path in pki_dir.iterdir():  # the app user reads the CA; keys stay root-only
+            path.chmod(0o600 if path.suffix == ".key" else 0o644)
+        pki_dir.chmod(0o755)
+        token = secrets.token_hex(24)
+        redis_server = RedisServer(host, token, cert, base / "redis", plain_port)
+        redis_server.start()
+
+        web_port = free_port()
+        overrides = {
+            "redis.caCertFile": str(cert.ca_file),
+            "web.count": web_count,
+            "web.port": web_port,
+            "worker.count": worker_count,
+            "worker.queues": queues or TEST_QUEUES,
+            "worker.stopMarginSeconds": 10,
+            "worker.visibilityTimeout": visibility_timeout,
+            "app.allowedHosts": ["localhost", "127.0.0.1"],
+        }
+        render = render_stack("prod", overrides=overrides, redis_endpoint=host)
+
+        sample = render.instances[0]
+        source = {f.path: f.content for f in written_files(sample.user_data)}
+        source_env = parse_env_file(source["/etc/app/secrets-source.env"])
+        store = ParameterStore(source_env["AWS_REGION"], base / "moto.log")
+        store.start()
+        store.put_secret(source_env["AUTH_TOKEN_PARAMETER"], token)
+        store.put_secret(source_env["DJANGO_SECRET_KEY_PARAMETER"], secrets.token_urlsafe(50))
+
+        site = Site.create(base / "site", store.instance_environment())
+        machines = {
+            instance.tags["Name"]: Machine(site, instance.tags["Name"], written_files(instance.user_data),
+                                           enabled_units(instance.user_data))
+            for instance in render.instances
+        }
+        release = parse_env_file(source["/etc/app/release.env"])["APP_RELEASE"]
+        deployment = cls(base, redis_server, store, site, machines, overrides, pki_dir, render, web_port, release)
+        deployment.install_release(release)
+        return deployment
+
+    def install_release(self, release: str) -> None:
+        """The release artifact built by scripts/build-release.sh, installed by the program's own
+        app-release (as an AMI bake would), so app-release.service's `ensure` finds it."""
+        artifact = build_release(release, self.base / "artifacts")
+        self.base.joinpath("artifacts").chmod(0o755)
+        first = next(iter(self.machines.values()))
+        result = run_as_root(first, ["/usr/bin/python3", "/usr/local/sbin/app-release", "install", release,
+                                     "--artifact", str(artifact)])
+        if result.returncode != 0:
+            raise RuntimeError(f"app-release install failed:\n{result.stdout}\n{result.stderr}")
+
+    def start_rogue(self) -> RedisServer:
+        ca = make_ca(self.pki_dir, "rogue")
+        host = loopback_address(1)
+        cert = issue_server_cert(self.pki_dir, "rogue-redis", ca, host)
+        self.rogue = RedisServer(host, self.redis.password, cert, self.base / "rogue")
+        self.rogue.start()
+        return self.rogue
+
+    def boot(self) -> None:
+        for machine in self.machines.values():
+            machine.boot()
+        if self.by_role("web"):
+            self.wait_for_web()
+        self.wait_for_workers(self.worker_names())
+
+    def close(self) -> None:
+        for machine in self.machines.values():
+            machine.stop_all()
+        for server in (self.redis, self.rogue):
+            if server:
+                server.stop()
+        self.store.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    # --- looking at it ----------------------------------------------------------------------------
+
+    def by_role(self, role: str) -> list[Machine]:
+        names = [i.tags["Name"] for i in self.render.instances if i.tags["Role"] == role]
+        return [self.machines[name] for name in names]
+
+    @property
+    def web(self) -> Machine:
+        return self.by_role("web")[0]
+
+    @property
+    def operator(self) -> Machine:
+        """Where one-off commands run: the web machine, or a worker in a stack without web."""
+        return (self.by_role("web") or self.by_role("worker"))[0]
+
+    @property
+    def beat_machine(self) -> Machine:
+        (name,) = [i.tags["Name"] for i in self.render.instances if i.tags.get("celery-beat") == "true"]
+        return self.machines[name]
+
+    def worker_names(self) -> set[str]:
+        """Celery node names the worker units declare (--hostname QUEUE@%H)."""
+        return {f"{unit.removeprefix('celery-worker-').removesuffix('.service')}@{m.hostname}"
+                for m in self.by_role("worker") for unit in m.units if unit.startswith("celery-worker-")}
+
+    def ledger(self) -> redis.Redis:
+        return self.redis.client(LEDGER_DB)
+
+    def celery(self, machine: Machine, *args: str, extra_env: dict[str, str] | None = None,
+               timeout: float = 120) -> subprocess.CompletedProcess:
+        unit = next(u for u in machine.units if u.startswith("celery-") or u == "gunicorn.service")
+        return run_like(machine, unit, [CELERY, "--app", "proj", *args], extra_env, timeout)
+
+    def django(self, code: str, extra_env: dict[str, str] | None = None, timeout: float = 120,
+               machine: Machine | None = None) -> subprocess.CompletedProcess:
+        """`manage.py shell -c CODE` with the environment of the machine's first app unit (the
+        web machine's gunicorn unless another machine is given)."""
+        machine = machine or self.operator
+        unit = next(u for u in machine.units if u.startswith("celery-worker-") or u == "gunicorn.service")
+        return run_like(machine, unit, [PYTHON, "manage.py", "shell", "-c", code], extra_env, timeout)
+
+    def ping_workers(self, timeout: float = 10) -> set[str]:
+        result = self.celery(self.operator, "inspect", "ping", "--json", "--timeout", str(timeout))
+        if result.returncode != 0:
+            return set()
+        return set(json.loads(result.stdout.strip().splitlines()[-1]))
+
+    def wait_for_workers(self, expected: set[str], timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        seen: set[str] = set()
+        while time.monotonic() < deadline:
+            seen = self.ping_workers(timeout=3)
+            if expected <= seen:
+                return
+            time.sleep(1)
+        logs = "\n".join(m.log(u)[-1500:] for m in self.machines.values() for u in m.processes)
+        raise TimeoutError(f"workers answering ping: {sorted(seen)}; expected {sorted(expected)}\n{logs}")
+
+    def http(self, method: str, path: str, timeout: float = 10) -> tuple[int, bytes]:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}{path}", method=method, data=b"" if method == "POST" else None)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def wait_for_web(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                status, body = self.http("GET", "/healthz")
+                if status == 200:
+                    return
+                last = (status, body)
+            except OSError as error:
+                last = error
+            time.sleep(0.5)
+        raise TimeoutError(f"/healthz never answered 200 (last: {last})\n{self.web.log('gunicorn.service')[-3000:]}")
+
+    def restore(self) -> None:
+        """Restarts whatever a test stopped (Redis, any long-running unit) and waits until the
+        stack answers again."""
+        if self.redis.process is None:
+            self.redis.start()
+        for machine in self.machines.values():
+            for unit in machine.units:
+                if machine.service(unit).type != "oneshot" and unit not in machine.processes:
+                    machine.start(unit)
+        if self.by_role("web"):
+            self.wait_for_web()
+        self.wait_for_workers(self.worker_names())
+
+
+def wait_until(condition, timeout: float, interval: float = 0.3) -> None:
+    """Polls `condition` until it is truthy; TimeoutError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition still false after {timeout} s")
+        time.sleep(interval)
