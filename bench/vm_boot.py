@@ -3,8 +3,8 @@ to every unit of the role being active, under the same harness the VM tests use.
 
     .venv/bin/python bench/vm_boot.py [--no-cold]
 
-Cold = no image in the cache (built into a temporary cache directory; Debian's .debs and the
-wheel-building interpreter are reused from the machine's cache, so the mirror's speed is not
+Cold = no image in the cache (built into a temporary cache directory; Debian's .debs are reused
+from the machine's cache, so the mirror's speed is not
 measured). Cached = the hash lookup a test session does. The last line is the headline: the worst
 role's boot-to-ready seconds. Run it alone: it takes both cores for about 5 minutes.
 """
@@ -29,9 +29,8 @@ import image as vm_image  # noqa: E402
 def cold_build_seconds() -> float:
     with tempfile.TemporaryDirectory(prefix="vm-bench-cache-") as scratch:
         cache = Path(scratch)
-        for shared in ("debs", "guest-python"):
-            (vm_image.DEFAULT_CACHE / shared).mkdir(parents=True, exist_ok=True)
-            (cache / shared).symlink_to(vm_image.DEFAULT_CACHE / shared)
+        (vm_image.DEFAULT_CACHE / "debs").mkdir(parents=True, exist_ok=True)
+        (cache / "debs").symlink_to(vm_image.DEFAULT_CACHE / "debs")
         built = vm_image.ensure_image(cache)
         assert built.built_seconds is not None
         return built.built_seconds
@@ -39,13 +38,16 @@ def cold_build_seconds() -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/vm_boot.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--no-cold", action="store_true",
-                        help="report the cold build time recorded when the cached image was built")
+    parser.add_argument(
+        "--no-cold", action="store_true", help="report the cold build time recorded when the cached image was built"
+    )
     args = parser.parse_args(argv)
 
     accel = "KVM" if harness.has_hardware_virtualisation() else "TCG"
-    print(f"machine: {platform.node()}, {platform.processor() or platform.machine()}, "
-          f"accelerator {accel}, guest 2 vCPU / 1 GiB, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(
+        f"machine: {platform.node()}, {platform.processor() or platform.machine()}, "
+        f"accelerator {accel}, guest 2 vCPU / 1 GiB, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
     if args.no_cold:
         cached = vm_image.ensure_image()
         manifest = json.loads((cached.directory / "manifest.json").read_text())
@@ -66,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{role}: units did not all become active; console tail:\n{result.console[-2000:]}")
                 return 1
             ready[role] = report.seconds
-            print(f"{role}: qemu start -> all units active {report.seconds:.1f} s "
-                  f"(guest uptime {report.value['uptime']:.1f} s); qemu start -> exit {result.seconds:.1f} s")
+            print(
+                f"{role}: qemu start -> all units active {report.seconds:.1f} s "
+                f"(guest uptime {report.value['uptime']:.1f} s); qemu start -> exit {result.seconds:.1f} s"
+            )
     worst = max(ready, key=lambda role: ready[role])
     print(f"worst role boot-to-ready: {ready[worst]:.1f} s ({worst})")
     return 0

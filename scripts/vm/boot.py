@@ -34,8 +34,13 @@ VM_OVERRIDES: dict[str, Any] = {
     "worker.visibilityTimeout": 25,
     "worker.queues": [
         {"name": "default", "concurrency": 2, "softTimeLimit": 15, "hardTimeLimit": 20},
-        {"name": "long", "concurrency": 1, "softTimeLimit": 15, "hardTimeLimit": 20,
-         "routes": ["myapp.tasks.generate_report"]},
+        {
+            "name": "long",
+            "concurrency": 1,
+            "softTimeLimit": 15,
+            "hardTimeLimit": 20,
+            "routes": ["myapp.tasks.generate_report"],
+        },
     ],
 }
 MARK = re.compile(r"VMTEST (\S+) (.*)$")
@@ -110,21 +115,44 @@ def make_seed(workdir: Path, user_data: str, hostname: str) -> Path:
     # A fresh instance-id per boot: cloud-init treats every boot as a first boot.
     (workdir / "meta-data").write_text(f"instance-id: i-{uuid.uuid4().hex[:17]}\nlocal-hostname: {hostname}\n")
     seed = workdir / "seed.iso"
-    subprocess.run(["cloud-localds", str(seed), str(workdir / "user-data"), str(workdir / "meta-data")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["cloud-localds", str(seed), str(workdir / "user-data"), str(workdir / "meta-data")],
+        check=True,
+        capture_output=True,
+    )
     return seed
 
 
 def qemu_command(image: Image, overlay: Path, seed: Path, console: Path, scenario: str) -> list[str]:
-    cmdline = ("root=/dev/vda rw console=ttyS0 ds=nocloud quiet loglevel=3 systemd.show_status=0 "
-               f"vmtest.scenario={scenario or 'none'}")
+    cmdline = (
+        "root=/dev/vda rw console=ttyS0 ds=nocloud quiet loglevel=3 systemd.show_status=0 "
+        f"vmtest.scenario={scenario or 'none'}"
+    )
     return [
-        "qemu-system-x86_64", "-nodefaults", "-nic", "none", "-display", "none", "-no-reboot",
-        *accelerator(), "-smp", "2", "-m", "1024",
-        "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", cmdline,
-        "-drive", f"file={overlay},if=virtio,format=qcow2",
-        "-drive", f"file={seed},if=virtio,format=raw,readonly=on",
-        "-serial", f"file:{console}",
+        "qemu-system-x86_64",
+        "-nodefaults",
+        "-nic",
+        "none",
+        "-display",
+        "none",
+        "-no-reboot",
+        *accelerator(),
+        "-smp",
+        "2",
+        "-m",
+        "1024",
+        "-kernel",
+        str(image.kernel),
+        "-initrd",
+        str(image.initrd),
+        "-append",
+        cmdline,
+        "-drive",
+        f"file={overlay},if=virtio,format=qcow2",
+        "-drive",
+        f"file={seed},if=virtio,format=raw,readonly=on",
+        "-serial",
+        f"file:{console}",
     ]
 
 
@@ -139,21 +167,24 @@ def parse_line(line: str, seconds: float) -> Report | None:
     return Report(found.group(1), value, round(seconds, 2))
 
 
-def boot(image: Image, role: str, user_data: str, workdir: Path, scenario: str = "",
-         timeout: float = BOOT_TIMEOUT_SECONDS) -> Boot:
+def boot(
+    image: Image, role: str, user_data: str, workdir: Path, scenario: str = "", timeout: float = BOOT_TIMEOUT_SECONDS
+) -> Boot:
     """Boots one VM to its poweroff; every marked line is timestamped as the host sees it."""
     workdir.mkdir(parents=True, exist_ok=True)
     overlay = workdir / "overlay.qcow2"
     overlay.unlink(missing_ok=True)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.base), "-F", "raw", str(overlay)],
-                   check=True)
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.base), "-F", "raw", str(overlay)], check=True
+    )
     seed = make_seed(workdir, user_data, f"{STACK}-{role}")
     console = workdir / "console.log"
     console.write_bytes(b"")
     result = Boot(role, user_data, "")
     started = time.monotonic()
-    process = subprocess.Popen(qemu_command(image, overlay, seed, console, scenario),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        qemu_command(image, overlay, seed, console, scenario), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     seen = 0
     try:
         while True:

@@ -112,8 +112,9 @@ printf '/dev/vda / ext4 rw,errors=remount-ro 0 1\n' >"$rootfs/etc/fstab"
 rm -rf "$rootfs"/etc/apt/sources.list.d/* "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*
 in_root passwd --lock root >/dev/null
 
-cp "$(ls "$rootfs"/boot/vmlinuz-* | tail -1)" "$out/vmlinuz"
-cp "$(ls "$rootfs"/boot/initrd.img-* | tail -1)" "$out/initrd.img"
+kernels=("$rootfs"/boot/vmlinuz-*) initrds=("$rootfs"/boot/initrd.img-*)
+cp "${kernels[-1]}" "$out/vmlinuz"
+cp "${initrds[-1]}" "$out/initrd.img"
 rm -f "$out/base.img"
 mkfs.ext4 -q -F -L root -d "$rootfs" "$out/base.img" 2G
 rm -rf "$rootfs"

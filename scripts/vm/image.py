@@ -63,7 +63,8 @@ def machine_mirror() -> str:
     for path in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
         text = path.read_text(errors="replace") if path.is_file() else ""
         found = re.search(r"^URIs:\s*(\S+/debian)/?\s*$", text, re.M) or re.search(
-            r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+/debian)/?\s+bookworm\b", text, re.M)
+            r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+/debian)/?\s+bookworm\b", text, re.M
+        )
         if found:
             return found.group(1)
     return FALLBACK_MIRROR
@@ -71,10 +72,18 @@ def machine_mirror() -> str:
 
 def input_files() -> list[Path]:
     roots = [HERE / "guest", REPO / "sample_app"]
-    singles = [HERE / "image.py", HERE / "build-rootfs.sh", REPO / "userdata/files/app-release",
-               REPO / "scripts/build-release.sh"]
-    found = [p for root in roots for p in root.rglob("*")
-             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+    singles = [
+        HERE / "image.py",
+        HERE / "build-rootfs.sh",
+        REPO / "userdata/files/app-release",
+        REPO / "scripts/build-release.sh",
+    ]
+    found = [
+        p
+        for root in roots
+        for p in root.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    ]
     return sorted(found + singles)
 
 
@@ -86,37 +95,45 @@ def cache_key(mirror: str) -> str:
     return digest.hexdigest()[:20]
 
 
-def guest_python(cache: Path) -> Path:
-    """A venv of Debian 12's own /usr/bin/python3, the guest's interpreter: pip resolves the
-    release's wheels for the exact version the instances run (Debian's 3.11.2 needs wheels, such
-    as async-timeout for redis, that a newer 3.11.x does not)."""
-    venv = cache / "guest-python"
-    if not (venv / "bin/pip").exists():
-        shutil.rmtree(venv, ignore_errors=True)
-        subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
-    return venv / "bin/python"
-
-
-def build_artifact(into: Path, python: Path) -> Path:
-    """The release artifact, made by the e2e helper's script (the same one deploys use)."""
-    env = {**os.environ, "PYTHON": str(python)}
-    out = subprocess.run(["bash", str(REPO / "scripts/build-release.sh"), IMAGE_RELEASE, str(into)],
-                         check=True, capture_output=True, text=True, env=env)
+def build_artifact(into: Path) -> Path:
+    """The release artifact, made by the same script deploys use (its wheels are resolved by
+    Debian 12's /usr/bin/python3, the guest's interpreter)."""
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts/build-release.sh"), IMAGE_RELEASE, str(into)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return Path(out.stdout.strip().splitlines()[-1])
 
 
 def build(target: Path, mirror: str, cache: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="vm-artifact-") as scratch:
-        artifact = build_artifact(Path(scratch), guest_python(cache))
-        subprocess.run(["bash", str(HERE / "build-rootfs.sh"), str(target), str(artifact), IMAGE_RELEASE,
-                        mirror, str(cache / "debs"), REDIS_HOST, STACK], check=True)
+        artifact = build_artifact(Path(scratch))
+        subprocess.run(
+            [
+                "bash",
+                str(HERE / "build-rootfs.sh"),
+                str(target),
+                str(artifact),
+                IMAGE_RELEASE,
+                mirror,
+                str(cache / "debs"),
+                REDIS_HOST,
+                STACK,
+            ],
+            check=True,
+        )
 
 
 def prune(images: Path, keep: str) -> None:
     """Keeps the newest few images (other branches may be using theirs)."""
-    others = sorted((p for p in images.iterdir() if p.is_dir() and p.name != keep and "." not in p.name),
-                    key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in others[KEEP_IMAGES - 1:]:
+    others = sorted(
+        (p for p in images.iterdir() if p.is_dir() and p.name != keep and "." not in p.name),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for old in others[KEEP_IMAGES - 1 :]:
         shutil.rmtree(old, ignore_errors=True)
 
 
@@ -141,8 +158,14 @@ def ensure_image(cache: Path = DEFAULT_CACHE) -> Image:
             shutil.rmtree(partial, ignore_errors=True)
             raise
         seconds = round(time.monotonic() - started, 1)
-        manifest = {"key": key, "mirror": mirror, "release": IMAGE_RELEASE, "redis_host": REDIS_HOST,
-                    "build_seconds": seconds, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        manifest = {
+            "key": key,
+            "mirror": mirror,
+            "release": IMAGE_RELEASE,
+            "redis_host": REDIS_HOST,
+            "build_seconds": seconds,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         (partial / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         partial.rename(directory)
         prune(images, key)
@@ -151,8 +174,9 @@ def ensure_image(cache: Path = DEFAULT_CACHE) -> Image:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/vm/image.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
-                        help=f"machine-wide image cache (default {DEFAULT_CACHE})")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"machine-wide image cache (default {DEFAULT_CACHE})"
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("image.py: building the image needs root (debootstrap, chroot)", file=sys.stderr)

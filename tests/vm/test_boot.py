@@ -13,9 +13,11 @@ from userdata.render import enabled_units
 ROLES = ("web", "worker-beat", "worker")
 REPO = Path(__file__).resolve().parents[2]
 SANDBOX = REPO / "userdata/templates/sandbox.conf"
-LONG_RUNNING = {"web": ["gunicorn.service"],
-                "worker-beat": ["celery-worker-default.service", "celery-worker-long.service", "celery-beat.service"],
-                "worker": ["celery-worker-default.service", "celery-worker-long.service"]}
+LONG_RUNNING = {
+    "web": ["gunicorn.service"],
+    "worker-beat": ["celery-worker-default.service", "celery-worker-long.service", "celery-beat.service"],
+    "worker": ["celery-worker-default.service", "celery-worker-long.service"],
+}
 ONESHOTS = ["app-release.service", "app-secrets.service"]
 
 

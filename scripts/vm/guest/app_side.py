@@ -4,6 +4,7 @@
   app_side.py roundtrip            enqueue healthcheck_task from Django and wait for its result
   app_side.py enqueue KEY SECONDS  enqueue record_execution(KEY, SECONDS) and return at once
 """
+
 import json
 import os
 import sys

@@ -6,6 +6,7 @@ observes and exercises what the program installed; every judgement is made by th
 Scenario (kernel command line `vmtest.scenario=`): `restart` adds the kill -9 / redelivery and the
 warm-shutdown checks on the default queue's worker.
 """
+
 import json
 import os
 import subprocess
@@ -26,8 +27,14 @@ APP_SRC = "/srv/app/current/src"
 APP_PYTHON = "/srv/app/current/venv/bin/python"
 APP_SIDE = "/usr/local/lib/vm-test/app_side.py"
 WORKER_UNIT = "celery-worker-default.service"
-KNOWN_UNITS = ("app-secrets.service", "app-release.service", "gunicorn.service",
-               "celery-worker-default.service", "celery-worker-long.service", "celery-beat.service")
+KNOWN_UNITS = (
+    "app-secrets.service",
+    "app-release.service",
+    "gunicorn.service",
+    "celery-worker-default.service",
+    "celery-worker-long.service",
+    "celery-beat.service",
+)
 LEDGER_DB = 2
 TASK_SECONDS = 8.0
 
@@ -99,9 +106,21 @@ def secrets() -> dict[str, str]:
 def redis_cli(*args: str, db: int = LEDGER_DB, password: bool = True) -> str:
     broker = urlsplit(secrets()["CELERY_BROKER_URL"])
     auth = ["--pass", broker.password or ""] if password else []
-    command = ["redis-cli", "--tls", "--cacert", "/etc/ssl/certs/ca-certificates.crt",
-               "-h", broker.hostname or "", "-p", str(broker.port), *auth, "--no-auth-warning",
-               "-n", str(db), *args]
+    command = [
+        "redis-cli",
+        "--tls",
+        "--cacert",
+        "/etc/ssl/certs/ca-certificates.crt",
+        "-h",
+        broker.hostname or "",
+        "-p",
+        str(broker.port),
+        *auth,
+        "--no-auth-warning",
+        "-n",
+        str(db),
+        *args,
+    ]
     result = run(*command, timeout=30)
     return (result.stdout + result.stderr).strip()
 
@@ -116,8 +135,9 @@ def app_side(*args: str) -> dict[str, object]:
     properties = ["-p", "User=app", "-p", "Group=app", "-p", f"WorkingDirectory={APP_SRC}"]
     for env_file in APP_ENV_FILES:
         properties += ["-p", f"EnvironmentFile={env_file}"]
-    result = run("systemd-run", "--quiet", "--wait", "--pipe", "--collect", *properties,
-                 APP_PYTHON, APP_SIDE, *args, timeout=240)
+    result = run(
+        "systemd-run", "--quiet", "--wait", "--pipe", "--collect", *properties, APP_PYTHON, APP_SIDE, *args, timeout=240
+    )
     if result.returncode != 0:
         return {"error": result.stderr.strip()[-2000:], "rc": result.returncode}
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -136,7 +156,8 @@ def http(method: str, path: str, host: str) -> dict[str, object]:
 def check_cloud_init() -> None:
     result = run("cloud-init", "status", "--wait", "--long", timeout=600)
     problems = [
-        line for log in ("/var/log/cloud-init.log", "/var/log/cloud-init-output.log")
+        line
+        for log in ("/var/log/cloud-init.log", "/var/log/cloud-init-output.log")
         for line in Path(log).read_text(errors="replace").splitlines()
         if any(word in line for word in ("WARNING", "ERROR", "Traceback", "[WARN]", "[ERR]"))
     ]
@@ -147,8 +168,9 @@ def check_units(units: list[str]) -> None:
     emit("units", states(sorted(set(units) | set(KNOWN_UNITS))))
     for unit in units:
         properties = show(unit)
-        emit("show", {"unit": unit, "properties": properties,
-                      "process": process_status(properties.get("MainPID", "0"))})
+        emit(
+            "show", {"unit": unit, "properties": properties, "process": process_status(properties.get("MainPID", "0"))}
+        )
 
 
 def check_redis() -> None:
@@ -198,14 +220,21 @@ def check_restart() -> None:
 
     after = wait_until(restarted, timeout=120) or show(WORKER_UNIT)
     executed = wait_until(lambda: ledger_count("executed", key), timeout=240, interval=2)
-    emit("restart", {
-        "task": enqueued, "started_before_kill": started,
-        "old_pid": before["MainPID"], "new_pid": after["MainPID"],
-        "restarts_before": before["NRestarts"], "restarts_after": after["NRestarts"],
-        "active_after": after["ActiveState"],
-        "starts": ledger_count("started", key), "executions": executed,
-        "seconds_to_redelivered_result": round(time.monotonic() - killed_at, 1),
-    })
+    emit(
+        "restart",
+        {
+            "task": enqueued,
+            "started_before_kill": started,
+            "old_pid": before["MainPID"],
+            "new_pid": after["MainPID"],
+            "restarts_before": before["NRestarts"],
+            "restarts_after": after["NRestarts"],
+            "active_after": after["ActiveState"],
+            "starts": ledger_count("started", key),
+            "executions": executed,
+            "seconds_to_redelivered_result": round(time.monotonic() - killed_at, 1),
+        },
+    )
 
 
 def check_warm_stop() -> None:
@@ -221,17 +250,29 @@ def check_warm_stop() -> None:
     stop_seconds = round(time.monotonic() - begin, 1)
     executed_when_stopped = ledger_count("executed", key)
     journal = run("journalctl", "-u", WORKER_UNIT, "-o", "cat", "--no-pager").stdout
-    emit("warm-stop", {
-        "task": enqueued, "started": started, "stop_rc": stop.returncode,
-        "stop_seconds": stop_seconds, "executed_when_stop_returned": executed_when_stopped,
-        "result": show(WORKER_UNIT).get("Result"),
-        "warm_shutdown_logged": "warm shutdown" in journal.lower(),
-    })
+    emit(
+        "warm-stop",
+        {
+            "task": enqueued,
+            "started": started,
+            "stop_rc": stop.returncode,
+            "stop_seconds": stop_seconds,
+            "executed_when_stop_returned": executed_when_stopped,
+            "result": show(WORKER_UNIT).get("Result"),
+            "warm_shutdown_logged": "warm shutdown" in journal.lower(),
+        },
+    )
 
 
 def probe() -> None:
-    scenario = next((part.split("=", 1)[1] for part in Path("/proc/cmdline").read_text().split()
-                     if part.startswith("vmtest.scenario=")), "")
+    scenario = next(
+        (
+            part.split("=", 1)[1]
+            for part in Path("/proc/cmdline").read_text().split()
+            if part.startswith("vmtest.scenario=")
+        ),
+        "",
+    )
     emit("start", {"uptime": uptime(), "scenario": scenario})
     units = wait_until(enabled_units, timeout=600)
     ready = wait_until(lambda: all(s == "active" for s in states(units).values()), timeout=600)
@@ -248,9 +289,14 @@ def probe() -> None:
     if scenario == "restart":
         check_restart()
         check_warm_stop()
-    emit("boot-timing", {"blame": run("systemd-analyze", "blame").stdout.splitlines()[:12],
-                         "cloud_init": run("cloud-init", "analyze", "blame").stdout.splitlines()[:30],
-                         "chain": run("systemd-analyze", "critical-chain").stdout.splitlines()[:25]})
+    emit(
+        "boot-timing",
+        {
+            "blame": run("systemd-analyze", "blame").stdout.splitlines()[:12],
+            "cloud_init": run("cloud-init", "analyze", "blame").stdout.splitlines()[:30],
+            "chain": run("systemd-analyze", "critical-chain").stdout.splitlines()[:25],
+        },
+    )
 
 
 def main() -> None:

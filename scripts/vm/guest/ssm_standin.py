@@ -4,6 +4,7 @@ A moto server would do, but importing moto takes tens of seconds under TCG; this
 two calls app-fetch-secrets makes, from a JSON file {name: value}, in the AWS JSON 1.1 protocol.
 Signatures are not checked: the guest has no network and only loopback reaches it.
 """
+
 import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,15 +13,23 @@ PARAMETERS: dict[str, str] = {}
 
 
 def parameter(name: str) -> dict[str, object]:
-    return {"Name": name, "Type": "SecureString", "Value": PARAMETERS[name], "Version": 1,
-            "ARN": f"arn:aws:ssm:vm-test:123456789012:parameter{name}", "DataType": "text"}
+    return {
+        "Name": name,
+        "Type": "SecureString",
+        "Value": PARAMETERS[name],
+        "Version": 1,
+        "ARN": f"arn:aws:ssm:vm-test:123456789012:parameter{name}",
+        "DataType": "text",
+    }
 
 
 def answer(action: str, body: dict) -> tuple[int, dict]:
     if action == "GetParameters":
         names = body.get("Names", [])
-        return 200, {"Parameters": [parameter(n) for n in names if n in PARAMETERS],
-                     "InvalidParameters": [n for n in names if n not in PARAMETERS]}
+        return 200, {
+            "Parameters": [parameter(n) for n in names if n in PARAMETERS],
+            "InvalidParameters": [n for n in names if n not in PARAMETERS],
+        }
     if action == "GetParameter":
         name = body.get("Name", "")
         if name not in PARAMETERS:
