@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Builds the VM test image into OUT_DIR: base.img (raw ext4, the whole root filesystem), vmlinuz
+# and initrd.img (booted with qemu -kernel/-initrd, so no boot loader or partition table).
+# Called by scripts/vm/image.py, which caches OUT_DIR by the hash of every input; run as root.
+#
+# Usage: build-rootfs.sh OUT_DIR ARTIFACT RELEASE MIRROR DEB_CACHE REDIS_HOST STACK
+#
+# The guest is what the program deploys: Debian 12 with cloud-init (NoCloud only here) and the
+# release installed by the program's own `app-release install`. Everything test-only lives outside
+# the program's paths: a TLS redis-server standing in for ElastiCache, a Parameter Store stand-in,
+# and the probe unit that reports on the serial console.
+set -euo pipefail
+out=$1 artifact=$2 release=$3 mirror=$4 deb_cache=$5 redis_host=$6 stack=$7
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+guest=$here/guest
+rootfs=$out/rootfs
+
+# What an official Debian 12 AMI carries that the units need (cloud-init, python3, boto3, venv),
+# plus the test stand-ins' needs (redis-server, openssl). python3-cffi-backend explicitly, or
+# python3-cryptography (and with it cloud-init) is left unconfigured under minbase.
+packages=(
+  linux-image-cloud-amd64 initramfs-tools systemd-sysv udev dbus
+  cloud-init python3 python3-venv python3-boto3 python3-cffi-backend python3-yaml
+  redis-server redis-tools openssl ca-certificates procps iproute2
+)
+
+mkdir -p "$out" "$deb_cache"
+rm -rf "$rootfs"
+include=$(IFS=,; echo "${packages[*]}")
+debootstrap --variant=minbase --include="$include" --cache-dir="$deb_cache" \
+  bookworm "$rootfs" "$mirror" >"$out/debootstrap.log" 2>&1 \
+  || { tail -30 "$out/debootstrap.log" >&2; exit 1; }
+
+mounted=()
+cleanup() { for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[i]}" || true; done; }
+trap cleanup EXIT
+in_root() { chroot "$rootfs" "$@"; }
+
+# --- the release, placed exactly as the program's release step places it --------------------
+mount -t proc proc "$rootfs/proc" && mounted+=("$rootfs/proc")
+mount --bind /dev "$rootfs/dev" && mounted+=("$rootfs/dev")
+install -m 0755 "$repo/userdata/files/app-release" "$rootfs/tmp/app-release"
+install -m 0644 "$artifact" "$rootfs/tmp/release.tar.gz"
+in_root /usr/bin/python3 /tmp/app-release install "$release" --artifact /tmp/release.tar.gz
+# cloud-init writes the program's own copy at boot; the image keeps only the installed release.
+rm -f "$rootfs/tmp/app-release" "$rootfs/tmp/release.tar.gz"
+cleanup; mounted=()
+
+# --- test stand-ins --------------------------------------------------------------------------
+# A throwaway CA, trusted system-wide like Amazon's CA is on a real instance (so the program's
+# broker URL needs no ssl_ca_certs), and a redis-server certificate for $redis_host.
+tls=$out/tls
+mkdir -p "$tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=vm-test CA" \
+  -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=$redis_host" \
+  -keyout "$tls/redis.key" -out "$tls/redis.csr" 2>/dev/null
+openssl x509 -req -in "$tls/redis.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+  -days 3650 -extfile <(printf 'subjectAltName=DNS:%s\n' "$redis_host") -out "$tls/redis.pem" 2>/dev/null
+install -m 0644 "$tls/ca.pem" "$rootfs/usr/local/share/ca-certificates/vm-test-ca.crt"
+in_root update-ca-certificates >/dev/null
+install -d -m 0750 "$rootfs/etc/redis/tls"
+install -m 0640 "$tls/redis.pem" "$tls/redis.key" "$rootfs/etc/redis/tls/"
+in_root chown -R root:redis /etc/redis/tls
+rm -rf "$tls"
+
+# The AUTH token, alphanumeric like the program's; only the stand-ins know it, the program's
+# units learn it from "Parameter Store" at boot like on AWS.
+alphanumeric() { python3 -c "import secrets, string; print(''.join(secrets.choice(string.ascii_letters + string.digits) for _ in range($1)))"; }
+token=$(alphanumeric 40)
+secret_key=$(alphanumeric 50)
+cat >>"$rootfs/etc/redis/redis.conf" <<CONF
+
+# vm-test: ElastiCache stand-in, TLS only, AUTH with the token (later directives win)
+port 0
+tls-port 6379
+tls-cert-file /etc/redis/tls/redis.pem
+tls-key-file /etc/redis/tls/redis.key
+tls-ca-cert-file /usr/local/share/ca-certificates/vm-test-ca.crt
+tls-auth-clients no
+requirepass $token
+CONF
+
+install -d -m 0700 "$rootfs/etc/vm-test"
+cat >"$rootfs/etc/vm-test/parameters.json" <<JSON
+{"/django-stack/$stack/redis/auth-token": "$token",
+ "/django-stack/$stack/django/secret-key": "$secret_key"}
+JSON
+chmod 0600 "$rootfs/etc/vm-test/parameters.json"
+
+install -d "$rootfs/usr/local/lib/vm-test"
+install -m 0644 "$guest/ssm_standin.py" "$guest/probe.py" "$guest/app_side.py" "$rootfs/usr/local/lib/vm-test/"
+install -m 0644 "$guest/ssm-standin.service" "$guest/test-probe.service" "$rootfs/etc/systemd/system/"
+install -d "$rootfs/etc/systemd/system/app-secrets.service.d"
+install -m 0644 "$guest/app-secrets-vm-test.conf" "$rootfs/etc/systemd/system/app-secrets.service.d/50-vm-test.conf"
+install -m 0644 "$guest/cloud.cfg" "$rootfs/etc/cloud/cloud.cfg.d/90-vm-test.cfg"
+in_root systemctl enable --quiet ssm-standin.service test-probe.service redis-server.service
+# Results go to the serial console: no login prompt interleaving with them; nothing else
+# scheduled that could run mid-test.
+in_root systemctl mask --quiet serial-getty@ttyS0.service getty@tty1.service \
+  apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer
+
+# --- the machine ---------------------------------------------------------------------------
+echo vm-test >"$rootfs/etc/hostname"
+printf '127.0.0.1 localhost vm-test\n127.0.0.1 %s\n::1 localhost ip6-localhost\n' "$redis_host" >"$rootfs/etc/hosts"
+printf '/dev/vda / ext4 rw,errors=remount-ro 0 1\n' >"$rootfs/etc/fstab"
+# No package sources: the guest has no network, and cloud-init's `packages:` runs `apt-get
+# update` before installing; with no sources that succeeds and the (already installed)
+# packages are found in dpkg's status, so the program's user-data still ends `status: done`.
+: >"$rootfs/etc/apt/sources.list"
+rm -rf "$rootfs"/etc/apt/sources.list.d/* "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*
+in_root passwd --lock root >/dev/null
+
+kernels=("$rootfs"/boot/vmlinuz-*) initrds=("$rootfs"/boot/initrd.img-*)
+cp "${kernels[-1]}" "$out/vmlinuz"
+cp "${initrds[-1]}" "$out/initrd.img"
+rm -f "$out/base.img"
+mkfs.ext4 -q -F -L root -d "$rootfs" "$out/base.img" 2G
+rm -rf "$rootfs"

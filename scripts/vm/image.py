@@ -1,0 +1,191 @@
+"""The VM test image: built once per machine and input, then reused by every clone.
+
+    python3 scripts/vm/image.py [--cache-dir DIR]     prints the image directory
+
+The image directory is <cache>/images/<key>/ where <key> hashes every input of the build (the
+builder, the files baked into the guest, the sample project, the release tooling, the mirror).
+Nothing else invalidates it, so a fresh clone on the same machine reuses it and a new machine
+builds it cold (about two minutes). A lock serialises concurrent builders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+DEFAULT_CACHE = Path(os.environ.get("DJANGO_STACK_VM_CACHE", "/var/cache/django-stack/vm"))
+# The release baked into the image; the VM tests render the stack with app.release set to it, so
+# the program's boot step (`app-release ensure`) finds it installed and only activates it.
+IMAGE_RELEASE = "vm-image"
+# What the guest's redis-server certificate names; the mocked ElastiCache endpoint the program
+# renders into the user-data. /etc/hosts in the guest points it at loopback.
+REDIS_HOST = "master.vm-redis.test"
+# The stack whose parameter names the Parameter Store stand-in answers.
+STACK = "prod"
+KEEP_IMAGES = 3
+FALLBACK_MIRROR = "http://deb.debian.org/debian"
+
+
+@dataclass(frozen=True)
+class Image:
+    directory: Path
+    key: str
+    built_seconds: float | None  # None: taken from the cache
+
+    @property
+    def base(self) -> Path:
+        return self.directory / "base.img"
+
+    @property
+    def kernel(self) -> Path:
+        return self.directory / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        return self.directory / "initrd.img"
+
+
+def machine_mirror() -> str:
+    """The Debian mirror this machine's apt already uses (deb822 or one-line format)."""
+    for path in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
+        text = path.read_text(errors="replace") if path.is_file() else ""
+        found = re.search(r"^URIs:\s*(\S+/debian)/?\s*$", text, re.M) or re.search(
+            r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+/debian)/?\s+bookworm\b", text, re.M
+        )
+        if found:
+            return found.group(1)
+    return FALLBACK_MIRROR
+
+
+def input_files() -> list[Path]:
+    roots = [HERE / "guest", REPO / "sample_app"]
+    singles = [
+        HERE / "image.py",
+        HERE / "build-rootfs.sh",
+        REPO / "userdata/files/app-release",
+        REPO / "scripts/build-release.sh",
+    ]
+    found = [
+        p
+        for root in roots
+        for p in root.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    ]
+    return sorted(found + singles)
+
+
+def cache_key(mirror: str) -> str:
+    digest = hashlib.sha256(f"mirror={mirror}\n".encode())
+    for path in input_files():
+        digest.update(f"{path.relative_to(REPO)}\n".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).hexdigest().encode())
+    return digest.hexdigest()[:20]
+
+
+def build_artifact(into: Path) -> Path:
+    """The release artifact, made by the same script deploys use (its wheels are resolved by
+    Debian 12's /usr/bin/python3, the guest's interpreter)."""
+    out = subprocess.run(
+        ["bash", str(REPO / "scripts/build-release.sh"), IMAGE_RELEASE, str(into)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def build(target: Path, mirror: str, cache: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="vm-artifact-") as scratch:
+        artifact = build_artifact(Path(scratch))
+        subprocess.run(
+            [
+                "bash",
+                str(HERE / "build-rootfs.sh"),
+                str(target),
+                str(artifact),
+                IMAGE_RELEASE,
+                mirror,
+                str(cache / "debs"),
+                REDIS_HOST,
+                STACK,
+            ],
+            check=True,
+        )
+
+
+def prune(images: Path, keep: str) -> None:
+    """Keeps the newest few images (other branches may be using theirs)."""
+    others = sorted(
+        (p for p in images.iterdir() if p.is_dir() and p.name != keep and "." not in p.name),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for old in others[KEEP_IMAGES - 1 :]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def ensure_image(cache: Path = DEFAULT_CACHE) -> Image:
+    mirror = machine_mirror()
+    key = cache_key(mirror)
+    images = cache / "images"
+    directory = images / key
+    images.mkdir(parents=True, exist_ok=True)
+    with open(cache / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (directory / "manifest.json").is_file():
+            os.utime(directory)
+            return Image(directory, key, None)
+        started = time.monotonic()
+        for stale in images.glob("*.partial"):  # left by an interrupted build; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        partial = images / f"{key}.partial"
+        try:
+            build(partial, mirror, cache)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        seconds = round(time.monotonic() - started, 1)
+        manifest = {
+            "key": key,
+            "mirror": mirror,
+            "release": IMAGE_RELEASE,
+            "redis_host": REDIS_HOST,
+            "build_seconds": seconds,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        (partial / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        partial.rename(directory)
+        prune(images, key)
+        return Image(directory, key, seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/vm/image.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"machine-wide image cache (default {DEFAULT_CACHE})"
+    )
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("image.py: building the image needs root (debootstrap, chroot)", file=sys.stderr)
+        return 2
+    image = ensure_image(args.cache_dir)
+    how = f"built in {image.built_seconds} s" if image.built_seconds is not None else "cached"
+    print(f"{image.directory} ({how})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
