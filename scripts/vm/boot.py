@@ -30,6 +30,9 @@ ROLES = ("web", "worker-beat", "worker")
 # the redelivery after kill -9) fit a test; one process per queue keeps TCG fast.
 VM_OVERRIDES: dict[str, Any] = {
     "app.release": IMAGE_RELEASE,
+    # The guest has no network, so the SSM agent download cannot run; the image stands in for
+    # an AMI that carries the agent (the install step is tested by the render tests).
+    "instances.ssmAgent": "preinstalled",
     "worker.stopMarginSeconds": 10,
     "worker.visibilityTimeout": 25,
     "worker.queues": [
