@@ -296,21 +296,19 @@ def run_like(
     """Runs a one-off command the way an operator would next to a unit: its user, directory and
     environment files (the guide's `set -a; . env; celery inspect ping`)."""
     service = machine.service(unit)
-    env = machine.environment(service) | (extra_env or {})
-    spec = machine._spec(service, Command(tuple(argv)), env, int(time.monotonic() * 1000))
-    return subprocess.run(
-        ["unshare", "--mount", "--uts", "--propagation", "private", "/usr/bin/python3", str(LAUNCHER), str(spec)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    return _run_once(machine, service, argv, machine.environment(service) | (extra_env or {}), timeout)
 
 
 def run_as_root(machine: Machine, argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
     """A root command on the machine (what cloud-init or an operator with sudo runs)."""
     service = Service("root-command", {"WorkingDirectory": ["/"]})
-    env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}
+    return _run_once(machine, service, argv, {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}, timeout)
+
+
+def _run_once(
+    machine: Machine, service: Service, argv: list[str], env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess:
+    """One command in its own mount and UTS namespace, with the machine's paths mounted."""
     spec = machine._spec(service, Command(tuple(argv)), env, int(time.monotonic() * 1000))
     return subprocess.run(
         ["unshare", "--mount", "--uts", "--propagation", "private", "/usr/bin/python3", str(LAUNCHER), str(spec)],
