@@ -126,6 +126,10 @@ def artifact(tmp_path: Path, release: str, extra: dict[str, bytes] | None = None
     return path
 
 
+# app-release.service's UMask= (userdata/templates/sandbox.conf): what the tool runs under at boot.
+UNIT_UMASK = 0o027
+
+
 def release_tool(app_root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [SYSTEM_PYTHON, str(FILES / "app-release"), *args],
@@ -133,7 +137,24 @@ def release_tool(app_root: Path, *args: str, **env: str) -> subprocess.Completed
         capture_output=True,
         text=True,
         timeout=300,
+        umask=UNIT_UMASK,
     )
+
+
+def unreadable_for_others(tree: Path) -> list[str]:
+    """Paths under `tree` another user could not use: directories without o+rx, files without
+    o+r, executables without o+x. Symlinks are judged by what they point to."""
+    problems = []
+    for directory, _, files in os.walk(tree):
+        if stat.S_IMODE(os.stat(directory).st_mode) & 0o005 != 0o005:
+            problems.append(f"{directory}/ {oct(os.stat(directory).st_mode)}")
+        for name in files:
+            path = Path(directory, name)
+            mode = path.stat().st_mode
+            wanted = 0o005 if mode & stat.S_IXUSR else 0o004
+            if stat.S_IMODE(mode) & wanted != wanted:
+                problems.append(f"{path} {oct(mode)}")
+    return problems
 
 
 def test_release_install_activate_and_rollback(tmp_path):
@@ -152,6 +173,17 @@ def test_release_install_activate_and_rollback(tmp_path):
     assert not (root / "releases" / "r2" / "wheels").exists()
     assert release_tool(root, "activate", "r1").returncode == 0  # a rollback is one activate
     assert release_tool(root, "current").stdout.strip() == "r1"
+
+
+def test_release_tree_is_readable_by_the_app_user_under_the_units_umask(tmp_path):
+    root = tmp_path / "srv-app"  # created by app-release itself, as at first boot
+    installed = release_tool(root, "install", "r1", "--artifact", str(artifact(tmp_path, "r1")))
+    assert installed.returncode == 0, installed.stderr
+    assert release_tool(root, "activate", "r1").returncode == 0
+    assert unreadable_for_others(root) == []
+    current = root / "current"
+    assert stat.S_IMODE((current / "venv" / "bin" / "pip").stat().st_mode) == 0o755  # a script pip wrote
+    assert stat.S_IMODE((current / "src" / "manage.py").stat().st_mode) == 0o644
 
 
 def test_ensure_keeps_a_release_a_deploy_activated(tmp_path):
