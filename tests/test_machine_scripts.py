@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import subprocess
 import tarfile
@@ -18,6 +19,9 @@ from moto.server import ThreadedMotoServer
 FILES = Path(__file__).resolve().parent.parent / "userdata" / "files"
 SYSTEM_PYTHON = "/usr/bin/python3"
 TOKEN = "Tok3nWithOnlyLettersAndDigits0123456789abcdef"
+# The UMask= every unit of the stack runs under, read from the shared sandbox the units include.
+_SANDBOX = (FILES.parent / "templates" / "sandbox.conf").read_text()
+UNIT_UMASK = int(re.search(r"^UMask=([0-7]+)$", _SANDBOX, re.MULTILINE).group(1), 8)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +59,12 @@ def fetch(parameter_store: str, target: Path, **overrides: str) -> subprocess.Co
         "SECRETS_ENV_FILE": str(target),
     } | overrides
     return subprocess.run(
-        [SYSTEM_PYTHON, str(FILES / "app-fetch-secrets")], env=env, capture_output=True, text=True, timeout=60
+        [SYSTEM_PYTHON, str(FILES / "app-fetch-secrets")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        umask=UNIT_UMASK,
     )
 
 
@@ -124,10 +133,6 @@ def artifact(tmp_path: Path, release: str, extra: dict[str, bytes] | None = None
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return path
-
-
-# app-release.service's UMask= (userdata/templates/sandbox.conf): what the tool runs under at boot.
-UNIT_UMASK = 0o027
 
 
 def release_tool(app_root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
