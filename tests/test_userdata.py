@@ -181,3 +181,10 @@ def test_ssm_agent_comes_from_the_regions_own_bucket():
         "https://s3.eu-west-1.amazonaws.com/amazon-ssm-eu-west-1/latest/debian_amd64/amazon-ssm-agent.deb"
     )
     assert agent_url("us-east-2", "aarch64").endswith("/amazon-ssm-us-east-2/latest/debian_arm64/amazon-ssm-agent.deb")
+
+
+def test_ssm_agent_url_honours_an_s3_endpoint_override_with_the_same_path():
+    agent_url = runpy.run_path(str(FILES / "install-ssm-agent"))["agent_url"]
+    assert agent_url("eu-west-1", "x86_64", "https://127.0.0.1:4443/") == (
+        "https://127.0.0.1:4443/amazon-ssm-eu-west-1/latest/debian_amd64/amazon-ssm-agent.deb"
+    )

@@ -2,7 +2,9 @@
 the guest's probe reports on the serial console.
 
 One VM at a time (TCG with 2 vCPUs takes both host cores); no network device; a qcow2 overlay per
-boot keeps the cached base image clean; the NoCloud seed carries the program's user-data as is.
+boot keeps the cached disk clean; the NoCloud seed carries the program's user-data as is; a
+small raw drive (serial `vmtest`) carries the test's own data for this boot (the scenario, the
+live release the Parameter Store stand-in answers, the ops scripts a scenario runs).
 """
 
 from __future__ import annotations
@@ -21,18 +23,17 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(REPO)]
 
-from image import IMAGE_RELEASE, REDIS_HOST, STACK, Image  # noqa: E402
+from image import REDIS_HOST, STACK, Image, ReleaseStore  # noqa: E402
+
+from userdata.render import RELEASE_ENV, written_files  # noqa: E402
 
 # The roles the tests boot: name -> how to pick that instance from the rendered stack.
 ROLES = ("web", "worker-beat", "worker")
-# Config overrides for the VM boots; everything else is the stack file as deployed. The release is
-# the one baked into the image; the short time limits make the broker's visibility timeout (and so
-# the redelivery after kill -9) fit a test; one process per queue keeps TCG fast.
+# Config overrides for the VM boots; everything else (app.source s3, the release, the bucket, the
+# SSM agent install) is the stack file as deployed. The short time limits make the broker's
+# visibility timeout (and so the redelivery after kill -9) fit a test; one process per queue
+# keeps TCG fast.
 VM_OVERRIDES: dict[str, Any] = {
-    "app.release": IMAGE_RELEASE,
-    # The guest has no network, so the SSM agent download cannot run; the image stands in for
-    # an AMI that carries the agent (the install step is tested by the render tests).
-    "instances.ssmAgent": "preinstalled",
     "worker.stopMarginSeconds": 10,
     "worker.visibilityTimeout": 25,
     "worker.queues": [
@@ -46,8 +47,12 @@ VM_OVERRIDES: dict[str, Any] = {
         },
     ],
 }
+# The baked-AMI path: the image's ami.img carries the configured release (any AMI id will do: the
+# VM boots the disk it is given).
+AMI_OVERRIDES: dict[str, Any] = {**VM_OVERRIDES, "app.source": "ami", "instances.amiId": "ami-0123456789abcdef0"}
 MARK = re.compile(r"VMTEST (\S+) (.*)$")
-BOOT_TIMEOUT_SECONDS = 420
+BOOT_TIMEOUT_SECONDS = 600
+SECTOR = 512
 
 
 @dataclass
@@ -81,11 +86,11 @@ class Boot:
         return next(r.seconds for r in self.reports if r.key == key)
 
 
-def role_user_data() -> dict[str, tuple[str, dict[str, str]]]:
+def role_user_data(overrides: dict[str, Any] = VM_OVERRIDES) -> dict[str, tuple[str, dict[str, str]]]:
     """role -> (user-data, tags) as the program renders them for this image."""
     from tools.render_stack import render_stack
 
-    render = render_stack(STACK, overrides=VM_OVERRIDES, redis_endpoint=REDIS_HOST)
+    render = render_stack(STACK, overrides=overrides, redis_endpoint=REDIS_HOST)
     picked: dict[str, tuple[str, dict[str, str]]] = {}
     for instance in render.instances:
         if instance.role == "web":
@@ -99,6 +104,29 @@ def role_user_data() -> dict[str, tuple[str, dict[str, str]]]:
     if missing:
         raise RuntimeError(f"the rendered stack has no instance for role(s) {missing}")
     return picked
+
+
+def release_env(user_data: str) -> dict[str, str]:
+    """The release.env the program writes on the instance, as KEY -> value."""
+    text = next(f.content for f in written_files(user_data) if f.path == RELEASE_ENV)
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+@dataclass(frozen=True)
+class VmStack:
+    """The prod stack as the VM boots it: each role's user-data, and what its release.env says."""
+
+    roles: dict[str, tuple[str, dict[str, str]]]
+    store: ReleaseStore
+    # The live release's Parameter Store name, when the program renders one (RELEASE_PARAMETER).
+    release_parameter: str | None
+
+
+def vm_stack() -> VmStack:
+    roles = role_user_data()
+    env = release_env(roles["web"][0])
+    store = ReleaseStore(env["AWS_REGION"], env["ARTIFACT_BUCKET"], env["ARTIFACT_PREFIX"], env["APP_RELEASE"])
+    return VmStack(roles, store, env.get("RELEASE_PARAMETER"))
 
 
 def has_hardware_virtualisation() -> bool:
@@ -126,11 +154,20 @@ def make_seed(workdir: Path, user_data: str, hostname: str) -> Path:
     return seed
 
 
-def qemu_command(image: Image, overlay: Path, seed: Path, console: Path, scenario: str) -> list[str]:
-    cmdline = (
-        "root=/dev/vda rw console=ttyS0 ds=nocloud quiet loglevel=3 systemd.show_status=0 "
-        f"vmtest.scenario={scenario or 'none'}"
-    )
+def make_data_drive(workdir: Path, data: dict[str, Any]) -> Path:
+    """The boot's test data as one JSON document, space-padded to whole sectors."""
+    raw = json.dumps(data).encode()
+    drive = workdir / "vmtest.raw"
+    drive.write_bytes(raw + b" " * (-len(raw) % SECTOR))
+    return drive
+
+
+def virtio_disk(name: str, drive: str) -> list[str]:
+    return ["-drive", f"{drive},if=none,id={name}", "-device", f"virtio-blk-pci,drive={name},serial={name}"]
+
+
+def qemu_command(image: Image, overlay: Path, seed: Path, data: Path, console: Path) -> list[str]:
+    cmdline = "root=/dev/vda rw console=ttyS0 ds=nocloud quiet loglevel=3 systemd.show_status=0"
     return [
         "qemu-system-x86_64",
         "-nodefaults",
@@ -150,10 +187,11 @@ def qemu_command(image: Image, overlay: Path, seed: Path, console: Path, scenari
         str(image.initrd),
         "-append",
         cmdline,
-        "-drive",
-        f"file={overlay},if=virtio,format=qcow2",
-        "-drive",
-        f"file={seed},if=virtio,format=raw,readonly=on",
+        # Explicit devices, in this order: vda is the root disk, vdb the seed, vdc the test data
+        # (qemu creates -device entries before if=virtio drives, so mixing them reorders).
+        *virtio_disk("root", f"file={overlay},format=qcow2"),
+        *virtio_disk("seed", f"file={seed},format=raw,readonly=on"),
+        *virtio_disk("vmtest", f"file={data},format=raw,readonly=on"),
         "-serial",
         f"file:{console}",
     ]
@@ -171,22 +209,32 @@ def parse_line(line: str, seconds: float) -> Report | None:
 
 
 def boot(
-    image: Image, role: str, user_data: str, workdir: Path, scenario: str = "", timeout: float = BOOT_TIMEOUT_SECONDS
+    image: Image,
+    role: str,
+    user_data: str,
+    workdir: Path,
+    *,
+    data: dict[str, Any] | None = None,
+    disk: Path | None = None,
+    timeout: float = BOOT_TIMEOUT_SECONDS,
 ) -> Boot:
-    """Boots one VM to its poweroff; every marked line is timestamped as the host sees it."""
+    """Boots one VM to its poweroff; every marked line is timestamped as the host sees it.
+    disk: the image's base.img (default: the stock OS) or ami.img (the release baked in)."""
     workdir.mkdir(parents=True, exist_ok=True)
     overlay = workdir / "overlay.qcow2"
     overlay.unlink(missing_ok=True)
     subprocess.run(
-        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.base), "-F", "raw", str(overlay)], check=True
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(disk or image.base), "-F", "raw", str(overlay)],
+        check=True,
     )
     seed = make_seed(workdir, user_data, f"{STACK}-{role}")
+    drive = make_data_drive(workdir, data or {})
     console = workdir / "console.log"
     console.write_bytes(b"")
     result = Boot(role, user_data, "")
     started = time.monotonic()
     process = subprocess.Popen(
-        qemu_command(image, overlay, seed, console, scenario), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        qemu_command(image, overlay, seed, drive, console), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     seen = 0
     try:

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Builds the VM test image into OUT_DIR: base.img (raw ext4, the whole root filesystem), vmlinuz
-# and initrd.img (booted with qemu -kernel/-initrd, so no boot loader or partition table).
-# Called by scripts/vm/image.py, which caches OUT_DIR by the hash of every input; run as root.
+# Builds the VM test images into OUT_DIR: base.img and ami.img (raw ext4, the whole root
+# filesystem), vmlinuz and initrd.img (booted with qemu -kernel/-initrd, so no boot loader or
+# partition table). Called by scripts/vm/image.py, which caches OUT_DIR by the hash of every
+# input; run as root.
 #
-# Usage: build-rootfs.sh OUT_DIR ARTIFACT RELEASE MIRROR DEB_CACHE REDIS_HOST STACK
+# Usage: build-rootfs.sh OUT_DIR OBJECTS_DIR AMI_ARTIFACT AMI_RELEASE MIRROR DEB_CACHE REDIS_HOST STACK
 #
-# The guest is what the program deploys: Debian 12 with cloud-init (NoCloud only here) and the
-# release installed by the program's own `app-release install`. Everything test-only lives outside
-# the program's paths: a TLS redis-server standing in for ElastiCache, a Parameter Store stand-in,
-# and the probe unit that reports on the serial console.
+# base.img is a stock Debian 12 as the program's default AMI: no release on it, so a boot takes
+# the default path (app-release downloads the artifact from "S3" and builds its venv). ami.img
+# is the same plus AMI_RELEASE installed by the program's own `app-release install`, as a baked
+# AMI (app.source: ami) carries it. Everything test-only lives outside the program's paths: a
+# TLS redis-server standing in for ElastiCache, an AWS endpoint stand-in (Parameter Store and
+# S3, serving OBJECTS_DIR: the release artifacts and the SSM agent package), the probe unit.
 set -euo pipefail
-out=$1 artifact=$2 release=$3 mirror=$4 deb_cache=$5 redis_host=$6 stack=$7
+out=$1 objects=$2 ami_artifact=$3 ami_release=$4 mirror=$5 deb_cache=$6 redis_host=$7 stack=$8
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 guest=$here/guest
@@ -37,32 +40,29 @@ cleanup() { for ((i=${#mounted[@]}-1; i>=0; i--)); do umount -l "${mounted[i]}" 
 trap cleanup EXIT
 in_root() { chroot "$rootfs" "$@"; }
 
-# --- the release, placed exactly as the program's release step places it --------------------
-mount -t proc proc "$rootfs/proc" && mounted+=("$rootfs/proc")
-mount --bind /dev "$rootfs/dev" && mounted+=("$rootfs/dev")
-install -m 0755 "$repo/userdata/files/app-release" "$rootfs/tmp/app-release"
-install -m 0644 "$artifact" "$rootfs/tmp/release.tar.gz"
-in_root /usr/bin/python3 /tmp/app-release install "$release" --artifact /tmp/release.tar.gz
-# cloud-init writes the program's own copy at boot; the image keeps only the installed release.
-rm -f "$rootfs/tmp/app-release" "$rootfs/tmp/release.tar.gz"
-cleanup; mounted=()
-
 # --- test stand-ins --------------------------------------------------------------------------
 # A throwaway CA, trusted system-wide like Amazon's CA is on a real instance (so the program's
-# broker URL needs no ssl_ca_certs), and a redis-server certificate for $redis_host.
+# broker URL needs no ssl_ca_certs and boto3 trusts the AWS stand-in), a redis-server
+# certificate for $redis_host and one for the AWS stand-in on 127.0.0.1.
 tls=$out/tls
 mkdir -p "$tls"
 openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=vm-test CA" \
   -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -subj "/CN=$redis_host" \
-  -keyout "$tls/redis.key" -out "$tls/redis.csr" 2>/dev/null
-openssl x509 -req -in "$tls/redis.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
-  -days 3650 -extfile <(printf 'subjectAltName=DNS:%s\n' "$redis_host") -out "$tls/redis.pem" 2>/dev/null
+issue() {  # NAME SUBJECT_ALT_NAME
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=vm-test $1" \
+    -keyout "$tls/$1.key" -out "$tls/$1.csr" 2>/dev/null
+  openssl x509 -req -in "$tls/$1.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 3650 -extfile <(printf 'subjectAltName=%s\n' "$2") -out "$tls/$1.pem" 2>/dev/null
+}
+issue redis "DNS:$redis_host"
+issue aws "IP:127.0.0.1"
 install -m 0644 "$tls/ca.pem" "$rootfs/usr/local/share/ca-certificates/vm-test-ca.crt"
 in_root update-ca-certificates >/dev/null
 install -d -m 0750 "$rootfs/etc/redis/tls"
 install -m 0640 "$tls/redis.pem" "$tls/redis.key" "$rootfs/etc/redis/tls/"
 in_root chown -R root:redis /etc/redis/tls
+install -d -m 0700 "$rootfs/etc/vm-test" "$rootfs/etc/vm-test/tls"
+install -m 0600 "$tls/aws.pem" "$tls/aws.key" "$rootfs/etc/vm-test/tls/"
 rm -rf "$tls"
 
 # The AUTH token, alphanumeric like the program's; only the stand-ins know it, the program's
@@ -82,20 +82,32 @@ tls-auth-clients no
 requirepass $token
 CONF
 
-install -d -m 0700 "$rootfs/etc/vm-test"
+# The SecureStrings the program creates; the live release parameter comes with each boot's data.
 cat >"$rootfs/etc/vm-test/parameters.json" <<JSON
-{"/django-stack/$stack/redis/auth-token": "$token",
- "/django-stack/$stack/django/secret-key": "$secret_key"}
+{"/django-stack/$stack/redis/auth-token": {"type": "SecureString", "value": "$token"},
+ "/django-stack/$stack/django/secret-key": {"type": "SecureString", "value": "$secret_key"}}
 JSON
 chmod 0600 "$rootfs/etc/vm-test/parameters.json"
+cat >"$rootfs/etc/vm-test/aws.env" <<ENV
+AWS_ENDPOINT_URL_SSM=https://127.0.0.1:4443
+AWS_ENDPOINT_URL_S3=https://127.0.0.1:4443
+AWS_ACCESS_KEY_ID=vmtest
+AWS_SECRET_ACCESS_KEY=vmtest
+ENV
+install -d "$rootfs/var/lib/vm-test"
+cp -r "$objects" "$rootfs/var/lib/vm-test/s3"
 
 install -d "$rootfs/usr/local/lib/vm-test"
-install -m 0644 "$guest/ssm_standin.py" "$guest/probe.py" "$guest/app_side.py" "$rootfs/usr/local/lib/vm-test/"
-install -m 0644 "$guest/ssm-standin.service" "$guest/test-probe.service" "$rootfs/etc/systemd/system/"
-install -d "$rootfs/etc/systemd/system/app-secrets.service.d"
-install -m 0644 "$guest/app-secrets-vm-test.conf" "$rootfs/etc/systemd/system/app-secrets.service.d/50-vm-test.conf"
+install -m 0644 "$guest/aws_standin.py" "$guest/vmtest_data.py" "$guest/probe.py" "$guest/app_side.py" \
+  "$rootfs/usr/local/lib/vm-test/"
+install -m 0644 "$guest/aws-standin.socket" "$guest/aws-standin.service" "$guest/test-probe.service" \
+  "$rootfs/etc/systemd/system/"
+for unit in app-release.service app-secrets.service cloud-final.service; do
+  install -d "$rootfs/etc/systemd/system/$unit.d"
+  install -m 0644 "$guest/aws-endpoints-vm-test.conf" "$rootfs/etc/systemd/system/$unit.d/50-vm-test.conf"
+done
 install -m 0644 "$guest/cloud.cfg" "$rootfs/etc/cloud/cloud.cfg.d/90-vm-test.cfg"
-in_root systemctl enable --quiet ssm-standin.service test-probe.service redis-server.service
+in_root systemctl enable --quiet aws-standin.socket test-probe.service redis-server.service
 # Results go to the serial console: no login prompt interleaving with them; nothing else
 # scheduled that could run mid-test.
 in_root systemctl mask --quiet serial-getty@ttyS0.service getty@tty1.service \
@@ -115,6 +127,18 @@ in_root passwd --lock root >/dev/null
 kernels=("$rootfs"/boot/vmlinuz-*) initrds=("$rootfs"/boot/initrd.img-*)
 cp "${kernels[-1]}" "$out/vmlinuz"
 cp "${initrds[-1]}" "$out/initrd.img"
-rm -f "$out/base.img"
+rm -f "$out/base.img" "$out/ami.img"
 mkfs.ext4 -q -F -L root -d "$rootfs" "$out/base.img" 2G
+
+# --- the baked AMI: the same machine plus the release, installed by the program's own code -----
+mount -t proc proc "$rootfs/proc" && mounted+=("$rootfs/proc")
+mount --bind /dev "$rootfs/dev" && mounted+=("$rootfs/dev")
+install -m 0755 "$repo/userdata/files/app-release" "$rootfs/tmp/app-release"
+install -m 0644 "$ami_artifact" "$rootfs/tmp/release.tar.gz"
+in_root /usr/bin/python3 /tmp/app-release install "$ami_release" --artifact /tmp/release.tar.gz
+# cloud-init writes the program's own copy at boot; the image keeps only the installed release
+# (not activated: the program's app-release.service activates it at boot).
+rm -f "$rootfs/tmp/app-release" "$rootfs/tmp/release.tar.gz"
+cleanup; mounted=()
+mkfs.ext4 -q -F -L root -d "$rootfs" "$out/ami.img" 2G
 rm -rf "$rootfs"

@@ -1,9 +1,12 @@
-"""The VM test image: built once per machine and input, then reused by every clone.
+"""The VM test images: built once per machine and input, then reused by every clone.
 
-    python3 scripts/vm/image.py [--cache-dir DIR]     prints the image directory
+    .venv/bin/python scripts/vm/image.py [--cache-dir DIR]     prints the image directory
 
 The image directory is <cache>/images/<key>/ where <key> hashes every input of the build (the
-builder, the files baked into the guest, the sample project, the release tooling, the mirror).
+builder, the files baked into the guest, the sample project, the release tooling, the mirror,
+where the rendered stack says its releases live). It holds two disks: base.img, the stock OS
+(an instance on the default s3 path installs its release at boot), and ami.img, the same plus
+the stack's release installed by app-release (a baked AMI, app.source: ami).
 Nothing else invalidates it, so a fresh clone on the same machine reuses it and a new machine
 builds it cold (about two minutes). A lock serialises concurrent builders.
 """
@@ -16,20 +19,21 @@ import hashlib
 import json
 import os
 import re
+import runpy
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 DEFAULT_CACHE = Path(os.environ.get("DJANGO_STACK_VM_CACHE", "/var/cache/django-stack/vm"))
-# The release baked into the image; the VM tests render the stack with app.release set to it, so
-# the program's boot step (`app-release ensure`) finds it installed and only activates it.
-IMAGE_RELEASE = "vm-image"
+# The release the ops tool deploys in the "replaced instance boots the live release" scenario:
+# its artifact sits in the S3 stand-in next to the stack's configured release.
+NEXT_RELEASE = "vm-next"
 # What the guest's redis-server certificate names; the mocked ElastiCache endpoint the program
 # renders into the user-data. /etc/hosts in the guest points it at loopback.
 REDIS_HOST = "master.vm-redis.test"
@@ -37,6 +41,21 @@ REDIS_HOST = "master.vm-redis.test"
 STACK = "prod"
 KEEP_IMAGES = 3
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
+
+
+@dataclass(frozen=True)
+class ReleaseStore:
+    """Where the rendered stack's instances look for artifacts (their release.env) and which
+    release they are configured with."""
+
+    region: str
+    bucket: str
+    prefix: str
+    release: str
+
+    def artifact_key(self, release: str) -> str:
+        # app-release's own layout: s3://$ARTIFACT_BUCKET/$ARTIFACT_PREFIX<release>.tar.gz
+        return f"{self.bucket}/{self.prefix}{release}.tar.gz"
 
 
 @dataclass(frozen=True)
@@ -48,6 +67,10 @@ class Image:
     @property
     def base(self) -> Path:
         return self.directory / "base.img"
+
+    @property
+    def ami(self) -> Path:
+        return self.directory / "ami.img"
 
     @property
     def kernel(self) -> Path:
@@ -76,6 +99,7 @@ def input_files() -> list[Path]:
         HERE / "image.py",
         HERE / "build-rootfs.sh",
         REPO / "userdata/files/app-release",
+        REPO / "userdata/files/install-ssm-agent",
         REPO / "scripts/build-release.sh",
     ]
     found = [
@@ -87,19 +111,19 @@ def input_files() -> list[Path]:
     return sorted(found + singles)
 
 
-def cache_key(mirror: str) -> str:
-    digest = hashlib.sha256(f"mirror={mirror}\n".encode())
+def cache_key(mirror: str, store: ReleaseStore) -> str:
+    digest = hashlib.sha256(f"mirror={mirror}\n{store}\n".encode())
     for path in input_files():
         digest.update(f"{path.relative_to(REPO)}\n".encode())
         digest.update(hashlib.sha256(path.read_bytes()).hexdigest().encode())
     return digest.hexdigest()[:20]
 
 
-def build_artifact(into: Path) -> Path:
-    """The release artifact, made by the same script deploys use (its wheels are resolved by
+def build_artifact(release: str, into: Path) -> Path:
+    """A release artifact, made by the same script deploys use (its wheels are resolved by
     Debian 12's /usr/bin/python3, the guest's interpreter)."""
     out = subprocess.run(
-        ["bash", str(REPO / "scripts/build-release.sh"), IMAGE_RELEASE, str(into)],
+        ["bash", str(REPO / "scripts/build-release.sh"), release, str(into)],
         check=True,
         capture_output=True,
         text=True,
@@ -107,16 +131,42 @@ def build_artifact(into: Path) -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def build(target: Path, mirror: str, cache: Path) -> None:
-    with tempfile.TemporaryDirectory(prefix="vm-artifact-") as scratch:
-        artifact = build_artifact(Path(scratch))
+def agent_package_key(region: str) -> str:
+    """Where install-ssm-agent fetches the agent from, by its own URL logic (x86_64 guest)."""
+    agent_url = runpy.run_path(str(REPO / "userdata/files/install-ssm-agent"))["agent_url"]
+    return str(agent_url(region, "x86_64", "https://stand-in")).removeprefix("https://stand-in/")
+
+
+def build_agent_package(into: Path) -> None:
+    """A local package named amazon-ssm-agent with an amazon-ssm-agent.service, from guest/."""
+    with tempfile.TemporaryDirectory(prefix="vm-agent-") as scratch:
+        tree = Path(scratch) / "pkg"
+        shutil.copytree(HERE / "guest/amazon-ssm-agent", tree)
+        into.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(tree), str(into)], check=True)
+
+
+def stand_in_objects(store: ReleaseStore, into: Path) -> None:
+    """What the guest's S3 stand-in serves: both releases' artifacts and the agent package."""
+    for release in (store.release, NEXT_RELEASE):
+        target = into / store.artifact_key(release)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        build_artifact(release, target.parent).rename(target)
+    build_agent_package(into / agent_package_key(store.region))
+
+
+def build(target: Path, mirror: str, cache: Path, store: ReleaseStore) -> None:
+    with tempfile.TemporaryDirectory(prefix="vm-objects-") as scratch:
+        objects = Path(scratch) / "s3"
+        stand_in_objects(store, objects)
         subprocess.run(
             [
                 "bash",
                 str(HERE / "build-rootfs.sh"),
                 str(target),
-                str(artifact),
-                IMAGE_RELEASE,
+                str(objects),
+                str(objects / store.artifact_key(store.release)),
+                store.release,
                 mirror,
                 str(cache / "debs"),
                 REDIS_HOST,
@@ -137,9 +187,9 @@ def prune(images: Path, keep: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def ensure_image(cache: Path = DEFAULT_CACHE) -> Image:
+def ensure_image(store: ReleaseStore, cache: Path = DEFAULT_CACHE) -> Image:
     mirror = machine_mirror()
-    key = cache_key(mirror)
+    key = cache_key(mirror, store)
     images = cache / "images"
     directory = images / key
     images.mkdir(parents=True, exist_ok=True)
@@ -153,7 +203,7 @@ def ensure_image(cache: Path = DEFAULT_CACHE) -> Image:
             shutil.rmtree(stale, ignore_errors=True)
         partial = images / f"{key}.partial"
         try:
-            build(partial, mirror, cache)
+            build(partial, mirror, cache, store)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
@@ -161,7 +211,8 @@ def ensure_image(cache: Path = DEFAULT_CACHE) -> Image:
         manifest = {
             "key": key,
             "mirror": mirror,
-            "release": IMAGE_RELEASE,
+            "store": asdict(store),
+            "next_release": NEXT_RELEASE,
             "redis_host": REDIS_HOST,
             "build_seconds": seconds,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -181,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("image.py: building the image needs root (debootstrap, chroot)", file=sys.stderr)
         return 2
-    image = ensure_image(args.cache_dir)
+    from boot import vm_stack  # the image serves the stack as the program renders it
+
+    image = ensure_image(vm_stack().store, args.cache_dir)
     how = f"built in {image.built_seconds} s" if image.built_seconds is not None else "cached"
     print(f"{image.directory} ({how})")
     return 0

@@ -1,16 +1,18 @@
 """Boot what we ship: each role's user-data, rendered by the program, applied by cloud-init in a
-real Debian 12 VM under real systemd (see docs/vm.md). One boot per role serves every test of
-that role; the results come from the guest probe's console lines."""
+real Debian 12 VM under real systemd (see docs/vm.md and the boots listed in conftest.py). One
+boot serves every test that reads it; the results come from the guest probe's console lines."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import image as vm_image  # scripts/vm, on sys.path through conftest
 import pytest
+from conftest import ALL_BOOTS, ROLE_BOOTS
 
 from userdata.render import enabled_units
 
-ROLES = ("web", "worker-beat", "worker")
+ROLES = ROLE_BOOTS
 REPO = Path(__file__).resolve().parents[2]
 SANDBOX = REPO / "userdata/templates/sandbox.conf"
 LONG_RUNNING = {
@@ -53,9 +55,9 @@ def hardening_mismatches(properties: dict[str, str]) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_cloud_init_applies_the_user_data_cleanly(role, booted):
-    report = booted(role).first("cloud-init")
+@pytest.mark.parametrize("name", ALL_BOOTS)
+def test_cloud_init_applies_the_user_data_cleanly(name, booted, replaced_web):
+    report = (replaced_web if name == "web-replaced" else booted(name)).first("cloud-init")
     assert report["rc"] == 0, report
     assert "status: done" in report["status"], report["status"]
     assert report["problems"] == [], "\n".join(report["problems"])
@@ -137,10 +139,84 @@ def test_systemctl_stop_waits_for_the_running_task(booted):
     assert report["warm_shutdown_logged"], report
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_the_probe_finished_and_the_vm_powered_off(role, booted):
-    boot = booted(role)
+@pytest.mark.parametrize("name", ALL_BOOTS)
+def test_the_probe_finished_and_the_vm_powered_off(name, booted, replaced_web):
+    boot = replaced_web if name == "web-replaced" else booted(name)
     assert boot.all("probe-error") == [], boot.all("probe-error")
     assert boot.all("harness-timeout") == []
     assert boot.first("done") is not None
     assert boot.exit_code == 0, boot.console[-3000:]
+
+
+def requested(boot, method: str, key: str) -> bool:
+    """Whether the guest's S3 stand-in served `method key` during this boot."""
+    return any(
+        r["service"] == "s3" and r["method"] == method and r["key"] == key and r["found"]
+        for r in boot.first("aws-requests")
+    )
+
+
+def assert_tree_root_owned_and_readable(tree: dict) -> None:
+    assert tree["entries"] > 1000, tree  # src/ and a whole venv
+    assert tree["not_root_owned"] == [], tree
+    assert tree["dirs_not_0755"] == [], tree
+    assert tree["files_not_world_readable"] == [], tree
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_release_is_downloaded_from_s3_and_built_at_boot_by_the_unit(role, booted, stack):
+    boot = booted(role)
+    release, key = stack.store.release, stack.store.artifact_key(stack.store.release)
+    report = boot.first("release")
+    # The stock image carries no release: the only one is what app-release.service installed.
+    assert report["active"] == release and report["installed"] == [release], report
+    journal = "\n".join(report["journal"])
+    assert f"downloading s3://{key}" in journal and f"installed {release}" in journal, journal
+    assert requested(boot, "GET", key), boot.first("aws-requests")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_release_tree_is_root_owned_and_readable_by_app(role, booted):
+    report = booted(role).first("release")
+    assert report["modes"] == {"/srv/app": "755", "/srv/app/releases": "755"}, report
+    assert_tree_root_owned_and_readable(report["tree"])
+    assert report["app_user_imports"] == "ok", report
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_ssm_agent_is_downloaded_installed_and_running(role, booted, stack):
+    boot = booted(role)
+    report = boot.first("ssm-agent")
+    assert report["package"] == "install ok installed 0.0.0-vmtest", report
+    assert (report["active"], report["enabled"]) == ("active", "enabled"), report
+    assert report["unit_file"] == "/lib/systemd/system/amazon-ssm-agent.service", report
+    assert requested(boot, "GET", vm_image.agent_package_key(stack.store.region)), boot.first("aws-requests")
+
+
+def test_the_baked_ami_boots_its_release_without_s3(booted, stack):
+    boot = booted("web-ami")
+    assert boot.first("ready")["all_active"] is True
+    report = boot.first("release")
+    assert report["active"] == stack.store.release and report["installed"] == [stack.store.release], report
+    assert_tree_root_owned_and_readable(report["tree"])
+    assert report["app_user_imports"] == "ok", report
+    assert not any(r["service"] == "s3" and r["key"].endswith(".tar.gz") for r in boot.first("aws-requests"))
+    assert booted("web-ami").first("web")["healthz"]["status"] == 200
+
+
+def test_the_ops_tools_scripts_deploy_the_next_release_in_place(booted):
+    report = booted("web").first("deploy")
+    assert report["install"]["rc"] == 0, report
+    assert report["switch"]["rc"] == 0, report
+    assert report["active_after"] == vm_image.NEXT_RELEASE and report["all_active_after"], report
+    assert_tree_root_owned_and_readable(report["tree_after"])
+    assert report["healthz_after"]["status"] == 200, report
+
+
+def test_a_replaced_instance_boots_the_live_release(replaced_web, stack):
+    assert replaced_web.first("ready")["all_active"] is True
+    report = replaced_web.first("release")
+    # Same user-data (app.release still the configured one), yet it installs only the live release.
+    assert report["active"] == vm_image.NEXT_RELEASE and report["installed"] == [vm_image.NEXT_RELEASE], report
+    assert requested(replaced_web, "GET", stack.store.artifact_key(vm_image.NEXT_RELEASE))
+    assert replaced_web.first("web")["healthz"]["status"] == 200

@@ -3,8 +3,9 @@ prints one marked line per finding on the serial console, then powers the VM off
 
 Lines look like `VMTEST <key> <json>`; tests/vm reads them from the console file. The probe only
 observes and exercises what the program installed; every judgement is made by the tests.
-Scenario (kernel command line `vmtest.scenario=`): `restart` adds the kill -9 / redelivery and the
-warm-shutdown checks on the default queue's worker.
+Scenario (the boot's test data, vmtest_data.py): `restart` adds the kill -9 / redelivery and the
+warm-shutdown checks on the default queue's worker; `deploy` runs the ops tool's install and
+switch scripts as SSM's AWS-RunShellScript would (root, /bin/sh).
 """
 
 import json
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 from urllib.request import Request, urlopen
 
 import yaml
+from vmtest_data import boot_data
 
 CONSOLE = "/dev/ttyS0"
 USER_DATA = Path("/var/lib/cloud/instance/user-data.txt")
@@ -26,6 +28,10 @@ APP_ENV_FILES = ("/etc/app/app.env", str(SECRETS_ENV))
 APP_SRC = "/srv/app/current/src"
 APP_PYTHON = "/srv/app/current/venv/bin/python"
 APP_SIDE = "/usr/local/lib/vm-test/app_side.py"
+APP_ROOT = Path("/srv/app")
+AWS_ENV = Path("/etc/vm-test/aws.env")
+AWS_REQUESTS = Path("/run/vm-test/aws-requests.jsonl")
+AGENT_UNIT = "amazon-ssm-agent.service"
 WORKER_UNIT = "celery-worker-default.service"
 KNOWN_UNITS = (
     "app-secrets.service",
@@ -78,6 +84,21 @@ def enabled_units() -> list[str]:
 def states(units: list[str]) -> dict[str, str]:
     out = run("systemctl", "is-active", *units).stdout.split()
     return dict(zip(units, out))
+
+
+def settled(units: list[str]) -> str | None:
+    """ "active" once every unit is; "failed" once one failed and cloud-init has finished (it
+    will not start them again); None while the boot is still under way."""
+    found = states(units).values()
+    if all(state == "active" for state in found):
+        return "active"
+    if "failed" in found and Path("/var/lib/cloud/instance/boot-finished").exists():
+        return "failed"
+    return None
+
+
+def journal(unit: str) -> list[str]:
+    return run("journalctl", "-u", unit, "-o", "cat", "--no-pager").stdout.splitlines()[-25:]
 
 
 def show(unit: str) -> dict[str, str]:
@@ -165,7 +186,7 @@ def check_cloud_init() -> None:
 
 
 def check_units(units: list[str]) -> None:
-    emit("units", states(sorted(set(units) | set(KNOWN_UNITS))))
+    emit("units", states(sorted(set(units) | set(KNOWN_UNITS) | {AGENT_UNIT})))
     for unit in units:
         properties = show(unit)
         emit(
@@ -173,13 +194,111 @@ def check_units(units: list[str]) -> None:
         )
 
 
+def release_tree(release: str) -> dict[str, object]:
+    """Ownership and modes of an installed release: what the app user can enter, read and run."""
+    root = APP_ROOT / "releases" / release
+    not_root, bad_dirs, unreadable, entries = [], [], [], 0
+    for directory, _, files in os.walk(root):
+        for path in [Path(directory), *(Path(directory) / name for name in files)]:
+            info = path.lstat()
+            entries += 1
+            if info.st_uid != 0 or info.st_gid != 0:
+                not_root.append(str(path))
+            if path.is_symlink():
+                continue
+            if path.is_dir() and info.st_mode & 0o7777 != 0o755:
+                bad_dirs.append(f"{path} {info.st_mode & 0o7777:o}")
+            elif path.is_file() and not info.st_mode & 0o004:
+                unreadable.append(f"{path} {info.st_mode & 0o7777:o}")
+    return {
+        "entries": entries,
+        "not_root_owned": not_root[:20],
+        "dirs_not_0755": bad_dirs[:20],
+        "files_not_world_readable": unreadable[:20],
+    }
+
+
+def check_release() -> None:
+    """Which release is active, how it got there, and whether the app user can use it."""
+    active = Path(os.readlink(APP_ROOT / "current")).name if (APP_ROOT / "current").is_symlink() else None
+    releases_dir = APP_ROOT / "releases"
+    as_app = run(
+        "setpriv",
+        "--reuid=app",
+        "--regid=app",
+        "--clear-groups",
+        "--",
+        "/bin/sh",
+        "-c",
+        f"cd {APP_SRC} && exec {APP_PYTHON} -c 'import django, celery, proj; print(\"ok\")'",
+    )
+    emit(
+        "release",
+        {
+            "active": active,
+            "installed": sorted(p.name for p in releases_dir.iterdir() if (p / ".installed").is_file())
+            if releases_dir.is_dir()
+            else [],
+            "modes": {str(p): f"{p.stat().st_mode & 0o7777:o}" for p in (APP_ROOT, releases_dir) if p.exists()},
+            "tree": release_tree(active) if active else {},
+            "app_user_imports": (as_app.stdout + as_app.stderr).strip()[-500:],
+            "journal": journal("app-release.service"),
+        },
+    )
+
+
+def check_agent() -> None:
+    """The SSM agent install the user-data runs: package, unit, state."""
+    package = run("dpkg-query", "-W", "-f", "${Status} ${Version}", "amazon-ssm-agent")
+    emit(
+        "ssm-agent",
+        {
+            "package": package.stdout.strip() if package.returncode == 0 else None,
+            "active": run("systemctl", "is-active", AGENT_UNIT).stdout.strip(),
+            "enabled": run("systemctl", "is-enabled", AGENT_UNIT).stdout.strip(),
+            "unit_file": show(AGENT_UNIT).get("FragmentPath"),
+        },
+    )
+
+
+def check_aws_requests() -> None:
+    lines = AWS_REQUESTS.read_text().splitlines() if AWS_REQUESTS.exists() else []
+    emit("aws-requests", [json.loads(line) for line in lines])
+
+
+def run_as_ssm(script: str) -> dict[str, object]:
+    """A script as SSM's AWS-RunShellScript runs it: /bin/sh, root; AWS's endpoints are the
+    guest's stand-ins (on EC2 the agent's environment reaches AWS through the instance role)."""
+    aws = dict(line.split("=", 1) for line in AWS_ENV.read_text().splitlines() if "=" in line)
+    result = run("/usr/bin/env", *(f"{k}={v}" for k, v in aws.items()), "/bin/sh", "-c", script, timeout=600)
+    return {"rc": result.returncode, "output": (result.stdout + result.stderr).strip().splitlines()[-15:]}
+
+
+def check_deploy(deploy: dict[str, str], units: list[str]) -> None:
+    """The ops tool's deploy of another release on this running instance: install, then switch."""
+    installed = run_as_ssm(deploy["install"])
+    switched = run_as_ssm(deploy["switch"]) if installed["rc"] == 0 else None
+    ready = wait_until(lambda: all(s == "active" for s in states(units).values()), timeout=300)
+    report: dict[str, object] = {"install": installed, "switch": switched, "all_active_after": bool(ready)}
+    report["active_after"] = Path(os.readlink(APP_ROOT / "current")).name
+    report["tree_after"] = release_tree(str(report["active_after"]))
+    if "gunicorn.service" in units:
+        host = allowed_host()
+        report["healthz_after"] = wait_until(lambda: (h := http("GET", "/healthz", host))["status"] == 200 and h, 120)
+    emit("deploy", report)
+
+
 def check_redis() -> None:
     emit("redis", {"auth_ping": redis_cli("PING"), "anonymous_ping": redis_cli("PING", password=False)})
 
 
-def check_web() -> None:
+def allowed_host() -> str:
     app_env = dict(line.split("=", 1) for line in Path("/etc/app/app.env").read_text().splitlines() if "=" in line)
-    host = app_env["DJANGO_ALLOWED_HOSTS"].strip("'").split(",")[0]
+    return app_env["DJANGO_ALLOWED_HOSTS"].strip("'").split(",")[0]
+
+
+def check_web() -> None:
+    host = allowed_host()
     health = http("GET", "/healthz", host)
     enqueued = http("POST", "/tasks/healthcheck", host)
     queued = redis_cli("LRANGE", "default", "0", "-1", db=0)
@@ -265,20 +384,32 @@ def check_warm_stop() -> None:
 
 
 def probe() -> None:
-    scenario = next(
-        (
-            part.split("=", 1)[1]
-            for part in Path("/proc/cmdline").read_text().split()
-            if part.startswith("vmtest.scenario=")
-        ),
-        "",
-    )
+    data = boot_data()
+    scenario = data.get("scenario", "")
     emit("start", {"uptime": uptime(), "scenario": scenario})
     units = wait_until(enabled_units, timeout=600)
-    ready = wait_until(lambda: all(s == "active" for s in states(units).values()), timeout=600)
-    emit("ready", {"uptime": uptime(), "all_active": bool(ready), "units": units})
+    ready = wait_until(lambda: settled(units), timeout=600) == "active"
+    emit("ready", {"uptime": uptime(), "all_active": ready, "units": units})
+    if not ready:
+        emit("not-active", {unit: journal(unit) for unit, state in states(units).items() if state != "active"})
     check_cloud_init()
     check_units(units)
+    if "app-release.service" in units:  # not on a boot without the program (the benchmark's baseline)
+        check_program(units, scenario, data)
+    check_aws_requests()
+    emit(
+        "boot-timing",
+        {
+            "blame": run("systemd-analyze", "blame").stdout.splitlines()[:12],
+            "cloud_init": run("cloud-init", "analyze", "blame").stdout.splitlines()[:30],
+            "chain": run("systemd-analyze", "critical-chain").stdout.splitlines()[:25],
+        },
+    )
+
+
+def check_program(units: list[str], scenario: str, data: dict) -> None:
+    check_release()
+    check_agent()
     check_redis()
     if "gunicorn.service" in units:
         check_web()
@@ -289,14 +420,8 @@ def probe() -> None:
     if scenario == "restart":
         check_restart()
         check_warm_stop()
-    emit(
-        "boot-timing",
-        {
-            "blame": run("systemd-analyze", "blame").stdout.splitlines()[:12],
-            "cloud_init": run("cloud-init", "analyze", "blame").stdout.splitlines()[:30],
-            "chain": run("systemd-analyze", "critical-chain").stdout.splitlines()[:25],
-        },
-    )
+    if scenario == "deploy":
+        check_deploy(data["deploy"], units)
 
 
 def main() -> None:
