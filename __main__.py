@@ -8,6 +8,7 @@ from pulumi.runtime.config import CONFIG, get_config_env
 
 from components.access import AccessArgs, InstanceAccess
 from components.fleet import Fleet, FleetArgs
+from components.live_release import LiveRelease, LiveReleaseArgs
 from components.network import Network, NetworkArgs
 from components.redis import Redis, RedisArgs
 from components.secrets import Secrets, SecretsArgs
@@ -57,10 +58,15 @@ redis = Redis(
         tags=tags,
     ),
 )
+# app.release seeds the live release; deploys and rollbacks move it (see components/live_release.py).
+live_release = LiveRelease(
+    name, LiveReleaseArgs(settings.parameter_name("release"), initial_release=settings.app.release, tags=tags)
+)
 access = InstanceAccess(
     name,
     AccessArgs(
         secret_parameter_arns=[secrets.auth_token_parameter_arn, secrets.django_secret_key_parameter_arn],
+        release_parameter_arn=live_release.parameter_arn,
         artifact_location=(
             f"{settings.app.artifact_bucket}/{settings.app.artifact_prefix}" if settings.app.source == "s3" else None
         ),
@@ -84,7 +90,7 @@ fleet = Fleet(
 pulumi.export("project", settings.project)
 pulumi.export("stack", settings.stack)
 pulumi.export("region", settings.region)
-pulumi.export("release", settings.app.release)
+pulumi.export("releaseParameter", live_release.parameter_name)
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("redisPrimaryEndpoint", redis.primary_endpoint)
 pulumi.export("redisReaderEndpoint", redis.reader_endpoint)

@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[impor
 from ops.errors import OpsError, UsageError
 from ops.executor import Executor, SsmExecutor
 from ops.inventory import Instance, discover
+from ops.live_release import LiveReleaseParameter, default_parameter
 from ops.rollout import Rollout, RolloutFailed, Timeouts, switch_beat
 from ops.stack import StackTarget, load_outputs, release_name, resolve_target
 from ops.state import StateStore, default_state_dir
@@ -211,7 +212,10 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
         target = resolve_target(args.stack, args.region, outputs)
         ec2, ssm = aws_clients(target)
         instances = discover(ec2, target.stack)
-        return run_command(args, target, instances, executor or SsmExecutor(ssm, poll_interval=args.poll_interval))
+        live = LiveReleaseParameter(ssm, (outputs or {}).get("releaseParameter") or default_parameter(target.stack))
+        return run_command(
+            args, target, instances, executor or SsmExecutor(ssm, poll_interval=args.poll_interval), live
+        )
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
@@ -226,13 +230,19 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
         return 1
 
 
-def run_command(args: argparse.Namespace, target: StackTarget, instances: list[Instance], executor: Executor) -> int:
+def run_command(
+    args: argparse.Namespace,
+    target: StackTarget,
+    instances: list[Instance],
+    executor: Executor,
+    live: LiveReleaseParameter,
+) -> int:
     if args.command == "verify":
         return verify_command(args, instances, executor)
     if args.command == "beat":
         switch_beat(executor, instances, args.action, args.command_timeout, out)
         return 0
-    return rollout_command(args, target, instances, executor)
+    return rollout_command(args, target, instances, executor, live)
 
 
 def checks_from(args: argparse.Namespace) -> VerifyOptions:
@@ -250,7 +260,11 @@ def verify_command(args: argparse.Namespace, instances: list[Instance], executor
 
 
 def rollout_command(
-    args: argparse.Namespace, target: StackTarget, instances: list[Instance], executor: Executor
+    args: argparse.Namespace,
+    target: StackTarget,
+    instances: list[Instance],
+    executor: Executor,
+    live: LiveReleaseParameter,
 ) -> int:
     store = StateStore(args.state_dir, target.stack)
     release = args.release
@@ -275,6 +289,7 @@ def rollout_command(
         ),
         verify_options=checks_from(args),
         store=store,
+        live=live,
         identity_flags=identity_flags(target),
         out=out,
         poll_interval=args.poll_interval,

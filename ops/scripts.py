@@ -18,6 +18,7 @@ APP_ENV = "/etc/app/app.env"
 SECRETS_ENV = "/run/app-secrets/secrets.env"
 RELEASE_ENV = "/etc/app/release.env"
 APP_CURRENT = "/srv/app/current"
+VERSION_ENV = f"{APP_CURRENT}/version.env"  # APP_RELEASE of the active release (app-release writes it)
 APP_RELEASE = "/usr/local/sbin/app-release"
 BEAT_UNIT = "celery-beat.service"
 WEB_UNIT = "gunicorn.service"
@@ -38,6 +39,7 @@ set -u
 load_env() {{
   set -a
   . {APP_ENV}
+  . {VERSION_ENV}
   . {SECRETS_ENV}
   set +a
 }}
@@ -57,14 +59,14 @@ worker_queues() {{
 
 _CHECK_FUNCTIONS = f"""\
 check_env_file() {{
-  for f in {APP_ENV} {SECRETS_ENV}; do
+  for f in {APP_ENV} {VERSION_ENV} {SECRETS_ENV}; do
     [ -r "$f" ] || {{ echo "$f is missing"; return 1; }}
   done
   load_env
   for v in DJANGO_SETTINGS_MODULE CELERY_APP APP_RELEASE CELERY_BROKER_URL DJANGO_SECRET_KEY; do
     eval "[ -n \\"\\${{$v:-}}\\" ]" || {{ echo "$v is not set"; return 1; }}
   done
-  echo "both env files present"
+  echo "env files present"
 }}
 check_services() {{
   units="{" ".join(ONESHOT_UNITS)}"

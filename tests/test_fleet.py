@@ -109,6 +109,12 @@ def test_access_grants_ssm_core_and_exactly_the_secrets_and_releases(prod):
             "Sid": "ReadStackSecrets",
         },
         {
+            "Action": "ssm:GetParameter",
+            "Effect": "Allow",
+            "Resource": "arn:aws:ssm:eu-west-1:123456789012:parameter/django-stack/prod/release",
+            "Sid": "ReadLiveRelease",
+        },
+        {
             "Action": "s3:GetObject",
             "Effect": "Allow",
             "Resource": "arn:aws:s3:::example-django-stack-releases/releases/*.tar.gz",

@@ -191,14 +191,101 @@ def test_release_tree_is_readable_by_the_app_user_under_the_units_umask(tmp_path
     assert stat.S_IMODE((current / "src" / "manage.py").stat().st_mode) == 0o644
 
 
-def test_ensure_keeps_a_release_a_deploy_activated(tmp_path):
+# --- app-release ensure: the live release from Parameter Store, the artifact from S3 -------------
+
+BUCKET, PREFIX = "test-releases", "releases/"
+
+
+def aws_standins(endpoint: str) -> dict[str, str]:
+    """What app-release.service would get: release.env's names plus the instance role's
+    credentials, with both AWS endpoints pointed at moto."""
+    return {
+        "AWS_ENDPOINT_URL_SSM": endpoint,
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "eu-west-1",
+        "ARTIFACT_BUCKET": BUCKET,
+        "ARTIFACT_PREFIX": PREFIX,
+    }
+
+
+def client(endpoint: str, service: str):
+    return boto3.client(
+        service,
+        region_name="eu-west-1",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def publish(endpoint: str, tmp_path: Path, *releases: str) -> None:
+    """scripts/build-release.sh's output uploaded as the README says (aws s3 cp)."""
+    s3 = client(endpoint, "s3")
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    for release in releases:
+        s3.upload_file(str(artifact(tmp_path, release)), BUCKET, f"{PREFIX}{release}.tar.gz")
+
+
+def set_live(endpoint: str, parameter: str, release: str) -> None:
+    client(endpoint, "ssm").put_parameter(Name=parameter, Value=release, Type="String", Overwrite=True)
+
+
+@pytest.fixture()
+def live_parameter(request) -> str:
+    """A parameter name of this test's own on the module's shared moto server."""
+    return f"/django-stack/{request.node.name[:40]}/release"
+
+
+def test_ensure_installs_the_live_release_from_s3_readable_for_the_app_user(parameter_store, live_parameter, tmp_path):
+    publish(parameter_store, tmp_path, "r1", "r2")
+    set_live(parameter_store, live_parameter, "r2")
+    root = tmp_path / "srv-app"
+    booted = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store))
+    assert booted.returncode == 0, booted.stderr
+    assert f"downloading s3://{BUCKET}/{PREFIX}r2.tar.gz" in booted.stdout
+    assert release_tool(root, "current").stdout.strip() == "r2"
+    assert (root / "current" / "version.env").read_text() == "APP_RELEASE=r2\n"
+    assert unreadable_for_others(root) == []  # under the unit's umask, like every release_tool run
+
+
+def test_ensure_catches_up_with_a_release_recorded_while_the_instance_was_down(
+    parameter_store, live_parameter, tmp_path
+):
     root = tmp_path / "srv-app"
     for release in ("r1", "r2"):
         release_tool(root, "install", release, "--artifact", str(artifact(tmp_path, release)))
-    release_tool(root, "activate", "r2")
-    kept = release_tool(root, "ensure", APP_RELEASE="r1")
-    assert kept.returncode == 0 and "r2 is active; leaving it (configured: r1)" in kept.stdout
+    release_tool(root, "activate", "r1")
+    set_live(parameter_store, live_parameter, "r2")
+    env = aws_standins(parameter_store) | {"ARTIFACT_BUCKET": ""}  # installed: nothing to download
+    caught_up = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **env)
+    assert caught_up.returncode == 0, caught_up.stderr
     assert release_tool(root, "current").stdout.strip() == "r2"
+    again = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **env)
+    assert again.returncode == 0 and again.stdout.strip() == "app-release: r2 (the live release) is active"
+    set_live(parameter_store, live_parameter, "r3")  # source: ami, and the image lacks it
+    no_bucket = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **env)
+    assert no_bucket.returncode == 1 and "r3 is not installed and ARTIFACT_BUCKET is not set" in no_bucket.stderr
+
+
+def test_ensure_fails_in_one_line_when_the_live_release_cannot_be_read(parameter_store, live_parameter, tmp_path):
+    root = tmp_path / "srv-app"
+    release_tool(root, "install", "r1", "--artifact", str(artifact(tmp_path, "r1")))
+    release_tool(root, "activate", "r1")
+    missing = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store))
+    assert missing.returncode == 1
+    assert missing.stderr.startswith(f"app-release: cannot read the live release from {live_parameter}: ")
+    assert "ParameterNotFound" in missing.stderr and len(missing.stderr.splitlines()) == 1
+    unset = release_tool(root, "ensure", **aws_standins(parameter_store))
+    assert (unset.returncode, unset.stderr) == (
+        1,
+        "app-release: RELEASE_PARAMETER is not set (see /etc/app/release.env)\n",
+    )
+    set_live(parameter_store, live_parameter, "../etc")
+    hostile = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store))
+    assert (hostile.returncode, hostile.stderr) == (1, "app-release: invalid release name '../etc'\n")
+    assert release_tool(root, "current").stdout.strip() == "r1"  # nothing changed
 
 
 def test_release_refuses_bad_input_and_hostile_artifacts(tmp_path):
@@ -212,5 +299,3 @@ def test_release_refuses_bad_input_and_hostile_artifacts(tmp_path):
     assert refused.returncode == 1 and "escapes the release directory" in refused.stderr
     assert not (tmp_path / "escaped").exists()
     assert release_tool(root, "list").stdout.split() == []
-    no_bucket = release_tool(root, "ensure", APP_RELEASE="r1")
-    assert no_bucket.returncode == 1 and "ARTIFACT_BUCKET is not set" in no_bucket.stderr

@@ -11,7 +11,7 @@ from tools.render_stack import main
 
 def test_writes_each_instances_user_data_files_and_the_resource_table(tmp_path, capsys):
     assert main(["--stack", "prod", "--out", str(tmp_path)]) == 0
-    assert "stack prod: 52 resources, 4 instances" in capsys.readouterr().out
+    assert "stack prod: 54 resources, 4 instances" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["resources.md", "web-0", "web-1", "worker-1", "worker-beat"]
     beat = tmp_path / "worker-beat"
     assert (beat / "user-data.yaml").read_text().startswith("#cloud-config\n")

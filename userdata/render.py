@@ -31,6 +31,9 @@ APP_ENV = f"{ETC_DIR}/app.env"
 GUNICORN_ENV = f"{ETC_DIR}/gunicorn.env"
 SECRETS_SOURCE_ENV = f"{ETC_DIR}/secrets-source.env"
 RELEASE_ENV = f"{ETC_DIR}/release.env"
+# Written by app-release into each release it installs: APP_RELEASE=<that release>. Read through
+# `current` when a unit starts, so a process always reports the release whose code it runs.
+VERSION_ENV = f"{APP_CURRENT}/version.env"
 SECRETS_DIR_NAME = "app-secrets"
 SECRETS_ENV = f"/run/{SECRETS_DIR_NAME}/secrets.env"
 BEAT_STATE_DIR_NAME = "celery-beat"
@@ -116,7 +119,6 @@ def app_env(settings: Settings) -> dict[str, str | int]:
     return {
         "DJANGO_SETTINGS_MODULE": app.django_settings_module,
         "CELERY_APP": app.module,
-        "APP_RELEASE": app.release,
         "DJANGO_ALLOWED_HOSTS": ",".join(app.allowed_hosts),
         "CELERY_TASK_DEFAULT_QUEUE": worker.default_queue.name,
         "CELERY_TASK_ROUTES": json.dumps(routes, separators=(",", ":"), sort_keys=True),
@@ -164,8 +166,13 @@ def secrets_source_env(machine: Machine) -> dict[str, str | int]:
 
 
 def release_env(settings: Settings) -> dict[str, str | int]:
+    """app-release's input. No release name: the live one is read from the parameter at boot
+    (app.release only seeds it), so a deploy never leaves new instances booting an old release."""
     app = settings.app
-    values: dict[str, str | int] = {"APP_RELEASE": app.release, "AWS_REGION": settings.region}
+    values: dict[str, str | int] = {
+        "RELEASE_PARAMETER": settings.parameter_name("release"),
+        "AWS_REGION": settings.region,
+    }
     if app.source == "s3" and app.artifact_bucket:
         values |= {"ARTIFACT_BUCKET": app.artifact_bucket, "ARTIFACT_PREFIX": app.artifact_prefix}
     return values
@@ -193,6 +200,7 @@ def _render_unit(template: str, **values: Any) -> str:
         group=GROUP,
         app_current=APP_CURRENT,
         app_env=APP_ENV,
+        version_env=VERSION_ENV,
         secrets_env=SECRETS_ENV,
         **values,
     )
