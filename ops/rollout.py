@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
+from ops import live_release
 from ops.errors import OpsError
 from ops.executor import CommandResult, Executor
 from ops.inventory import Instance, beat_instance, by_role
-from ops.live_release import LiveReleaseParameter, read, record
+from ops.live_release import LiveReleaseParameter
 from ops.scripts import (
     beat_script,
     current_release_script,
@@ -145,7 +146,7 @@ class Rollout:
                 result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "none"
             )
             self.out(f"  {instance.label}: {self.releases[instance.instance_id]}")
-        self.out(f"  live release ({self.live.name}): {read(self.live.ssm, self.live.name)}")
+        self.out(f"  live release ({self.live.name}): {live_release.read(self.live.ssm, self.live.name)}")
 
     def _remember(self, complete: bool) -> None:
         record = self.store.load()
@@ -246,7 +247,7 @@ class Rollout:
             raise OpsError(f"not on {self.target}: {', '.join(behind)}")
 
     def _record_live(self) -> None:
-        record(self.live.ssm, self.live.name, self.target)
+        live_release.record(self.live.ssm, self.live.name, self.target)
         self.out(f"live release ({self.live.name}): {self.target}; new instances boot it")
 
     # --- failure --------------------------------------------------------------------------------
