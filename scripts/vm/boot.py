@@ -25,7 +25,10 @@ sys.path[:0] = [str(HERE), str(REPO)]
 
 from image import REDIS_HOST, STACK, Image, ReleaseStore  # noqa: E402
 
+from tools.render_stack import StackRender, render_stack  # noqa: E402
 from userdata.render import RELEASE_ENV, written_files  # noqa: E402
+
+PARAMETER_TYPE = "aws:ssm/parameter:Parameter"
 
 # The roles the tests boot: name -> how to pick that instance from the rendered stack.
 ROLES = ("web", "worker-beat", "worker")
@@ -86,13 +89,14 @@ class Boot:
         return next(r.seconds for r in self.reports if r.key == key)
 
 
-def role_user_data(overrides: dict[str, Any] = VM_OVERRIDES) -> dict[str, tuple[str, dict[str, str]]]:
-    """role -> (user-data, tags) as the program renders them for this image."""
-    from tools.render_stack import render_stack
+def render(overrides: dict[str, Any]) -> StackRender:
+    return render_stack(STACK, overrides=overrides, redis_endpoint=REDIS_HOST)
 
-    render = render_stack(STACK, overrides=overrides, redis_endpoint=REDIS_HOST)
+
+def role_user_data(rendered: StackRender) -> dict[str, tuple[str, dict[str, str]]]:
+    """role -> (user-data, tags) as the program renders them for this image."""
     picked: dict[str, tuple[str, dict[str, str]]] = {}
-    for instance in render.instances:
+    for instance in rendered.instances:
         if instance.role == "web":
             role = "web"
         elif instance.tags.get("celery-beat") == "true":
@@ -118,15 +122,19 @@ class VmStack:
 
     roles: dict[str, tuple[str, dict[str, str]]]
     store: ReleaseStore
-    # The live release's Parameter Store name, when the program renders one (RELEASE_PARAMETER).
-    release_parameter: str | None
+    # The live release's Parameter Store name (release.env's RELEASE_PARAMETER).
+    release_parameter: str
 
 
 def vm_stack() -> VmStack:
-    roles = role_user_data()
+    rendered = render(VM_OVERRIDES)
+    roles = role_user_data(rendered)
     env = release_env(roles["web"][0])
-    store = ReleaseStore(env["AWS_REGION"], env["ARTIFACT_BUCKET"], env["ARTIFACT_PREFIX"], env["APP_RELEASE"])
-    return VmStack(roles, store, env.get("RELEASE_PARAMETER"))
+    parameter = env["RELEASE_PARAMETER"]
+    # The release `pulumi up` seeds the parameter with (the program's own resource input).
+    release = next(r.inputs["insecureValue"] for r in rendered.of_type(PARAMETER_TYPE) if r.inputs["name"] == parameter)
+    store = ReleaseStore(env["AWS_REGION"], env["ARTIFACT_BUCKET"], env["ARTIFACT_PREFIX"], release)
+    return VmStack(roles, store, parameter)
 
 
 def has_hardware_virtualisation() -> bool:

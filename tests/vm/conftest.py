@@ -71,15 +71,12 @@ def parameter_store(stack: harness.VmStack) -> Iterator[Any]:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    if stack.release_parameter:  # test_a_replaced_instance_boots_the_live_release fails without one
-        ssm.put_parameter(Name=stack.release_parameter, Value=stack.store.release, Type="String")
+    ssm.put_parameter(Name=stack.release_parameter, Value=stack.store.release, Type="String")
     yield ssm
     server.stop()
 
 
 def seeded_parameters(stack: harness.VmStack, ssm: Any) -> dict[str, dict[str, str]]:
-    if not stack.release_parameter:
-        return {}
     value = ssm.get_parameter(Name=stack.release_parameter)["Parameter"]["Value"]
     return {stack.release_parameter: {"type": "String", "value": value}}
 
@@ -110,7 +107,7 @@ def booted(
         elif name == "worker-beat":
             boots[name] = start(name, "worker-beat", stack.roles["worker-beat"][0], image.base)
         elif name == "web-ami":
-            user_data = harness.role_user_data(harness.AMI_OVERRIDES)["web"][0]
+            user_data = harness.role_user_data(harness.render(harness.AMI_OVERRIDES))["web"][0]
             boots[name] = start(name, "web", user_data, image.ami)
         elif name == "web-replaced":
             boots[name] = start(name, "web", stack.roles["web"][0], image.base)
@@ -129,6 +126,18 @@ def replaced_web(booted: Callable[[str], harness.Boot], stack: harness.VmStack, 
 
     deploy = booted("web").first("deploy")
     assert deploy["switch"] and deploy["switch"]["rc"] == 0, deploy
-    assert stack.release_parameter, "the rendered release.env names no RELEASE_PARAMETER"
     record(parameter_store, stack.release_parameter, deploy["active_after"])
     return booted("web-replaced")
+
+
+@pytest.fixture(scope="session")
+def any_boot(booted: Callable[[str], harness.Boot], request: pytest.FixtureRequest) -> Callable[[str], harness.Boot]:
+    """Any boot by name; web-replaced only through replaced_web (it needs the deploy recorded)."""
+
+    def get(name: str) -> harness.Boot:
+        if name == "web-replaced":
+            boot: harness.Boot = request.getfixturevalue("replaced_web")
+            return boot
+        return booted(name)
+
+    return get

@@ -24,7 +24,7 @@ from vmtest_data import boot_data
 CONSOLE = "/dev/ttyS0"
 USER_DATA = Path("/var/lib/cloud/instance/user-data.txt")
 SECRETS_ENV = Path("/run/app-secrets/secrets.env")
-APP_ENV_FILES = ("/etc/app/app.env", str(SECRETS_ENV))
+APP_ENV_FILES = ("/etc/app/app.env", "/srv/app/current/version.env", str(SECRETS_ENV))  # the units' own
 APP_SRC = "/srv/app/current/src"
 APP_PYTHON = "/srv/app/current/venv/bin/python"
 APP_SIDE = "/usr/local/lib/vm-test/app_side.py"
