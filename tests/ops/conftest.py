@@ -49,7 +49,12 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.2)
     yield url
     server.terminate()
-    server.wait(timeout=10)
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        # Seen on the loaded 2-core machine: no exit within 10 s of SIGTERM. The run is over.
+        server.kill()
+        server.wait(timeout=10)
     log.close()
 
 
