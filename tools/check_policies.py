@@ -14,11 +14,8 @@ import sys
 
 import pulumi
 
-from tools.render_stack import ROOT, StackRender, available_stacks, render_stack
-
-# The pack's modules import each other by bare name, as when the CLI runs `python policy/`.
-sys.path.insert(0, str(ROOT / "policy"))
-import rules
+from policy import rules
+from tools.render_stack import StackRender, available_stacks, render_stack
 
 
 def violations(render: StackRender) -> list[str]:

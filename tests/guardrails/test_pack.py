@@ -16,12 +16,12 @@ from typing import Any
 
 import grpc
 import pytest
-import rules
 import yaml
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
+from policy import rules
 from tools.render_stack import ROOT, SECRET_SIG_KEY, RecordedResource, StackRender
 
 MANDATORY = analyzer_pb2.MANDATORY

@@ -15,12 +15,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-import rules
 import yaml
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from components.fleet import BEAT_TAG
 from components.security import REDIS_PORT
+from policy import rules
 from tools.render_stack import SECRET_SIG, SECRET_SIG_KEY, StackRender
 from userdata.render import decode_user_data
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import rules
 import yaml
 
+from policy import rules
 from tools import check_policies
 from tools.check_policies import violations
 from tools.render_stack import ROOT, RecordedResource, StackRender, available_stacks, render_stack
