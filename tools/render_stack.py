@@ -109,12 +109,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["arn"] = f"arn:aws:iam::{ACCOUNT}:{kind[0].lower() + kind[1:]}/{args.name}"
         return resource_id, state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             zones = [f"{self.region}{letter}" for letter in "abc"]
-            return {"names": zones, "zoneIds": [f"euw1-az{i}" for i in range(1, 4)], "id": self.region}
+            return {"names": zones, "zoneIds": [f"euw1-az{i}" for i in range(1, 4)], "id": self.region}, []
         if args.token == "aws:ec2/getAmi:getAmi":
-            return {"id": "ami-0a1b2c3d4e5f67890", "name": "debian-12-amd64-20261101-1000", "architecture": "x86_64"}
+            ami = {"id": "ami-0a1b2c3d4e5f67890", "name": "debian-12-amd64-20261101-1000", "architecture": "x86_64"}
+            return ami, []
         raise NotImplementedError(f"no mock for invoke {args.token}")
 
 
@@ -163,7 +164,7 @@ def run_program(stack: str, config: dict[str, Any], mocks: RecordingMocks) -> di
     sys.path.insert(0, str(ROOT))
     try:
 
-        @pulumi.runtime.test
+        @pulumi.runtime.test  # type: ignore[untyped-decorator]  # pulumi's decorator is untyped
         def program() -> None:
             runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
 
@@ -218,7 +219,7 @@ def _hide_secrets(value: Any) -> Any:
 
 
 def _public(inputs: dict[str, Any]) -> dict[str, Any]:
-    shown = _hide_secrets(inputs)
+    shown: dict[str, Any] = _hide_secrets(inputs)
     if "userDataBase64" in shown:
         shown["userDataBase64"] = "[gzip+base64 #cloud-config: see <instance>/user-data.yaml]"
     return shown
