@@ -48,7 +48,8 @@ REDIS_PORT: Final = 6379
 SSH_PORT: Final = 22
 # The only ports the whole internet may reach (a load balancer's listeners).
 WORLD_PORTS: Final = frozenset({80, 443})
-# docs/machine-layout.md: `celery-beat=true` on exactly one worker (components/fleet.py BEAT_TAG).
+# `celery-beat=true` on exactly one worker: userdata/layout.py BEAT_TAG (the pack runs alone,
+# without the repository on its path; a test holds the two equal).
 BEAT_TAG: Final = "celery-beat"
 
 # How the engine marks a secret on the wire; the mocks record secrets in this form, the policy

@@ -66,7 +66,7 @@ def test_parameter_group_never_evicts_broker_data(prod):
     params = only(prod, "aws:elasticache/parameterGroup:ParameterGroup")
     assert params["family"] == "redis7"
     assert params["parameters"] == [{"name": "maxmemory-policy", "value": "noeviction"}]
-    assert only(prod, GROUP)["parameterGroupName"] == "prod-params"
+    assert only(prod, GROUP)["parameterGroupName"] == "prod-redis-params"
 
 
 def test_only_private_subnets_and_the_redis_security_group(prod):
@@ -80,7 +80,7 @@ def test_only_private_subnets_and_the_redis_security_group(prod):
 def test_slow_log_goes_to_cloudwatch(prod):
     assert only(prod, GROUP)["logDeliveryConfigurations"] == [
         {
-            "destination": "prod-slow-log",
+            "destination": "prod-redis-slow-log",
             "destinationType": "cloudwatch-logs",
             "logFormat": "json",
             "logType": "slow-log",

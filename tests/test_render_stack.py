@@ -20,7 +20,7 @@ def test_writes_each_instances_user_data_files_and_the_resource_table(tmp_path, 
     script = beat / "files/usr/local/sbin/app-fetch-secrets"
     assert stat.S_IMODE(script.stat().st_mode) == 0o755
     table = (tmp_path / "resources.md").read_text()
-    assert "| `aws:elasticache/replicationGroup:ReplicationGroup` | `prod-group` |" in table
+    assert "| `aws:elasticache/replicationGroup:ReplicationGroup` | `prod-redis-group` |" in table
     assert '"authToken": "[secret]"' in table and "Mock0" not in table
 
 

@@ -109,7 +109,7 @@ def test_a_violation_comes_back_mandatory(analyzer: analyzer_pb2_grpc.AnalyzerSt
 def test_a_secret_auth_token_arrives_and_satisfies_the_policy(
     analyzer: analyzer_pb2_grpc.AnalyzerStub, prod: StackRender
 ) -> None:
-    group = resource(prod, "prod-group")
+    group = resource(prod, "prod-redis-group")
     assert SECRET_SIG_KEY in group.inputs["authToken"], "the token travels as a secret"
     assert analyze(analyzer, group.type_, group.name, group.inputs) == []
     without = {k: v for k, v in group.inputs.items() if k != "authToken"}

@@ -19,9 +19,9 @@ import rules
 import yaml
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from components.fleet import BEAT_TAG
 from components.security import REDIS_PORT
 from tools.render_stack import SECRET_SIG, SECRET_SIG_KEY, StackRender
+from userdata.layout import BEAT_TAG
 from userdata.render import decode_user_data
 
 Props = dict[str, Any]
@@ -92,7 +92,7 @@ def test_policy_constants_match_the_program() -> None:
 
 # --- ElastiCache ---------------------------------------------------------------------------------
 
-GROUP = "prod-group"
+GROUP = "prod-redis-group"
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ def test_elasticache_replication_group_of_the_program_passes(prod: StackRender) 
 def test_standalone_cache_cluster_violates_and_member_of_a_group_passes(prod: StackRender) -> None:
     group = inputs_of(prod, GROUP)
     standalone = {"engine": "redis", "nodeType": group["nodeType"], "numCacheNodes": 1.0}
-    member = {"replicationGroupId": "prod-group-abc"}
+    member = {"replicationGroupId": "prod-redis-group-abc"}
     assert rules.elasticache_encrypted_with_auth(rules.CACHE_CLUSTER, standalone)
     assert rules.elasticache_encrypted_with_auth(rules.CACHE_CLUSTER, member) == []
 
