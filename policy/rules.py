@@ -4,7 +4,7 @@ Each resource policy is `check(resource_type, props) -> list[str]` (one message 
 empty when compliant); the stack policy takes every resource as (type, name, props). `props`
 are the resource's inputs as the engine sees them: camelCase keys, numbers as floats. The same
 functions judge the engine's inputs (`__main__.py`, the policy pack) and what the program's
-mocks record (`tools.render_stack`, the tests), so the tests exercise what `pulumi preview` runs.
+mocks record (`offline_render`, the tests), so the tests exercise what `pulumi preview` runs.
 
 During a preview some inputs are not known yet (an id, the user-data that embeds the Redis
 endpoint). A value that is unknown is not judged here: the engine runs the pack again during

@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
+from offline_render.program import StackRender, render_stack
+from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
 from settings import Settings, load_settings
-from tools.render_stack import ROOT, SECRET_SIG, SECRET_SIG_KEY, StackRender, render_stack
+from tests import REPO_ROOT
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +28,7 @@ def render():
 
 def prod_config_values() -> dict[str, Any]:
     """The prod stack file's `django-stack:*` values, keyed as load_settings receives them."""
-    config = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    config = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())["config"]
     return {k.split(":", 1)[1]: json.dumps(v) for k, v in config.items() if k.startswith("django-stack:")}
 
 

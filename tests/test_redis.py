@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from offline_render.fake_aws import mock_id
 from tests.conftest import is_secret, named, only
-from tools.render_stack import mock_id
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 PASSWORD = "random:index/randomPassword:RandomPassword"

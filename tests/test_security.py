@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tools.render_stack import mock_id
+from offline_render.fake_aws import mock_id
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"

@@ -83,7 +83,7 @@ class Boot:
 
 def role_user_data() -> dict[str, tuple[str, dict[str, str]]]:
     """role -> (user-data, tags) as the program renders them for this image."""
-    from tools.render_stack import render_stack
+    from offline_render.program import render_stack
 
     render = render_stack(STACK, overrides=VM_OVERRIDES, redis_endpoint=REDIS_HOST)
     picked: dict[str, tuple[str, dict[str, str]]] = {}

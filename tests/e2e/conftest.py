@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))  # tools.render_stack, userdata.render: the program itself
+sys.path.insert(0, str(REPO))  # offline_render, userdata.render: the program itself
 
 from e2e_harness.deployment import Deployment  # noqa: E402
 from e2e_harness.redis_server import RedisServer  # noqa: E402

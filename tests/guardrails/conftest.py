@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from tools.render_stack import ROOT
+from tests import REPO_ROOT
 
-POLICY_DIR = ROOT / "policy"
+POLICY_DIR = REPO_ROOT / "policy"
 if str(POLICY_DIR) not in sys.path:
     sys.path.insert(0, str(POLICY_DIR))

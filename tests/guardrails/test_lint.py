@@ -8,17 +8,17 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tools.render_stack import ROOT
+from tests import REPO_ROOT
 
-BIN = ROOT / ".venv" / "bin"
+BIN = REPO_ROOT / ".venv" / "bin"
 
 
-def run(*command: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def run(*command: str | Path, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def test_lint_script_passes() -> None:
-    result = run("bash", ROOT / "scripts" / "lint.sh")
+    result = run("bash", REPO_ROOT / "scripts" / "lint.sh")
     hint = "\nformatting and safe fixes: bash scripts/lint.sh --fix"
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:] + hint
 
@@ -26,14 +26,14 @@ def test_lint_script_passes() -> None:
 def test_ruff_rejects_an_unused_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import os\n")
-    result = run(BIN / "ruff", "check", "--no-fix", "--config", ROOT / "ruff.toml", bad)
+    result = run(BIN / "ruff", "check", "--no-fix", "--config", REPO_ROOT / "ruff.toml", bad)
     assert result.returncode == 1 and "F401" in result.stdout
 
 
 def test_ruff_format_rejects_unformatted_code(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("x = {'a':1}\n")
-    result = run(BIN / "ruff", "format", "--check", "--config", ROOT / "ruff.toml", bad)
+    result = run(BIN / "ruff", "format", "--check", "--config", REPO_ROOT / "ruff.toml", bad)
     assert result.returncode == 1
 
 
@@ -42,7 +42,7 @@ def test_mypy_is_strict_on_components(tmp_path: Path) -> None:
     (tmp_path / "components").mkdir()
     (tmp_path / "components" / "__init__.py").write_text("")
     (tmp_path / "components" / "loose.py").write_text("def untyped(x):\n    return x\n")
-    shutil.copy(ROOT / "mypy.ini", tmp_path / "mypy.ini")
+    shutil.copy(REPO_ROOT / "mypy.ini", tmp_path / "mypy.ini")
     result = run(BIN / "mypy", "--no-incremental", cwd=tmp_path)
     assert result.returncode == 1 and "no-untyped-def" in result.stdout, result.stdout
 

@@ -1,6 +1,6 @@
 """Every policy against a resource the program builds (passes) and one derived from it (violates).
 
-The passing resources are the prod stack's, recorded by tools.render_stack under Pulumi's mocks:
+The passing resources are the prod stack's, recorded by offline_render under Pulumi's mocks:
 camelCase inputs, numbers as floats, secrets in the engine's wire form. Each violating case is
 one of them with one input changed, so a test fails if a policy reads a field the program never
 sets, or under another name.
@@ -20,7 +20,8 @@ import yaml
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from components.security import REDIS_PORT
-from tools.render_stack import SECRET_SIG, SECRET_SIG_KEY, StackRender
+from offline_render.program import StackRender
+from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
 from userdata.layout import BEAT_TAG
 from userdata.render import decode_user_data
 

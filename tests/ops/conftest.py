@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tools.render_stack import StackRender
+from offline_render.program import StackRender
 
 MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 REGION = "eu-west-1"

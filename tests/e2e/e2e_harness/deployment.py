@@ -91,7 +91,7 @@ class Deployment:
         visibility_timeout: int = 12,
         plain_port: int | None = None,
     ) -> Deployment:
-        from tools.render_stack import render_stack
+        from offline_render.program import render_stack
         from userdata.render import enabled_units, written_files
 
         base = make_base()
