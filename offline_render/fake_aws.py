@@ -74,10 +74,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        # (result, check failures): pulumi iterates the failures, so none is [], never None.
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             zones = [f"{self.region}{letter}" for letter in "abc"]
-            return {"names": zones, "zoneIds": [f"euw1-az{i}" for i in range(1, 4)], "id": self.region}, None
+            return {"names": zones, "zoneIds": [f"euw1-az{i}" for i in range(1, 4)], "id": self.region}, []
         if args.token == "aws:ec2/getAmi:getAmi":
             ami = {"id": "ami-0a1b2c3d4e5f67890", "name": "debian-12-amd64-20261101-1000", "architecture": "x86_64"}
-            return ami, None
+            return ami, []
         raise NotImplementedError(f"no mock for invoke {args.token}")
