@@ -1,10 +1,12 @@
-"""Shared fixtures: the program rendered under Pulumi mocks, and settings for pure render tests."""
+"""Shared fixtures: the program rendered under Pulumi mocks, and settings for pure render tests.
+Also puts every test in its lane (scripts/test.sh LANE) by the directory it lives in."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -16,6 +18,24 @@ from offline_render.program import StackRender, render_stack
 from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
 from settings import Settings, load_settings
 from tests import REPO_ROOT
+
+TESTS = Path(__file__).resolve().parent
+# Lane by directory under tests/ ("" = tests/ itself); the markers are registered in pyproject.toml.
+LANES = {"": "unit", "ops": "unit", "e2e": "e2e", "vm": "vm", "guardrails": "guardrails"}
+
+
+def lane_of(path: Path) -> str | None:
+    directory = path.resolve().relative_to(TESTS).parent.parts[:1]
+    return LANES.get(directory[0] if directory else "")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m LANE` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    homeless = sorted({str(item.path) for item in items if lane_of(item.path) is None})
+    if homeless:
+        raise pytest.UsageError(f"tests outside every lane (tests/conftest.py LANES: {sorted(LANES)}): {homeless}")
+    for item in items:
+        item.add_marker(str(lane_of(item.path)))
 
 
 @pytest.fixture(scope="session")

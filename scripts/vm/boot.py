@@ -10,18 +10,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path[:0] = [str(HERE), str(REPO)]
-
-from image import IMAGE_RELEASE, REDIS_HOST, STACK, Image  # noqa: E402
+from scripts.vm.image import IMAGE_RELEASE, REDIS_HOST, STACK, Image
 
 # The roles the tests boot: name -> how to pick that instance from the rendered stack.
 ROLES = ("web", "worker-beat", "worker")
