@@ -51,7 +51,7 @@ def test_a_test_outside_every_lane_fails_collection(tmp_path: Path) -> None:
     # The repository's conftest in a scratch tests/ with a directory no lane claims.
     (tmp_path / "tests" / "misc").mkdir(parents=True)
     shutil.copy(TESTS / "conftest.py", tmp_path / "tests" / "conftest.py")
-    (tmp_path / "tests" / "__init__.py").write_text("")
+    shutil.copy(TESTS / "__init__.py", tmp_path / "tests" / "__init__.py")
     (tmp_path / "tests" / "misc" / "test_stray.py").write_text("def test_stray():\n    assert True\n")
     shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     result = subprocess.run(
