@@ -3,7 +3,7 @@
 Kept apart from __main__.py because constructing a PolicyPack starts the analyzer server. The CLI
 runs the pack as `python policy/` with the repository's .venv, where the editable install makes
 the package `policy` importable: modules here import each other as `policy.<module>`, as the tests
-and tools.check_policies do.
+and policy.offline do.
 """
 
 from __future__ import annotations

@@ -6,4 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh venv
-exec .venv/bin/python -m tools.render_stack "$@"
+exec .venv/bin/python -m offline_render "$@"

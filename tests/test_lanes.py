@@ -12,10 +12,10 @@ from pathlib import Path
 
 import yaml
 
+from tests import REPO_ROOT
 from tests.conftest import LANES, TESTS, lane_of
-from tools.render_stack import ROOT
 
-PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 
 
 def registered_markers() -> set[str]:
@@ -37,23 +37,23 @@ def test_every_test_file_lives_in_a_lane() -> None:
 
 
 def test_the_test_command_and_ci_run_the_same_lanes() -> None:
-    script = (ROOT / "scripts" / "test.sh").read_text()
+    script = (REPO_ROOT / "scripts" / "test.sh").read_text()
     cases = re.search(r"^  (.+)\) selection=\(-m \"\$lane\"\) ;;$", script, flags=re.M)
     assert cases, "scripts/test.sh has no lane case"
     assert set(cases[1].split(" | ")) == registered_markers()
-    jobs = yaml.safe_load((ROOT / ".github" / "workflows" / "tests.yml").read_text())["jobs"]
+    jobs = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "tests.yml").read_text())["jobs"]
     lanes = {entry["lane"] for entry in jobs["lane"]["strategy"]["matrix"]["include"]}
     assert lanes == registered_markers()
-    assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("exec bash scripts/test.sh")
+    assert (REPO_ROOT / ".ci" / "run").read_text().rstrip().endswith("exec bash scripts/test.sh")
 
 
 def test_a_test_outside_every_lane_fails_collection(tmp_path: Path) -> None:
     # The repository's conftest in a scratch tests/ with a directory no lane claims.
     (tmp_path / "tests" / "misc").mkdir(parents=True)
     shutil.copy(TESTS / "conftest.py", tmp_path / "tests" / "conftest.py")
-    (tmp_path / "tests" / "__init__.py").write_text("")
+    shutil.copy(TESTS / "__init__.py", tmp_path / "tests" / "__init__.py")
     (tmp_path / "tests" / "misc" / "test_stray.py").write_text("def test_stray():\n    assert True\n")
-    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
         cwd=tmp_path,

@@ -78,14 +78,15 @@ class Boot:
 
 def role_user_data() -> dict[str, tuple[str, dict[str, str]]]:
     """role -> (user-data, tags) as the program renders them for this image."""
-    from tools.render_stack import render_stack
+    from offline_render.program import render_stack
+    from userdata import layout
 
     render = render_stack(STACK, overrides=VM_OVERRIDES, redis_endpoint=REDIS_HOST)
     picked: dict[str, tuple[str, dict[str, str]]] = {}
     for instance in render.instances:
-        if instance.role == "web":
+        if instance.role == layout.WEB_ROLE:
             role = "web"
-        elif instance.tags.get("celery-beat") == "true":
+        elif instance.tags.get(layout.BEAT_TAG) == layout.BEAT_TAG_VALUE:
             role = "worker-beat"
         else:
             role = "worker"

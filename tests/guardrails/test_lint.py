@@ -9,17 +9,17 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-from tools.render_stack import ROOT
+from tests import REPO_ROOT
 
-BIN = ROOT / ".venv" / "bin"
+BIN = REPO_ROOT / ".venv" / "bin"
 
 
-def run(*command: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def run(*command: str | Path, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def test_lint_script_passes() -> None:
-    result = run("bash", ROOT / "scripts" / "lint.sh")
+    result = run("bash", REPO_ROOT / "scripts" / "lint.sh")
     hint = "\nformatting and safe fixes: bash scripts/lint.sh --fix"
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:] + hint
 
@@ -27,27 +27,30 @@ def test_lint_script_passes() -> None:
 def test_ruff_rejects_an_unused_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import os\n")
-    result = run(BIN / "ruff", "check", "--no-fix", "--config", ROOT / "pyproject.toml", bad)
+    result = run(BIN / "ruff", "check", "--no-fix", "--config", REPO_ROOT / "pyproject.toml", bad)
     assert result.returncode == 1 and "F401" in result.stdout
 
 
 def test_ruff_format_rejects_unformatted_code(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("x = {'a':1}\n")
-    result = run(BIN / "ruff", "format", "--check", "--config", ROOT / "pyproject.toml", bad)
+    result = run(BIN / "ruff", "format", "--check", "--config", REPO_ROOT / "pyproject.toml", bad)
     assert result.returncode == 1
 
 
-PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 # Everything that runs in production or operations (the offline render included).
-PRODUCTION_CODE = {"__main__.py", "settings.py", "components", "userdata", "ops", "policy", "tools"}
+PRODUCTION_CODE = {"__main__.py", "settings.py", "components", "userdata", "ops", "policy", "offline_render"}
 
 
 def test_mypy_covers_everything_that_runs_in_production_or_operations() -> None:
     assert set(PYPROJECT["tool"]["mypy"]["files"]) == PRODUCTION_CODE
     assert PYPROJECT["tool"]["mypy"]["strict"] is True
     # The machine scripts are checked one by one (each is a `__main__` to mypy).
-    assert 'for script in userdata/files/*; do\n  check "$bin/mypy" "$script"' in (ROOT / "scripts/lint.sh").read_text()
+    assert (
+        'for script in userdata/files/*; do\n  check "$bin/mypy" "$script"'
+        in (REPO_ROOT / "scripts/lint.sh").read_text()
+    )
 
 
 def test_mypy_is_strict_on_every_configured_path(tmp_path: Path) -> None:
@@ -61,7 +64,7 @@ def test_mypy_is_strict_on_every_configured_path(tmp_path: Path) -> None:
             (tmp_path / entry).mkdir()
             (tmp_path / entry / "__init__.py").write_text("")
             (tmp_path / entry / "loose.py").write_text(untyped)
-    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     result = run(BIN / "mypy", "--no-incremental", cwd=tmp_path)
     assert result.returncode == 1, result.stdout
     reported = {line.split(":", 1)[0] for line in result.stdout.splitlines() if "[no-untyped-def]" in line}

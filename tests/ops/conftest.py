@@ -20,7 +20,7 @@ import boto3
 import botocore.loaders
 import pytest
 
-from tools.render_stack import StackRender
+from offline_render.program import StackRender
 
 MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 REGION = "eu-west-1"
