@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 from msgspec import Meta
 
+from userdata.layout import parameter_name
+
 PROJECT = "django-stack"
 
 # ElastiCache's own rules, checked here so `pulumi preview` fails instead of `pulumi up`.
@@ -69,10 +71,6 @@ class NetworkSettings(_Section, frozen=True):
             raise _problem("privateSubnetIds", "only allowed together with vpcId")
         if _network("vpcCidr", self.vpc_cidr).prefixlen > 20:
             raise _problem("vpcCidr", f"{self.vpc_cidr} is too small; use a /20 or larger")
-
-    @property
-    def vpc_network(self) -> IPv4Network:
-        return IPv4Network(self.vpc_cidr)
 
 
 def _network(key: str, cidr: str) -> IPv4Network:
@@ -258,8 +256,7 @@ class Settings(msgspec.Struct, frozen=True):
     worker: WorkerSettings
 
     def parameter_name(self, purpose: str) -> str:
-        """Parameter Store names, one tree per stack so IAM can grant exactly these."""
-        return f"/{self.project}/{self.stack}/{purpose}"
+        return parameter_name(self.project, self.stack, purpose)
 
 
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")

@@ -4,6 +4,7 @@ parameter and the app's release artifacts. Nothing else, and no SSH key anywhere
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -14,9 +15,9 @@ SSM_MANAGED_INSTANCE_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCor
 
 @dataclass(frozen=True)
 class AccessArgs:
-    secret_parameter_arns: list[pulumi.Output[str]]
+    secret_parameter_arns: Sequence[pulumi.Input[str]]
     # The live release parameter: read (GetParameter) by app-release at boot, never written.
-    release_parameter_arn: pulumi.Output[str]
+    release_parameter_arn: pulumi.Input[str]
     # "bucket/prefix" of the release artifacts, or None when the AMI carries the release.
     artifact_location: str | None
     tags: dict[str, str]

@@ -13,13 +13,13 @@ import pytest
 import yaml
 
 from userdata import render
-from userdata.render import Machine
+from userdata.render import UserDataInputs
 
 FILES = Path(render.__file__).parent / "files"
 
 
 def machine(settings, role="worker", beat=False):
-    return Machine(settings, role, beat, redis_host="master.example.cache.amazonaws.com", redis_port=6379)
+    return UserDataInputs(settings, role, beat, redis_host="master.example.cache.amazonaws.com", redis_port=6379)
 
 
 def unit(text: str) -> configparser.ConfigParser:
@@ -29,7 +29,7 @@ def unit(text: str) -> configparser.ConfigParser:
     return parser
 
 
-def files_by_path(m: Machine) -> dict[str, render.WrittenFile]:
+def files_by_path(m: UserDataInputs) -> dict[str, render.WrittenFile]:
     return {f.path: f for f in render.machine_files(m)}
 
 
