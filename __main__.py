@@ -4,9 +4,11 @@ the components in dependency order and exports what operators and the ops tool n
 from __future__ import annotations
 
 import pulumi
+import pulumi_aws as aws
 from pulumi.runtime.config import CONFIG, get_config_env
 
 from components.access import AccessArgs, InstanceAccess
+from components.encryption import StackKey, StackKeyArgs
 from components.fleet import Fleet, FleetArgs
 from components.network import Network, NetworkArgs
 from components.redis import Redis, RedisArgs
@@ -49,12 +51,55 @@ network = Network(
         tags=tags,
     ),
 )
+account_id = aws.get_caller_identity_output().account_id
+secret_parameters = [
+    settings.parameter_name(layout.AUTH_TOKEN_PARAMETER),
+    settings.parameter_name(layout.DJANGO_SECRET_KEY_PARAMETER),
+]
+
+
+def parameter_arn(parameter: str) -> pulumi.Output[str]:
+    return account_id.apply(lambda account: f"arn:aws:ssm:{settings.region}:{account}:parameter{parameter}")
+
+
+# The role first, its grants by name: the stack key's policy names the role, and the
+# parameters are encrypted with that key.
+access = InstanceAccess(
+    name,
+    AccessArgs(
+        secret_parameter_arns=[parameter_arn(parameter) for parameter in secret_parameters],
+        artifact_location=(
+            f"{settings.app.artifact_bucket}/{settings.app.artifact_prefix}" if settings.app.source == "s3" else None
+        ),
+        tags=tags,
+    ),
+)
+security_settings = settings.security
+if security_settings.kms_key_arn:
+    kms_key_arn: pulumi.Input[str] = security_settings.kms_key_arn
+else:
+    kms_key_arn = StackKey(
+        name,
+        StackKeyArgs(
+            description=f"{settings.project} {settings.stack}: SecureStrings, Redis at rest, logs, root volumes",
+            alias_name=f"alias/{settings.project}/{settings.stack}",
+            region=settings.region,
+            account_id=account_id,
+            administrator_arn=security_settings.key_administrator_arn
+            or account_id.apply(lambda account: f"arn:aws:iam::{account}:root"),
+            instance_role_arn=access.role_arn,
+            parameter_path=settings.parameter_name(""),
+            protect=security_settings.protect,
+            tags=tags,
+        ),
+    ).key_arn
 secrets = Secrets(
     name,
     SecretsArgs(
-        auth_token_parameter=settings.parameter_name(layout.AUTH_TOKEN_PARAMETER),
-        django_secret_key_parameter=settings.parameter_name(layout.DJANGO_SECRET_KEY_PARAMETER),
+        auth_token_parameter=secret_parameters[0],
+        django_secret_key_parameter=secret_parameters[1],
         auth_token_version=settings.redis.auth_token_version,
+        kms_key_arn=kms_key_arn,
         tags=tags,
     ),
 )
@@ -86,16 +131,6 @@ redis = Redis(
         subnet_ids=network.private_subnet_ids,
         security_group_id=security.redis_security_group_id,
         auth_token=secrets.auth_token,
-        tags=tags,
-    ),
-)
-access = InstanceAccess(
-    name,
-    AccessArgs(
-        secret_parameter_arns=[secrets.auth_token_parameter_arn, secrets.django_secret_key_parameter_arn],
-        artifact_location=(
-            f"{settings.app.artifact_bucket}/{settings.app.artifact_prefix}" if settings.app.source == "s3" else None
-        ),
         tags=tags,
     ),
 )

@@ -1,5 +1,9 @@
 """What the instances may do in AWS: be managed by SSM, read their two secrets and the app's
-release artifacts. Nothing else, and no SSH key anywhere."""
+release artifacts. Nothing else, and no SSH key anywhere.
+
+No AWS-managed policy is attached: AmazonSSMManagedInstanceCore grants ssm:GetParameter(s) on
+"*", which would let any instance read every parameter in the account.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,42 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-SSM_MANAGED_INSTANCE_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+# What the SSM agent needs for Session Manager and Run Command: AWS's published
+# AmazonSSMManagedInstanceCore (v2) document without ssm:GetParameter and ssm:GetParameters,
+# which is what AmazonSSMManagedEC2InstanceDefaultPolicy grants; ssmmessages and ec2messages
+# per "Reference: ec2messages, ssmmessages, and other API operations" (Systems Manager guide).
+SSM_AGENT_ACTIONS = (
+    "ssm:DescribeAssociation",
+    "ssm:GetDeployablePatchSnapshotForInstance",
+    "ssm:GetDocument",
+    "ssm:DescribeDocument",
+    "ssm:GetManifest",
+    "ssm:ListAssociations",
+    "ssm:ListInstanceAssociations",
+    "ssm:PutInventory",
+    "ssm:PutComplianceItems",
+    "ssm:PutConfigurePackageResult",
+    "ssm:UpdateAssociationStatus",
+    "ssm:UpdateInstanceAssociationStatus",
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+    "ec2messages:AcknowledgeMessage",
+    "ec2messages:DeleteMessage",
+    "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint",
+    "ec2messages:GetMessages",
+    "ec2messages:SendReply",
+)
 
 
 @dataclass(frozen=True)
 class AccessArgs:
-    secret_parameter_arns: list[pulumi.Output[str]]
+    # Exactly the parameters the instances read; SecureStrings here must be encrypted with a key
+    # whose policy lets this role decrypt (the stack key does).
+    secret_parameter_arns: list[pulumi.Input[str]]
     # "bucket/prefix" of the release artifacts, or None when the AMI carries the release.
     artifact_location: str | None
     tags: dict[str, str]
@@ -42,8 +76,19 @@ class InstanceAccess(pulumi.ComponentResource):
             opts=child,
         )
         # Session Manager instead of SSH: no port 22, no key pairs, every session audited.
-        aws.iam.RolePolicyAttachment(
-            f"{name}-ssm-core", role=role.name, policy_arn=SSM_MANAGED_INSTANCE_CORE, opts=child
+        aws.iam.RolePolicy(
+            f"{name}-ssm-agent",
+            role=role.id,
+            policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Sid": "SsmAgent", "Effect": "Allow", "Action": list(SSM_AGENT_ACTIONS), "Resource": "*"}
+                    ],
+                },
+                sort_keys=True,
+            ),
+            opts=child,
         )
         aws.iam.RolePolicy(
             f"{name}-read-secrets-and-releases",
@@ -61,7 +106,7 @@ class InstanceAccess(pulumi.ComponentResource):
 
 
 def _policy_document(parameter_arns: list[str], artifact_location: str | None) -> str:
-    # Parameters encrypted with the AWS-managed aws/ssm key need no kms:Decrypt grant.
+    # No kms:Decrypt here: the stack key's policy grants it to this role, through SSM only.
     statements: list[dict[str, object]] = [
         {"Sid": "ReadStackSecrets", "Effect": "Allow", "Action": "ssm:GetParameters", "Resource": parameter_arns}
     ]

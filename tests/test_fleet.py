@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from tests.conftest import SECRET_SIG_KEY, only
+from tests.conftest import SECRET_SIG_KEY, named, only
 from userdata.render import decode_user_data, enabled_units
 
 INSTANCE = "aws:ec2/instance:Instance"
@@ -93,11 +93,8 @@ def test_no_secret_value_reaches_user_data_or_outputs(prod):
     assert key.inputs["special"] is True
 
 
-def test_access_grants_ssm_core_and_exactly_the_secrets_and_releases(prod):
-    assert only(prod, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")["policyArn"] == (
-        "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-    )
-    policy = json.loads(only(prod, "aws:iam/rolePolicy:RolePolicy")["policy"])
+def test_access_grants_exactly_the_secrets_and_releases(prod):
+    policy = json.loads(named(prod, "aws:iam/rolePolicy:RolePolicy", "prod-read-secrets-and-releases")["policy"])
     assert policy["Statement"] == [
         {
             "Action": "ssm:GetParameters",
@@ -115,5 +112,5 @@ def test_access_grants_ssm_core_and_exactly_the_secrets_and_releases(prod):
             "Sid": "ReadReleaseArtifacts",
         },
     ]
-    assume = json.loads(only(prod, "aws:iam/role:Role")["assumeRolePolicy"])
+    assume = json.loads(named(prod, "aws:iam/role:Role", "prod-role")["assumeRolePolicy"])
     assert assume["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
