@@ -89,6 +89,9 @@ else:
             or account_id.apply(lambda account: f"arn:aws:iam::{account}:root"),
             instance_role_arn=access.role_arn,
             parameter_path=settings.parameter_name(""),
+            log_group_prefix=f"{name}-",
+            # The fleet's instances are launched by the deployer (aws.ec2.Instance), not by Auto Scaling.
+            autoscaling=False,
             protect=security_settings.protect,
             tags=tags,
         ),
@@ -131,6 +134,7 @@ redis = Redis(
         subnet_ids=network.private_subnet_ids,
         security_group_id=security.redis_security_group_id,
         auth_token=secrets.auth_token,
+        kms_key_arn=kms_key_arn,
         tags=tags,
     ),
 )
@@ -168,6 +172,7 @@ fleet = Fleet(
         ami_id=settings.instances.ami_id,
         architecture=settings.instances.architecture,
         root_volume_gb=settings.instances.root_volume_gb,
+        kms_key_arn=kms_key_arn,
         subnet_ids=network.private_subnet_ids,
         instance_profile_name=access.instance_profile_name,
     ),

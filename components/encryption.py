@@ -1,4 +1,5 @@
-"""The stack key: one customer managed KMS key per stack for everything the stack encrypts.
+"""The stack key: one customer managed KMS key per stack for everything the stack encrypts:
+the SecureStrings, Redis at rest (and its snapshots), the CloudWatch log groups, the root volumes.
 
 With the AWS-managed `aws/ssm` key any principal in the account that may call SSM decrypts any
 SecureString; with this key only the stack's own instance role can (through SSM, and only the
@@ -14,10 +15,11 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-# AWS's "key administrators" statement (the console's default key policy): everything except
-# using the key to encrypt or decrypt.
+# AWS's "key administrators" statement (the console's default key policy), without using the
+# key and without kms:CreateGrant (a grant to oneself would be a way to use it): grants are
+# created only by ElastiCache and EC2, for their own resources.
 ADMINISTER_ACTIONS = (
-    "kms:Create*",
+    "kms:CreateAlias",
     "kms:Describe*",
     "kms:Enable*",
     "kms:List*",
@@ -34,6 +36,11 @@ ADMINISTER_ACTIONS = (
     "kms:RotateKeyOnDemand",
 )
 USE_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey")
+# The services the deployer creates encrypted resources through.
+DEPLOY_SERVICES = ("ssm", "elasticache", "ec2")
+# The service-linked role Auto Scaling launches instances with (AWS: "Required AWS KMS key policy
+# for use with encrypted volumes"); it exists once the account has had an Auto Scaling group.
+AUTOSCALING_SERVICE_ROLE = "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,10 @@ class KeyPolicyInputs:
     instance_role_arn: str
     # The stack's parameter tree, `/django-stack/<stack>/`.
     parameter_path: str
+    # The names of the stack's log groups start with this.
+    log_group_prefix: str
+    # Instances launched by Auto Scaling (its service-linked role) rather than by the deployer.
+    autoscaling: bool
 
 
 def key_policy(inputs: KeyPolicyInputs) -> dict[str, Any]:
@@ -63,13 +74,27 @@ def key_policy(inputs: KeyPolicyInputs) -> dict[str, Any]:
                 "Resource": "*",
             },
             {
-                # The provider writes SecureStrings and reads them back (with decryption) on refresh.
-                "Sid": "DeployerWritesStackSecrets",
+                # SSM: the provider writes SecureStrings and reads them back (with decryption) on
+                # refresh; ElastiCache and EC2: Redis at rest and the root volumes it creates.
+                "Sid": "DeployerUsesKeyThroughServices",
                 "Effect": "Allow",
                 "Principal": {"AWS": inputs.administrator_arn},
                 "Action": list(USE_ACTIONS),
                 "Resource": "*",
-                "Condition": {"StringEquals": {"kms:ViaService": ssm, "kms:CallerAccount": account}},
+                "Condition": {
+                    "StringEquals": {"kms:ViaService": services(region, DEPLOY_SERVICES), "kms:CallerAccount": account}
+                },
+            },
+            {
+                "Sid": "ServicesHoldGrantsForTheirResources",
+                "Effect": "Allow",
+                "Principal": {"AWS": inputs.administrator_arn},
+                "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {"kms:ViaService": services(region, ("elasticache", "ec2"))},
+                    "Bool": {"kms:GrantIsForAWSResource": "true"},
+                },
             },
             {
                 "Sid": "InstanceRoleReadsStackSecrets",
@@ -87,8 +112,52 @@ def key_policy(inputs: KeyPolicyInputs) -> dict[str, Any]:
                     },
                 },
             },
+            {
+                # AWS's documented statement for encrypted log groups: the service, limited by
+                # the encryption context to this stack's log groups.
+                "Sid": "CloudWatchLogsEncryptsStackLogGroups",
+                "Effect": "Allow",
+                "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+                "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                "Resource": "*",
+                "Condition": {
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": (
+                            f"arn:aws:logs:{region}:{account}:log-group:{inputs.log_group_prefix}*"
+                        )
+                    }
+                },
+            },
+            *(_autoscaling_statements(inputs) if inputs.autoscaling else []),
         ],
     }
+
+
+def services(region: str, names: tuple[str, ...]) -> list[str]:
+    return [f"{service}.{region}.amazonaws.com" for service in names]
+
+
+def _autoscaling_statements(inputs: KeyPolicyInputs) -> list[dict[str, Any]]:
+    role = {"AWS": f"arn:aws:iam::{inputs.account_id}:{AUTOSCALING_SERVICE_ROLE}"}
+    through_ec2 = {"kms:ViaService": f"ec2.{inputs.region}.amazonaws.com"}
+    return [
+        {
+            "Sid": "AutoScalingUsesKeyForRootVolumes",
+            "Effect": "Allow",
+            "Principal": role,
+            "Action": list(USE_ACTIONS),
+            "Resource": "*",
+            "Condition": {"StringEquals": through_ec2},
+        },
+        {
+            "Sid": "AutoScalingGrantsEc2ForRootVolumes",
+            "Effect": "Allow",
+            "Principal": role,
+            "Action": "kms:CreateGrant",
+            "Resource": "*",
+            "Condition": {"StringEquals": through_ec2, "Bool": {"kms:GrantIsForAWSResource": "true"}},
+        },
+    ]
 
 
 @dataclass(frozen=True)
@@ -100,6 +169,8 @@ class StackKeyArgs:
     administrator_arn: pulumi.Input[str]
     instance_role_arn: pulumi.Input[str]
     parameter_path: str
+    log_group_prefix: str
+    autoscaling: bool
     # `pulumi destroy` (or a replacement) fails while set: the data it encrypts dies with it.
     protect: bool
     tags: dict[str, str]
@@ -119,6 +190,8 @@ class StackKey(pulumi.ComponentResource):
                         administrator_arn=values[1],
                         instance_role_arn=values[2],
                         parameter_path=args.parameter_path,
+                        log_group_prefix=args.log_group_prefix,
+                        autoscaling=args.autoscaling,
                     )
                 ),
                 sort_keys=True,

@@ -33,6 +33,8 @@ class RedisArgs:
     subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
     auth_token: pulumi.Input[str]
+    # Encrypts the data at rest, its snapshots and the slow log. Changing it replaces the group.
+    kms_key_arn: pulumi.Input[str]
     tags: dict[str, str]
 
 
@@ -71,6 +73,7 @@ class Redis(pulumi.ComponentResource):
         slow_log = aws.cloudwatch.LogGroup(
             f"{name}-redis-slow-log",
             retention_in_days=args.slow_log_retention_days,
+            kms_key_id=args.kms_key_arn,
             tags=tags,
             opts=renamed_from("slow-log"),
         )
@@ -89,6 +92,7 @@ class Redis(pulumi.ComponentResource):
             subnet_group_name=subnets.name,
             security_group_ids=[args.security_group_id],
             at_rest_encryption_enabled=True,
+            kms_key_id=args.kms_key_arn,
             transit_encryption_enabled=True,
             transit_encryption_mode="required",
             auth_token=args.auth_token,
