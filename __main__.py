@@ -39,18 +39,6 @@ settings = read_settings()
 tags = {layout.PROJECT_TAG: settings.project, layout.STACK_TAG: settings.stack}
 name = settings.stack
 
-network = Network(
-    name,
-    NetworkArgs(
-        vpc_id=settings.network.vpc_id,
-        private_subnet_ids=settings.network.private_subnet_ids,
-        vpc_cidr=settings.network.vpc_cidr,
-        availability_zones=settings.network.availability_zones,
-        nat_gateways=settings.network.nat_gateways,
-        region=settings.region,
-        tags=tags,
-    ),
-)
 account_id = aws.get_caller_identity_output().account_id
 secret_parameters = [
     settings.parameter_name(layout.AUTH_TOKEN_PARAMETER),
@@ -62,15 +50,18 @@ def parameter_arn(parameter: str) -> pulumi.Output[str]:
     return account_id.apply(lambda account: f"arn:aws:ssm:{settings.region}:{account}:parameter{parameter}")
 
 
+artifact_location = (
+    f"{settings.app.artifact_bucket}/{settings.app.artifact_prefix}" if settings.app.source == "s3" else None
+)
+
+
 # The role first, its grants by name: the stack key's policy names the role, and the
 # parameters are encrypted with that key.
 access = InstanceAccess(
     name,
     AccessArgs(
         secret_parameter_arns=[parameter_arn(parameter) for parameter in secret_parameters],
-        artifact_location=(
-            f"{settings.app.artifact_bucket}/{settings.app.artifact_prefix}" if settings.app.source == "s3" else None
-        ),
+        artifact_location=artifact_location,
         tags=tags,
     ),
 )
@@ -96,6 +87,22 @@ else:
             tags=tags,
         ),
     ).key_arn
+network = Network(
+    name,
+    NetworkArgs(
+        vpc_id=settings.network.vpc_id,
+        private_subnet_ids=settings.network.private_subnet_ids,
+        vpc_cidr=settings.network.vpc_cidr,
+        availability_zones=settings.network.availability_zones,
+        nat_gateways=settings.network.nat_gateways,
+        region=settings.region,
+        account_id=account_id,
+        flow_log_retention_days=security_settings.flow_log_retention_days,
+        kms_key_arn=kms_key_arn,
+        artifact_location=artifact_location,
+        tags=tags,
+    ),
+)
 secrets = Secrets(
     name,
     SecretsArgs(

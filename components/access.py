@@ -105,6 +105,11 @@ class InstanceAccess(pulumi.ComponentResource):
         self.register_outputs({"instanceProfileName": profile.name, "roleArn": role.arn})
 
 
+def release_artifacts_arn(artifact_location: str) -> str:
+    """The release artifacts under "bucket/prefix" (the instance role and the S3 endpoint)."""
+    return f"arn:aws:s3:::{artifact_location}*.tar.gz"
+
+
 def _policy_document(parameter_arns: list[str], artifact_location: str | None) -> str:
     # No kms:Decrypt here: the stack key's policy grants it to this role, through SSM only.
     statements: list[dict[str, object]] = [
@@ -117,7 +122,7 @@ def _policy_document(parameter_arns: list[str], artifact_location: str | None) -
                 "Sid": "ReadReleaseArtifacts",
                 "Effect": "Allow",
                 "Action": "s3:GetObject",
-                "Resource": f"arn:aws:s3:::{artifact_location}*.tar.gz",
+                "Resource": release_artifacts_arn(artifact_location),
             }
         )
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)

@@ -1,8 +1,14 @@
-"""The network: a new VPC over two AZs with private subnets, or an existing VPC's subnets."""
+"""The network: a new VPC over two AZs with private subnets, or an existing VPC's subnets; a new
+VPC's baseline: flow logs, a default security group without rules, an S3 endpoint policy."""
 
 from __future__ import annotations
 
-from tests.conftest import only
+import json
+
+import pytest
+
+from offline_render.fake_aws import ACCOUNT, mock_id
+from tests.conftest import named, only
 
 
 def test_new_vpc_spans_two_zones_with_private_subnets_and_nat(prod):
@@ -31,7 +37,14 @@ def test_existing_vpc_creates_no_network_and_uses_its_subnets(render):
             }
         }
     )
-    for kind in ("vpc:Vpc", "subnet:Subnet", "natGateway:NatGateway", "internetGateway:InternetGateway"):
+    for kind in (
+        "vpc:Vpc",
+        "subnet:Subnet",
+        "natGateway:NatGateway",
+        "internetGateway:InternetGateway",
+        "flowLog:FlowLog",
+        "defaultSecurityGroup:DefaultSecurityGroup",
+    ):
         assert stack.of_type(f"aws:ec2/{kind}") == []
     assert only(stack, "aws:elasticache/subnetGroup:SubnetGroup")["subnetIds"] == [
         "subnet-0aaaaaaaaaaaaaaaa",
@@ -40,3 +53,57 @@ def test_existing_vpc_creates_no_network_and_uses_its_subnets(render):
     assert {r.inputs["vpcId"] for r in stack.of_type("aws:ec2/securityGroup:SecurityGroup")} == {
         "vpc-0123456789abcdef0"
     }
+
+
+def test_flow_logs_record_all_traffic_to_an_encrypted_log_group_kept_as_configured(prod, render):
+    flow_log = only(prod, "aws:ec2/flowLog:FlowLog")
+    assert flow_log["vpcId"] == mock_id("vpc", "prod-vpc")
+    assert (flow_log["trafficType"], flow_log["logDestinationType"]) == ("ALL", "cloud-watch-logs")
+    group = named(prod, "aws:cloudwatch/logGroup:LogGroup", "prod-flow-logs")
+    assert flow_log["logDestination"] == f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:prod-flow-logs"
+    assert group["retentionInDays"] == 90 and group["kmsKeyId"].startswith("arn:aws:kms:eu-west-1:")
+    longer = render({"security.flowLogRetentionDays": 365})
+    assert named(longer, "aws:cloudwatch/logGroup:LogGroup", "prod-flow-logs")["retentionInDays"] == 365
+
+
+def test_only_the_flow_logs_service_of_this_account_delivers_and_only_to_its_group(prod):
+    trust = json.loads(named(prod, "aws:iam/role:Role", "prod-flow-logs")["assumeRolePolicy"])
+    (statement,) = trust["Statement"]
+    assert statement["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+    delivery = json.loads(named(prod, "aws:iam/rolePolicy:RolePolicy", "prod-flow-logs")["policy"])
+    writes = next(s for s in delivery["Statement"] if "logs:PutLogEvents" in s["Action"])
+    assert writes["Resource"] == f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:prod-flow-logs:*"
+
+
+@pytest.mark.parametrize("retention", [0, 13, 4000])
+def test_a_retention_cloudwatch_does_not_offer_is_refused_before_any_resource(render, retention):
+    with pytest.raises(Exception, match="invalid stack config") as raised:
+        render({"security.flowLogRetentionDays": retention})
+    (line,) = [line for line in str(raised.value).splitlines() if "flowLogRetentionDays" in line]
+    assert f"got {retention}; CloudWatch Logs allows 1, 3, 5, 7, 14" in line
+
+
+def test_the_default_security_group_is_adopted_without_rules(prod):
+    default = only(prod, "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
+    assert default["vpcId"] == mock_id("vpc", "prod-vpc")
+    assert not default.get("ingress") and not default.get("egress")
+
+
+def test_the_s3_endpoint_reaches_only_the_release_prefix_and_the_ssm_agent_buckets(prod, render):
+    policy = json.loads(only(prod, "aws:ec2/vpcEndpoint:VpcEndpoint")["policy"])
+    allowed = {
+        (action, resource)
+        for statement in policy["Statement"]
+        if statement["Effect"] == "Allow"
+        for action in [statement["Action"]]
+        for resource in (statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]])
+    }
+    assert allowed == {
+        ("s3:GetObject", "arn:aws:s3:::example-django-stack-releases/releases/*.tar.gz"),
+        ("s3:GetObject", "arn:aws:s3:::amazon-ssm-eu-west-1/*"),
+        ("s3:GetObject", "arn:aws:s3:::aws-ssm-eu-west-1/*"),
+    }
+    from_ami = render({"app.source": "ami", "instances.amiId": "ami-0a1b2c3d4e5f67890"})
+    statements = json.loads(only(from_ami, "aws:ec2/vpcEndpoint:VpcEndpoint")["policy"])["Statement"]
+    assert [s["Sid"] for s in statements] == ["SsmAgentBuckets"]

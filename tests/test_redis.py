@@ -86,4 +86,4 @@ def test_slow_log_goes_to_cloudwatch(prod):
             "logType": "slow-log",
         }
     ]
-    assert only(prod, "aws:cloudwatch/logGroup:LogGroup")["retentionInDays"] == 14
+    assert named(prod, "aws:cloudwatch/logGroup:LogGroup", "prod-redis-slow-log")["retentionInDays"] == 14
