@@ -142,6 +142,7 @@ redis = Redis(
         security_group_id=security.redis_security_group_id,
         auth_token=secrets.auth_token,
         kms_key_arn=kms_key_arn,
+        protect=security_settings.protect,
         tags=tags,
     ),
 )

@@ -21,6 +21,8 @@ class RecordedResource:
     type_: str
     name: str
     inputs: dict[str, Any]
+    # ResourceOptions.protect: the engine refuses to delete (or replace) the resource.
+    protected: bool = False
 
 
 def mock_id(prefix: str, name: str) -> str:
@@ -39,10 +41,18 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.region = region
         self.redis_endpoint = redis_endpoint
         self.resources: list[RecordedResource] = []
+        # (type, name) of every resource registered with protect=True; filled by record_options.
+        self.protected: set[tuple[str, str]] = set()
+
+    def record_options(self, args: pulumi.ResourceTransformationArgs) -> None:
+        """A stack transformation: the mocks see inputs only, resource options come this way."""
+        if args.opts and args.opts.protect:
+            self.protected.add((args.type_, args.name))
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)
-        self.resources.append(RecordedResource(args.typ, args.name, copy.deepcopy(inputs)))
+        protected = (args.typ, args.name) in self.protected
+        self.resources.append(RecordedResource(args.typ, args.name, copy.deepcopy(inputs), protected))
         state = {"name": args.name, **inputs}
         kind = args.typ.split(":")[-1]
         prefixes = {

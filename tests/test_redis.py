@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from offline_render.fake_aws import mock_id
+from offline_render.program import render_stack
 from tests.conftest import is_secret, named, only
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
@@ -87,3 +88,13 @@ def test_slow_log_goes_to_cloudwatch(prod):
         }
     ]
     assert named(prod, "aws:cloudwatch/logGroup:LogGroup", "prod-redis-slow-log")["retentionInDays"] == 14
+
+
+def test_prod_protects_the_group_and_the_stack_key_and_staging_does_not(prod):
+    protected = {(r.type_, r.name) for r in prod.resources if r.protected}
+    assert protected == {(GROUP, "prod-redis-group"), ("aws:kms/key:Key", "prod-key")}
+    assert not [r.name for r in render_stack("staging").resources if r.protected]
+
+
+def test_deleting_the_group_leaves_a_final_snapshot(prod):
+    assert only(prod, GROUP)["finalSnapshotIdentifier"] == "prod-redis-final"
