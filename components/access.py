@@ -8,6 +8,7 @@ No AWS-managed policy is attached: AmazonSSMManagedInstanceCore grants ssm:GetPa
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -48,7 +49,7 @@ SSM_AGENT_ACTIONS = (
 class AccessArgs:
     # Exactly the parameters the instances read; SecureStrings here must be encrypted with a key
     # whose policy lets this role decrypt (the stack key does).
-    secret_parameter_arns: list[pulumi.Input[str]]
+    secret_parameter_arns: Sequence[pulumi.Input[str]]
     # "bucket/prefix" of the release artifacts, or None when the AMI carries the release.
     artifact_location: str | None
     tags: dict[str, str]

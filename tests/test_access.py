@@ -8,10 +8,10 @@ import json
 from fnmatch import fnmatchcase
 from typing import Any
 
-from components.access import SSM_AGENT_ACTIONS
+from components.access import SSM_AGENT_ACTIONS, AccessArgs, InstanceAccess
 from offline_render.fake_aws import ACCOUNT, RecordedResource
 from offline_render.program import StackRender
-from tests.conftest import named
+from tests.conftest import named, of_type
 
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -102,3 +102,24 @@ def test_the_ssm_agent_keeps_session_manager_and_run_command_without_parameter_r
     for needed in ("ssm:UpdateInstanceInformation", "ssmmessages:OpenDataChannel", "ec2messages:GetMessages"):
         assert needed in statement["Action"]
     assert sorted(statement["Action"]) == sorted(SSM_AGENT_ACTIONS)
+
+
+def read_statements(resources: list[RecordedResource]) -> list[dict[str, Any]]:
+    (policy,) = [r for r in of_type(resources, ROLE_POLICY) if r.name == "t-read-secrets-and-releases"]
+    return list(json.loads(policy.inputs["policy"])["Statement"])
+
+
+def test_access_alone_grants_reading_exactly_the_given_parameters(build_alone) -> None:
+    arns = ["arn:aws:ssm:eu-west-1:123456789012:parameter/p/t/a", "arn:aws:ssm:eu-west-1:123456789012:parameter/p/t/b"]
+    resources = build_alone(lambda: InstanceAccess("t", AccessArgs(arns, "bucket/releases/", {"Stack": "t"})))
+    statements = {s["Sid"]: s for s in read_statements(resources)}
+    assert statements["ReadStackSecrets"]["Resource"] == arns
+    assert statements["ReadReleaseArtifacts"]["Resource"] == "arn:aws:s3:::bucket/releases/*.tar.gz"
+    (profile,) = of_type(resources, "aws:iam/instanceProfile:InstanceProfile")
+    assert profile.inputs["role"] == "t-role"
+    assert of_type(resources, ATTACHMENT) == []
+
+
+def test_access_alone_without_artifacts_grants_no_s3(build_alone) -> None:
+    resources = build_alone(lambda: InstanceAccess("t", AccessArgs(["arn:aws:ssm:::parameter/p"], None, {})))
+    assert [s["Sid"] for s in read_statements(resources)] == ["ReadStackSecrets"]

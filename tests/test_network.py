@@ -7,8 +7,10 @@ import json
 
 import pytest
 
+from components.network import Network, NetworkArgs
+from components.planning import plan_subnets
 from offline_render.fake_aws import ACCOUNT, mock_id
-from tests.conftest import named, only
+from tests.conftest import named, of_type, only
 
 
 def test_new_vpc_spans_two_zones_with_private_subnets_and_nat(prod):
@@ -107,3 +109,56 @@ def test_the_s3_endpoint_reaches_only_the_release_prefix_and_the_ssm_agent_bucke
     from_ami = render({"app.source": "ami", "instances.amiId": "ami-0a1b2c3d4e5f67890"})
     statements = json.loads(only(from_ami, "aws:ec2/vpcEndpoint:VpcEndpoint")["policy"])["Statement"]
     assert [s["Sid"] for s in statements] == ["SsmAgentBuckets"]
+
+
+KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab"
+
+
+def test_network_alone_plans_one_subnet_pair_and_nat_per_zone(build_alone):
+    args = NetworkArgs(
+        vpc_id=None,
+        private_subnet_ids=(),
+        vpc_cidr="10.8.0.0/18",
+        availability_zones=3,
+        nat_gateways="perAz",
+        region="eu-west-1",
+        account_id=ACCOUNT,
+        flow_log_retention_days=30,
+        kms_key_arn=KEY_ARN,
+        artifact_location="bucket/releases/",
+        tags={"Stack": "t"},
+    )
+    resources = build_alone(lambda: Network("t", args))
+    subnets = {r.name: r.inputs for r in of_type(resources, "aws:ec2/subnet:Subnet")}
+    plan = plan_subnets("10.8.0.0/18", 3)
+    assert [subnets[f"t-private-{i}"]["cidrBlock"] for i in range(3)] == plan.private
+    assert [subnets[f"t-public-{i}"]["cidrBlock"] for i in range(3)] == plan.public
+    assert [subnets[f"t-private-{i}"]["availabilityZone"] for i in range(3)] == [f"eu-west-1{z}" for z in "abc"]
+    assert len(of_type(resources, "aws:ec2/natGateway:NatGateway")) == 3
+    (endpoint,) = of_type(resources, "aws:ec2/vpcEndpoint:VpcEndpoint")
+    assert endpoint.inputs["serviceName"] == "com.amazonaws.eu-west-1.s3"
+    (log_group,) = of_type(resources, "aws:cloudwatch/logGroup:LogGroup")
+    assert (log_group.inputs["retentionInDays"], log_group.inputs["kmsKeyId"]) == (30, KEY_ARN)
+
+
+def test_network_alone_over_an_existing_vpc_creates_nothing(build_alone):
+    args = NetworkArgs(
+        vpc_id="vpc-0123456789abcdef0",
+        private_subnet_ids=("subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"),
+        vpc_cidr="10.40.0.0/16",
+        availability_zones=2,
+        nat_gateways="single",
+        region="eu-west-1",
+        account_id=ACCOUNT,
+        flow_log_retention_days=30,
+        kms_key_arn=KEY_ARN,
+        artifact_location=None,
+        tags={},
+    )
+    resources = build_alone(lambda: Network("t", args))
+    assert [r.type_ for r in resources] == ["djangostack:network:Network"]
+
+
+def test_network_refuses_an_existing_vpc_without_subnets():
+    with pytest.raises(ValueError, match="private_subnet_ids: empty"):
+        NetworkArgs("vpc-0123456789abcdef0", (), "10.40.0.0/16", 2, "single", "eu-west-1", ACCOUNT, 30, KEY_ARN, None, {})
