@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from components.encryption import KeyPolicyInputs, key_policy
+from components.encryption import KeyPolicyInputs, StackKey, StackKeyArgs, key_policy
 from offline_render.fake_aws import ACCOUNT
 from offline_render.program import StackRender
-from tests.conftest import only
+from tests.conftest import of_type, only
 
 KEY = "aws:kms/key:Key"
 PARAMETER = "aws:ssm/parameter:Parameter"
@@ -135,3 +135,26 @@ def test_a_key_arn_that_is_not_a_key_of_the_region_is_refused_before_any_resourc
         render({"security.kmsKeyArn": value})
     lines = [line for line in str(raised.value).splitlines() if "security.kmsKeyArn" in line]
     assert len(lines) == 1 and complaint in lines[0]
+
+
+def test_stack_key_alone_names_the_role_it_is_given(build_alone) -> None:
+    args = StackKeyArgs(
+        description="t",
+        alias_name="alias/p/t",
+        region="eu-west-1",
+        account_id=ACCOUNT,
+        administrator_arn=ROOT,
+        instance_role_arn=f"arn:aws:iam::{ACCOUNT}:role/t-role",
+        parameter_path="/p/t/",
+        log_group_prefix="t-",
+        autoscaling=True,
+        protect=False,
+        tags={"Stack": "t"},
+    )
+    resources = build_alone(lambda: StackKey("t", args))
+    (key,) = of_type(resources, KEY)
+    statements = {s["Sid"]: s for s in json.loads(key.inputs["policy"])["Statement"]}
+    assert statements["InstanceRoleReadsStackSecrets"]["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:role/t-role"}
+    assert "AutoScalingUsesKeyForRootVolumes" in statements
+    (alias,) = of_type(resources, "aws:kms/alias:Alias")
+    assert alias.inputs["name"] == "alias/p/t"

@@ -161,4 +161,6 @@ def test_network_alone_over_an_existing_vpc_creates_nothing(build_alone):
 
 def test_network_refuses_an_existing_vpc_without_subnets():
     with pytest.raises(ValueError, match="private_subnet_ids: empty"):
-        NetworkArgs("vpc-0123456789abcdef0", (), "10.40.0.0/16", 2, "single", "eu-west-1", ACCOUNT, 30, KEY_ARN, None, {})
+        NetworkArgs(
+            "vpc-0123456789abcdef0", (), "10.40.0.0/16", 2, "single", "eu-west-1", ACCOUNT, 30, KEY_ARN, None, {}
+        )
