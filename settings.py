@@ -120,6 +120,9 @@ class AppSettings(_Section, frozen=True):
     allowed_hosts: tuple[Annotated[str, Meta(min_length=1)], ...] = ("localhost",)
     result_backend: bool = False
     result_expires: Seconds = 86400
+    # gunicorn and Celery reach the instance metadata service (the role's credentials) only when
+    # the app itself calls AWS with the role (S3 media, SES).
+    aws_credentials: bool = False
 
     def __post_init__(self) -> None:
         if self.source == "s3" and not self.artifact_bucket:

@@ -181,3 +181,30 @@ def test_ssm_agent_comes_from_the_regions_own_bucket():
         "https://s3.eu-west-1.amazonaws.com/amazon-ssm-eu-west-1/latest/debian_amd64/amazon-ssm-agent.deb"
     )
     assert agent_url("us-east-2", "aarch64").endswith("/amazon-ssm-us-east-2/latest/debian_arm64/amazon-ssm-agent.deb")
+
+
+def ip_address_deny(text: str) -> list[str]:
+    return [line.split("=", 1)[1] for line in text.splitlines() if line.startswith("IPAddressDeny=")]
+
+
+def test_app_units_cannot_reach_the_instance_metadata_service_unless_the_stack_opts_in(prod_settings):
+    units = {
+        **render.unit_files(machine(prod_settings, "web")),
+        **render.unit_files(machine(prod_settings, "worker", beat=True)),
+    }
+    app_units = sorted(name for name in units if name.startswith(("gunicorn", "celery-")))
+    assert app_units == [
+        "celery-beat.service",
+        "celery-worker-default.service",
+        "celery-worker-long.service",
+        "gunicorn.service",
+    ]
+    for name in app_units:
+        assert ip_address_deny(units[name]) == ["169.254.169.254 fd00:ec2::254"], name
+    # The two that fetch with the role keep it.
+    assert ip_address_deny(units["app-secrets.service"]) == ip_address_deny(units["app-release.service"]) == []
+    opted_in = msgspec.structs.replace(
+        prod_settings, app=msgspec.structs.replace(prod_settings.app, aws_credentials=True)
+    )
+    for text in render.unit_files(machine(opted_in, "worker", beat=True)).values():
+        assert ip_address_deny(text) == []
