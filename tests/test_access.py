@@ -54,9 +54,15 @@ def reads_parameters(statement: dict[str, Any]) -> bool:
     )
 
 
+def instance_role(render: StackRender) -> str:
+    """The role the instances get: the one in the stack's instance profile."""
+    (profile,) = render.of_type("aws:iam/instanceProfile:InstanceProfile")
+    return str(profile.inputs["role"])
+
+
 def parameter_read_resources(render: StackRender) -> list[str]:
     resources: list[str] = []
-    for statement in role_statements(render, "prod-role"):
+    for statement in role_statements(render, instance_role(render)):
         if reads_parameters(statement):
             assert "NotResource" not in statement, statement
             resources += as_list(statement["Resource"])
