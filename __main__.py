@@ -4,9 +4,11 @@ the components in dependency order and exports what operators and the ops tool n
 from __future__ import annotations
 
 import pulumi
+import pulumi_aws as aws
 from pulumi.runtime.config import CONFIG, get_config_env
 
 from components.access import AccessArgs, InstanceAccess
+from components.encryption import StackKey, StackKeyArgs
 from components.fleet import Fleet, FleetArgs
 from components.live_release import LiveRelease, LiveReleaseArgs
 from components.network import Network, NetworkArgs
@@ -14,6 +16,8 @@ from components.redis import Redis, RedisArgs
 from components.secrets import Secrets, SecretsArgs
 from components.security import SecurityArgs, SecurityGroups
 from settings import PROJECT, ConfigError, Settings, load_settings
+from userdata import layout
+from userdata.render import Role, UserDataInputs, user_data_base64
 
 
 def stack_config() -> dict[str, object]:
@@ -33,57 +37,160 @@ def read_settings() -> Settings:
 
 
 settings = read_settings()
-tags = {"Project": settings.project, "Stack": settings.stack}
+tags = {layout.PROJECT_TAG: settings.project, layout.STACK_TAG: settings.stack}
 name = settings.stack
 
-network = Network(name, NetworkArgs(settings.network, settings.region, tags))
-secrets = Secrets(
+account_id = aws.get_caller_identity_output().account_id
+secret_parameters = [
+    settings.parameter_name(layout.AUTH_TOKEN_PARAMETER),
+    settings.parameter_name(layout.DJANGO_SECRET_KEY_PARAMETER),
+]
+
+
+def parameter_arn(parameter: str) -> pulumi.Output[str]:
+    return account_id.apply(lambda account: f"arn:aws:ssm:{settings.region}:{account}:parameter{parameter}")
+
+
+release_parameter = settings.parameter_name(layout.RELEASE_PARAMETER)
+artifact_location = (
+    f"{settings.app.artifact_bucket}/{settings.app.artifact_prefix}" if settings.app.source == "s3" else None
+)
+
+
+# The role first, its grants by name: the stack key's policy names the role, and the
+# parameters are encrypted with that key.
+access = InstanceAccess(
     name,
-    SecretsArgs(
-        auth_token_parameter=settings.parameter_name("redis/auth-token"),
-        django_secret_key_parameter=settings.parameter_name("django/secret-key"),
-        auth_token_version=settings.redis.auth_token_version,
+    AccessArgs(
+        secret_parameter_arns=[parameter_arn(parameter) for parameter in secret_parameters],
+        release_parameter_arn=parameter_arn(release_parameter),
+        artifact_location=artifact_location,
         tags=tags,
     ),
 )
-security = SecurityGroups(name, SecurityArgs(network.vpc_id, settings.web, tags))
-redis = Redis(
+security_settings = settings.security
+if security_settings.kms_key_arn:
+    kms_key_arn: pulumi.Input[str] = security_settings.kms_key_arn
+else:
+    kms_key_arn = StackKey(
+        name,
+        StackKeyArgs(
+            description=f"{settings.project} {settings.stack}: SecureStrings, Redis at rest, logs, root volumes",
+            alias_name=f"alias/{settings.project}/{settings.stack}",
+            region=settings.region,
+            account_id=account_id,
+            administrator_arn=security_settings.key_administrator_arn
+            or account_id.apply(lambda account: f"arn:aws:iam::{account}:root"),
+            instance_role_arn=access.role_arn,
+            parameter_path=settings.parameter_name(""),
+            log_group_prefix=f"{name}-",
+            # The fleet's instances are launched by the deployer (aws.ec2.Instance), not by Auto Scaling.
+            autoscaling=False,
+            protect=security_settings.protect,
+            tags=tags,
+        ),
+    ).key_arn
+network = Network(
     name,
-    RedisArgs(
-        settings=settings.redis,
-        description=f"Celery broker for {settings.project} {settings.stack}",
-        subnet_ids=network.private_subnet_ids,
-        security_group_id=security.redis_security_group_id,
-        auth_token=secrets.auth_token,
+    NetworkArgs(
+        vpc_id=settings.network.vpc_id,
+        private_subnet_ids=settings.network.private_subnet_ids,
+        vpc_cidr=settings.network.vpc_cidr,
+        availability_zones=settings.network.availability_zones,
+        nat_gateways=settings.network.nat_gateways,
+        region=settings.region,
+        account_id=account_id,
+        flow_log_retention_days=security_settings.flow_log_retention_days,
+        kms_key_arn=kms_key_arn,
+        artifact_location=artifact_location,
+        tags=tags,
+    ),
+)
+secrets = Secrets(
+    name,
+    SecretsArgs(
+        auth_token_parameter=secret_parameters[0],
+        django_secret_key_parameter=secret_parameters[1],
+        auth_token_version=settings.redis.auth_token_version,
+        kms_key_arn=kms_key_arn,
         tags=tags,
     ),
 )
 # app.release seeds the live release; deploys and rollbacks move it (see components/live_release.py).
 live_release = LiveRelease(
-    name, LiveReleaseArgs(settings.parameter_name("release"), initial_release=settings.app.release, tags=tags)
-)
-access = InstanceAccess(
     name,
-    AccessArgs(
-        secret_parameter_arns=[secrets.auth_token_parameter_arn, secrets.django_secret_key_parameter_arn],
-        release_parameter_arn=live_release.parameter_arn,
-        artifact_location=(
-            f"{settings.app.artifact_bucket}/{settings.app.artifact_prefix}" if settings.app.source == "s3" else None
-        ),
+    LiveReleaseArgs(parameter_name=release_parameter, initial_release=settings.app.release, tags=tags),
+)
+security = SecurityGroups(
+    name,
+    SecurityArgs(
+        vpc_id=network.vpc_id,
+        web_port=settings.web.port,
+        web_ingress_cidrs=settings.web.ingress_cidrs,
+        web_ingress_security_group_ids=settings.web.ingress_security_group_ids,
         tags=tags,
     ),
 )
+redis_settings = settings.redis
+redis = Redis(
+    name,
+    RedisArgs(
+        description=f"Celery broker for {settings.project} {settings.stack}",
+        engine_version=redis_settings.engine_version,
+        node_type=redis_settings.node_type,
+        replicas=redis_settings.replicas,
+        multi_az=redis_settings.multi_az,
+        snapshot_retention_days=redis_settings.snapshot_retention_days,
+        snapshot_window=redis_settings.snapshot_window,
+        maintenance_window=redis_settings.maintenance_window,
+        apply_immediately=redis_settings.apply_immediately,
+        slow_log_retention_days=redis_settings.slow_log_retention_days,
+        auth_token_update_strategy=redis_settings.auth_token_update_strategy,
+        subnet_ids=network.private_subnet_ids,
+        security_group_id=security.redis_security_group_id,
+        auth_token=secrets.auth_token,
+        kms_key_arn=kms_key_arn,
+        protect=security_settings.protect,
+        tags=tags,
+    ),
+)
+
+
+def user_data(role: Role, runs_beat: bool = False) -> pulumi.Output[str]:
+    """One kind of machine's user-data, once Redis's endpoint is known: the one place where
+    Outputs meet the (pure) renderer."""
+    return pulumi.Output.all(redis.primary_endpoint, redis.port).apply(
+        lambda endpoint: user_data_base64(
+            UserDataInputs(settings, role, runs_beat, redis_host=endpoint[0], redis_port=int(endpoint[1]))
+        )
+    )
+
+
+def role_tags(role: Role) -> dict[str, str]:
+    return {**tags, layout.ROLE_TAG: role}
+
+
 fleet = Fleet(
     name,
     FleetArgs(
-        settings=settings,
-        subnet_ids=network.private_subnet_ids,
+        web_count=settings.web.count,
+        web_instance_type=settings.web.instance_type,
         web_security_group_id=security.web_security_group_id,
+        web_user_data=user_data("web"),
+        web_tags=role_tags("web"),
+        worker_count=settings.worker.count,
+        worker_instance_type=settings.worker.instance_type,
         worker_security_group_id=security.worker_security_group_id,
+        worker_user_data=user_data("worker"),
+        worker_tags=role_tags("worker"),
+        beat_user_data=user_data("worker", runs_beat=True) if settings.worker.beat else None,
+        beat_tags={**role_tags("worker"), layout.BEAT_TAG: layout.BEAT_TAG_VALUE},
+        ami_id=settings.instances.ami_id,
+        architecture=settings.instances.architecture,
+        root_volume_gb=settings.instances.root_volume_gb,
+        kms_key_arn=kms_key_arn,
+        subnet_ids=network.private_subnet_ids,
         instance_profile_name=access.instance_profile_name,
-        redis_host=redis.primary_endpoint,
-        redis_port=redis.port,
-        tags=tags,
     ),
 )
 
@@ -103,3 +210,5 @@ pulumi.export("redisSecurityGroupId", security.redis_security_group_id)
 pulumi.export("webInstanceIds", fleet.web_instance_ids)
 pulumi.export("workerInstanceIds", fleet.worker_instance_ids)
 pulumi.export("beatInstanceId", fleet.beat_instance_id)
+pulumi.export("instanceRoleArn", access.role_arn)
+pulumi.export("kmsKeyArn", kms_key_arn)

@@ -24,11 +24,8 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "scripts/vm"), str(REPO)]
-
-import boot as harness  # noqa: E402
-import image as vm_image  # noqa: E402
+from scripts.vm import boot as harness
+from scripts.vm import image as vm_image
 
 TARGET_RATIO = 2.5
 TRIVIAL_UNIT = "trivial.service"

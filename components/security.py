@@ -7,24 +7,36 @@ Manager, which needs no ingress at all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-from settings import WebSettings
-
 REDIS_PORT = 6379
 ANYWHERE = "0.0.0.0/0"
-# What the instances call out to: SSM, S3 and Parameter Store over HTTPS, Debian's mirrors over
-# HTTP (apt verifies them by signature).
-OUTBOUND_PORTS = {443: "HTTPS (SSM, S3, Parameter Store, package indexes)", 80: "HTTP (Debian mirrors)"}
+# The only egress to 0.0.0.0/0, each needed and why (through the NAT gateway; S3 through the
+# gateway endpoint, whose policy limits it to the release prefix and the SSM agent's buckets):
+# - 443: the public endpoints of SSM (the agent: ssm, ssmmessages, ec2messages; app-fetch-secrets:
+#   Parameter Store), KMS (decrypting through SSM) and S3. Their addresses are AWS's public ranges
+#   and change, so no narrower CIDR exists; interface VPC endpoints for ssm, ssmmessages,
+#   ec2messages and kms (about 7 USD a month each per AZ) would make this rule unnecessary and
+#   the NAT gateway optional: a stack that needs no internet access at all should add them.
+# - 80: Debian's mirrors and security updates (deb.debian.org, security.debian.org: a CDN, not
+#   S3); apt verifies every package by its signed Release file, so plain HTTP carries no trust.
+OUTBOUND_PORTS = {
+    443: "HTTPS: SSM, ssmmessages, ec2messages, Parameter Store, KMS, S3 (AWS public endpoints)",
+    80: "HTTP: Debian mirrors and security updates (apt checks signatures)",
+}
 
 
 @dataclass(frozen=True)
 class SecurityArgs:
     vpc_id: pulumi.Input[str]
-    web: WebSettings
+    web_port: int
+    # The web role's only ingress: these CIDRs and groups (e.g. a load balancer's), to web_port.
+    web_ingress_cidrs: Sequence[str]
+    web_ingress_security_group_ids: Sequence[pulumi.Input[str]]
     tags: dict[str, str]
 
 
@@ -64,8 +76,8 @@ class SecurityGroups(pulumi.ComponentResource):
                 )
 
         # The web role's only ingress: the gunicorn port, from what the stack names explicitly.
-        port = args.web.port
-        for index, cidr in enumerate(args.web.ingress_cidrs):
+        port = args.web_port
+        for index, cidr in enumerate(args.web_ingress_cidrs):
             self._rule(
                 aws.vpc.SecurityGroupIngressRule,
                 f"{name}-web-in-cidr-{index}",
@@ -75,7 +87,7 @@ class SecurityGroups(pulumi.ComponentResource):
                 args,
                 cidr=str(cidr),
             )
-        for index, source in enumerate(args.web.ingress_security_group_ids):
+        for index, source in enumerate(args.web_ingress_security_group_ids):
             self._rule(
                 aws.vpc.SecurityGroupIngressRule,
                 f"{name}-web-in-sg-{index}",

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import re
 
-from tests.conftest import SECRET_SIG_KEY, only
+import pytest
+
+from components.fleet import Fleet, FleetArgs
+from tests.conftest import SECRET_SIG_KEY, named, of_type, only
 from userdata.render import decode_user_data, enabled_units
 
 INSTANCE = "aws:ec2/instance:Instance"
@@ -93,11 +96,8 @@ def test_no_secret_value_reaches_user_data_or_outputs(prod):
     assert key.inputs["special"] is True
 
 
-def test_access_grants_ssm_core_and_exactly_the_secrets_and_releases(prod):
-    assert only(prod, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")["policyArn"] == (
-        "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-    )
-    policy = json.loads(only(prod, "aws:iam/rolePolicy:RolePolicy")["policy"])
+def test_access_grants_exactly_the_secrets_and_releases(prod):
+    policy = json.loads(named(prod, "aws:iam/rolePolicy:RolePolicy", "prod-read-secrets-and-releases")["policy"])
     assert policy["Statement"] == [
         {
             "Action": "ssm:GetParameters",
@@ -121,5 +121,58 @@ def test_access_grants_ssm_core_and_exactly_the_secrets_and_releases(prod):
             "Sid": "ReadReleaseArtifacts",
         },
     ]
-    assume = json.loads(only(prod, "aws:iam/role:Role")["assumeRolePolicy"])
+    assume = json.loads(named(prod, "aws:iam/role:Role", "prod-role")["assumeRolePolicy"])
     assert assume["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+
+
+def fleet_args(**changes: object) -> FleetArgs:
+    values: dict[str, object] = {
+        "web_count": 2,
+        "web_instance_type": "t3.small",
+        "web_security_group_id": "sg-0aaaaaaaaaaaaaaaa",
+        "web_user_data": "d2Vi",
+        "web_tags": {"Role": "web"},
+        "worker_count": 2,
+        "worker_instance_type": "t3.medium",
+        "worker_security_group_id": "sg-0bbbbbbbbbbbbbbbb",
+        "worker_user_data": "d29ya2Vy",
+        "worker_tags": {"Role": "worker"},
+        "beat_user_data": "YmVhdA==",
+        "beat_tags": {"Role": "worker", "celery-beat": "true"},
+        "ami_id": "ami-0123456789abcdef0",
+        "architecture": "x86_64",
+        "root_volume_gb": 30,
+        "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
+        "instance_profile_name": "t-profile",
+        "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab",
+    }
+    return FleetArgs(**(values | changes))  # type: ignore[arg-type]
+
+
+def test_fleet_alone_gives_each_kind_of_machine_its_own_user_data_and_tags(build_alone):
+    built = {r.name: r.inputs for r in of_type(build_alone(lambda: Fleet("t", fleet_args())), INSTANCE)}
+    assert {name: (i["userDataBase64"], i["tags"]) for name, i in built.items()} == {
+        "t-web-0": ("d2Vi", {"Role": "web", "Name": "t-web-0"}),
+        "t-web-1": ("d2Vi", {"Role": "web", "Name": "t-web-1"}),
+        "t-worker-beat": ("YmVhdA==", {"Role": "worker", "celery-beat": "true", "Name": "t-worker-beat"}),
+        "t-worker-1": ("d29ya2Vy", {"Role": "worker", "Name": "t-worker-1"}),
+    }
+    assert built["t-worker-1"]["vpcSecurityGroupIds"] == ["sg-0bbbbbbbbbbbbbbbb"]
+    assert built["t-web-1"]["subnetId"] == "subnet-0bbbbbbbbbbbbbbbb"
+    assert {i["ami"] for i in built.values()} == {"ami-0123456789abcdef0"}
+    assert {i["rootBlockDevice"]["volumeSize"] for i in built.values()} == {30}
+
+
+def test_fleet_alone_without_beat_numbers_workers_from_zero(build_alone):
+    built = of_type(build_alone(lambda: Fleet("t", fleet_args(web_count=0, beat_user_data=None))), INSTANCE)
+    assert [r.name for r in built] == ["t-worker-0", "t-worker-1"]
+
+
+def test_fleet_looks_up_debian_for_the_architecture_when_no_image_is_pinned(build_alone):
+    built = of_type(build_alone(lambda: Fleet("t", fleet_args(ami_id=None, architecture="arm64"))), INSTANCE)
+    assert {r.inputs["ami"] for r in built} == {"ami-0a1b2c3d4e5f67890"}  # the mocked lookup's answer
+
+
+def test_fleet_refuses_an_unknown_architecture():
+    with pytest.raises(ValueError, match="architecture: 'sparc'; allowed: x86_64, arm64"):
+        fleet_args(architecture="sparc")

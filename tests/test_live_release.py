@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pulumi.runtime.mocks import MockMonitor
 
-from tests.conftest import named
+from components.live_release import LiveRelease, LiveReleaseArgs
+from tests.conftest import named, of_type
 
 PARAMETER_TYPE = "aws:ssm/parameter:Parameter"
 
@@ -53,3 +54,14 @@ def test_release_parameter_value_is_left_to_the_ops_tool(render, ignored_changes
 def test_release_parameter_name_is_exported_for_the_ops_tool(prod):
     assert settled(prod.outputs["releaseParameter"]) == "/django-stack/prod/release"
     assert "release" not in prod.outputs  # the config's release is only the first live one
+
+
+def test_live_release_alone_creates_the_named_string_parameter(build_alone):
+    args = LiveReleaseArgs(parameter_name="/p/t/release", initial_release="r1", tags={"Stack": "t"})
+    resources = build_alone(lambda: LiveRelease("t", args))
+    (parameter,) = of_type(resources, PARAMETER_TYPE)
+    assert (parameter.inputs["name"], parameter.inputs["type"], parameter.inputs["insecureValue"]) == (
+        "/p/t/release",
+        "String",
+        "r1",
+    )

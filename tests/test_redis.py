@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from tests.conftest import is_secret, named, only
-from tools.render_stack import mock_id
+import pulumi
+
+from components.redis import Redis, RedisArgs
+from offline_render.fake_aws import mock_id
+from offline_render.program import render_stack
+from tests.conftest import is_secret, named, of_type, only
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 PASSWORD = "random:index/randomPassword:RandomPassword"
@@ -66,7 +70,7 @@ def test_parameter_group_never_evicts_broker_data(prod):
     params = only(prod, "aws:elasticache/parameterGroup:ParameterGroup")
     assert params["family"] == "redis7"
     assert params["parameters"] == [{"name": "maxmemory-policy", "value": "noeviction"}]
-    assert only(prod, GROUP)["parameterGroupName"] == "prod-params"
+    assert only(prod, GROUP)["parameterGroupName"] == "prod-redis-params"
 
 
 def test_only_private_subnets_and_the_redis_security_group(prod):
@@ -80,10 +84,70 @@ def test_only_private_subnets_and_the_redis_security_group(prod):
 def test_slow_log_goes_to_cloudwatch(prod):
     assert only(prod, GROUP)["logDeliveryConfigurations"] == [
         {
-            "destination": "prod-slow-log",
+            "destination": "prod-redis-slow-log",
             "destinationType": "cloudwatch-logs",
             "logFormat": "json",
             "logType": "slow-log",
         }
     ]
-    assert only(prod, "aws:cloudwatch/logGroup:LogGroup")["retentionInDays"] == 14
+    assert named(prod, "aws:cloudwatch/logGroup:LogGroup", "prod-redis-slow-log")["retentionInDays"] == 14
+
+
+def test_prod_protects_the_group_and_the_stack_key_and_staging_does_not(prod):
+    protected = {(r.type_, r.name) for r in prod.resources if r.protected}
+    assert protected == {(GROUP, "prod-redis-group"), ("aws:kms/key:Key", "prod-key")}
+    assert not [r.name for r in render_stack("staging").resources if r.protected]
+
+
+def test_deleting_the_group_leaves_a_final_snapshot(prod):
+    assert only(prod, GROUP)["finalSnapshotIdentifier"] == "prod-redis-final"
+
+
+def redis_args(**changes: object) -> RedisArgs:
+    values: dict[str, object] = {
+        "description": "broker",
+        "engine_version": "7.1",
+        "node_type": "cache.t4g.small",
+        "replicas": 1,
+        "multi_az": True,
+        "snapshot_retention_days": 7,
+        "snapshot_window": "03:00-04:00",
+        "maintenance_window": "sun:05:00-sun:06:00",
+        "apply_immediately": False,
+        "slow_log_retention_days": 14,
+        "auth_token_update_strategy": "ROTATE",
+        "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
+        "security_group_id": "sg-0123456789abcdef0",
+        "auth_token": "plain-token-for-the-test-0123456789",
+        "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab",
+        "protect": False,
+        "tags": {"Stack": "t"},
+    }
+    return RedisArgs(**(values | changes))  # type: ignore[arg-type]
+
+
+def test_redis_alone_from_plain_values(build_alone):
+    resources = build_alone(lambda: Redis("t", redis_args(replicas=0, multi_az=False)))
+    (group,) = of_type(resources, GROUP)
+    assert group.inputs["numCacheClusters"] == 1 and group.inputs["automaticFailoverEnabled"] is False
+    assert group.inputs["securityGroupIds"] == ["sg-0123456789abcdef0"]
+    assert group.inputs["authToken"]["value"] == "plain-token-for-the-test-0123456789"  # kept secret
+    (subnets,) = of_type(resources, "aws:elasticache/subnetGroup:SubnetGroup")
+    assert subnets.inputs["subnetIds"] == ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
+
+
+def test_renamed_redis_resources_carry_their_old_names_as_aliases(build_alone):
+    # An alias makes `pulumi up` on an existing stack adopt the old resource instead of
+    # replacing it (a replaced replication group loses every queued task).
+    aliases: dict[str, list[str | None]] = {}
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        aliases[args.name] = [alias.name for alias in args.opts.aliases or [] if isinstance(alias, pulumi.Alias)]
+
+    build_alone(lambda: Redis("t", redis_args(), pulumi.ResourceOptions(transformations=[record])))
+    assert {name: found for name, found in aliases.items() if found} == {
+        "t-redis-subnets": ["t-subnets"],
+        "t-redis-params": ["t-params"],
+        "t-redis-slow-log": ["t-slow-log"],
+        "t-redis-group": ["t-group"],
+    }

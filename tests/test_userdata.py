@@ -13,13 +13,13 @@ import pytest
 import yaml
 
 from userdata import render
-from userdata.render import Machine
+from userdata.render import UserDataInputs
 
 FILES = Path(render.__file__).parent / "files"
 
 
 def machine(settings, role="worker", beat=False):
-    return Machine(settings, role, beat, redis_host="master.example.cache.amazonaws.com", redis_port=6379)
+    return UserDataInputs(settings, role, beat, redis_host="master.example.cache.amazonaws.com", redis_port=6379)
 
 
 def unit(text: str) -> configparser.ConfigParser:
@@ -29,7 +29,7 @@ def unit(text: str) -> configparser.ConfigParser:
     return parser
 
 
-def files_by_path(m: Machine) -> dict[str, render.WrittenFile]:
+def files_by_path(m: UserDataInputs) -> dict[str, render.WrittenFile]:
     return {f.path: f for f in render.machine_files(m)}
 
 
@@ -223,3 +223,30 @@ def test_app_units_take_app_release_from_the_release_they_run(prod_settings, nam
     files = [line for line in units[name].splitlines() if line.startswith("EnvironmentFile=")]
     assert files[:2] == ["EnvironmentFile=/etc/app/app.env", "EnvironmentFile=/srv/app/current/version.env"]
     assert "APP_RELEASE" not in render.app_env(prod_settings)
+
+
+def ip_address_deny(text: str) -> list[str]:
+    return [line.split("=", 1)[1] for line in text.splitlines() if line.startswith("IPAddressDeny=")]
+
+
+def test_app_units_cannot_reach_the_instance_metadata_service_unless_the_stack_opts_in(prod_settings):
+    units = {
+        **render.unit_files(machine(prod_settings, "web")),
+        **render.unit_files(machine(prod_settings, "worker", beat=True)),
+    }
+    app_units = sorted(name for name in units if name.startswith(("gunicorn", "celery-")))
+    assert app_units == [
+        "celery-beat.service",
+        "celery-worker-default.service",
+        "celery-worker-long.service",
+        "gunicorn.service",
+    ]
+    for name in app_units:
+        assert ip_address_deny(units[name]) == ["169.254.169.254 fd00:ec2::254"], name
+    # The two that fetch with the role keep it.
+    assert ip_address_deny(units["app-secrets.service"]) == ip_address_deny(units["app-release.service"]) == []
+    opted_in = msgspec.structs.replace(
+        prod_settings, app=msgspec.structs.replace(prod_settings.app, aws_credentials=True)
+    )
+    for text in render.unit_files(machine(opted_in, "worker", beat=True)).values():
+        assert ip_address_deny(text) == []

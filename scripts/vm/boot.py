@@ -12,21 +12,16 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path[:0] = [str(HERE), str(REPO)]
-
-from image import REDIS_HOST, STACK, Image, ReleaseStore  # noqa: E402
-
-from tools.render_stack import StackRender, render_stack  # noqa: E402
-from userdata.render import RELEASE_ENV, written_files  # noqa: E402
+from offline_render.program import StackRender, render_stack
+from scripts.vm.image import REDIS_HOST, STACK, Image, ReleaseStore
+from userdata import layout
+from userdata.render import written_files
 
 PARAMETER_TYPE = "aws:ssm/parameter:Parameter"
 
@@ -99,9 +94,9 @@ def role_user_data(rendered: StackRender) -> dict[str, tuple[str, dict[str, str]
     """role -> (user-data, tags) as the program renders them for this image."""
     picked: dict[str, tuple[str, dict[str, str]]] = {}
     for instance in rendered.instances:
-        if instance.role == "web":
+        if instance.role == layout.WEB_ROLE:
             role = "web"
-        elif instance.tags.get("celery-beat") == "true":
+        elif instance.tags.get(layout.BEAT_TAG) == layout.BEAT_TAG_VALUE:
             role = "worker-beat"
         else:
             role = "worker"
@@ -114,7 +109,7 @@ def role_user_data(rendered: StackRender) -> dict[str, tuple[str, dict[str, str]
 
 def release_env(user_data: str) -> dict[str, str]:
     """The release.env the program writes on the instance, as KEY -> value."""
-    text = next(f.content for f in written_files(user_data) if f.path == RELEASE_ENV)
+    text = next(f.content for f in written_files(user_data) if f.path == layout.RELEASE_ENV)
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 

@@ -100,6 +100,8 @@ cp -r "$objects" "$rootfs/var/lib/vm-test/s3"
 install -d "$rootfs/usr/local/lib/vm-test"
 install -m 0644 "$guest/aws_standin.py" "$guest/vmtest_data.py" "$guest/probe.py" "$guest/app_side.py" \
   "$rootfs/usr/local/lib/vm-test/"
+# The machine contract the probe imports (`from userdata import layout`), beside it.
+install -D -m 0644 "$repo/userdata/layout.py" "$rootfs/usr/local/lib/vm-test/userdata/layout.py"
 install -m 0644 "$guest/aws-standin.socket" "$guest/aws-standin.service" "$guest/test-probe.service" \
   "$rootfs/etc/systemd/system/"
 for unit in app-release.service app-secrets.service cloud-final.service; do

@@ -100,6 +100,7 @@ def input_files() -> list[Path]:
         HERE / "build-rootfs.sh",
         REPO / "userdata/files/app-release",
         REPO / "userdata/files/install-ssm-agent",
+        REPO / "userdata/layout.py",
         REPO / "scripts/build-release.sh",
     ]
     found = [
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("image.py: building the image needs root (debootstrap, chroot)", file=sys.stderr)
         return 2
-    from boot import vm_stack  # the image serves the stack as the program renders it
+    from scripts.vm.boot import vm_stack  # the image serves the stack as the program renders it
 
     image = ensure_image(vm_stack().store, args.cache_dir)
     how = f"built in {image.built_seconds} s" if image.built_seconds is not None else "cached"

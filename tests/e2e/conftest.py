@@ -9,17 +9,11 @@ fixtures fail, never skip.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))  # tools.render_stack, userdata.render: the program itself
-
-from e2e_harness.deployment import Deployment  # noqa: E402
-from e2e_harness.redis_server import RedisServer  # noqa: E402
+from e2e_harness.deployment import Deployment
+from e2e_harness.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")

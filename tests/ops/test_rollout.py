@@ -266,6 +266,12 @@ def test_deploy_refuses_a_stack_without_exactly_one_beat_before_anything_is_sent
     assert run.ssm.sent == []
 
 
+def test_a_state_file_written_before_the_release_field_was_renamed_still_reads(tmp_path) -> None:
+    # Operators' machines keep state files from earlier versions: {"target": ...} is the release.
+    (tmp_path / "prod.json").write_text('{"target": "r2", "previous": "r1", "complete": true}\n')
+    assert StateStore(tmp_path, "prod").load() == RolloutRecord("r2", "r1", complete=True)
+
+
 # --- the live release parameter -------------------------------------------------------------
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts/vm"))
-
-import boot as harness  # noqa: E402
-import image as vm_image  # noqa: E402
-
-from ops.scripts import install_release_script, switch_release_script  # noqa: E402
+from ops.scripts import install_release_script, switch_release_script
+from scripts.vm import boot as harness
+from scripts.vm import image as vm_image
 
 REQUIRED_TOOLS = ("qemu-system-x86_64", "qemu-img", "cloud-localds", "debootstrap", "mkfs.ext4", "dpkg-deb")
 ROLE_BOOTS = ("web", "worker-beat", "worker")

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import image as vm_image  # scripts/vm, on sys.path through conftest
 import pytest
 
+from scripts.vm import image as vm_image
 from tests.vm.conftest import ALL_BOOTS, ROLE_BOOTS
 from userdata.render import enabled_units
 

@@ -6,6 +6,9 @@ observes and exercises what the program installed; every judgement is made by th
 Scenario (the boot's test data, vmtest_data.py): `restart` adds the kill -9 / redelivery and the
 warm-shutdown checks on the default queue's worker; `deploy` runs the ops tool's install and
 switch scripts as SSM's AWS-RunShellScript would (root, /bin/sh).
+
+Paths, units and names come from the machine contract: the image installs userdata/layout.py
+beside this file (as userdata/layout.py), so the import is the same here and in the guest.
 """
 
 import json
@@ -21,25 +24,27 @@ from urllib.request import Request, urlopen
 import yaml
 from vmtest_data import boot_data
 
+from userdata import layout
+
 CONSOLE = "/dev/ttyS0"
 USER_DATA = Path("/var/lib/cloud/instance/user-data.txt")
-SECRETS_ENV = Path("/run/app-secrets/secrets.env")
-APP_ENV_FILES = ("/etc/app/app.env", "/srv/app/current/version.env", str(SECRETS_ENV))  # the units' own
-APP_SRC = "/srv/app/current/src"
-APP_PYTHON = "/srv/app/current/venv/bin/python"
+SECRETS_ENV = Path(layout.SECRETS_ENV)
+APP_ENV_FILES = (layout.APP_ENV, layout.VERSION_ENV, layout.SECRETS_ENV)  # the app units' own
+APP_SRC = layout.APP_SRC
+APP_PYTHON = f"{layout.APP_BIN}/python"
 APP_SIDE = "/usr/local/lib/vm-test/app_side.py"
-APP_ROOT = Path("/srv/app")
+APP_ROOT = Path(layout.APP_ROOT)
 AWS_ENV = Path("/etc/vm-test/aws.env")
 AWS_REQUESTS = Path("/run/vm-test/aws-requests.jsonl")
 AGENT_UNIT = "amazon-ssm-agent.service"
-WORKER_UNIT = "celery-worker-default.service"
+# The queues of the stack the VM tests boot (the prod stack's).
+WORKER_UNIT = layout.worker_unit("default")
 KNOWN_UNITS = (
-    "app-secrets.service",
-    "app-release.service",
-    "gunicorn.service",
-    "celery-worker-default.service",
-    "celery-worker-long.service",
-    "celery-beat.service",
+    *layout.ONESHOT_UNITS,
+    layout.GUNICORN_UNIT,
+    WORKER_UNIT,
+    layout.worker_unit("long"),
+    layout.BEAT_UNIT,
 )
 LEDGER_DB = 2
 TASK_SECONDS = 8.0
@@ -153,7 +158,7 @@ def ledger_count(kind: str, key: str) -> int:
 
 def app_side(*args: str) -> dict[str, object]:
     """Runs app_side.py as the app user with the units' own environment files."""
-    properties = ["-p", "User=app", "-p", "Group=app", "-p", f"WorkingDirectory={APP_SRC}"]
+    properties = ["-p", f"User={layout.USER}", "-p", f"Group={layout.GROUP}", "-p", f"WorkingDirectory={APP_SRC}"]
     for env_file in APP_ENV_FILES:
         properties += ["-p", f"EnvironmentFile={env_file}"]
     result = run(
@@ -224,8 +229,8 @@ def check_release() -> None:
     releases_dir = APP_ROOT / "releases"
     as_app = run(
         "setpriv",
-        "--reuid=app",
-        "--regid=app",
+        f"--reuid={layout.USER}",
+        f"--regid={layout.GROUP}",
         "--clear-groups",
         "--",
         "/bin/sh",
@@ -242,7 +247,7 @@ def check_release() -> None:
             "modes": {str(p): f"{p.stat().st_mode & 0o7777:o}" for p in (APP_ROOT, releases_dir) if p.exists()},
             "tree": release_tree(active) if active else {},
             "app_user_imports": (as_app.stdout + as_app.stderr).strip()[-500:],
-            "journal": journal("app-release.service"),
+            "journal": journal(layout.RELEASE_UNIT),
         },
     )
 
@@ -282,7 +287,7 @@ def check_deploy(deploy: dict[str, str], units: list[str]) -> None:
     report: dict[str, object] = {"install": installed, "switch": switched, "all_active_after": bool(ready)}
     report["active_after"] = Path(os.readlink(APP_ROOT / "current")).name
     report["tree_after"] = release_tree(str(report["active_after"]))
-    if "gunicorn.service" in units:
+    if layout.GUNICORN_UNIT in units:
         host = allowed_host()
         report["healthz_after"] = wait_until(lambda: (h := http("GET", "/healthz", host))["status"] == 200 and h, 120)
     emit("deploy", report)
@@ -293,7 +298,7 @@ def check_redis() -> None:
 
 
 def allowed_host() -> str:
-    app_env = dict(line.split("=", 1) for line in Path("/etc/app/app.env").read_text().splitlines() if "=" in line)
+    app_env = dict(line.split("=", 1) for line in Path(layout.APP_ENV).read_text().splitlines() if "=" in line)
     return app_env["DJANGO_ALLOWED_HOSTS"].strip("'").split(",")[0]
 
 
@@ -394,7 +399,7 @@ def probe() -> None:
         emit("not-active", {unit: journal(unit) for unit, state in states(units).items() if state != "active"})
     check_cloud_init()
     check_units(units)
-    if "app-release.service" in units:  # not on a boot without the program (the benchmark's baseline)
+    if layout.RELEASE_UNIT in units:  # not on a boot without the program (the benchmark's baseline)
         check_program(units, scenario, data)
     check_aws_requests()
     emit(
@@ -411,11 +416,11 @@ def check_program(units: list[str], scenario: str, data: dict) -> None:
     check_release()
     check_agent()
     check_redis()
-    if "gunicorn.service" in units:
+    if layout.GUNICORN_UNIT in units:
         check_web()
     if WORKER_UNIT in units:
         check_roundtrip()
-    if "celery-beat.service" in units:
+    if layout.BEAT_UNIT in units:
         check_beat()
     if scenario == "restart":
         check_restart()
