@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -53,8 +54,10 @@ def cold_build_seconds(store: vm_image.ReleaseStore) -> float:
         return built.built_seconds
 
 
-def timed_boot(image: vm_image.Image, name: str, role: str, user_data: str, scratch: Path) -> harness.Boot | None:
-    result = harness.boot(image, role, user_data, scratch / name)
+def timed_boot(
+    image: vm_image.Image, name: str, role: str, user_data: str, scratch: Path, data: dict[str, Any]
+) -> harness.Boot | None:
+    result = harness.boot(image, role, user_data, scratch / name, data=data)
     ready = next((r for r in result.reports if r.key == "ready"), None)
     if ready is None or not ready.value.get("all_active"):
         print(f"{name}: units did not all become active; console tail:\n{result.console[-2000:]}")
@@ -102,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         plan += [(role, role, stack.roles[role][0]) for role in harness.ROLES]
         plan += [("trivial-2", "web", trivial_user_data())]
         for name, role, user_data in plan:
-            result = timed_boot(image, name, role, user_data, Path(scratch))
+            # The live release as `pulumi up` seeds it: the configured one.
+            data = {"parameters": harness.seeded_parameters(stack, stack.store.release)}
+            result = timed_boot(image, name, role, user_data, Path(scratch), data)
             if result is None:
                 return 1
             if name.startswith("trivial"):

@@ -134,6 +134,12 @@ def vm_stack() -> VmStack:
     return VmStack(roles, store, parameter)
 
 
+def seeded_parameters(stack: VmStack, live_release: str) -> dict[str, dict[str, str]]:
+    """What a boot's Parameter Store stand-in answers beyond the image's secrets: the live release
+    (app-release ensure reads it; without it the boot fails)."""
+    return {stack.release_parameter: {"type": "String", "value": live_release}}
+
+
 def has_hardware_virtualisation() -> bool:
     # A paravirtual /dev/kvm without vmx/svm cannot boot a stock kernel (see docs/vm.md).
     flags = Path("/proc/cpuinfo").read_text()

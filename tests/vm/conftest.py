@@ -71,11 +71,6 @@ def parameter_store(stack: harness.VmStack) -> Iterator[Any]:
     server.stop()
 
 
-def seeded_parameters(stack: harness.VmStack, ssm: Any) -> dict[str, dict[str, str]]:
-    value = ssm.get_parameter(Name=stack.release_parameter)["Parameter"]["Value"]
-    return {stack.release_parameter: {"type": "String", "value": value}}
-
-
 @pytest.fixture(scope="session")
 def booted(
     image: vm_image.Image, stack: harness.VmStack, parameter_store: Any, tmp_path_factory
@@ -83,7 +78,8 @@ def booted(
     boots: dict[str, harness.Boot] = {}
 
     def start(name: str, role: str, user_data: str, disk: Path, **data: Any) -> harness.Boot:
-        data["parameters"] = seeded_parameters(stack, parameter_store)
+        live = parameter_store.get_parameter(Name=stack.release_parameter)["Parameter"]["Value"]
+        data["parameters"] = harness.seeded_parameters(stack, live)
         workdir = tmp_path_factory.mktemp(f"vm-{name}")
         return harness.boot(image, role, user_data, workdir, data=data, disk=disk)
 
