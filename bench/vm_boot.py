@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"image build, cold: {cold_build_seconds(stack.store):.1f} s")
     started = time.monotonic()
     image = vm_image.ensure_image(stack.store)
-    print(f"image build, cached (hash lookup): {time.monotonic() - started:.2f} s")
+    how = "cached (hash lookup)" if image.built_seconds is None else "built (not in the cache)"
+    print(f"image {how}: {time.monotonic() - started:.2f} s")
 
     boots: dict[str, harness.Boot] = {}
     trivial: list[float] = []
