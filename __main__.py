@@ -7,14 +7,15 @@ import pulumi
 from pulumi.runtime.config import CONFIG, get_config_env
 
 from components.access import AccessArgs, InstanceAccess
-from components.fleet import Fleet, FleetArgs
+from components.fleet import Fleet, FleetArgs, GroupSize
+from components.front_door import FrontDoor, FrontDoorArgs
 from components.network import Network, NetworkArgs
 from components.redis import Redis, RedisArgs
 from components.secrets import Secrets, SecretsArgs
 from components.security import SecurityArgs, SecurityGroups
-from settings import PROJECT, ConfigError, Settings, load_settings
+from settings import PROJECT, ConfigError, Settings, WebSettings, WorkerSettings, load_settings
 from userdata import layout
-from userdata.render import Role, UserDataInputs, user_data_base64
+from userdata.render import GUNICORN_GRACE_SECONDS, Role, UserDataInputs, user_data_base64
 
 
 def stack_config() -> dict[str, object]:
@@ -42,6 +43,7 @@ network = Network(
     NetworkArgs(
         vpc_id=settings.network.vpc_id,
         private_subnet_ids=settings.network.private_subnet_ids,
+        public_subnet_ids=settings.network.public_subnet_ids,
         vpc_cidr=settings.network.vpc_cidr,
         availability_zones=settings.network.availability_zones,
         nat_gateways=settings.network.nat_gateways,
@@ -63,6 +65,7 @@ security = SecurityGroups(
     SecurityArgs(
         vpc_id=network.vpc_id,
         web_port=settings.web.port,
+        load_balancer=settings.load_balancer.enabled,
         web_ingress_cidrs=settings.web.ingress_cidrs,
         web_ingress_security_group_ids=settings.web.ingress_security_group_ids,
         tags=tags,
@@ -115,15 +118,43 @@ def role_tags(role: Role) -> dict[str, str]:
     return {**tags, layout.ROLE_TAG: role}
 
 
+load_balancer = settings.load_balancer
+front_door = None
+if load_balancer.enabled and security.load_balancer_security_group_id is not None:
+    front_door = FrontDoor(
+        name,
+        FrontDoorArgs(
+            vpc_id=network.vpc_id,
+            public_subnet_ids=network.public_subnet_ids,
+            security_group_id=security.load_balancer_security_group_id,
+            app_port=settings.web.port,
+            health_check_path=load_balancer.health_check_path,
+            # gunicorn's stop timeout: a request gunicorn may still finish is never cut short.
+            deregistration_delay_seconds=settings.web.gunicorn_timeout + GUNICORN_GRACE_SECONDS,
+            certificate_arn=load_balancer.certificate_arn,
+            domain=load_balancer.domain,
+            hosted_zone_id=load_balancer.hosted_zone_id,
+            access_logs_bucket=load_balancer.access_logs_bucket,
+            access_logs_prefix=load_balancer.access_logs_prefix,
+            tags=tags,
+        ),
+    )
+
+
+def sizes(role: WebSettings | WorkerSettings) -> GroupSize:
+    return GroupSize(role.min_size, role.desired_capacity, role.max_size)
+
+
 fleet = Fleet(
     name,
     FleetArgs(
-        web_count=settings.web.count,
+        web_size=sizes(settings.web),
         web_instance_type=settings.web.instance_type,
         web_security_group_id=security.web_security_group_id,
         web_user_data=user_data("web"),
         web_tags=role_tags("web"),
-        worker_count=settings.worker.count,
+        web_target_group_arns=[front_door.target_group_arn] if front_door else settings.web.target_group_arns,
+        worker_size=sizes(settings.worker),
         worker_instance_type=settings.worker.instance_type,
         worker_security_group_id=security.worker_security_group_id,
         worker_user_data=user_data("worker"),
@@ -133,8 +164,10 @@ fleet = Fleet(
         ami_id=settings.instances.ami_id,
         architecture=settings.instances.architecture,
         root_volume_gb=settings.instances.root_volume_gb,
+        kms_key_arn=None,
         subnet_ids=network.private_subnet_ids,
         instance_profile_name=access.instance_profile_name,
+        min_healthy_percentage=settings.instances.min_healthy_percentage,
     ),
 )
 
@@ -151,6 +184,11 @@ pulumi.export("djangoSecretKeyParameter", secrets.django_secret_key_parameter_na
 pulumi.export("webSecurityGroupId", security.web_security_group_id)
 pulumi.export("workerSecurityGroupId", security.worker_security_group_id)
 pulumi.export("redisSecurityGroupId", security.redis_security_group_id)
-pulumi.export("webInstanceIds", fleet.web_instance_ids)
-pulumi.export("workerInstanceIds", fleet.worker_instance_ids)
-pulumi.export("beatInstanceId", fleet.beat_instance_id)
+pulumi.export("webGroupName", fleet.web_group_name)
+pulumi.export("workerGroupName", fleet.worker_group_name)
+pulumi.export("beatGroupName", fleet.beat_group_name)
+pulumi.export("imageId", fleet.image_id)
+pulumi.export("latestDebianImageId", fleet.latest_debian_image_id)
+if front_door:
+    pulumi.export("loadBalancerDnsName", front_door.dns_name)
+    pulumi.export("url", front_door.url)

@@ -30,6 +30,7 @@ _PYTHON_MODULE = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 _CIDR = r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$"
 
 Count = Annotated[int, Meta(ge=0, le=50)]
+Percent = Annotated[int, Meta(ge=0, le=100)]
 Seconds = Annotated[int, Meta(ge=1, le=7 * 24 * 3600)]
 InstanceType = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]
 SecurityGroupId = Annotated[str, Meta(pattern=r"^sg-[0-9a-f]{8,17}$")]
@@ -59,8 +60,14 @@ class NetworkSettings(_Section, frozen=True):
     vpc_cidr: Annotated[str, Meta(pattern=_CIDR)] = "10.40.0.0/16"
     availability_zones: Annotated[int, Meta(ge=2, le=6)] = 2
     nat_gateways: Literal["single", "perAz"] = "single"
+    # An existing VPC's public subnets: where the load balancer goes (a new VPC has its own).
+    public_subnet_ids: tuple[Annotated[str, Meta(pattern=r"^subnet-[0-9a-f]{8,17}$")], ...] = ()
 
     def __post_init__(self) -> None:
+        if not self.vpc_id and self.public_subnet_ids:
+            raise _problem("publicSubnetIds", "only allowed together with vpcId")
+        if self.public_subnet_ids and len(set(self.public_subnet_ids)) < 2:
+            raise _problem("publicSubnetIds", "needs at least 2 distinct subnets (an ALB spans 2 availability zones)")
         if self.vpc_id and len(set(self.private_subnet_ids)) < 2:
             raise _problem(
                 "privateSubnetIds",
@@ -145,10 +152,30 @@ class InstanceSettings(_Section, frozen=True):
     root_volume_gb: Annotated[int, Meta(ge=8, le=1024)] = 20
     # Debian's AMIs do not carry the SSM agent: install it at first boot, unless the image has it.
     ssm_agent: Literal["install", "preinstalled"] = "install"
+    # Instance refresh: the share of web and worker capacity kept in service while a changed
+    # launch template (image, user-data, type) rolls out. Beat is always replaced terminate-first.
+    min_healthy_percentage: Percent = 90
+
+
+def _check_sizes(min_size: int, desired_capacity: int, max_size: int) -> None:
+    if max_size < min_size:
+        raise _problem("maxSize", f"{max_size} is below minSize ({min_size})")
+    if not min_size <= desired_capacity <= max_size:
+        raise _problem(
+            "desiredCapacity", f"{desired_capacity} must be between minSize ({min_size}) and maxSize ({max_size})"
+        )
+
+
+TargetGroupArn = Annotated[
+    str, Meta(pattern=r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/\S+$")
+]
 
 
 class WebSettings(_Section, frozen=True):
-    count: Count = 2
+    # The web Auto Scaling group's sizes.
+    min_size: Count = 2
+    desired_capacity: Count = 2
+    max_size: Count = 4
     instance_type: InstanceType = "t3.small"
     port: Annotated[int, Meta(ge=1024, le=65535)] = 8000
     gunicorn_workers: Annotated[int, Meta(ge=1, le=64)] = 3
@@ -156,8 +183,11 @@ class WebSettings(_Section, frozen=True):
     # The only ingress the web role ever gets: explicit, and to the gunicorn port only.
     ingress_cidrs: tuple[Annotated[str, Meta(pattern=_CIDR)], ...] = ()
     ingress_security_group_ids: tuple[SecurityGroupId, ...] = ()
+    # Only with loadBalancer.enabled false: the user's own target groups for the web group.
+    target_group_arns: tuple[TargetGroupArn, ...] = ()
 
     def __post_init__(self) -> None:
+        _check_sizes(self.min_size, self.desired_capacity, self.max_size)
         if any(_network("ingressCidrs", cidr).prefixlen == 0 for cidr in self.ingress_cidrs):
             raise _problem(
                 "ingressCidrs",
@@ -189,7 +219,11 @@ DEFAULT_QUEUES = (
 
 
 class WorkerSettings(_Section, frozen=True):
-    count: Count = 2
+    # The worker Auto Scaling group's sizes; the Beat instance (its own group of one, also
+    # running every queue) comes on top.
+    min_size: Count = 1
+    desired_capacity: Count = 1
+    max_size: Count = 4
     instance_type: InstanceType = "t3.medium"
     beat: bool = True
     queues: Annotated[tuple[QueueSettings, ...], Meta(min_length=1, max_length=12)] = DEFAULT_QUEUES
@@ -199,6 +233,7 @@ class WorkerSettings(_Section, frozen=True):
     visibility_timeout: Seconds | None = None
 
     def __post_init__(self) -> None:
+        _check_sizes(self.min_size, self.desired_capacity, self.max_size)
         names = [queue.name for queue in self.queues]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
@@ -209,8 +244,6 @@ class WorkerSettings(_Section, frozen=True):
         routed_twice = sorted({route for route in routes if routes.count(route) > 1})
         if routed_twice:
             raise _problem("queues", f"task route(s) {', '.join(routed_twice)} listed under more than one queue")
-        if self.beat and self.count == 0:
-            raise _problem("beat", "true needs count >= 1 (Beat runs on one of the workers)")
         if self.visibility_timeout is not None and self.visibility_timeout <= self.max_hard_time_limit:
             raise _problem(
                 "visibilityTimeout",
@@ -237,6 +270,59 @@ class WorkerSettings(_Section, frozen=True):
         return self.queue("default")
 
 
+_HOST_NAME = r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+
+
+class LoadBalancerSettings(_Section, frozen=True):
+    """The internet-facing ALB in front of the web group: HTTPS with a certificate the user
+    names (`certificateArn`) or one the program issues for `domain` in `hostedZoneId`."""
+
+    enabled: bool = True
+    certificate_arn: (
+        Annotated[str, Meta(pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$")] | None
+    ) = None
+    domain: Annotated[str, Meta(pattern=rf"^{_HOST_NAME}$")] | None = None
+    hosted_zone_id: Annotated[str, Meta(pattern=r"^Z[A-Z0-9]{1,31}$")] | None = None
+    health_check_path: str = "/healthz"
+    # A bucket whose policy already lets Elastic Load Balancing write to it (AWS's access-log
+    # guide); none: no access logs.
+    access_logs_bucket: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = None
+    access_logs_prefix: Annotated[str, Meta(pattern=r"^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$")] = ""
+
+    def __post_init__(self) -> None:
+        # The ALB's own rule (1-1024 characters, from /); checked here for a message naming the key.
+        if not re.fullmatch(r"/[\x21-\x7e]{0,1023}", self.health_check_path):
+            raise _problem(
+                "healthCheckPath", f"{self.health_check_path!r} must be a URL path starting with / (e.g. /healthz)"
+            )
+        if not self.enabled:
+            named = [key for key, value in self._certificate_keys().items() if value]
+            if named:
+                raise _problem(named[0], "only allowed with enabled true")
+            return
+        if self.certificate_arn and (self.domain or self.hosted_zone_id):
+            raise _problem("certificateArn", "give either certificateArn or domain + hostedZoneId, not both")
+        if self.domain and not self.hosted_zone_id:
+            raise _problem(
+                "hostedZoneId", f"required with domain ({self.domain}): the zone for validation and the alias"
+            )
+        if self.hosted_zone_id and not self.domain:
+            raise _problem("domain", "required with hostedZoneId: the name the certificate and alias record are for")
+        if not (self.certificate_arn or self.domain):
+            raise _problem(
+                "certificateArn",
+                "missing: the HTTPS listener needs a certificate; set certificateArn, or domain + hostedZoneId "
+                "(or enabled: false to bring your own load balancer)",
+            )
+
+    def _certificate_keys(self) -> dict[str, str | None]:
+        return {"certificateArn": self.certificate_arn, "domain": self.domain, "hostedZoneId": self.hosted_zone_id}
+
+    @property
+    def certificate_region(self) -> str | None:
+        return self.certificate_arn.split(":")[3] if self.certificate_arn else None
+
+
 # The project's config namespace: one key (`django-stack:<key>`) per concern.
 SECTIONS: dict[str, type[_Section]] = {
     "network": NetworkSettings,
@@ -245,6 +331,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "instances": InstanceSettings,
     "web": WebSettings,
     "worker": WorkerSettings,
+    "loadBalancer": LoadBalancerSettings,
 }
 
 
@@ -258,6 +345,7 @@ class Settings(msgspec.Struct, frozen=True):
     instances: InstanceSettings
     web: WebSettings
     worker: WorkerSettings
+    load_balancer: LoadBalancerSettings
 
     def parameter_name(self, purpose: str) -> str:
         return parameter_name(self.project, self.stack, purpose)
@@ -280,6 +368,8 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str | None) -> 
     values = {key: _decode(value) for key, value in raw.items()}
     for key in sorted(set(values) - set(SECTIONS)):
         problems.append(f"{PROJECT}:{key}: unknown key; allowed keys here: {', '.join(SECTIONS)}")
+    values, replaced = _without_replaced_keys(values)
+    problems += replaced
 
     sections: dict[str, Any] = {}
     for key, section in SECTIONS.items():
@@ -288,11 +378,67 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str | None) -> 
             sections[key] = msgspec.convert(values.get(key, {}), section, strict=False)
         except msgspec.ValidationError as error:
             problems.append(_describe(key, values.get(key, {}), str(error)))
-    if not problems and sections["app"].source == "ami" and not sections["instances"].ami_id:
-        problems.append(f"{PROJECT}:instances.amiId: required when app.source is 'ami' (the AMI carries the release)")
+    if not problems:
+        problems += _across_sections(sections, region)
     if problems:
         raise ConfigError("\n".join(problems))
-    return Settings(project=PROJECT, stack=stack, region=region or "", **sections)
+    attributes = {_snake(key): section for key, section in sections.items()}
+    return Settings(project=PROJECT, stack=stack, region=region or "", **attributes)
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"[A-Z]", lambda upper: "_" + upper[0].lower(), key)
+
+
+def _without_replaced_keys(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Keys of the instance-per-resource fleet, refused with what replaces them (the Auto
+    Scaling groups); dropped so the rest of the section is still checked."""
+    problems = []
+    cleaned = dict(values)
+    for section in ("web", "worker"):
+        body = values.get(section)
+        if isinstance(body, dict) and "count" in body:
+            problems.append(
+                f"{PROJECT}:{section}.count: replaced by the Auto Scaling group's sizes; "
+                "set minSize, desiredCapacity and maxSize"
+                + ("; the Beat instance is its own group, not counted here" if section == "worker" else "")
+            )
+            cleaned[section] = {k: v for k, v in body.items() if k != "count"}
+    beat = (cleaned.get("worker") or {}).get("beat") if isinstance(cleaned.get("worker"), dict) else None
+    if isinstance(beat, (int, str)) and not isinstance(beat, bool) and str(beat).isdigit() and int(beat) > 1:
+        problems.append(
+            f"{PROJECT}:worker.beat: got {beat!r}; Beat's Auto Scaling group has exactly one instance "
+            "(two Beats send every periodic task twice); allowed: true, false"
+        )
+        cleaned["worker"] = {k: v for k, v in cleaned["worker"].items() if k != "beat"}
+    return cleaned, problems
+
+
+def _across_sections(sections: dict[str, Any], region: str | None) -> list[str]:
+    """Rules that join two sections (or a section and the region)."""
+    problems = []
+    app, instances, network, web = sections["app"], sections["instances"], sections["network"], sections["web"]
+    load_balancer: LoadBalancerSettings = sections["loadBalancer"]
+    if app.source == "ami" and not instances.ami_id:
+        problems.append(f"{PROJECT}:instances.amiId: required when app.source is 'ami' (the AMI carries the release)")
+    if load_balancer.enabled:
+        if load_balancer.certificate_region and load_balancer.certificate_region != region:
+            problems.append(
+                f"{PROJECT}:loadBalancer.certificateArn: a certificate in {load_balancer.certificate_region}; "
+                f"an ALB in {region} needs one from ACM in {region}"
+            )
+        if network.vpc_id and not network.public_subnet_ids:
+            problems.append(
+                f"{PROJECT}:network.publicSubnetIds: required with vpcId while loadBalancer.enabled is true "
+                "(the internet-facing load balancer's subnets)"
+            )
+        for key in ("targetGroupArns", "ingressCidrs", "ingressSecurityGroupIds"):
+            if getattr(web, _snake(key)):
+                problems.append(
+                    f"{PROJECT}:web.{key}: only with loadBalancer.enabled false; "
+                    "the stack's load balancer is then the web group's only ingress and target"
+                )
+    return problems
 
 
 def _decode(value: Any) -> Any:

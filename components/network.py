@@ -1,4 +1,6 @@
-"""The network: an existing VPC's private subnets, or a new VPC spread over several AZs."""
+"""The network: an existing VPC's subnets, or a new VPC spread over several AZs.
+
+Instances and Redis live in the private subnets; only the load balancer uses the public ones."""
 
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ from components.planning import plan_subnets
 
 @dataclass(frozen=True)
 class NetworkArgs:
-    """An existing VPC (vpc_id and its private_subnet_ids), or a new one: vpc_cidr spread over
-    availability_zones, with one NAT gateway (`single`) or one per zone (`perAz`)."""
+    """An existing VPC (vpc_id, its private_subnet_ids and, for a load balancer, its
+    public_subnet_ids), or a new one: vpc_cidr spread over availability_zones, with one NAT
+    gateway (`single`) or one per zone (`perAz`)."""
 
     vpc_id: str | None
     private_subnet_ids: Sequence[str]
+    public_subnet_ids: Sequence[str]
     vpc_cidr: str
     availability_zones: int
     nat_gateways: Literal["single", "perAz"]
@@ -35,15 +39,23 @@ class NetworkArgs:
 class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     private_subnet_ids: list[pulumi.Output[str]]
+    public_subnet_ids: list[pulumi.Output[str]]
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djangostack:network:Network", name, None, opts)
         if args.vpc_id:
             self.vpc_id = pulumi.Output.from_input(args.vpc_id)
             self.private_subnet_ids = [pulumi.Output.from_input(s) for s in args.private_subnet_ids]
+            self.public_subnet_ids = [pulumi.Output.from_input(s) for s in args.public_subnet_ids]
         else:
             self._create_vpc(name, args)
-        self.register_outputs({"vpcId": self.vpc_id, "privateSubnetIds": self.private_subnet_ids})
+        self.register_outputs(
+            {
+                "vpcId": self.vpc_id,
+                "privateSubnetIds": self.private_subnet_ids,
+                "publicSubnetIds": self.public_subnet_ids,
+            }
+        )
 
     def _create_vpc(self, name: str, args: NetworkArgs) -> None:
         tags = args.tags
@@ -70,6 +82,7 @@ class Network(pulumi.ComponentResource):
 
         nat_ids: list[pulumi.Output[str]] = []
         private_subnets: list[aws.ec2.Subnet] = []
+        public_subnets: list[aws.ec2.Subnet] = []
         private_route_tables: list[aws.ec2.RouteTable] = []
         for index in range(args.availability_zones):
             zone = zones.names[index]
@@ -116,6 +129,7 @@ class Network(pulumi.ComponentResource):
                 f"{name}-private-{index}", subnet_id=private.id, route_table_id=routes.id, opts=child
             )
             private_subnets.append(private)
+            public_subnets.append(public)
             private_route_tables.append(routes)
 
         # Release artifacts come from S3: a gateway endpoint keeps that traffic off the NAT
@@ -131,3 +145,4 @@ class Network(pulumi.ComponentResource):
         )
         self.vpc_id = vpc.id
         self.private_subnet_ids = [subnet.id for subnet in private_subnets]
+        self.public_subnet_ids = [subnet.id for subnet in public_subnets]

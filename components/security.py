@@ -1,4 +1,5 @@
-"""Security groups: Redis reachable only from the web and worker hosts, nothing reachable by SSH.
+"""Security groups: Redis reachable only from the web and worker hosts, nothing reachable by SSH,
+and the load balancer's group the only one the internet reaches (80 and 443).
 
 Rules are separate resources (aws.vpc.SecurityGroup*Rule), one per port and source, so each one
 is visible in a preview and a policy can judge it alone. Instances are reached with SSM Session
@@ -18,13 +19,18 @@ ANYWHERE = "0.0.0.0/0"
 # What the instances call out to: SSM, S3 and Parameter Store over HTTPS, Debian's mirrors over
 # HTTP (apt verifies them by signature).
 OUTBOUND_PORTS = {443: "HTTPS (SSM, S3, Parameter Store, package indexes)", 80: "HTTP (Debian mirrors)"}
+# The load balancer's listeners: HTTPS, and HTTP only to be redirected to HTTPS.
+LISTENER_PORTS = {443: "HTTPS from the internet", 80: "HTTP from the internet (redirected to HTTPS)"}
 
 
 @dataclass(frozen=True)
 class SecurityArgs:
     vpc_id: pulumi.Input[str]
     web_port: int
-    # The web role's only ingress: these CIDRs and groups (e.g. a load balancer's), to web_port.
+    # A group for the stack's load balancer: open to the internet on 80/443, and the web
+    # role's ingress to web_port.
+    load_balancer: bool
+    # The web role's other ingress (a load balancer of the user's own): these CIDRs and groups.
     web_ingress_cidrs: Sequence[str]
     web_ingress_security_group_ids: Sequence[pulumi.Input[str]]
     tags: dict[str, str]
@@ -34,6 +40,7 @@ class SecurityGroups(pulumi.ComponentResource):
     web_security_group_id: pulumi.Output[str]
     worker_security_group_id: pulumi.Output[str]
     redis_security_group_id: pulumi.Output[str]
+    load_balancer_security_group_id: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: SecurityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djangostack:security:SecurityGroups", name, None, opts)
@@ -65,8 +72,35 @@ class SecurityGroups(pulumi.ComponentResource):
                     aws.vpc.SecurityGroupEgressRule, f"{name}-{role}-out-{port}", group, port, why, args, cidr=ANYWHERE
                 )
 
-        # The web role's only ingress: the gunicorn port, from what the stack names explicitly.
         port = args.web_port
+        self.load_balancer_security_group_id = None
+        if args.load_balancer:
+            front = self._group(f"{name}-alb", "load balancer: 80/443 from the internet, to the web hosts", args)
+            for listener_port, why in LISTENER_PORTS.items():
+                self._rule(
+                    aws.vpc.SecurityGroupIngressRule,
+                    f"{name}-alb-in-{listener_port}",
+                    front,
+                    listener_port,
+                    why,
+                    args,
+                    cidr=ANYWHERE,
+                )
+            self._rule(
+                aws.vpc.SecurityGroupEgressRule, f"{name}-alb-to-web", front, port, "gunicorn", args, source=web.id
+            )
+            self._rule(
+                aws.vpc.SecurityGroupIngressRule,
+                f"{name}-web-from-alb",
+                web,
+                port,
+                "gunicorn from the load balancer",
+                args,
+                source=front.id,
+            )
+            self.load_balancer_security_group_id = front.id
+
+        # Without the stack's load balancer: the gunicorn port, from what the stack names explicitly.
         for index, cidr in enumerate(args.web_ingress_cidrs):
             self._rule(
                 aws.vpc.SecurityGroupIngressRule,
@@ -96,6 +130,7 @@ class SecurityGroups(pulumi.ComponentResource):
                 "webSecurityGroupId": web.id,
                 "workerSecurityGroupId": worker.id,
                 "redisSecurityGroupId": redis.id,
+                "loadBalancerSecurityGroupId": self.load_balancer_security_group_id,
             }
         )
 

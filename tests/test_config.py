@@ -36,8 +36,70 @@ def test_prod_stack_file_is_valid(prod_settings):
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"worker.count": "two"}, "django-stack:worker.count: got 'two'; expected `int`"),
-        ({"web.count": -1}, "django-stack:web.count: got -1; expected `int` >= 0"),
+        ({"worker.desiredCapacity": "two"}, "django-stack:worker.desiredCapacity: got 'two'; expected `int`"),
+        ({"web.minSize": -1}, "django-stack:web.minSize: got -1; expected `int` >= 0"),
+        (
+            {"web.count": 3},
+            "django-stack:web.count: replaced by the Auto Scaling group's sizes; set minSize, desiredCapacity and maxSize",
+        ),
+        ({"worker.count": 2}, "django-stack:worker.count: replaced by the Auto Scaling group's sizes"),
+        ({"web.maxSize": 1}, "django-stack:web.maxSize: 1 is below minSize (2)"),
+        (
+            {"worker.desiredCapacity": 9},
+            "django-stack:worker.desiredCapacity: 9 must be between minSize (1) and maxSize (4)",
+        ),
+        ({"worker.beat": 2}, "django-stack:worker.beat: got 2; Beat's Auto Scaling group has exactly one instance"),
+        (
+            {"instances.minHealthyPercentage": 101},
+            "django-stack:instances.minHealthyPercentage: got 101; expected `int` <= 100",
+        ),
+        (
+            {"loadBalancer.healthCheckPath": "healthz"},
+            "django-stack:loadBalancer.healthCheckPath: 'healthz' must be a URL path starting with /",
+        ),
+        (
+            {
+                "loadBalancer": {
+                    "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+                }
+            },
+            "django-stack:loadBalancer.certificateArn: a certificate in us-east-1; an ALB in eu-west-1 needs one from ACM in eu-west-1",
+        ),
+        (
+            {"loadBalancer": {"domain": "app.example.com"}},
+            "django-stack:loadBalancer.hostedZoneId: required with domain (app.example.com)",
+        ),
+        (
+            {"loadBalancer": {}},
+            "django-stack:loadBalancer.certificateArn: missing: the HTTPS listener needs a certificate",
+        ),
+        (
+            {"loadBalancer.enabled": False},
+            "django-stack:loadBalancer.domain: only allowed with enabled true",
+        ),
+        (
+            {"web.ingressCidrs": ["10.40.0.0/16"]},
+            "django-stack:web.ingressCidrs: only with loadBalancer.enabled false",
+        ),
+        (
+            {
+                "web.targetGroupArns": [
+                    "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/mine/0123456789abcdef"
+                ]
+            },
+            "django-stack:web.targetGroupArns: only with loadBalancer.enabled false",
+        ),
+        (
+            {
+                "network.vpcId": "vpc-0123456789abcdef0",
+                "network.privateSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+            },
+            "django-stack:network.publicSubnetIds: required with vpcId while loadBalancer.enabled is true",
+        ),
+        (
+            {"network.publicSubnetIds": ["subnet-0123456789abcdef0"]},
+            "django-stack:network.publicSubnetIds: only allowed together with vpcId",
+        ),
         (
             {"worker.queues": [{"name": "default", "concurrency": 2, "softTimeLimit": 300, "hardTimeLimit": 300}]},
             "django-stack:worker.queues[0].softTimeLimit: 300 must be below hardTimeLimit (300)",
@@ -52,17 +114,16 @@ def test_prod_stack_file_is_valid(prod_settings):
         ),
         (
             {"scheduler": {"count": 1}},
-            "django-stack:scheduler: unknown key; allowed keys here: network, redis, app, instances, web, worker",
+            "django-stack:scheduler: unknown key; allowed keys here: network, redis, app, instances, web, worker, loadBalancer",
         ),
         (
             {"worker.beta": True},
-            "django-stack:worker.beta: unknown key; allowed keys here: count, instanceType, beat, queues",
+            "django-stack:worker.beta: unknown key; allowed keys here: minSize, desiredCapacity, maxSize, instanceType, beat",
         ),
-        ({"worker.count": 0}, "django-stack:worker.beat: true needs count >= 1"),
         ({"redis.replicas": 0}, "django-stack:redis.multiAz: true needs replicas >= 1"),
         ({"redis.snapshotRetentionDays": 0}, "django-stack:redis.snapshotRetentionDays: got 0; expected `int` >= 1"),
         (
-            {"web.ingressCidrs": ["0.0.0.0/0"]},
+            {"web.ingressCidrs": ["0.0.0.0/0"], "loadBalancer": {"enabled": False}},
             "django-stack:web.ingressCidrs: 0.0.0.0/0 would open gunicorn to the internet",
         ),
         ({"app.source": "ami"}, "django-stack:instances.amiId: required when app.source is 'ami'"),
@@ -93,7 +154,7 @@ def test_missing_release_is_named():
 
 
 def test_every_problem_is_reported_at_once():
-    message = errors_for({"web.count": "x", "redis.nodeType": "t3.small", "worker.count": -2})
+    message = errors_for({"web.minSize": "x", "redis.nodeType": "t3.small", "worker.maxSize": -2})
     assert len(message.splitlines()) == 4  # the heading and one line per broken section
     assert "django-stack:redis.nodeType: got 't3.small'" in message
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from offline_render.fake_aws import mock_id
 from tests.conftest import only
 
 
@@ -28,6 +29,7 @@ def test_existing_vpc_creates_no_network_and_uses_its_subnets(render):
             "network": {
                 "vpcId": "vpc-0123456789abcdef0",
                 "privateSubnetIds": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
+                "publicSubnetIds": ["subnet-0cccccccccccccccc", "subnet-0dddddddddddddddd"],
             }
         }
     )
@@ -40,3 +42,19 @@ def test_existing_vpc_creates_no_network_and_uses_its_subnets(render):
     assert {r.inputs["vpcId"] for r in stack.of_type("aws:ec2/securityGroup:SecurityGroup")} == {
         "vpc-0123456789abcdef0"
     }
+    # The load balancer in the public subnets, the instances in the private ones.
+    assert only(stack, "aws:lb/loadBalancer:LoadBalancer")["subnets"] == [
+        "subnet-0cccccccccccccccc",
+        "subnet-0dddddddddddddddd",
+    ]
+    for group in stack.of_type("aws:autoscaling/group:Group"):
+        assert group.inputs["vpcZoneIdentifiers"] == ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
+
+
+def test_new_vpc_puts_the_load_balancer_in_its_public_subnets(prod):
+    public = sorted(mock_id("subnet", f"prod-public-{index}") for index in range(2))
+    assert sorted(only(prod, "aws:lb/loadBalancer:LoadBalancer")["subnets"]) == public
+    for group in prod.of_type("aws:autoscaling/group:Group"):
+        assert sorted(group.inputs["vpcZoneIdentifiers"]) == sorted(
+            mock_id("subnet", f"prod-private-{index}") for index in range(2)
+        )

@@ -21,10 +21,14 @@ SIZE_AND_COUNT_KEYS = {
     "django-stack:redis.replicas",
     "django-stack:redis.multiAz",
     "django-stack:redis.snapshotRetentionDays",
-    "django-stack:web.count",
+    "django-stack:web.minSize",
+    "django-stack:web.desiredCapacity",
+    "django-stack:web.maxSize",
     "django-stack:web.instanceType",
     "django-stack:web.gunicornWorkers",
-    "django-stack:worker.count",
+    "django-stack:worker.minSize",
+    "django-stack:worker.desiredCapacity",
+    "django-stack:worker.maxSize",
     "django-stack:worker.instanceType",
 }
 

@@ -25,7 +25,7 @@ def test_beat_pause_stops_beat_on_the_tagged_instance_only(stack, ssm_client, ca
     run = run_ops(["beat", "pause", "--stack", "prod"], fake(stack), ssm_client, capsys)
     assert run.code == 0
     assert [(s.instance_id, s.document, s.script) for s in run.ssm.sent] == [
-        (stack["prod-worker-beat"], DOCUMENT, beat_script("stop"))
+        (stack["prod-worker-beat-0"], DOCUMENT, beat_script("stop"))
     ]
     assert "Beat paused: celery-beat.service: inactive" in run.out
 
@@ -33,7 +33,7 @@ def test_beat_pause_stops_beat_on_the_tagged_instance_only(stack, ssm_client, ca
 def test_beat_resume_starts_beat_and_checks_it_is_active(stack, ssm_client, capsys) -> None:
     run = run_ops(["beat", "resume", "--stack", "prod"], fake(stack), ssm_client, capsys)
     assert run.code == 0
-    assert [(s.instance_id, s.script) for s in run.ssm.sent] == [(stack["prod-worker-beat"], beat_script("start"))]
+    assert [(s.instance_id, s.script) for s in run.ssm.sent] == [(stack["prod-worker-beat-0"], beat_script("start"))]
     assert "systemctl start celery-beat.service" in beat_script("start")
 
 
@@ -43,7 +43,7 @@ def test_moto_received_the_documents_and_commands_the_tool_sent(stack, ssm_clien
     assert command["DocumentName"] == "AWS-RunShellScript"
     # moto adds every instance to a command sent without Targets (its quirk), so the instance the
     # request named is read from the wrapper, which refuses any request naming more than one.
-    assert [sent.instance_id for sent in run.ssm.sent] == [stack["prod-worker-beat"]]
+    assert [sent.instance_id for sent in run.ssm.sent] == [stack["prod-worker-beat-0"]]
     assert command["Parameters"] == {"commands": beat_script("stop").splitlines(), "executionTimeout": ["45"]}
 
 
@@ -52,7 +52,7 @@ def test_beat_that_does_not_stop_fails_with_its_state(stack, ssm_client, capsys)
     run = run_ops(["beat", "pause", "--stack", "prod"], answers, ssm_client, capsys)
     assert run.code == 1
     assert run.err == (
-        f"python -m ops: failed: beat pause on {stack['prod-worker-beat']} (prod-worker-beat): "
+        f"python -m ops: failed: beat pause on {stack['prod-worker-beat-0']} (prod-worker-beat-0): "
         "Failed (exit 1): celery-beat.service: deactivating\n"
     )
 
@@ -73,16 +73,16 @@ def test_verify_sends_each_instance_its_roles_checks_and_prints_the_table(stack,
     assert [(s.instance_id, s.script) for s in run.ssm.sent] == [
         (stack["prod-web-0"], verify_script("web", expect_beat=False, **VERIFY_DEFAULTS)),
         (stack["prod-web-1"], verify_script("web", expect_beat=False, **VERIFY_DEFAULTS)),
-        (stack["prod-worker-1"], verify_script("worker", expect_beat=False, **VERIFY_DEFAULTS)),
-        (stack["prod-worker-beat"], verify_script("worker", expect_beat=True, **VERIFY_DEFAULTS)),
+        (stack["prod-worker-0"], verify_script("worker", expect_beat=False, **VERIFY_DEFAULTS)),
+        (stack["prod-worker-beat-0"], verify_script("worker", expect_beat=True, **VERIFY_DEFAULTS)),
     ]
     lines = run.out.splitlines()
     assert lines[0].split() == ["instance", "role", "check", "result", "time", "detail"]
     assert len(lines) == 1 + 16 + 1
-    beat_row = next(line for line in lines if "prod-worker-beat" in line and "celery_ping" in line)
+    beat_row = next(line for line in lines if "prod-worker-beat-0" in line and "celery_ping" in line)
     assert beat_row.split()[:6] == [
-        stack["prod-worker-beat"],
-        "(prod-worker-beat)",
+        stack["prod-worker-beat-0"],
+        "(prod-worker-beat-0)",
         "worker",
         "+beat",
         "celery_ping",
@@ -105,10 +105,10 @@ def test_verify_flags_reach_the_script(stack, ssm_client, capsys) -> None:
 
 def test_verify_exits_1_and_shows_the_failing_check(stack, ssm_client, capsys) -> None:
     failing = check_lines("worker", {"redis_ping": "redis 10.0.3.4:6379: NOAUTH Authentication required."})
-    answers = fake(stack, failures={("verify worker", stack["prod-worker-1"]): ("Failed", 1, failing, "")})
+    answers = fake(stack, failures={("verify worker", stack["prod-worker-0"]): ("Failed", 1, failing, "")})
     run = run_ops(["verify", "--stack", "prod"], answers, ssm_client, capsys)
     assert run.code == 1
-    row = next(line for line in run.out.splitlines() if "prod-worker-1" in line and "redis_ping" in line)
+    row = next(line for line in run.out.splitlines() if "prod-worker-0" in line and "redis_ping" in line)
     assert "FAIL" in row and row.endswith("NOAUTH Authentication required.")
     assert run.out.splitlines()[-1] == "15 of 16 checks passed on 4 instances"
 
@@ -189,11 +189,11 @@ def test_stack_and_region_come_from_pulumi_outputs(stack, ssm_client, capsys, tm
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     outputs = tmp_path / "outputs.json"
     outputs.write_text(
-        json.dumps({"stack": "prod", "region": "eu-west-1", "beatInstanceId": stack["prod-worker-beat"]})
+        json.dumps({"stack": "prod", "region": "eu-west-1", "beatInstanceId": stack["prod-worker-beat-0"]})
     )
     run = run_ops(["beat", "pause", "--outputs", str(outputs)], fake(stack), ssm_client, capsys)
     assert run.code == 0, run.err
-    assert [s.instance_id for s in run.ssm.sent] == [stack["prod-worker-beat"]]
+    assert [s.instance_id for s in run.ssm.sent] == [stack["prod-worker-beat-0"]]
 
 
 def test_outputs_of_another_stack_are_refused(stack, ssm_client, capsys, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from ops.state import RolloutRecord, StateStore
 from tests.ops.fake_instances import FakeInstances, check_lines
 from tests.ops.helpers import Run, run_ops
 
-WEB0, WEB1, WORKER1, BEAT = "prod-web-0", "prod-web-1", "prod-worker-1", "prod-worker-beat"
+WEB0, WEB1, WORKER1, BEAT = "prod-web-0", "prod-web-1", "prod-worker-0", "prod-worker-beat-0"
 
 
 def fake(stack: dict[str, str], **options: Any) -> FakeInstances:

@@ -107,9 +107,12 @@ class Deployment:
         web_port = free_port()
         overrides = {
             "redis.caCertFile": str(cert.ca_file),
-            "web.count": web_count,
+            # worker_count includes the Beat instance, its own group of one.
+            "web.minSize": 0,
+            "web.desiredCapacity": web_count,
             "web.port": web_port,
-            "worker.count": worker_count,
+            "worker.minSize": 0,
+            "worker.desiredCapacity": worker_count - 1,
             "worker.queues": queues or TEST_QUEUES,
             "worker.stopMarginSeconds": 10,
             "worker.visibilityTimeout": visibility_timeout,
