@@ -7,6 +7,9 @@ from proj.celery import app as celery_app
 from myapp import ledger
 from myapp.tasks import healthcheck_task
 
+# The load balancer's health check path (loadBalancer.healthCheckPath's default).
+HEALTH_PATH = "/healthz"
+
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
