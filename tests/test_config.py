@@ -40,7 +40,8 @@ def test_prod_stack_file_is_valid(prod_settings):
         ({"web.minSize": -1}, "django-stack:web.minSize: got -1; expected `int` >= 0"),
         (
             {"web.count": 3},
-            "django-stack:web.count: replaced by the Auto Scaling group's sizes; set minSize, desiredCapacity and maxSize",
+            "django-stack:web.count: replaced by the Auto Scaling group's sizes; "
+            "set minSize, desiredCapacity and maxSize",
         ),
         ({"worker.count": 2}, "django-stack:worker.count: replaced by the Auto Scaling group's sizes"),
         ({"web.maxSize": 1}, "django-stack:web.maxSize: 1 is below minSize (2)"),
@@ -60,10 +61,12 @@ def test_prod_stack_file_is_valid(prod_settings):
         (
             {
                 "loadBalancer": {
-                    "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+                    "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/"
+                    "0a1b2c3d-1111-2222-3333-444455556666"
                 }
             },
-            "django-stack:loadBalancer.certificateArn: a certificate in us-east-1; an ALB in eu-west-1 needs one from ACM in eu-west-1",
+            "django-stack:loadBalancer.certificateArn: a certificate in us-east-1; "
+            "an ALB in eu-west-1 needs one from ACM in eu-west-1",
         ),
         (
             {"loadBalancer": {"domain": "app.example.com"}},
@@ -114,11 +117,13 @@ def test_prod_stack_file_is_valid(prod_settings):
         ),
         (
             {"scheduler": {"count": 1}},
-            "django-stack:scheduler: unknown key; allowed keys here: network, redis, app, instances, web, worker, loadBalancer",
+            "django-stack:scheduler: unknown key; "
+            "allowed keys here: network, redis, app, instances, web, worker, loadBalancer",
         ),
         (
             {"worker.beta": True},
-            "django-stack:worker.beta: unknown key; allowed keys here: minSize, desiredCapacity, maxSize, instanceType, beat",
+            "django-stack:worker.beta: unknown key; "
+            "allowed keys here: minSize, desiredCapacity, maxSize, instanceType, beat",
         ),
         ({"redis.replicas": 0}, "django-stack:redis.multiAz: true needs replicas >= 1"),
         ({"redis.snapshotRetentionDays": 0}, "django-stack:redis.snapshotRetentionDays: got 0; expected `int` >= 1"),

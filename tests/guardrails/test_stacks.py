@@ -98,11 +98,13 @@ def test_offline_check_fails_on_a_violation(
     prod: StackRender, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def public(resource: RecordedResource) -> RecordedResource:
-        if resource.type_ != rules.INSTANCE:
+        if resource.type_ != rules.LAUNCH_TEMPLATE or resource.name != "prod-web":
             return resource
-        return RecordedResource(resource.type_, resource.name, {**resource.inputs, "associatePublicIpAddress": True})
+        (interface,) = resource.inputs["networkInterfaces"]
+        exposed = {**interface, "associatePublicIpAddress": "true"}
+        return RecordedResource(resource.type_, resource.name, {**resource.inputs, "networkInterfaces": [exposed]})
 
     exposed = StackRender(prod.stack, prod.instances, [public(r) for r in prod.resources])
     monkeypatch.setattr(offline, "render_stack", lambda stack: exposed)
     assert offline.main(["--stack", "prod"]) == 1
-    assert "prod-web-0: instance-hardened: associatePublicIpAddress" in capsys.readouterr().out
+    assert "prod-web: instance-hardened: networkInterfaces[].associatePublicIpAddress" in capsys.readouterr().out
