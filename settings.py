@@ -79,10 +79,6 @@ class NetworkSettings(_Section, frozen=True):
         if _network("vpcCidr", self.vpc_cidr).prefixlen > 20:
             raise _problem("vpcCidr", f"{self.vpc_cidr} is too small; use a /20 or larger")
 
-    @property
-    def vpc_network(self) -> IPv4Network:
-        return IPv4Network(self.vpc_cidr)
-
 
 def _network(key: str, cidr: str) -> IPv4Network:
     try:

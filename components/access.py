@@ -4,6 +4,7 @@ release artifacts. Nothing else, and no SSH key anywhere."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -14,7 +15,7 @@ SSM_MANAGED_INSTANCE_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCor
 
 @dataclass(frozen=True)
 class AccessArgs:
-    secret_parameter_arns: list[pulumi.Output[str]]
+    secret_parameter_arns: Sequence[pulumi.Input[str]]
     # "bucket/prefix" of the release artifacts, or None when the AMI carries the release.
     artifact_location: str | None
     tags: dict[str, str]

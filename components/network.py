@@ -22,12 +22,12 @@ class NetworkArgs:
 
     vpc_id: str | None
     private_subnet_ids: Sequence[str]
-    public_subnet_ids: Sequence[str]
     vpc_cidr: str
     availability_zones: int
     nat_gateways: Literal["single", "perAz"]
     region: str
     tags: dict[str, str]
+    public_subnet_ids: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if self.vpc_id and not self.private_subnet_ids:

@@ -11,7 +11,6 @@ from typing import Any
 import pulumi
 
 ACCOUNT = "123456789012"
-INSTANCE_TYPE = "aws:ec2/instance:Instance"
 LAUNCH_TEMPLATE_TYPE = "aws:ec2/launchTemplate:LaunchTemplate"
 AUTOSCALING_GROUP_TYPE = "aws:autoscaling/group:Group"
 REPLICATION_GROUP_TYPE = "aws:elasticache/replicationGroup:ReplicationGroup"
@@ -45,7 +44,6 @@ class RecordingMocks(pulumi.runtime.Mocks):
             "Vpc": "vpc",
             "Subnet": "subnet",
             "SecurityGroup": "sg",
-            "Instance": "i",
             "NatGateway": "nat",
             "InternetGateway": "igw",
             "RouteTable": "rtb",
@@ -70,8 +68,6 @@ class RecordingMocks(pulumi.runtime.Mocks):
             }
         elif args.typ == "aws:ssm/parameter:Parameter":
             state["arn"] = arn_base.format("ssm") + f":parameter{inputs['name']}"
-        elif args.typ == INSTANCE_TYPE:
-            state |= {"arn": arn_base.format("ec2") + f":instance/{resource_id}", "privateIp": "10.40.0.10"}
         elif args.typ == LAUNCH_TEMPLATE_TYPE:
             # A new template is version 1; AWS numbers each update's version after it.
             state |= {"arn": arn_base.format("ec2") + f":launch-template/{resource_id}", "latestVersion": 1}
@@ -110,6 +106,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        # (result, check failures): pulumi iterates the failures, so none is [], never None.
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             zones = [f"{self.region}{letter}" for letter in "abc"]
             return {"names": zones, "zoneIds": [f"euw1-az{i}" for i in range(1, 4)], "id": self.region}, []

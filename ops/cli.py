@@ -9,14 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import boto3  # type: ignore[import-untyped]
-from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ops.errors import OpsError, UsageError
 from ops.executor import Executor, SsmExecutor
 from ops.inventory import Instance, discover
 from ops.rollout import Rollout, RolloutFailed, Timeouts, switch_beat
-from ops.stack import StackTarget, load_outputs, release_name, resolve_target
+from ops.stack import StackLocation, load_outputs, release_name, resolve_stack
 from ops.state import StateStore, default_state_dir
 from ops.verify import DEFAULT_HEALTHCHECK_TASK, TABLE_HEADER, VerifyOptions, format_cells, table_row, verify_all
 
@@ -187,16 +187,16 @@ def release_argument(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error).removeprefix("--release: ")) from None
 
 
-def identity_flags(target: StackTarget) -> str:
+def identity_flags(location: StackLocation) -> str:
     """The flags that name the stack, repeated in the printed hints so they run as printed."""
-    flags = ["--stack", target.stack]
-    if target.region:  # also when it came from the outputs, so the hint works without them
-        flags += ["--region", target.region]
+    flags = ["--stack", location.stack]
+    if location.region:  # also when it came from the outputs, so the hint works without them
+        flags += ["--region", location.region]
     return " ".join(shlex.quote(flag) for flag in flags)
 
 
-def aws_clients(target: StackTarget) -> tuple[Any, Any]:
-    session = boto3.session.Session(region_name=target.region)
+def aws_clients(location: StackLocation) -> tuple[Any, Any]:
+    session = boto3.session.Session(region_name=location.region)
     if not session.region_name:
         raise UsageError("--region: none given, none in the outputs, none in the AWS config or AWS_REGION")
     return session.client("ec2"), session.client("ssm")
@@ -208,10 +208,10 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
     args = parser.parse_args(argv)
     try:
         outputs = load_outputs(args.outputs) if args.outputs else None
-        target = resolve_target(args.stack, args.region, outputs)
-        ec2, ssm = aws_clients(target)
-        instances = discover(ec2, target.stack)
-        return run_command(args, target, instances, executor or SsmExecutor(ssm, poll_interval=args.poll_interval))
+        location = resolve_stack(args.stack, args.region, outputs)
+        ec2, ssm = aws_clients(location)
+        instances = discover(ec2, location.stack)
+        return run_command(args, location, instances, executor or SsmExecutor(ssm, poll_interval=args.poll_interval))
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
@@ -226,13 +226,15 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
         return 1
 
 
-def run_command(args: argparse.Namespace, target: StackTarget, instances: list[Instance], executor: Executor) -> int:
+def run_command(
+    args: argparse.Namespace, location: StackLocation, instances: list[Instance], executor: Executor
+) -> int:
     if args.command == "verify":
         return verify_command(args, instances, executor)
     if args.command == "beat":
         switch_beat(executor, instances, args.action, args.command_timeout, out)
         return 0
-    return rollout_command(args, target, instances, executor)
+    return rollout_command(args, location, instances, executor)
 
 
 def checks_from(args: argparse.Namespace) -> VerifyOptions:
@@ -250,21 +252,21 @@ def verify_command(args: argparse.Namespace, instances: list[Instance], executor
 
 
 def rollout_command(
-    args: argparse.Namespace, target: StackTarget, instances: list[Instance], executor: Executor
+    args: argparse.Namespace, location: StackLocation, instances: list[Instance], executor: Executor
 ) -> int:
-    store = StateStore(args.state_dir, target.stack)
+    store = StateStore(args.state_dir, location.stack)
     release = args.release
     if release is None:  # rollback without --release
         record = store.load()
         if record is None or record.previous is None:
             raise UsageError(
-                f"--release: no previous release recorded for stack {target.stack} in {store.path}; "
+                f"--release: no previous release recorded for stack {location.stack} in {store.path}; "
                 "name the release to go back to"
             )
         release = record.previous
     rollout = Rollout(
         kind=args.command,
-        target=release,
+        release=release,
         executor=executor,
         instances=instances,
         timeouts=Timeouts(
@@ -275,7 +277,7 @@ def rollout_command(
         ),
         verify_options=checks_from(args),
         store=store,
-        identity_flags=identity_flags(target),
+        identity_flags=identity_flags(location),
         out=out,
         poll_interval=args.poll_interval,
     )

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ops.errors import OpsError
 from ops.executor import CommandResult, Executor
@@ -97,10 +97,10 @@ def require_passed(rows: list[CheckRow], name_instance: bool) -> None:
 
 @dataclass
 class Rollout:
-    """One deploy or rollback of `target` over the stack's instances."""
+    """One deploy or rollback to `release` over the stack's instances."""
 
     kind: str  # "deploy" or "rollback": only wording
-    target: str
+    release: str
     executor: Executor
     instances: list[Instance]
     timeouts: Timeouts
@@ -118,7 +118,7 @@ class Rollout:
 
     def run(self) -> None:
         beat = beat_instance(self.instances)  # refuse a stack without exactly one Beat up front
-        self.out(f"{self.kind} {self.target}: {len(self.instances)} instances, Beat on {beat.label}")
+        self.out(f"{self.kind} {self.release}: {len(self.instances)} instances, Beat on {beat.label}")
         self._step("read releases", None, self._read_releases)
         self._remember(complete=False)
         self._step("pause Beat", beat, self._pause)
@@ -128,7 +128,7 @@ class Rollout:
         self._step("verify all", None, self._verify_all)
         self._step("resume Beat", beat, self._resume)
         self._remember(complete=True)
-        self.out(f"{self.kind} {self.target}: done; every instance runs {self.target}, Beat is running")
+        self.out(f"{self.kind} {self.release}: done; every instance runs {self.release}, Beat is running")
 
     # --- steps ----------------------------------------------------------------------------------
 
@@ -144,14 +144,14 @@ class Rollout:
 
     def _remember(self, complete: bool) -> None:
         record = self.store.load()
-        if record and record.target == self.target:
+        if record and record.release == self.release:
             # Continuing (or repeating) this rollout: the release it replaced is still the way back.
             self.previous = record.previous
         else:
-            before = {release for release in self.releases.values() if release != self.target}
+            before = {release for release in self.releases.values() if release != self.release}
             # Mixed releases and no record of this rollout: no single way back is known.
             self.previous = before.pop() if len(before) == 1 else None
-        self.store.save(RolloutRecord(self.target, self.previous, complete))
+        self.store.save(RolloutRecord(self.release, self.previous, complete))
 
     def _pause(self) -> None:
         self.beat_state = "unknown"  # a stop that fails may still have stopped it
@@ -187,22 +187,22 @@ class Rollout:
             self.sleep(self.poll_interval)
 
     def _switch(self, instance: Instance) -> None:
-        if self.releases.get(instance.instance_id) == self.target:
-            self.out(f"{instance.label}: already on {self.target}; verifying only")
+        if self.releases.get(instance.instance_id) == self.release:
+            self.out(f"{instance.label}: already on {self.release}; verifying only")
         else:
-            self.out(f"{instance.label}: installing {self.target} ...")
+            self.out(f"{instance.label}: installing {self.release} ...")
             self._step(
                 "install",
                 instance,
                 lambda: run_checked(
                     self.executor,
                     instance,
-                    f"install {self.target}",
-                    install_release_script(self.target),
+                    f"install {self.release}",
+                    install_release_script(self.release),
                     self.timeouts.install,
                 ),
             )
-            self.out(f"{instance.label}: activating {self.target} and restarting its units ...")
+            self.out(f"{instance.label}: activating {self.release} and restarting its units ...")
             self._step("activate and restart", instance, lambda: self._activate(instance))
         self._step("verify", instance, lambda: self._verify_one(instance))
 
@@ -210,11 +210,11 @@ class Rollout:
         run_checked(
             self.executor,
             instance,
-            f"activate {self.target}",
-            switch_release_script(instance.role, self.target),
+            f"activate {self.release}",
+            switch_release_script(instance.role, self.release),
             self.timeouts.restart,
         )
-        self.releases[instance.instance_id] = self.target
+        self.releases[instance.instance_id] = self.release
 
     def _verify_one(self, instance: Instance) -> None:
         rows = verify_instance(self.executor, instance, self.verify_options, beat_running=False)
@@ -254,7 +254,7 @@ class Rollout:
         return " ".join(("python -m ops", *words, self.identity_flags))
 
     def failure_report(self, step: str, detail: str) -> str:
-        lines = [f"{self.kind} {self.target} STOPPED at step '{step}': {detail}", "state of the stack now:"]
+        lines = [f"{self.kind} {self.release} STOPPED at step '{step}': {detail}", "state of the stack now:"]
         for instance in self.instances:
             release = self.releases.get(instance.instance_id, "not read")
             role = instance.role + (" +beat" if instance.beat else "")
@@ -268,7 +268,7 @@ class Rollout:
                 "running": "  Beat: running (never paused)",
             }[self.beat_state]
         )
-        lines.append(f"to continue: {self.hint(self.kind, '--release', self.target)}")
+        lines.append(f"to continue: {self.hint(self.kind, '--release', self.release)}")
         if self.previous:
             lines.append(f"to roll back: {self.hint('rollback', '--release', self.previous)}")
         else:

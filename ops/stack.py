@@ -16,7 +16,9 @@ RELEASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 
 @dataclass(frozen=True)
-class StackTarget:
+class StackLocation:
+    """Which stack, and the AWS region it lives in."""
+
     stack: str
     region: str | None  # None: the standard AWS chain decides (AWS_REGION, ~/.aws/config)
 
@@ -36,7 +38,7 @@ def load_outputs(source: str) -> dict[str, Any]:
     return outputs
 
 
-def resolve_target(stack: str | None, region: str | None, outputs: dict[str, Any] | None) -> StackTarget:
+def resolve_stack(stack: str | None, region: str | None, outputs: dict[str, Any] | None) -> StackLocation:
     """Flags win over outputs, but a flag that contradicts the outputs is refused: acting on
     one stack with another stack's outputs is exactly the mistake this guards against."""
     outputs = outputs or {}
@@ -48,7 +50,7 @@ def resolve_target(stack: str | None, region: str | None, outputs: dict[str, Any
         raise UsageError("--stack: required (or --outputs with a 'stack' output)")
     if not isinstance(name, str) or not STACK_NAME.match(name):
         raise UsageError(f"--stack: {name!r} is not a stack name (letters, digits, '_', '.', '-')")
-    return StackTarget(name, region or outputs.get("region"))
+    return StackLocation(name, region or outputs.get("region"))
 
 
 def release_name(value: str) -> str:

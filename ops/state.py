@@ -16,7 +16,7 @@ def default_state_dir() -> Path:
 
 @dataclass(frozen=True)
 class RolloutRecord:
-    target: str
+    release: str  # the release being rolled out
     previous: str | None
     complete: bool
 
@@ -28,7 +28,10 @@ class StateStore:
     def load(self) -> RolloutRecord | None:
         if not self.path.exists():
             return None
-        return RolloutRecord(**json.loads(self.path.read_text()))
+        record = json.loads(self.path.read_text())
+        if "target" in record:  # written before the field was named for what it holds
+            record["release"] = record.pop("target")
+        return RolloutRecord(**record)
 
     def save(self, record: RolloutRecord) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,6 @@ sizes, hardening, tags, health checks, rolling refresh, the pinned image, and Be
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from typing import Any
@@ -12,8 +11,8 @@ import pulumi
 import pytest
 
 from components.fleet import BOOT_GRACE_SECONDS, Fleet, FleetArgs, GroupSize
-from offline_render.fake_aws import AUTOSCALING_GROUP_TYPE, LAUNCH_TEMPLATE_TYPE, RecordingMocks, mock_id
-from tests.conftest import SECRET_SIG_KEY, only
+from offline_render.fake_aws import AUTOSCALING_GROUP_TYPE, LAUNCH_TEMPLATE_TYPE, mock_id
+from tests.conftest import SECRET_SIG_KEY, of_type, only
 from userdata.render import UserDataInputs, decode_user_data, enabled_units, user_data_base64
 
 KINDS = ("web", "worker", "worker-beat")
@@ -240,65 +239,96 @@ def test_default_image_is_debian_12_from_debian_and_amiId_pins_it(prod, render):
     assert {t["imageId"] for t in pinned.values()} == {"ami-0123456789abcdef0"}
 
 
-def build_fleet(**changes: Any) -> tuple[RecordingMocks, dict[tuple[str, str], list[str]]]:
-    """Builds the Fleet alone under mocks; returns what it registered and each child's
-    ignore_changes, by (type, name)."""
-    ignored: dict[tuple[str, str], list[str]] = {}
-
-    def record(args: pulumi.ResourceTransformationArgs) -> None:
-        ignored[(args.type_, args.name)] = list(args.opts.ignore_changes or [])
-
-    arguments: dict[str, Any] = {
-        "web_size": GroupSize(1, 1, 2),
+def fleet_args(**changes: object) -> FleetArgs:
+    values: dict[str, object] = {
+        "web_size": GroupSize(1, 2, 3),
         "web_instance_type": "t3.small",
-        "web_security_group_id": "sg-0123456789abcdef0",
+        "web_security_group_id": "sg-0aaaaaaaaaaaaaaaa",
         "web_user_data": "d2Vi",
         "web_tags": {"Role": "web"},
         "web_target_group_arns": [],
-        "worker_size": GroupSize(0, 0, 1),
-        "worker_instance_type": "t3.small",
-        "worker_security_group_id": "sg-0123456789abcdef1",
+        "worker_size": GroupSize(0, 1, 2),
+        "worker_instance_type": "t3.medium",
+        "worker_security_group_id": "sg-0bbbbbbbbbbbbbbbb",
         "worker_user_data": "d29ya2Vy",
         "worker_tags": {"Role": "worker"},
-        "beat_user_data": None,
-        "beat_tags": {},
-        "ami_id": None,
+        "beat_user_data": "YmVhdA==",
+        "beat_tags": {"Role": "worker", "celery-beat": "true"},
+        "ami_id": "ami-0123456789abcdef0",
         "architecture": "x86_64",
-        "root_volume_gb": 20,
+        "root_volume_gb": 30,
         "kms_key_arn": None,
-        "subnet_ids": ["subnet-0123456789abcdef0"],
-        "instance_profile_name": "profile",
+        "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
+        "instance_profile_name": "t-profile",
         "min_healthy_percentage": 90,
-    } | changes
-    mocks = RecordingMocks("eu-west-1", None)
-    asyncio.set_event_loop(asyncio.new_event_loop())
-    pulumi.runtime.set_mocks(mocks, project="django-stack", stack="prod", preview=False)
-
-    @pulumi.runtime.test  # type: ignore[untyped-decorator]
-    def build() -> None:
-        Fleet("prod", FleetArgs(**arguments), opts=pulumi.ResourceOptions(transformations=[record]))
-
-    build()
-    return mocks, ignored
+    }
+    return FleetArgs(**(values | changes))  # type: ignore[arg-type]
 
 
-def test_a_looked_up_image_is_kept_until_the_user_names_one():
+def test_fleet_alone_gives_each_kind_its_own_template_group_and_tags(build_alone):
+    built = build_alone(lambda: Fleet("t", fleet_args()))
+    templates = {r.name: r.inputs for r in of_type(built, LAUNCH_TEMPLATE_TYPE)}
+    assert {name: t["userData"] for name, t in templates.items()} == {
+        "t-web": "d2Vi",
+        "t-worker": "d29ya2Vy",
+        "t-worker-beat": "YmVhdA==",
+    }
+    assert templates["t-worker-beat"]["networkInterfaces"][0]["securityGroups"] == ["sg-0bbbbbbbbbbbbbbbb"]
+    assert {t["imageId"] for t in templates.values()} == {"ami-0123456789abcdef0"}
+    assert {t["blockDeviceMappings"][0]["ebs"]["volumeSize"] for t in templates.values()} == {30}
+    built_groups = {r.name: r.inputs for r in of_type(built, AUTOSCALING_GROUP_TYPE)}
+    assert {name: (sizes(g), group_tags(g)) for name, g in built_groups.items()} == {
+        "t-web": ((1, 2, 3), {"Role": "web", "Name": "t-web"}),
+        "t-worker": ((0, 1, 2), {"Role": "worker", "Name": "t-worker"}),
+        "t-worker-beat": ((1, 1, 1), {"Role": "worker", "celery-beat": "true", "Name": "t-worker-beat"}),
+    }
+    for group in built_groups.values():
+        assert group["vpcZoneIdentifiers"] == ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
+
+
+def test_fleet_alone_without_beat_has_no_beat_group(build_alone):
+    built = build_alone(lambda: Fleet("t", fleet_args(beat_user_data=None)))
+    assert sorted(r.name for r in of_type(built, AUTOSCALING_GROUP_TYPE)) == ["t-web", "t-worker"]
+
+
+def test_fleet_looks_up_debian_for_the_architecture_when_no_image_is_pinned(build_alone):
+    built = build_alone(lambda: Fleet("t", fleet_args(ami_id=None, architecture="arm64")))
+    # the mocked lookup's answer
+    assert {r.inputs["imageId"] for r in of_type(built, LAUNCH_TEMPLATE_TYPE)} == {"ami-0a1b2c3d4e5f67890"}
+
+
+def test_fleet_refuses_an_unknown_architecture():
+    with pytest.raises(ValueError, match="architecture: 'sparc'; allowed: x86_64, arm64"):
+        fleet_args(architecture="sparc")
+
+
+def ignored_changes(build_alone, args: FleetArgs) -> dict[tuple[str, str], list[str]]:
+    """Each child's ignore_changes, by (type, name), as the engine would receive them."""
+    ignored: dict[tuple[str, str], list[str]] = {}
+
+    def record(resource: pulumi.ResourceTransformationArgs) -> None:
+        ignored[(resource.type_, resource.name)] = list(resource.opts.ignore_changes or [])
+
+    build_alone(lambda: Fleet("t", args, opts=pulumi.ResourceOptions(transformations=[record])))
+    return ignored
+
+
+def test_a_looked_up_image_is_kept_until_the_user_names_one(build_alone):
     # Debian publishes new images often: the lookup's first answer stays in the templates.
-    _, looked_up = build_fleet()
+    looked_up = ignored_changes(build_alone, fleet_args(ami_id=None))
     assert {key: value for key, value in looked_up.items() if value} == {
-        (LAUNCH_TEMPLATE_TYPE, "prod-web"): ["imageId"],
-        (LAUNCH_TEMPLATE_TYPE, "prod-worker"): ["imageId"],
+        (LAUNCH_TEMPLATE_TYPE, name): ["imageId"] for name in ("t-web", "t-worker", "t-worker-beat")
     }
     # A named image is the user's decision: changing it rolls the groups.
-    _, named = build_fleet(ami_id="ami-0123456789abcdef0")
+    named = ignored_changes(build_alone, fleet_args())
     assert named and all(value == [] for value in named.values())
 
 
-def test_root_volumes_use_the_stacks_kms_key_when_given():
+def test_root_volumes_use_the_stacks_kms_key_when_given(build_alone):
     key = "arn:aws:kms:eu-west-1:123456789012:key/0a1b2c3d-1111-2222-3333-444455556666"
-    mocks, _ = build_fleet(kms_key_arn=key)
-    for template in (r.inputs for r in mocks.resources if r.type_ == LAUNCH_TEMPLATE_TYPE):
-        assert template["blockDeviceMappings"][0]["ebs"]["kmsKeyId"] == key
+    built = build_alone(lambda: Fleet("t", fleet_args(kms_key_arn=key)))
+    for template in of_type(built, LAUNCH_TEMPLATE_TYPE):
+        assert template.inputs["blockDeviceMappings"][0]["ebs"]["kmsKeyId"] == key
 
 
 def test_bad_group_sizes_are_refused():

@@ -8,17 +8,11 @@ unit files. A missing component makes the fixtures fail, never skip.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))  # offline_render, userdata.render: the program itself
-
-from e2e_harness.deployment import Deployment  # noqa: E402
-from e2e_harness.redis_server import RedisServer  # noqa: E402
+from e2e_harness.deployment import Deployment
+from e2e_harness.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")

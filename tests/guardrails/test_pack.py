@@ -16,7 +16,6 @@ from typing import Any
 
 import grpc
 import pytest
-import rules
 import yaml
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
@@ -25,6 +24,7 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 from offline_render.fake_aws import RecordedResource
 from offline_render.program import StackRender
 from offline_render.report import SECRET_SIG_KEY
+from policy import rules
 from tests import REPO_ROOT
 
 MANDATORY = analyzer_pb2.MANDATORY

@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-import rules
 import yaml
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
@@ -23,6 +22,7 @@ from components.front_door import TLS_POLICY
 from components.security import REDIS_PORT
 from offline_render.program import StackRender
 from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
+from policy import rules
 from userdata.layout import BEAT_TAG
 from userdata.render import decode_user_data
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import rules
 import yaml
 
 from offline_render.fake_aws import RecordedResource
 from offline_render.program import StackRender, available_stacks, render_stack
-from policy import offline
+from policy import offline, rules
 from policy.offline import violations
 from tests import REPO_ROOT
 

@@ -200,3 +200,16 @@ def test_aws_credentials_come_from_oidc_only() -> None:
     assert "role-to-assume: ${{ inputs.role-to-assume }}" in setup
     for path in (REPO_ROOT / ".github").rglob("*.yml"):
         assert "aws-access-key-id" not in path.read_text() and "AWS_SECRET_ACCESS_KEY" not in path.read_text()
+
+
+def test_each_lane_is_a_parallel_job_in_debian_12() -> None:
+    job = workflow("tests.yml")["jobs"]["lane"]
+    assert job["container"]["image"] == "debian:12"
+    assert job["strategy"]["fail-fast"] is False
+    options = {entry["lane"]: entry["container-options"] for entry in job["strategy"]["matrix"]["include"]}
+    assert set(options) == {"unit", "e2e", "vm", "guardrails"}
+    # Only the lanes that mount (the e2e harness's namespaces, debootstrap) and use /dev/kvm are privileged.
+    assert {lane for lane, opts in options.items() if "--privileged" in opts} == {"e2e", "vm"}
+    (run,) = [step for step in job["steps"] if "test.sh" in step.get("run", "")]
+    assert run["run"] == 'CI=true bash scripts/test.sh "$LANE"'
+    assert run["env"]["LANE"] == "${{ matrix.lane }}"

@@ -262,3 +262,9 @@ def test_deploy_refuses_a_stack_without_exactly_one_beat_before_anything_is_sent
     assert run.code == 1
     assert "expected exactly one running instance tagged celery-beat=true, found 2" in run.err
     assert run.ssm.sent == []
+
+
+def test_a_state_file_written_before_the_release_field_was_renamed_still_reads(tmp_path) -> None:
+    # Operators' machines keep state files from earlier versions: {"target": ...} is the release.
+    (tmp_path / "prod.json").write_text('{"target": "r2", "previous": "r1", "complete": true}\n')
+    assert StateStore(tmp_path, "prod").load() == RolloutRecord("r2", "r1", complete=True)

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-FILES = Path(__file__).resolve().parent.parent / "userdata" / "files"
+FILES = Path(__file__).resolve().parents[2] / "userdata" / "files"
 SYSTEM_PYTHON = "/usr/bin/python3"
 TOKEN = "Tok3nWithOnlyLettersAndDigits0123456789abcdef"
 
