@@ -167,7 +167,10 @@ fleet = Fleet(
         kms_key_arn=None,
         subnet_ids=network.private_subnet_ids,
         instance_profile_name=access.instance_profile_name,
+        instance_role_name=access.role_name,
         min_healthy_percentage=settings.instances.min_healthy_percentage,
+        termination_hook_name=layout.TERMINATION_HOOK,
+        termination_hold_seconds=settings.worker.termination_hold_seconds,
     ),
 )
 

@@ -208,6 +208,9 @@ class QueueSettings(_Section, frozen=True):
             )
 
 
+# Auto Scaling's limit on a lifecycle hook's heartbeat timeout.
+MAX_LIFECYCLE_HOLD_SECONDS = 7200
+
 DEFAULT_QUEUES = (
     QueueSettings(name="default", concurrency=4, soft_time_limit=240, hard_time_limit=300),
     QueueSettings(name="long", concurrency=2, soft_time_limit=1500, hard_time_limit=1800),
@@ -240,12 +243,25 @@ class WorkerSettings(_Section, frozen=True):
         routed_twice = sorted({route for route in routes if routes.count(route) > 1})
         if routed_twice:
             raise _problem("queues", f"task route(s) {', '.join(routed_twice)} listed under more than one queue")
+        if self.termination_hold_seconds > MAX_LIFECYCLE_HOLD_SECONDS:
+            raise _problem(
+                "queues",
+                f"the largest hardTimeLimit ({self.max_hard_time_limit}) + 2 x stopMarginSeconds is "
+                f"{self.termination_hold_seconds} s, above the {MAX_LIFECYCLE_HOLD_SECONDS} s an Auto Scaling "
+                "lifecycle hook can hold a terminating worker for its tasks to finish",
+            )
         if self.visibility_timeout is not None and self.visibility_timeout <= self.max_hard_time_limit:
             raise _problem(
                 "visibilityTimeout",
                 f"{self.visibility_timeout} must be above the largest "
                 f"hardTimeLimit ({self.max_hard_time_limit}), or acks_late tasks are redelivered while running",
             )
+
+    @property
+    def termination_hold_seconds(self) -> int:
+        """How long a terminating worker is held for its Celery workers to stop warm: the longest
+        stop (largest hard limit + margin) plus one more margin to notice and report it."""
+        return self.max_hard_time_limit + 2 * self.stop_margin_seconds
 
     @property
     def max_hard_time_limit(self) -> int:

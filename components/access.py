@@ -24,6 +24,7 @@ class AccessArgs:
 class InstanceAccess(pulumi.ComponentResource):
     instance_profile_name: pulumi.Output[str]
     role_arn: pulumi.Output[str]
+    role_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: AccessArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djangostack:access:InstanceAccess", name, None, opts)
@@ -58,6 +59,7 @@ class InstanceAccess(pulumi.ComponentResource):
 
         self.instance_profile_name = profile.name
         self.role_arn = role.arn
+        self.role_name = role.name
         self.register_outputs({"instanceProfileName": profile.name, "roleArn": role.arn})
 
 

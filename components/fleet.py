@@ -1,6 +1,10 @@
 """The machines: one launch template and one Auto Scaling group per kind (web, worker, Beat), each
 template carrying that kind's rendered user-data.
 
+A terminating worker (scale-in, refresh, replacement) is held by a lifecycle hook until the
+agent on it has stopped its Celery workers warm and completed the lifecycle action; the
+instance role may complete actions only on the worker groups.
+
 Auto Scaling replaces a failed instance, and a changed template (image, user-data, type) rolls
 out by instance refresh, a few instances at a time, never the whole fleet in one step. Celery
 Beat runs on its own group of exactly one, replaced terminate-first, so two Beats never overlap.
@@ -12,6 +16,7 @@ because Debian published an image.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -41,6 +46,9 @@ class GroupSize:
         if not 0 <= self.min_size <= self.desired_capacity <= self.max_size:
             raise ValueError(f"sizes: {self}; need 0 <= min_size <= desired_capacity <= max_size")
 
+
+# Auto Scaling's bounds on a lifecycle hook's heartbeat timeout.
+MAX_HOOK_HOLD_SECONDS = 7200
 
 # Beat: exactly one instance, always.
 BEAT_SIZE = GroupSize(1, 1, 1)
@@ -73,8 +81,14 @@ class FleetArgs:
     kms_key_arn: pulumi.Input[str] | None
     subnet_ids: Sequence[pulumi.Input[str]]
     instance_profile_name: pulumi.Input[str]
+    # The instance role, allowed here to complete the worker groups' lifecycle actions.
+    instance_role_name: pulumi.Input[str]
     # Web and worker capacity kept in service during an instance refresh.
     min_healthy_percentage: int
+    # The termination hook the workers' agent completes, and how long it holds a terminating
+    # worker (at most 7200 s, Auto Scaling's limit).
+    termination_hook_name: str
+    termination_hold_seconds: int
 
     def __post_init__(self) -> None:
         if self.architecture not in DEBIAN_ARCHITECTURES:
@@ -83,6 +97,10 @@ class FleetArgs:
             raise ValueError("subnet_ids: empty; needs at least one subnet")
         if not 0 <= self.min_healthy_percentage <= 100:
             raise ValueError(f"min_healthy_percentage: {self.min_healthy_percentage}; allowed: 0 to 100")
+        if not 30 <= self.termination_hold_seconds <= MAX_HOOK_HOLD_SECONDS:
+            raise ValueError(
+                f"termination_hold_seconds: {self.termination_hold_seconds}; allowed: 30 to {MAX_HOOK_HOLD_SECONDS}"
+            )
 
 
 class Fleet(pulumi.ComponentResource):
@@ -136,6 +154,8 @@ class Fleet(pulumi.ComponentResource):
             # 0 % healthy: the old Beat is terminated before its replacement launches.
             beat = self._group("worker-beat", beat_template, BEAT_SIZE, args.beat_tags, min_healthy_percentage=0)
 
+        self._hold_terminating_workers({"worker": worker, **({"worker-beat": beat} if beat else {})})
+
         self.web_group_name = web.name
         self.worker_group_name = worker.name
         self.beat_group_name = beat.name if beat else None
@@ -148,6 +168,28 @@ class Fleet(pulumi.ComponentResource):
                 "imageId": self.image_id,
                 "latestDebianImageId": self.latest_debian_image_id,
             }
+        )
+
+    def _hold_terminating_workers(self, groups: dict[str, aws.autoscaling.Group]) -> None:
+        args = self._args
+        child = pulumi.ResourceOptions(parent=self)
+        for kind, group in groups.items():
+            aws.autoscaling.LifecycleHook(
+                f"{self._name}-{kind}-warm-stop",
+                autoscaling_group_name=group.name,
+                name=args.termination_hook_name,
+                lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
+                heartbeat_timeout=args.termination_hold_seconds,
+                # Without an answer (the agent died), the instance is terminated anyway: the
+                # broker redelivers what it was running after the visibility timeout.
+                default_result="CONTINUE",
+                opts=child,
+            )
+        aws.iam.RolePolicy(
+            f"{self._name}-complete-worker-termination",
+            role=args.instance_role_name,
+            policy=pulumi.Output.all(*[group.arn for group in groups.values()]).apply(_complete_lifecycle_policy),
+            opts=child,
         )
 
     def _latest_debian_image(self) -> pulumi.Output[str]:
@@ -255,3 +297,22 @@ class Fleet(pulumi.ComponentResource):
             tags=[{"key": key, "value": value, "propagate_at_launch": True} for key, value in tags.items()],
             opts=pulumi.ResourceOptions(parent=self),
         )
+
+
+def _complete_lifecycle_policy(group_arns: list[str]) -> str:
+    statements = [
+        # The agent finds its own group by its instance id; this call has no resource-level scope.
+        {
+            "Sid": "FindOwnGroup",
+            "Effect": "Allow",
+            "Action": "autoscaling:DescribeAutoScalingInstances",
+            "Resource": "*",
+        },
+        {
+            "Sid": "CompleteWorkerTermination",
+            "Effect": "Allow",
+            "Action": "autoscaling:CompleteLifecycleAction",
+            "Resource": group_arns,
+        },
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)

@@ -126,6 +126,11 @@ def test_prod_stack_file_is_valid(prod_settings):
             "allowed keys here: minSize, desiredCapacity, maxSize, instanceType, beat",
         ),
         ({"redis.replicas": 0}, "django-stack:redis.multiAz: true needs replicas >= 1"),
+        (
+            {"worker.stopMarginSeconds": 3000},
+            "django-stack:worker.queues: the largest hardTimeLimit (1800) + 2 x stopMarginSeconds is 7800 s, "
+            "above the 7200 s an Auto Scaling lifecycle hook can hold",
+        ),
         ({"redis.snapshotRetentionDays": 0}, "django-stack:redis.snapshotRetentionDays: got 0; expected `int` >= 1"),
         (
             {"web.ingressCidrs": ["0.0.0.0/0"], "loadBalancer": {"enabled": False}},

@@ -12,7 +12,7 @@ import pytest
 
 from components.fleet import BOOT_GRACE_SECONDS, Fleet, FleetArgs, GroupSize
 from offline_render.fake_aws import AUTOSCALING_GROUP_TYPE, LAUNCH_TEMPLATE_TYPE, mock_id
-from tests.conftest import SECRET_SIG_KEY, of_type, only
+from tests.conftest import SECRET_SIG_KEY, named, of_type, only
 from userdata.render import UserDataInputs, decode_user_data, enabled_units, user_data_base64
 
 KINDS = ("web", "worker", "worker-beat")
@@ -260,7 +260,10 @@ def fleet_args(**changes: object) -> FleetArgs:
         "kms_key_arn": None,
         "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
         "instance_profile_name": "t-profile",
+        "instance_role_name": "t-role",
         "min_healthy_percentage": 90,
+        "termination_hook_name": "celery-warm-stop",
+        "termination_hold_seconds": 600,
     }
     return FleetArgs(**(values | changes))  # type: ignore[arg-type]
 
@@ -356,7 +359,7 @@ def test_access_grants_ssm_core_and_exactly_the_secrets_and_releases(prod):
     assert only(prod, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")["policyArn"] == (
         "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
     )
-    policy = json.loads(only(prod, "aws:iam/rolePolicy:RolePolicy")["policy"])
+    policy = json.loads(named(prod, "aws:iam/rolePolicy:RolePolicy", "prod-read-secrets-and-releases")["policy"])
     assert policy["Statement"] == [
         {
             "Action": "ssm:GetParameters",
@@ -376,3 +379,37 @@ def test_access_grants_ssm_core_and_exactly_the_secrets_and_releases(prod):
     ]
     assume = json.loads(only(prod, "aws:iam/role:Role")["assumeRolePolicy"])
     assert assume["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+
+
+def test_terminating_workers_are_held_for_their_longest_task(prod, render):
+    hooks = {r.name: r.inputs for r in prod.of_type("aws:autoscaling/lifecycleHook:LifecycleHook")}
+    assert sorted(hooks) == ["prod-worker-beat-warm-stop", "prod-worker-warm-stop"]
+    for kind in ("worker", "worker-beat"):
+        hook = hooks[f"prod-{kind}-warm-stop"]
+        assert hook["autoscalingGroupName"] == f"prod-{kind}"  # the group's (mock) name
+        assert (hook["name"], hook["lifecycleTransition"], hook["defaultResult"]) == (
+            "celery-warm-stop",
+            "autoscaling:EC2_INSTANCE_TERMINATING",
+            "CONTINUE",
+        )
+        # prod: the long queue's hard limit 1800 s + the 60 s stop margin, and a margin more.
+        assert hook["heartbeatTimeout"] == 1800 + 60 + 60
+    longer = render({"worker.stopMarginSeconds": 300})
+    assert {r.inputs["heartbeatTimeout"] for r in longer.of_type("aws:autoscaling/lifecycleHook:LifecycleHook")} == {
+        2400
+    }
+
+
+def test_the_instance_role_completes_lifecycle_actions_only_on_the_worker_groups(prod):
+    policy = json.loads(named(prod, "aws:iam/rolePolicy:RolePolicy", "prod-complete-worker-termination")["policy"])
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    arn = "arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:prod-{0}-id:autoScalingGroupName/prod-{0}"
+    assert statements["CompleteWorkerTermination"] == {
+        "Sid": "CompleteWorkerTermination",
+        "Effect": "Allow",
+        "Action": "autoscaling:CompleteLifecycleAction",
+        "Resource": [arn.format("worker"), arn.format("worker-beat")],
+    }
+    assert statements["FindOwnGroup"]["Action"] == "autoscaling:DescribeAutoScalingInstances"
+    assert set(statements) == {"CompleteWorkerTermination", "FindOwnGroup"}
+    assert named(prod, "aws:iam/rolePolicy:RolePolicy", "prod-complete-worker-termination")["role"] == "prod-role"

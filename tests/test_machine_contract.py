@@ -153,7 +153,9 @@ def test_instances_carry_the_contracts_tags(prod: StackRender):
 
 
 def test_the_instance_role_reads_exactly_the_contracts_parameters(prod: StackRender):
-    (policy,) = [r.inputs for r in prod.resources if r.type_ == "aws:iam/rolePolicy:RolePolicy"]
+    (policy,) = [
+        r.inputs for r in prod.of_type("aws:iam/rolePolicy:RolePolicy") if r.name == "prod-read-secrets-and-releases"
+    ]
     (statement,) = [s for s in json.loads(policy["policy"])["Statement"] if s["Sid"] == "ReadStackSecrets"]
     assert statement["Action"] == layout.INSTANCE_PARAMETER_ACTION
     names = sorted(arn.split(":parameter", 1)[1] for arn in statement["Resource"])

@@ -84,6 +84,8 @@ ROLE_TAG = "Role"
 NAME_TAG = "Name"
 WEB_ROLE, WORKER_ROLE = "web", "worker"
 ROLES = (WEB_ROLE, WORKER_ROLE)
+# The Auto Scaling termination hook on the worker groups, completed by the worker's agent.
+TERMINATION_HOOK = "celery-warm-stop"
 # On exactly one worker when Beat is enabled, absent everywhere else.
 BEAT_TAG = "celery-beat"
 BEAT_TAG_VALUE = "true"
