@@ -161,7 +161,10 @@ def test_beat_is_tagged_and_installed_on_exactly_one_kind(prod):
 def test_beat_off_means_no_beat_group_and_no_beat_anywhere(render):
     stack = render({"worker.beat": False})
     assert sorted(groups(stack)) == ["web", "worker"]
-    assert not any("celery-beat" in decode_user_data(t["userData"]) for t in templates(stack).values())
+    for template in templates(stack).values():
+        document = decode_user_data(template["userData"])
+        assert "celery-beat.service" not in enabled_units(document)
+        assert "/etc/systemd/system/celery-beat.service" not in document
 
 
 def changed_inputs(before, after) -> dict[str, set[str]]:

@@ -14,7 +14,7 @@ from tests import REPO_ROOT
 
 def test_writes_each_instances_user_data_files_and_the_resource_table(tmp_path, capsys):
     assert main(["--stack", "prod", "--out", str(tmp_path)]) == 0
-    assert "stack prod: 67 resources, 4 instances" in capsys.readouterr().out
+    assert "stack prod: 70 resources, 4 instances" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["resources.md", "web-0", "web-1", "worker-0", "worker-beat-0"]
     beat = tmp_path / "worker-beat-0"
     assert (beat / "user-data.yaml").read_text().startswith("#cloud-config\n")

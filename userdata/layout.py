@@ -36,6 +36,7 @@ SBIN_DIR = "/usr/local/sbin"
 FETCH_SECRETS_BIN = f"{SBIN_DIR}/app-fetch-secrets"
 RELEASE_BIN = f"{SBIN_DIR}/app-release"
 SSM_AGENT_BIN = f"{SBIN_DIR}/install-ssm-agent"
+WARM_STOP_BIN = f"{SBIN_DIR}/app-warm-stop"
 UNIT_DIR = "/etc/systemd/system"
 # The machine scripts run with Debian's own interpreter and python3-boto3, never the app's venv.
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -50,6 +51,8 @@ SECRETS_UNIT = "app-secrets.service"
 RELEASE_UNIT = "app-release.service"
 GUNICORN_UNIT = "gunicorn.service"
 BEAT_UNIT = "celery-beat.service"
+# Workers only: holds an Auto Scaling termination until the Celery units have stopped warm.
+WARM_STOP_UNIT = "app-warm-stop.service"
 WORKER_UNIT_PREFIX = "celery-worker-"
 WORKER_UNIT_SUFFIX = ".service"
 # Every machine runs these two first; the role's long-running units require both.

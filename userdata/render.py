@@ -44,8 +44,11 @@ from userdata.layout import (
     SECRETS_SOURCE_ENV,
     SECRETS_UNIT,
     SSM_AGENT_BIN,
+    TERMINATION_HOOK,
     UNIT_DIR,
     USER,
+    WARM_STOP_BIN,
+    WARM_STOP_UNIT,
     worker_env_file,
     worker_unit,
 )
@@ -90,7 +93,8 @@ def app_units(machine: UserDataInputs) -> list[str]:
 
 
 def units_to_enable(machine: UserDataInputs) -> list[str]:
-    return [RELEASE_UNIT, SECRETS_UNIT, *app_units(machine)]
+    agent = [WARM_STOP_UNIT] if machine.role == "worker" else []
+    return [RELEASE_UNIT, SECRETS_UNIT, *app_units(machine), *agent]
 
 
 # --- environment files ---------------------------------------------------------------------
@@ -235,6 +239,9 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
             queue_env=worker_env_file(queue.name),
             stop_timeout=settings.worker.stop_timeout(queue),
         )
+    units[WARM_STOP_UNIT] = _render_unit(
+        WARM_STOP_UNIT, region=settings.region, hook_name=TERMINATION_HOOK, warm_stop_bin=WARM_STOP_BIN
+    )
     if machine.runs_beat:
         units[BEAT_UNIT] = _render_unit(
             BEAT_UNIT,
@@ -254,7 +261,12 @@ def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
     installs_agent = settings.instances.ssm_agent == "install"
     scripts = [
         WrittenFile(path, (_HERE / "files" / Path(path).name).read_text(), "root:root", "0755")
-        for path in (FETCH_SECRETS_BIN, RELEASE_BIN, *([SSM_AGENT_BIN] if installs_agent else []))
+        for path in (
+            FETCH_SECRETS_BIN,
+            RELEASE_BIN,
+            *([SSM_AGENT_BIN] if installs_agent else []),
+            *([WARM_STOP_BIN] if machine.role == "worker" else []),
+        )
     ]
     units = [WrittenFile(f"{UNIT_DIR}/{name}", text, "root:root", "0644") for name, text in unit_files(machine).items()]
 
