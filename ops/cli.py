@@ -16,6 +16,7 @@ from ops.errors import OpsError, UsageError
 from ops.executor import Executor, SsmExecutor
 from ops.inventory import Instance, discover
 from ops.rollout import Rollout, RolloutFailed, Timeouts, switch_beat
+from ops.scaling import scaling_held
 from ops.stack import StackLocation, load_outputs, release_name, resolve_stack
 from ops.state import StateStore, default_state_dir
 from ops.verify import DEFAULT_HEALTHCHECK_TASK, TABLE_HEADER, VerifyOptions, format_cells, table_row, verify_all
@@ -195,11 +196,11 @@ def identity_flags(location: StackLocation) -> str:
     return " ".join(shlex.quote(flag) for flag in flags)
 
 
-def aws_clients(location: StackLocation) -> tuple[Any, Any]:
+def aws_clients(location: StackLocation) -> tuple[Any, Any, Any]:
     session = boto3.session.Session(region_name=location.region)
     if not session.region_name:
         raise UsageError("--region: none given, none in the outputs, none in the AWS config or AWS_REGION")
-    return session.client("ec2"), session.client("ssm")
+    return session.client("ec2"), session.client("ssm"), session.client("autoscaling")
 
 
 def main(argv: Sequence[str] | None = None, executor: Executor | None = None) -> int:
@@ -209,9 +210,10 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
     try:
         outputs = load_outputs(args.outputs) if args.outputs else None
         location = resolve_stack(args.stack, args.region, outputs)
-        ec2, ssm = aws_clients(location)
+        ec2, ssm, autoscaling = aws_clients(location)
         instances = discover(ec2, location.stack)
-        return run_command(args, location, instances, executor or SsmExecutor(ssm, poll_interval=args.poll_interval))
+        executor = executor or SsmExecutor(ssm, poll_interval=args.poll_interval)
+        return run_command(args, location, instances, executor, autoscaling)
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
@@ -227,14 +229,14 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
 
 
 def run_command(
-    args: argparse.Namespace, location: StackLocation, instances: list[Instance], executor: Executor
+    args: argparse.Namespace, location: StackLocation, instances: list[Instance], executor: Executor, autoscaling: Any
 ) -> int:
     if args.command == "verify":
         return verify_command(args, instances, executor)
     if args.command == "beat":
         switch_beat(executor, instances, args.action, args.command_timeout, out)
         return 0
-    return rollout_command(args, location, instances, executor)
+    return rollout_command(args, location, instances, executor, autoscaling)
 
 
 def checks_from(args: argparse.Namespace) -> VerifyOptions:
@@ -252,7 +254,7 @@ def verify_command(args: argparse.Namespace, instances: list[Instance], executor
 
 
 def rollout_command(
-    args: argparse.Namespace, location: StackLocation, instances: list[Instance], executor: Executor
+    args: argparse.Namespace, location: StackLocation, instances: list[Instance], executor: Executor, autoscaling: Any
 ) -> int:
     store = StateStore(args.state_dir, location.stack)
     release = args.release
@@ -281,5 +283,6 @@ def rollout_command(
         out=out,
         poll_interval=args.poll_interval,
     )
-    rollout.run()
+    with scaling_held(autoscaling, location.stack, out):
+        rollout.run()
     return 0
