@@ -386,7 +386,7 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str | None) -> 
     sections: dict[str, Any] = {}
     for key, section in SECTIONS.items():
         try:
-            # strict=False: the CLI stores `pulumi config set --path web.count 3` as a string.
+            # strict=False: the CLI stores `pulumi config set --path web.desiredCapacity 3` as a string.
             sections[key] = msgspec.convert(values.get(key, {}), section, strict=False)
         except msgspec.ValidationError as error:
             problems.append(_describe(key, values.get(key, {}), str(error)))
