@@ -73,7 +73,7 @@ def test_mypy_is_strict_on_every_configured_path(tmp_path: Path) -> None:
 
 
 def test_shellcheck_rejects_an_unquoted_variable(tmp_path: Path) -> None:
-    assert shutil.which("shellcheck"), "shellcheck missing: run bash scripts/setup.sh"
+    assert shutil.which("shellcheck"), "shellcheck missing: run bash scripts/setup.sh guardrails"
     bad = tmp_path / "bad.sh"
     bad.write_text("#!/usr/bin/env bash\nrm -rf $1/tmp\n")
     result = run("shellcheck", bad)

@@ -31,15 +31,15 @@ PINNED = re.compile(
 
 
 def actionlint(project: Path) -> subprocess.CompletedProcess[str]:
-    assert ACTIONLINT.exists(), "actionlint missing: run bash scripts/setup.sh"
-    assert shutil.which("shellcheck"), "shellcheck missing: run bash scripts/setup.sh"
+    assert ACTIONLINT.exists(), "actionlint missing: run bash scripts/setup.sh guardrails"
+    assert shutil.which("shellcheck"), "shellcheck missing: run bash scripts/setup.sh guardrails"
     return subprocess.run(
         [str(ACTIONLINT), "-no-color", "-oneline"], cwd=project, capture_output=True, text=True, timeout=120
     )
 
 
 def zizmor(project: Path) -> subprocess.CompletedProcess[str]:
-    assert ZIZMOR.exists(), "zizmor missing: run bash scripts/setup.sh"
+    assert ZIZMOR.exists(), "zizmor missing: run bash scripts/setup.sh guardrails"
     return subprocess.run(
         [str(ZIZMOR), "--offline", "--no-progress", "--format", "plain", ".github/"],
         cwd=project,

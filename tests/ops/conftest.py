@@ -4,6 +4,8 @@ tags the Pulumi program renders, and an SSM client wrapper for what moto does no
 
 from __future__ import annotations
 
+import functools
+import os
 import socket
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.loaders
 import pytest
 
 from offline_render.program import StackRender
@@ -29,6 +32,17 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_service_model_loader() -> Iterator[None]:
+    """The tool makes a boto3 session per command, as on an operator's machine; each would parse
+    EC2's and SSM's service models (megabytes of JSON) again. One loader serves them all here:
+    what AWS's SDK reads from its own data files, not a path of ours."""
+    loader = botocore.loaders.create_loader()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("botocore.session.create_loader", lambda *args, **kwargs: loader)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +62,9 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 raise RuntimeError(f"moto_server did not start on {url} (log: {log.name})") from None
             time.sleep(0.2)
     yield url
-    server.terminate()
+    # Nothing in it outlives the session; a graceful stop waits for open client connections and
+    # took over 10 s on a loaded machine.
+    server.kill()
     server.wait(timeout=10)
     log.close()
 
@@ -76,8 +92,14 @@ def program_tags(prod: StackRender) -> list[dict[str, str]]:
     return [instance.tags for instance in prod.instances]
 
 
+@functools.cache
+def ec2_client(endpoint: str) -> Any:
+    """One client per moto server: building a client costs more than the call it makes."""
+    return boto3.client("ec2", endpoint_url=endpoint)
+
+
 def launch(tags: dict[str, str], state: str = "running") -> str:
-    ec2 = boto3.client("ec2")
+    ec2 = ec2_client(os.environ["AWS_ENDPOINT_URL"])
     instance = ec2.run_instances(
         ImageId=IMAGE,
         MinCount=1,
