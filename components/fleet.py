@@ -119,40 +119,40 @@ class Fleet(pulumi.ComponentResource):
         image: pulumi.Input[str] = args.ami_id or self.latest_debian_image_id
         refresh = args.min_healthy_percentage
 
-        web_template = self._template(
-            "web", image, args.web_instance_type, args.web_security_group_id, args.web_user_data, args.web_tags
-        )
-        web = self._group(
+        web_template, web = self._machines(
             "web",
-            web_template,
-            args.web_size,
+            image,
+            args.web_instance_type,
+            args.web_security_group_id,
+            args.web_user_data,
             args.web_tags,
+            args.web_size,
             min_healthy_percentage=refresh,
             target_group_arns=args.web_target_group_arns,
         )
-        worker_template = self._template(
+        _, worker = self._machines(
             "worker",
             image,
             args.worker_instance_type,
             args.worker_security_group_id,
             args.worker_user_data,
             args.worker_tags,
-        )
-        worker = self._group(
-            "worker", worker_template, args.worker_size, args.worker_tags, min_healthy_percentage=refresh
+            args.worker_size,
+            min_healthy_percentage=refresh,
         )
         beat = None
         if args.beat_user_data is not None:
-            beat_template = self._template(
+            # 0 % healthy: the old Beat is terminated before its replacement launches.
+            _, beat = self._machines(
                 "worker-beat",
                 image,
                 args.worker_instance_type,
                 args.worker_security_group_id,
                 args.beat_user_data,
                 args.beat_tags,
+                BEAT_SIZE,
+                min_healthy_percentage=0,
             )
-            # 0 % healthy: the old Beat is terminated before its replacement launches.
-            beat = self._group("worker-beat", beat_template, BEAT_SIZE, args.beat_tags, min_healthy_percentage=0)
 
         self._hold_terminating_workers({"worker": worker, **({"worker-beat": beat} if beat else {})})
 
@@ -204,6 +204,31 @@ class Fleet(pulumi.ComponentResource):
             ],
             opts=pulumi.InvokeOptions(parent=self),
         ).id
+
+    def _machines(
+        self,
+        kind: str,
+        image: pulumi.Input[str],
+        instance_type: str,
+        security_group_id: pulumi.Input[str],
+        user_data: pulumi.Input[str],
+        kind_tags: dict[str, str],
+        size: GroupSize,
+        *,
+        min_healthy_percentage: int,
+        target_group_arns: Sequence[pulumi.Input[str]] = (),
+    ) -> tuple[aws.ec2.LaunchTemplate, aws.autoscaling.Group]:
+        """One kind of machine: its launch template and the group that launches it."""
+        template = self._template(kind, image, instance_type, security_group_id, user_data, kind_tags)
+        group = self._group(
+            kind,
+            template,
+            size,
+            kind_tags,
+            min_healthy_percentage=min_healthy_percentage,
+            target_group_arns=target_group_arns,
+        )
+        return template, group
 
     def _template(
         self,
