@@ -219,29 +219,9 @@ class Fleet(pulumi.ComponentResource):
         target_group_arns: Sequence[pulumi.Input[str]] = (),
     ) -> tuple[aws.ec2.LaunchTemplate, aws.autoscaling.Group]:
         """One kind of machine: its launch template and the group that launches it."""
-        template = self._template(kind, image, instance_type, security_group_id, user_data, kind_tags)
-        group = self._group(
-            kind,
-            template,
-            size,
-            kind_tags,
-            min_healthy_percentage=min_healthy_percentage,
-            target_group_arns=target_group_arns,
-        )
-        return template, group
-
-    def _template(
-        self,
-        kind: str,
-        image: pulumi.Input[str],
-        instance_type: str,
-        security_group_id: pulumi.Input[str],
-        user_data: pulumi.Input[str],
-        kind_tags: dict[str, str],
-    ) -> aws.ec2.LaunchTemplate:
         args = self._args
         resource_name = f"{self._name}-{kind}"
-        return aws.ec2.LaunchTemplate(
+        template = aws.ec2.LaunchTemplate(
             resource_name,
             description=f"{kind} instances of {self._name}",
             image_id=image,
@@ -280,6 +260,15 @@ class Fleet(pulumi.ComponentResource):
             # not change the template, or every `up` would roll the whole fleet.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=[] if args.ami_id else ["imageId"]),
         )
+        group = self._group(
+            kind,
+            template,
+            size,
+            kind_tags,
+            min_healthy_percentage=min_healthy_percentage,
+            target_group_arns=target_group_arns,
+        )
+        return template, group
 
     def _group(
         self,
