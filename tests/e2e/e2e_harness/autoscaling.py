@@ -96,6 +96,8 @@ def worker_group() -> Iterator[Standin]:
     moto.start()
     host, port = moto.get_host_and_port()
     url = f"http://{host}:{port}"
+    # In-process moto servers share one backend: start from an empty account.
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10).close()
     credentials = {"region_name": REGION, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     ec2 = boto3.client("ec2", endpoint_url=url, **credentials)
     autoscaling = boto3.client("autoscaling", endpoint_url=url, **credentials)
