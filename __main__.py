@@ -4,11 +4,14 @@ the components in dependency order and exports what operators and the ops tool n
 from __future__ import annotations
 
 import pulumi
+import pulumi_aws as aws
 from pulumi.runtime.config import CONFIG, get_config_env
 
 from components.access import AccessArgs, InstanceAccess
+from components.encryption import StackKey, StackKeyArgs
 from components.fleet import Fleet, FleetArgs, GroupSize
 from components.front_door import FrontDoor, FrontDoorArgs
+from components.live_release import LiveRelease, LiveReleaseArgs
 from components.network import Network, NetworkArgs
 from components.redis import Redis, RedisArgs
 from components.secrets import Secrets, SecretsArgs
@@ -38,6 +41,56 @@ settings = read_settings()
 tags = {layout.PROJECT_TAG: settings.project, layout.STACK_TAG: settings.stack}
 name = settings.stack
 
+account_id = aws.get_caller_identity_output().account_id
+secret_parameters = [
+    settings.parameter_name(layout.AUTH_TOKEN_PARAMETER),
+    settings.parameter_name(layout.DJANGO_SECRET_KEY_PARAMETER),
+]
+
+
+def parameter_arn(parameter: str) -> pulumi.Output[str]:
+    return account_id.apply(lambda account: f"arn:aws:ssm:{settings.region}:{account}:parameter{parameter}")
+
+
+release_parameter = settings.parameter_name(layout.RELEASE_PARAMETER)
+artifact_location = (
+    f"{settings.app.artifact_bucket}/{settings.app.artifact_prefix}" if settings.app.source == "s3" else None
+)
+
+
+# The role first, its grants by name: the stack key's policy names the role, and the
+# parameters are encrypted with that key.
+access = InstanceAccess(
+    name,
+    AccessArgs(
+        secret_parameter_arns=[parameter_arn(parameter) for parameter in secret_parameters],
+        release_parameter_arn=parameter_arn(release_parameter),
+        artifact_location=artifact_location,
+        tags=tags,
+    ),
+)
+security_settings = settings.security
+if security_settings.kms_key_arn:
+    kms_key_arn: pulumi.Input[str] = security_settings.kms_key_arn
+else:
+    kms_key_arn = StackKey(
+        name,
+        StackKeyArgs(
+            description=f"{settings.project} {settings.stack}: SecureStrings, Redis at rest, logs, root volumes",
+            alias_name=f"alias/{settings.project}/{settings.stack}",
+            region=settings.region,
+            account_id=account_id,
+            administrator_arn=security_settings.key_administrator_arn
+            or account_id.apply(lambda account: f"arn:aws:iam::{account}:root"),
+            instance_role_arn=access.role_arn,
+            parameter_path=settings.parameter_name(""),
+            log_group_prefix=f"{name}-",
+            # Auto Scaling's service-linked role launches the instances: it encrypts their root volumes.
+            autoscaling=True,
+            protect=security_settings.protect,
+            tags=tags,
+        ),
+    ).key_arn
 network = Network(
     name,
     NetworkArgs(
@@ -48,17 +101,27 @@ network = Network(
         availability_zones=settings.network.availability_zones,
         nat_gateways=settings.network.nat_gateways,
         region=settings.region,
+        account_id=account_id,
+        flow_log_retention_days=security_settings.flow_log_retention_days,
+        kms_key_arn=kms_key_arn,
+        artifact_location=artifact_location,
         tags=tags,
     ),
 )
 secrets = Secrets(
     name,
     SecretsArgs(
-        auth_token_parameter=settings.parameter_name(layout.AUTH_TOKEN_PARAMETER),
-        django_secret_key_parameter=settings.parameter_name(layout.DJANGO_SECRET_KEY_PARAMETER),
+        auth_token_parameter=secret_parameters[0],
+        django_secret_key_parameter=secret_parameters[1],
         auth_token_version=settings.redis.auth_token_version,
+        kms_key_arn=kms_key_arn,
         tags=tags,
     ),
+)
+# app.release seeds the live release; deploys and rollbacks move it (see components/live_release.py).
+live_release = LiveRelease(
+    name,
+    LiveReleaseArgs(parameter_name=release_parameter, initial_release=settings.app.release, tags=tags),
 )
 security = SecurityGroups(
     name,
@@ -89,16 +152,8 @@ redis = Redis(
         subnet_ids=network.private_subnet_ids,
         security_group_id=security.redis_security_group_id,
         auth_token=secrets.auth_token,
-        tags=tags,
-    ),
-)
-access = InstanceAccess(
-    name,
-    AccessArgs(
-        secret_parameter_arns=[secrets.auth_token_parameter_arn, secrets.django_secret_key_parameter_arn],
-        artifact_location=(
-            f"{settings.app.artifact_bucket}/{settings.app.artifact_prefix}" if settings.app.source == "s3" else None
-        ),
+        kms_key_arn=kms_key_arn,
+        protect=security_settings.protect,
         tags=tags,
     ),
 )
@@ -164,7 +219,7 @@ fleet = Fleet(
         ami_id=settings.instances.ami_id,
         architecture=settings.instances.architecture,
         root_volume_gb=settings.instances.root_volume_gb,
-        kms_key_arn=None,
+        kms_key_arn=kms_key_arn,
         subnet_ids=network.private_subnet_ids,
         instance_profile_name=access.instance_profile_name,
         instance_role_name=access.role_name,
@@ -177,7 +232,7 @@ fleet = Fleet(
 pulumi.export("project", settings.project)
 pulumi.export("stack", settings.stack)
 pulumi.export("region", settings.region)
-pulumi.export("release", settings.app.release)
+pulumi.export("releaseParameter", live_release.parameter_name)
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("redisPrimaryEndpoint", redis.primary_endpoint)
 pulumi.export("redisReaderEndpoint", redis.reader_endpoint)
@@ -195,3 +250,5 @@ pulumi.export("latestDebianImageId", fleet.latest_debian_image_id)
 if front_door:
     pulumi.export("loadBalancerDnsName", front_door.dns_name)
     pulumi.export("url", front_door.url)
+pulumi.export("instanceRoleArn", access.role_arn)
+pulumi.export("kmsKeyArn", kms_key_arn)

@@ -108,6 +108,11 @@ class RedisSettings(_Section, frozen=True):
     def __post_init__(self) -> None:
         if self.multi_az and self.replicas < 1:
             raise _problem("multiAz", "true needs replicas >= 1 (ElastiCache fails over to a replica)")
+        if self.slow_log_retention_days not in LOG_RETENTION_DAYS:
+            raise _problem(
+                "slowLogRetentionDays",
+                f"got {self.slow_log_retention_days}; CloudWatch Logs allows {', '.join(map(str, LOG_RETENTION_DAYS))}",
+            )
 
 
 class AppSettings(_Section, frozen=True):
@@ -122,6 +127,9 @@ class AppSettings(_Section, frozen=True):
     allowed_hosts: tuple[Annotated[str, Meta(min_length=1)], ...] = ("localhost",)
     result_backend: bool = False
     result_expires: Seconds = 86400
+    # gunicorn and Celery reach the instance metadata service (the role's credentials) only when
+    # the app itself calls AWS with the role (S3 media, SES).
+    aws_credentials: bool = False
 
     def __post_init__(self) -> None:
         if self.source == "s3" and not self.artifact_bucket:
@@ -335,6 +343,70 @@ class LoadBalancerSettings(_Section, frozen=True):
         return self.certificate_arn.split(":")[3] if self.certificate_arn else None
 
 
+# CloudWatch Logs accepts only these retention periods (PutRetentionPolicy); any other number
+# fails inside AWS, during `pulumi up`.
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+# A KMS key (not an alias): the region is checked against the stack's in load_settings.
+_KMS_KEY_ARN = re.compile(
+    r"\Aarn:aws(-[a-z]+)*:kms:(?P<region>[a-z0-9-]+):\d{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f-]{36})\Z"
+)
+_IAM_PRINCIPAL_ARN = r"\Aarn:aws(-[a-z]+)*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)\Z"
+
+
+class SecuritySettings(_Section, frozen=True):
+    """The stack key, VPC flow logs and deletion protection (README "Security")."""
+
+    # Encrypt with this key instead of creating one per stack; its policy must grant what the
+    # stack key's grants (README "Security").
+    kms_key_arn: str | None = None
+    # Who administers the stack key (never uses it to decrypt outside SSM, ElastiCache, EC2):
+    # the account (its IAM policies decide) unless a deploy role is named here.
+    key_administrator_arn: Annotated[str, Meta(pattern=_IAM_PRINCIPAL_ARN)] | None = None
+    flow_log_retention_days: int = 90
+    # Refuse to delete the Redis replication group and the stack key (`pulumi destroy` and
+    # replacements fail) until this is turned off on purpose.
+    protect: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kms_key_arn is not None and not _KMS_KEY_ARN.match(self.kms_key_arn):
+            raise _problem(
+                "kmsKeyArn",
+                f"got {self.kms_key_arn!r}; expected a KMS key ARN, arn:aws:kms:<region>:<account>:key/<key id>",
+            )
+        if self.flow_log_retention_days not in LOG_RETENTION_DAYS:
+            raise _problem(
+                "flowLogRetentionDays",
+                f"got {self.flow_log_retention_days}; CloudWatch Logs allows {', '.join(map(str, LOG_RETENTION_DAYS))}",
+            )
+
+    def kms_key_region(self) -> str | None:
+        match = _KMS_KEY_ARN.match(self.kms_key_arn or "")
+        return match["region"] if match else None
+
+
 # The project's config namespace: one key (`django-stack:<key>`) per concern.
 SECTIONS: dict[str, type[_Section]] = {
     "network": NetworkSettings,
@@ -344,6 +416,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "web": WebSettings,
     "worker": WorkerSettings,
     "loadBalancer": LoadBalancerSettings,
+    "security": SecuritySettings,
 }
 
 
@@ -358,6 +431,7 @@ class Settings(msgspec.Struct, frozen=True):
     web: WebSettings
     worker: WorkerSettings
     load_balancer: LoadBalancerSettings
+    security: SecuritySettings
 
     def parameter_name(self, purpose: str) -> str:
         return parameter_name(self.project, self.stack, purpose)
@@ -392,6 +466,11 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str | None) -> 
             problems.append(_describe(key, values.get(key, {}), str(error)))
     if not problems:
         problems += _across_sections(sections, region)
+    key_region = sections["security"].kms_key_region() if "security" in sections else None
+    if key_region and region and key_region != region:
+        problems.append(
+            f"{PROJECT}:security.kmsKeyArn: the key is in {key_region}; it must be in the stack's region ({region})"
+        )
     if problems:
         raise ConfigError("\n".join(problems))
     attributes = {_snake(key): section for key, section in sections.items()}

@@ -77,8 +77,8 @@ class FleetArgs:
     ami_id: str | None
     architecture: str
     root_volume_gb: int
-    # The stack's KMS key for the root volumes; None: the account's default EBS key.
-    kms_key_arn: pulumi.Input[str] | None
+    # The stack key: the root volumes are encrypted with it, not the account's aws/ebs key.
+    kms_key_arn: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     instance_profile_name: pulumi.Input[str]
     # The instance role, allowed here to complete the worker groups' lifecycle actions.

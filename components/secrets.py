@@ -19,6 +19,8 @@ class SecretsArgs:
     django_secret_key_parameter: str
     # Changing it generates a new token (rotation, see the README).
     auth_token_version: int
+    # The stack key (or the configured one): never the account-wide aws/ssm key.
+    kms_key_arn: pulumi.Input[str]
     tags: dict[str, str]
 
 
@@ -55,14 +57,14 @@ class Secrets(pulumi.ComponentResource):
             args.auth_token_parameter,
             "Redis AUTH token (ElastiCache)",
             token.result,
-            args.tags,
+            args,
         )
         key_parameter = self._parameter(
             f"{name}-django-secret-key",
             args.django_secret_key_parameter,
             "Django SECRET_KEY",
             secret_key.result,
-            args.tags,
+            args,
         )
 
         self.auth_token = pulumi.Output.secret(token.result)
@@ -78,14 +80,15 @@ class Secrets(pulumi.ComponentResource):
         )
 
     def _parameter(
-        self, resource_name: str, parameter_name: str, description: str, value: pulumi.Output[str], tags: dict[str, str]
+        self, resource_name: str, parameter_name: str, description: str, value: pulumi.Output[str], args: SecretsArgs
     ) -> aws.ssm.Parameter:
         return aws.ssm.Parameter(
             resource_name,
             name=parameter_name,
             description=description,
             type="SecureString",
+            key_id=args.kms_key_arn,
             value=value,  # RandomPassword.result is a secret Output already
-            tags=tags,
+            tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["value"]),
         )

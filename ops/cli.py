@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ops.errors import OpsError, UsageError
 from ops.executor import Executor, SsmExecutor
 from ops.inventory import Instance, discover
+from ops.live_release import LiveReleaseParameter, default_parameter
 from ops.rollout import Rollout, RolloutFailed, Timeouts, switch_beat
 from ops.scaling import scaling_held
 from ops.stack import StackLocation, load_outputs, release_name, resolve_stack
@@ -212,8 +213,9 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
         location = resolve_stack(args.stack, args.region, outputs)
         ec2, ssm, autoscaling = aws_clients(location)
         instances = discover(ec2, location.stack)
+        live = LiveReleaseParameter(ssm, (outputs or {}).get("releaseParameter") or default_parameter(location.stack))
         executor = executor or SsmExecutor(ssm, poll_interval=args.poll_interval)
-        return run_command(args, location, instances, executor, autoscaling)
+        return run_command(args, location, instances, executor, live, autoscaling)
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
@@ -229,14 +231,19 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
 
 
 def run_command(
-    args: argparse.Namespace, location: StackLocation, instances: list[Instance], executor: Executor, autoscaling: Any
+    args: argparse.Namespace,
+    location: StackLocation,
+    instances: list[Instance],
+    executor: Executor,
+    live: LiveReleaseParameter,
+    autoscaling: Any,
 ) -> int:
     if args.command == "verify":
         return verify_command(args, instances, executor)
     if args.command == "beat":
         switch_beat(executor, instances, args.action, args.command_timeout, out)
         return 0
-    return rollout_command(args, location, instances, executor, autoscaling)
+    return rollout_command(args, location, instances, executor, live, autoscaling)
 
 
 def checks_from(args: argparse.Namespace) -> VerifyOptions:
@@ -254,7 +261,12 @@ def verify_command(args: argparse.Namespace, instances: list[Instance], executor
 
 
 def rollout_command(
-    args: argparse.Namespace, location: StackLocation, instances: list[Instance], executor: Executor, autoscaling: Any
+    args: argparse.Namespace,
+    location: StackLocation,
+    instances: list[Instance],
+    executor: Executor,
+    live: LiveReleaseParameter,
+    autoscaling: Any,
 ) -> int:
     store = StateStore(args.state_dir, location.stack)
     release = args.release
@@ -279,6 +291,7 @@ def rollout_command(
         ),
         verify_options=checks_from(args),
         store=store,
+        live=live,
         identity_flags=identity_flags(location),
         out=out,
         poll_interval=args.poll_interval,

@@ -2,7 +2,7 @@
 
   read releases -> pause Beat -> wait until no task is active or reserved -> each worker in
   turn: install, activate + restart, verify -> each web instance the same -> verify all ->
-  resume Beat.
+  confirm every instance runs the target -> record it as the live release -> resume Beat.
 
 Any failure stops the sequence where it is, leaves Beat paused, and raises RolloutFailed whose
 message says which instance runs which release and the commands to continue or roll back.
@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ops import live_release
 from ops.errors import OpsError
 from ops.executor import CommandResult, Executor
 from ops.inventory import Instance, beat_instance, by_role
+from ops.live_release import LiveReleaseParameter
 from ops.scripts import (
     beat_script,
     current_release_script,
@@ -106,6 +108,7 @@ class Rollout:
     timeouts: Timeouts
     verify_options: VerifyOptions
     store: StateStore
+    live: LiveReleaseParameter
     identity_flags: str  # e.g. "--stack prod --region eu-west-1", for the continue/rollback hints
     out: Print
     poll_interval: float = 5.0
@@ -126,6 +129,8 @@ class Rollout:
         for instance in by_role(self.instances, "worker") + by_role(self.instances, "web"):
             self._switch(instance)
         self._step("verify all", None, self._verify_all)
+        self._step("confirm releases", None, self._confirm_releases)
+        self._step("record the live release", None, self._record_live)
         self._step("resume Beat", beat, self._resume)
         self._remember(complete=True)
         self.out(f"{self.kind} {self.release}: done; every instance runs {self.release}, Beat is running")
@@ -141,6 +146,7 @@ class Rollout:
                 result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "none"
             )
             self.out(f"  {instance.label}: {self.releases[instance.instance_id]}")
+        self.out(f"  live release ({self.live.name}): {live_release.read(self.live.ssm, self.live.name)}")
 
     def _remember(self, complete: bool) -> None:
         record = self.store.load()
@@ -231,6 +237,18 @@ class Rollout:
             report=lambda row: self.out(table_row(row)),
         )
         require_passed(rows, name_instance=True)
+
+    def _confirm_releases(self) -> None:
+        """Read back what each instance runs: one rebooted mid-rollout boots the live release,
+        still the old one, and must not be recorded as switched."""
+        self._read_releases()
+        behind = [i.label for i in self.instances if self.releases.get(i.instance_id) != self.release]
+        if behind:
+            raise OpsError(f"not on {self.release}: {', '.join(behind)}")
+
+    def _record_live(self) -> None:
+        live_release.record(self.live.ssm, self.live.name, self.release)
+        self.out(f"live release ({self.live.name}): {self.release}; new instances boot it")
 
     # --- failure --------------------------------------------------------------------------------
 

@@ -23,9 +23,8 @@ def stack_groups(autoscaling: Any, stack: str) -> list[str]:
 
 @contextmanager
 def scaling_held(autoscaling: Any, stack: str, out: Callable[[str], None]) -> Iterator[list[str]]:
-    """Suspends HELD_PROCESSES on the stack's groups, and resumes them however the block ends:
-    a stopped deploy leaves the stack as it was before it (new instances boot the configured
-    release), so healing goes on while the operator continues or rolls back."""
+    """Suspends HELD_PROCESSES on the stack's groups, and resumes them however the block ends,
+    so the groups keep healing while the operator continues or rolls back a stopped deploy."""
     groups = stack_groups(autoscaling, stack)
     held: list[str] = []
     try:

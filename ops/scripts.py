@@ -28,6 +28,7 @@ from userdata.layout import (
     SECRETS_ENV,
     SYSTEM_PYTHON,
     USER,
+    VERSION_ENV,
     WEB_ROLE,
     WORKER_ENV_PREFIX,
     WORKER_ENV_SUFFIX,
@@ -55,6 +56,7 @@ set -u
 load_env() {{
   set -a
   . {APP_ENV}
+  . {VERSION_ENV}
   . {SECRETS_ENV}
   set +a
 }}
@@ -74,14 +76,14 @@ worker_queues() {{
 
 _CHECK_FUNCTIONS = f"""\
 check_env_file() {{
-  for f in {APP_ENV} {SECRETS_ENV}; do
+  for f in {APP_ENV} {VERSION_ENV} {SECRETS_ENV}; do
     [ -r "$f" ] || {{ echo "$f is missing"; return 1; }}
   done
   load_env
   for v in {" ".join(REQUIRED_APP_VARIABLES)}; do
     eval "[ -n \\"\\${{$v:-}}\\" ]" || {{ echo "$v is not set"; return 1; }}
   done
-  echo "both env files present"
+  echo "env files present"
 }}
 check_services() {{
   units="{" ".join(ONESHOT_UNITS)}"

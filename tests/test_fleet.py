@@ -56,6 +56,8 @@ def test_each_group_launches_its_own_template(prod):
 
 
 def test_every_launch_template_is_locked_down(prod, render):
+    # The stack key: the one the SecureStrings are encrypted with.
+    (stack_key,) = {p.inputs["keyId"] for p in prod.of_type("aws:ssm/parameter:Parameter") if "keyId" in p.inputs}
     for kind, template in templates(prod).items():
         assert template["metadataOptions"] == {
             "httpEndpoint": "enabled",
@@ -71,6 +73,7 @@ def test_every_launch_template_is_locked_down(prod, render):
         assert root["deviceName"] == "/dev/xvda"
         assert root["ebs"] == {
             "encrypted": "true",
+            "kmsKeyId": stack_key,
             "volumeType": "gp3",
             "volumeSize": 20,
             "deleteOnTermination": "true",
@@ -260,7 +263,7 @@ def fleet_args(**changes: object) -> FleetArgs:
         "ami_id": "ami-0123456789abcdef0",
         "architecture": "x86_64",
         "root_volume_gb": 30,
-        "kms_key_arn": None,
+        "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab",
         "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
         "instance_profile_name": "t-profile",
         "instance_role_name": "t-role",
@@ -358,10 +361,7 @@ def test_no_secret_value_reaches_user_data_or_outputs(prod):
     assert key.inputs["special"] is True
 
 
-def test_access_grants_ssm_core_and_exactly_the_secrets_and_releases(prod):
-    assert only(prod, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")["policyArn"] == (
-        "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-    )
+def test_access_grants_exactly_the_secrets_and_releases(prod):
     policy = json.loads(named(prod, "aws:iam/rolePolicy:RolePolicy", "prod-read-secrets-and-releases")["policy"])
     assert policy["Statement"] == [
         {
@@ -374,13 +374,19 @@ def test_access_grants_ssm_core_and_exactly_the_secrets_and_releases(prod):
             "Sid": "ReadStackSecrets",
         },
         {
+            "Action": "ssm:GetParameter",
+            "Effect": "Allow",
+            "Resource": "arn:aws:ssm:eu-west-1:123456789012:parameter/django-stack/prod/release",
+            "Sid": "ReadLiveRelease",
+        },
+        {
             "Action": "s3:GetObject",
             "Effect": "Allow",
             "Resource": "arn:aws:s3:::example-django-stack-releases/releases/*.tar.gz",
             "Sid": "ReadReleaseArtifacts",
         },
     ]
-    assume = json.loads(only(prod, "aws:iam/role:Role")["assumeRolePolicy"])
+    assume = json.loads(named(prod, "aws:iam/role:Role", "prod-role")["assumeRolePolicy"])
     assert assume["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
 
 

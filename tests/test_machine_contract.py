@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,14 +153,29 @@ def test_instances_carry_the_contracts_tags(prod: StackRender):
     assert beats == [layout.BEAT_TAG_VALUE]
 
 
-def test_the_instance_role_reads_exactly_the_contracts_parameters(prod: StackRender):
+def read_statement(prod: StackRender, sid: str) -> dict[str, Any]:
     (policy,) = [
-        r.inputs for r in prod.of_type("aws:iam/rolePolicy:RolePolicy") if r.name == "prod-read-secrets-and-releases"
+        r.inputs
+        for r in prod.resources
+        if r.type_ == "aws:iam/rolePolicy:RolePolicy" and r.name == "prod-read-secrets-and-releases"
     ]
-    (statement,) = [s for s in json.loads(policy["policy"])["Statement"] if s["Sid"] == "ReadStackSecrets"]
+    (statement,) = [s for s in json.loads(policy["policy"])["Statement"] if s["Sid"] == sid]
+    return dict(statement)
+
+
+def test_the_instance_role_reads_exactly_the_contracts_parameters(prod: StackRender):
+    statement = read_statement(prod, "ReadStackSecrets")
     assert statement["Action"] == layout.INSTANCE_PARAMETER_ACTION
     names = sorted(arn.split(":parameter", 1)[1] for arn in statement["Resource"])
     assert names == sorted(layout.parameter_name("django-stack", "prod", p) for p in layout.INSTANCE_PARAMETERS)
+
+
+def test_the_instance_role_reads_the_contracts_live_release_parameter(prod: StackRender):
+    statement = read_statement(prod, "ReadLiveRelease")
+    assert statement["Action"] == layout.RELEASE_PARAMETER_ACTION
+    assert statement["Resource"].split(":parameter", 1)[1] == layout.parameter_name(
+        "django-stack", "prod", layout.RELEASE_PARAMETER
+    )
 
 
 # --- docs/machine-layout.md ------------------------------------------------------------------------
@@ -185,7 +201,9 @@ def test_the_doc_names_every_path_unit_variable_tag_and_parameter_of_the_contrac
         layout.NAME_TAG,
         f"{layout.BEAT_TAG}={layout.BEAT_TAG_VALUE}",
         layout.INSTANCE_PARAMETER_ACTION,
+        layout.RELEASE_PARAMETER_ACTION,
         *(layout.parameter_name("django-stack", "<stack>", p) for p in layout.INSTANCE_PARAMETERS),
+        layout.parameter_name("django-stack", "<stack>", layout.RELEASE_PARAMETER),
     }
     missing = sorted(term for term in expected if term not in text)
     assert missing == [], f"docs/machine-layout.md does not mention: {missing}"
@@ -195,7 +213,7 @@ def test_the_doc_names_nothing_the_contract_does_not_define():
     found = sorted({name for term in doc_terms() for name in names_outside_the_contract(term)})
     assert found == [], f"docs/machine-layout.md names what userdata/layout.py does not define: {found}"
     actions = set(re.findall(r"ssm:\w+", DOC.read_text()))
-    assert actions == {layout.INSTANCE_PARAMETER_ACTION}, actions
+    assert actions == {layout.INSTANCE_PARAMETER_ACTION, layout.RELEASE_PARAMETER_ACTION}, actions
 
 
 # --- the VM guest's copy ---------------------------------------------------------------------------

@@ -20,6 +20,9 @@ APP_ENV = f"{ETC_DIR}/app.env"
 GUNICORN_ENV = f"{ETC_DIR}/gunicorn.env"
 SECRETS_SOURCE_ENV = f"{ETC_DIR}/secrets-source.env"
 RELEASE_ENV = f"{ETC_DIR}/release.env"
+# Written by app-release into each release it installs: APP_RELEASE=<that release>. Read through
+# `current` when a unit starts, so a process always reports the release whose code it runs.
+VERSION_ENV = f"{APP_CURRENT}/version.env"
 # One env file per queue: /etc/app/worker-<queue>.env. The ops scripts find a machine's queues
 # by listing these files, so the prefix and suffix are part of the contract.
 WORKER_ENV_PREFIX = f"{ETC_DIR}/worker-"
@@ -100,6 +103,10 @@ DJANGO_SECRET_KEY_PARAMETER = "django/secret-key"
 # The parameters the instance role may read (ssm:GetParameters), nothing else.
 INSTANCE_PARAMETERS = (AUTH_TOKEN_PARAMETER, DJANGO_SECRET_KEY_PARAMETER)
 INSTANCE_PARAMETER_ACTION = "ssm:GetParameters"
+# The live release (String): seeded by the program from app.release, written by the ops tool after
+# each deploy/rollback, read by app-release at boot. The instance role may ssm:GetParameter on it.
+RELEASE_PARAMETER = "release"
+RELEASE_PARAMETER_ACTION = "ssm:GetParameter"
 
 
 def parameter_name(project: str, stack: str, purpose: str) -> str:
@@ -112,7 +119,6 @@ def parameter_name(project: str, stack: str, purpose: str) -> str:
 APP_ENV_VARIABLES = (
     "DJANGO_SETTINGS_MODULE",
     "CELERY_APP",
-    "APP_RELEASE",
     "DJANGO_ALLOWED_HOSTS",
     "CELERY_TASK_DEFAULT_QUEUE",
     "CELERY_TASK_ROUTES",
@@ -135,7 +141,8 @@ SECRETS_SOURCE_VARIABLES = (
     "SECRETS_ENV_FILE",
     "REDIS_CA_FILE",
 )
-RELEASE_VARIABLES = ("APP_RELEASE", "AWS_REGION", "ARTIFACT_BUCKET", "ARTIFACT_PREFIX")
+RELEASE_VARIABLES = ("RELEASE_PARAMETER", "AWS_REGION", "ARTIFACT_BUCKET", "ARTIFACT_PREFIX")
+VERSION_ENV_VARIABLES = ("APP_RELEASE",)
 # What every app unit needs set to start at all (ops verify's env_file check).
 REQUIRED_APP_VARIABLES = (
     "DJANGO_SETTINGS_MODULE",
@@ -148,6 +155,7 @@ REQUIRED_APP_VARIABLES = (
 # Env file (a worker file stands for every queue's) -> the variables it may set.
 ENV_FILE_VARIABLES = {
     APP_ENV: APP_ENV_VARIABLES,
+    VERSION_ENV: VERSION_ENV_VARIABLES,
     worker_env_file("<queue>"): WORKER_ENV_VARIABLES,
     GUNICORN_ENV: GUNICORN_ENV_VARIABLES,
     SECRETS_ENV: SECRETS_ENV_VARIABLES,

@@ -37,6 +37,7 @@ from userdata.layout import (
     GUNICORN_UNIT,
     RELEASE_BIN,
     RELEASE_ENV,
+    RELEASE_PARAMETER,
     RELEASE_UNIT,
     RELEASES_DIR,
     SECRETS_DIR_NAME,
@@ -47,6 +48,7 @@ from userdata.layout import (
     TERMINATION_HOOK,
     UNIT_DIR,
     USER,
+    VERSION_ENV,
     WARM_STOP_BIN,
     WARM_STOP_UNIT,
     worker_env_file,
@@ -120,7 +122,6 @@ def app_env(settings: Settings) -> dict[str, str | int]:
     return {
         "DJANGO_SETTINGS_MODULE": app.django_settings_module,
         "CELERY_APP": app.module,
-        "APP_RELEASE": app.release,
         "DJANGO_ALLOWED_HOSTS": ",".join(app.allowed_hosts),
         "CELERY_TASK_DEFAULT_QUEUE": worker.default_queue.name,
         "CELERY_TASK_ROUTES": json.dumps(routes, separators=(",", ":"), sort_keys=True),
@@ -168,8 +169,13 @@ def secrets_source_env(machine: UserDataInputs) -> dict[str, str | int]:
 
 
 def release_env(settings: Settings) -> dict[str, str | int]:
+    """app-release's input. No release name: the live one is read from the parameter at boot
+    (app.release only seeds it), so a deploy never leaves new instances booting an old release."""
     app = settings.app
-    values: dict[str, str | int] = {"APP_RELEASE": app.release, "AWS_REGION": settings.region}
+    values: dict[str, str | int] = {
+        "RELEASE_PARAMETER": settings.parameter_name(RELEASE_PARAMETER),
+        "AWS_REGION": settings.region,
+    }
     if app.source == "s3" and app.artifact_bucket:
         values |= {"ARTIFACT_BUCKET": app.artifact_bucket, "ARTIFACT_PREFIX": app.artifact_prefix}
     return values
@@ -197,8 +203,25 @@ def _render_unit(template: str, **values: Any) -> str:
         group=GROUP,
         app_current=APP_CURRENT,
         app_env=APP_ENV,
+        version_env=VERSION_ENV,
         secrets_env=SECRETS_ENV,
         **values,
+    )
+
+
+# The instance metadata service (IPv4, and IPv6 on Nitro): its credentials endpoint hands out
+# the instance role's keys to any process that asks.
+INSTANCE_METADATA_ADDRESSES = ("169.254.169.254", "fd00:ec2::254")
+
+
+def app_metadata_access(settings: Settings) -> str:
+    """The app units' line on IMDS: denied unless the stack says the app uses the role
+    (app.awsCredentials). app-secrets and app-release keep it: they fetch with the role."""
+    if settings.app.aws_credentials:
+        return "# app.awsCredentials: the app reaches the instance metadata service for the role's credentials."
+    return (
+        "# The app needs no AWS credentials (app.awsCredentials: false): no instance metadata.\n"
+        f"IPAddressDeny={' '.join(INSTANCE_METADATA_ADDRESSES)}"
     )
 
 
@@ -206,6 +229,7 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
     """Unit name -> unit file text, for every unit this machine gets."""
     settings = machine.settings
     celery_app = settings.app.module
+    metadata_access = app_metadata_access(settings)
     units = {
         SECRETS_UNIT: _render_unit(
             SECRETS_UNIT,
@@ -229,6 +253,7 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
             runtime_dir_name=GUNICORN_RUNTIME_DIR_NAME,
             runtime_dir=GUNICORN_RUNTIME_DIR,
             stop_timeout=settings.web.gunicorn_timeout + GUNICORN_GRACE_SECONDS,
+            metadata_access=metadata_access,
         )
         return units
     for queue in settings.worker.queues:
@@ -238,6 +263,7 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
             celery_app=celery_app,
             queue_env=worker_env_file(queue.name),
             stop_timeout=settings.worker.stop_timeout(queue),
+            metadata_access=metadata_access,
         )
     units[WARM_STOP_UNIT] = _render_unit(
         WARM_STOP_UNIT, region=settings.region, hook_name=TERMINATION_HOOK, warm_stop_bin=WARM_STOP_BIN
@@ -248,6 +274,7 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
             celery_app=celery_app,
             beat_state_dir_name=BEAT_STATE_DIR_NAME,
             beat_schedule=BEAT_SCHEDULE,
+            metadata_access=metadata_access,
         )
     return units
 

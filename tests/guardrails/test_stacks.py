@@ -29,6 +29,8 @@ SIZE_AND_COUNT_KEYS = {
     "django-stack:worker.desiredCapacity",
     "django-stack:worker.maxSize",
     "django-stack:worker.instanceType",
+    # Not a size, but a stack meant to be torn down: prod alone refuses to delete its data.
+    "django-stack:security.protect",
 }
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from e2e_harness.machine import SimulatedMachine, Site, run_as_root, run_like
+from e2e_harness.machine import SimulatedMachine, Site, run_like
 from e2e_harness.parameter_store import ParameterStore, free_port
 from e2e_harness.pki import issue_server_cert, make_ca
 from e2e_harness.redis_server import RedisServer
@@ -54,6 +54,12 @@ def make_base() -> Path:
     base = Path(tempfile.mkdtemp(prefix="e2e-", dir="/tmp"))
     base.chmod(0o755)
     return base
+
+
+def seeded_live_release(render, parameter: str) -> str:
+    """The value the program gives the live release parameter when it creates it (app.release)."""
+    (inputs,) = [r.inputs for r in render.of_type("aws:ssm/parameter:Parameter") if r.inputs["name"] == parameter]
+    return str(inputs["insecureValue"])
 
 
 def build_release(release: str, out_dir: Path) -> Path:
@@ -122,13 +128,22 @@ class Deployment:
         render = render_stack("prod", overrides=overrides, redis_endpoint=host)
         sample = {f.path: f.content for f in written_files(render.instances[0].user_data)}
         source_env = parse_env_file(sample[layout.SECRETS_SOURCE_ENV])
-        release = parse_env_file(sample[layout.RELEASE_ENV])["APP_RELEASE"]
+        release_env = parse_env_file(sample[layout.RELEASE_ENV])
+        release = seeded_live_release(render, release_env["RELEASE_PARAMETER"])
         store = ParameterStore(source_env["AWS_REGION"], base / "moto.log")
         try:
             redis_server.start()
             store.start()
             store.put_secret(source_env["AUTH_TOKEN_PARAMETER"], token)
             store.put_secret(source_env["DJANGO_SECRET_KEY_PARAMETER"], secrets.token_urlsafe(50))
+            # What exists before the first instance boots: the live release parameter as the
+            # program creates it, and the artifact the README has the operator build and upload.
+            # The machines install it themselves, through app-release.service (see boot()).
+            store.put_release(release_env["RELEASE_PARAMETER"], release)
+            artifact = build_release(release, base / "artifacts")
+            store.upload_artifact(
+                release_env["ARTIFACT_BUCKET"], f"{release_env['ARTIFACT_PREFIX']}{release}.tar.gz", artifact
+            )
             site = Site.create(base / "site", store.instance_environment())
             machines = {
                 instance.tags[layout.NAME_TAG]: SimulatedMachine(
@@ -140,25 +155,12 @@ class Deployment:
                 for instance in render.instances
             }
             deployment = cls(base, redis_server, store, site, machines, overrides, pki_dir, render, web_port, release)
-            deployment.install_release(release)
         except BaseException:
             redis_server.stop()
             store.stop()
             shutil.rmtree(base, ignore_errors=True)
             raise
         return deployment
-
-    def install_release(self, release: str) -> None:
-        """The release artifact built by scripts/build-release.sh, installed by the program's own
-        app-release (as an AMI bake would), so app-release.service's `ensure` finds it."""
-        artifact = build_release(release, self.base / "artifacts")
-        self.base.joinpath("artifacts").chmod(0o755)
-        first = next(iter(self.machines.values()))
-        result = run_as_root(
-            first, [layout.SYSTEM_PYTHON, layout.RELEASE_BIN, "install", release, "--artifact", str(artifact)]
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"app-release install failed:\n{result.stdout}\n{result.stderr}")
 
     def start_rogue(self) -> RedisServer:
         ca = make_ca(self.pki_dir, "rogue")

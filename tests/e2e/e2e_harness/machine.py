@@ -3,7 +3,9 @@ of the test run, and each of its units run as systemd would run it (see units.py
 
 Production paths are bind-mounted per process (`unshare --mount`), so every unit runs with the
 exact paths its file names (userdata/layout.py):
-  APP_ROOT                  shared by all machines of a run (one release install)
+  APP_ROOT                  shared by all machines of a run: the first machine's
+                            app-release.service installs the live release, the others
+                            find it active
   PER_MACHINE_DIRS          per machine (the unit directory among them)
   /etc/passwd, /etc/group   the host's plus the `app` system user cloud-init would create
 What is not emulated: the units' sandboxing directives (ProtectSystem=, SystemCallFilter=, ...),
@@ -48,8 +50,11 @@ class Site:
     def create(cls, base: Path, instance_environment: dict[str, str]) -> Site:
         base.mkdir(parents=True, exist_ok=True)
         base.chmod(0o755)
+        # Not there on a fresh instance: app-release.service creates it, as root under the unit's
+        # UMask=0027. Started 0750 (what that umask leaves), so the unit must set its mode itself.
         srv_app = base / "srv-app"
         srv_app.mkdir(exist_ok=True)
+        srv_app.chmod(0o750)
         passwd, group = base / "passwd", base / "group"
         passwd.write_text(
             Path("/etc/passwd").read_text() + f"{APP_USER}:x:{APP_UID}:{APP_GID}::/nonexistent:/usr/sbin/nologin\n"
