@@ -216,7 +216,7 @@ INSTANCE_METADATA_ADDRESSES = ("169.254.169.254", "fd00:ec2::254")
 
 def app_metadata_access(settings: Settings) -> str:
     """The app units' line on IMDS: denied unless the stack says the app uses the role
-    (app.awsCredentials). app-secrets and app-release keep it: they fetch with the role."""
+    (app.awsCredentials). app-secrets, app-release and app-warm-stop keep it: they use the role."""
     if settings.app.aws_credentials:
         return "# app.awsCredentials: the app reaches the instance metadata service for the role's credentials."
     return (
