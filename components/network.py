@@ -17,6 +17,17 @@ class NetworkArgs:
     tags: dict[str, str]
 
 
+def pick_zones(available: list[str], wanted: int, region: str) -> list[str]:
+    """The first `wanted` zones, or an error that names the config key: how many zones a region
+    has is only known once AWS answers."""
+    if wanted > len(available):
+        raise pulumi.RunError(
+            f"django-stack:network.availabilityZones: {wanted} requested; {region} has only "
+            f"{len(available)} available ({', '.join(available)}); use 2 to {len(available)}"
+        )
+    return available[:wanted]
+
+
 class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     private_subnet_ids: list[pulumi.Output[str]]
@@ -34,11 +45,13 @@ class Network(pulumi.ComponentResource):
     def _create_vpc(self, name: str, args: NetworkArgs) -> None:
         settings, tags = args.settings, args.tags
         child = pulumi.ResourceOptions(parent=self)
-        zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOptions(parent=self))
+        # Asked before the first subnet (a plain invoke, answered in previews too) so a count the
+        # region cannot meet stops the program with one line instead of failing inside an apply.
+        available = aws.get_availability_zones(state="available", opts=pulumi.InvokeOptions(parent=self)).names
+        zone_names = pick_zones(list(available), settings.availability_zones, args.region)
         # /20s out of the VPC: the first block of AZ-count for private subnets, a later one for
         # the small public subnets that only hold NAT gateways.
         blocks = list(settings.vpc_network.subnets(new_prefix=settings.vpc_network.prefixlen + 4))
-        zone_count = settings.availability_zones
 
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
@@ -60,8 +73,7 @@ class Network(pulumi.ComponentResource):
         nat_ids: list[pulumi.Output[str]] = []
         private_subnets: list[aws.ec2.Subnet] = []
         private_route_tables: list[aws.ec2.RouteTable] = []
-        for index in range(zone_count):
-            zone = zones.names[index]
+        for index, zone in enumerate(zone_names):
             public = aws.ec2.Subnet(
                 f"{name}-public-{index}",
                 vpc_id=vpc.id,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pulumi
+import pytest
+
 from tests.conftest import only
 
 
@@ -40,3 +43,19 @@ def test_existing_vpc_creates_no_network_and_uses_its_subnets(render):
     assert {r.inputs["vpcId"] for r in stack.of_type("aws:ec2/securityGroup:SecurityGroup")} == {
         "vpc-0123456789abcdef0"
     }
+
+
+def test_more_zones_than_the_region_has_is_one_line_naming_the_key(render):
+    # The mock region has three zones, as eu-west-1 has.
+    with pytest.raises(pulumi.RunError) as raised:
+        render({"network.availabilityZones": 4})
+    assert str(raised.value) == (
+        "django-stack:network.availabilityZones: 4 requested; eu-west-1 has only 3 available "
+        "(eu-west-1a, eu-west-1b, eu-west-1c); use 2 to 3"
+    )
+
+
+def test_every_zone_the_region_has_can_be_used(render):
+    private = [r.inputs for r in render({"network.availabilityZones": 3}).of_type("aws:ec2/subnet:Subnet")]
+    zones = sorted(s["availabilityZone"] for s in private if s["tags"]["Tier"] == "private")
+    assert zones == ["eu-west-1a", "eu-west-1b", "eu-west-1c"]

@@ -154,10 +154,11 @@ def _engine_config(config: dict[str, Any]) -> dict[str, str]:
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
 
 
-def run_program(stack: str, config: dict[str, Any], mocks: RecordingMocks) -> dict[str, Any]:
-    """Runs __main__.py under these mocks with this config; returns the stack's outputs."""
+def run_program(stack: str, config: dict[str, Any], mocks: RecordingMocks, preview: bool = False) -> dict[str, Any]:
+    """Runs __main__.py under these mocks with this config (as `pulumi preview` when `preview`);
+    returns the stack's outputs."""
     asyncio.set_event_loop(asyncio.new_event_loop())
-    pulumi.runtime.set_mocks(mocks, project="django-stack", stack=stack, preview=False)
+    pulumi.runtime.set_mocks(mocks, project="django-stack", stack=stack, preview=preview)
     pulumi.runtime.set_all_config(_engine_config(config))
     outputs: dict[str, Any] = {}
     sys.path.insert(0, str(ROOT))

@@ -339,7 +339,7 @@ def user_data_base64(machine: Machine) -> str:
     if len(packed) > USER_DATA_LIMIT:
         raise ValueError(
             f"{machine.role} user-data is {len(packed)} bytes compressed; EC2 allows {USER_DATA_LIMIT} "
-            "(fewer worker.queues, or ship the units in the AMI)"
+            "(fewer worker.queues or task routes, or ship the units in the AMI)"
         )
     return base64.b64encode(packed).decode()
 
