@@ -16,7 +16,7 @@ from ops.errors import OpsError, UsageError
 from ops.executor import Executor, SsmExecutor
 from ops.inventory import Instance, discover
 from ops.rollout import Rollout, RolloutFailed, Timeouts, switch_beat
-from ops.stack import StackTarget, load_outputs, release_name, resolve_target
+from ops.stack import StackTarget, checked_release, load_outputs, resolve_target
 from ops.state import StateStore, default_state_dir
 from ops.verify import DEFAULT_HEALTHCHECK_TASK, TABLE_HEADER, VerifyOptions, format_cells, table_row, verify_all
 
@@ -182,7 +182,7 @@ def build_parser() -> OneLineParser:
 
 def release_argument(text: str) -> str:
     try:
-        return release_name(text)
+        return checked_release(text)
     except UsageError as error:
         raise argparse.ArgumentTypeError(str(error).removeprefix("--release: ")) from None
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import release_name
 from ops.errors import UsageError
 
-STACK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-RELEASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -46,16 +46,13 @@ def resolve_target(stack: str | None, region: str | None, outputs: dict[str, Any
     name = stack or from_outputs
     if not name:
         raise UsageError("--stack: required (or --outputs with a 'stack' output)")
-    if not isinstance(name, str) or not STACK_NAME.match(name):
+    if not isinstance(name, str) or not STACK_NAME.fullmatch(name):
         raise UsageError(f"--stack: {name!r} is not a stack name (letters, digits, '_', '.', '-')")
     return StackTarget(name, region or outputs.get("region"))
 
 
-def release_name(value: str) -> str:
-    """The names app-release accepts, checked here so a typo fails before Beat is paused."""
-    if not RELEASE_NAME.match(value):
-        raise UsageError(
-            f"--release: {value!r} is not a release name (up to 64 of letters, digits, '_', '.', '+', '-', "
-            "starting with a letter or digit)"
-        )
+def checked_release(value: str, source: str = "--release") -> str:
+    """The stack config's release rule, checked here so a typo fails before Beat is paused."""
+    if not release_name.is_release_name(value):
+        raise UsageError(f"{source}: {value!r} is not a release name; use {release_name.RULE}")
     return value

@@ -152,8 +152,13 @@ def test_verify_marks_every_check_failed_when_the_command_never_finishes(stack, 
         (["deploy", "--stack", "prod"], "python -m ops deploy: error: the following arguments are required: --release"),
         (
             ["deploy", "--stack", "prod", "--release", "../etc"],
-            "python -m ops deploy: error: argument --release: '../etc' is not a release name (up to 64 of letters, "
-            "digits, '_', '.', '+', '-', starting with a letter or digit)",
+            "python -m ops deploy: error: argument --release: '../etc' is not a release name; use up to 64 "
+            "letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. \"2026.11.25-1\"",
+        ),
+        (  # the stack config and the build script refuse '+', so the tool does too
+            ["deploy", "--stack", "prod", "--release", "r2+local"],
+            "python -m ops deploy: error: argument --release: 'r2+local' is not a release name; use up to 64 "
+            "letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. \"2026.11.25-1\"",
         ),
         (
             ["beat", "pause", "--stack", "prod", "--poll-interval", "0"],
