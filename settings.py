@@ -430,7 +430,8 @@ class Settings(msgspec.Struct, frozen=True):
         return f"/{self.project}/{self.stack}/{purpose}"
 
 
-_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
+# Also the ops tool's rule for --region, the outputs' region and AWS_REGION.
+REGION_NAME = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
 
 
 def load_settings(raw: Mapping[str, Any], *, stack: str, region: str | None) -> Settings:
@@ -442,7 +443,7 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str | None) -> 
     problems: list[str] = []
     if not region:
         problems.append("aws:region: missing; set it with `pulumi config set aws:region eu-west-1`")
-    elif not _REGION.fullmatch(region):
+    elif not REGION_NAME.fullmatch(region):
         problems.append(f"aws:region: got {region!r}; expected an AWS region name such as eu-west-1")
     values = {key: _decode(value) for key, value in raw.items()}
     for key in sorted(set(values) - set(SECTIONS)):

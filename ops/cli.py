@@ -13,10 +13,10 @@ import boto3  # type: ignore[import-untyped]
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from ops.errors import OpsError, UsageError
-from ops.executor import Executor, SsmExecutor
+from ops.executor import MAX_EXECUTION_TIMEOUT, Executor, SsmExecutor
 from ops.inventory import Instance, discover
-from ops.rollout import Rollout, RolloutFailed, Timeouts, switch_beat
-from ops.stack import StackTarget, checked_release, load_outputs, resolve_target
+from ops.rollout import RESTART_MARGIN_SECONDS, Rollout, RolloutFailed, Timeouts, switch_beat
+from ops.stack import StackTarget, checked_release, load_outputs, region_from_environment, resolve_target
 from ops.state import StateStore, default_state_dir
 from ops.verify import DEFAULT_HEALTHCHECK_TASK, TABLE_HEADER, VerifyOptions, format_cells, table_row, verify_all
 
@@ -29,12 +29,15 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def seconds(text: str) -> int:
+    """Every timeout bounds an SSM command, so SSM's own maximum bounds each of them."""
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds > 0")
+    if not 0 < value <= MAX_EXECUTION_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of seconds from 1 to {MAX_EXECUTION_TIMEOUT} (SSM's maximum)"
+        )
     return value
 
 
@@ -115,9 +118,10 @@ def rollout_options() -> OneLineParser:
     options.add_argument(
         "--restart-timeout",
         type=seconds,
-        default=900,
+        default=None,
         metavar="SECONDS",
-        help="how long activate + restart may take on one instance (default 900)",
+        help="how long activate + restart may take on one instance (default: the longest TimeoutStopSec "
+        f"of the units it restarts there, plus {RESTART_MARGIN_SECONDS})",
     )
     options.add_argument(
         "--state-dir",
@@ -196,9 +200,11 @@ def identity_flags(target: StackTarget) -> str:
 
 
 def aws_clients(target: StackTarget) -> tuple[Any, Any]:
-    session = boto3.session.Session(region_name=target.region)
+    session = boto3.session.Session(region_name=target.region or region_from_environment())
     if not session.region_name:
-        raise UsageError("--region: none given, none in the outputs, none in the AWS config or AWS_REGION")
+        raise UsageError(
+            "--region: none given, none in the outputs, AWS_REGION, AWS_DEFAULT_REGION or the AWS config file"
+        )
     return session.client("ec2"), session.client("ssm")
 
 

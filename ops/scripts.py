@@ -22,6 +22,7 @@ APP_RELEASE = "/usr/local/sbin/app-release"
 BEAT_UNIT = "celery-beat.service"
 WEB_UNIT = "gunicorn.service"
 ONESHOT_UNITS = ("app-secrets.service", "app-release.service")
+UNIT_DIR = "/etc/systemd/system"
 CHECK_MARK = "ops-check"  # first field of each result line a verify script prints
 
 # Which checks run on which role, in order. Workers answer `celery inspect ping`; the
@@ -197,19 +198,33 @@ def install_release_script(release: str) -> str:
     )
 
 
+def _restarted_units(role: str) -> str:
+    """Sets $units to what a release switch restarts on this role."""
+    if role == "web":
+        return f"units={WEB_UNIT}\n"
+    return (
+        'units=""\nfor q in $(worker_queues); do units="$units celery-worker-$q.service"; done\n'
+        "[ -n \"$units\" ] || { echo 'no /etc/app/worker-*.env: no worker units here'; exit 1; }\n"
+    )
+
+
 def switch_release_script(role: str, release: str) -> str:
     """Points `current` at the release and restarts the role's units so they run it. Workers
     stop warm (the unit's TimeoutStopSec outlasts the hard time limit), so no task is killed."""
-    restart = (
-        f"systemctl restart {WEB_UNIT}\n"
-        if role == "web"
-        else 'units=""\nfor q in $(worker_queues); do units="$units celery-worker-$q.service"; done\n'
-        "[ -n \"$units\" ] || { echo 'no /etc/app/worker-*.env: no worker units here'; exit 1; }\n"
-        "systemctl restart $units\n"
-    )
     return (
         f"# ops switch release ({role})\n" + _HELPERS + "set -e\n"
         f"/usr/bin/python3 {APP_RELEASE} activate {shlex.quote(release)}\n"
-        + restart
+        + _restarted_units(role)
+        + "systemctl restart $units\n"
         + f'echo "$(/usr/bin/python3 {APP_RELEASE} current) is active; units restarted"\n'
+    )
+
+
+def stop_timeouts_script(role: str) -> str:
+    """Prints `UNIT SECONDS` for each unit a switch restarts: the TimeoutStopSec= the program
+    rendered into it, which a warm restart may take before systemd kills a running task."""
+    return (
+        f"# ops stop timeouts ({role})\n" + _HELPERS + "set -e\n" + _restarted_units(role) + "for u in $units; do\n"
+        f'  printf \'%s %s\\n\' "$u" "$(sed -n \'s/^TimeoutStopSec=//p\' {UNIT_DIR}/"$u")"\n'
+        "done\n"
     )

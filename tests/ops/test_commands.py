@@ -143,11 +143,18 @@ def test_verify_marks_every_check_failed_when_the_command_never_finishes(stack, 
         ),
         (
             ["verify", "--stack", "prod", "--check-timeout", "soon"],
-            "python -m ops verify: error: argument --check-timeout: 'soon' is not a whole number of seconds > 0",
+            "python -m ops verify: error: argument --check-timeout: 'soon' is not a whole number of seconds from 1 "
+            "to 172800 (SSM's maximum)",
         ),
         (
             ["deploy", "--stack", "prod", "--drain-timeout", "-1", "--release", "r2"],
-            "python -m ops deploy: error: argument --drain-timeout: '-1' is not a whole number of seconds > 0",
+            "python -m ops deploy: error: argument --drain-timeout: '-1' is not a whole number of seconds from 1 "
+            "to 172800 (SSM's maximum)",
+        ),
+        (
+            ["deploy", "--stack", "prod", "--restart-timeout", "172801", "--release", "r2"],
+            "python -m ops deploy: error: argument --restart-timeout: '172801' is not a whole number of seconds "
+            "from 1 to 172800 (SSM's maximum)",
         ),
         (["deploy", "--stack", "prod"], "python -m ops deploy: error: the following arguments are required: --release"),
         (
@@ -186,7 +193,67 @@ def test_no_region_anywhere_is_refused_naming_the_region_flag(stack, ssm_client,
     run = run_ops(["verify", "--stack", "prod"], fake(stack), ssm_client, capsys)
     assert (run.code, run.err) == (
         2,
-        "python -m ops: error: --region: none given, none in the outputs, none in the AWS config or AWS_REGION\n",
+        "python -m ops: error: --region: none given, none in the outputs, AWS_REGION, AWS_DEFAULT_REGION or "
+        "the AWS config file\n",
+    )
+
+
+def test_aws_region_is_honoured_before_aws_default_region(stack, ssm_client, capsys, monkeypatch) -> None:
+    # The instances live in moto's eu-west-1; us-east-1 has none.
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    run = run_ops(["verify", "--stack", "prod"], fake(stack), ssm_client, capsys)
+    assert run.code == 0, run.err
+    assert len(run.ssm.sent) == 4
+
+
+def test_aws_default_region_alone_is_honoured(stack, ssm_client, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    run = run_ops(["verify", "--stack", "prod"], fake(stack), ssm_client, capsys)
+    assert run.code == 0, run.err
+
+
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [
+        (
+            json.dumps({"stack": "prod", "region": ["eu-west-1"]}).encode(),
+            "python -m ops: error: --region: the outputs' region is ['eu-west-1'], not an AWS region name "
+            "such as eu-west-1",
+        ),
+        (
+            json.dumps({"stack": "prod", "region": "eu-west-1\n"}).encode(),
+            "python -m ops: error: --region: the outputs' region is 'eu-west-1\\n', not an AWS region name "
+            "such as eu-west-1",
+        ),
+        (
+            b'{"stack": "prod", "region": "eu-west-1", "note": "\xff"}',
+            "python -m ops: error: --outputs: {path} is not UTF-8 text (byte 50); expected the JSON of "
+            "`pulumi stack output --json`",
+        ),
+        (
+            json.dumps({"stack": 5}).encode(),
+            "python -m ops: error: --stack: 5 is not a stack name (letters, digits, '_', '.', '-')",
+        ),
+    ],
+)
+def test_outputs_with_wrong_values_are_one_line_and_nothing_is_sent(
+    stack, ssm_client, capsys, tmp_path: Path, outputs, message
+) -> None:
+    path = tmp_path / "outputs.json"
+    path.write_bytes(outputs)
+    run = run_ops(["verify", "--outputs", str(path)], fake(stack), ssm_client, capsys)
+    assert (run.code, run.err) == (2, message.format(path=path) + "\n")
+    assert run.ssm.sent == []
+
+
+def test_aws_region_that_is_not_a_region_is_refused(stack, ssm_client, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "Ireland")
+    run = run_ops(["verify", "--stack", "prod"], fake(stack), ssm_client, capsys)
+    assert (run.code, run.err) == (
+        2,
+        "python -m ops: error: --region: AWS_REGION is 'Ireland', not an AWS region name such as eu-west-1\n",
     )
 
 
