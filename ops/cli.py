@@ -94,7 +94,7 @@ def verify_options() -> OneLineParser:
         type=seconds,
         default=20,
         metavar="SECONDS",
-        help="each check's own wait: Redis PING, celery ping, the task's result (default 20)",
+        help="each check's own wait: Redis PING, celery ping, a worker accepting the healthcheck task (default 20)",
     )
     return options
 

@@ -117,12 +117,24 @@ check_celery_ping() {{
 }}
 check_healthcheck() {{
   load_env
+  # Needs no result backend: a worker accepting the task shows in its `inspect stats` total.
   reply=$(cd {APP_CURRENT}/src && as_app {APP_CURRENT}/venv/bin/python -c '
-import os, sys
+import os, sys, time
 from celery.app.utils import find_app
 app = find_app(os.environ["CELERY_APP"])
-result = app.send_task(sys.argv[1])
-print(sys.argv[1], "returned", repr(result.get(timeout=float(sys.argv[2]))))
+name, limit = sys.argv[1], float(sys.argv[2])
+def accepted():
+    replies = app.control.inspect(timeout=1.0).stats() or {{}}
+    if not replies:
+        raise SystemExit("no worker answered inspect stats")
+    return sum(reply.get("total", {{}}).get(name, 0) for reply in replies.values())
+before = accepted()
+started = time.monotonic()
+app.send_task(name)
+while accepted() <= before:
+    if time.monotonic() - started > limit:
+        raise SystemExit(f"no worker accepted {{name}} within {{limit:g}} s")
+print(f"{{name}} accepted by a worker after {{time.monotonic() - started:.1f}} s")
 ' "$HEALTHCHECK_TASK" "$CHECK_TIMEOUT" 2>&1) || {{ echo "$reply" | tail -n 1; return 1; }}
   echo "$reply" | tail -n 1
 }}

@@ -10,6 +10,7 @@ Every other command in the scripts is the real one.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -24,8 +25,16 @@ from ops.cli import main
 from ops.executor import LocalExecutor
 from ops.inventory import Instance
 from ops.rollout import tasks_in_flight
-from ops.scripts import current_release_script, install_release_script, switch_release_script, tasks_in_flight_script
-from ops.verify import CheckRow, VerifyOptions, verify_all
+from ops.scripts import (
+    current_release_script,
+    install_release_script,
+    stop_timeouts_script,
+    switch_release_script,
+    tasks_in_flight_script,
+    verify_script,
+)
+from ops.verify import CheckRow, VerifyOptions, parse_check_lines, verify_all
+from userdata.render import written_files
 
 SYSTEMCTL_SHIM = """#!/bin/sh
 # systemctl for the e2e harness: is-active answers from active-<hostname> (the units the harness
@@ -91,7 +100,9 @@ def test_every_verify_check_passes_on_the_running_stack(running: Deployment, shi
     assert details[(beat, "redis_ping")] == f"PONG from {running.redis.host}:6379 over TLS with AUTH"
     assert details[(beat, "celery_ping")] == f"pong from default@{beat} long@{beat}"
     assert "celery-beat.service" in details[(beat, "services")]
-    assert details[(running.web.hostname, "healthcheck")] == "myapp.tasks.healthcheck_task returned 'ok'"
+    assert re.fullmatch(
+        r"celery\.accumulate accepted by a worker after \d+\.\d s", details[(running.web.hostname, "healthcheck")]
+    )
 
 
 def test_a_stopped_worker_unit_fails_services_and_celery_ping_on_its_machine(live: Deployment, shim_dir: Path) -> None:
@@ -108,8 +119,21 @@ def test_a_stopped_worker_unit_fails_services_and_celery_ping_on_its_machine(liv
 def test_an_unknown_healthcheck_task_fails_the_round_trip(running: Deployment, shim_dir: Path) -> None:
     found = failures(verify(running, shim_dir, healthcheck_task="myapp.tasks.no_such_task", check_timeout=3))
     assert set(found) == {(m.hostname, "healthcheck") for m in running.by_role("web")}
-    # The worker refuses the unknown name and the refusal comes back through the result backend.
-    assert set(found.values()) == {"celery.exceptions.NotRegistered: 'myapp.tasks.no_such_task'"}
+    # The worker refuses the unknown name: it never counts as accepted.
+    assert set(found.values()) == {"no worker accepted myapp.tasks.no_such_task within 3 s"}
+
+
+def test_the_healthcheck_needs_no_result_backend(running: Deployment, shim_dir: Path) -> None:
+    # The default stack has app.resultBackend false: the web instance's env without the backend
+    # URL is what such a stack runs with (the workers need none to accept a task).
+    web = first_of_role(running, "web")
+    without_backend = verify_script("web", expect_beat=False, healthcheck_task="celery.accumulate", check_timeout=10)
+    without_backend = without_backend.replace("\n  set +a\n", "\n  unset CELERY_RESULT_BACKEND\n  set +a\n", 1)
+    assert "unset CELERY_RESULT_BACKEND" in without_backend
+    result = executor_for(running, shim_dir).run(web, "verify web", without_backend, 120)
+    rows = {row.check: row for row in parse_check_lines(web, result)}
+    assert rows["healthcheck"].ok, rows["healthcheck"].detail
+    assert rows["healthcheck"].detail.startswith("celery.accumulate accepted by a worker after ")
 
 
 def test_the_in_flight_query_reads_the_workers_real_replies(running: Deployment, shim_dir: Path) -> None:
@@ -145,6 +169,24 @@ def test_the_switch_script_activates_with_app_release_and_restarts_each_queues_w
     assert result.ok, result.stderr
     assert result.stdout.strip().splitlines()[-1] == f"{running.release} is active; units restarted"
     assert calls.read_text() == "restart celery-worker-default.service celery-worker-long.service\n"
+
+
+def test_the_stop_timeouts_script_reads_each_roles_rendered_units(running: Deployment, shim_dir: Path) -> None:
+    # What sizes deploy's restart timeout: the TimeoutStopSec the program rendered into the units
+    # this instance restarts, read on the machine.
+    executor = executor_for(running, shim_dir)
+    for role, units in (("worker", r"celery-worker-.*\.service"), ("web", r"gunicorn\.service")):
+        instance = first_of_role(running, role)
+        rendered = next(i for i in running.render.instances if i.tags["Name"] == instance.name)
+        expected = "".join(
+            f"{Path(f.path).name} {stop}\n"
+            for f in written_files(rendered.user_data)
+            if re.fullmatch(units, Path(f.path).name)
+            for stop in re.findall(r"^TimeoutStopSec=(\d+)$", f.content, re.M)
+        )
+        result = executor.run(instance, "read stop timeouts", stop_timeouts_script(role), 60)
+        assert result.ok, result.stderr
+        assert expected and sorted(result.stdout.splitlines()) == sorted(expected.splitlines())
 
 
 def test_python_m_ops_verify_finds_the_machines_by_tag_and_passes(

@@ -14,7 +14,7 @@ from ops.scripts import beat_script, verify_script
 from tests.ops.fake_instances import FakeInstances, check_lines
 from tests.ops.helpers import run_ops
 
-VERIFY_DEFAULTS = {"healthcheck_task": "myapp.tasks.healthcheck_task", "check_timeout": 20}
+VERIFY_DEFAULTS = {"healthcheck_task": "celery.accumulate", "check_timeout": 20}
 
 
 def fake(stack: dict[str, str], **options: Any) -> FakeInstances:
