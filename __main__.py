@@ -4,6 +4,7 @@ the components in dependency order and exports what operators and the ops tool n
 from __future__ import annotations
 
 import pulumi
+import pulumi_aws as aws
 from pulumi.runtime.config import CONFIG, get_config_env
 
 from components.access import AccessArgs, InstanceAccess
@@ -57,10 +58,22 @@ redis = Redis(
         tags=tags,
     ),
 )
+# The app's own secrets exist already (the user creates them); the role may read exactly these.
+caller, partition = aws.get_caller_identity_output(), aws.get_partition_output()
+app_secret_arns = [
+    pulumi.Output.concat(
+        "arn:", partition.partition, ":ssm:", settings.region, ":", caller.account_id, ":parameter", parameter
+    )
+    for parameter in sorted(settings.app.secret_parameters.values())
+]
 access = InstanceAccess(
     name,
     AccessArgs(
-        secret_parameter_arns=[secrets.auth_token_parameter_arn, secrets.django_secret_key_parameter_arn],
+        secret_parameter_arns=[
+            secrets.auth_token_parameter_arn,
+            secrets.django_secret_key_parameter_arn,
+            *app_secret_arns,
+        ],
         artifact_location=(
             f"{settings.app.artifact_bucket}/{settings.app.artifact_prefix}" if settings.app.source == "s3" else None
         ),

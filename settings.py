@@ -65,6 +65,15 @@ class ConfigError(ValueError):
     """Stack config is invalid; the message has one line per problem, each naming its key."""
 
 
+class SettingError(ValueError):
+    """A value that passed its section's rules but cannot go onto a machine (found while
+    rendering); `key` is the config key, as in `app.environment.NAME`."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
     """camelCase keys in Pulumi.<stack>.yaml, snake_case in Python. Unknown keys are errors:
     a misspelled key silently falling back to a default is the worst failure here.
@@ -235,12 +244,30 @@ class AppSettings(_Section, frozen=True):
     allowed_hosts: tuple[AllowedHost, ...] = ("localhost",)
     result_backend: bool = False
     result_expires: Seconds = 86400
+    # The app's own settings: plain values into app.env, and env name -> Parameter Store name
+    # for secrets, fetched at boot into the secrets file (never in user-data or the state).
+    # (Numbers and booleans are taken only to be refused with the key named: YAML's `on`/`7.1`.)
+    environment: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
+    secret_parameters: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.source == "s3" and not self.artifact_bucket:
             raise _problem("artifactBucket", "required when source is 's3'")
         if self.artifact_bucket is not None and (problem := bucket_name_problem(self.artifact_bucket)):
             raise _problem("artifactBucket", f"got {self.artifact_bucket!r}; {problem}")
+        for key, mapping, rule, allowed in (
+            ("environment", self.environment, ENV_VALUE, ENV_VALUE_RULE),
+            ("secretParameters", self.secret_parameters, PARAMETER_NAME, PARAMETER_NAME_RULE),
+        ):
+            for name, value in mapping.items():
+                if not ENV_NAME.fullmatch(name):
+                    raise _problem(f"{key}.{name}", f"not an environment variable name; use {ENV_NAME_RULE}")
+                if not isinstance(value, str):
+                    raise _problem(f"{key}.{name}", f'got {value!r}, not text; quote it in the stack file: "{value}"')
+                if not rule.fullmatch(value):
+                    raise _problem(f"{key}.{name}", f"got {value!r}; use {allowed}")
+        if both := sorted(set(self.environment) & set(self.secret_parameters)):
+            raise _problem("secretParameters", f"{', '.join(both)} also set in environment; set each name once")
 
     @property
     def django_settings_module(self) -> str:
@@ -254,6 +281,15 @@ class AppSettings(_Section, frozen=True):
     def artifact_key(self) -> str:
         return f"{self.artifact_prefix}{self.release}.tar.gz"
 
+
+ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+ENV_NAME_RULE = 'up to 64 capitals, digits or "_", starting with a capital, e.g. "DATABASE_URL"'
+# What an env file line can hold as systemd and a POSIX shell both read it (userdata render_env).
+ENV_VALUE = re.compile(r"[^'\n\r\x00]{0,4096}")
+ENV_VALUE_RULE = "up to 4096 characters without single quotes or line breaks"
+# Parameter Store's own rule for a name in a hierarchy (a path), and no `aws`/`ssm` prefix.
+PARAMETER_NAME = re.compile(r"/(?![Aa][Ww][Ss]|[Ss][Ss][Mm])[A-Za-z0-9_.\-/]{1,1010}")
+PARAMETER_NAME_RULE = 'a Parameter Store path, e.g. "/myapp/prod/email-api-key"'
 
 _BUCKET_CHARACTERS = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IP_LIKE = re.compile(r"\d+\.\d+\.\d+\.\d+")
@@ -493,9 +529,11 @@ def machine_problems(settings: Settings) -> list[str]:
     ):
         try:
             user_data_base64(machine)
+        except SettingError as error:
+            problems.append(f"{PROJECT}:{error.key}: {error.message}")
         except ValueError as error:
             problems.append(f"{PROJECT}: the {machine.role} instances' user-data cannot be rendered: {error}")
-    return problems
+    return list(dict.fromkeys(problems))  # a rule both roles break is reported once
 
 
 def _decode(value: Any) -> Any:
@@ -521,7 +559,7 @@ def _describe(section: str, value: Any, error: str) -> str:
         return f"{where}.{unknown[1]}: unknown key; allowed keys here: {allowed}"
     if missing := re.match(r"Object missing required field `([^`]+)`", message):
         return f"{where}.{missing[1]}: missing; this key is required (see the README's config reference)"
-    if key_problem := re.fullmatch(r"([A-Za-z]+): (.*)", message, re.S):  # from __post_init__
+    if key_problem := re.fullmatch(r"([A-Za-z]+(?:\.[A-Za-z0-9_]+)?): (.*)", message, re.S):  # from __post_init__
         return f"{where}.{key_problem[1]}: {key_problem[2]}"
     field = _field_at(SECTIONS[section], path)
     rule = _description_in(field.type) if field else None

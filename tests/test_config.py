@@ -256,3 +256,44 @@ def test_messages_say_what_to_do(overrides, expected):
     message = errors_for(overrides)
     assert expected in message
     assert "regex" not in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"app.environment": {"database_url": "x"}},
+            "django-stack:app.environment.database_url: not an environment variable name; use up to 64 capitals",
+        ),
+        (
+            {"app.environment": {"GREETING": "it's"}},
+            'django-stack:app.environment.GREETING: got "it\'s"; use up to 4096 characters without single quotes',
+        ),
+        (
+            {"app.environment": {"FEATURE": True}},
+            'django-stack:app.environment.FEATURE: got True, not text; quote it in the stack file: "True"',
+        ),
+        (
+            {"app.environment": {"CELERY_APP": "other"}},
+            "django-stack:app.environment.CELERY_APP: the stack sets this variable itself; choose another name",
+        ),
+        (
+            {"app.secretParameters": {"DJANGO_SECRET_KEY": "/myapp/prod/key"}},
+            "django-stack:app.secretParameters.DJANGO_SECRET_KEY: the stack sets this variable itself",
+        ),
+        (
+            {"app.secretParameters": {"EMAIL_API_KEY": "myapp/prod/key"}},
+            "django-stack:app.secretParameters.EMAIL_API_KEY: got 'myapp/prod/key'; use a Parameter Store path",
+        ),
+        (
+            {"app.secretParameters": {"EMAIL_API_KEY": "/aws/reserved"}},
+            "django-stack:app.secretParameters.EMAIL_API_KEY: got '/aws/reserved'; use a Parameter Store path",
+        ),
+        (
+            {"app.environment": {"EMAIL_API_KEY": "x"}, "app.secretParameters": {"EMAIL_API_KEY": "/myapp/k"}},
+            "django-stack:app.secretParameters: EMAIL_API_KEY also set in environment; set each name once",
+        ),
+    ],
+)
+def test_the_apps_own_settings_are_checked_by_name(overrides, expected):
+    assert expected in errors_for(overrides)

@@ -6,7 +6,7 @@ import json
 import re
 
 from tests.conftest import SECRET_SIG_KEY, only
-from userdata.render import decode_user_data, enabled_units
+from userdata.render import decode_user_data, enabled_units, written_files
 
 INSTANCE = "aws:ec2/instance:Instance"
 
@@ -117,3 +117,31 @@ def test_access_grants_ssm_core_and_exactly_the_secrets_and_releases(prod):
     ]
     assume = json.loads(only(prod, "aws:iam/role:Role")["assumeRolePolicy"])
     assert assume["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+
+
+def test_the_role_may_read_exactly_the_apps_own_secret_parameters(render):
+    stack = render(
+        {"app.secretParameters": {"EMAIL_API_KEY": "/myapp/prod/email-api-key", "STRIPE_KEY": "/myapp/prod/stripe"}}
+    )
+    policy = json.loads(only(stack, "aws:iam/rolePolicy:RolePolicy")["policy"])
+    assert policy["Statement"][0]["Resource"] == [
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/django-stack/prod/redis/auth-token",
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/django-stack/prod/django/secret-key",
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/myapp/prod/email-api-key",
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/myapp/prod/stripe",
+    ]
+    # Fetched at boot by name: neither value nor parameter ends up anywhere but the source env.
+    web = next(i for i in stack.instances if i.role == "web")
+    files = {f.path: f.content for f in written_files(web.user_data)}
+    assert (
+        "SECRET_PARAMETERS=EMAIL_API_KEY=/myapp/prod/email-api-key,STRIPE_KEY=/myapp/prod/stripe\n"
+        in (files["/etc/app/secrets-source.env"])
+    )
+    assert "EMAIL_API_KEY" not in files["/etc/app/app.env"]
+
+
+def test_the_apps_own_environment_is_written_to_app_env_after_the_stacks(render):
+    stack = render({"app.environment": {"FEATURE_REPORTS": "on", "DATABASE_URL": "postgres://app@db.internal/app"}})
+    for instance in stack.instances:
+        app_env = next(f for f in written_files(instance.user_data) if f.path == "/etc/app/app.env").content
+        assert app_env.endswith("FEATURE_REPORTS=on\nDATABASE_URL=postgres://app@db.internal/app\n")

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from settings import QueueSettings, Settings
+from settings import QueueSettings, SettingError, Settings
 
 Role = Literal["web", "worker"]
 
@@ -110,7 +110,21 @@ def render_env(values: dict[str, str | int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# What app-fetch-secrets writes into SECRETS_ENV beside the app's own secretParameters.
+SECRETS_ENV_NAMES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DJANGO_SECRET_KEY")
+
+
 def app_env(settings: Settings) -> dict[str, str | int]:
+    """The stack's variables, then the app's own `app.environment`."""
+    stack = _stack_app_env(settings)
+    ours = {*stack, *gunicorn_env(settings), *worker_env(settings.worker.default_queue), *SECRETS_ENV_NAMES}
+    for key, names in (("environment", settings.app.environment), ("secretParameters", settings.app.secret_parameters)):
+        for name in sorted(ours & set(names)):
+            raise SettingError(f"app.{key}.{name}", "the stack sets this variable itself; choose another name")
+    return stack | {name: str(value) for name, value in settings.app.environment.items()}
+
+
+def _stack_app_env(settings: Settings) -> dict[str, str | int]:
     app, worker = settings.app, settings.worker
     routes = {route: {"queue": queue.name} for queue in worker.queues for route in queue.routes}
     return {
@@ -160,6 +174,9 @@ def secrets_source_env(machine: Machine) -> dict[str, str | int]:
     }
     if settings.redis.ca_cert_file:
         values["REDIS_CA_FILE"] = settings.redis.ca_cert_file
+    if settings.app.secret_parameters:
+        # NAME=/parameter pairs; both sides are restricted to characters that need no quoting.
+        values["SECRET_PARAMETERS"] = ",".join(f"{k}={v}" for k, v in sorted(settings.app.secret_parameters.items()))
     return values
 
 
