@@ -95,7 +95,7 @@ def units_to_enable(machine: Machine) -> list[str]:
 
 # --- environment files ---------------------------------------------------------------------
 
-_BARE = re.compile(r"^[A-Za-z0-9_./:@,+=-]*$")
+_BARE = re.compile(r"[A-Za-z0-9_./:@,+=-]*")
 
 
 def render_env(values: dict[str, str | int]) -> str:
@@ -106,7 +106,7 @@ def render_env(values: dict[str, str | int]) -> str:
         value = str(raw)
         if "'" in value or "\n" in value:
             raise ValueError(f"{key}: value contains a quote or newline")
-        lines.append(f"{key}={value}" if _BARE.match(value) else f"{key}='{value}'")
+        lines.append(f"{key}={value}" if _BARE.fullmatch(value) else f"{key}='{value}'")
     return "\n".join(lines) + "\n"
 
 
