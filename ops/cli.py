@@ -1,4 +1,5 @@
-"""python -m ops: verify, beat pause|resume, deploy, rollback (see README: "Deploying and rolling back")."""
+"""python -m ops: verify, beat pause|resume, deploy, rollback, rotate-token (see README: "Deploying and
+rolling back" and "Rotating the Redis token")."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ops.errors import OpsError, UsageError
 from ops.executor import MAX_EXECUTION_TIMEOUT, Executor, SsmExecutor
 from ops.inventory import Instance, discover
 from ops.rollout import RESTART_MARGIN_SECONDS, Rollout, RolloutFailed, Timeouts, switch_beat
+from ops.rotation import TokenRotation
 from ops.stack import StackTarget, checked_release, load_outputs, region_from_environment, resolve_target
 from ops.state import StateStore, default_state_dir
 from ops.verify import DEFAULT_HEALTHCHECK_TASK, TABLE_HEADER, VerifyOptions, format_cells, table_row, verify_all
@@ -63,7 +65,10 @@ def common_options() -> OneLineParser:
         metavar="FILE",
         help="the JSON of `pulumi stack output --json` ('-' for stdin): stack name and region",
     )
-    common.add_argument("--region", help="AWS region; default: the outputs' 'region', then the AWS config chain")
+    common.add_argument(
+        "--region",
+        help="AWS region; default: the outputs' 'region', then AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config",
+    )
     common.add_argument(
         "--command-timeout",
         type=seconds,
@@ -99,6 +104,19 @@ def verify_options() -> OneLineParser:
     return options
 
 
+def restart_options() -> OneLineParser:
+    options = OneLineParser(add_help=False)
+    options.add_argument(
+        "--restart-timeout",
+        type=seconds,
+        default=None,
+        metavar="SECONDS",
+        help="how long restarting the units may take on one instance (default: the longest TimeoutStopSec "
+        f"of the units it restarts there, plus {RESTART_MARGIN_SECONDS})",
+    )
+    return options
+
+
 def rollout_options() -> OneLineParser:
     options = OneLineParser(add_help=False)
     options.add_argument(
@@ -116,14 +134,6 @@ def rollout_options() -> OneLineParser:
         help="how long installing the release may take on one instance (default 900)",
     )
     options.add_argument(
-        "--restart-timeout",
-        type=seconds,
-        default=None,
-        metavar="SECONDS",
-        help="how long activate + restart may take on one instance (default: the longest TimeoutStopSec "
-        f"of the units it restarts there, plus {RESTART_MARGIN_SECONDS})",
-    )
-    options.add_argument(
         "--state-dir",
         type=Path,
         default=default_state_dir(),
@@ -136,7 +146,7 @@ def rollout_options() -> OneLineParser:
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="python -m ops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common, checks, rollout = common_options(), verify_options(), rollout_options()
+    common, checks, rollout, restart = common_options(), verify_options(), rollout_options(), restart_options()
     commands.add_parser(
         "verify",
         parents=[common, checks],
@@ -166,7 +176,7 @@ def build_parser() -> OneLineParser:
     )
     deploy = commands.add_parser(
         "deploy",
-        parents=[common, checks, rollout],
+        parents=[common, checks, rollout, restart],
         help="roll a release out",
         description="Pause Beat, wait for tasks in flight, then per worker and per web "
         "instance: install, activate, restart, verify; verify all; resume Beat.",
@@ -174,12 +184,21 @@ def build_parser() -> OneLineParser:
     deploy.add_argument("--release", required=True, type=release_argument, help="the release to roll out")
     rollback = commands.add_parser(
         "rollback",
-        parents=[common, checks, rollout],
+        parents=[common, checks, rollout, restart],
         help="the same sequence back to the previous release",
         description="Deploy the previous release (recorded by the last deploy) or --release.",
     )
     rollback.add_argument(
         "--release", type=release_argument, help="release to go back to (default: the recorded previous one)"
+    )
+    commands.add_parser(
+        "rotate-token",
+        parents=[common, checks, restart_options()],
+        help="move every instance to the new Redis token (strategy ROTATE)",
+        description="With the stack on authTokenUpdateStrategy ROTATE and a new authTokenVersion "
+        "applied: pause Beat; per worker, then per web instance: fetch the secrets again, restart "
+        "the units warm, check every unit runs with the token now in Parameter Store, verify; "
+        "resume Beat; then print the pulumi steps to SET and back to ROTATE.",
     )
     return parser
 
@@ -237,6 +256,16 @@ def run_command(args: argparse.Namespace, target: StackTarget, instances: list[I
         return verify_command(args, instances, executor)
     if args.command == "beat":
         switch_beat(executor, instances, args.action, args.command_timeout, out)
+        return 0
+    if args.command == "rotate-token":
+        TokenRotation(
+            executor=executor,
+            instances=instances,
+            timeouts=Timeouts(command=args.command_timeout, restart=args.restart_timeout),
+            verify_options=checks_from(args),
+            identity_flags=identity_flags(target),
+            out=out,
+        ).run()
         return 0
     return rollout_command(args, target, instances, executor)
 

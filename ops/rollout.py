@@ -93,6 +93,30 @@ def tasks_in_flight(stdout: str) -> dict[str, list[str]]:
     return found
 
 
+def restart_timeout(executor: Executor, instance: Instance, timeouts: Timeouts) -> int:
+    """How long restarting this instance's units may take: the longest TimeoutStopSec of those
+    units (read there) plus a margin, or --restart-timeout if it is at least that."""
+    result = run_checked(
+        executor, instance, "read stop timeouts", stop_timeouts_script(instance.role), timeouts.command
+    )
+    unit, longest = max(parse_stop_timeouts(result.stdout, instance).items(), key=lambda item: item[1])
+    if timeouts.restart is None:
+        timeout = longest + RESTART_MARGIN_SECONDS
+    elif timeouts.restart < longest:
+        raise OpsError(
+            f"--restart-timeout {timeouts.restart} is shorter than {unit}'s TimeoutStopSec ({longest} s) "
+            f"on {instance.label}: SSM would cancel a warm restart; leave it out or give at least {longest}"
+        )
+    else:
+        timeout = timeouts.restart
+    if timeout > MAX_EXECUTION_TIMEOUT:
+        raise OpsError(
+            f"{unit} on {instance.label} may take {longest} s to stop; SSM allows a command at most "
+            f"{MAX_EXECUTION_TIMEOUT} s"
+        )
+    return timeout
+
+
 def parse_stop_timeouts(stdout: str, instance: Instance) -> dict[str, int]:
     """unit -> seconds from the stop-timeouts script's `UNIT SECONDS` lines."""
     stops: dict[str, int] = {}
@@ -169,32 +193,8 @@ class Rollout:
         """Each switching instance's restart timeout, from its own units, before Beat is paused:
         SSM cancelling a warm restart half-way leaves the release switched and tasks killed."""
         for instance in self.instances:
-            if self.releases.get(instance.instance_id) == self.target:
-                continue
-            result = run_checked(
-                self.executor,
-                instance,
-                "read stop timeouts",
-                stop_timeouts_script(instance.role),
-                self.timeouts.command,
-            )
-            stops = parse_stop_timeouts(result.stdout, instance)
-            unit, longest = max(stops.items(), key=lambda item: item[1])
-            if self.timeouts.restart is None:
-                timeout = longest + RESTART_MARGIN_SECONDS
-            elif self.timeouts.restart < longest:
-                raise OpsError(
-                    f"--restart-timeout {self.timeouts.restart} is shorter than {unit}'s TimeoutStopSec ({longest} s) "
-                    f"on {instance.label}: SSM would cancel a warm restart; leave it out or give at least {longest}"
-                )
-            else:
-                timeout = self.timeouts.restart
-            if timeout > MAX_EXECUTION_TIMEOUT:
-                raise OpsError(
-                    f"{unit} on {instance.label} may take {longest} s to stop; SSM allows a command at most "
-                    f"{MAX_EXECUTION_TIMEOUT} s"
-                )
-            self.restart_timeouts[instance.instance_id] = timeout
+            if self.releases.get(instance.instance_id) != self.target:
+                self.restart_timeouts[instance.instance_id] = restart_timeout(self.executor, instance, self.timeouts)
 
     def _remember(self, complete: bool) -> None:
         record = self.store.load()

@@ -240,3 +240,64 @@ def stop_timeouts_script(role: str) -> str:
         f'  printf \'%s %s\\n\' "$u" "$(sed -n \'s/^TimeoutStopSec=//p\' {UNIT_DIR}/"$u")"\n'
         "done\n"
     )
+
+
+SECRETS_SOURCE_ENV = "/etc/app/secrets-source.env"
+SECRETS_UNIT = "app-secrets.service"
+
+
+def refresh_secrets_script(role: str) -> str:
+    """Token rotation on one instance: fetch the secrets again (app-secrets.service reads the
+    token now in Parameter Store) and restart the role's units so they load it. Workers stop
+    warm, as in a release switch."""
+    return (
+        f"# ops refresh secrets ({role})\n" + _HELPERS + "set -e\n"
+        f"systemctl restart {SECRETS_UNIT}\n"
+        + _restarted_units(role)
+        + "systemctl restart $units\n"
+        + 'echo "secrets fetched again; restarted:$units"\n'
+    )
+
+
+def token_check_script(role: str, *, expect_beat: bool) -> str:
+    """Fails unless every running app unit of this instance was started with the token now in
+    Parameter Store: the broker URL in each main process's own environment, compared on the
+    instance (nothing secret is printed or sent back). With the old token this fails, although
+    ElastiCache still accepts both during the rotation."""
+    beat = f'units="$units {BEAT_UNIT}"\n' if expect_beat else ""
+    return (
+        f"# ops token check ({role})\n"
+        + _HELPERS
+        + "set -e\n"
+        + _restarted_units(role)
+        + beat
+        + f"set -a\n. {SECRETS_SOURCE_ENV}\nset +a\n"
+        + "/usr/bin/python3 - $units <<'PYTHON'\n"
+        + _TOKEN_CHECK
+        + "PYTHON\n"
+    )
+
+
+_TOKEN_CHECK = """\
+import os, subprocess, sys, urllib.parse
+import boto3
+endpoint = os.environ.get("AWS_ENDPOINT_URL_SSM") or os.environ.get("AWS_ENDPOINT_URL") or None
+ssm = boto3.client("ssm", region_name=os.environ["AWS_REGION"], endpoint_url=endpoint)
+name = os.environ["AUTH_TOKEN_PARAMETER"]
+current = ssm.get_parameters(Names=[name], WithDecryption=True)["Parameters"][0]["Value"]
+stale = []
+for unit in sys.argv[1:]:
+    pid = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", unit],
+                         capture_output=True, text=True).stdout.strip()
+    if pid in ("", "0"):
+        stale.append(unit + " (not running)")
+        continue
+    with open(f"/proc/{pid}/environ", "rb") as environ:
+        variables = dict(item.partition(b"=")[::2] for item in environ.read().split(b"\\0") if item)
+    url = variables.get(b"CELERY_BROKER_URL", b"").decode()
+    if urllib.parse.urlsplit(url).password != current:
+        stale.append(unit)
+if stale:
+    sys.exit("not on the token in Parameter Store: " + ", ".join(stale))
+print(f"{len(sys.argv) - 1} units use the token in Parameter Store: " + " ".join(sys.argv[1:]))
+"""

@@ -19,7 +19,7 @@ import pytest
 from e2e_harness.deployment import Deployment
 from e2e_harness.machine import Machine, run_as_root
 from e2e_harness.parameter_store import CREDENTIALS
-from e2e_harness.units import SYSTEM_PATH
+from e2e_harness.units import SYSTEM_PATH, parse_env_file
 
 from ops.cli import main
 from ops.executor import LocalExecutor
@@ -31,6 +31,7 @@ from ops.scripts import (
     stop_timeouts_script,
     switch_release_script,
     tasks_in_flight_script,
+    token_check_script,
     verify_script,
 )
 from ops.verify import CheckRow, VerifyOptions, parse_check_lines, verify_all
@@ -38,8 +39,14 @@ from userdata.render import written_files
 
 SYSTEMCTL_SHIM = """#!/bin/sh
 # systemctl for the e2e harness: is-active answers from active-<hostname> (the units the harness
-# runs); any other call is only recorded in calls-<hostname>, for the test to read.
+# runs), `show -p MainPID --value UNIT` from pids-<hostname>; any other call is only recorded in
+# calls-<hostname>, for the test to read.
 here=$(dirname "$0")
+if [ "$1" = show ]; then
+  for unit; do :; done
+  sed -n "s/^$unit //p" "$here/pids-$(uname -n)"
+  exit 0
+fi
 if [ "$1" != is-active ]; then echo "$*" >> "$here/calls-$(uname -n)"; exit 0; fi
 if grep -qx "$2" "$here/active-$(uname -n)"; then echo active; else echo inactive; exit 3; fi
 """
@@ -69,13 +76,19 @@ def record_active_units(machine: Machine, shim_dir: Path) -> None:
     active = [u for u in machine.units if machine.service(u).type == "oneshot"]
     active += [u for u, process in machine.processes.items() if process.poll() is None]
     (shim_dir / f"active-{machine.hostname}").write_text("".join(f"{u}\n" for u in active))
+    running = [u for u, process in machine.processes.items() if process.poll() is None]
+    (shim_dir / f"pids-{machine.hostname}").write_text("".join(f"{u} {machine.main_pid(u)}\n" for u in running))
 
 
-def executor_for(stack: Deployment, shim_dir: Path) -> LocalExecutor:
+def executor_for(stack: Deployment, shim_dir: Path, instance_role: bool = False) -> LocalExecutor:
+    """instance_role: the credentials and Parameter Store endpoint an instance's role gives a
+    root command (the scripts that read Parameter Store themselves need them)."""
+    role = [f"{k}={v}" for k, v in stack.site.instance_environment.items()] if instance_role else []
+
     def enter_machine(instance: Instance, argv: list[str], timeout: int) -> subprocess.CompletedProcess[str]:
         machine = stack.machines[instance.name]
         record_active_units(machine, shim_dir)
-        return run_as_root(machine, ["/usr/bin/env", f"PATH={shim_dir}:{SYSTEM_PATH}", *argv], timeout)
+        return run_as_root(machine, ["/usr/bin/env", f"PATH={shim_dir}:{SYSTEM_PATH}", *role, *argv], timeout)
 
     return LocalExecutor(enter_machine)
 
@@ -187,6 +200,30 @@ def test_the_stop_timeouts_script_reads_each_roles_rendered_units(running: Deplo
         result = executor.run(instance, "read stop timeouts", stop_timeouts_script(role), 60)
         assert result.ok, result.stderr
         assert expected and sorted(result.stdout.splitlines()) == sorted(expected.splitlines())
+
+
+def test_the_token_check_passes_on_the_booted_token_and_fails_once_parameter_store_has_a_new_one(
+    running: Deployment, shim_dir: Path
+) -> None:
+    # rotate-token's proof that an instance moved: every running unit's own environment holds the
+    # token now in Parameter Store. A redis PING could not tell: during a rotation both work.
+    executor = executor_for(running, shim_dir, instance_role=True)
+    beat = next(i for i in instances_of(running) if i.beat)
+    check = token_check_script("worker", expect_beat=True)
+    booted = executor.run(beat, "check token", check, 60)
+    assert booted.ok, booted.stdout + booted.stderr
+    units = "celery-worker-default.service celery-worker-long.service celery-beat.service"
+    assert booted.stdout.strip() == f"3 units use the token in Parameter Store: {units}"
+    source = parse_env_file(running.machines[beat.name].host_path("/etc/app/secrets-source.env").read_text())
+    parameter = source["AUTH_TOKEN_PARAMETER"]
+    running.store.put_secret(parameter, "N3wTokenNotYetFetched" * 3)
+    try:
+        stale = executor.run(beat, "check token", check, 60)
+    finally:
+        running.store.put_secret(parameter, running.redis.password)
+    assert not stale.ok
+    assert stale.stderr.strip().splitlines()[-1] == f"not on the token in Parameter Store: {units.replace(' ', ', ')}"
+    assert "N3wToken" not in stale.stdout + stale.stderr and running.redis.password not in stale.stdout + stale.stderr
 
 
 def test_python_m_ops_verify_finds_the_machines_by_tag_and_passes(

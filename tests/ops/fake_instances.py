@@ -53,6 +53,10 @@ class FakeInstances:
                 raise self.failures[key]  # what boto3 raises for an AWS-side refusal
             if key in self.failures:
                 return self.failures[key]
+        if purpose == "refresh secrets":
+            return "Success", 0, "secrets fetched again; restarted: ...\n", ""
+        if purpose == "check token":
+            return "Success", 0, "2 units use the token in Parameter Store: ...\n", ""
         if purpose == "read stop timeouts":
             return "Success", 0, stop_timeouts(self.roles[instance]), ""
         if purpose == "read current release":
