@@ -40,7 +40,6 @@ network = Network(name, NetworkArgs(settings.network, settings.region, tags))
 secrets = Secrets(
     name,
     SecretsArgs(
-        auth_token_parameter=settings.parameter_name("redis/auth-token"),
         django_secret_key_parameter=settings.parameter_name("django/secret-key"),
         auth_token_version=settings.redis.auth_token_version,
         tags=tags,
@@ -55,6 +54,7 @@ redis = Redis(
         subnet_ids=network.private_subnet_ids,
         security_group_id=security.redis_security_group_id,
         auth_token=secrets.auth_token,
+        auth_token_parameter=settings.parameter_name("redis/auth-token"),
         tags=tags,
     ),
 )
@@ -70,7 +70,7 @@ access = InstanceAccess(
     name,
     AccessArgs(
         secret_parameter_arns=[
-            secrets.auth_token_parameter_arn,
+            redis.auth_token_parameter_arn,
             secrets.django_secret_key_parameter_arn,
             *app_secret_arns,
         ],
@@ -102,7 +102,7 @@ pulumi.export("vpcId", network.vpc_id)
 pulumi.export("redisPrimaryEndpoint", redis.primary_endpoint)
 pulumi.export("redisReaderEndpoint", redis.reader_endpoint)
 pulumi.export("redisPort", redis.port)
-pulumi.export("authTokenParameter", secrets.auth_token_parameter_name)
+pulumi.export("authTokenParameter", redis.auth_token_parameter_name)
 pulumi.export("djangoSecretKeyParameter", secrets.django_secret_key_parameter_name)
 pulumi.export("webSecurityGroupId", security.web_security_group_id)
 pulumi.export("workerSecurityGroupId", security.worker_security_group_id)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.redis import Redis
 from tests.conftest import is_secret, named, only
 from tools.render_stack import mock_id
 
@@ -87,3 +93,21 @@ def test_slow_log_goes_to_cloudwatch(prod):
         }
     ]
     assert only(prod, "aws:cloudwatch/logGroup:LogGroup")["retentionInDays"] == 14
+
+
+def test_the_token_is_stored_only_once_the_replication_group_has_taken_it(render, monkeypatch):
+    # The mocks resolve everything at once, so the order is read from the resource options.
+    options: dict[str, pulumi.ResourceOptions] = {}
+
+    class RecordingParameter(aws.ssm.Parameter):
+        def __init__(self, resource_name: str, *args: Any, opts: pulumi.ResourceOptions | None = None, **kwargs: Any):
+            options[resource_name] = opts
+            super().__init__(resource_name, *args, opts=opts, **kwargs)
+
+    monkeypatch.setattr(aws.ssm, "Parameter", RecordingParameter)
+    render()
+    stored = options["prod-redis-auth-token"]
+    assert [type(d).__name__ for d in stored.depends_on] == ["ReplicationGroup"]
+    assert isinstance(stored.parent, Redis)
+    # Moved from the Secrets component: an alias keeps it the same resource (no delete + create).
+    assert len(stored.aliases) == 1
