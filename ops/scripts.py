@@ -106,13 +106,20 @@ check_celery_ping() {{
   for q in $(worker_queues); do nodes="$nodes $q@$(uname -n)"; done
   [ -n "$nodes" ] || {{ echo "no /etc/app/worker-*.env: no worker units here"; return 1; }}
   destination=$(echo $nodes | tr ' ' ,)
-  reply=$(cd {APP_CURRENT}/src && as_app {APP_CURRENT}/venv/bin/celery --app "$CELERY_APP" \\
-    inspect ping --json --timeout "$CHECK_TIMEOUT" --destination "$destination" 2>&1)
-  missing=""
-  for n in $nodes; do
-    case "$reply" in *"\\"$n\\""*) ;; *) missing="$missing $n" ;; esac
+  # A broadcast reaches only workers already listening: a worker just restarted misses a ping
+  # sent before it is ready, so ask again until every node answered or CHECK_TIMEOUT ran out.
+  deadline=$(( $(date +%s) + CHECK_TIMEOUT ))
+  while :; do
+    reply=$(cd {APP_CURRENT}/src && as_app {APP_CURRENT}/venv/bin/celery --app "$CELERY_APP" \\
+      inspect ping --json --timeout 2 --destination "$destination" 2>&1)
+    missing=""
+    for n in $nodes; do
+      case "$reply" in *"\\"$n\\""*) ;; *) missing="$missing $n" ;; esac
+    done
+    [ -n "$missing" ] || break
+    [ "$(date +%s)" -lt "$deadline" ] || {{ echo "no pong from:$missing ($(echo "$reply" | tail -n 1))"; return 1; }}
+    sleep 1
   done
-  [ -z "$missing" ] || {{ echo "no pong from:$missing ($(echo "$reply" | tail -n 1))"; return 1; }}
   echo "pong from$nodes"
 }}
 check_healthcheck() {{

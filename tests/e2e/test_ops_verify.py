@@ -3,28 +3,34 @@ local executor on every machine of the running end-to-end stack: real TLS Redis 
 celery workers, a real healthcheck round-trip. Also that they fail when the stack is broken.
 
 One stand-in: the harness runs units without systemd, so `systemctl` is a small shim:
-`is-active` answers from the harness's own process table (a unit is active while its process
-lives; the oneshots ran to completion at boot), other calls are recorded, not carried out.
-Every other command in the scripts is the real one.
+`is-active` and `show -p MainPID` answer from the harness's own process table (a unit is active
+while its process lives; the oneshots ran to completion at boot), other calls are recorded, and
+carried out by the harness afterwards only where a test says so (the token rotation). Every
+other command in the scripts is the real one.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import subprocess
+import threading
 from pathlib import Path
 
 import boto3
 import pytest
-from e2e_harness.deployment import Deployment
+import redis
+from e2e_harness.deployment import Deployment, wait_until
 from e2e_harness.machine import Machine, run_as_root
 from e2e_harness.parameter_store import CREDENTIALS
+from e2e_harness.redis_server import PORT
 from e2e_harness.units import SYSTEM_PATH, parse_env_file
 
 from ops.cli import main
 from ops.executor import LocalExecutor
 from ops.inventory import Instance
 from ops.rollout import tasks_in_flight
+from ops.rotation import NEXT_STEPS
 from ops.scripts import (
     current_release_script,
     install_release_script,
@@ -47,8 +53,11 @@ if [ "$1" = show ]; then
   sed -n "s/^$unit //p" "$here/pids-$(uname -n)"
   exit 0
 fi
+active="$here/active-$(uname -n)"
+if [ "$1" = stop ]; then grep -vx "$2" "$active" > "$active.tmp"; mv "$active.tmp" "$active"; fi
+if [ "$1" = start ]; then echo "$2" >> "$active"; fi
 if [ "$1" != is-active ]; then echo "$*" >> "$here/calls-$(uname -n)"; exit 0; fi
-if grep -qx "$2" "$here/active-$(uname -n)"; then echo active; else echo inactive; exit 3; fi
+if grep -qx "$2" "$active"; then echo active; else echo inactive; exit 3; fi
 """
 
 
@@ -226,15 +235,15 @@ def test_the_token_check_passes_on_the_booted_token_and_fails_once_parameter_sto
     assert "N3wToken" not in stale.stdout + stale.stderr and running.redis.password not in stale.stdout + stale.stderr
 
 
-def test_python_m_ops_verify_finds_the_machines_by_tag_and_passes(
-    running: Deployment, shim_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # The whole command: instances launched with the program's tags in the harness's moto
-    # server (EC2 API), found by tag, then checked on the machine of the same Name.
+def launch_in_moto(running: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machines as EC2 instances with the program's tags in the harness's moto server, once
+    per session, so `python -m ops` finds them by tag as it would in AWS."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", running.store.endpoint)
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     ec2 = boto3.client("ec2", region_name=running.store.region)
+    if ec2.describe_instances(Filters=[{"Name": "tag:Stack", "Values": ["prod"]}])["Reservations"]:
+        return
     for instance in running.render.instances:
         tags = [{"Key": key, "Value": value} for key, value in instance.tags.items()]
         ec2.run_instances(
@@ -243,6 +252,13 @@ def test_python_m_ops_verify_finds_the_machines_by_tag_and_passes(
             MaxCount=1,
             TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
         )
+
+
+def test_python_m_ops_verify_finds_the_machines_by_tag_and_passes(
+    running: Deployment, shim_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The whole command: instances found by tag, then checked on the machine of the same Name.
+    launch_in_moto(running, monkeypatch)
     code = main(
         ["verify", "--stack", "prod", "--region", running.store.region, "--check-timeout", "10"],
         executor=executor_for(running, shim_dir),
@@ -251,3 +267,76 @@ def test_python_m_ops_verify_finds_the_machines_by_tag_and_passes(
     assert code == 0, out
     checks = 4 * len(running.machines)
     assert out.splitlines()[-1] == f"{checks} of {checks} checks passed on {len(running.machines)} instances"
+
+
+def enacting_executor(stack: Deployment, shim_dir: Path) -> LocalExecutor:
+    """Runs each script as executor_for does, then carries out the systemctl calls it made
+    (recorded by the shim) on the machine, in order, as systemd would have: a oneshot runs again,
+    a long-running unit stops warm and starts with the environment files as they are now."""
+    inner = executor_for(stack, shim_dir, instance_role=True)
+
+    def run_and_enact(instance: Instance, argv: list[str], timeout: int) -> subprocess.CompletedProcess[str]:
+        machine = stack.machines[instance.name]
+        calls = shim_dir / f"calls-{machine.hostname}"
+        calls.unlink(missing_ok=True)
+        done = inner.runner(instance, argv, timeout)
+        for verb, *units in (line.split() for line in (calls.read_text() if calls.exists() else "").splitlines()):
+            for unit in units:
+                if machine.service(unit).type == "oneshot":
+                    machine.run_oneshot(unit)
+                    continue
+                if verb in ("stop", "restart") and unit in machine.processes:
+                    machine.stop(unit)
+                if verb in ("start", "restart"):
+                    machine.start(unit)
+        return done
+
+    return LocalExecutor(run_and_enact)
+
+
+def test_rotate_token_moves_the_running_stack_to_a_new_token_with_no_task_lost(
+    live: Deployment, shim_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The ROTATE window as ElastiCache opens it, with Redis ACLs: the default user accepts the
+    # old and the new token; Parameter Store already holds the new one (what `pulumi up` leaves).
+    old, new = live.redis.password, "R0tated" + secrets.token_hex(24)
+    parameter = parse_env_file(live.web.host_path("/etc/app/secrets-source.env").read_text())["AUTH_TOKEN_PARAMETER"]
+    live.redis.client().execute_command("ACL", "SETUSER", "default", "on", f">{new}")
+    live.store.put_secret(parameter, new)
+    launch_in_moto(live, monkeypatch)
+
+    during = [f"rotation-during-{n}" for n in range(150)]
+    producer = threading.Thread(target=enqueue_keys, args=(live, during, 0.05))
+    producer.start()
+    code = main(
+        ["rotate-token", "--stack", "prod", "--region", live.store.region, "--check-timeout", "30"],
+        executor=enacting_executor(live, shim_dir),
+    )
+    out = capsys.readouterr()
+    producer.join(timeout=300)
+    logs = {f"{m.hostname} {u}": m.log(u)[-1500:] for m in live.by_role("worker") for u in m.processes}
+    assert code == 0, out.out + out.err + "\n".join(f"--- {k}\n{v}" for k, v in logs.items())
+    assert out.out.splitlines()[-3] == f"  {NEXT_STEPS[0]}"
+
+    # SET, as `pulumi up` with the strategy SET leaves it: only the new token works from now on.
+    live.redis.client().execute_command("ACL", "SETUSER", "default", "resetpass", f">{new}")
+    live.redis.password = new
+    refused = redis.Redis(
+        host=live.redis.host, port=PORT, password=old, ssl=True, ssl_ca_certs=str(live.redis.cert.ca_file)
+    )
+    with pytest.raises(redis.AuthenticationError):
+        refused.ping()
+    after = [f"rotation-after-{n}" for n in range(30)]
+    enqueue_keys(live, after, 0.0)
+
+    executed = lambda: {k.decode() for k in live.ledger().hkeys("ledger:executed")}  # noqa: E731
+    wait_until(lambda: set(during + after) <= executed(), timeout=180, interval=1.0)
+    for machine in live.machines.values():
+        for unit in machine.processes:
+            assert "AuthenticationError" not in machine.log(unit), (machine.hostname, unit)
+
+
+def enqueue_keys(running: Deployment, keys: list[str], seconds: float) -> None:
+    code = f"from myapp.tasks import record_execution\nfor key in {keys!r}: record_execution.delay(key, {seconds})"
+    result = running.django(code, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
