@@ -9,11 +9,14 @@ from pulumi.runtime.config import CONFIG, get_config_env
 
 from components.access import AccessArgs, InstanceAccess
 from components.fleet import Fleet, FleetArgs
+from components.live_release import LiveRelease, LiveReleaseArgs
 from components.network import Network, NetworkArgs
 from components.redis import Redis, RedisArgs
 from components.secrets import Secrets, SecretsArgs
 from components.security import SecurityArgs, SecurityGroups
 from settings import PROJECT, ConfigError, Settings, load_settings
+from userdata import layout
+from userdata.render import Role, UserDataInputs, user_data_base64
 
 
 def stack_config() -> dict[str, object]:
@@ -33,28 +36,67 @@ def read_settings() -> Settings:
 
 
 settings = read_settings()
-tags = {"Project": settings.project, "Stack": settings.stack}
+tags = {layout.PROJECT_TAG: settings.project, layout.STACK_TAG: settings.stack}
 name = settings.stack
 
-network = Network(name, NetworkArgs(settings.network, settings.region, tags))
+network = Network(
+    name,
+    NetworkArgs(
+        vpc_id=settings.network.vpc_id,
+        private_subnet_ids=settings.network.private_subnet_ids,
+        vpc_cidr=settings.network.vpc_cidr,
+        availability_zones=settings.network.availability_zones,
+        nat_gateways=settings.network.nat_gateways,
+        region=settings.region,
+        tags=tags,
+    ),
+)
 secrets = Secrets(
     name,
     SecretsArgs(
-        django_secret_key_parameter=settings.parameter_name("django/secret-key"),
+        django_secret_key_parameter=settings.parameter_name(layout.DJANGO_SECRET_KEY_PARAMETER),
         auth_token_version=settings.redis.auth_token_version,
         tags=tags,
     ),
 )
-security = SecurityGroups(name, SecurityArgs(network.vpc_id, settings.web, tags))
+security = SecurityGroups(
+    name,
+    SecurityArgs(
+        vpc_id=network.vpc_id,
+        web_port=settings.web.port,
+        web_ingress_cidrs=settings.web.ingress_cidrs,
+        web_ingress_security_group_ids=settings.web.ingress_security_group_ids,
+        tags=tags,
+    ),
+)
+redis_settings = settings.redis
 redis = Redis(
     name,
     RedisArgs(
-        settings=settings.redis,
         description=f"Celery broker for {settings.project} {settings.stack}",
+        engine_version=redis_settings.engine_version,
+        node_type=redis_settings.node_type,
+        replicas=redis_settings.replicas,
+        multi_az=redis_settings.multi_az,
+        snapshot_retention_days=redis_settings.snapshot_retention_days,
+        snapshot_window=redis_settings.snapshot_window,
+        maintenance_window=redis_settings.maintenance_window,
+        apply_immediately=redis_settings.apply_immediately,
+        slow_log_retention_days=redis_settings.slow_log_retention_days,
+        auth_token_update_strategy=redis_settings.auth_token_update_strategy,
         subnet_ids=network.private_subnet_ids,
         security_group_id=security.redis_security_group_id,
         auth_token=secrets.auth_token,
-        auth_token_parameter=settings.parameter_name("redis/auth-token"),
+        auth_token_parameter=settings.parameter_name(layout.AUTH_TOKEN_PARAMETER),
+        tags=tags,
+    ),
+)
+# app.release seeds the live release; deploys and rollbacks move it (see components/live_release.py).
+live_release = LiveRelease(
+    name,
+    LiveReleaseArgs(
+        parameter_name=settings.parameter_name(layout.RELEASE_PARAMETER),
+        initial_release=settings.app.release,
         tags=tags,
     ),
 )
@@ -62,7 +104,7 @@ redis = Redis(
 caller, partition = aws.get_caller_identity_output(), aws.get_partition_output()
 app_secret_arns = [
     pulumi.Output.concat(
-        "arn:", partition.partition, ":ssm:", settings.region, ":", caller.account_id, ":parameter", parameter
+        "arn:", partition.partition, ":ssm:", settings.region, ":", caller.account_id, ":parameter", str(parameter)
     )
     for parameter in sorted(settings.app.secret_parameters.values())
 ]
@@ -74,30 +116,56 @@ access = InstanceAccess(
             secrets.django_secret_key_parameter_arn,
             *app_secret_arns,
         ],
+        release_parameter_arn=live_release.parameter_arn,
         artifact_location=(
             f"{settings.app.artifact_bucket}/{settings.app.artifact_prefix}" if settings.app.source == "s3" else None
         ),
         tags=tags,
     ),
 )
+
+
+def user_data(role: Role, runs_beat: bool = False) -> pulumi.Output[str]:
+    """One kind of machine's user-data, once Redis's endpoint is known: the one place where
+    Outputs meet the (pure) renderer."""
+    return pulumi.Output.all(redis.primary_endpoint, redis.port).apply(
+        lambda endpoint: user_data_base64(
+            UserDataInputs(settings, role, runs_beat, redis_host=endpoint[0], redis_port=int(endpoint[1]))
+        )
+    )
+
+
+def role_tags(role: Role) -> dict[str, str]:
+    return {**tags, layout.ROLE_TAG: role}
+
+
 fleet = Fleet(
     name,
     FleetArgs(
-        settings=settings,
-        subnet_ids=network.private_subnet_ids,
+        web_count=settings.web.count,
+        web_instance_type=settings.web.instance_type,
         web_security_group_id=security.web_security_group_id,
+        web_user_data=user_data("web"),
+        web_tags=role_tags("web"),
+        worker_count=settings.worker.count,
+        worker_instance_type=settings.worker.instance_type,
         worker_security_group_id=security.worker_security_group_id,
+        worker_user_data=user_data("worker"),
+        worker_tags=role_tags("worker"),
+        beat_user_data=user_data("worker", runs_beat=True) if settings.worker.beat else None,
+        beat_tags={**role_tags("worker"), layout.BEAT_TAG: layout.BEAT_TAG_VALUE},
+        ami_id=settings.instances.ami_id,
+        architecture=settings.instances.architecture,
+        root_volume_gb=settings.instances.root_volume_gb,
+        subnet_ids=network.private_subnet_ids,
         instance_profile_name=access.instance_profile_name,
-        redis_host=redis.primary_endpoint,
-        redis_port=redis.port,
-        tags=tags,
     ),
 )
 
 pulumi.export("project", settings.project)
 pulumi.export("stack", settings.stack)
 pulumi.export("region", settings.region)
-pulumi.export("release", settings.app.release)
+pulumi.export("releaseParameter", live_release.parameter_name)
 pulumi.export("vpcId", network.vpc_id)
 pulumi.export("redisPrimaryEndpoint", redis.primary_endpoint)
 pulumi.export("redisReaderEndpoint", redis.reader_endpoint)

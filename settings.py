@@ -20,6 +20,7 @@ import msgspec
 from msgspec import Meta
 
 import release_name
+from userdata.layout import REGION_PATTERN, parameter_name
 
 PROJECT = "django-stack"
 
@@ -119,10 +120,6 @@ class NetworkSettings(_Section, frozen=True):
         # and gives each zone's private subnet one: a /20 leaves each a /24 (251 addresses).
         if prefix > 20:
             raise _problem("vpcCidr", f"{self.vpc_cidr} is too small for one /24 per zone; use a /16 to /20")
-
-    @property
-    def vpc_network(self) -> IPv4Network:
-        return IPv4Network(self.vpc_cidr)
 
 
 def _network(key: str, cidr: str) -> IPv4Network:
@@ -462,12 +459,10 @@ class Settings(msgspec.Struct, frozen=True):
     worker: WorkerSettings
 
     def parameter_name(self, purpose: str) -> str:
-        """Parameter Store names, one tree per stack so IAM can grant exactly these."""
-        return f"/{self.project}/{self.stack}/{purpose}"
+        return parameter_name(self.project, self.stack, purpose)
 
 
-# Also the ops tool's rule for --region, the outputs' region and AWS_REGION.
-REGION_NAME = re.compile(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d")
+REGION_NAME = re.compile(REGION_PATTERN)
 
 
 def load_settings(raw: Mapping[str, Any], *, stack: str, region: str | None) -> Settings:
@@ -520,12 +515,12 @@ def machine_problems(settings: Settings) -> list[str]:
     its first resource, in a preview as in an update: the real render only runs once Redis's
     endpoint is known, half-way through `pulumi up`."""
     # Imported here: userdata.render builds on this module's types.
-    from userdata.render import Machine, user_data_base64
+    from userdata.render import UserDataInputs, user_data_base64
 
     problems = []
     for machine in (
-        Machine(settings, "web", False, PLACEHOLDER_REDIS_HOST, 6379),
-        Machine(settings, "worker", settings.worker.beat, PLACEHOLDER_REDIS_HOST, 6379),
+        UserDataInputs(settings, "web", False, PLACEHOLDER_REDIS_HOST, 6379),
+        UserDataInputs(settings, "worker", settings.worker.beat, PLACEHOLDER_REDIS_HOST, 6379),
     ):
         try:
             user_data_base64(machine)

@@ -10,19 +10,15 @@ Run: .venv/bin/python bench/ops_verify_local.py
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests/e2e")]
+from e2e_harness.deployment import Deployment
 
-from e2e_harness.deployment import Deployment  # noqa: E402
-from test_ops_verify import SYSTEMCTL_SHIM, executor_for, instances_of  # noqa: E402
-
-from ops.verify import VerifyOptions, verify_instance  # noqa: E402
+from ops.verify import VerifyOptions, verify_instance
+from tests.e2e.test_ops_verify import SYSTEMCTL_SHIM, executor_for, instances_of
 
 ROUNDS = 5
 

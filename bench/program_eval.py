@@ -1,5 +1,5 @@
 """Program evaluation time: the whole process that renders the prod stack under mocks
-(`python -m tools.render_stack --stack prod --out DIR`) vs the floor any Pulumi program with
+(`python -m offline_render --stack prod --out DIR`) vs the floor any Pulumi program with
 these providers pays: `python -c 'import pulumi, pulumi_aws, pulumi_random'` plus touching every
 pulumi_aws submodule the components use (pulumi_aws loads them lazily). Alternating runs,
 medians reported.
@@ -15,9 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-import _harness  # noqa: F401
-from _harness import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 RUNS = 7
 
@@ -47,7 +47,7 @@ def main() -> int:
     floor_args = [sys.executable, "-c", floor_code(names)]
     times: dict[str, list[float]] = {"render": [], "floor": []}
     with tempfile.TemporaryDirectory() as out:
-        render_args = [sys.executable, "-m", "tools.render_stack", "--stack", "prod", "--out", out]
+        render_args = [sys.executable, "-m", "offline_render", "--stack", "prod", "--out", out]
         wall_time(render_args)  # warm the page cache and __pycache__ for both
         wall_time(floor_args)
         for _ in range(RUNS):
@@ -59,9 +59,7 @@ def main() -> int:
         f"  floor  (import pulumi, pulumi_aws, pulumi_random + pulumi_aws.{{{', '.join(modules)}}}): "
         f"median {floor:.2f} s  (min {min(times['floor']):.2f})"
     )
-    print(
-        f"  render (python -m tools.render_stack --stack prod): median {render:.2f} s  (min {min(times['render']):.2f})"
-    )
+    print(f"  render (python -m offline_render --stack prod): median {render:.2f} s  (min {min(times['render']):.2f})")
     print(f"headline: render / floor = {render / floor:.2f}x (target <= 1.3x)")
     return 0
 

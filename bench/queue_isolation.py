@@ -17,7 +17,6 @@ import json
 import statistics
 import sys
 
-import _harness  # noqa: F401
 from e2e_harness.deployment import CELERY, Deployment, wait_until
 
 LONG_TASKS, LONG_SECONDS = 12, 2.0

@@ -19,7 +19,6 @@ import statistics
 import subprocess
 import sys
 
-import _harness  # noqa: F401
 from e2e_harness.deployment import Deployment, wait_until
 from e2e_harness.parameter_store import free_port
 from e2e_harness.redis_server import PORT

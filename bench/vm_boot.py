@@ -19,11 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "scripts/vm"), str(REPO)]
-
-import boot as harness  # noqa: E402
-import image as vm_image  # noqa: E402
+from scripts.vm import boot as harness
+from scripts.vm import image as vm_image
 
 
 def cold_build_seconds() -> float:

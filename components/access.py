@@ -1,9 +1,10 @@
-"""What the instances may do in AWS: be managed by SSM, read their two secrets and the app's
-release artifacts. Nothing else, and no SSH key anywhere."""
+"""What the instances may do in AWS: be managed by SSM, read their two secrets, the live release
+parameter and the app's release artifacts. Nothing else, and no SSH key anywhere."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -14,7 +15,9 @@ SSM_MANAGED_INSTANCE_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCor
 
 @dataclass(frozen=True)
 class AccessArgs:
-    secret_parameter_arns: list[pulumi.Output[str]]
+    secret_parameter_arns: Sequence[pulumi.Input[str]]
+    # The live release parameter: read (GetParameter) by app-release at boot, never written.
+    release_parameter_arn: pulumi.Input[str]
     # "bucket/prefix" of the release artifacts, or None when the AMI carries the release.
     artifact_location: str | None
     tags: dict[str, str]
@@ -48,8 +51,8 @@ class InstanceAccess(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-read-secrets-and-releases",
             role=role.id,
-            policy=pulumi.Output.all(*args.secret_parameter_arns).apply(
-                lambda arns: _policy_document(list(arns), args.artifact_location)
+            policy=pulumi.Output.all(args.release_parameter_arn, *args.secret_parameter_arns).apply(
+                lambda arns: _policy_document(list(arns[1:]), arns[0], args.artifact_location)
             ),
             opts=child,
         )
@@ -60,10 +63,11 @@ class InstanceAccess(pulumi.ComponentResource):
         self.register_outputs({"instanceProfileName": profile.name, "roleArn": role.arn})
 
 
-def _policy_document(parameter_arns: list[str], artifact_location: str | None) -> str:
+def _policy_document(parameter_arns: list[str], release_parameter_arn: str, artifact_location: str | None) -> str:
     # Parameters encrypted with the AWS-managed aws/ssm key need no kms:Decrypt grant.
     statements: list[dict[str, object]] = [
-        {"Sid": "ReadStackSecrets", "Effect": "Allow", "Action": "ssm:GetParameters", "Resource": parameter_arns}
+        {"Sid": "ReadStackSecrets", "Effect": "Allow", "Action": "ssm:GetParameters", "Resource": parameter_arns},
+        {"Sid": "ReadLiveRelease", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": release_parameter_arn},
     ]
     if artifact_location:
         # The app's release prefix, not one key: a deploy or rollback installs other releases.

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
 
-from settings import NetworkSettings
+from components.planning import plan_subnets
 
 
 @dataclass(frozen=True)
 class NetworkArgs:
-    settings: NetworkSettings
+    """An existing VPC (vpc_id and its private_subnet_ids), or a new one: vpc_cidr spread over
+    availability_zones, with one NAT gateway (`single`) or one per zone (`perAz`)."""
+
+    vpc_id: str | None
+    private_subnet_ids: Sequence[str]
+    vpc_cidr: str
+    availability_zones: int
+    nat_gateways: Literal["single", "perAz"]
     region: str
     tags: dict[str, str]
+
+    def __post_init__(self) -> None:
+        if self.vpc_id and not self.private_subnet_ids:
+            raise ValueError("private_subnet_ids: empty; an existing VPC needs its private subnets")
+        if self.nat_gateways not in ("single", "perAz"):
+            raise ValueError(f"nat_gateways: {self.nat_gateways!r}; allowed: single, perAz")
 
 
 def pick_zones(available: list[str], wanted: int, region: str) -> list[str]:
@@ -34,28 +49,25 @@ class Network(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djangostack:network:Network", name, None, opts)
-        settings = args.settings
-        if settings.vpc_id:
-            self.vpc_id = pulumi.Output.from_input(settings.vpc_id)
-            self.private_subnet_ids = [pulumi.Output.from_input(s) for s in settings.private_subnet_ids]
+        if args.vpc_id:
+            self.vpc_id = pulumi.Output.from_input(args.vpc_id)
+            self.private_subnet_ids = [pulumi.Output.from_input(s) for s in args.private_subnet_ids]
         else:
             self._create_vpc(name, args)
         self.register_outputs({"vpcId": self.vpc_id, "privateSubnetIds": self.private_subnet_ids})
 
     def _create_vpc(self, name: str, args: NetworkArgs) -> None:
-        settings, tags = args.settings, args.tags
+        tags = args.tags
         child = pulumi.ResourceOptions(parent=self)
         # Asked before the first subnet (a plain invoke, answered in previews too) so a count the
         # region cannot meet stops the program with one line instead of failing inside an apply.
         available = aws.get_availability_zones(state="available", opts=pulumi.InvokeOptions(parent=self)).names
-        zone_names = pick_zones(list(available), settings.availability_zones, args.region)
-        # /20s out of the VPC: the first block of AZ-count for private subnets, a later one for
-        # the small public subnets that only hold NAT gateways.
-        blocks = list(settings.vpc_network.subnets(new_prefix=settings.vpc_network.prefixlen + 4))
+        zone_names = pick_zones(list(available), args.availability_zones, args.region)
+        plan = plan_subnets(args.vpc_cidr, args.availability_zones)
 
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
-            cidr_block=settings.vpc_cidr,
+            cidr_block=args.vpc_cidr,
             enable_dns_hostnames=True,
             enable_dns_support=True,
             tags={**tags, "Name": f"{name}-vpc"},
@@ -77,7 +89,7 @@ class Network(pulumi.ComponentResource):
             public = aws.ec2.Subnet(
                 f"{name}-public-{index}",
                 vpc_id=vpc.id,
-                cidr_block=str(blocks[8 + index]),
+                cidr_block=plan.public[index],
                 availability_zone=zone,
                 map_public_ip_on_launch=False,
                 tags={**tags, "Name": f"{name}-public-{index}", "Tier": "public"},
@@ -87,7 +99,7 @@ class Network(pulumi.ComponentResource):
                 f"{name}-public-{index}", subnet_id=public.id, route_table_id=public_routes.id, opts=child
             )
             # One NAT gateway keeps a small stack cheap; perAz survives the loss of a zone.
-            if index == 0 or settings.nat_gateways == "perAz":
+            if index == 0 or args.nat_gateways == "perAz":
                 address = aws.ec2.Eip(f"{name}-nat-{index}", domain="vpc", tags=tags, opts=child)
                 nat = aws.ec2.NatGateway(
                     f"{name}-nat-{index}",
@@ -100,7 +112,7 @@ class Network(pulumi.ComponentResource):
             private = aws.ec2.Subnet(
                 f"{name}-private-{index}",
                 vpc_id=vpc.id,
-                cidr_block=str(blocks[index]),
+                cidr_block=plan.private[index],
                 availability_zone=zone,
                 map_public_ip_on_launch=False,
                 tags={**tags, "Name": f"{name}-private-{index}", "Tier": "private"},

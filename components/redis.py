@@ -6,23 +6,34 @@ mode), so it is created encrypted in transit and at rest, with a token, and neve
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
 
 from components import secrets
 from components.security import REDIS_PORT
-from settings import RedisSettings
 
 
 @dataclass(frozen=True)
 class RedisArgs:
-    settings: RedisSettings
     description: str
-    subnet_ids: list[pulumi.Output[str]]
+    engine_version: str
+    node_type: str
+    # Read replicas beside the primary; one or more turns on automatic failover.
+    replicas: int
+    multi_az: bool
+    snapshot_retention_days: int
+    snapshot_window: str
+    maintenance_window: str
+    apply_immediately: bool
+    slow_log_retention_days: int
+    auth_token_update_strategy: Literal["ROTATE", "SET"]
+    subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
-    auth_token: pulumi.Output[str]
+    auth_token: pulumi.Input[str]
     # The Parameter Store name the instances read the token from.
     auth_token_parameter: str
     tags: dict[str, str]
@@ -38,42 +49,46 @@ class Redis(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djangostack:redis:Redis", name, None, opts)
-        settings, tags = args.settings, args.tags
-        child = pulumi.ResourceOptions(parent=self)
+        tags = args.tags
+
+        def renamed_from(old_suffix: str, **options: Any) -> pulumi.ResourceOptions:
+            # These children were once named `<name>-<old_suffix>`, which did not say they are
+            # Redis's: the alias lets existing stacks keep (not replace) them under the new name.
+            return pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=f"{name}-{old_suffix}")], **options)
 
         subnets = aws.elasticache.SubnetGroup(
-            f"{name}-subnets",
+            f"{name}-redis-subnets",
             description=f"{args.description}: private subnets only",
             subnet_ids=args.subnet_ids,
             tags=tags,
-            opts=child,
+            opts=renamed_from("subnets"),
         )
-        family = f"redis{settings.engine_version.split('.')[0]}"
+        family = f"redis{args.engine_version.split('.')[0]}"
         parameters = aws.elasticache.ParameterGroup(
-            f"{name}-params",
+            f"{name}-redis-params",
             family=family,
             description=f"{args.description}: broker data is never evicted",
             # A broker must refuse writes when full rather than silently drop queued tasks.
             parameters=[{"name": "maxmemory-policy", "value": "noeviction"}],
             tags=tags,
-            opts=child,
+            opts=renamed_from("params"),
         )
         slow_log = aws.cloudwatch.LogGroup(
-            f"{name}-slow-log",
-            retention_in_days=settings.slow_log_retention_days,
+            f"{name}-redis-slow-log",
+            retention_in_days=args.slow_log_retention_days,
             tags=tags,
-            opts=child,
+            opts=renamed_from("slow-log"),
         )
-        has_replica = settings.replicas > 0
+        has_replica = args.replicas > 0
         group = aws.elasticache.ReplicationGroup(
-            f"{name}-group",
+            f"{name}-redis-group",
             description=args.description,
             engine="redis",
-            engine_version=settings.engine_version,
-            node_type=settings.node_type,
-            num_cache_clusters=1 + settings.replicas,
+            engine_version=args.engine_version,
+            node_type=args.node_type,
+            num_cache_clusters=1 + args.replicas,
             automatic_failover_enabled=has_replica,
-            multi_az_enabled=settings.multi_az,
+            multi_az_enabled=args.multi_az,
             port=REDIS_PORT,
             parameter_group_name=parameters.name,
             subnet_group_name=subnets.name,
@@ -82,11 +97,11 @@ class Redis(pulumi.ComponentResource):
             transit_encryption_enabled=True,
             transit_encryption_mode="required",
             auth_token=args.auth_token,
-            auth_token_update_strategy=settings.auth_token_update_strategy,
-            snapshot_retention_limit=settings.snapshot_retention_days,
-            snapshot_window=settings.snapshot_window,
-            maintenance_window=settings.maintenance_window,
-            apply_immediately=settings.apply_immediately,
+            auth_token_update_strategy=args.auth_token_update_strategy,
+            snapshot_retention_limit=args.snapshot_retention_days,
+            snapshot_window=args.snapshot_window,
+            maintenance_window=args.maintenance_window,
+            apply_immediately=args.apply_immediately,
             auto_minor_version_upgrade=True,
             log_delivery_configurations=[
                 {
@@ -97,7 +112,7 @@ class Redis(pulumi.ComponentResource):
                 }
             ],
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["auth_token"]),
+            opts=renamed_from("group", additional_secret_outputs=["auth_token"]),
         )
 
         # Stored only once the group has taken the token (with ROTATE, once the modification is

@@ -7,12 +7,11 @@ Manager, which needs no ingress at all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
-
-from settings import WebSettings
 
 REDIS_PORT = 6379
 ANYWHERE = "0.0.0.0/0"
@@ -24,7 +23,10 @@ OUTBOUND_PORTS = {443: "HTTPS (SSM, S3, Parameter Store, package indexes)", 80: 
 @dataclass(frozen=True)
 class SecurityArgs:
     vpc_id: pulumi.Input[str]
-    web: WebSettings
+    web_port: int
+    # The web role's only ingress: these CIDRs and groups (e.g. a load balancer's), to web_port.
+    web_ingress_cidrs: Sequence[str]
+    web_ingress_security_group_ids: Sequence[pulumi.Input[str]]
     tags: dict[str, str]
 
 
@@ -64,8 +66,8 @@ class SecurityGroups(pulumi.ComponentResource):
                 )
 
         # The web role's only ingress: the gunicorn port, from what the stack names explicitly.
-        port = args.web.port
-        for index, cidr in enumerate(args.web.ingress_cidrs):
+        port = args.web_port
+        for index, cidr in enumerate(args.web_ingress_cidrs):
             self._rule(
                 aws.vpc.SecurityGroupIngressRule,
                 f"{name}-web-in-cidr-{index}",
@@ -75,7 +77,7 @@ class SecurityGroups(pulumi.ComponentResource):
                 args,
                 cidr=str(cidr),
             )
-        for index, source in enumerate(args.web.ingress_security_group_ids):
+        for index, source in enumerate(args.web_ingress_security_group_ids):
             self._rule(
                 aws.vpc.SecurityGroupIngressRule,
                 f"{name}-web-in-sg-{index}",

@@ -10,15 +10,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import boto3  # type: ignore[import-untyped]
-from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ops.errors import OpsError, UsageError
 from ops.executor import MAX_EXECUTION_TIMEOUT, Executor, SsmExecutor
 from ops.inventory import Instance, discover
+from ops.live_release import LiveReleaseParameter, default_parameter
 from ops.rollout import RESTART_MARGIN_SECONDS, Rollout, RolloutFailed, Timeouts, switch_beat
 from ops.rotation import TokenRotation
-from ops.stack import StackTarget, checked_release, load_outputs, region_from_environment, resolve_target
+from ops.stack import StackLocation, checked_release, load_outputs, region_from_environment, resolve_stack
 from ops.state import StateStore, default_state_dir
 from ops.verify import DEFAULT_HEALTHCHECK_TASK, TABLE_HEADER, VerifyOptions, format_cells, table_row, verify_all
 
@@ -210,16 +211,16 @@ def release_argument(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error).removeprefix("--release: ")) from None
 
 
-def identity_flags(target: StackTarget) -> str:
+def identity_flags(location: StackLocation) -> str:
     """The flags that name the stack, repeated in the printed hints so they run as printed."""
-    flags = ["--stack", target.stack]
-    if target.region:  # also when it came from the outputs, so the hint works without them
-        flags += ["--region", target.region]
+    flags = ["--stack", location.stack]
+    if location.region:  # also when it came from the outputs, so the hint works without them
+        flags += ["--region", location.region]
     return " ".join(shlex.quote(flag) for flag in flags)
 
 
-def aws_clients(target: StackTarget) -> tuple[Any, Any]:
-    session = boto3.session.Session(region_name=target.region or region_from_environment())
+def aws_clients(location: StackLocation) -> tuple[Any, Any]:
+    session = boto3.session.Session(region_name=location.region or region_from_environment())
     if not session.region_name:
         raise UsageError(
             "--region: none given, none in the outputs, AWS_REGION, AWS_DEFAULT_REGION or the AWS config file"
@@ -233,10 +234,13 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
     args = parser.parse_args(argv)
     try:
         outputs = load_outputs(args.outputs) if args.outputs else None
-        target = resolve_target(args.stack, args.region, outputs)
-        ec2, ssm = aws_clients(target)
-        instances = discover(ec2, target.stack)
-        return run_command(args, target, instances, executor or SsmExecutor(ssm, poll_interval=args.poll_interval))
+        location = resolve_stack(args.stack, args.region, outputs)
+        ec2, ssm = aws_clients(location)
+        instances = discover(ec2, location.stack)
+        live = LiveReleaseParameter(ssm, (outputs or {}).get("releaseParameter") or default_parameter(location.stack))
+        return run_command(
+            args, location, instances, executor or SsmExecutor(ssm, poll_interval=args.poll_interval), live
+        )
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
@@ -251,7 +255,13 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
         return 1
 
 
-def run_command(args: argparse.Namespace, target: StackTarget, instances: list[Instance], executor: Executor) -> int:
+def run_command(
+    args: argparse.Namespace,
+    location: StackLocation,
+    instances: list[Instance],
+    executor: Executor,
+    live: LiveReleaseParameter,
+) -> int:
     if args.command == "verify":
         return verify_command(args, instances, executor)
     if args.command == "beat":
@@ -263,11 +273,11 @@ def run_command(args: argparse.Namespace, target: StackTarget, instances: list[I
             instances=instances,
             timeouts=Timeouts(command=args.command_timeout, restart=args.restart_timeout),
             verify_options=checks_from(args),
-            identity_flags=identity_flags(target),
+            identity_flags=identity_flags(location),
             out=out,
         ).run()
         return 0
-    return rollout_command(args, target, instances, executor)
+    return rollout_command(args, location, instances, executor, live)
 
 
 def checks_from(args: argparse.Namespace) -> VerifyOptions:
@@ -285,21 +295,25 @@ def verify_command(args: argparse.Namespace, instances: list[Instance], executor
 
 
 def rollout_command(
-    args: argparse.Namespace, target: StackTarget, instances: list[Instance], executor: Executor
+    args: argparse.Namespace,
+    location: StackLocation,
+    instances: list[Instance],
+    executor: Executor,
+    live: LiveReleaseParameter,
 ) -> int:
-    store = StateStore(args.state_dir, target.stack)
+    store = StateStore(args.state_dir, location.stack)
     release = args.release
     if release is None:  # rollback without --release
         record = store.load()
         if record is None or record.previous is None:
             raise UsageError(
-                f"--release: no previous release recorded for stack {target.stack} in {store.path}; "
+                f"--release: no previous release recorded for stack {location.stack} in {store.path}; "
                 "name the release to go back to"
             )
         release = record.previous
     rollout = Rollout(
         kind=args.command,
-        target=release,
+        release=release,
         executor=executor,
         instances=instances,
         timeouts=Timeouts(
@@ -310,7 +324,8 @@ def rollout_command(
         ),
         verify_options=checks_from(args),
         store=store,
-        identity_flags=identity_flags(target),
+        live=live,
+        identity_flags=identity_flags(location),
         out=out,
         poll_interval=args.poll_interval,
     )

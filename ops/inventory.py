@@ -1,4 +1,4 @@
-"""The stack's instances, found by the tags docs/machine-layout.md defines (never by instance
+"""The stack's instances, found by the tags the machine contract (userdata/layout.py) defines (never by instance
 ids passed around), so what the tool touches is what the program tagged."""
 
 from __future__ import annotations
@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ops.errors import OpsError, UsageError
-
-BEAT_TAG = "celery-beat"
-ROLES = ("web", "worker")
+from userdata.layout import BEAT_TAG, BEAT_TAG_VALUE, NAME_TAG, ROLE_TAG, ROLES, STACK_TAG, WORKER_ROLE
 
 
 @dataclass(frozen=True)
@@ -28,9 +26,9 @@ def instance_from_description(description: dict[str, Any]) -> Instance:
     tags = {tag["Key"]: tag["Value"] for tag in description.get("Tags", [])}
     return Instance(
         instance_id=description["InstanceId"],
-        name=tags.get("Name", description["InstanceId"]),
-        role=tags.get("Role", ""),
-        beat=tags.get(BEAT_TAG) == "true",
+        name=tags.get(NAME_TAG, description["InstanceId"]),
+        role=tags.get(ROLE_TAG, ""),
+        beat=tags.get(BEAT_TAG) == BEAT_TAG_VALUE,
     )
 
 
@@ -38,8 +36,8 @@ def discover(ec2: Any, stack: str) -> list[Instance]:
     """Running instances tagged Stack=<stack> with a known Role, web first, then by name.
     Stopped or terminating instances are not part of the stack an operator can act on."""
     filters = [
-        {"Name": "tag:Stack", "Values": [stack]},
-        {"Name": "tag:Role", "Values": list(ROLES)},
+        {"Name": f"tag:{STACK_TAG}", "Values": [stack]},
+        {"Name": f"tag:{ROLE_TAG}", "Values": list(ROLES)},
         {"Name": "instance-state-name", "Values": ["running"]},
     ]
     instances = [
@@ -49,7 +47,9 @@ def discover(ec2: Any, stack: str) -> list[Instance]:
         for description in reservation["Instances"]
     ]
     if not instances:
-        raise UsageError(f"--stack: no running instance is tagged Stack={stack} (check the stack name and region)")
+        raise UsageError(
+            f"--stack: no running instance is tagged {STACK_TAG}={stack} (check the stack name and region)"
+        )
     return sorted(instances, key=lambda i: (ROLES.index(i.role), i.beat, i.name))
 
 
@@ -60,8 +60,11 @@ def beat_instance(instances: list[Instance]) -> Instance:
     if len(tagged) != 1:
         found = ", ".join(i.label for i in tagged) or "none"
         raise OpsError(f"expected exactly one running instance tagged {BEAT_TAG}=true, found {len(tagged)}: {found}")
-    if tagged[0].role != "worker":
-        raise OpsError(f"{tagged[0].label} carries {BEAT_TAG}=true but its Role is {tagged[0].role!r}, not 'worker'")
+    if tagged[0].role != WORKER_ROLE:
+        raise OpsError(
+            f"{tagged[0].label} carries {BEAT_TAG}={BEAT_TAG_VALUE} but its {ROLE_TAG} is {tagged[0].role!r}, "
+            f"not {WORKER_ROLE!r}"
+        )
     return tagged[0]
 
 

@@ -2,7 +2,7 @@
 
   read releases -> pause Beat -> wait until no task is active or reserved -> each worker in
   turn: install, activate + restart, verify -> each web instance the same -> verify all ->
-  resume Beat.
+  confirm every instance runs the target -> record it as the live release -> resume Beat.
 
 Any failure stops the sequence where it is, leaves Beat paused, and raises RolloutFailed whose
 message says which instance runs which release and the commands to continue or roll back.
@@ -16,11 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError
 
+from ops import live_release
 from ops.errors import OpsError
 from ops.executor import MAX_EXECUTION_TIMEOUT, CommandResult, Executor
 from ops.inventory import Instance, beat_instance, by_role
+from ops.live_release import LiveReleaseParameter
 from ops.scripts import (
     beat_script,
     current_release_script,
@@ -142,15 +144,16 @@ def require_passed(rows: list[CheckRow], name_instance: bool) -> None:
 
 @dataclass
 class Rollout:
-    """One deploy or rollback of `target` over the stack's instances."""
+    """One deploy or rollback to `release` over the stack's instances."""
 
     kind: str  # "deploy" or "rollback": only wording
-    target: str
+    release: str
     executor: Executor
     instances: list[Instance]
     timeouts: Timeouts
     verify_options: VerifyOptions
     store: StateStore
+    live: LiveReleaseParameter
     identity_flags: str  # e.g. "--stack prod --region eu-west-1", for the continue/rollback hints
     out: Print
     poll_interval: float = 5.0
@@ -164,7 +167,7 @@ class Rollout:
 
     def run(self) -> None:
         beat = beat_instance(self.instances)  # refuse a stack without exactly one Beat up front
-        self.out(f"{self.kind} {self.target}: {len(self.instances)} instances, Beat on {beat.label}")
+        self.out(f"{self.kind} {self.release}: {len(self.instances)} instances, Beat on {beat.label}")
         self._step("read releases", None, self._read_releases)
         self._step("read stop timeouts", None, self._read_stop_timeouts)
         self._remember(complete=False)
@@ -173,9 +176,11 @@ class Rollout:
         for instance in by_role(self.instances, "worker") + by_role(self.instances, "web"):
             self._switch(instance)
         self._step("verify all", None, self._verify_all)
+        self._step("confirm releases", None, self._confirm_releases)
+        self._step("record the live release", None, self._record_live)
         self._step("resume Beat", beat, self._resume)
         self._remember(complete=True)
-        self.out(f"{self.kind} {self.target}: done; every instance runs {self.target}, Beat is running")
+        self.out(f"{self.kind} {self.release}: done; every instance runs {self.release}, Beat is running")
 
     # --- steps ----------------------------------------------------------------------------------
 
@@ -188,24 +193,25 @@ class Rollout:
                 result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "none"
             )
             self.out(f"  {instance.label}: {self.releases[instance.instance_id]}")
+        self.out(f"  live release ({self.live.name}): {live_release.read(self.live.ssm, self.live.name)}")
 
     def _read_stop_timeouts(self) -> None:
         """Each switching instance's restart timeout, from its own units, before Beat is paused:
         SSM cancelling a warm restart half-way leaves the release switched and tasks killed."""
         for instance in self.instances:
-            if self.releases.get(instance.instance_id) != self.target:
+            if self.releases.get(instance.instance_id) != self.release:
                 self.restart_timeouts[instance.instance_id] = restart_timeout(self.executor, instance, self.timeouts)
 
     def _remember(self, complete: bool) -> None:
         record = self.store.load()
-        if record and record.target == self.target:
+        if record and record.release == self.release:
             # Continuing (or repeating) this rollout: the release it replaced is still the way back.
             self.previous = record.previous
         else:
-            before = {release for release in self.releases.values() if release != self.target}
+            before = {release for release in self.releases.values() if release != self.release}
             # Mixed releases and no record of this rollout: no single way back is known.
             self.previous = before.pop() if len(before) == 1 else None
-        self.store.save(RolloutRecord(self.target, self.previous, complete))
+        self.store.save(RolloutRecord(self.release, self.previous, complete))
 
     def _pause(self) -> None:
         self.beat_state = "unknown"  # a stop that fails may still have stopped it
@@ -241,22 +247,22 @@ class Rollout:
             self.sleep(self.poll_interval)
 
     def _switch(self, instance: Instance) -> None:
-        if self.releases.get(instance.instance_id) == self.target:
-            self.out(f"{instance.label}: already on {self.target}; verifying only")
+        if self.releases.get(instance.instance_id) == self.release:
+            self.out(f"{instance.label}: already on {self.release}; verifying only")
         else:
-            self.out(f"{instance.label}: installing {self.target} ...")
+            self.out(f"{instance.label}: installing {self.release} ...")
             self._step(
                 "install",
                 instance,
                 lambda: run_checked(
                     self.executor,
                     instance,
-                    f"install {self.target}",
-                    install_release_script(self.target),
+                    f"install {self.release}",
+                    install_release_script(self.release),
                     self.timeouts.install,
                 ),
             )
-            self.out(f"{instance.label}: activating {self.target} and restarting its units ...")
+            self.out(f"{instance.label}: activating {self.release} and restarting its units ...")
             self._step("activate and restart", instance, lambda: self._activate(instance))
         self._step("verify", instance, lambda: self._verify_one(instance))
 
@@ -264,11 +270,11 @@ class Rollout:
         run_checked(
             self.executor,
             instance,
-            f"activate {self.target}",
-            switch_release_script(instance.role, self.target),
+            f"activate {self.release}",
+            switch_release_script(instance.role, self.release),
             self.restart_timeouts[instance.instance_id],
         )
-        self.releases[instance.instance_id] = self.target
+        self.releases[instance.instance_id] = self.release
 
     def _verify_one(self, instance: Instance) -> None:
         rows = verify_instance(self.executor, instance, self.verify_options, beat_running=False)
@@ -285,6 +291,18 @@ class Rollout:
             report=lambda row: self.out(table_row(row)),
         )
         require_passed(rows, name_instance=True)
+
+    def _confirm_releases(self) -> None:
+        """Read back what each instance runs: one rebooted mid-rollout boots the live release,
+        still the old one, and must not be recorded as switched."""
+        self._read_releases()
+        behind = [i.label for i in self.instances if self.releases.get(i.instance_id) != self.release]
+        if behind:
+            raise OpsError(f"not on {self.release}: {', '.join(behind)}")
+
+    def _record_live(self) -> None:
+        live_release.record(self.live.ssm, self.live.name, self.release)
+        self.out(f"live release ({self.live.name}): {self.release}; new instances boot it")
 
     # --- failure --------------------------------------------------------------------------------
 
@@ -308,7 +326,7 @@ class Rollout:
         return " ".join(("python -m ops", *(shlex.quote(word) for word in words), self.identity_flags))
 
     def failure_report(self, step: str, detail: str) -> str:
-        lines = [f"{self.kind} {self.target} STOPPED at step '{step}': {detail}", "state of the stack now:"]
+        lines = [f"{self.kind} {self.release} STOPPED at step '{step}': {detail}", "state of the stack now:"]
         for instance in self.instances:
             release = self.releases.get(instance.instance_id, "not read")
             role = instance.role + (" +beat" if instance.beat else "")
@@ -322,7 +340,7 @@ class Rollout:
                 "running": "  Beat: running (never paused)",
             }[self.beat_state]
         )
-        lines.append(f"to continue: {self.hint(self.kind, '--release', self.target)}")
+        lines.append(f"to continue: {self.hint(self.kind, '--release', self.release)}")
         if self.previous:
             lines.append(f"to roll back: {self.hint('rollback', '--release', self.previous)}")
         else:

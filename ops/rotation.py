@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
-from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ops.errors import OpsError
 from ops.executor import Executor
@@ -48,7 +49,7 @@ class TokenRotation:
         self._step("read stop timeouts", self._read_stop_timeouts)
         self._step("pause Beat", lambda: self._beat("pause"))
         for instance in by_role(self.instances, "worker") + by_role(self.instances, "web"):
-            self._step(f"move {instance.label}", lambda instance=instance: self._move(instance))
+            self._step(f"move {instance.label}", partial(self._move, instance))
         self._step("resume Beat", lambda: self._beat("resume"))
         self._step("check Beat", lambda: self._check_token(beat, expect_beat=True))
         self.out("rotate-token: every instance runs on the token in Parameter Store; Beat is running")

@@ -6,7 +6,7 @@ Rules every script here follows:
 - No secret in the text: SSM keeps command text in its history, so the AUTH token and the
   Django key are read ON the instance from the env files (docs/machine-layout.md), and nothing
   prints them (redis-cli gets the password through REDISCLI_AUTH, never argv).
-- Paths, units and variables are the ones docs/machine-layout.md names.
+- Paths, units and variables come from the machine contract, userdata/layout.py.
 - Anything interpolated from Python is shell-quoted.
 """
 
@@ -14,23 +14,43 @@ from __future__ import annotations
 
 import shlex
 
-APP_ENV = "/etc/app/app.env"
-SECRETS_ENV = "/run/app-secrets/secrets.env"
-RELEASE_ENV = "/etc/app/release.env"
-APP_CURRENT = "/srv/app/current"
-APP_RELEASE = "/usr/local/sbin/app-release"
-BEAT_UNIT = "celery-beat.service"
-WEB_UNIT = "gunicorn.service"
-ONESHOT_UNITS = ("app-secrets.service", "app-release.service")
-UNIT_DIR = "/etc/systemd/system"
+from userdata.layout import (
+    APP_BIN,
+    APP_ENV,
+    APP_SRC,
+    BEAT_UNIT,
+    GROUP,
+    GUNICORN_UNIT,
+    ONESHOT_UNITS,
+    RELEASE_BIN,
+    RELEASE_ENV,
+    REQUIRED_APP_VARIABLES,
+    SECRETS_ENV,
+    SECRETS_SOURCE_ENV,
+    SECRETS_UNIT,
+    SYSTEM_PYTHON,
+    UNIT_DIR,
+    USER,
+    VERSION_ENV,
+    WEB_ROLE,
+    WORKER_ENV_PREFIX,
+    WORKER_ENV_SUFFIX,
+    WORKER_ROLE,
+    WORKER_UNIT_PREFIX,
+    WORKER_UNIT_SUFFIX,
+)
+
 CHECK_MARK = "ops-check"  # first field of each result line a verify script prints
 
 # Which checks run on which role, in order. Workers answer `celery inspect ping`; the
 # healthcheck round-trip is sent from web instances (where the app enqueues in production).
 CHECKS_BY_ROLE: dict[str, tuple[str, ...]] = {
-    "web": ("env_file", "services", "redis_ping", "healthcheck"),
-    "worker": ("env_file", "services", "redis_ping", "celery_ping"),
+    WEB_ROLE: ("env_file", "services", "redis_ping", "healthcheck"),
+    WORKER_ROLE: ("env_file", "services", "redis_ping", "celery_ping"),
 }
+# The units of a worker's queues, listed from its per-queue env files.
+_WORKER_UNITS = f'for q in $(worker_queues); do units="$units {WORKER_UNIT_PREFIX}$q{WORKER_UNIT_SUFFIX}"; done'
+_NO_WORKER_ENV = f"no {WORKER_ENV_PREFIX}*{WORKER_ENV_SUFFIX}: no worker units here"
 
 # Shared helpers. Every function runs in its own subshell (see run_check), so loading the
 # environment never leaks from one check into another.
@@ -39,38 +59,39 @@ set -u
 load_env() {{
   set -a
   . {APP_ENV}
+  . {VERSION_ENV}
   . {SECRETS_ENV}
   set +a
 }}
 # The app user, without PAM and keeping the environment: what the units' User=/Group= do.
 as_app() {{
-  setpriv --reuid=app --regid=app --clear-groups -- "$@"
+  setpriv --reuid={USER} --regid={GROUP} --clear-groups -- "$@"
 }}
-# One celery-worker-<queue>.service per /etc/app/worker-<queue>.env (the contract).
+# One {WORKER_UNIT_PREFIX}<queue>{WORKER_UNIT_SUFFIX} per {WORKER_ENV_PREFIX}<queue>{WORKER_ENV_SUFFIX} (the contract).
 worker_queues() {{
-  for f in /etc/app/worker-*.env; do
+  for f in {WORKER_ENV_PREFIX}*{WORKER_ENV_SUFFIX}; do
     [ -e "$f" ] || continue
-    q=${{f#/etc/app/worker-}}
-    echo "${{q%.env}}"
+    q=${{f#{WORKER_ENV_PREFIX}}}
+    echo "${{q%{WORKER_ENV_SUFFIX}}}"
   done
 }}
 """
 
 _CHECK_FUNCTIONS = f"""\
 check_env_file() {{
-  for f in {APP_ENV} {SECRETS_ENV}; do
+  for f in {APP_ENV} {VERSION_ENV} {SECRETS_ENV}; do
     [ -r "$f" ] || {{ echo "$f is missing"; return 1; }}
   done
   load_env
-  for v in DJANGO_SETTINGS_MODULE CELERY_APP APP_RELEASE CELERY_BROKER_URL DJANGO_SECRET_KEY; do
+  for v in {" ".join(REQUIRED_APP_VARIABLES)}; do
     eval "[ -n \\"\\${{$v:-}}\\" ]" || {{ echo "$v is not set"; return 1; }}
   done
-  echo "both env files present"
+  echo "env files present"
 }}
 check_services() {{
   units="{" ".join(ONESHOT_UNITS)}"
-  if [ "$ROLE" = web ]; then units="$units {WEB_UNIT}"; fi
-  for q in $(worker_queues); do units="$units celery-worker-$q.service"; done
+  if [ "$ROLE" = {WEB_ROLE} ]; then units="$units {GUNICORN_UNIT}"; fi
+  {_WORKER_UNITS}
   if [ "$EXPECT_BEAT" = yes ]; then units="$units {BEAT_UNIT}"; fi
   bad=""
   for u in $units; do
@@ -93,7 +114,7 @@ check_redis_ping() {{
   port=${{hostport##*:}}
   # The CA file is URL-encoded in the query (app-fetch-secrets urlencodes it); the URL goes
   # through stdin, never argv, because it holds the token.
-  ca=$(printf '%s' "$CELERY_BROKER_URL" | /usr/bin/python3 -c '
+  ca=$(printf '%s' "$CELERY_BROKER_URL" | {SYSTEM_PYTHON} -c '
 import sys, urllib.parse as url
 print(url.parse_qs(url.urlsplit(sys.stdin.read()).query).get("ssl_ca_certs", [""])[0])')
   reply=$(timeout "$CHECK_TIMEOUT" redis-cli --tls ${{ca:+--cacert "$ca"}} -h "$host" -p "$port" PING 2>&1)
@@ -104,13 +125,13 @@ check_celery_ping() {{
   load_env
   nodes=""
   for q in $(worker_queues); do nodes="$nodes $q@$(uname -n)"; done
-  [ -n "$nodes" ] || {{ echo "no /etc/app/worker-*.env: no worker units here"; return 1; }}
+  [ -n "$nodes" ] || {{ echo "{_NO_WORKER_ENV}"; return 1; }}
   destination=$(echo $nodes | tr ' ' ,)
   # A broadcast reaches only workers already listening: a worker just restarted misses a ping
   # sent before it is ready, so ask again until every node answered or CHECK_TIMEOUT ran out.
   deadline=$(( $(date +%s) + CHECK_TIMEOUT ))
   while :; do
-    reply=$(cd {APP_CURRENT}/src && as_app {APP_CURRENT}/venv/bin/celery --app "$CELERY_APP" \\
+    reply=$(cd {APP_SRC} && as_app {APP_BIN}/celery --app "$CELERY_APP" \\
       inspect ping --json --timeout 2 --destination "$destination" 2>&1)
     missing=""
     for n in $nodes; do
@@ -125,7 +146,7 @@ check_celery_ping() {{
 check_healthcheck() {{
   load_env
   # Needs no result backend: a worker accepting the task shows in its `inspect stats` total.
-  reply=$(cd {APP_CURRENT}/src && as_app {APP_CURRENT}/venv/bin/python -c '
+  reply=$(cd {APP_SRC} && as_app {APP_BIN}/python -c '
 import os, sys, time
 from celery.app.utils import find_app
 app = find_app(os.environ["CELERY_APP"])
@@ -195,9 +216,9 @@ def tasks_in_flight_script(check_timeout: int) -> str:
     return (
         "# ops tasks in flight\n" + _settings(CHECK_TIMEOUT=str(check_timeout)) + _HELPERS + "set -e\n"
         "load_env\n"
-        f"cd {APP_CURRENT}/src\n"
+        f"cd {APP_SRC}\n"
         "for what in active reserved; do\n"
-        f'  reply=$(as_app {APP_CURRENT}/venv/bin/celery --app "$CELERY_APP" \\\n'
+        f'  reply=$(as_app {APP_BIN}/celery --app "$CELERY_APP" \\\n'
         '    inspect "$what" --json --timeout "$CHECK_TIMEOUT")\n'
         '  echo "$what $(echo "$reply" | tail -n 1)"\n'
         "done\n"
@@ -205,7 +226,7 @@ def tasks_in_flight_script(check_timeout: int) -> str:
 
 
 def current_release_script() -> str:
-    return f"# ops current release\nset -eu\n/usr/bin/python3 {APP_RELEASE} current\n"
+    return f"# ops current release\nset -eu\n{SYSTEM_PYTHON} {RELEASE_BIN} current\n"
 
 
 def install_release_script(release: str) -> str:
@@ -213,18 +234,15 @@ def install_release_script(release: str) -> str:
     return (
         f"# ops install release\nset -eu\n"
         f"set -a\n. {RELEASE_ENV}\nset +a\n"
-        f"/usr/bin/python3 {APP_RELEASE} install {shlex.quote(release)}\n"
+        f"{SYSTEM_PYTHON} {RELEASE_BIN} install {shlex.quote(release)}\n"
     )
 
 
 def _restarted_units(role: str) -> str:
     """Sets $units to what a release switch restarts on this role."""
-    if role == "web":
-        return f"units={WEB_UNIT}\n"
-    return (
-        'units=""\nfor q in $(worker_queues); do units="$units celery-worker-$q.service"; done\n'
-        "[ -n \"$units\" ] || { echo 'no /etc/app/worker-*.env: no worker units here'; exit 1; }\n"
-    )
+    if role == WEB_ROLE:
+        return f"units={GUNICORN_UNIT}\n"
+    return f'units=""\n{_WORKER_UNITS}\n[ -n "$units" ] || {{ echo \'{_NO_WORKER_ENV}\'; exit 1; }}\n'
 
 
 def switch_release_script(role: str, release: str) -> str:
@@ -232,10 +250,10 @@ def switch_release_script(role: str, release: str) -> str:
     stop warm (the unit's TimeoutStopSec outlasts the hard time limit), so no task is killed."""
     return (
         f"# ops switch release ({role})\n" + _HELPERS + "set -e\n"
-        f"/usr/bin/python3 {APP_RELEASE} activate {shlex.quote(release)}\n"
+        f"{SYSTEM_PYTHON} {RELEASE_BIN} activate {shlex.quote(release)}\n"
         + _restarted_units(role)
         + "systemctl restart $units\n"
-        + f'echo "$(/usr/bin/python3 {APP_RELEASE} current) is active; units restarted"\n'
+        + f'echo "$({SYSTEM_PYTHON} {RELEASE_BIN} current) is active; units restarted"\n'
     )
 
 
@@ -247,10 +265,6 @@ def stop_timeouts_script(role: str) -> str:
         f'  printf \'%s %s\\n\' "$u" "$(sed -n \'s/^TimeoutStopSec=//p\' {UNIT_DIR}/"$u")"\n'
         "done\n"
     )
-
-
-SECRETS_SOURCE_ENV = "/etc/app/secrets-source.env"
-SECRETS_UNIT = "app-secrets.service"
 
 
 def refresh_secrets_script(role: str) -> str:
@@ -279,7 +293,7 @@ def token_check_script(role: str, *, expect_beat: bool) -> str:
         + _restarted_units(role)
         + beat
         + f"set -a\n. {SECRETS_SOURCE_ENV}\nset +a\n"
-        + "/usr/bin/python3 - $units <<'PYTHON'\n"
+        + f"{SYSTEM_PYTHON} - $units <<'PYTHON'\n"
         + _TOKEN_CHECK
         + "PYTHON\n"
     )

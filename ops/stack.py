@@ -12,13 +12,16 @@ from typing import Any
 
 import release_name
 from ops.errors import UsageError
-from settings import REGION_NAME
+from userdata.layout import REGION_PATTERN
 
+REGION_NAME = re.compile(REGION_PATTERN)
 STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass(frozen=True)
-class StackTarget:
+class StackLocation:
+    """Which stack, and the AWS region it lives in."""
+
     stack: str
     region: str | None  # from --region or the outputs; None: the environment decides (region_from_environment)
 
@@ -45,7 +48,7 @@ def load_outputs(source: str) -> dict[str, Any]:
     return outputs
 
 
-def resolve_target(stack: str | None, region: str | None, outputs: dict[str, Any] | None) -> StackTarget:
+def resolve_stack(stack: str | None, region: str | None, outputs: dict[str, Any] | None) -> StackLocation:
     """Flags win over outputs, but a flag that contradicts the outputs is refused: acting on
     one stack with another stack's outputs is exactly the mistake this guards against."""
     outputs = outputs or {}
@@ -57,7 +60,7 @@ def resolve_target(stack: str | None, region: str | None, outputs: dict[str, Any
         raise UsageError("--stack: required (or --outputs with a 'stack' output)")
     if not isinstance(name, str) or not STACK_NAME.fullmatch(name):
         raise UsageError(f"--stack: {name!r} is not a stack name (letters, digits, '_', '.', '-')")
-    return StackTarget(name, first_region(("--region", region), ("the outputs' region", outputs.get("region"))))
+    return StackLocation(name, first_region(("--region", region), ("the outputs' region", outputs.get("region"))))
 
 
 def region_from_environment() -> str | None:

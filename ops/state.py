@@ -19,7 +19,7 @@ def default_state_dir() -> Path:
 
 @dataclass(frozen=True)
 class RolloutRecord:
-    target: str
+    release: str  # the release being rolled out
     previous: str | None
     complete: bool
 
@@ -37,16 +37,18 @@ class StateStore:
             return None
         except (OSError, ValueError) as error:  # JSON and UTF-8 errors are ValueErrors
             raise self._corrupt(str(error).splitlines()[0]) from None
-        if not isinstance(record, dict) or set(record) != {"target", "previous", "complete"}:
-            raise self._corrupt("expected an object with target, previous and complete")
-        target, previous, complete = record["target"], record["previous"], record["complete"]
-        if not release_name.is_release_name(target):
-            raise self._corrupt(f"target {target!r} is not a release name")
+        if isinstance(record, dict) and "target" in record:  # written before the field was named for what it holds
+            record["release"] = record.pop("target")
+        if not isinstance(record, dict) or set(record) != {"release", "previous", "complete"}:
+            raise self._corrupt("expected an object with release, previous and complete")
+        release, previous, complete = record["release"], record["previous"], record["complete"]
+        if not release_name.is_release_name(release):
+            raise self._corrupt(f"release {release!r} is not a release name")
         if previous is not None and not release_name.is_release_name(previous):
             raise self._corrupt(f"previous {previous!r} is not a release name")
         if not isinstance(complete, bool):
             raise self._corrupt(f"complete {complete!r} is not true or false")
-        return RolloutRecord(target, previous, complete)
+        return RolloutRecord(release, previous, complete)
 
     def _corrupt(self, detail: str) -> OpsError:
         return OpsError(

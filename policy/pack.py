@@ -1,15 +1,15 @@
 """The policies in rules.py as pulumi-policy objects, every one mandatory.
 
 Kept apart from __main__.py because constructing a PolicyPack starts the analyzer server. The CLI
-runs the pack as `python policy/`, which puts this directory first on sys.path: modules here
-import each other by their bare names (`import rules`), and so do the tests.
+runs the pack as `python policy/` with the repository's .venv, where the editable install makes
+the package `policy` importable: modules here import each other as `policy.<module>`, as the tests
+and policy.offline do.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import rules
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
@@ -19,6 +19,8 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+
+from policy import rules
 
 NAME = "django-stack-guardrails"
 

@@ -4,7 +4,7 @@ Each resource policy is `check(resource_type, props) -> list[str]` (one message 
 empty when compliant); the stack policy takes every resource as (type, name, props). `props`
 are the resource's inputs as the engine sees them: camelCase keys, numbers as floats. The same
 functions judge the engine's inputs (`__main__.py`, the policy pack) and what the program's
-mocks record (`tools.render_stack`, the tests), so the tests exercise what `pulumi preview` runs.
+mocks record (`offline_render`, the tests), so the tests exercise what `pulumi preview` runs.
 
 During a preview some inputs are not known yet (an id, the user-data that embeds the Redis
 endpoint). A value that is unknown is not judged here: the engine runs the pack again during
@@ -48,7 +48,8 @@ REDIS_PORT: Final = 6379
 SSH_PORT: Final = 22
 # The only ports the whole internet may reach (a load balancer's listeners).
 WORLD_PORTS: Final = frozenset({80, 443})
-# docs/machine-layout.md: `celery-beat=true` on exactly one worker (components/fleet.py BEAT_TAG).
+# `celery-beat=true` on exactly one worker: userdata/layout.py BEAT_TAG (the pack runs alone,
+# without the repository on its path; a test holds the two equal).
 BEAT_TAG: Final = "celery-beat"
 
 # How the engine marks a secret on the wire; the mocks record secrets in this form, the policy

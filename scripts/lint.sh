@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Lint and types (README: "Pull requests and previews"): ruff format and lint, strict mypy on components/ and the
-# policy pack, actionlint and zizmor on the GitHub workflows, shellcheck on the shell scripts. Runs every
-# check, prints what failed, exits non-zero if any did. Needs `bash scripts/setup.sh` first;
-# `bash scripts/test.sh` runs it through tests/guardrails/test_lint.py.
+# Lint and types (README: "Lint and types"): ruff format and lint, strict mypy on everything that runs in
+# production or operations (pyproject.toml), actionlint and zizmor on the GitHub workflows, shellcheck on
+# the shell scripts. Runs every check, prints what failed, exits non-zero if any did. Needs
+# `bash scripts/setup.sh guardrails` first; the guardrails lane runs it (tests/guardrails/test_lint.py).
 #   bash scripts/lint.sh --fix   formats and applies ruff's safe fixes first, then checks
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -25,8 +25,10 @@ check() {
 check "$bin/ruff" format --check .
 check "$bin/ruff" check --no-fix .
 check "$bin/mypy"
-# The pack's modules import each other by bare name (the CLI runs `python policy/`).
-check "$bin/mypy" --strict policy/rules.py policy/pack.py policy/__main__.py
+# The machine scripts have no .py suffix, so each is a `__main__` to mypy: one run per script.
+for script in userdata/files/*; do
+  check "$bin/mypy" "$script"
+done
 check "$bin/actionlint" -no-color -oneline
 check "$bin/zizmor" --offline --no-progress --quiet .github/
 mapfile -t shell_scripts < <(

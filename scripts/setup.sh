@@ -1,27 +1,31 @@
 #!/usr/bin/env bash
-# Installs everything this project needs on a fresh Debian 12 machine (run as root, idempotent):
-# Debian packages first, then a virtualenv at .venv with the Python requirements, then each
-# feature's own setup step in scripts/setup.d/ (sorted by name).
+# Installs what one command needs on a fresh Debian 12 machine, and no more (idempotent; as root
+# when Debian packages are missing):
+#   bash scripts/setup.sh venv         .venv with the program (scripts/render.sh, python -m ops)
+#   bash scripts/setup.sh unit         + pytest, moto and the sample project's packages: no apt, no root
+#   bash scripts/setup.sh e2e          + the Debian parts the end-to-end tests run (redis, cloud-init...)
+#   bash scripts/setup.sh guardrails   + the policy pack's SDK, linters and type checkers
+#   bash scripts/setup.sh vm           + qemu and the tools that build the VM image
+#   bash scripts/setup.sh [all]        every lane (bash scripts/test.sh, which CI runs)
+# Each lane's step is scripts/setup.d/NN-<lane>.sh; 10-venv.sh installs the Python side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(
-  python3-venv
-  # what the instances run the machine scripts with (Debian 12's own python3 and boto3)
-  python3-boto3
-  # the real parts the tests start
-  redis-server redis-tools openssl
-  # cloud-init's own schema validator; systemd-analyze comes with systemd
-  cloud-init systemd
-)
-bash scripts/apt-install.sh "${apt_packages[@]}"
-
-python=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
-
-for step in scripts/setup.d/*.sh; do
-  [ -e "$step" ] || continue
-  echo "setup: $step"
-  bash "$step"
-done
+lane=${1:-all}
+case $lane in
+  venv) bash scripts/setup.d/10-venv.sh ;;
+  unit) bash scripts/setup.d/10-venv.sh test ;;
+  e2e | guardrails | vm) bash scripts/setup.d/*-"$lane".sh ;;
+  all)
+    # Every extra at once: one pip run on a fresh machine; the steps' own venv calls are then no-ops.
+    bash scripts/setup.d/10-venv.sh test lint policy
+    for step in scripts/setup.d/*-e2e.sh scripts/setup.d/*-guardrails.sh scripts/setup.d/*-vm.sh; do
+      echo "setup: $step"
+      bash "$step"
+    done
+    ;;
+  *)
+    echo "setup.sh: unknown lane '$lane'; allowed: venv, unit, e2e, guardrails, vm, all" >&2
+    exit 2
+    ;;
+esac

@@ -1,6 +1,27 @@
 #!/usr/bin/env bash
-# The README's test command: sets the machine up, then runs every test suite.
+# The README's test command: installs what a lane needs, then runs that lane's tests.
+#   bash scripts/test.sh [unit|e2e|vm|guardrails|all] [PYTEST ARGS...]    (default: all; CI runs all)
+#     unit         the program under mocks, the renderer, the ops tool against moto: no root, no apt, no VM
+#     e2e          the rendered stack run on this host (root: namespaces, daemons)
+#     vm           each role's user-data booted in a Debian 12 VM (qemu; minutes per boot)
+#     guardrails   the policy pack, the stacks against it, lint and types, the workflows
+# Every test belongs to exactly one lane (tests/conftest.py marks them by directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-.venv/bin/python -m pytest "$@"
+
+lane=${1:-all}
+(($#)) && shift
+case $lane in
+  unit | e2e | vm | guardrails) selection=(-m "$lane") ;;
+  all) selection=() ;;
+  *)
+    echo "test.sh: unknown lane '$lane'; allowed: unit, e2e, vm, guardrails, all" >&2
+    exit 2
+    ;;
+esac
+bash scripts/setup.sh "$lane"
+status=0
+.venv/bin/python -m pytest "${selection[@]}" "$@" || status=$?
+# pytest's 5 means it ran nothing: a lane that selects no test is a broken lane, never a pass.
+((status != 5)) || echo "test.sh: lane '$lane' selected no tests" >&2
+exit "$status"

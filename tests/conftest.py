@@ -1,15 +1,41 @@
-"""Shared fixtures: the program rendered under Pulumi mocks, and settings for pure render tests."""
+"""Shared fixtures: the program rendered under Pulumi mocks, and settings for pure render tests.
+Also puts every test in its lane (scripts/test.sh LANE) by the directory it lives in."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 
+from offline_render.fake_aws import RecordedResource, RecordingMocks
+from offline_render.program import StackRender, render_stack
+from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
 from settings import Settings, load_settings
-from tools.render_stack import ROOT, SECRET_SIG, SECRET_SIG_KEY, StackRender, render_stack
+from tests import REPO_ROOT
+
+TESTS = Path(__file__).resolve().parent
+# Lane by directory under tests/ ("" = tests/ itself); the markers are registered in pyproject.toml.
+LANES = {"": "unit", "ops": "unit", "e2e": "e2e", "vm": "vm", "guardrails": "guardrails"}
+
+
+def lane_of(path: Path) -> str | None:
+    directory = path.resolve().relative_to(TESTS).parent.parts[:1]
+    return LANES.get(directory[0] if directory else "")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m LANE` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    homeless = sorted({str(item.path) for item in items if lane_of(item.path) is None})
+    if homeless:
+        raise pytest.UsageError(f"tests outside every lane (tests/conftest.py LANES: {sorted(LANES)}): {homeless}")
+    for item in items:
+        item.add_marker(str(lane_of(item.path)))
 
 
 @pytest.fixture(scope="session")
@@ -24,9 +50,33 @@ def render():
     return lambda overrides=None, **kwargs: render_stack("prod", overrides=overrides, **kwargs)
 
 
+@pytest.fixture
+def build_alone() -> Callable[[Callable[[], object]], list[RecordedResource]]:
+    """Builds one component under fresh Pulumi mocks, with plain inputs and no settings or
+    program around it; returns every resource it registered, in order."""
+
+    def build(construct: Callable[[], object]) -> list[RecordedResource]:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        mocks = RecordingMocks("eu-west-1", None)
+        pulumi.runtime.set_mocks(mocks, project="django-stack", stack="alone", preview=False)
+
+        @pulumi.runtime.test
+        def run() -> None:
+            construct()
+
+        run()
+        return mocks.resources
+
+    return build
+
+
+def of_type(resources: list[RecordedResource], type_: str) -> list[RecordedResource]:
+    return [r for r in resources if r.type_ == type_]
+
+
 def prod_config_values() -> dict[str, Any]:
     """The prod stack file's `django-stack:*` values, keyed as load_settings receives them."""
-    config = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    config = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())["config"]
     return {k.split(":", 1)[1]: json.dumps(v) for k, v in config.items() if k.startswith("django-stack:")}
 
 
@@ -35,7 +85,7 @@ def prod_settings() -> Settings:
     return load_settings(prod_config_values(), stack="prod", region="eu-west-1")
 
 
-__all__ = ["SECRET_SIG_KEY", "is_secret", "named", "only", "prod_config_values"]
+__all__ = ["SECRET_SIG_KEY", "is_secret", "named", "of_type", "only", "prod_config_values"]
 
 
 def is_secret(value: Any) -> bool:

@@ -9,9 +9,11 @@ import json
 import pulumi
 import pytest
 
+from offline_render.fake_aws import RecordingMocks
+from offline_render.overrides import apply_overrides
+from offline_render.program import run_program, stack_file_config
 from settings import ConfigError, load_settings
 from tests.conftest import prod_config_values
-from tools.render_stack import RecordingMocks, apply_overrides, run_program, stack_file_config
 
 
 def errors_for(overrides: dict, preview: bool = False) -> str:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import re
 
-from tests.conftest import SECRET_SIG_KEY, only
+import pytest
+
+from components.fleet import Fleet, FleetArgs
+from tests.conftest import SECRET_SIG_KEY, of_type, only
 from userdata.render import decode_user_data, enabled_units, written_files
 
 INSTANCE = "aws:ec2/instance:Instance"
@@ -109,6 +112,12 @@ def test_access_grants_ssm_core_and_exactly_the_secrets_and_releases(prod):
             "Sid": "ReadStackSecrets",
         },
         {
+            "Action": "ssm:GetParameter",
+            "Effect": "Allow",
+            "Resource": "arn:aws:ssm:eu-west-1:123456789012:parameter/django-stack/prod/release",
+            "Sid": "ReadLiveRelease",
+        },
+        {
             "Action": "s3:GetObject",
             "Effect": "Allow",
             "Resource": "arn:aws:s3:::example-django-stack-releases/releases/*.tar.gz",
@@ -145,3 +154,55 @@ def test_the_apps_own_environment_is_written_to_app_env_after_the_stacks(render)
     for instance in stack.instances:
         app_env = next(f for f in written_files(instance.user_data) if f.path == "/etc/app/app.env").content
         assert app_env.endswith("FEATURE_REPORTS=on\nDATABASE_URL=postgres://app@db.internal/app\n")
+
+
+def fleet_args(**changes: object) -> FleetArgs:
+    values: dict[str, object] = {
+        "web_count": 2,
+        "web_instance_type": "t3.small",
+        "web_security_group_id": "sg-0aaaaaaaaaaaaaaaa",
+        "web_user_data": "d2Vi",
+        "web_tags": {"Role": "web"},
+        "worker_count": 2,
+        "worker_instance_type": "t3.medium",
+        "worker_security_group_id": "sg-0bbbbbbbbbbbbbbbb",
+        "worker_user_data": "d29ya2Vy",
+        "worker_tags": {"Role": "worker"},
+        "beat_user_data": "YmVhdA==",
+        "beat_tags": {"Role": "worker", "celery-beat": "true"},
+        "ami_id": "ami-0123456789abcdef0",
+        "architecture": "x86_64",
+        "root_volume_gb": 30,
+        "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
+        "instance_profile_name": "t-profile",
+    }
+    return FleetArgs(**(values | changes))  # type: ignore[arg-type]
+
+
+def test_fleet_alone_gives_each_kind_of_machine_its_own_user_data_and_tags(build_alone):
+    built = {r.name: r.inputs for r in of_type(build_alone(lambda: Fleet("t", fleet_args())), INSTANCE)}
+    assert {name: (i["userDataBase64"], i["tags"]) for name, i in built.items()} == {
+        "t-web-0": ("d2Vi", {"Role": "web", "Name": "t-web-0"}),
+        "t-web-1": ("d2Vi", {"Role": "web", "Name": "t-web-1"}),
+        "t-worker-beat": ("YmVhdA==", {"Role": "worker", "celery-beat": "true", "Name": "t-worker-beat"}),
+        "t-worker-1": ("d29ya2Vy", {"Role": "worker", "Name": "t-worker-1"}),
+    }
+    assert built["t-worker-1"]["vpcSecurityGroupIds"] == ["sg-0bbbbbbbbbbbbbbbb"]
+    assert built["t-web-1"]["subnetId"] == "subnet-0bbbbbbbbbbbbbbbb"
+    assert {i["ami"] for i in built.values()} == {"ami-0123456789abcdef0"}
+    assert {i["rootBlockDevice"]["volumeSize"] for i in built.values()} == {30}
+
+
+def test_fleet_alone_without_beat_numbers_workers_from_zero(build_alone):
+    built = of_type(build_alone(lambda: Fleet("t", fleet_args(web_count=0, beat_user_data=None))), INSTANCE)
+    assert [r.name for r in built] == ["t-worker-0", "t-worker-1"]
+
+
+def test_fleet_looks_up_debian_for_the_architecture_when_no_image_is_pinned(build_alone):
+    built = of_type(build_alone(lambda: Fleet("t", fleet_args(ami_id=None, architecture="arm64"))), INSTANCE)
+    assert {r.inputs["ami"] for r in built} == {"ami-0a1b2c3d4e5f67890"}  # the mocked lookup's answer
+
+
+def test_fleet_refuses_an_unknown_architecture():
+    with pytest.raises(ValueError, match="architecture: 'sparc'; allowed: x86_64, arm64"):
+        fleet_args(architecture="sparc")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from tests.conftest import only
+from components.network import Network, NetworkArgs
+from components.planning import plan_subnets
+from tests.conftest import of_type, only
 
 
 def test_new_vpc_spans_two_zones_with_private_subnets_and_nat(prod):
@@ -59,3 +61,43 @@ def test_every_zone_the_region_has_can_be_used(render):
     private = [r.inputs for r in render({"network.availabilityZones": 3}).of_type("aws:ec2/subnet:Subnet")]
     zones = sorted(s["availabilityZone"] for s in private if s["tags"]["Tier"] == "private")
     assert zones == ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+
+
+def test_network_alone_plans_one_subnet_pair_and_nat_per_zone(build_alone):
+    args = NetworkArgs(
+        vpc_id=None,
+        private_subnet_ids=(),
+        vpc_cidr="10.8.0.0/18",
+        availability_zones=3,
+        nat_gateways="perAz",
+        region="eu-west-1",
+        tags={"Stack": "t"},
+    )
+    resources = build_alone(lambda: Network("t", args))
+    subnets = {r.name: r.inputs for r in of_type(resources, "aws:ec2/subnet:Subnet")}
+    plan = plan_subnets("10.8.0.0/18", 3)
+    assert [subnets[f"t-private-{i}"]["cidrBlock"] for i in range(3)] == plan.private
+    assert [subnets[f"t-public-{i}"]["cidrBlock"] for i in range(3)] == plan.public
+    assert [subnets[f"t-private-{i}"]["availabilityZone"] for i in range(3)] == [f"eu-west-1{z}" for z in "abc"]
+    assert len(of_type(resources, "aws:ec2/natGateway:NatGateway")) == 3
+    (endpoint,) = of_type(resources, "aws:ec2/vpcEndpoint:VpcEndpoint")
+    assert endpoint.inputs["serviceName"] == "com.amazonaws.eu-west-1.s3"
+
+
+def test_network_alone_over_an_existing_vpc_creates_nothing(build_alone):
+    args = NetworkArgs(
+        vpc_id="vpc-0123456789abcdef0",
+        private_subnet_ids=("subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"),
+        vpc_cidr="10.40.0.0/16",
+        availability_zones=2,
+        nat_gateways="single",
+        region="eu-west-1",
+        tags={},
+    )
+    resources = build_alone(lambda: Network("t", args))
+    assert [r.type_ for r in resources] == ["djangostack:network:Network"]
+
+
+def test_network_refuses_an_existing_vpc_without_subnets():
+    with pytest.raises(ValueError, match="private_subnet_ids: empty"):
+        NetworkArgs("vpc-0123456789abcdef0", (), "10.40.0.0/16", 2, "single", "eu-west-1", {})

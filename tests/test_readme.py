@@ -7,11 +7,11 @@ import re
 import msgspec
 
 from settings import SECTIONS, QueueSettings
-from tools.render_stack import ROOT
+from tests import REPO_ROOT
 
 
 def documented_keys(section: str) -> set[str]:
-    readme = (ROOT / "README.md").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
     body = readme.split(f"### `{section}`\n", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
     return set(re.findall(r"^\| `([A-Za-z]+)` \|", body, flags=re.M))
 
@@ -26,6 +26,6 @@ def test_every_config_key_is_documented():
 
 
 def test_queue_object_keys_are_documented():
-    readme = (ROOT / "README.md").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
     for key in model_keys(QueueSettings):
         assert f"`{key}`" in readme.split("A queue object:", 1)[1].split("\n\n", 1)[0]

@@ -7,9 +7,9 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.redis import Redis
-from tests.conftest import is_secret, named, only
-from tools.render_stack import mock_id
+from components.redis import Redis, RedisArgs
+from offline_render.fake_aws import mock_id
+from tests.conftest import is_secret, named, of_type, only
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 PASSWORD = "random:index/randomPassword:RandomPassword"
@@ -72,7 +72,7 @@ def test_parameter_group_never_evicts_broker_data(prod):
     params = only(prod, "aws:elasticache/parameterGroup:ParameterGroup")
     assert params["family"] == "redis7"
     assert params["parameters"] == [{"name": "maxmemory-policy", "value": "noeviction"}]
-    assert only(prod, GROUP)["parameterGroupName"] == "prod-params"
+    assert only(prod, GROUP)["parameterGroupName"] == "prod-redis-params"
 
 
 def test_only_private_subnets_and_the_redis_security_group(prod):
@@ -86,7 +86,7 @@ def test_only_private_subnets_and_the_redis_security_group(prod):
 def test_slow_log_goes_to_cloudwatch(prod):
     assert only(prod, GROUP)["logDeliveryConfigurations"] == [
         {
-            "destination": "prod-slow-log",
+            "destination": "prod-redis-slow-log",
             "destinationType": "cloudwatch-logs",
             "logFormat": "json",
             "logType": "slow-log",
@@ -111,3 +111,55 @@ def test_the_token_is_stored_only_once_the_replication_group_has_taken_it(render
     assert isinstance(stored.parent, Redis)
     # Moved from the Secrets component: an alias keeps it the same resource (no delete + create).
     assert len(stored.aliases) == 1
+
+
+def redis_args(**changes: object) -> RedisArgs:
+    values: dict[str, object] = {
+        "description": "broker",
+        "engine_version": "7.1",
+        "node_type": "cache.t4g.small",
+        "replicas": 1,
+        "multi_az": True,
+        "snapshot_retention_days": 7,
+        "snapshot_window": "03:00-04:00",
+        "maintenance_window": "sun:05:00-sun:06:00",
+        "apply_immediately": False,
+        "slow_log_retention_days": 14,
+        "auth_token_update_strategy": "ROTATE",
+        "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
+        "security_group_id": "sg-0123456789abcdef0",
+        "auth_token": "plain-token-for-the-test-0123456789",
+        "auth_token_parameter": "/p/t/redis/auth-token",
+        "tags": {"Stack": "t"},
+    }
+    return RedisArgs(**(values | changes))  # type: ignore[arg-type]
+
+
+def test_redis_alone_from_plain_values(build_alone):
+    resources = build_alone(lambda: Redis("t", redis_args(replicas=0, multi_az=False)))
+    (group,) = of_type(resources, GROUP)
+    assert group.inputs["numCacheClusters"] == 1 and group.inputs["automaticFailoverEnabled"] is False
+    assert group.inputs["securityGroupIds"] == ["sg-0123456789abcdef0"]
+    assert group.inputs["authToken"]["value"] == "plain-token-for-the-test-0123456789"  # kept secret
+    (subnets,) = of_type(resources, "aws:elasticache/subnetGroup:SubnetGroup")
+    assert subnets.inputs["subnetIds"] == ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
+    (parameter,) = of_type(resources, "aws:ssm/parameter:Parameter")
+    assert (parameter.inputs["name"], parameter.inputs["type"]) == ("/p/t/redis/auth-token", "SecureString")
+
+
+def test_renamed_redis_resources_carry_their_old_names_as_aliases(build_alone):
+    # An alias makes `pulumi up` on an existing stack adopt the old resource instead of
+    # replacing it (a replaced replication group loses every queued task).
+    aliases: dict[str, list[str | None]] = {}
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        aliases[args.name] = [alias.name for alias in args.opts.aliases or [] if isinstance(alias, pulumi.Alias)]
+
+    build_alone(lambda: Redis("t", redis_args(), pulumi.ResourceOptions(transformations=[record])))
+    assert {name: found for name, found in aliases.items() if found} == {
+        "t-redis-subnets": ["t-subnets"],
+        "t-redis-params": ["t-params"],
+        "t-redis-slow-log": ["t-slow-log"],
+        "t-redis-group": ["t-group"],
+        "t-redis-auth-token": [...],  # same name, moved from the Secrets component (a parent alias)
+    }

@@ -11,8 +11,8 @@ import pytest
 from ops.errors import UsageError
 from ops.stack import checked_release
 from settings import ConfigError, load_settings
+from tests import REPO_ROOT as ROOT
 from tests.conftest import prod_config_values
-from tools.render_stack import ROOT
 
 REFUSED = ["r1+local", "r1\n", ".hidden", "-r1", "../etc", "a/b", "r" * 65, "r 1"]
 ACCEPTED = ["r1", "2026.11.25-1", "v2_rc.3", "R" * 64]

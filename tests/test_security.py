@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tools.render_stack import mock_id
+from components.security import SecurityArgs, SecurityGroups
+from offline_render.fake_aws import mock_id
+from tests.conftest import of_type
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
@@ -50,3 +52,22 @@ def test_app_hosts_reach_out_only_to_redis_https_and_http(prod):
             (6379, mock_id("sg", "prod-redis")),
         ]
     assert not [r for r in rules(prod, EGRESS) if r["securityGroupId"] == mock_id("sg", "prod-redis")]
+
+
+def test_security_groups_alone_open_the_web_port_only_to_the_named_sources(build_alone):
+    args = SecurityArgs(
+        vpc_id="vpc-0123456789abcdef0",
+        web_port=8080,
+        web_ingress_cidrs=["10.1.0.0/16"],
+        web_ingress_security_group_ids=["sg-0123456789abcdef0"],
+        tags={"Stack": "t"},
+    )
+    resources = build_alone(lambda: SecurityGroups("t", args))
+    web_ingress = [
+        r.inputs for r in of_type(resources, INGRESS) if r.inputs["securityGroupId"] == mock_id("sg", "t-web")
+    ]
+    peers = {(r["fromPort"], r["toPort"], r.get("cidrIpv4") or r.get("referencedSecurityGroupId")) for r in web_ingress}
+    assert peers == {(8080, 8080, "10.1.0.0/16"), (8080, 8080, "sg-0123456789abcdef0")}
+    assert len(web_ingress) == 2
+    groups = of_type(resources, "aws:ec2/securityGroup:SecurityGroup")
+    assert {g.inputs["vpcId"] for g in groups} == {"vpc-0123456789abcdef0"} and len(groups) == 3

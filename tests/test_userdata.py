@@ -13,13 +13,13 @@ import pytest
 import yaml
 
 from userdata import render
-from userdata.render import Machine
+from userdata.render import UserDataInputs
 
 FILES = Path(render.__file__).parent / "files"
 
 
 def machine(settings, role="worker", beat=False):
-    return Machine(settings, role, beat, redis_host="master.example.cache.amazonaws.com", redis_port=6379)
+    return UserDataInputs(settings, role, beat, redis_host="master.example.cache.amazonaws.com", redis_port=6379)
 
 
 def unit(text: str) -> configparser.ConfigParser:
@@ -29,7 +29,7 @@ def unit(text: str) -> configparser.ConfigParser:
     return parser
 
 
-def files_by_path(m: Machine) -> dict[str, render.WrittenFile]:
+def files_by_path(m: UserDataInputs) -> dict[str, render.WrittenFile]:
     return {f.path: f for f in render.machine_files(m)}
 
 
@@ -84,7 +84,12 @@ def test_worker_units_outlast_the_hard_time_limit(prod_settings):
 def test_app_units_read_the_plain_env_then_the_secrets(prod_settings):
     text = render.unit_files(machine(prod_settings, "web"))["gunicorn.service"]
     env_files = [line.split("=", 1)[1] for line in text.splitlines() if line.startswith("EnvironmentFile=")]
-    assert env_files == ["/etc/app/app.env", "/etc/app/gunicorn.env", "/run/app-secrets/secrets.env"]
+    assert env_files == [
+        "/etc/app/app.env",
+        "/srv/app/current/version.env",
+        "/etc/app/gunicorn.env",
+        "/run/app-secrets/secrets.env",
+    ]
     assert "Requires=app-secrets.service app-release.service" in text
 
 
@@ -181,3 +186,33 @@ def test_ssm_agent_comes_from_the_regions_own_bucket():
         "https://s3.eu-west-1.amazonaws.com/amazon-ssm-eu-west-1/latest/debian_amd64/amazon-ssm-agent.deb"
     )
     assert agent_url("us-east-2", "aarch64").endswith("/amazon-ssm-us-east-2/latest/debian_arm64/amazon-ssm-agent.deb")
+
+
+def test_release_env_names_the_live_release_parameter_not_a_release(prod_settings):
+    env = render.release_env(prod_settings)
+    assert env == {
+        "RELEASE_PARAMETER": "/django-stack/prod/release",
+        "AWS_REGION": "eu-west-1",
+        "ARTIFACT_BUCKET": "example-django-stack-releases",
+        "ARTIFACT_PREFIX": "releases/",
+    }
+    written = files_by_path(machine(prod_settings))["/etc/app/release.env"]
+    assert (written.owner, written.permissions) == ("root:root", "0640")
+    assert "RELEASE_PARAMETER=/django-stack/prod/release\n" in written.content
+
+
+def test_user_data_does_not_depend_on_the_configured_release(prod_settings):
+    # app.release only seeds the live release parameter: changing it must not replace instances
+    # (user_data_replace_on_change) that would then boot the live release anyway.
+    other = msgspec.structs.replace(prod_settings.app, release="2099.01.01-1")
+    changed = msgspec.structs.replace(prod_settings, app=other)
+    for role, beat in (("web", False), ("worker", True)):
+        assert render.user_data(machine(changed, role, beat)) == render.user_data(machine(prod_settings, role, beat))
+
+
+@pytest.mark.parametrize("name", ["gunicorn.service", "celery-worker-default.service", "celery-beat.service"])
+def test_app_units_take_app_release_from_the_release_they_run(prod_settings, name):
+    units = render.unit_files(machine(prod_settings, "web")) | render.unit_files(machine(prod_settings, beat=True))
+    files = [line for line in units[name].splitlines() if line.startswith("EnvironmentFile=")]
+    assert files[:2] == ["EnvironmentFile=/etc/app/app.env", "EnvironmentFile=/srv/app/current/version.env"]
+    assert "APP_RELEASE" not in render.app_env(prod_settings)

@@ -2,7 +2,7 @@
 that delivers them. Pure functions of the settings, the role and the Redis endpoint, so every
 byte an instance receives can be tested and diffed without Pulumi or AWS.
 
-The names and paths below are the contract in docs/machine-layout.md.
+Every name and path comes from the machine contract, userdata/layout.py.
 """
 
 from __future__ import annotations
@@ -20,42 +20,54 @@ from typing import Any, Literal
 import yaml
 
 from settings import QueueSettings, SettingError, Settings
+from userdata.layout import (
+    APP_CURRENT,
+    APP_ENV,
+    APP_ROOT,
+    AUTH_TOKEN_PARAMETER,
+    BEAT_SCHEDULE,
+    BEAT_STATE_DIR_NAME,
+    BEAT_UNIT,
+    DJANGO_SECRET_KEY_PARAMETER,
+    FETCH_SECRETS_BIN,
+    GROUP,
+    GUNICORN_ENV,
+    GUNICORN_RUNTIME_DIR,
+    GUNICORN_RUNTIME_DIR_NAME,
+    GUNICORN_UNIT,
+    RELEASE_BIN,
+    RELEASE_ENV,
+    RELEASE_PARAMETER,
+    RELEASE_UNIT,
+    RELEASES_DIR,
+    SECRETS_DIR_NAME,
+    SECRETS_ENV,
+    SECRETS_ENV_NAMES,
+    SECRETS_SOURCE_ENV,
+    SECRETS_UNIT,
+    SSM_AGENT_BIN,
+    UNIT_DIR,
+    USER,
+    VERSION_ENV,
+    VERSION_ENV_VARIABLES,
+    worker_env_file,
+    worker_unit,
+)
 
 Role = Literal["web", "worker"]
 
-USER = GROUP = "app"
-APP_ROOT = "/srv/app"
-APP_CURRENT = f"{APP_ROOT}/current"
-ETC_DIR = "/etc/app"
-APP_ENV = f"{ETC_DIR}/app.env"
-GUNICORN_ENV = f"{ETC_DIR}/gunicorn.env"
-SECRETS_SOURCE_ENV = f"{ETC_DIR}/secrets-source.env"
-RELEASE_ENV = f"{ETC_DIR}/release.env"
-SECRETS_DIR_NAME = "app-secrets"
-SECRETS_ENV = f"/run/{SECRETS_DIR_NAME}/secrets.env"
-BEAT_STATE_DIR_NAME = "celery-beat"
-BEAT_SCHEDULE = f"/var/lib/{BEAT_STATE_DIR_NAME}/schedule"
-FETCH_SECRETS_BIN = "/usr/local/sbin/app-fetch-secrets"
-RELEASE_BIN = "/usr/local/sbin/app-release"
-SSM_AGENT_BIN = "/usr/local/sbin/install-ssm-agent"
-UNIT_DIR = "/etc/systemd/system"
 BROKER_DB, RESULT_DB = 0, 1
 # What the units and scripts need from Debian beyond a stock cloud image.
 PACKAGES = ("python3-boto3", "python3-venv", "redis-tools")
 # Gunicorn's own graceful timeout is 30 s after the request timeout.
 GUNICORN_GRACE_SECONDS = 30
 
-SECRETS_UNIT = "app-secrets.service"
-RELEASE_UNIT = "app-release.service"
-GUNICORN_UNIT = "gunicorn.service"
-BEAT_UNIT = "celery-beat.service"
-
 _HERE = Path(__file__).parent
 
 
 @dataclass(frozen=True)
-class Machine:
-    """One instance's inputs: everything its user-data depends on."""
+class UserDataInputs:
+    """Everything one kind of machine's user-data depends on (web, worker, worker with Beat)."""
 
     settings: Settings
     role: Role
@@ -73,23 +85,15 @@ class WrittenFile:
     defer: bool = False
 
 
-def worker_unit(queue: QueueSettings) -> str:
-    return f"celery-worker-{queue.name}.service"
-
-
-def queue_env(queue: QueueSettings) -> str:
-    return f"{ETC_DIR}/worker-{queue.name}.env"
-
-
-def app_units(machine: Machine) -> list[str]:
+def app_units(machine: UserDataInputs) -> list[str]:
     """The long-running units of this machine's role, in start order."""
     if machine.role == "web":
         return [GUNICORN_UNIT]
-    units = [worker_unit(queue) for queue in machine.settings.worker.queues]
+    units = [worker_unit(queue.name) for queue in machine.settings.worker.queues]
     return units + [BEAT_UNIT] if machine.runs_beat else units
 
 
-def units_to_enable(machine: Machine) -> list[str]:
+def units_to_enable(machine: UserDataInputs) -> list[str]:
     return [RELEASE_UNIT, SECRETS_UNIT, *app_units(machine)]
 
 
@@ -110,14 +114,16 @@ def render_env(values: dict[str, str | int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# What app-fetch-secrets writes into SECRETS_ENV beside the app's own secretParameters.
-SECRETS_ENV_NAMES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DJANGO_SECRET_KEY")
-
-
 def app_env(settings: Settings) -> dict[str, str | int]:
     """The stack's variables, then the app's own `app.environment`."""
     stack = _stack_app_env(settings)
-    ours = {*stack, *gunicorn_env(settings), *worker_env(settings.worker.default_queue), *SECRETS_ENV_NAMES}
+    ours = {
+        *stack,
+        *gunicorn_env(settings),
+        *worker_env(settings.worker.default_queue),
+        *SECRETS_ENV_NAMES,
+        *VERSION_ENV_VARIABLES,
+    }
     for key, names in (("environment", settings.app.environment), ("secretParameters", settings.app.secret_parameters)):
         for name in sorted(ours & set(names)):
             raise SettingError(f"app.{key}.{name}", "the stack sets this variable itself; choose another name")
@@ -130,7 +136,6 @@ def _stack_app_env(settings: Settings) -> dict[str, str | int]:
     return {
         "DJANGO_SETTINGS_MODULE": app.django_settings_module,
         "CELERY_APP": app.module,
-        "APP_RELEASE": app.release,
         "DJANGO_ALLOWED_HOSTS": ",".join(app.allowed_hosts),
         "CELERY_TASK_DEFAULT_QUEUE": worker.default_queue.name,
         "CELERY_TASK_ROUTES": json.dumps(routes, separators=(",", ":"), sort_keys=True),
@@ -160,12 +165,12 @@ def gunicorn_env(settings: Settings) -> dict[str, str | int]:
     }
 
 
-def secrets_source_env(machine: Machine) -> dict[str, str | int]:
+def secrets_source_env(machine: UserDataInputs) -> dict[str, str | int]:
     settings = machine.settings
     values: dict[str, str | int] = {
         "AWS_REGION": settings.region,
-        "AUTH_TOKEN_PARAMETER": settings.parameter_name("redis/auth-token"),
-        "DJANGO_SECRET_KEY_PARAMETER": settings.parameter_name("django/secret-key"),
+        "AUTH_TOKEN_PARAMETER": settings.parameter_name(AUTH_TOKEN_PARAMETER),
+        "DJANGO_SECRET_KEY_PARAMETER": settings.parameter_name(DJANGO_SECRET_KEY_PARAMETER),
         "REDIS_HOST": machine.redis_host,
         "REDIS_PORT": machine.redis_port,
         "BROKER_DB": BROKER_DB,
@@ -181,8 +186,13 @@ def secrets_source_env(machine: Machine) -> dict[str, str | int]:
 
 
 def release_env(settings: Settings) -> dict[str, str | int]:
+    """app-release's input. No release name: the live one is read from the parameter at boot
+    (app.release only seeds it), so a deploy never leaves new instances booting an old release."""
     app = settings.app
-    values: dict[str, str | int] = {"APP_RELEASE": app.release, "AWS_REGION": settings.region}
+    values: dict[str, str | int] = {
+        "RELEASE_PARAMETER": settings.parameter_name(RELEASE_PARAMETER),
+        "AWS_REGION": settings.region,
+    }
     if app.source == "s3" and app.artifact_bucket:
         values |= {"ARTIFACT_BUCKET": app.artifact_bucket, "ARTIFACT_PREFIX": app.artifact_prefix}
     return values
@@ -210,12 +220,13 @@ def _render_unit(template: str, **values: Any) -> str:
         group=GROUP,
         app_current=APP_CURRENT,
         app_env=APP_ENV,
+        version_env=VERSION_ENV,
         secrets_env=SECRETS_ENV,
         **values,
     )
 
 
-def unit_files(machine: Machine) -> dict[str, str]:
+def unit_files(machine: UserDataInputs) -> dict[str, str]:
     """Unit name -> unit file text, for every unit this machine gets."""
     settings = machine.settings
     celery_app = settings.app.module
@@ -230,7 +241,7 @@ def unit_files(machine: Machine) -> dict[str, str]:
             RELEASE_UNIT,
             release_env=RELEASE_ENV,
             release_bin=RELEASE_BIN,
-            releases_dir=f"{APP_ROOT}/releases",
+            releases_dir=RELEASES_DIR,
             app_root=APP_ROOT,
         ),
     }
@@ -239,15 +250,17 @@ def unit_files(machine: Machine) -> dict[str, str]:
             GUNICORN_UNIT,
             wsgi_app=settings.app.wsgi_application,
             gunicorn_env=GUNICORN_ENV,
+            runtime_dir_name=GUNICORN_RUNTIME_DIR_NAME,
+            runtime_dir=GUNICORN_RUNTIME_DIR,
             stop_timeout=settings.web.gunicorn_timeout + GUNICORN_GRACE_SECONDS,
         )
         return units
     for queue in settings.worker.queues:
-        units[worker_unit(queue)] = _render_unit(
+        units[worker_unit(queue.name)] = _render_unit(
             "celery-worker.service",
             queue=queue.name,
             celery_app=celery_app,
-            queue_env=queue_env(queue),
+            queue_env=worker_env_file(queue.name),
             stop_timeout=settings.worker.stop_timeout(queue),
         )
     if machine.runs_beat:
@@ -263,7 +276,7 @@ def unit_files(machine: Machine) -> dict[str, str]:
 # --- cloud-config ------------------------------------------------------------------------------
 
 
-def machine_files(machine: Machine) -> list[WrittenFile]:
+def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
     """Every file cloud-init writes on this machine."""
     settings = machine.settings
     installs_agent = settings.instances.ssm_agent == "install"
@@ -286,11 +299,11 @@ def machine_files(machine: Machine) -> list[WrittenFile]:
     if machine.role == "web":
         envs.append(readable_by_services(GUNICORN_ENV, gunicorn_env(settings)))
     else:
-        envs += [readable_by_services(queue_env(q), worker_env(q)) for q in settings.worker.queues]
+        envs += [readable_by_services(worker_env_file(q.name), worker_env(q)) for q in settings.worker.queues]
     return scripts + units + envs
 
 
-def cloud_config(machine: Machine) -> dict[str, Any]:
+def cloud_config(machine: UserDataInputs) -> dict[str, Any]:
     def entry(file: WrittenFile) -> dict[str, Any]:
         item: dict[str, Any] = {
             "path": file.path,
@@ -340,7 +353,7 @@ def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
 _BlockStyleDumper.add_representer(str, _represent_str)
 
 
-def user_data(machine: Machine) -> str:
+def user_data(machine: UserDataInputs) -> str:
     body = yaml.dump(cloud_config(machine), Dumper=_BlockStyleDumper, sort_keys=False, width=1000)
     return "#cloud-config\n" + body
 
@@ -349,7 +362,7 @@ def user_data(machine: Machine) -> str:
 USER_DATA_LIMIT = 16 * 1024
 
 
-def user_data_base64(machine: Machine) -> str:
+def user_data_base64(machine: UserDataInputs) -> str:
     """The user-data as EC2 receives it: gzip (mtime 0, so the same settings give the same bytes
     and a preview shows no change that would replace an instance), base64-encoded."""
     packed = gzip.compress(user_data(machine).encode(), compresslevel=9, mtime=0)

@@ -10,18 +10,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-sys.path[:0] = [str(HERE), str(REPO)]
-
-from image import IMAGE_RELEASE, REDIS_HOST, STACK, Image  # noqa: E402
+from scripts.vm.image import IMAGE_RELEASE, REDIS_HOST, STACK, Image
 
 # The roles the tests boot: name -> how to pick that instance from the rendered stack.
 ROLES = ("web", "worker-beat", "worker")
@@ -83,14 +78,15 @@ class Boot:
 
 def role_user_data() -> dict[str, tuple[str, dict[str, str]]]:
     """role -> (user-data, tags) as the program renders them for this image."""
-    from tools.render_stack import render_stack
+    from offline_render.program import render_stack
+    from userdata import layout
 
     render = render_stack(STACK, overrides=VM_OVERRIDES, redis_endpoint=REDIS_HOST)
     picked: dict[str, tuple[str, dict[str, str]]] = {}
     for instance in render.instances:
-        if instance.role == "web":
+        if instance.role == layout.WEB_ROLE:
             role = "web"
-        elif instance.tags.get("celery-beat") == "true":
+        elif instance.tags.get(layout.BEAT_TAG) == layout.BEAT_TAG_VALUE:
             role = "worker-beat"
         else:
             role = "worker"

@@ -91,6 +91,8 @@ chmod 0600 "$rootfs/etc/vm-test/parameters.json"
 
 install -d "$rootfs/usr/local/lib/vm-test"
 install -m 0644 "$guest/ssm_standin.py" "$guest/probe.py" "$guest/app_side.py" "$rootfs/usr/local/lib/vm-test/"
+# The machine contract the probe imports (`from userdata import layout`), beside it.
+install -D -m 0644 "$repo/userdata/layout.py" "$rootfs/usr/local/lib/vm-test/userdata/layout.py"
 install -m 0644 "$guest/ssm-standin.service" "$guest/test-probe.service" "$rootfs/etc/systemd/system/"
 install -d "$rootfs/etc/systemd/system/app-secrets.service.d"
 install -m 0644 "$guest/app-secrets-vm-test.conf" "$rootfs/etc/systemd/system/app-secrets.service.d/50-vm-test.conf"

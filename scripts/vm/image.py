@@ -76,6 +76,7 @@ def input_files() -> list[Path]:
         HERE / "image.py",
         HERE / "build-rootfs.sh",
         REPO / "userdata/files/app-release",
+        REPO / "userdata/layout.py",
         REPO / "scripts/build-release.sh",
     ]
     found = [

@@ -1,29 +1,25 @@
 """Fixtures for the end-to-end suite: one stack per test session, rendered by the program and
 run on this host from its own files (see e2e_harness/ and docs/e2e.md).
 
-Everything here is real: redis-server with TLS only, moto_server as Parameter Store, the
-release installed by app-release, gunicorn / celery worker / celery beat started from their
-unit files. A missing component makes the fixtures fail, never skip.
+Everything here is real: redis-server with TLS only, moto_server as Parameter Store and S3, the
+release downloaded and installed at boot by each machine's own app-release.service, gunicorn /
+celery worker / celery beat started from their unit files. A missing component makes the
+fixtures fail, never skip.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))  # tools.render_stack, userdata.render: the program itself
-
-from e2e_harness.deployment import Deployment  # noqa: E402
-from e2e_harness.redis_server import RedisServer  # noqa: E402
+from e2e_harness.deployment import Deployment
+from e2e_harness.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Deployment]:
-    """Rendered, files laid out, release installed; nothing started yet."""
+    """Rendered, files laid out, the release artifact in S3 and the live release parameter set;
+    nothing installed or started yet."""
     deployment = Deployment.create()
     try:
         yield deployment

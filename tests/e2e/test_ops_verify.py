@@ -21,7 +21,7 @@ import boto3
 import pytest
 import redis
 from e2e_harness.deployment import Deployment, wait_until
-from e2e_harness.machine import Machine, run_as_root
+from e2e_harness.machine import SimulatedMachine, run_as_root
 from e2e_harness.parameter_store import CREDENTIALS
 from e2e_harness.redis_server import PORT
 from e2e_harness.units import SYSTEM_PATH, parse_env_file
@@ -81,7 +81,7 @@ def first_of_role(stack: Deployment, role: str) -> Instance:
     return next(i for i in instances_of(stack) if i.role == role)
 
 
-def record_active_units(machine: Machine, shim_dir: Path) -> None:
+def record_active_units(machine: SimulatedMachine, shim_dir: Path) -> None:
     active = [u for u in machine.units if machine.service(u).type == "oneshot"]
     active += [u for u, process in machine.processes.items() if process.poll() is None]
     (shim_dir / f"active-{machine.hostname}").write_text("".join(f"{u}\n" for u in active))

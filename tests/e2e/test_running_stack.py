@@ -9,6 +9,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 from e2e_harness.deployment import SAMPLE_API_KEY, SAMPLE_GREETING, Deployment, wait_until
+from e2e_harness.machine import run_as_root, run_like
 from e2e_harness.units import parse_env_file
 
 
@@ -22,6 +23,27 @@ def test_secret_fetch_wrote_a_verifying_rediss_url_with_the_token(running: Deplo
         secrets = parse_env_file(machine.host_path("/run/app-secrets/secrets.env").read_text())
         assert url_parts(secrets["CELERY_BROKER_URL"]) == url_parts(running.redis.url(0))
         assert url_parts(secrets["CELERY_RESULT_BACKEND"]) == url_parts(running.redis.url(1))
+
+
+def test_each_machine_booted_the_live_release_through_its_own_unit(running: Deployment) -> None:
+    first, *others = running.machines.values()
+    assert "app-release: downloading s3://" in first.log("app-release.service")
+    assert f"app-release: {running.release} is active" in first.log("app-release.service")
+    for machine in others:  # /srv/app is shared by the run's machines: the rest found it active
+        assert f"{running.release} (the live release) is active" in machine.log("app-release.service")
+
+
+def test_the_release_tree_is_root_owned_and_readable_by_the_app_user(running: Deployment) -> None:
+    # Asked as the app user itself (gunicorn.service's User=): anything it cannot read, or a
+    # directory it cannot enter, is printed; find also fails on a directory it cannot list.
+    cannot = run_like(
+        running.web,
+        "gunicorn.service",
+        ["/usr/bin/find", "/srv/app/", "(", "!", "-readable", "-o", "-type", "d", "!", "-executable", ")", "-print"],
+    )
+    assert (cannot.returncode, cannot.stdout, cannot.stderr) == (0, "", "")
+    not_root = run_as_root(running.web, ["/usr/bin/find", "/srv/app/", "!", "-user", "root", "-print"])
+    assert (not_root.returncode, not_root.stdout) == (0, "")
 
 
 def test_healthz_answers_through_gunicorn_after_pinging_the_broker(running: Deployment) -> None:

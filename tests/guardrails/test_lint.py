@@ -1,4 +1,4 @@
-"""`pytest` fails on lint or type errors: scripts/lint.sh runs here, and each of its tools is shown
+"""The guardrails lane fails on lint or type errors: scripts/lint.sh runs here, and each of its tools is shown
 to reject a known-bad file with the repository's own configuration (so a check cannot pass by
 being disabled or misconfigured)."""
 
@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
-from tools.render_stack import ROOT
+from tests import REPO_ROOT
 
-BIN = ROOT / ".venv" / "bin"
+BIN = REPO_ROOT / ".venv" / "bin"
 
 
-def run(*command: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def run(*command: str | Path, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def test_lint_script_passes() -> None:
-    result = run("bash", ROOT / "scripts" / "lint.sh")
+    result = run("bash", REPO_ROOT / "scripts" / "lint.sh")
     hint = "\nformatting and safe fixes: bash scripts/lint.sh --fix"
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:] + hint
 
@@ -26,29 +27,53 @@ def test_lint_script_passes() -> None:
 def test_ruff_rejects_an_unused_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import os\n")
-    result = run(BIN / "ruff", "check", "--no-fix", "--config", ROOT / "ruff.toml", bad)
+    result = run(BIN / "ruff", "check", "--no-fix", "--config", REPO_ROOT / "pyproject.toml", bad)
     assert result.returncode == 1 and "F401" in result.stdout
 
 
 def test_ruff_format_rejects_unformatted_code(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("x = {'a':1}\n")
-    result = run(BIN / "ruff", "format", "--check", "--config", ROOT / "ruff.toml", bad)
+    result = run(BIN / "ruff", "format", "--check", "--config", REPO_ROOT / "pyproject.toml", bad)
     assert result.returncode == 1
 
 
-def test_mypy_is_strict_on_components(tmp_path: Path) -> None:
-    # A copy of the config and an untyped function in a components/ module of a scratch project.
-    (tmp_path / "components").mkdir()
-    (tmp_path / "components" / "__init__.py").write_text("")
-    (tmp_path / "components" / "loose.py").write_text("def untyped(x):\n    return x\n")
-    shutil.copy(ROOT / "mypy.ini", tmp_path / "mypy.ini")
+PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+# Everything that runs in production or operations (the offline render included).
+PRODUCTION_CODE = {"__main__.py", "settings.py", "components", "userdata", "ops", "policy", "offline_render"}
+
+
+def test_mypy_covers_everything_that_runs_in_production_or_operations() -> None:
+    assert set(PYPROJECT["tool"]["mypy"]["files"]) == PRODUCTION_CODE
+    assert PYPROJECT["tool"]["mypy"]["strict"] is True
+    # The machine scripts are checked one by one (each is a `__main__` to mypy).
+    assert (
+        'for script in userdata/files/*; do\n  check "$bin/mypy" "$script"'
+        in (REPO_ROOT / "scripts/lint.sh").read_text()
+    )
+
+
+def test_mypy_is_strict_on_every_configured_path(tmp_path: Path) -> None:
+    # A scratch project with the repository's pyproject.toml and an untyped function in each path
+    # it lists: every one must be reported, so no path is checked loosely.
+    untyped = "def untyped(x):\n    return x\n"
+    for entry in PRODUCTION_CODE:
+        if entry.endswith(".py"):
+            (tmp_path / entry).write_text(untyped)
+        else:
+            (tmp_path / entry).mkdir()
+            (tmp_path / entry / "__init__.py").write_text("")
+            (tmp_path / entry / "loose.py").write_text(untyped)
+    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     result = run(BIN / "mypy", "--no-incremental", cwd=tmp_path)
-    assert result.returncode == 1 and "no-untyped-def" in result.stdout, result.stdout
+    assert result.returncode == 1, result.stdout
+    reported = {line.split(":", 1)[0] for line in result.stdout.splitlines() if "[no-untyped-def]" in line}
+    expected = {e if e.endswith(".py") else f"{e}/loose.py" for e in PRODUCTION_CODE}
+    assert reported == expected, result.stdout
 
 
 def test_shellcheck_rejects_an_unquoted_variable(tmp_path: Path) -> None:
-    assert shutil.which("shellcheck"), "shellcheck missing: run bash scripts/setup.sh"
+    assert shutil.which("shellcheck"), "shellcheck missing: run bash scripts/setup.sh guardrails"
     bad = tmp_path / "bad.sh"
     bad.write_text("#!/usr/bin/env bash\nrm -rf $1/tmp\n")
     result = run("shellcheck", bad)

@@ -16,22 +16,25 @@ from typing import Any
 
 import grpc
 import pytest
-import rules
 import yaml
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
-from tools.render_stack import ROOT, SECRET_SIG_KEY, RecordedResource, StackRender
+from offline_render.fake_aws import RecordedResource
+from offline_render.program import StackRender
+from offline_render.report import SECRET_SIG_KEY
+from policy import rules
+from tests import REPO_ROOT
 
 MANDATORY = analyzer_pb2.MANDATORY
 
 
 def test_the_pack_runs_from_the_repository_virtualenv() -> None:
-    project = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())
+    project = yaml.safe_load((REPO_ROOT / "policy" / "PulumiPolicy.yaml").read_text())
     assert project["runtime"]["name"] == "python"
-    virtualenv = (ROOT / "policy" / project["runtime"]["options"]["virtualenv"]).resolve()
-    assert virtualenv == (ROOT / ".venv").resolve()
+    virtualenv = (REPO_ROOT / "policy" / project["runtime"]["options"]["virtualenv"]).resolve()
+    assert virtualenv == (REPO_ROOT / ".venv").resolve()
     assert (virtualenv / "bin" / "python").exists()
 
 
@@ -39,8 +42,8 @@ def test_the_pack_runs_from_the_repository_virtualenv() -> None:
 def analyzer() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
     # The CLI's language host runs `<virtualenv>/bin/python <pack directory>` (PulumiPolicy.yaml).
     pack = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "python"), str(ROOT / "policy")],
-        cwd=ROOT,
+        [str(REPO_ROOT / ".venv" / "bin" / "python"), str(REPO_ROOT / "policy")],
+        cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -109,7 +112,7 @@ def test_a_violation_comes_back_mandatory(analyzer: analyzer_pb2_grpc.AnalyzerSt
 def test_a_secret_auth_token_arrives_and_satisfies_the_policy(
     analyzer: analyzer_pb2_grpc.AnalyzerStub, prod: StackRender
 ) -> None:
-    group = resource(prod, "prod-group")
+    group = resource(prod, "prod-redis-group")
     assert SECRET_SIG_KEY in group.inputs["authToken"], "the token travels as a secret"
     assert analyze(analyzer, group.type_, group.name, group.inputs) == []
     without = {k: v for k, v in group.inputs.items() if k != "authToken"}

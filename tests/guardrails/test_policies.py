@@ -1,6 +1,6 @@
 """Every policy against a resource the program builds (passes) and one derived from it (violates).
 
-The passing resources are the prod stack's, recorded by tools.render_stack under Pulumi's mocks:
+The passing resources are the prod stack's, recorded by offline_render under Pulumi's mocks:
 camelCase inputs, numbers as floats, secrets in the engine's wire form. Each violating case is
 one of them with one input changed, so a test fails if a policy reads a field the program never
 sets, or under another name.
@@ -15,13 +15,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-import rules
 import yaml
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from components.fleet import BEAT_TAG
 from components.security import REDIS_PORT
-from tools.render_stack import SECRET_SIG, SECRET_SIG_KEY, StackRender
+from offline_render.program import StackRender
+from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
+from policy import rules
+from userdata.layout import BEAT_TAG
 from userdata.render import decode_user_data
 
 Props = dict[str, Any]
@@ -92,7 +93,7 @@ def test_policy_constants_match_the_program() -> None:
 
 # --- ElastiCache ---------------------------------------------------------------------------------
 
-GROUP = "prod-group"
+GROUP = "prod-redis-group"
 
 
 @pytest.mark.parametrize(
@@ -124,7 +125,7 @@ def test_elasticache_replication_group_of_the_program_passes(prod: StackRender) 
 def test_standalone_cache_cluster_violates_and_member_of_a_group_passes(prod: StackRender) -> None:
     group = inputs_of(prod, GROUP)
     standalone = {"engine": "redis", "nodeType": group["nodeType"], "numCacheNodes": 1.0}
-    member = {"replicationGroupId": "prod-group-abc"}
+    member = {"replicationGroupId": "prod-redis-group-abc"}
     assert rules.elasticache_encrypted_with_auth(rules.CACHE_CLUSTER, standalone)
     assert rules.elasticache_encrypted_with_auth(rules.CACHE_CLUSTER, member) == []
 

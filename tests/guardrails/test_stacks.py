@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import rules
 import yaml
 
-from tools import check_policies
-from tools.check_policies import violations
-from tools.render_stack import ROOT, RecordedResource, StackRender, available_stacks, render_stack
+from offline_render.fake_aws import RecordedResource
+from offline_render.program import StackRender, available_stacks, render_stack
+from policy import offline, rules
+from policy.offline import violations
+from tests import REPO_ROOT
 
 # What staging may change: sizes and counts. Anything else (security, app, schedules) is prod's.
 SIZE_AND_COUNT_KEYS = {
@@ -29,7 +30,7 @@ SIZE_AND_COUNT_KEYS = {
 
 def flat_config(stack: str) -> dict[str, Any]:
     """The stack file's config as dotted paths (`django-stack:redis.replicas`) to leaf values."""
-    config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    config = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -83,7 +84,7 @@ def test_prod_runs_redis_with_a_replica_in_multi_az(prod: StackRender) -> None:
 
 
 def test_offline_check_passes_every_stack(capsys: pytest.CaptureFixture[str]) -> None:
-    assert check_policies.main([]) == 0
+    assert offline.main([]) == 0
     out = capsys.readouterr().out
     assert all(f"stack {stack}: " in out for stack in available_stacks()) and "0 violations" in out
 
@@ -97,6 +98,6 @@ def test_offline_check_fails_on_a_violation(
         return RecordedResource(resource.type_, resource.name, {**resource.inputs, "associatePublicIpAddress": True})
 
     exposed = StackRender(prod.stack, prod.instances, [public(r) for r in prod.resources])
-    monkeypatch.setattr(check_policies, "render_stack", lambda stack: exposed)
-    assert check_policies.main(["--stack", "prod"]) == 1
+    monkeypatch.setattr(offline, "render_stack", lambda stack: exposed)
+    assert offline.main(["--stack", "prod"]) == 1
     assert "prod-web-0: instance-hardened: associatePublicIpAddress" in capsys.readouterr().out

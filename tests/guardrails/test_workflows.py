@@ -19,26 +19,27 @@ from typing import Any
 import pytest
 import yaml
 
-from tools.render_stack import ROOT, available_stacks
+from offline_render.program import available_stacks
+from tests import REPO_ROOT
 
-ACTIONLINT = ROOT / ".venv" / "bin" / "actionlint"
-ZIZMOR = ROOT / ".venv" / "bin" / "zizmor"
-WORKFLOWS = ROOT / ".github" / "workflows"
+ACTIONLINT = REPO_ROOT / ".venv" / "bin" / "actionlint"
+ZIZMOR = REPO_ROOT / ".venv" / "bin" / "zizmor"
+WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 PINNED = re.compile(
     r"uses: (?P<action>[\w.-]+/[\w./-]+)@(?P<sha>[0-9a-f]{40}) # (?P<version>v\d+)\.\d+\.\d+$", re.MULTILINE
 )
 
 
 def actionlint(project: Path) -> subprocess.CompletedProcess[str]:
-    assert ACTIONLINT.exists(), "actionlint missing: run bash scripts/setup.sh"
-    assert shutil.which("shellcheck"), "shellcheck missing: run bash scripts/setup.sh"
+    assert ACTIONLINT.exists(), "actionlint missing: run bash scripts/setup.sh guardrails"
+    assert shutil.which("shellcheck"), "shellcheck missing: run bash scripts/setup.sh guardrails"
     return subprocess.run(
         [str(ACTIONLINT), "-no-color", "-oneline"], cwd=project, capture_output=True, text=True, timeout=120
     )
 
 
 def zizmor(project: Path) -> subprocess.CompletedProcess[str]:
-    assert ZIZMOR.exists(), "zizmor missing: run bash scripts/setup.sh"
+    assert ZIZMOR.exists(), "zizmor missing: run bash scripts/setup.sh guardrails"
     return subprocess.run(
         [str(ZIZMOR), "--offline", "--no-progress", "--format", "plain", ".github/"],
         cwd=project,
@@ -50,7 +51,7 @@ def zizmor(project: Path) -> subprocess.CompletedProcess[str]:
 
 def copy_of_github_dir(tmp_path: Path, edit: Callable[[str], str] = lambda text: text) -> Path:
     """A project holding a copy of .github/ with `edit` applied to each workflow and action file."""
-    shutil.copytree(ROOT / ".github", tmp_path / ".github")
+    shutil.copytree(REPO_ROOT / ".github", tmp_path / ".github")
     for path in (tmp_path / ".github").rglob("*.yml"):
         path.write_text(edit(path.read_text()))
     # actionlint finds the project (local actions, called workflows) by its git repository.
@@ -76,12 +77,12 @@ def step_using(job: dict[str, Any], action: str) -> dict[str, Any]:
 
 
 def test_every_workflow_passes_actionlint() -> None:
-    result = actionlint(ROOT)
+    result = actionlint(REPO_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_remote_actions_are_pinned_to_a_commit_with_its_version() -> None:
-    for path in sorted((ROOT / ".github").rglob("*.yml")):
+    for path in sorted((REPO_ROOT / ".github").rglob("*.yml")):
         for line in path.read_text().splitlines():
             used = line.strip().removeprefix("- ")
             if used.startswith("uses:") and not used.startswith("uses: ./"):
@@ -129,7 +130,7 @@ def test_a_broken_workflow_fails_actionlint(tmp_path: Path, breakage: str) -> No
 
 
 def test_every_workflow_passes_zizmor() -> None:
-    result = zizmor(ROOT)
+    result = zizmor(REPO_ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -161,7 +162,7 @@ def test_preview_matrix_lists_every_stack_file(tmp_path: Path) -> None:
     script = next(step["run"] for step in job["steps"] if step.get("id") == "list")
     output = tmp_path / "github-output"
     env = {**os.environ, "GITHUB_OUTPUT": str(output)}
-    subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=ROOT, env=env, check=True, timeout=30)
+    subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=REPO_ROOT, env=env, check=True, timeout=30)
     names = yaml.safe_load(output.read_text().removeprefix("names="))
     assert names == available_stacks()
     assert {"prod", "staging"} <= set(names)
@@ -195,7 +196,20 @@ def test_aws_credentials_come_from_oidc_only() -> None:
         for job_name, job in workflow(name)["jobs"].items():
             if "steps" in job and any(step.get("uses") == "./.github/actions/pulumi-setup" for step in job["steps"]):
                 assert job["permissions"]["id-token"] == "write", f"{name}: {job_name}"
-    setup = (ROOT / ".github" / "actions" / "pulumi-setup" / "action.yml").read_text()
+    setup = (REPO_ROOT / ".github" / "actions" / "pulumi-setup" / "action.yml").read_text()
     assert "role-to-assume: ${{ inputs.role-to-assume }}" in setup
-    for path in (ROOT / ".github").rglob("*.yml"):
+    for path in (REPO_ROOT / ".github").rglob("*.yml"):
         assert "aws-access-key-id" not in path.read_text() and "AWS_SECRET_ACCESS_KEY" not in path.read_text()
+
+
+def test_each_lane_is_a_parallel_job_in_debian_12() -> None:
+    job = workflow("tests.yml")["jobs"]["lane"]
+    assert job["container"]["image"] == "debian:12"
+    assert job["strategy"]["fail-fast"] is False
+    options = {entry["lane"]: entry["container-options"] for entry in job["strategy"]["matrix"]["include"]}
+    assert set(options) == {"unit", "e2e", "vm", "guardrails"}
+    # Only the lanes that mount (the e2e harness's namespaces, debootstrap) and use /dev/kvm are privileged.
+    assert {lane for lane, opts in options.items() if "--privileged" in opts} == {"e2e", "vm"}
+    (run,) = [step for step in job["steps"] if "test.sh" in step.get("run", "")]
+    assert run["run"] == 'CI=true bash scripts/test.sh "$LANE"'
+    assert run["env"]["LANE"] == "${{ matrix.lane }}"

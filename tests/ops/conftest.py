@@ -4,6 +4,8 @@ tags the Pulumi program renders, and an SSM client wrapper for what moto does no
 
 from __future__ import annotations
 
+import functools
+import os
 import socket
 import subprocess
 import sys
@@ -15,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.loaders
 import pytest
 
-from tools.render_stack import StackRender
+from offline_render.program import StackRender
 
 MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 REGION = "eu-west-1"
@@ -31,11 +34,25 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_service_model_loader() -> Iterator[None]:
+    """The tool makes a boto3 session per command, as on an operator's machine; each would parse
+    EC2's and SSM's service models (megabytes of JSON) again. One loader serves them all here:
+    what AWS's SDK reads from its own data files, not a path of ours."""
+    loader = botocore.loaders.create_loader()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("botocore.session.create_loader", lambda *args, **kwargs: loader)
+        yield
+
+
 @pytest.fixture(scope="session")
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
-    server = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    # Without its catalogue of public AMIs, moto's EC2 starts in milliseconds after each reset
+    # instead of a quarter second; the instances launch from an id it does not know anyway.
+    env = {**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
+    server = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -48,7 +65,9 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 raise RuntimeError(f"moto_server did not start on {url} (log: {log.name})") from None
             time.sleep(0.2)
     yield url
-    server.terminate()
+    # Nothing in it outlives the session; a graceful stop waits for open client connections and
+    # took over 10 s on a loaded machine.
+    server.kill()
     server.wait(timeout=10)
     log.close()
 
@@ -76,8 +95,14 @@ def program_tags(prod: StackRender) -> list[dict[str, str]]:
     return [instance.tags for instance in prod.instances]
 
 
+@functools.cache
+def ec2_client(endpoint: str) -> Any:
+    """One client per moto server: building a client costs more than the call it makes."""
+    return boto3.client("ec2", endpoint_url=endpoint)
+
+
 def launch(tags: dict[str, str], state: str = "running") -> str:
-    ec2 = boto3.client("ec2")
+    ec2 = ec2_client(os.environ["AWS_ENDPOINT_URL"])
     instance = ec2.run_instances(
         ImageId=IMAGE,
         MinCount=1,
@@ -92,9 +117,18 @@ def launch(tags: dict[str, str], state: str = "running") -> str:
     return instance
 
 
+@pytest.fixture(scope="session")
+def release_parameter(prod: StackRender) -> str:
+    """The live release parameter's name, as the program exports it (`releaseParameter`)."""
+    (parameter,) = [r.inputs for r in prod.of_type("aws:ssm/parameter:Parameter") if r.inputs["type"] == "String"]
+    return str(parameter["name"])
+
+
 @pytest.fixture()
-def stack(aws: str, program_tags: list[dict[str, str]]) -> dict[str, str]:
-    """prod as the program tags it, launched in moto: Name tag -> instance id."""
+def stack(aws: str, program_tags: list[dict[str, str]], release_parameter: str) -> dict[str, str]:
+    """prod as the program creates it, in moto: the instances (Name tag -> instance id) and the
+    live release parameter, seeded with the release every instance runs (FakeInstances' r1)."""
+    boto3.client("ssm").put_parameter(Name=release_parameter, Value="r1", Type="String")
     return {tags["Name"]: launch(tags) for tags in program_tags}
 
 

@@ -29,7 +29,7 @@ def stop_timeouts(role: str) -> str:
     settings = load_settings(prod_config_values(), stack="prod", region="eu-west-1")
     if role == "web":
         return f"{GUNICORN_UNIT} {settings.web.gunicorn_timeout + GUNICORN_GRACE_SECONDS}\n"
-    return "".join(f"{worker_unit(q)} {settings.worker.stop_timeout(q)}\n" for q in settings.worker.queues)
+    return "".join(f"{worker_unit(q.name)} {settings.worker.stop_timeout(q)}\n" for q in settings.worker.queues)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from ops.live_release import default_parameter
 from ops.rollout import RESTART_MARGIN_SECONDS
 from ops.scripts import install_release_script, stop_timeouts_script, switch_release_script
 from ops.state import RolloutRecord, StateStore
@@ -37,18 +38,17 @@ def named(stack: dict[str, str], run: Run) -> list[tuple[str, str]]:
 
 
 def expected_sequence(release: str) -> list[tuple[str, str]]:
-    reads = [
-        (name, purpose)
-        for purpose in ("read current release", "read stop timeouts")
-        for name in (WEB0, WEB1, WORKER1, BEAT)
-    ]
+    reads = [(name, "read current release") for name in (WEB0, WEB1, WORKER1, BEAT)]
+    stop_timeouts = [(name, "read stop timeouts") for name in (WEB0, WEB1, WORKER1, BEAT)]
     switch = [
         step
         for name, role in ((WORKER1, "worker"), (BEAT, "worker"), (WEB0, "web"), (WEB1, "web"))
         for step in ((name, f"install {release}"), (name, f"activate {release}"), (name, f"verify {role}"))
     ]
     verify_all = [(WEB0, "verify web"), (WEB1, "verify web"), (WORKER1, "verify worker"), (BEAT, "verify worker")]
-    return [*reads, (BEAT, "beat pause"), (WORKER1, "tasks in flight"), *switch, *verify_all, (BEAT, "beat resume")]
+    pause, drain, resume = (BEAT, "beat pause"), (WORKER1, "tasks in flight"), (BEAT, "beat resume")
+    # reads again at the end: the confirmation
+    return [*reads, *stop_timeouts, pause, drain, *switch, *verify_all, *reads, resume]
 
 
 def test_deploy_runs_the_runbook_in_order(stack, ssm_client, capsys, tmp_path) -> None:
@@ -317,7 +317,7 @@ def test_a_stop_timeout_beyond_ssms_maximum_stops_before_beat_is_paused(stack, s
             "previous 'r1; rm -rf ~' is not a release name",
         ),
         (b'{"target": "r2", "previous": 7, "complete": true}', "previous 7 is not a release name"),
-        (b'["r2", "r1"]', "expected an object with target, previous and complete"),
+        (b'["r2", "r1"]', "expected an object with release, previous and complete"),
     ],
 )
 def test_a_state_file_the_tool_did_not_write_is_one_line_and_nothing_is_sent(
@@ -332,3 +332,76 @@ def test_a_state_file_the_tool_did_not_write_is_one_line_and_nothing_is_sent(
     )
     assert detail in run.err
     assert run.ssm.sent == []
+
+
+def test_a_state_file_written_before_the_release_field_was_renamed_still_reads(tmp_path) -> None:
+    # Operators' machines keep state files from earlier versions: {"target": ...} is the release.
+    (tmp_path / "prod.json").write_text('{"target": "r2", "previous": "r1", "complete": true}\n')
+    assert StateStore(tmp_path, "prod").load() == RolloutRecord("r2", "r1", complete=True)
+
+
+# --- the live release parameter -------------------------------------------------------------
+
+
+def live_value(ssm_client, release_parameter: str) -> str:
+    return ssm_client.get_parameter(Name=release_parameter)["Parameter"]["Value"]
+
+
+def test_the_tools_default_parameter_is_the_one_the_program_creates(release_parameter) -> None:
+    assert default_parameter("prod") == release_parameter
+
+
+def test_deploy_and_rollback_record_the_live_release_after_verify(
+    stack, ssm_client, capsys, tmp_path, release_parameter
+) -> None:
+    answers = fake(stack)
+    run = deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2")
+    assert run.code == 0, run.err
+    assert live_value(ssm_client, release_parameter) == "r2"
+    assert f"  live release ({release_parameter}): r1" in run.out  # read before anything changed
+    assert f"live release ({release_parameter}): r2; new instances boot it" in run.out
+    described = ssm_client.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [release_parameter]}])[
+        "Parameters"
+    ]
+    assert [p["Type"] for p in described] == ["String"]
+    assert deploy(stack, ssm_client, capsys, tmp_path, answers, command="rollback").code == 0
+    assert live_value(ssm_client, release_parameter) == "r1"
+
+
+def test_a_failed_deploy_leaves_the_live_release_alone(stack, ssm_client, capsys, tmp_path, release_parameter) -> None:
+    answers = fake(
+        stack, failures={("verify web", stack[WEB1]): ("Failed", 1, check_lines("web", {"healthcheck": "x"}), "")}
+    )
+    assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 1
+    assert live_value(ssm_client, release_parameter) == "r1"
+
+
+def test_an_instance_that_fell_back_is_not_recorded_as_switched(
+    stack, ssm_client, capsys, tmp_path, release_parameter
+) -> None:
+    class RebootedMidRollout(FakeInstances):
+        """WORKER1 reboots after its switch and boots the live release, still r1."""
+
+        def __call__(self, instance: str, purpose: str, script: str):
+            answer = super().__call__(instance, purpose, script)
+            if purpose == "verify web" and instance == stack[WEB1]:
+                self.releases[stack[WORKER1]] = "r1"
+            return answer
+
+    answers = RebootedMidRollout({iid: "web" if "-web-" in name else "worker" for name, iid in stack.items()})
+    run = deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2")
+    assert run.code == 1
+    assert f"STOPPED at step 'confirm releases': not on r2: {stack[WORKER1]} ({WORKER1})" in run.err
+    assert live_value(ssm_client, release_parameter) == "r1"
+
+
+def test_a_parameter_that_is_not_a_release_name_stops_the_deploy_before_anything_changes(
+    stack, ssm_client, capsys, tmp_path, release_parameter
+) -> None:
+    ssm_client.put_parameter(Name=release_parameter, Value="../etc", Type="String", Overwrite=True)
+    run = deploy(stack, ssm_client, capsys, tmp_path, fake(stack), "--release", "r2")
+    assert run.code == 1
+    assert (
+        f"STOPPED at step 'read releases': {release_parameter} holds '../etc', which is not a release name" in run.err
+    )
+    assert (stack[BEAT], "beat pause") not in run.purposes()

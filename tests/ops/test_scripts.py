@@ -61,7 +61,7 @@ def test_script_never_carries_or_prints_a_secret(name: str) -> None:
 
 def test_verify_reads_the_secret_env_file_only_on_the_instance() -> None:
     script = ALL_SCRIPTS["verify web"]
-    assert ". /etc/app/app.env\n  . /run/app-secrets/secrets.env\n" in script
+    assert ". /etc/app/app.env\n  . /srv/app/current/version.env\n  . /run/app-secrets/secrets.env\n" in script
     assert "REDISCLI_AUTH=${auth#:}\n  export REDISCLI_AUTH\n" in script
 
 

@@ -5,17 +5,12 @@ the same console)."""
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts/vm"))
-
-import boot as harness  # noqa: E402
-import image as vm_image  # noqa: E402
+from scripts.vm import boot as harness
+from scripts.vm import image as vm_image
 
 # The worker without Beat also runs the kill -9 and warm-shutdown scenario (one boot per role).
 SCENARIO = {"worker": "restart"}

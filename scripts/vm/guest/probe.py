@@ -5,6 +5,9 @@ Lines look like `VMTEST <key> <json>`; tests/vm reads them from the console file
 observes and exercises what the program installed; every judgement is made by the tests.
 Scenario (kernel command line `vmtest.scenario=`): `restart` adds the kill -9 / redelivery and the
 warm-shutdown checks on the default queue's worker.
+
+Paths, units and names come from the machine contract: the image installs userdata/layout.py
+beside this file (as userdata/layout.py), so the import is the same here and in the guest.
 """
 
 import json
@@ -19,21 +22,22 @@ from urllib.request import Request, urlopen
 
 import yaml
 
+from userdata import layout
+
 CONSOLE = "/dev/ttyS0"
 USER_DATA = Path("/var/lib/cloud/instance/user-data.txt")
-SECRETS_ENV = Path("/run/app-secrets/secrets.env")
-APP_ENV_FILES = ("/etc/app/app.env", str(SECRETS_ENV))
-APP_SRC = "/srv/app/current/src"
-APP_PYTHON = "/srv/app/current/venv/bin/python"
+SECRETS_ENV = Path(layout.SECRETS_ENV)
+APP_ENV_FILES = (layout.APP_ENV, layout.SECRETS_ENV)
+APP_PYTHON = f"{layout.APP_BIN}/python"
 APP_SIDE = "/usr/local/lib/vm-test/app_side.py"
-WORKER_UNIT = "celery-worker-default.service"
+# The queues of the stack the VM tests boot (the prod stack's).
+WORKER_UNIT = layout.worker_unit("default")
 KNOWN_UNITS = (
-    "app-secrets.service",
-    "app-release.service",
-    "gunicorn.service",
-    "celery-worker-default.service",
-    "celery-worker-long.service",
-    "celery-beat.service",
+    *layout.ONESHOT_UNITS,
+    layout.GUNICORN_UNIT,
+    WORKER_UNIT,
+    layout.worker_unit("long"),
+    layout.BEAT_UNIT,
 )
 LEDGER_DB = 2
 TASK_SECONDS = 8.0
@@ -132,7 +136,14 @@ def ledger_count(kind: str, key: str) -> int:
 
 def app_side(*args: str) -> dict[str, object]:
     """Runs app_side.py as the app user with the units' own environment files."""
-    properties = ["-p", "User=app", "-p", "Group=app", "-p", f"WorkingDirectory={APP_SRC}"]
+    properties = [
+        "-p",
+        f"User={layout.USER}",
+        "-p",
+        f"Group={layout.GROUP}",
+        "-p",
+        f"WorkingDirectory={layout.APP_SRC}",
+    ]
     for env_file in APP_ENV_FILES:
         properties += ["-p", f"EnvironmentFile={env_file}"]
     result = run(
@@ -178,7 +189,7 @@ def check_redis() -> None:
 
 
 def check_web() -> None:
-    app_env = dict(line.split("=", 1) for line in Path("/etc/app/app.env").read_text().splitlines() if "=" in line)
+    app_env = dict(line.split("=", 1) for line in Path(layout.APP_ENV).read_text().splitlines() if "=" in line)
     host = app_env["DJANGO_ALLOWED_HOSTS"].strip("'").split(",")[0]
     health = http("GET", "/healthz", host)
     enqueued = http("POST", "/tasks/healthcheck", host)
@@ -280,11 +291,11 @@ def probe() -> None:
     check_cloud_init()
     check_units(units)
     check_redis()
-    if "gunicorn.service" in units:
+    if layout.GUNICORN_UNIT in units:
         check_web()
     if WORKER_UNIT in units:
         check_roundtrip()
-    if "celery-beat.service" in units:
+    if layout.BEAT_UNIT in units:
         check_beat()
     if scenario == "restart":
         check_restart()

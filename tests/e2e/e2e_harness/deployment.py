@@ -17,16 +17,17 @@ from pathlib import Path
 
 import redis
 
-from e2e_harness.machine import Machine, Site, run_as_root, run_like
+from e2e_harness.machine import SimulatedMachine, Site, run_like
 from e2e_harness.parameter_store import ParameterStore, free_port
 from e2e_harness.pki import issue_server_cert, make_ca
 from e2e_harness.redis_server import RedisServer
 from e2e_harness.units import parse_env_file
+from userdata import layout
 
 REPO = Path(__file__).resolve().parents[3]
 LEDGER_DB = 2  # sample_app/myapp/ledger.py
-CELERY = "/srv/app/current/venv/bin/celery"
-PYTHON = "/srv/app/current/venv/bin/python"
+CELERY = f"{layout.APP_BIN}/celery"
+PYTHON = f"{layout.APP_BIN}/python"
 
 # Short limits so faults resolve in seconds: a killed worker's task is redelivered once the
 # visibility timeout (above every hard limit, as the program requires) has passed.
@@ -60,6 +61,12 @@ def make_base() -> Path:
     return base
 
 
+def seeded_live_release(render, parameter: str) -> str:
+    """The value the program gives the live release parameter when it creates it (app.release)."""
+    (inputs,) = [r.inputs for r in render.of_type("aws:ssm/parameter:Parameter") if r.inputs["name"] == parameter]
+    return str(inputs["insecureValue"])
+
+
 def build_release(release: str, out_dir: Path) -> Path:
     subprocess.run(
         ["bash", str(REPO / "scripts/build-release.sh"), release, str(out_dir)],
@@ -76,7 +83,7 @@ class Deployment:
     redis: RedisServer
     store: ParameterStore
     site: Site
-    machines: dict[str, Machine]
+    machines: dict[str, SimulatedMachine]
     overrides: dict
     pki_dir: Path
     render: object = None
@@ -96,7 +103,7 @@ class Deployment:
         visibility_timeout: int = 12,
         plain_port: int | None = None,
     ) -> Deployment:
-        from tools.render_stack import render_stack
+        from offline_render.program import render_stack
         from userdata.render import enabled_units, written_files
 
         base = make_base()
@@ -125,8 +132,9 @@ class Deployment:
         }
         render = render_stack("prod", overrides=overrides, redis_endpoint=host)
         sample = {f.path: f.content for f in written_files(render.instances[0].user_data)}
-        source_env = parse_env_file(sample["/etc/app/secrets-source.env"])
-        release = parse_env_file(sample["/etc/app/release.env"])["APP_RELEASE"]
+        source_env = parse_env_file(sample[layout.SECRETS_SOURCE_ENV])
+        release_env = parse_env_file(sample[layout.RELEASE_ENV])
+        release = seeded_live_release(render, release_env["RELEASE_PARAMETER"])
         store = ParameterStore(source_env["AWS_REGION"], base / "moto.log")
         try:
             redis_server.start()
@@ -134,33 +142,31 @@ class Deployment:
             store.put_secret(source_env["AUTH_TOKEN_PARAMETER"], token)
             store.put_secret(source_env["DJANGO_SECRET_KEY_PARAMETER"], secrets.token_urlsafe(50))
             store.put_secret(SAMPLE_API_KEY_PARAMETER, SAMPLE_API_KEY)
+            # What exists before the first instance boots: the live release parameter as the
+            # program creates it, and the artifact the README has the operator build and upload.
+            # The machines install it themselves, through app-release.service (see boot()).
+            store.put_release(release_env["RELEASE_PARAMETER"], release)
+            artifact = build_release(release, base / "artifacts")
+            store.upload_artifact(
+                release_env["ARTIFACT_BUCKET"], f"{release_env['ARTIFACT_PREFIX']}{release}.tar.gz", artifact
+            )
             site = Site.create(base / "site", store.instance_environment())
             machines = {
-                instance.tags["Name"]: Machine(
-                    site, instance.tags["Name"], written_files(instance.user_data), enabled_units(instance.user_data)
+                instance.tags[layout.NAME_TAG]: SimulatedMachine(
+                    site,
+                    instance.tags[layout.NAME_TAG],
+                    written_files(instance.user_data),
+                    enabled_units(instance.user_data),
                 )
                 for instance in render.instances
             }
             deployment = cls(base, redis_server, store, site, machines, overrides, pki_dir, render, web_port, release)
-            deployment.install_release(release)
         except BaseException:
             redis_server.stop()
             store.stop()
             shutil.rmtree(base, ignore_errors=True)
             raise
         return deployment
-
-    def install_release(self, release: str) -> None:
-        """The release artifact built by scripts/build-release.sh, installed by the program's own
-        app-release (as an AMI bake would), so app-release.service's `ensure` finds it."""
-        artifact = build_release(release, self.base / "artifacts")
-        self.base.joinpath("artifacts").chmod(0o755)
-        first = next(iter(self.machines.values()))
-        result = run_as_root(
-            first, ["/usr/bin/python3", "/usr/local/sbin/app-release", "install", release, "--artifact", str(artifact)]
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"app-release install failed:\n{result.stdout}\n{result.stderr}")
 
     def start_rogue(self) -> RedisServer:
         ca = make_ca(self.pki_dir, "rogue")
@@ -188,49 +194,57 @@ class Deployment:
 
     # --- looking at it ----------------------------------------------------------------------------
 
-    def by_role(self, role: str) -> list[Machine]:
-        names = [i.tags["Name"] for i in self.render.instances if i.tags["Role"] == role]
+    def by_role(self, role: str) -> list[SimulatedMachine]:
+        names = [i.tags[layout.NAME_TAG] for i in self.render.instances if i.tags[layout.ROLE_TAG] == role]
         return [self.machines[name] for name in names]
 
     @property
-    def web(self) -> Machine:
+    def web(self) -> SimulatedMachine:
         return self.by_role("web")[0]
 
     @property
-    def operator(self) -> Machine:
+    def operator(self) -> SimulatedMachine:
         """Where one-off commands run: the web machine, or a worker in a stack without web."""
         return (self.by_role("web") or self.by_role("worker"))[0]
 
     @property
-    def beat_machine(self) -> Machine:
-        (name,) = [i.tags["Name"] for i in self.render.instances if i.tags.get("celery-beat") == "true"]
+    def beat_machine(self) -> SimulatedMachine:
+        (name,) = [
+            i.tags[layout.NAME_TAG]
+            for i in self.render.instances
+            if i.tags.get(layout.BEAT_TAG) == layout.BEAT_TAG_VALUE
+        ]
         return self.machines[name]
 
     def worker_names(self) -> set[str]:
         """Celery node names the worker units declare (--hostname QUEUE@%H)."""
         return {
-            f"{unit.removeprefix('celery-worker-').removesuffix('.service')}@{m.hostname}"
-            for m in self.by_role("worker")
-            for unit in m.units
-            if unit.startswith("celery-worker-")
+            f"{queue}@{m.hostname}"
+            for m in self.by_role(layout.WORKER_ROLE)
+            for queue in map(layout.queue_of_worker_unit, m.units)
+            if queue is not None
         }
 
     def ledger(self) -> redis.Redis:
         return self.redis.client(LEDGER_DB)
 
     def celery(
-        self, machine: Machine, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 120
+        self, machine: SimulatedMachine, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess:
-        unit = next(u for u in machine.units if u.startswith("celery-") or u == "gunicorn.service")
+        unit = next(u for u in machine.units if layout.is_app_unit(u))
         return run_like(machine, unit, [CELERY, "--app", "proj", *args], extra_env, timeout)
 
     def django(
-        self, code: str, extra_env: dict[str, str] | None = None, timeout: float = 120, machine: Machine | None = None
+        self,
+        code: str,
+        extra_env: dict[str, str] | None = None,
+        timeout: float = 120,
+        machine: SimulatedMachine | None = None,
     ) -> subprocess.CompletedProcess:
         """`manage.py shell -c CODE` with the environment of the machine's first app unit (the
         web machine's gunicorn unless another machine is given)."""
         machine = machine or self.operator
-        unit = next(u for u in machine.units if u.startswith("celery-worker-") or u == "gunicorn.service")
+        unit = next(u for u in machine.units if layout.is_app_unit(u) and u != layout.BEAT_UNIT)
         return run_like(machine, unit, [PYTHON, "manage.py", "shell", "-c", code], extra_env, timeout)
 
     def ping_workers(self, timeout: float = 10) -> set[str]:

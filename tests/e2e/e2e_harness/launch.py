@@ -4,9 +4,10 @@
 
 SPEC: {"hostname", "scratch", "binds": [[source, target], ...], "uid", "gid", "cwd", "umask",
 "argv", "env"}.
-Each bind puts a directory of this test run over a production path (/srv/app, /etc/app, ...);
-a target missing on the host is created inside an overlay of its nearest existing parent, so
-the host's own directories are never written. Then it drops to the unit's user and execs.
+Each bind puts a directory of this test run over a production path (the machine contract's
+directories, userdata/layout.py); a target missing on the host is created inside an overlay of
+its nearest existing parent, so the host's own directories are never written. Then it drops
+to the unit's user and execs.
 """
 
 import json

@@ -2,11 +2,11 @@
 of the test run, and each of its units run as systemd would run it (see units.py, launch.py).
 
 Production paths are bind-mounted per process (`unshare --mount`), so every unit runs with the
-exact paths its file names:
-  /srv/app             shared by all machines of a run (one release install)
-  /etc/app, /run/app-secrets, /run/gunicorn, /var/lib/celery-beat, /usr/local/sbin,
-  /etc/systemd/system
-                       per machine
+exact paths its file names (userdata/layout.py):
+  APP_ROOT                  shared by all machines of a run: the first machine's
+                            app-release.service installs the live release, the others
+                            find it active
+  PER_MACHINE_DIRS          per machine (the unit directory among them)
   /etc/passwd, /etc/group   the host's plus the `app` system user cloud-init would create
 What is not emulated: the units' sandboxing directives (ProtectSystem=, SystemCallFilter=, ...),
 which `systemd-analyze security` checks statically, and Restart= (the tests restart on purpose).
@@ -24,19 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from e2e_harness.units import SYSTEM_PATH, Command, Service, parse_command, parse_env_file, read_service
+from userdata.layout import APP_ROOT, PER_MACHINE_DIRS, UNIT_DIR, USER
 
 LAUNCHER = Path(__file__).with_name("launch.py")
-APP_USER = "app"
+APP_USER = USER
 APP_UID = APP_GID = 64123
-# Production directory -> name of its stand-in under the machine's directory.
-MACHINE_DIRS = {
-    "/etc/app": "etc-app",
-    "/run/app-secrets": "run-app-secrets",
-    "/run/gunicorn": "run-gunicorn",
-    "/var/lib/celery-beat": "var-lib-celery-beat",
-    "/usr/local/sbin": "usr-local-sbin",
-    "/etc/systemd/system": "units",  # so `systemd-analyze verify` sees this machine's units only
-}
+# Production directory -> name of its stand-in under the machine's directory (/a/b -> a-b).
+# The unit directory is one of them, so `systemd-analyze verify` sees this machine's units only.
+MACHINE_DIRS = {path: path.strip("/").replace("/", "-") for path in PER_MACHINE_DIRS}
 
 
 @dataclass(frozen=True)
@@ -44,7 +39,7 @@ class Site:
     """What the machines of one test run share."""
 
     base: Path  # world-traversable: the app user must reach the CA file and the release
-    srv_app: Path  # stands in for /srv/app
+    srv_app: Path  # stands in for APP_ROOT
     passwd: Path
     group: Path
     # What an EC2 instance's metadata service would provide (credentials, the SSM endpoint):
@@ -55,8 +50,11 @@ class Site:
     def create(cls, base: Path, instance_environment: dict[str, str]) -> Site:
         base.mkdir(parents=True, exist_ok=True)
         base.chmod(0o755)
+        # Not there on a fresh instance: app-release.service creates it, as root under the unit's
+        # UMask=0027. Started 0750 (what that umask leaves), so the unit must set its mode itself.
         srv_app = base / "srv-app"
         srv_app.mkdir(exist_ok=True)
+        srv_app.chmod(0o750)
         passwd, group = base / "passwd", base / "group"
         passwd.write_text(
             Path("/etc/passwd").read_text() + f"{APP_USER}:x:{APP_UID}:{APP_GID}::/nonexistent:/usr/sbin/nologin\n"
@@ -76,7 +74,7 @@ def _id(name: str | None) -> int:
 
 
 @dataclass
-class Machine:
+class SimulatedMachine:
     site: Site
     hostname: str
     files: list  # userdata.render.WrittenFile, as read back from the user-data
@@ -98,8 +96,8 @@ class Machine:
 
     def host_path(self, machine_path: str) -> Path:
         """Where a production path of this machine lives in the test run."""
-        if machine_path == "/srv/app" or machine_path.startswith("/srv/app/"):
-            return self.site.srv_app / machine_path.removeprefix("/srv/app").lstrip("/")
+        if machine_path == APP_ROOT or machine_path.startswith(APP_ROOT + "/"):
+            return self.site.srv_app / machine_path.removeprefix(APP_ROOT).lstrip("/")
         for prod, name in MACHINE_DIRS.items():
             if machine_path == prod or machine_path.startswith(prod + "/"):
                 return self.root / name / machine_path.removeprefix(prod).lstrip("/")
@@ -114,13 +112,13 @@ class Machine:
         path.chmod(int(file.permissions, 8))
 
     def unit_text(self, unit: str) -> str:
-        return (self.root / "units" / unit).read_text()
+        return self.host_path(f"{UNIT_DIR}/{unit}").read_text()
 
     def service(self, unit: str) -> Service:
         return read_service(unit, self.unit_text(unit), self.hostname)
 
     def binds(self) -> list[tuple[str, str]]:
-        pairs = [(str(self.site.srv_app), "/srv/app")]
+        pairs = [(str(self.site.srv_app), APP_ROOT)]
         pairs += [(str(self.root / name), prod) for prod, name in MACHINE_DIRS.items()]
         return pairs + [(str(self.site.passwd), "/etc/passwd"), (str(self.site.group), "/etc/group")]
 
@@ -291,7 +289,7 @@ def _killpg(pgid: int, sig: int) -> None:
 
 
 def run_like(
-    machine: Machine, unit: str, argv: list[str], extra_env: dict[str, str] | None = None, timeout: float = 120
+    machine: SimulatedMachine, unit: str, argv: list[str], extra_env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess:
     """Runs a one-off command the way an operator would next to a unit: its user, directory and
     environment files (the guide's `set -a; . env; celery inspect ping`)."""
@@ -299,14 +297,14 @@ def run_like(
     return _run_once(machine, service, argv, machine.environment(service) | (extra_env or {}), timeout)
 
 
-def run_as_root(machine: Machine, argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+def run_as_root(machine: SimulatedMachine, argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
     """A root command on the machine (what cloud-init or an operator with sudo runs)."""
     service = Service("root-command", {"WorkingDirectory": ["/"]})
     return _run_once(machine, service, argv, {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}, timeout)
 
 
 def _run_once(
-    machine: Machine, service: Service, argv: list[str], env: dict[str, str], timeout: float
+    machine: SimulatedMachine, service: Service, argv: list[str], env: dict[str, str], timeout: float
 ) -> subprocess.CompletedProcess:
     """One command in its own mount and UTS namespace, with the machine's paths mounted."""
     spec = machine._spec(service, Command(tuple(argv)), env, int(time.monotonic() * 1000))

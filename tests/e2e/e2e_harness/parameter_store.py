@@ -1,4 +1,5 @@
-"""The Parameter Store stand-in: a moto server on loopback holding the stack's SecureStrings."""
+"""The AWS endpoints an instance talks to, stood in by one moto server on loopback: Parameter
+Store (the stack's SecureStrings and its live release parameter) and S3 (the release artifacts)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ class ParameterStore:
         return f"http://127.0.0.1:{self.port}"
 
     def instance_environment(self) -> dict[str, str]:
-        """What an instance's role and endpoint configuration would give app-fetch-secrets."""
-        return {**CREDENTIALS, "AWS_ENDPOINT_URL_SSM": self.endpoint}
+        """What an instance's role and endpoint configuration would give app-fetch-secrets and
+        app-release."""
+        return {**CREDENTIALS, "AWS_ENDPOINT_URL_SSM": self.endpoint, "AWS_ENDPOINT_URL_S3": self.endpoint}
 
     def start(self) -> None:
         moto = Path(sys.executable).with_name("moto_server")
@@ -59,12 +61,25 @@ class ParameterStore:
             self.process.terminate()
             self.process.wait(timeout=10)
 
-    def put_secret(self, name: str, value: str) -> None:
-        client = boto3.client(
-            "ssm",
+    def client(self, service: str):
+        return boto3.client(
+            service,
             region_name=self.region,
             endpoint_url=self.endpoint,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
-        client.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+
+    def put_secret(self, name: str, value: str) -> None:
+        self.client("ssm").put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+
+    def put_release(self, name: str, release: str) -> None:
+        """The live release parameter, as the program creates it and the ops tool records it."""
+        self.client("ssm").put_parameter(Name=name, Value=release, Type="String", Overwrite=True)
+
+    def upload_artifact(self, bucket: str, key: str, artifact: Path) -> None:
+        """The operator's `aws s3 cp` of scripts/build-release.sh's output."""
+        s3 = self.client("s3")
+        if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": self.region})
+        s3.upload_file(str(artifact), bucket, key)

@@ -1,7 +1,7 @@
 """The policy pack, offline: render stacks under the mocks and judge every resource.
 
-    python -m tools.check_policies                 # every Pulumi.<stack>.yaml
-    python -m tools.check_policies --stack staging
+    python -m policy.offline                 # every Pulumi.<stack>.yaml
+    python -m policy.offline --stack staging
 
 The same policy functions `pulumi preview --policy-pack policy` runs, applied to what the program
 would ask AWS for, without an AWS account or a Pulumi backend. Exit 1 when any policy is violated.
@@ -14,11 +14,8 @@ import sys
 
 import pulumi
 
-from tools.render_stack import ROOT, StackRender, available_stacks, render_stack
-
-# The pack's modules import each other by bare name, as when the CLI runs `python policy/`.
-sys.path.insert(0, str(ROOT / "policy"))
-import rules
+from offline_render.program import StackRender, available_stacks, render_stack
+from policy import rules
 
 
 def violations(render: StackRender) -> list[str]:
@@ -34,7 +31,7 @@ def violations(render: StackRender) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.check_policies", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m policy.offline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", action="append", help="stack name (repeatable; default: every stack file)")
     args = parser.parse_args(argv)
     failed = False
@@ -42,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             render = render_stack(stack)
         except pulumi.RunError as error:
-            print(f"check_policies: {error}", file=sys.stderr)
+            print(f"policy.offline: {error}", file=sys.stderr)
             return 2
         found = violations(render)
         policies = len(rules.RESOURCE_POLICIES) + 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import subprocess
 import tarfile
@@ -15,9 +16,12 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-FILES = Path(__file__).resolve().parent.parent / "userdata" / "files"
+FILES = Path(__file__).resolve().parents[2] / "userdata" / "files"
 SYSTEM_PYTHON = "/usr/bin/python3"
 TOKEN = "Tok3nWithOnlyLettersAndDigits0123456789abcdef"
+# The UMask= every unit of the stack runs under, read from the shared sandbox the units include.
+_SANDBOX = (FILES.parent / "templates" / "sandbox.conf").read_text()
+UNIT_UMASK = int(re.search(r"^UMask=([0-7]+)$", _SANDBOX, re.MULTILINE).group(1), 8)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +59,12 @@ def fetch(parameter_store: str, target: Path, **overrides: str) -> subprocess.Co
         "SECRETS_ENV_FILE": str(target),
     } | overrides
     return subprocess.run(
-        [SYSTEM_PYTHON, str(FILES / "app-fetch-secrets")], env=env, capture_output=True, text=True, timeout=60
+        [SYSTEM_PYTHON, str(FILES / "app-fetch-secrets")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        umask=UNIT_UMASK,
     )
 
 
@@ -158,7 +167,24 @@ def release_tool(app_root: Path, *args: str, **env: str) -> subprocess.Completed
         capture_output=True,
         text=True,
         timeout=300,
+        umask=UNIT_UMASK,
     )
+
+
+def unreadable_for_others(tree: Path) -> list[str]:
+    """Paths under `tree` another user could not use: directories without o+rx, files without
+    o+r, executables without o+x. Symlinks are judged by what they point to."""
+    problems = []
+    for directory, _, files in os.walk(tree):
+        if stat.S_IMODE(os.stat(directory).st_mode) & 0o005 != 0o005:
+            problems.append(f"{directory}/ {oct(os.stat(directory).st_mode)}")
+        for name in files:
+            path = Path(directory, name)
+            mode = path.stat().st_mode
+            wanted = 0o005 if mode & stat.S_IXUSR else 0o004
+            if stat.S_IMODE(mode) & wanted != wanted:
+                problems.append(f"{path} {oct(mode)}")
+    return problems
 
 
 def test_release_install_activate_and_rollback(tmp_path):
@@ -179,14 +205,112 @@ def test_release_install_activate_and_rollback(tmp_path):
     assert release_tool(root, "current").stdout.strip() == "r1"
 
 
-def test_ensure_keeps_a_release_a_deploy_activated(tmp_path):
+def test_release_tree_is_readable_by_the_app_user_under_the_units_umask(tmp_path):
+    root = tmp_path / "srv-app"  # created by app-release itself, as at first boot
+    installed = release_tool(root, "install", "r1", "--artifact", str(artifact(tmp_path, "r1")))
+    assert installed.returncode == 0, installed.stderr
+    assert release_tool(root, "activate", "r1").returncode == 0
+    assert unreadable_for_others(root) == []
+    current = root / "current"
+    assert stat.S_IMODE((current / "venv" / "bin" / "pip").stat().st_mode) == 0o755  # a script pip wrote
+    assert stat.S_IMODE((current / "src" / "manage.py").stat().st_mode) == 0o644
+
+
+# --- app-release ensure: the live release from Parameter Store, the artifact from S3 -------------
+
+BUCKET, PREFIX = "test-releases", "releases/"
+
+
+def aws_standins(endpoint: str) -> dict[str, str]:
+    """What app-release.service would get: release.env's names plus the instance role's
+    credentials, with both AWS endpoints pointed at moto."""
+    return {
+        "AWS_ENDPOINT_URL_SSM": endpoint,
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "eu-west-1",
+        "ARTIFACT_BUCKET": BUCKET,
+        "ARTIFACT_PREFIX": PREFIX,
+    }
+
+
+def client(endpoint: str, service: str):
+    return boto3.client(
+        service,
+        region_name="eu-west-1",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def publish(endpoint: str, tmp_path: Path, *releases: str) -> None:
+    """scripts/build-release.sh's output uploaded as the README says (aws s3 cp)."""
+    s3 = client(endpoint, "s3")
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    for release in releases:
+        s3.upload_file(str(artifact(tmp_path, release)), BUCKET, f"{PREFIX}{release}.tar.gz")
+
+
+def set_live(endpoint: str, parameter: str, release: str) -> None:
+    client(endpoint, "ssm").put_parameter(Name=parameter, Value=release, Type="String", Overwrite=True)
+
+
+@pytest.fixture()
+def live_parameter(request) -> str:
+    """A parameter name of this test's own on the module's shared moto server."""
+    return f"/django-stack/{request.node.name[:40]}/release"
+
+
+def test_ensure_installs_the_live_release_from_s3_readable_for_the_app_user(parameter_store, live_parameter, tmp_path):
+    publish(parameter_store, tmp_path, "r1", "r2")
+    set_live(parameter_store, live_parameter, "r2")
+    root = tmp_path / "srv-app"
+    booted = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store))
+    assert booted.returncode == 0, booted.stderr
+    assert f"downloading s3://{BUCKET}/{PREFIX}r2.tar.gz" in booted.stdout
+    assert release_tool(root, "current").stdout.strip() == "r2"
+    assert (root / "current" / "version.env").read_text() == "APP_RELEASE=r2\n"
+    assert unreadable_for_others(root) == []  # under the unit's umask, like every release_tool run
+
+
+def test_ensure_catches_up_with_a_release_recorded_while_the_instance_was_down(
+    parameter_store, live_parameter, tmp_path
+):
     root = tmp_path / "srv-app"
     for release in ("r1", "r2"):
         release_tool(root, "install", release, "--artifact", str(artifact(tmp_path, release)))
-    release_tool(root, "activate", "r2")
-    kept = release_tool(root, "ensure", APP_RELEASE="r1")
-    assert kept.returncode == 0 and "r2 is active; leaving it (configured: r1)" in kept.stdout
+    release_tool(root, "activate", "r1")
+    set_live(parameter_store, live_parameter, "r2")
+    env = aws_standins(parameter_store) | {"ARTIFACT_BUCKET": ""}  # installed: nothing to download
+    caught_up = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **env)
+    assert caught_up.returncode == 0, caught_up.stderr
     assert release_tool(root, "current").stdout.strip() == "r2"
+    again = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **env)
+    assert again.returncode == 0 and again.stdout.strip() == "app-release: r2 (the live release) is active"
+    set_live(parameter_store, live_parameter, "r3")  # source: ami, and the image lacks it
+    no_bucket = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **env)
+    assert no_bucket.returncode == 1 and "r3 is not installed and ARTIFACT_BUCKET is not set" in no_bucket.stderr
+
+
+def test_ensure_fails_in_one_line_when_the_live_release_cannot_be_read(parameter_store, live_parameter, tmp_path):
+    root = tmp_path / "srv-app"
+    release_tool(root, "install", "r1", "--artifact", str(artifact(tmp_path, "r1")))
+    release_tool(root, "activate", "r1")
+    missing = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store))
+    assert missing.returncode == 1
+    assert missing.stderr.startswith(f"app-release: cannot read the live release from {live_parameter}: ")
+    assert "ParameterNotFound" in missing.stderr and len(missing.stderr.splitlines()) == 1
+    unset = release_tool(root, "ensure", **aws_standins(parameter_store))
+    assert (unset.returncode, unset.stderr) == (
+        1,
+        "app-release: RELEASE_PARAMETER is not set (see /etc/app/release.env)\n",
+    )
+    set_live(parameter_store, live_parameter, "../etc")
+    hostile = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store))
+    assert (hostile.returncode, hostile.stderr) == (1, "app-release: invalid release name '../etc'\n")
+    assert release_tool(root, "current").stdout.strip() == "r1"  # nothing changed
 
 
 def test_release_refuses_bad_input_and_hostile_artifacts(tmp_path):
@@ -200,5 +324,3 @@ def test_release_refuses_bad_input_and_hostile_artifacts(tmp_path):
     assert refused.returncode == 1 and "escapes the release directory" in refused.stderr
     assert not (tmp_path / "escaped").exists()
     assert release_tool(root, "list").stdout.split() == []
-    no_bucket = release_tool(root, "ensure", APP_RELEASE="r1")
-    assert no_bucket.returncode == 1 and "ARTIFACT_BUCKET is not set" in no_bucket.stderr

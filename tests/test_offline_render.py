@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 
 import pytest
 
-from tools.render_stack import main
+from offline_render.cli import main
+from tests import REPO_ROOT
 
 
 def test_writes_each_instances_user_data_files_and_the_resource_table(tmp_path, capsys):
     assert main(["--stack", "prod", "--out", str(tmp_path)]) == 0
-    assert "stack prod: 52 resources, 4 instances" in capsys.readouterr().out
+    assert "stack prod: 54 resources, 4 instances" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["resources.md", "web-0", "web-1", "worker-1", "worker-beat"]
     beat = tmp_path / "worker-beat"
     assert (beat / "user-data.yaml").read_text().startswith("#cloud-config\n")
@@ -20,7 +23,7 @@ def test_writes_each_instances_user_data_files_and_the_resource_table(tmp_path, 
     script = beat / "files/usr/local/sbin/app-fetch-secrets"
     assert stat.S_IMODE(script.stat().st_mode) == 0o755
     table = (tmp_path / "resources.md").read_text()
-    assert "| `aws:elasticache/replicationGroup:ReplicationGroup` | `prod-group` |" in table
+    assert "| `aws:elasticache/replicationGroup:ReplicationGroup` | `prod-redis-group` |" in table
     assert '"authToken": "[secret]"' in table and "Mock0" not in table
 
 
@@ -34,3 +37,16 @@ def test_two_renders_are_byte_identical(tmp_path):
     assert main(["--out", str(first)]) == 0 and main(["--out", str(second)]) == 0
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files and all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
+
+
+def test_runs_as_a_module_from_the_repository(tmp_path):
+    # What scripts/render.sh runs: `python -m offline_render`, the program found next to it.
+    done = subprocess.run(
+        [sys.executable, "-m", "offline_render", "--stack", "staging", "--out", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "worker-beat/files/etc/systemd/system/celery-beat.service").is_file()

@@ -1,0 +1,5 @@
+import sys
+
+from offline_render.cli import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""A fake AWS for the offline render: Pulumi mocks that answer like AWS would (ids, ARNs,
+endpoints, auto-names) and record every resource the program registers, with its inputs."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+ACCOUNT = "123456789012"
+INSTANCE_TYPE = "aws:ec2/instance:Instance"
+REPLICATION_GROUP_TYPE = "aws:elasticache/replicationGroup:ReplicationGroup"
+
+
+@dataclass(frozen=True)
+class RecordedResource:
+    type_: str
+    name: str
+    inputs: dict[str, Any]
+
+
+def mock_id(prefix: str, name: str) -> str:
+    return f"{prefix}-{hashlib.sha256(name.encode()).hexdigest()[:17]}"
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Answers like AWS would (ids, ARNs, endpoints, auto-names) and records every resource."""
+
+    def __init__(self, region: str, redis_endpoint: str | None) -> None:
+        self.region = region
+        self.redis_endpoint = redis_endpoint
+        self.resources: list[RecordedResource] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        self.resources.append(RecordedResource(args.typ, args.name, copy.deepcopy(inputs)))
+        state = {"name": args.name, **inputs}
+        kind = args.typ.split(":")[-1]
+        prefixes = {
+            "Vpc": "vpc",
+            "Subnet": "subnet",
+            "SecurityGroup": "sg",
+            "Instance": "i",
+            "NatGateway": "nat",
+            "InternetGateway": "igw",
+            "RouteTable": "rtb",
+            "Eip": "eipalloc",
+            "VpcEndpoint": "vpce",
+            "SecurityGroupIngressRule": "sgr",
+            "SecurityGroupEgressRule": "sgr",
+        }
+        resource_id = mock_id(prefixes[kind], args.name) if kind in prefixes else f"{args.name}-id"
+        arn_base = f"arn:aws:{{}}:{self.region}:{ACCOUNT}"
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            length = int(inputs.get("length", 32))
+            state["result"] = ("Mock0" + hashlib.sha256(args.name.encode()).hexdigest() * 4)[:length]
+        elif args.typ == REPLICATION_GROUP_TYPE:
+            host = self.redis_endpoint or f"master.{args.name}.abc123.euw1.cache.amazonaws.com"
+            state |= {
+                "primaryEndpointAddress": host,
+                "readerEndpointAddress": self.redis_endpoint or f"replica.{args.name}.abc123.euw1.cache.amazonaws.com",
+                "port": inputs.get("port", 6379),
+                "arn": arn_base.format("elasticache") + f":replicationgroup:{args.name}",
+            }
+        elif args.typ == "aws:ssm/parameter:Parameter":
+            state["arn"] = arn_base.format("ssm") + f":parameter{inputs['name']}"
+        elif args.typ == INSTANCE_TYPE:
+            state |= {"arn": arn_base.format("ec2") + f":instance/{resource_id}", "privateIp": "10.40.0.10"}
+        elif args.typ.startswith("aws:iam/"):
+            state["arn"] = f"arn:aws:iam::{ACCOUNT}:{kind[0].lower() + kind[1:]}/{args.name}"
+        return resource_id, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        # (result, check failures): pulumi iterates the failures, so none is [], never None.
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            zones = [f"{self.region}{letter}" for letter in "abc"]
+            return {"names": zones, "zoneIds": [f"euw1-az{i}" for i in range(1, 4)], "id": self.region}, []
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/ci",
+                "userId": "AIDAEXAMPLE",
+                "id": ACCOUNT,
+            }, []
+        if args.token == "aws:index/getPartition:getPartition":
+            partition = {
+                "partition": "aws",
+                "dnsSuffix": "amazonaws.com",
+                "reverseDnsPrefix": "com.amazonaws",
+                "id": "aws",
+            }
+            return partition, []
+        if args.token == "aws:ec2/getAmi:getAmi":
+            ami = {"id": "ami-0a1b2c3d4e5f67890", "name": "debian-12-amd64-20261101-1000", "architecture": "x86_64"}
+            return ami, []
+        raise NotImplementedError(f"no mock for invoke {args.token}")

@@ -1,0 +1,26 @@
+"""Config overrides on top of a stack file: what the tests and harnesses vary per run."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+PROJECT = "django-stack"
+
+
+def apply_overrides(config: dict[str, Any], overrides: dict[str, Any], project: str = PROJECT) -> dict[str, Any]:
+    """Sets dotted paths (`web.count`, `redis.caCertFile`, `aws:region`) in a copy of the config."""
+    merged = copy.deepcopy(config)
+    for path, value in overrides.items():
+        if ":" in path:
+            merged[path] = value
+            continue
+        top, *rest = path.split(".")
+        node = merged.setdefault(f"{project}:{top}", {})
+        for part in rest[:-1]:
+            node = node.setdefault(part, {})
+        if rest:
+            node[rest[-1]] = value
+        else:
+            merged[f"{project}:{top}"] = value
+    return merged

@@ -1,0 +1,65 @@
+"""The test lanes: every test is in exactly one, by its directory; the markers, scripts/test.sh and
+the CI jobs name the same lanes; a test outside every lane stops the run."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from tests import REPO_ROOT
+from tests.conftest import LANES, TESTS, lane_of
+
+PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+
+
+def registered_markers() -> set[str]:
+    return {marker.split(":", 1)[0] for marker in PYPROJECT["tool"]["pytest"]["ini_options"]["markers"]}
+
+
+def test_the_lanes_are_the_registered_markers_and_strict() -> None:
+    assert set(LANES.values()) == registered_markers() == {"unit", "e2e", "vm", "guardrails"}
+    assert "--strict-markers" in PYPROJECT["tool"]["pytest"]["ini_options"]["addopts"]
+
+
+def test_every_test_file_lives_in_a_lane() -> None:
+    test_files = sorted(TESTS.rglob("test_*.py"))
+    assert test_files
+    assert [path for path in test_files if lane_of(path) is None] == []
+    assert lane_of(TESTS / "test_lanes.py") == "unit"
+    assert lane_of(TESTS / "ops" / "test_rollout.py") == "unit"
+    assert lane_of(TESTS / "e2e" / "test_faults.py") == "e2e"
+
+
+def test_the_test_command_and_ci_run_the_same_lanes() -> None:
+    script = (REPO_ROOT / "scripts" / "test.sh").read_text()
+    cases = re.search(r"^  (.+)\) selection=\(-m \"\$lane\"\) ;;$", script, flags=re.M)
+    assert cases, "scripts/test.sh has no lane case"
+    assert set(cases[1].split(" | ")) == registered_markers()
+    jobs = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "tests.yml").read_text())["jobs"]
+    lanes = {entry["lane"] for entry in jobs["lane"]["strategy"]["matrix"]["include"]}
+    assert lanes == registered_markers()
+    assert (REPO_ROOT / ".ci" / "run").read_text().rstrip().endswith("exec bash scripts/test.sh")
+
+
+def test_a_test_outside_every_lane_fails_collection(tmp_path: Path) -> None:
+    # The repository's conftest in a scratch tests/ with a directory no lane claims.
+    (tmp_path / "tests" / "misc").mkdir(parents=True)
+    shutil.copy(TESTS / "conftest.py", tmp_path / "tests" / "conftest.py")
+    shutil.copy(TESTS / "__init__.py", tmp_path / "tests" / "__init__.py")
+    (tmp_path / "tests" / "misc" / "test_stray.py").write_text("def test_stray():\n    assert True\n")
+    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 4, result.stdout + result.stderr  # 4: usage error, nothing ran
+    assert "tests outside every lane" in result.stderr and "test_stray.py" in result.stderr, result.stderr

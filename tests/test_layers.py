@@ -1,0 +1,46 @@
+"""The layers point one way: settings.py -> __main__.py -> components. Components take flat,
+typed args and import neither the settings nor the renderer, so each can be built alone; the
+renderer and the machine contract know nothing of Pulumi."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests import REPO_ROOT
+
+
+def imported_modules(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def top_level(modules: set[str]) -> set[str]:
+    return {module.split(".")[0] for module in modules}
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "components").glob("*.py")), ids=lambda p: p.name)
+def test_components_import_neither_settings_nor_userdata(path: Path):
+    assert top_level(imported_modules(path)) & {"settings", "userdata", "offline_render", "ops"} == set()
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "userdata").glob("*.py")), ids=lambda p: p.name)
+def test_the_renderer_and_the_contract_know_nothing_of_pulumi_or_components(path: Path):
+    assert top_level(imported_modules(path)) & {"pulumi", "pulumi_aws", "components", "offline_render"} == set()
+
+
+def test_the_machine_contract_needs_only_the_standard_library():
+    # The VM image carries a copy of it for the probe, with nothing else of the repository.
+    assert imported_modules(REPO_ROOT / "userdata/layout.py") == {"__future__"}
+
+
+def test_the_ops_tool_shares_only_the_contract_with_the_program():
+    shared = {module for path in (REPO_ROOT / "ops").glob("*.py") for module in imported_modules(path)}
+    assert {m for m in shared if top_level({m}) & {"userdata", "settings", "components"}} == {"userdata.layout"}
