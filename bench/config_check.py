@@ -12,12 +12,13 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
-import _harness  # noqa: F401
 import yaml
-from _harness import REPO
 
 from settings import load_settings, machine_problems
+
+REPO = Path(__file__).resolve().parents[1]
 
 RUNS = 200
 
