@@ -8,6 +8,7 @@ import pulumi_aws as aws
 from pulumi.runtime.config import CONFIG, get_config_env
 
 from components.access import AccessArgs, InstanceAccess
+from components.encryption import StackKey, StackKeyArgs
 from components.fleet import Fleet, FleetArgs
 from components.live_release import LiveRelease, LiveReleaseArgs
 from components.network import Network, NetworkArgs
@@ -39,6 +40,60 @@ settings = read_settings()
 tags = {layout.PROJECT_TAG: settings.project, layout.STACK_TAG: settings.stack}
 name = settings.stack
 
+account_id = aws.get_caller_identity_output().account_id
+secret_parameters = [
+    settings.parameter_name(layout.AUTH_TOKEN_PARAMETER),
+    settings.parameter_name(layout.DJANGO_SECRET_KEY_PARAMETER),
+]
+
+
+def parameter_arn(parameter: str) -> pulumi.Output[str]:
+    return account_id.apply(lambda account: f"arn:aws:ssm:{settings.region}:{account}:parameter{parameter}")
+
+
+release_parameter = settings.parameter_name(layout.RELEASE_PARAMETER)
+artifact_location = (
+    f"{settings.app.artifact_bucket}/{settings.app.artifact_prefix}" if settings.app.source == "s3" else None
+)
+
+
+# The role first, its grants by name: the stack key's policy names the role, and the
+# parameters are encrypted with that key.
+access = InstanceAccess(
+    name,
+    AccessArgs(
+        # The stack's two and the app's own (app.secretParameters, created by the user): exactly these.
+        secret_parameter_arns=[
+            parameter_arn(parameter)
+            for parameter in [*secret_parameters, *sorted(str(p) for p in settings.app.secret_parameters.values())]
+        ],
+        release_parameter_arn=parameter_arn(release_parameter),
+        artifact_location=artifact_location,
+        tags=tags,
+    ),
+)
+security_settings = settings.security
+if security_settings.kms_key_arn:
+    kms_key_arn: pulumi.Input[str] = security_settings.kms_key_arn
+else:
+    kms_key_arn = StackKey(
+        name,
+        StackKeyArgs(
+            description=f"{settings.project} {settings.stack}: SecureStrings, Redis at rest, logs, root volumes",
+            alias_name=f"alias/{settings.project}/{settings.stack}",
+            region=settings.region,
+            account_id=account_id,
+            administrator_arn=security_settings.key_administrator_arn
+            or account_id.apply(lambda account: f"arn:aws:iam::{account}:root"),
+            instance_role_arn=access.role_arn,
+            parameter_path=settings.parameter_name(""),
+            log_group_prefix=f"{name}-",
+            # The fleet's instances are launched by the deployer (aws.ec2.Instance), not by Auto Scaling.
+            autoscaling=False,
+            protect=security_settings.protect,
+            tags=tags,
+        ),
+    ).key_arn
 network = Network(
     name,
     NetworkArgs(
@@ -48,16 +103,26 @@ network = Network(
         availability_zones=settings.network.availability_zones,
         nat_gateways=settings.network.nat_gateways,
         region=settings.region,
+        account_id=account_id,
+        flow_log_retention_days=security_settings.flow_log_retention_days,
+        kms_key_arn=kms_key_arn,
+        artifact_location=artifact_location,
         tags=tags,
     ),
 )
 secrets = Secrets(
     name,
     SecretsArgs(
-        django_secret_key_parameter=settings.parameter_name(layout.DJANGO_SECRET_KEY_PARAMETER),
+        django_secret_key_parameter=secret_parameters[1],
         auth_token_version=settings.redis.auth_token_version,
+        kms_key_arn=kms_key_arn,
         tags=tags,
     ),
+)
+# app.release seeds the live release; deploys and rollbacks move it (see components/live_release.py).
+live_release = LiveRelease(
+    name,
+    LiveReleaseArgs(parameter_name=release_parameter, initial_release=settings.app.release, tags=tags),
 )
 security = SecurityGroups(
     name,
@@ -87,39 +152,9 @@ redis = Redis(
         subnet_ids=network.private_subnet_ids,
         security_group_id=security.redis_security_group_id,
         auth_token=secrets.auth_token,
-        auth_token_parameter=settings.parameter_name(layout.AUTH_TOKEN_PARAMETER),
-        tags=tags,
-    ),
-)
-# app.release seeds the live release; deploys and rollbacks move it (see components/live_release.py).
-live_release = LiveRelease(
-    name,
-    LiveReleaseArgs(
-        parameter_name=settings.parameter_name(layout.RELEASE_PARAMETER),
-        initial_release=settings.app.release,
-        tags=tags,
-    ),
-)
-# The app's own secrets exist already (the user creates them); the role may read exactly these.
-caller, partition = aws.get_caller_identity_output(), aws.get_partition_output()
-app_secret_arns = [
-    pulumi.Output.concat(
-        "arn:", partition.partition, ":ssm:", settings.region, ":", caller.account_id, ":parameter", str(parameter)
-    )
-    for parameter in sorted(settings.app.secret_parameters.values())
-]
-access = InstanceAccess(
-    name,
-    AccessArgs(
-        secret_parameter_arns=[
-            redis.auth_token_parameter_arn,
-            secrets.django_secret_key_parameter_arn,
-            *app_secret_arns,
-        ],
-        release_parameter_arn=live_release.parameter_arn,
-        artifact_location=(
-            f"{settings.app.artifact_bucket}/{settings.app.artifact_prefix}" if settings.app.source == "s3" else None
-        ),
+        auth_token_parameter=secret_parameters[0],
+        kms_key_arn=kms_key_arn,
+        protect=security_settings.protect,
         tags=tags,
     ),
 )
@@ -157,6 +192,7 @@ fleet = Fleet(
         ami_id=settings.instances.ami_id,
         architecture=settings.instances.architecture,
         root_volume_gb=settings.instances.root_volume_gb,
+        kms_key_arn=kms_key_arn,
         subnet_ids=network.private_subnet_ids,
         instance_profile_name=access.instance_profile_name,
     ),
@@ -178,3 +214,5 @@ pulumi.export("redisSecurityGroupId", security.redis_security_group_id)
 pulumi.export("webInstanceIds", fleet.web_instance_ids)
 pulumi.export("workerInstanceIds", fleet.worker_instance_ids)
 pulumi.export("beatInstanceId", fleet.beat_instance_id)
+pulumi.export("instanceRoleArn", access.role_arn)
+pulumi.export("kmsKeyArn", kms_key_arn)

@@ -170,6 +170,11 @@ class RedisSettings(_Section, frozen=True):
     def __post_init__(self) -> None:
         if self.multi_az and self.replicas < 1:
             raise _problem("multiAz", "true needs replicas >= 1 (ElastiCache fails over to a replica)")
+        if self.slow_log_retention_days not in LOG_RETENTION_DAYS:
+            raise _problem(
+                "slowLogRetentionDays",
+                f"got {self.slow_log_retention_days}; CloudWatch Logs allows {', '.join(map(str, LOG_RETENTION_DAYS))}",
+            )
         snapshot, maintenance = daily_window(self.snapshot_window), weekly_window(self.maintenance_window)
         for key, value, window in (
             ("snapshotWindow", self.snapshot_window, snapshot),
@@ -246,6 +251,9 @@ class AppSettings(_Section, frozen=True):
     # (Numbers and booleans are taken only to be refused with the key named: YAML's `on`/`7.1`.)
     environment: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
     secret_parameters: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
+    # gunicorn and Celery reach the instance metadata service (the role's credentials) only when
+    # the app itself calls AWS with the role (S3 media, SES).
+    aws_credentials: bool = False
 
     def __post_init__(self) -> None:
         if self.source == "s3" and not self.artifact_bucket:
@@ -436,6 +444,70 @@ class WorkerSettings(_Section, frozen=True):
         return self.queue("default")
 
 
+# CloudWatch Logs accepts only these retention periods (PutRetentionPolicy); any other number
+# fails inside AWS, during `pulumi up`.
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+# A KMS key (not an alias): the region is checked against the stack's in load_settings.
+_KMS_KEY_ARN = re.compile(
+    r"\Aarn:aws(-[a-z]+)*:kms:(?P<region>[a-z0-9-]+):\d{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f-]{36})\Z"
+)
+_IAM_PRINCIPAL_ARN = r"\Aarn:aws(-[a-z]+)*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)\Z"
+
+
+class SecuritySettings(_Section, frozen=True):
+    """The stack key, VPC flow logs and deletion protection (README "Security")."""
+
+    # Encrypt with this key instead of creating one per stack; its policy must grant what the
+    # stack key's grants (README "Security").
+    kms_key_arn: str | None = None
+    # Who administers the stack key (never uses it to decrypt outside SSM, ElastiCache, EC2):
+    # the account (its IAM policies decide) unless a deploy role is named here.
+    key_administrator_arn: Annotated[str, Meta(pattern=_IAM_PRINCIPAL_ARN)] | None = None
+    flow_log_retention_days: int = 90
+    # Refuse to delete the Redis replication group and the stack key (`pulumi destroy` and
+    # replacements fail) until this is turned off on purpose.
+    protect: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kms_key_arn is not None and not _KMS_KEY_ARN.match(self.kms_key_arn):
+            raise _problem(
+                "kmsKeyArn",
+                f"got {self.kms_key_arn!r}; expected a KMS key ARN, arn:aws:kms:<region>:<account>:key/<key id>",
+            )
+        if self.flow_log_retention_days not in LOG_RETENTION_DAYS:
+            raise _problem(
+                "flowLogRetentionDays",
+                f"got {self.flow_log_retention_days}; CloudWatch Logs allows {', '.join(map(str, LOG_RETENTION_DAYS))}",
+            )
+
+    def kms_key_region(self) -> str | None:
+        match = _KMS_KEY_ARN.match(self.kms_key_arn or "")
+        return match["region"] if match else None
+
+
 # The project's config namespace: one key (`django-stack:<key>`) per concern.
 SECTIONS: dict[str, type[_Section]] = {
     "network": NetworkSettings,
@@ -444,6 +516,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "instances": InstanceSettings,
     "web": WebSettings,
     "worker": WorkerSettings,
+    "security": SecuritySettings,
 }
 
 
@@ -457,6 +530,7 @@ class Settings(msgspec.Struct, frozen=True):
     instances: InstanceSettings
     web: WebSettings
     worker: WorkerSettings
+    security: SecuritySettings
 
     def parameter_name(self, purpose: str) -> str:
         return parameter_name(self.project, self.stack, purpose)
@@ -496,6 +570,11 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str | None) -> 
             problems.append(_describe(key, values.get(key, {}), str(error)))
     if not problems and sections["app"].source == "ami" and not sections["instances"].ami_id:
         problems.append(f"{PROJECT}:instances.amiId: required when app.source is 'ami' (the AMI carries the release)")
+    key_region = sections["security"].kms_key_region() if "security" in sections else None
+    if key_region and region and key_region != region:
+        problems.append(
+            f"{PROJECT}:security.kmsKeyArn: the key is in {key_region}; it must be in the stack's region ({region})"
+        )
     if problems:
         raise ConfigError("\n".join(problems))
     settings = Settings(project=PROJECT, stack=stack, region=region or "", **sections)

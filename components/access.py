@@ -1,5 +1,9 @@
 """What the instances may do in AWS: be managed by SSM, read their two secrets, the live release
-parameter and the app's release artifacts. Nothing else, and no SSH key anywhere."""
+parameter and the app's release artifacts. Nothing else, and no SSH key anywhere.
+
+No AWS-managed policy is attached: AmazonSSMManagedInstanceCore grants ssm:GetParameter(s) on
+"*", which would let any instance read every parameter in the account.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,43 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-SSM_MANAGED_INSTANCE_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+# What the SSM agent needs for Session Manager and Run Command: AWS's published
+# AmazonSSMManagedInstanceCore (v2) document without ssm:GetParameter and ssm:GetParameters,
+# which is what AmazonSSMManagedEC2InstanceDefaultPolicy grants; ssmmessages and ec2messages
+# per "Reference: ec2messages, ssmmessages, and other API operations" (Systems Manager guide).
+SSM_AGENT_ACTIONS = (
+    "ssm:DescribeAssociation",
+    "ssm:GetDeployablePatchSnapshotForInstance",
+    "ssm:GetDocument",
+    "ssm:DescribeDocument",
+    "ssm:GetManifest",
+    "ssm:ListAssociations",
+    "ssm:ListInstanceAssociations",
+    "ssm:PutInventory",
+    "ssm:PutComplianceItems",
+    "ssm:PutConfigurePackageResult",
+    "ssm:UpdateAssociationStatus",
+    "ssm:UpdateInstanceAssociationStatus",
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+    "ec2messages:AcknowledgeMessage",
+    "ec2messages:DeleteMessage",
+    "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint",
+    "ec2messages:GetMessages",
+    "ec2messages:SendReply",
+)
 
 
 @dataclass(frozen=True)
 class AccessArgs:
+    # Exactly the parameters the instances read; SecureStrings here must be encrypted with a key
+    # whose policy lets this role decrypt (the stack key does).
     secret_parameter_arns: Sequence[pulumi.Input[str]]
-    # The live release parameter: read (GetParameter) by app-release at boot, never written.
+    # The live release parameter (a String): read (GetParameter) by app-release at boot, never written.
     release_parameter_arn: pulumi.Input[str]
     # "bucket/prefix" of the release artifacts, or None when the AMI carries the release.
     artifact_location: str | None
@@ -45,8 +79,19 @@ class InstanceAccess(pulumi.ComponentResource):
             opts=child,
         )
         # Session Manager instead of SSH: no port 22, no key pairs, every session audited.
-        aws.iam.RolePolicyAttachment(
-            f"{name}-ssm-core", role=role.name, policy_arn=SSM_MANAGED_INSTANCE_CORE, opts=child
+        aws.iam.RolePolicy(
+            f"{name}-ssm-agent",
+            role=role.id,
+            policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Sid": "SsmAgent", "Effect": "Allow", "Action": list(SSM_AGENT_ACTIONS), "Resource": "*"}
+                    ],
+                },
+                sort_keys=True,
+            ),
+            opts=child,
         )
         aws.iam.RolePolicy(
             f"{name}-read-secrets-and-releases",
@@ -63,8 +108,13 @@ class InstanceAccess(pulumi.ComponentResource):
         self.register_outputs({"instanceProfileName": profile.name, "roleArn": role.arn})
 
 
+def release_artifacts_arn(artifact_location: str) -> str:
+    """The release artifacts under "bucket/prefix" (the instance role and the S3 endpoint)."""
+    return f"arn:aws:s3:::{artifact_location}*.tar.gz"
+
+
 def _policy_document(parameter_arns: list[str], release_parameter_arn: str, artifact_location: str | None) -> str:
-    # Parameters encrypted with the AWS-managed aws/ssm key need no kms:Decrypt grant.
+    # No kms:Decrypt here: the stack key's policy grants it to this role, through SSM only.
     statements: list[dict[str, object]] = [
         {"Sid": "ReadStackSecrets", "Effect": "Allow", "Action": "ssm:GetParameters", "Resource": parameter_arns},
         {"Sid": "ReadLiveRelease", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": release_parameter_arn},
@@ -76,7 +126,7 @@ def _policy_document(parameter_arns: list[str], release_parameter_arn: str, arti
                 "Sid": "ReadReleaseArtifacts",
                 "Effect": "Allow",
                 "Action": "s3:GetObject",
-                "Resource": f"arn:aws:s3:::{artifact_location}*.tar.gz",
+                "Resource": release_artifacts_arn(artifact_location),
             }
         )
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)

@@ -42,6 +42,8 @@ class FleetArgs:
     ami_id: str | None
     architecture: str
     root_volume_gb: int
+    # The stack key: the root volumes are encrypted with it, not the account's aws/ebs key.
+    kms_key_arn: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     instance_profile_name: pulumi.Input[str]
 
@@ -124,6 +126,7 @@ class Fleet(pulumi.ComponentResource):
             metadata_options={"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1},
             root_block_device={
                 "encrypted": True,
+                "kms_key_id": args.kms_key_arn,
                 "volume_type": "gp3",
                 "volume_size": args.root_volume_gb,
                 "delete_on_termination": True,

@@ -1,14 +1,21 @@
-"""The network: an existing VPC's private subnets, or a new VPC spread over several AZs."""
+"""The network: an existing VPC's private subnets, or a new VPC spread over several AZs.
+
+A new VPC gets the baseline an existing one is expected to have already: flow logs to CloudWatch
+Logs, a default security group without rules, and an S3 endpoint that reaches only the buckets
+the instances read.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
 
+from components.access import release_artifacts_arn
 from components.planning import plan_subnets
 
 
@@ -23,6 +30,13 @@ class NetworkArgs:
     availability_zones: int
     nat_gateways: Literal["single", "perAz"]
     region: str
+    account_id: pulumi.Input[str]
+    flow_log_retention_days: int
+    # Encrypts the flow log group.
+    kms_key_arn: pulumi.Input[str]
+    # "bucket/prefix" of the release artifacts (None: the AMI carries the release): the S3
+    # endpoint lets the instances read these and nothing else of S3 beyond the SSM agent's.
+    artifact_location: str | None
     tags: dict[str, str]
 
     def __post_init__(self) -> None:
@@ -139,8 +153,116 @@ class Network(pulumi.ComponentResource):
             service_name=f"com.amazonaws.{args.region}.s3",
             vpc_endpoint_type="Gateway",
             route_table_ids=[table.id for table in private_route_tables],
+            policy=json.dumps(s3_endpoint_policy(args.region, args.artifact_location), sort_keys=True),
             tags=tags,
             opts=child,
         )
+        # Adopting the default group strips every rule from it (AWS creates it allowing all
+        # traffic between its members and all egress): nothing may use it by accident.
+        aws.ec2.DefaultSecurityGroup(
+            f"{name}-default-sg", vpc_id=vpc.id, tags={**tags, "Name": f"{name}-default (no rules)"}, opts=child
+        )
+        self._flow_logs(name, vpc, args)
         self.vpc_id = vpc.id
         self.private_subnet_ids = [subnet.id for subnet in private_subnets]
+
+    def _flow_logs(self, name: str, vpc: aws.ec2.Vpc, args: NetworkArgs) -> None:
+        """Every accepted and rejected connection in the VPC, to an encrypted log group."""
+        child = pulumi.ResourceOptions(parent=self)
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-flow-logs",
+            retention_in_days=args.flow_log_retention_days,
+            kms_key_id=args.kms_key_arn,
+            tags=args.tags,
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{name}-flow-logs",
+            description="VPC flow logs delivery to CloudWatch Logs",
+            assume_role_policy=pulumi.Output.from_input(args.account_id).apply(
+                lambda account: json.dumps(_flow_logs_trust(args.region, account), sort_keys=True)
+            ),
+            tags=args.tags,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-flow-logs",
+            role=role.id,
+            policy=log_group.arn.apply(lambda arn: json.dumps(_flow_logs_delivery(arn), sort_keys=True)),
+            opts=child,
+        )
+        aws.ec2.FlowLog(
+            f"{name}-flow-logs",
+            vpc_id=vpc.id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=log_group.arn,
+            iam_role_arn=role.arn,
+            tags=args.tags,
+            opts=child,
+        )
+
+
+# The SSM agent's own buckets (Systems Manager guide, "SSM Agent communications with AWS managed
+# S3 buckets"): amazon-ssm-<region> carries the agent package (installed at first boot) and its
+# updates, aws-ssm-<region> the documents and plugins it fetches. Debian's mirrors and security
+# updates are not S3 (a CDN, reached through the NAT gateway), so this policy does not touch them.
+SSM_AGENT_BUCKETS = ("amazon-ssm-{region}", "aws-ssm-{region}")
+
+
+def s3_endpoint_policy(region: str, artifact_location: str | None) -> dict[str, Any]:
+    """Reads of the release artifacts and the SSM agent's buckets; any other S3 request from the
+    private subnets is refused at the endpoint, whatever credentials make it."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "SsmAgentBuckets",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": [f"arn:aws:s3:::{bucket.format(region=region)}/*" for bucket in SSM_AGENT_BUCKETS],
+        }
+    ]
+    if artifact_location:
+        statements.append(
+            {
+                "Sid": "ReleaseArtifacts",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": release_artifacts_arn(artifact_location),
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _flow_logs_trust(region: str, account: str) -> dict[str, Any]:
+    # The confused-deputy conditions AWS documents for the flow logs service.
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account},
+                    "ArnLike": {"aws:SourceArn": f"arn:aws:ec2:{region}:{account}:vpc-flow-log/*"},
+                },
+            }
+        ],
+    }
+
+
+def _flow_logs_delivery(log_group_arn: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "WriteFlowLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                "Resource": f"{log_group_arn}:*",
+            },
+            {"Sid": "FindTheLogGroup", "Effect": "Allow", "Action": "logs:DescribeLogGroups", "Resource": "*"},
+        ],
+    }

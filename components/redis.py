@@ -34,6 +34,10 @@ class RedisArgs:
     subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
     auth_token: pulumi.Input[str]
+    # Encrypts the data at rest, its snapshots and the slow log. Changing it replaces the group.
+    kms_key_arn: pulumi.Input[str]
+    # `pulumi destroy` and replacements of the group fail while set (README "Deleting a stack on purpose").
+    protect: bool
     # The Parameter Store name the instances read the token from.
     auth_token_parameter: str
     tags: dict[str, str]
@@ -76,6 +80,7 @@ class Redis(pulumi.ComponentResource):
         slow_log = aws.cloudwatch.LogGroup(
             f"{name}-redis-slow-log",
             retention_in_days=args.slow_log_retention_days,
+            kms_key_id=args.kms_key_arn,
             tags=tags,
             opts=renamed_from("slow-log"),
         )
@@ -94,6 +99,7 @@ class Redis(pulumi.ComponentResource):
             subnet_group_name=subnets.name,
             security_group_ids=[args.security_group_id],
             at_rest_encryption_enabled=True,
+            kms_key_id=args.kms_key_arn,
             transit_encryption_enabled=True,
             transit_encryption_mode="required",
             auth_token=args.auth_token,
@@ -103,6 +109,9 @@ class Redis(pulumi.ComponentResource):
             maintenance_window=args.maintenance_window,
             apply_immediately=args.apply_immediately,
             auto_minor_version_upgrade=True,
+            # Whatever deletes the group leaves the queued tasks in a snapshot. The name is fixed:
+            # a second deletion fails until the first snapshot is removed, never overwrites it.
+            final_snapshot_identifier=f"{name}-redis-final",
             log_delivery_configurations=[
                 {
                     "destination": slow_log.name,
@@ -112,7 +121,7 @@ class Redis(pulumi.ComponentResource):
                 }
             ],
             tags=tags,
-            opts=renamed_from("group", additional_secret_outputs=["auth_token"]),
+            opts=renamed_from("group", additional_secret_outputs=["auth_token"], protect=args.protect),
         )
 
         # Stored only once the group has taken the token (with ROTATE, once the modification is
@@ -122,6 +131,7 @@ class Redis(pulumi.ComponentResource):
             name=args.auth_token_parameter,
             description="Redis AUTH token (ElastiCache)",
             type="SecureString",
+            key_id=args.kms_key_arn,
             value=args.auth_token,
             tags=tags,
             opts=pulumi.ResourceOptions(

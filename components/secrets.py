@@ -21,6 +21,8 @@ class SecretsArgs:
     django_secret_key_parameter: str
     # Changing it generates a new token (rotation, see the README).
     auth_token_version: int
+    # The stack key (or the configured one): never the account-wide aws/ssm key.
+    kms_key_arn: pulumi.Input[str]
     tags: dict[str, str]
 
 
@@ -50,17 +52,29 @@ class Secrets(pulumi.ComponentResource):
         secret_key = random.RandomPassword(
             f"{name}-django-secret-key", length=64, special=True, override_special="!%*+-.:=^_~", opts=child
         )
-        key_parameter = aws.ssm.Parameter(
+        key_parameter = self._parameter(
             f"{name}-django-secret-key",
-            name=args.django_secret_key_parameter,
-            description="Django SECRET_KEY",
-            type="SecureString",
-            value=secret_key.result,  # RandomPassword.result is a secret Output already
-            tags=args.tags,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["value"]),
+            args.django_secret_key_parameter,
+            "Django SECRET_KEY",
+            secret_key.result,
+            args,
         )
 
         self.auth_token = pulumi.Output.secret(token.result)
         self.django_secret_key_parameter_name = key_parameter.name
         self.django_secret_key_parameter_arn = key_parameter.arn
         self.register_outputs({"djangoSecretKeyParameterName": self.django_secret_key_parameter_name})
+
+    def _parameter(
+        self, resource_name: str, parameter_name: str, description: str, value: pulumi.Output[str], args: SecretsArgs
+    ) -> aws.ssm.Parameter:
+        return aws.ssm.Parameter(
+            resource_name,
+            name=parameter_name,
+            description=description,
+            type="SecureString",
+            key_id=args.kms_key_arn,
+            value=value,  # RandomPassword.result is a secret Output already
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["value"]),
+        )

@@ -15,9 +15,19 @@ import pulumi_aws as aws
 
 REDIS_PORT = 6379
 ANYWHERE = "0.0.0.0/0"
-# What the instances call out to: SSM, S3 and Parameter Store over HTTPS, Debian's mirrors over
-# HTTP (apt verifies them by signature).
-OUTBOUND_PORTS = {443: "HTTPS (SSM, S3, Parameter Store, package indexes)", 80: "HTTP (Debian mirrors)"}
+# The only egress to 0.0.0.0/0, each needed and why (through the NAT gateway; S3 through the
+# gateway endpoint, whose policy limits it to the release prefix and the SSM agent's buckets):
+# - 443: the public endpoints of SSM (the agent: ssm, ssmmessages, ec2messages; app-fetch-secrets:
+#   Parameter Store), KMS (decrypting through SSM) and S3. Their addresses are AWS's public ranges
+#   and change, so no narrower CIDR exists; interface VPC endpoints for ssm, ssmmessages,
+#   ec2messages and kms (about 7 USD a month each per AZ) would make this rule unnecessary and
+#   the NAT gateway optional: a stack that needs no internet access at all should add them.
+# - 80: Debian's mirrors and security updates (deb.debian.org, security.debian.org: a CDN, not
+#   S3); apt verifies every package by its signed Release file, so plain HTTP carries no trust.
+OUTBOUND_PORTS = {
+    443: "HTTPS: SSM, ssmmessages, ec2messages, Parameter Store, KMS, S3 (AWS public endpoints)",
+    80: "HTTP: Debian mirrors and security updates (apt checks signatures)",
+}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import pulumi
 ACCOUNT = "123456789012"
 INSTANCE_TYPE = "aws:ec2/instance:Instance"
 REPLICATION_GROUP_TYPE = "aws:elasticache/replicationGroup:ReplicationGroup"
+KMS_KEY_TYPE = "aws:kms/key:Key"
 
 
 @dataclass(frozen=True)
@@ -20,10 +21,17 @@ class RecordedResource:
     type_: str
     name: str
     inputs: dict[str, Any]
+    # ResourceOptions.protect: the engine refuses to delete (or replace) the resource.
+    protected: bool = False
 
 
 def mock_id(prefix: str, name: str) -> str:
     return f"{prefix}-{hashlib.sha256(name.encode()).hexdigest()[:17]}"
+
+
+def mock_uuid(name: str) -> str:
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -33,10 +41,18 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.region = region
         self.redis_endpoint = redis_endpoint
         self.resources: list[RecordedResource] = []
+        # (type, name) of every resource registered with protect=True; filled by record_options.
+        self.protected: set[tuple[str, str]] = set()
+
+    def record_options(self, args: pulumi.ResourceTransformationArgs) -> None:
+        """A stack transformation: the mocks see inputs only, resource options come this way."""
+        if args.opts and args.opts.protect:
+            self.protected.add((args.type_, args.name))
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)
-        self.resources.append(RecordedResource(args.typ, args.name, copy.deepcopy(inputs)))
+        protected = (args.typ, args.name) in self.protected
+        self.resources.append(RecordedResource(args.typ, args.name, copy.deepcopy(inputs), protected))
         state = {"name": args.name, **inputs}
         kind = args.typ.split(":")[-1]
         prefixes = {
@@ -69,6 +85,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["arn"] = arn_base.format("ssm") + f":parameter{inputs['name']}"
         elif args.typ == INSTANCE_TYPE:
             state |= {"arn": arn_base.format("ec2") + f":instance/{resource_id}", "privateIp": "10.40.0.10"}
+        elif args.typ == KMS_KEY_TYPE:
+            key_id = mock_uuid(args.name)
+            state |= {"keyId": key_id, "arn": arn_base.format("kms") + f":key/{key_id}"}
+            resource_id = key_id
+        elif args.typ == "aws:cloudwatch/logGroup:LogGroup":
+            state["arn"] = arn_base.format("logs") + f":log-group:{args.name}"
         elif args.typ.startswith("aws:iam/"):
             state["arn"] = f"arn:aws:iam::{ACCOUNT}:{kind[0].lower() + kind[1:]}/{args.name}"
         return resource_id, state
@@ -78,22 +100,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             zones = [f"{self.region}{letter}" for letter in "abc"]
             return {"names": zones, "zoneIds": [f"euw1-az{i}" for i in range(1, 4)], "id": self.region}, []
-        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {
-                "accountId": ACCOUNT,
-                "arn": f"arn:aws:iam::{ACCOUNT}:user/ci",
-                "userId": "AIDAEXAMPLE",
-                "id": ACCOUNT,
-            }, []
-        if args.token == "aws:index/getPartition:getPartition":
-            partition = {
-                "partition": "aws",
-                "dnsSuffix": "amazonaws.com",
-                "reverseDnsPrefix": "com.amazonaws",
-                "id": "aws",
-            }
-            return partition, []
         if args.token == "aws:ec2/getAmi:getAmi":
             ami = {"id": "ami-0a1b2c3d4e5f67890", "name": "debian-12-amd64-20261101-1000", "architecture": "x86_64"}
             return ami, []
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            deployer = f"arn:aws:sts::{ACCOUNT}:assumed-role/django-stack-deploy/github-actions"
+            return {"accountId": ACCOUNT, "arn": deployer, "userId": "AROAEXAMPLE:github-actions", "id": ACCOUNT}, []
         raise NotImplementedError(f"no mock for invoke {args.token}")

@@ -70,6 +70,7 @@ def run_program(stack: str, config: dict[str, Any], mocks: RecordingMocks, previ
 
         @pulumi.runtime.test  # type: ignore[untyped-decorator]  # pulumi's decorator is untyped
         def program() -> None:
+            pulumi.runtime.register_stack_transformation(mocks.record_options)
             runpy.run_path(str(PROGRAM_DIR / "__main__.py"), run_name="__main__")
 
         program()

@@ -16,9 +16,11 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from ipaddress import ip_network
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
@@ -43,6 +45,13 @@ CACHE_CLUSTER: Final = "aws:elasticache/cluster:Cluster"
 SECURITY_GROUP: Final = "aws:ec2/securityGroup:SecurityGroup"
 SECURITY_GROUP_RULE: Final = "aws:ec2/securityGroupRule:SecurityGroupRule"
 INGRESS_RULE: Final = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+DEFAULT_SECURITY_GROUP: Final = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
+ROLE: Final = "aws:iam/role:Role"
+ROLE_POLICY: Final = "aws:iam/rolePolicy:RolePolicy"
+MANAGED_POLICY: Final = "aws:iam/policy:Policy"
+POLICY_ATTACHMENT: Final = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+PARAMETER: Final = "aws:ssm/parameter:Parameter"
+LOG_GROUP: Final = "aws:cloudwatch/logGroup:LogGroup"
 
 REDIS_PORT: Final = 6379
 SSH_PORT: Final = 22
@@ -406,6 +415,135 @@ def user_data_verifies_redis_tls(resource_type: str, props: Mapping[str, Any]) -
     ]
 
 
+# --- IAM: Parameter Store reads ----------------------------------------------------------------
+
+_PARAMETER_READS: Final = (
+    "ssm:GetParameter",
+    "ssm:GetParameters",
+    "ssm:GetParametersByPath",
+    "ssm:GetParameterHistory",
+)
+# AWS-managed policies that allow ssm:GetParameter* on "*" (their published documents).
+_MANAGED_PARAMETER_READERS: Final = frozenset(
+    f"arn:aws:iam::aws:policy/{name}"
+    for name in (
+        "AmazonSSMManagedInstanceCore",
+        "service-role/AmazonEC2RoleforSSM",
+        "AmazonSSMReadOnlyAccess",
+        "AmazonSSMFullAccess",
+        "ReadOnlyAccess",
+        "PowerUserAccess",
+        "AdministratorAccess",
+    )
+)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    return list(elements(value)) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+
+
+def _reads_parameters(statement: Mapping[str, Any]) -> bool:
+    if statement.get("Effect") != "Allow":
+        return False
+    if "NotAction" in statement:
+        return True  # everything it does not name, reads included
+    patterns = [str(p).lower() for p in _as_list(statement.get("Action"))]
+    return any(fnmatchcase(action.lower(), pattern) for pattern in patterns for action in _PARAMETER_READS)
+
+
+def _names_a_parameter_tree(resource: str) -> bool:
+    """`arn:aws:ssm:<region>:<account>:parameter/<tree>/...` with a literal first segment."""
+    parts = resource.split(":", 5)
+    if len(parts) < 6 or not parts[5].startswith("parameter/"):
+        return False
+    first_segment = parts[5].removeprefix("parameter/").split("/")[0]
+    return bool(first_segment) and not any(c in first_segment for c in "*?")
+
+
+def _policy_documents(resource_type: str, props: Mapping[str, Any]) -> list[Any]:
+    if resource_type in (ROLE_POLICY, MANAGED_POLICY):
+        return [field(props, "policy")]
+    if resource_type == ROLE:
+        return [field(policy, "policy") for policy in elements(field(props, "inlinePolicies"))]
+    return []
+
+
+def no_parameter_reads_on_everything(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """No role of the stack may read Parameter Store beyond named parameter trees: an instance
+    that reads every parameter reads every other stack's secrets."""
+    attached = []
+    if resource_type == POLICY_ATTACHMENT:
+        attached = [field(props, "policyArn")]
+    elif resource_type == ROLE:
+        attached = list(elements(field(props, "managedPolicyArns")))
+    problems = [
+        f"{arn} allows ssm:GetParameter* on every parameter: grant the stack's parameters by ARN instead"
+        for arn in attached
+        if arn in _MANAGED_PARAMETER_READERS
+    ]
+    for document in _policy_documents(resource_type, props):
+        if not isinstance(document, str):
+            continue  # unknown during preview: judged at `up`
+        try:
+            statements = _as_list(json.loads(document).get("Statement"))
+        except (ValueError, AttributeError):
+            continue
+        for statement in statements:
+            if not isinstance(statement, Mapping) or not _reads_parameters(statement):
+                continue
+            if "NotResource" in statement:
+                problems.append("a statement allows ssm:GetParameter* with NotResource: name the parameters")
+                continue
+            wide = [str(r) for r in _as_list(statement.get("Resource")) if not _names_a_parameter_tree(str(r))]
+            if wide:
+                problems.append(
+                    f"ssm:GetParameter* on {', '.join(wide)}: grant parameters by ARN under the stack's tree"
+                )
+    return problems
+
+
+# --- customer managed keys -----------------------------------------------------------------------
+
+_AWS_MANAGED_KEY = re.compile(r"(^|:)alias/aws/")
+
+
+def _customer_key(value: Any) -> bool:
+    return value is UNKNOWN or (isinstance(value, str) and bool(value) and not _AWS_MANAGED_KEY.search(value))
+
+
+def customer_managed_keys(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Redis at rest, SecureStrings and log groups under a key the stack controls, never an
+    AWS-managed key that every principal in the account may use through the service."""
+    if resource_type == REPLICATION_GROUP and not _customer_key(field(props, "kmsKeyId")):
+        return ["kmsKeyId is not set: encrypt Redis at rest with the stack's key, not ElastiCache's default"]
+    if resource_type == PARAMETER and field(props, "type") == "SecureString":
+        if not _customer_key(field(props, "keyId")):
+            return [
+                f"keyId is {field(props, 'keyId')!r}: a SecureString under aws/ssm is readable by any "
+                "principal with ssm:GetParameter; use the stack's key"
+            ]
+    if resource_type == LOG_GROUP and not _customer_key(field(props, "kmsKeyId")):
+        return ["kmsKeyId is not set: encrypt the log group with the stack's key"]
+    return []
+
+
+# --- network baseline ----------------------------------------------------------------------------
+
+
+def default_security_group_without_rules(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """The VPC's default security group carries no rule: nothing attached to it by default is
+    reachable or reaches out."""
+    if resource_type != DEFAULT_SECURITY_GROUP:
+        return []
+    return [
+        f"the default security group has {direction} rules: leave {direction} empty"
+        for direction in ("ingress", "egress")
+        if _count(field(props, direction))
+    ]
+
+
 # --- the stack -----------------------------------------------------------------------------------
 
 
@@ -452,6 +590,21 @@ RESOURCE_POLICIES: Final = (
         "instance-hardened",
         "EC2 instances: IMDSv2 required, no public IP (nor an Elastic IP), no key pair, encrypted root volume.",
         instance_hardened,
+    ),
+    ResourcePolicy(
+        "no-parameter-reads-on-everything",
+        "No role policy or attached AWS-managed policy allows ssm:GetParameter* beyond named parameter trees.",
+        no_parameter_reads_on_everything,
+    ),
+    ResourcePolicy(
+        "customer-managed-keys",
+        "ElastiCache at rest, SecureString parameters and log groups are encrypted with a customer managed key.",
+        customer_managed_keys,
+    ),
+    ResourcePolicy(
+        "default-security-group-without-rules",
+        "The VPC's default security group has no ingress and no egress rules.",
+        default_security_group_without_rules,
     ),
     ResourcePolicy(
         "user-data-verifies-redis-tls",

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from components.fleet import Fleet, FleetArgs
-from tests.conftest import SECRET_SIG_KEY, of_type, only
+from tests.conftest import SECRET_SIG_KEY, named, of_type, only
 from userdata.render import decode_user_data, enabled_units, written_files
 
 INSTANCE = "aws:ec2/instance:Instance"
@@ -96,11 +96,8 @@ def test_no_secret_value_reaches_user_data_or_outputs(prod):
     assert key.inputs["special"] is True
 
 
-def test_access_grants_ssm_core_and_exactly_the_secrets_and_releases(prod):
-    assert only(prod, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")["policyArn"] == (
-        "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-    )
-    policy = json.loads(only(prod, "aws:iam/rolePolicy:RolePolicy")["policy"])
+def test_access_grants_exactly_the_secrets_and_releases(prod):
+    policy = json.loads(named(prod, "aws:iam/rolePolicy:RolePolicy", "prod-read-secrets-and-releases")["policy"])
     assert policy["Statement"] == [
         {
             "Action": "ssm:GetParameters",
@@ -124,7 +121,7 @@ def test_access_grants_ssm_core_and_exactly_the_secrets_and_releases(prod):
             "Sid": "ReadReleaseArtifacts",
         },
     ]
-    assume = json.loads(only(prod, "aws:iam/role:Role")["assumeRolePolicy"])
+    assume = json.loads(named(prod, "aws:iam/role:Role", "prod-role")["assumeRolePolicy"])
     assert assume["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
 
 
@@ -132,7 +129,7 @@ def test_the_role_may_read_exactly_the_apps_own_secret_parameters(render):
     stack = render(
         {"app.secretParameters": {"EMAIL_API_KEY": "/myapp/prod/email-api-key", "STRIPE_KEY": "/myapp/prod/stripe"}}
     )
-    policy = json.loads(only(stack, "aws:iam/rolePolicy:RolePolicy")["policy"])
+    policy = json.loads(named(stack, "aws:iam/rolePolicy:RolePolicy", "prod-read-secrets-and-releases")["policy"])
     assert policy["Statement"][0]["Resource"] == [
         "arn:aws:ssm:eu-west-1:123456789012:parameter/django-stack/prod/redis/auth-token",
         "arn:aws:ssm:eu-west-1:123456789012:parameter/django-stack/prod/django/secret-key",
@@ -175,6 +172,7 @@ def fleet_args(**changes: object) -> FleetArgs:
         "root_volume_gb": 30,
         "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
         "instance_profile_name": "t-profile",
+        "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab",
     }
     return FleetArgs(**(values | changes))  # type: ignore[arg-type]
 

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,17 +153,25 @@ def test_instances_carry_the_contracts_tags(prod: StackRender):
     assert beats == [layout.BEAT_TAG_VALUE]
 
 
+def read_statement(prod: StackRender, sid: str) -> dict[str, Any]:
+    (policy,) = [
+        r.inputs
+        for r in prod.resources
+        if r.type_ == "aws:iam/rolePolicy:RolePolicy" and r.name == "prod-read-secrets-and-releases"
+    ]
+    (statement,) = [s for s in json.loads(policy["policy"])["Statement"] if s["Sid"] == sid]
+    return dict(statement)
+
+
 def test_the_instance_role_reads_exactly_the_contracts_parameters(prod: StackRender):
-    (policy,) = [r.inputs for r in prod.resources if r.type_ == "aws:iam/rolePolicy:RolePolicy"]
-    (statement,) = [s for s in json.loads(policy["policy"])["Statement"] if s["Sid"] == "ReadStackSecrets"]
+    statement = read_statement(prod, "ReadStackSecrets")
     assert statement["Action"] == layout.INSTANCE_PARAMETER_ACTION
     names = sorted(arn.split(":parameter", 1)[1] for arn in statement["Resource"])
     assert names == sorted(layout.parameter_name("django-stack", "prod", p) for p in layout.INSTANCE_PARAMETERS)
 
 
 def test_the_instance_role_reads_the_contracts_live_release_parameter(prod: StackRender):
-    (policy,) = [r.inputs for r in prod.resources if r.type_ == "aws:iam/rolePolicy:RolePolicy"]
-    (statement,) = [s for s in json.loads(policy["policy"])["Statement"] if s["Sid"] == "ReadLiveRelease"]
+    statement = read_statement(prod, "ReadLiveRelease")
     assert statement["Action"] == layout.RELEASE_PARAMETER_ACTION
     assert statement["Resource"].split(":parameter", 1)[1] == layout.parameter_name(
         "django-stack", "prod", layout.RELEASE_PARAMETER

@@ -9,6 +9,7 @@ import pulumi_aws as aws
 
 from components.redis import Redis, RedisArgs
 from offline_render.fake_aws import mock_id
+from offline_render.program import render_stack
 from tests.conftest import is_secret, named, of_type, only
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
@@ -92,7 +93,17 @@ def test_slow_log_goes_to_cloudwatch(prod):
             "logType": "slow-log",
         }
     ]
-    assert only(prod, "aws:cloudwatch/logGroup:LogGroup")["retentionInDays"] == 14
+    assert named(prod, "aws:cloudwatch/logGroup:LogGroup", "prod-redis-slow-log")["retentionInDays"] == 14
+
+
+def test_prod_protects_the_group_and_the_stack_key_and_staging_does_not(prod):
+    protected = {(r.type_, r.name) for r in prod.resources if r.protected}
+    assert protected == {(GROUP, "prod-redis-group"), ("aws:kms/key:Key", "prod-key")}
+    assert not [r.name for r in render_stack("staging").resources if r.protected]
+
+
+def test_deleting_the_group_leaves_a_final_snapshot(prod):
+    assert only(prod, GROUP)["finalSnapshotIdentifier"] == "prod-redis-final"
 
 
 def test_the_token_is_stored_only_once_the_replication_group_has_taken_it(render, monkeypatch):
@@ -130,6 +141,8 @@ def redis_args(**changes: object) -> RedisArgs:
         "security_group_id": "sg-0123456789abcdef0",
         "auth_token": "plain-token-for-the-test-0123456789",
         "auth_token_parameter": "/p/t/redis/auth-token",
+        "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab",
+        "protect": False,
         "tags": {"Stack": "t"},
     }
     return RedisArgs(**(values | changes))  # type: ignore[arg-type]

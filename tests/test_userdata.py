@@ -216,3 +216,30 @@ def test_app_units_take_app_release_from_the_release_they_run(prod_settings, nam
     files = [line for line in units[name].splitlines() if line.startswith("EnvironmentFile=")]
     assert files[:2] == ["EnvironmentFile=/etc/app/app.env", "EnvironmentFile=/srv/app/current/version.env"]
     assert "APP_RELEASE" not in render.app_env(prod_settings)
+
+
+def ip_address_deny(text: str) -> list[str]:
+    return [line.split("=", 1)[1] for line in text.splitlines() if line.startswith("IPAddressDeny=")]
+
+
+def test_app_units_cannot_reach_the_instance_metadata_service_unless_the_stack_opts_in(prod_settings):
+    units = {
+        **render.unit_files(machine(prod_settings, "web")),
+        **render.unit_files(machine(prod_settings, "worker", beat=True)),
+    }
+    app_units = sorted(name for name in units if name.startswith(("gunicorn", "celery-")))
+    assert app_units == [
+        "celery-beat.service",
+        "celery-worker-default.service",
+        "celery-worker-long.service",
+        "gunicorn.service",
+    ]
+    for name in app_units:
+        assert ip_address_deny(units[name]) == ["169.254.169.254 fd00:ec2::254"], name
+    # The two that fetch with the role keep it.
+    assert ip_address_deny(units["app-secrets.service"]) == ip_address_deny(units["app-release.service"]) == []
+    opted_in = msgspec.structs.replace(
+        prod_settings, app=msgspec.structs.replace(prod_settings.app, aws_credentials=True)
+    )
+    for text in render.unit_files(machine(opted_in, "worker", beat=True)).values():
+        assert ip_address_deny(text) == []

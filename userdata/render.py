@@ -226,10 +226,27 @@ def _render_unit(template: str, **values: Any) -> str:
     )
 
 
+# The instance metadata service (IPv4, and IPv6 on Nitro): its credentials endpoint hands out
+# the instance role's keys to any process that asks.
+INSTANCE_METADATA_ADDRESSES = ("169.254.169.254", "fd00:ec2::254")
+
+
+def app_metadata_access(settings: Settings) -> str:
+    """The app units' line on IMDS: denied unless the stack says the app uses the role
+    (app.awsCredentials). app-secrets and app-release keep it: they fetch with the role."""
+    if settings.app.aws_credentials:
+        return "# app.awsCredentials: the app reaches the instance metadata service for the role's credentials."
+    return (
+        "# The app needs no AWS credentials (app.awsCredentials: false): no instance metadata.\n"
+        f"IPAddressDeny={' '.join(INSTANCE_METADATA_ADDRESSES)}"
+    )
+
+
 def unit_files(machine: UserDataInputs) -> dict[str, str]:
     """Unit name -> unit file text, for every unit this machine gets."""
     settings = machine.settings
     celery_app = settings.app.module
+    metadata_access = app_metadata_access(settings)
     units = {
         SECRETS_UNIT: _render_unit(
             SECRETS_UNIT,
@@ -253,6 +270,7 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
             runtime_dir_name=GUNICORN_RUNTIME_DIR_NAME,
             runtime_dir=GUNICORN_RUNTIME_DIR,
             stop_timeout=settings.web.gunicorn_timeout + GUNICORN_GRACE_SECONDS,
+            metadata_access=metadata_access,
         )
         return units
     for queue in settings.worker.queues:
@@ -262,6 +280,7 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
             celery_app=celery_app,
             queue_env=worker_env_file(queue.name),
             stop_timeout=settings.worker.stop_timeout(queue),
+            metadata_access=metadata_access,
         )
     if machine.runs_beat:
         units[BEAT_UNIT] = _render_unit(
@@ -269,6 +288,7 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
             celery_app=celery_app,
             beat_state_dir_name=BEAT_STATE_DIR_NAME,
             beat_schedule=BEAT_SCHEDULE,
+            metadata_access=metadata_access,
         )
     return units
 

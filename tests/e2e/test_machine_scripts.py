@@ -3,25 +3,18 @@
 
 from __future__ import annotations
 
-import io
 import os
-import re
 import stat
 import subprocess
-import tarfile
-import zipfile
 from pathlib import Path
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-FILES = Path(__file__).resolve().parents[2] / "userdata" / "files"
-SYSTEM_PYTHON = "/usr/bin/python3"
+from tests.machine_scripts import FILES, SYSTEM_PYTHON, UNIT_UMASK, artifact, release_tool, unreadable_for_others
+
 TOKEN = "Tok3nWithOnlyLettersAndDigits0123456789abcdef"
-# The UMask= every unit of the stack runs under, read from the shared sandbox the units include.
-_SANDBOX = (FILES.parent / "templates" / "sandbox.conf").read_text()
-UNIT_UMASK = int(re.search(r"^UMask=([0-7]+)$", _SANDBOX, re.MULTILINE).group(1), 8)
 
 
 @pytest.fixture(scope="module")
@@ -131,60 +124,7 @@ def test_a_missing_app_secret_fails_the_fetch_naming_it(parameter_store, tmp_pat
     assert not target.exists()
 
 
-# --- app-release -------------------------------------------------------------------------------
-
-
-def tiny_wheel(directory: Path) -> Path:
-    """A real, minimal pure-Python wheel, so the venv build runs pip offline as on an instance."""
-    path = directory / "hello_release-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as wheel:
-        wheel.writestr("hello_release.py", "GREETING = 'hello'\n")
-        info = "hello_release-1.0.dist-info"
-        wheel.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: hello-release\nVersion: 1.0\n")
-        wheel.writestr(
-            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-        )
-        wheel.writestr(f"{info}/RECORD", "")
-    return path
-
-
-def artifact(tmp_path: Path, release: str, extra: dict[str, bytes] | None = None) -> Path:
-    wheel = tiny_wheel(tmp_path)
-    path = tmp_path / f"{release}.tar.gz"
-    with tarfile.open(path, "w:gz") as archive:
-        members = {"src/manage.py": b"print('manage')\n", f"wheels/{wheel.name}": wheel.read_bytes()} | (extra or {})
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
-
-
-def release_tool(app_root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [SYSTEM_PYTHON, str(FILES / "app-release"), *args],
-        env={"PATH": "/usr/bin:/bin", "APP_ROOT": str(app_root)} | env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        umask=UNIT_UMASK,
-    )
-
-
-def unreadable_for_others(tree: Path) -> list[str]:
-    """Paths under `tree` another user could not use: directories without o+rx, files without
-    o+r, executables without o+x. Symlinks are judged by what they point to."""
-    problems = []
-    for directory, _, files in os.walk(tree):
-        if stat.S_IMODE(os.stat(directory).st_mode) & 0o005 != 0o005:
-            problems.append(f"{directory}/ {oct(os.stat(directory).st_mode)}")
-        for name in files:
-            path = Path(directory, name)
-            mode = path.stat().st_mode
-            wanted = 0o005 if mode & stat.S_IXUSR else 0o004
-            if stat.S_IMODE(mode) & wanted != wanted:
-                problems.append(f"{path} {oct(mode)}")
-    return problems
+# --- app-release: a venv built from the artifact's wheels ------------------------------------
 
 
 def test_release_install_activate_and_rollback(tmp_path):
@@ -203,17 +143,6 @@ def test_release_install_activate_and_rollback(tmp_path):
     assert not (root / "releases" / "r2" / "wheels").exists()
     assert release_tool(root, "activate", "r1").returncode == 0  # a rollback is one activate
     assert release_tool(root, "current").stdout.strip() == "r1"
-
-
-def test_release_tree_is_readable_by_the_app_user_under_the_units_umask(tmp_path):
-    root = tmp_path / "srv-app"  # created by app-release itself, as at first boot
-    installed = release_tool(root, "install", "r1", "--artifact", str(artifact(tmp_path, "r1")))
-    assert installed.returncode == 0, installed.stderr
-    assert release_tool(root, "activate", "r1").returncode == 0
-    assert unreadable_for_others(root) == []
-    current = root / "current"
-    assert stat.S_IMODE((current / "venv" / "bin" / "pip").stat().st_mode) == 0o755  # a script pip wrote
-    assert stat.S_IMODE((current / "src" / "manage.py").stat().st_mode) == 0o644
 
 
 # --- app-release ensure: the live release from Parameter Store, the artifact from S3 -------------
@@ -311,16 +240,3 @@ def test_ensure_fails_in_one_line_when_the_live_release_cannot_be_read(parameter
     hostile = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store))
     assert (hostile.returncode, hostile.stderr) == (1, "app-release: invalid release name '../etc'\n")
     assert release_tool(root, "current").stdout.strip() == "r1"  # nothing changed
-
-
-def test_release_refuses_bad_input_and_hostile_artifacts(tmp_path):
-    root = tmp_path / "srv-app"
-    unknown = release_tool(root, "activate", "r9")
-    assert unknown.returncode == 1 and "release r9 is not installed; installed: none" in unknown.stderr
-    bad_name = release_tool(root, "install", "../etc", "--artifact", "/dev/null")
-    assert bad_name.returncode == 1 and "invalid release name '../etc'" in bad_name.stderr
-    escape = artifact(tmp_path, "evil", {"../../escaped": b"x"})
-    refused = release_tool(root, "install", "evil", "--artifact", str(escape))
-    assert refused.returncode == 1 and "escapes the release directory" in refused.stderr
-    assert not (tmp_path / "escaped").exists()
-    assert release_tool(root, "list").stdout.split() == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import copy
 import gzip
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -82,7 +83,17 @@ def test_the_pack_judges_the_resource_types_the_program_creates(prod: StackRende
     # Guards against a provider upgrade renaming a type token: the policies would then pass
     # everything silently.
     types = {r.type_ for r in prod.resources}
-    assert {rules.INSTANCE, rules.REPLICATION_GROUP, rules.SECURITY_GROUP, rules.INGRESS_RULE} <= types
+    assert {
+        rules.INSTANCE,
+        rules.REPLICATION_GROUP,
+        rules.SECURITY_GROUP,
+        rules.INGRESS_RULE,
+        rules.DEFAULT_SECURITY_GROUP,
+        rules.ROLE,
+        rules.ROLE_POLICY,
+        rules.PARAMETER,
+        rules.LOG_GROUP,
+    } <= types
 
 
 def test_policy_constants_match_the_program() -> None:
@@ -411,3 +422,119 @@ def test_engine_view_of_every_prod_resource_passes(prod: StackRender) -> None:
     for resource in prod.resources:
         for policy in rules.RESOURCE_POLICIES:
             assert policy.check(resource.type_, engine_view(resource.inputs)) == [], (resource.name, policy.name)
+
+
+# --- IAM: Parameter Store reads ------------------------------------------------------------------
+
+READ_POLICY = "prod-read-secrets-and-releases"
+
+
+def with_statement(props: Props, statement: dict[str, Any]) -> Props:
+    document = json.loads(props["policy"])
+    document["Statement"].append(statement)
+    return {**props, "policy": json.dumps(document)}
+
+
+@pytest.mark.parametrize("name", [READ_POLICY, "prod-ssm-agent", "prod-flow-logs"])
+def test_role_policies_of_the_program_read_only_named_parameters(prod: StackRender, name: str) -> None:
+    policy = inputs_of(prod, name, rules.ROLE_POLICY)
+    assert rules.no_parameter_reads_on_everything(rules.ROLE_POLICY, policy) == []
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        {"Effect": "Allow", "Action": "ssm:GetParameter", "Resource": "*"},
+        {"Effect": "Allow", "Action": ["ssm:Get*"], "Resource": "arn:aws:ssm:eu-west-1:123456789012:parameter/*"},
+        {"Effect": "Allow", "Action": "*", "Resource": "arn:aws:ssm:*:*:*"},
+        {"Effect": "Allow", "Action": "ssm:GetParametersByPath", "Resource": "arn:aws:ssm:*:*:parameter/*/prod"},
+        {"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"},
+        {"Effect": "Allow", "Action": "ssm:GetParameters", "NotResource": "arn:aws:ssm:*:*:parameter/x"},
+    ],
+    ids=[
+        "get-parameter-on-star",
+        "get-star-on-every-parameter",
+        "star-on-ssm",
+        "wildcard-tree",
+        "not-action",
+        "not-resource",
+    ],
+)
+def test_a_parameter_read_beyond_a_named_tree_violates(prod: StackRender, statement: dict[str, Any]) -> None:
+    policy = with_statement(inputs_of(prod, READ_POLICY, rules.ROLE_POLICY), statement)
+    assert len(rules.no_parameter_reads_on_everything(rules.ROLE_POLICY, policy)) == 1
+
+
+def test_a_read_of_another_named_tree_or_a_deny_passes(prod: StackRender) -> None:
+    named_tree = {"Effect": "Allow", "Action": "ssm:GetParameter", "Resource": "arn:aws:ssm:*:*:parameter/shared/x"}
+    deny = {"Effect": "Deny", "Action": "ssm:*", "Resource": "*"}
+    policy = with_statement(with_statement(inputs_of(prod, READ_POLICY, rules.ROLE_POLICY), named_tree), deny)
+    assert rules.no_parameter_reads_on_everything(rules.ROLE_POLICY, policy) == []
+
+
+def test_ssm_managed_instance_core_attached_violates(prod: StackRender) -> None:
+    attachment = {"role": "prod-role", "policyArn": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"}
+    problems = rules.no_parameter_reads_on_everything(rules.POLICY_ATTACHMENT, attachment)
+    assert len(problems) == 1 and "AmazonSSMManagedInstanceCore" in problems[0]
+    role = {**inputs_of(prod, "prod-role", rules.ROLE), "managedPolicyArns": [attachment["policyArn"]]}
+    assert rules.no_parameter_reads_on_everything(rules.ROLE, role)
+    assert rules.no_parameter_reads_on_everything(rules.ROLE, inputs_of(prod, "prod-role", rules.ROLE)) == []
+
+
+def test_a_wide_read_in_a_managed_or_inline_role_policy_violates(prod: StackRender) -> None:
+    wide = json.dumps({"Statement": [{"Effect": "Allow", "Action": "ssm:GetParameters", "Resource": "*"}]})
+    assert rules.no_parameter_reads_on_everything(rules.MANAGED_POLICY, {"policy": wide})
+    role = {**inputs_of(prod, "prod-role", rules.ROLE), "inlinePolicies": [{"name": "x", "policy": wide}]}
+    assert rules.no_parameter_reads_on_everything(rules.ROLE, role)
+
+
+def test_an_unknown_policy_document_is_left_for_the_update(prod: StackRender) -> None:
+    policy = {**inputs_of(prod, READ_POLICY, rules.ROLE_POLICY), "policy": UNKNOWN_STRING_VALUE}
+    assert rules.no_parameter_reads_on_everything(rules.ROLE_POLICY, engine_view(policy)) == []
+
+
+# --- customer managed keys -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "name", "key_field"),
+    [
+        (rules.REPLICATION_GROUP, GROUP, "kmsKeyId"),
+        (rules.PARAMETER, "prod-redis-auth-token", "keyId"),
+        (rules.PARAMETER, "prod-django-secret-key", "keyId"),
+        (rules.LOG_GROUP, "prod-redis-slow-log", "kmsKeyId"),
+        (rules.LOG_GROUP, "prod-flow-logs", "kmsKeyId"),
+    ],
+)
+def test_resources_under_the_stack_key_pass_and_without_it_violate(
+    prod: StackRender, resource_type: str, name: str, key_field: str
+) -> None:
+    props = inputs_of(prod, name, resource_type)
+    assert rules.customer_managed_keys(resource_type, props) == []
+    assert len(rules.customer_managed_keys(resource_type, set_path(props, key_field, None))) == 1
+
+
+@pytest.mark.parametrize("key", ["alias/aws/ssm", "arn:aws:kms:eu-west-1:123456789012:alias/aws/ssm"])
+def test_a_secure_string_under_the_aws_managed_key_violates(prod: StackRender, key: str) -> None:
+    parameter = {**inputs_of(prod, "prod-redis-auth-token", rules.PARAMETER), "keyId": key}
+    problems = rules.customer_managed_keys(rules.PARAMETER, parameter)
+    assert len(problems) == 1 and "aws/ssm" in problems[0]
+
+
+def test_a_plain_string_parameter_needs_no_key(prod: StackRender) -> None:
+    parameter = {**inputs_of(prod, "prod-redis-auth-token", rules.PARAMETER), "type": "String"}
+    assert rules.customer_managed_keys(rules.PARAMETER, set_path(parameter, "keyId", None)) == []
+
+
+# --- network baseline ----------------------------------------------------------------------------
+
+
+def test_the_default_security_group_without_rules_passes_and_with_one_violates(prod: StackRender) -> None:
+    default = inputs_of(prod, "prod-default-sg", rules.DEFAULT_SECURITY_GROUP)
+    assert rules.default_security_group_without_rules(rules.DEFAULT_SECURITY_GROUP, default) == []
+    allow_all = {"protocol": "-1", "fromPort": 0.0, "toPort": 0.0, "cidrBlocks": ["0.0.0.0/0"]}
+    for direction in ("ingress", "egress"):
+        problems = rules.default_security_group_without_rules(
+            rules.DEFAULT_SECURITY_GROUP, {**default, direction: [allow_all]}
+        )
+        assert len(problems) == 1 and direction in problems[0]

@@ -25,6 +25,8 @@ SIZE_AND_COUNT_KEYS = {
     "django-stack:web.gunicornWorkers",
     "django-stack:worker.count",
     "django-stack:worker.instanceType",
+    # Not a size, but a stack meant to be torn down: prod alone refuses to delete its data.
+    "django-stack:security.protect",
 }
 
 

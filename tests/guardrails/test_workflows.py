@@ -82,7 +82,8 @@ def test_every_workflow_passes_actionlint() -> None:
 
 
 def test_remote_actions_are_pinned_to_a_commit_with_its_version() -> None:
-    for path in sorted((REPO_ROOT / ".github").rglob("*.yml")):
+    github = REPO_ROOT / ".github"
+    for path in sorted([*github.rglob("*.yml"), *github.rglob("*.yaml")]):
         for line in path.read_text().splitlines():
             used = line.strip().removeprefix("- ")
             if used.startswith("uses:") and not used.startswith("uses: ./"):

@@ -1,0 +1,72 @@
+"""The instance scripts in userdata/files run as an instance runs them: Debian's /usr/bin/python3,
+under the umask every unit of the stack gets (read from the shared sandbox the units include).
+Shared by the unit lane (app-release without AWS) and the e2e lane (with moto and Debian's boto3)."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import stat
+import subprocess
+import tarfile
+import zipfile
+from pathlib import Path
+
+FILES = Path(__file__).resolve().parents[1] / "userdata" / "files"
+SYSTEM_PYTHON = "/usr/bin/python3"
+_SANDBOX = (FILES.parent / "templates" / "sandbox.conf").read_text()
+UNIT_UMASK = int(re.search(r"^UMask=([0-7]+)$", _SANDBOX, re.MULTILINE).group(1), 8)
+
+
+def tiny_wheel(directory: Path) -> Path:
+    """A real, minimal pure-Python wheel, so the venv build runs pip offline as on an instance."""
+    path = directory / "hello_release-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr("hello_release.py", "GREETING = 'hello'\n")
+        info = "hello_release-1.0.dist-info"
+        wheel.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: hello-release\nVersion: 1.0\n")
+        wheel.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        wheel.writestr(f"{info}/RECORD", "")
+    return path
+
+
+def artifact(tmp_path: Path, release: str, extra: dict[str, bytes] | None = None) -> Path:
+    wheel = tiny_wheel(tmp_path)
+    path = tmp_path / f"{release}.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        members = {"src/manage.py": b"print('manage')\n", f"wheels/{wheel.name}": wheel.read_bytes()} | (extra or {})
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def release_tool(app_root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SYSTEM_PYTHON, str(FILES / "app-release"), *args],
+        env={"PATH": "/usr/bin:/bin", "APP_ROOT": str(app_root)} | env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        umask=UNIT_UMASK,
+    )
+
+
+def unreadable_for_others(tree: Path) -> list[str]:
+    """Paths under `tree` another user could not use: directories without o+rx, files without
+    o+r, executables without o+x. Symlinks are judged by what they point to."""
+    problems = []
+    for directory, _, files in os.walk(tree):
+        if stat.S_IMODE(os.stat(directory).st_mode) & 0o005 != 0o005:
+            problems.append(f"{directory}/ {oct(os.stat(directory).st_mode)}")
+        for name in files:
+            path = Path(directory, name)
+            mode = path.stat().st_mode
+            wanted = 0o005 if mode & stat.S_IXUSR else 0o004
+            if stat.S_IMODE(mode) & wanted != wanted:
+                problems.append(f"{path} {oct(mode)}")
+    return problems
