@@ -63,7 +63,11 @@ artifact_location = (
 access = InstanceAccess(
     name,
     AccessArgs(
-        secret_parameter_arns=[parameter_arn(parameter) for parameter in secret_parameters],
+        # The stack's two and the app's own (app.secretParameters, created by the user): exactly these.
+        secret_parameter_arns=[
+            parameter_arn(parameter)
+            for parameter in [*secret_parameters, *sorted(str(p) for p in settings.app.secret_parameters.values())]
+        ],
         release_parameter_arn=parameter_arn(release_parameter),
         artifact_location=artifact_location,
         tags=tags,
@@ -111,7 +115,6 @@ network = Network(
 secrets = Secrets(
     name,
     SecretsArgs(
-        auth_token_parameter=secret_parameters[0],
         django_secret_key_parameter=secret_parameters[1],
         auth_token_version=settings.redis.auth_token_version,
         kms_key_arn=kms_key_arn,
@@ -152,6 +155,7 @@ redis = Redis(
         subnet_ids=network.private_subnet_ids,
         security_group_id=security.redis_security_group_id,
         auth_token=secrets.auth_token,
+        auth_token_parameter=secret_parameters[0],
         kms_key_arn=kms_key_arn,
         protect=security_settings.protect,
         tags=tags,
@@ -237,7 +241,7 @@ pulumi.export("vpcId", network.vpc_id)
 pulumi.export("redisPrimaryEndpoint", redis.primary_endpoint)
 pulumi.export("redisReaderEndpoint", redis.reader_endpoint)
 pulumi.export("redisPort", redis.port)
-pulumi.export("authTokenParameter", secrets.auth_token_parameter_name)
+pulumi.export("authTokenParameter", redis.auth_token_parameter_name)
 pulumi.export("djangoSecretKeyParameter", secrets.django_secret_key_parameter_name)
 pulumi.export("webSecurityGroupId", security.web_security_group_id)
 pulumi.export("workerSecurityGroupId", security.worker_security_group_id)

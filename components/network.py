@@ -49,6 +49,17 @@ class NetworkArgs:
             raise ValueError(f"nat_gateways: {self.nat_gateways!r}; allowed: single, perAz")
 
 
+def pick_zones(available: list[str], wanted: int, region: str) -> list[str]:
+    """The first `wanted` zones, or an error that names the config key: how many zones a region
+    has is only known once AWS answers."""
+    if wanted > len(available):
+        raise pulumi.RunError(
+            f"django-stack:network.availabilityZones: {wanted} requested; {region} has only "
+            f"{len(available)} available ({', '.join(available)}); use 2 to {len(available)}"
+        )
+    return available[:wanted]
+
+
 class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     private_subnet_ids: list[pulumi.Output[str]]
@@ -73,7 +84,10 @@ class Network(pulumi.ComponentResource):
     def _create_vpc(self, name: str, args: NetworkArgs) -> None:
         tags = args.tags
         child = pulumi.ResourceOptions(parent=self)
-        zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOptions(parent=self))
+        # Asked before the first subnet (a plain invoke, answered in previews too) so a count the
+        # region cannot meet stops the program with one line instead of failing inside an apply.
+        available = aws.get_availability_zones(state="available", opts=pulumi.InvokeOptions(parent=self)).names
+        zone_names = pick_zones(list(available), args.availability_zones, args.region)
         plan = plan_subnets(args.vpc_cidr, args.availability_zones)
 
         vpc = aws.ec2.Vpc(
@@ -97,8 +111,7 @@ class Network(pulumi.ComponentResource):
         private_subnets: list[aws.ec2.Subnet] = []
         public_subnets: list[aws.ec2.Subnet] = []
         private_route_tables: list[aws.ec2.RouteTable] = []
-        for index in range(args.availability_zones):
-            zone = zones.names[index]
+        for index, zone in enumerate(zone_names):
             public = aws.ec2.Subnet(
                 f"{name}-public-{index}",
                 vpc_id=vpc.id,

@@ -72,13 +72,13 @@ def _engine_config(config: dict[str, Any]) -> dict[str, str]:
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
 
 
-def run_program(stack: str, config: dict[str, Any], mocks: RecordingMocks) -> dict[str, Any]:
+def run_program(stack: str, config: dict[str, Any], mocks: RecordingMocks, preview: bool = False) -> dict[str, Any]:
     """Runs __main__.py under these mocks with this config; returns the stack's outputs."""
     asyncio.set_event_loop(asyncio.new_event_loop())
     # set_mocks keeps an existing root stack: a fresh one per run, or one render's exports (a
     # load balancer's url) would show up in the next render's outputs.
     pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
     pulumi.runtime.set_all_config(_engine_config(config))
     outputs: dict[str, Any] = {}
     try:

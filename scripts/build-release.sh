@@ -12,12 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 release=${1:?usage: scripts/build-release.sh RELEASE [OUT_DIR]}
-if [[ ! $release =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]]; then
-  echo "build-release: RELEASE '$release' is invalid; allowed: letters, digits, . _ - (max 64, no leading . or -)" >&2
-  exit 2
-fi
 out_dir=${2:-build/releases}
 python=${PYTHON:-/usr/bin/python3}
+# The stack config's and the ops tool's own rule (release_name.py), not a copy of it.
+if ! problem=$("$python" release_name.py "$release" 2>&1); then
+  echo "build-release: $problem" >&2
+  exit 2
+fi
 builder=build/release-builder/$(basename "$python")
 [ -x "$builder/bin/pip" ] || "$python" -m venv "$builder"
 

@@ -13,7 +13,7 @@ import pytest
 from components.fleet import BOOT_GRACE_SECONDS, Fleet, FleetArgs, GroupSize
 from offline_render.fake_aws import AUTOSCALING_GROUP_TYPE, LAUNCH_TEMPLATE_TYPE, mock_id
 from tests.conftest import SECRET_SIG_KEY, named, of_type, only
-from userdata.render import UserDataInputs, decode_user_data, enabled_units, user_data_base64
+from userdata.render import UserDataInputs, decode_user_data, enabled_units, user_data_base64, written_files
 
 KINDS = ("web", "worker", "worker-beat")
 
@@ -388,6 +388,34 @@ def test_access_grants_exactly_the_secrets_and_releases(prod):
     ]
     assume = json.loads(named(prod, "aws:iam/role:Role", "prod-role")["assumeRolePolicy"])
     assert assume["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+
+
+def test_the_role_may_read_exactly_the_apps_own_secret_parameters(render):
+    stack = render(
+        {"app.secretParameters": {"EMAIL_API_KEY": "/myapp/prod/email-api-key", "STRIPE_KEY": "/myapp/prod/stripe"}}
+    )
+    policy = json.loads(named(stack, "aws:iam/rolePolicy:RolePolicy", "prod-read-secrets-and-releases")["policy"])
+    assert policy["Statement"][0]["Resource"] == [
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/django-stack/prod/redis/auth-token",
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/django-stack/prod/django/secret-key",
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/myapp/prod/email-api-key",
+        "arn:aws:ssm:eu-west-1:123456789012:parameter/myapp/prod/stripe",
+    ]
+    # Fetched at boot by name: neither value nor parameter ends up anywhere but the source env.
+    web = next(i for i in stack.instances if i.role == "web")
+    files = {f.path: f.content for f in written_files(web.user_data)}
+    assert (
+        "SECRET_PARAMETERS=EMAIL_API_KEY=/myapp/prod/email-api-key,STRIPE_KEY=/myapp/prod/stripe\n"
+        in (files["/etc/app/secrets-source.env"])
+    )
+    assert "EMAIL_API_KEY" not in files["/etc/app/app.env"]
+
+
+def test_the_apps_own_environment_is_written_to_app_env_after_the_stacks(render):
+    stack = render({"app.environment": {"FEATURE_REPORTS": "on", "DATABASE_URL": "postgres://app@db.internal/app"}})
+    for instance in stack.instances:
+        app_env = next(f for f in written_files(instance.user_data) if f.path == "/etc/app/app.env").content
+        assert app_env.endswith("FEATURE_REPORTS=on\nDATABASE_URL=postgres://app@db.internal/app\n")
 
 
 def test_terminating_workers_are_held_for_their_longest_task(prod, render):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pulumi
 import pytest
 
 from components.network import Network, NetworkArgs
@@ -72,6 +73,22 @@ def test_new_vpc_puts_the_load_balancer_in_its_public_subnets(prod):
         assert sorted(group.inputs["vpcZoneIdentifiers"]) == sorted(
             mock_id("subnet", f"prod-private-{index}") for index in range(2)
         )
+
+
+def test_more_zones_than_the_region_has_is_one_line_naming_the_key(render):
+    # The mock region has three zones, as eu-west-1 has.
+    with pytest.raises(pulumi.RunError) as raised:
+        render({"network.availabilityZones": 4})
+    assert str(raised.value) == (
+        "django-stack:network.availabilityZones: 4 requested; eu-west-1 has only 3 available "
+        "(eu-west-1a, eu-west-1b, eu-west-1c); use 2 to 3"
+    )
+
+
+def test_every_zone_the_region_has_can_be_used(render):
+    private = [r.inputs for r in render({"network.availabilityZones": 3}).of_type("aws:ec2/subnet:Subnet")]
+    zones = sorted(s["availabilityZone"] for s in private if s["tags"]["Tier"] == "private")
+    assert zones == ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
 
 
 def test_flow_logs_record_all_traffic_to_an_encrypted_log_group_kept_as_configured(prod, render):

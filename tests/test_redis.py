@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
+import pulumi_aws as aws
 
 from components.redis import Redis, RedisArgs
 from offline_render.fake_aws import mock_id
@@ -103,6 +106,24 @@ def test_deleting_the_group_leaves_a_final_snapshot(prod):
     assert only(prod, GROUP)["finalSnapshotIdentifier"] == "prod-redis-final"
 
 
+def test_the_token_is_stored_only_once_the_replication_group_has_taken_it(render, monkeypatch):
+    # The mocks resolve everything at once, so the order is read from the resource options.
+    options: dict[str, pulumi.ResourceOptions] = {}
+
+    class RecordingParameter(aws.ssm.Parameter):
+        def __init__(self, resource_name: str, *args: Any, opts: pulumi.ResourceOptions | None = None, **kwargs: Any):
+            options[resource_name] = opts
+            super().__init__(resource_name, *args, opts=opts, **kwargs)
+
+    monkeypatch.setattr(aws.ssm, "Parameter", RecordingParameter)
+    render()
+    stored = options["prod-redis-auth-token"]
+    assert [type(d).__name__ for d in stored.depends_on] == ["ReplicationGroup"]
+    assert isinstance(stored.parent, Redis)
+    # Moved from the Secrets component: an alias keeps it the same resource (no delete + create).
+    assert len(stored.aliases) == 1
+
+
 def redis_args(**changes: object) -> RedisArgs:
     values: dict[str, object] = {
         "description": "broker",
@@ -119,6 +140,7 @@ def redis_args(**changes: object) -> RedisArgs:
         "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
         "security_group_id": "sg-0123456789abcdef0",
         "auth_token": "plain-token-for-the-test-0123456789",
+        "auth_token_parameter": "/p/t/redis/auth-token",
         "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab",
         "protect": False,
         "tags": {"Stack": "t"},
@@ -134,6 +156,8 @@ def test_redis_alone_from_plain_values(build_alone):
     assert group.inputs["authToken"]["value"] == "plain-token-for-the-test-0123456789"  # kept secret
     (subnets,) = of_type(resources, "aws:elasticache/subnetGroup:SubnetGroup")
     assert subnets.inputs["subnetIds"] == ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
+    (parameter,) = of_type(resources, "aws:ssm/parameter:Parameter")
+    assert (parameter.inputs["name"], parameter.inputs["type"]) == ("/p/t/redis/auth-token", "SecureString")
 
 
 def test_renamed_redis_resources_carry_their_old_names_as_aliases(build_alone):
@@ -150,4 +174,5 @@ def test_renamed_redis_resources_carry_their_old_names_as_aliases(build_alone):
         "t-redis-params": ["t-params"],
         "t-redis-slow-log": ["t-slow-log"],
         "t-redis-group": ["t-group"],
+        "t-redis-auth-token": [...],  # same name, moved from the Secrets component (a parent alias)
     }

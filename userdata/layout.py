@@ -30,6 +30,8 @@ WORKER_ENV_SUFFIX = ".env"
 SECRETS_DIR_NAME = "app-secrets"  # RuntimeDirectory= of app-secrets.service
 SECRETS_DIR = f"/run/{SECRETS_DIR_NAME}"
 SECRETS_ENV = f"{SECRETS_DIR}/secrets.env"
+# What app-fetch-secrets writes there, beside the names of the app's own app.secretParameters.
+SECRETS_ENV_NAMES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DJANGO_SECRET_KEY")
 GUNICORN_RUNTIME_DIR_NAME = "gunicorn"  # RuntimeDirectory= of gunicorn.service
 GUNICORN_RUNTIME_DIR = f"/run/{GUNICORN_RUNTIME_DIR_NAME}"
 BEAT_STATE_DIR_NAME = "celery-beat"  # StateDirectory= of celery-beat.service
@@ -107,6 +109,11 @@ INSTANCE_PARAMETER_ACTION = "ssm:GetParameters"
 # each deploy/rollback, read by app-release at boot. The instance role may ssm:GetParameter on it.
 RELEASE_PARAMETER = "release"
 RELEASE_PARAMETER_ACTION = "ssm:GetParameter"
+
+
+# An AWS region name (full match): the stack's aws:region, and the ops tool's --region, outputs'
+# region and AWS_REGION, so both refuse the same values.
+REGION_PATTERN = r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d"
 
 
 def parameter_name(project: str, stack: str, purpose: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from settings import QueueSettings, Settings
+from settings import QueueSettings, SettingError, Settings
 from userdata.layout import (
     APP_CURRENT,
     APP_ENV,
@@ -42,6 +42,7 @@ from userdata.layout import (
     RELEASES_DIR,
     SECRETS_DIR_NAME,
     SECRETS_ENV,
+    SECRETS_ENV_NAMES,
     SECRETS_SOURCE_ENV,
     SECRETS_UNIT,
     SSM_AGENT_BIN,
@@ -49,6 +50,7 @@ from userdata.layout import (
     UNIT_DIR,
     USER,
     VERSION_ENV,
+    VERSION_ENV_VARIABLES,
     WARM_STOP_BIN,
     WARM_STOP_UNIT,
     worker_env_file,
@@ -101,7 +103,7 @@ def units_to_enable(machine: UserDataInputs) -> list[str]:
 
 # --- environment files ---------------------------------------------------------------------
 
-_BARE = re.compile(r"^[A-Za-z0-9_./:@,+=-]*$")
+_BARE = re.compile(r"[A-Za-z0-9_./:@,+=-]*")
 
 
 def render_env(values: dict[str, str | int]) -> str:
@@ -112,11 +114,27 @@ def render_env(values: dict[str, str | int]) -> str:
         value = str(raw)
         if "'" in value or "\n" in value:
             raise ValueError(f"{key}: value contains a quote or newline")
-        lines.append(f"{key}={value}" if _BARE.match(value) else f"{key}='{value}'")
+        lines.append(f"{key}={value}" if _BARE.fullmatch(value) else f"{key}='{value}'")
     return "\n".join(lines) + "\n"
 
 
 def app_env(settings: Settings) -> dict[str, str | int]:
+    """The stack's variables, then the app's own `app.environment`."""
+    stack = _stack_app_env(settings)
+    ours = {
+        *stack,
+        *gunicorn_env(settings),
+        *worker_env(settings.worker.default_queue),
+        *SECRETS_ENV_NAMES,
+        *VERSION_ENV_VARIABLES,
+    }
+    for key, names in (("environment", settings.app.environment), ("secretParameters", settings.app.secret_parameters)):
+        for name in sorted(ours & set(names)):
+            raise SettingError(f"app.{key}.{name}", "the stack sets this variable itself; choose another name")
+    return stack | {name: str(value) for name, value in settings.app.environment.items()}
+
+
+def _stack_app_env(settings: Settings) -> dict[str, str | int]:
     app, worker = settings.app, settings.worker
     routes = {route: {"queue": queue.name} for queue in worker.queues for route in queue.routes}
     return {
@@ -165,6 +183,9 @@ def secrets_source_env(machine: UserDataInputs) -> dict[str, str | int]:
     }
     if settings.redis.ca_cert_file:
         values["REDIS_CA_FILE"] = settings.redis.ca_cert_file
+    if settings.app.secret_parameters:
+        # NAME=/parameter pairs; both sides are restricted to characters that need no quoting.
+        values["SECRET_PARAMETERS"] = ",".join(f"{k}={v}" for k, v in sorted(settings.app.secret_parameters.items()))
     return values
 
 
@@ -380,7 +401,7 @@ def user_data_base64(machine: UserDataInputs) -> str:
     if len(packed) > USER_DATA_LIMIT:
         raise ValueError(
             f"{machine.role} user-data is {len(packed)} bytes compressed; EC2 allows {USER_DATA_LIMIT} "
-            "(fewer worker.queues, or ship the units in the AMI)"
+            "(fewer worker.queues or task routes, or ship the units in the AMI)"
         )
     return base64.b64encode(packed).decode()
 

@@ -1,3 +1,5 @@
+import hashlib
+
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -28,3 +30,15 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def enqueue_healthcheck(request: HttpRequest) -> JsonResponse:
     result = healthcheck_task.delay()
     return JsonResponse({"task_id": result.id}, status=202)
+
+
+@require_GET
+def app_settings(request: HttpRequest) -> JsonResponse:
+    """The app's own settings as the process sees them; the secret only as a digest."""
+    key = settings.SAMPLE_API_KEY
+    return JsonResponse(
+        {
+            "greeting": settings.SAMPLE_GREETING,
+            "apiKeySha256": hashlib.sha256(key.encode()).hexdigest() if key else None,
+        }
+    )

@@ -4,4 +4,5 @@ from myapp import views
 urlpatterns = [
     path("healthz", views.healthz),
     path("tasks/healthcheck", views.enqueue_healthcheck),
+    path("app-settings", views.app_settings),
 ]

@@ -99,6 +99,31 @@ def test_fetch_fails_clearly_and_writes_nothing(parameter_store, tmp_path):
     assert not target.exists()
 
 
+def test_fetch_writes_the_apps_own_secrets_past_get_parameters_ten_name_limit(parameter_store, tmp_path):
+    # 12 of the app's own + the stack's 2: 14 names, more than one GetParameters call takes.
+    ssm = boto3.client(
+        "ssm", region_name="eu-west-1", endpoint_url=parameter_store, aws_access_key_id="t", aws_secret_access_key="t"
+    )
+    app_secrets = {f"APP_SECRET_{n:02d}": f"/myapp/test/secret-{n:02d}" for n in range(12)}
+    for name, parameter in app_secrets.items():
+        ssm.put_parameter(Name=parameter, Value=f"value of {name}", Type="SecureString", Overwrite=True)
+    target = tmp_path / "secrets.env"
+    spec = ",".join(f"{name}={parameter}" for name, parameter in app_secrets.items())
+    done = fetch(parameter_store, target, SECRET_PARAMETERS=spec)
+    assert done.returncode == 0, done.stderr
+    lines = target.read_text().splitlines()
+    assert lines[3:] == [f"{name}='value of {name}'" for name in app_secrets]
+    assert "value of" not in done.stdout + done.stderr
+
+
+def test_a_missing_app_secret_fails_the_fetch_naming_it(parameter_store, tmp_path):
+    target = tmp_path / "secrets.env"
+    done = fetch(parameter_store, target, SECRET_PARAMETERS="EMAIL_API_KEY=/myapp/test/not-there")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "app-fetch-secrets: parameters not found: /myapp/test/not-there"
+    assert not target.exists()
+
+
 # --- app-release: a venv built from the artifact's wheels ------------------------------------
 
 

@@ -14,7 +14,7 @@ from ops.scripts import beat_script, verify_script
 from tests.ops.fake_instances import FakeInstances, check_lines
 from tests.ops.helpers import run_ops
 
-VERIFY_DEFAULTS = {"healthcheck_task": "myapp.tasks.healthcheck_task", "check_timeout": 20}
+VERIFY_DEFAULTS = {"healthcheck_task": "celery.accumulate", "check_timeout": 20}
 
 
 def fake(stack: dict[str, str], **options: Any) -> FakeInstances:
@@ -143,17 +143,29 @@ def test_verify_marks_every_check_failed_when_the_command_never_finishes(stack, 
         ),
         (
             ["verify", "--stack", "prod", "--check-timeout", "soon"],
-            "python -m ops verify: error: argument --check-timeout: 'soon' is not a whole number of seconds > 0",
+            "python -m ops verify: error: argument --check-timeout: 'soon' is not a whole number of seconds from 1 "
+            "to 172800 (SSM's maximum)",
         ),
         (
             ["deploy", "--stack", "prod", "--drain-timeout", "-1", "--release", "r2"],
-            "python -m ops deploy: error: argument --drain-timeout: '-1' is not a whole number of seconds > 0",
+            "python -m ops deploy: error: argument --drain-timeout: '-1' is not a whole number of seconds from 1 "
+            "to 172800 (SSM's maximum)",
+        ),
+        (
+            ["deploy", "--stack", "prod", "--restart-timeout", "172801", "--release", "r2"],
+            "python -m ops deploy: error: argument --restart-timeout: '172801' is not a whole number of seconds "
+            "from 1 to 172800 (SSM's maximum)",
         ),
         (["deploy", "--stack", "prod"], "python -m ops deploy: error: the following arguments are required: --release"),
         (
             ["deploy", "--stack", "prod", "--release", "../etc"],
-            "python -m ops deploy: error: argument --release: '../etc' is not a release name (up to 64 of letters, "
-            "digits, '_', '.', '+', '-', starting with a letter or digit)",
+            "python -m ops deploy: error: argument --release: '../etc' is not a release name; use up to 64 "
+            "letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. \"2026.11.25-1\"",
+        ),
+        (  # the stack config and the build script refuse '+', so the tool does too
+            ["deploy", "--stack", "prod", "--release", "r2+local"],
+            "python -m ops deploy: error: argument --release: 'r2+local' is not a release name; use up to 64 "
+            "letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. \"2026.11.25-1\"",
         ),
         (
             ["beat", "pause", "--stack", "prod", "--poll-interval", "0"],
@@ -181,7 +193,67 @@ def test_no_region_anywhere_is_refused_naming_the_region_flag(stack, ssm_client,
     run = run_ops(["verify", "--stack", "prod"], fake(stack), ssm_client, capsys)
     assert (run.code, run.err) == (
         2,
-        "python -m ops: error: --region: none given, none in the outputs, none in the AWS config or AWS_REGION\n",
+        "python -m ops: error: --region: none given, none in the outputs, AWS_REGION, AWS_DEFAULT_REGION or "
+        "the AWS config file\n",
+    )
+
+
+def test_aws_region_is_honoured_before_aws_default_region(stack, ssm_client, capsys, monkeypatch) -> None:
+    # The instances live in moto's eu-west-1; us-east-1 has none.
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    run = run_ops(["verify", "--stack", "prod"], fake(stack), ssm_client, capsys)
+    assert run.code == 0, run.err
+    assert len(run.ssm.sent) == 4
+
+
+def test_aws_default_region_alone_is_honoured(stack, ssm_client, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    run = run_ops(["verify", "--stack", "prod"], fake(stack), ssm_client, capsys)
+    assert run.code == 0, run.err
+
+
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [
+        (
+            json.dumps({"stack": "prod", "region": ["eu-west-1"]}).encode(),
+            "python -m ops: error: --region: the outputs' region is ['eu-west-1'], not an AWS region name "
+            "such as eu-west-1",
+        ),
+        (
+            json.dumps({"stack": "prod", "region": "eu-west-1\n"}).encode(),
+            "python -m ops: error: --region: the outputs' region is 'eu-west-1\\n', not an AWS region name "
+            "such as eu-west-1",
+        ),
+        (
+            b'{"stack": "prod", "region": "eu-west-1", "note": "\xff"}',
+            "python -m ops: error: --outputs: {path} is not UTF-8 text (byte 50); expected the JSON of "
+            "`pulumi stack output --json`",
+        ),
+        (
+            json.dumps({"stack": 5}).encode(),
+            "python -m ops: error: --stack: 5 is not a stack name (letters, digits, '_', '.', '-')",
+        ),
+    ],
+)
+def test_outputs_with_wrong_values_are_one_line_and_nothing_is_sent(
+    stack, ssm_client, capsys, tmp_path: Path, outputs, message
+) -> None:
+    path = tmp_path / "outputs.json"
+    path.write_bytes(outputs)
+    run = run_ops(["verify", "--outputs", str(path)], fake(stack), ssm_client, capsys)
+    assert (run.code, run.err) == (2, message.format(path=path) + "\n")
+    assert run.ssm.sent == []
+
+
+def test_aws_region_that_is_not_a_region_is_refused(stack, ssm_client, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "Ireland")
+    run = run_ops(["verify", "--stack", "prod"], fake(stack), ssm_client, capsys)
+    assert (run.code, run.err) == (
+        2,
+        "python -m ops: error: --region: AWS_REGION is 'Ireland', not an AWS region name such as eu-west-1\n",
     )
 
 

@@ -43,6 +43,11 @@ TEST_QUEUES = [
 ]
 
 
+SAMPLE_GREETING = "hello from app.environment"
+SAMPLE_API_KEY_PARAMETER = "/sample-app/e2e/api-key"
+SAMPLE_API_KEY = "sample-api-key-" + secrets.token_hex(8)
+
+
 def loopback_address(salt: int) -> str:
     """A 127.0.0.0/8 address of this run's own, so its Redis can listen on the program's fixed
     port 6379 without meeting another Redis on this machine."""
@@ -124,6 +129,9 @@ class Deployment:
             "worker.stopMarginSeconds": 10,
             "worker.visibilityTimeout": visibility_timeout,
             "app.allowedHosts": ["localhost", "127.0.0.1"],
+            # The app's own settings: the sample app reads one of each (GET /app-settings).
+            "app.environment": {"SAMPLE_GREETING": SAMPLE_GREETING},
+            "app.secretParameters": {"SAMPLE_API_KEY": SAMPLE_API_KEY_PARAMETER},
         }
         render = render_stack("prod", overrides=overrides, redis_endpoint=host)
         sample = {f.path: f.content for f in written_files(render.instances[0].user_data)}
@@ -136,6 +144,7 @@ class Deployment:
             store.start()
             store.put_secret(source_env["AUTH_TOKEN_PARAMETER"], token)
             store.put_secret(source_env["DJANGO_SECRET_KEY_PARAMETER"], secrets.token_urlsafe(50))
+            store.put_secret(SAMPLE_API_KEY_PARAMETER, SAMPLE_API_KEY)
             # What exists before the first instance boots: the live release parameter as the
             # program creates it, and the artifact the README has the operator build and upload.
             # The machines install it themselves, through app-release.service (see boot()).
