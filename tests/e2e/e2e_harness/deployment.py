@@ -147,9 +147,10 @@ class Deployment:
             # The machines install it themselves, through app-release.service (see boot()).
             store.put_release(release_env["RELEASE_PARAMETER"], release)
             artifact = build_release(release, base / "artifacts")
-            store.upload_artifact(
-                release_env["ARTIFACT_BUCKET"], f"{release_env['ARTIFACT_PREFIX']}{release}.tar.gz", artifact
-            )
+            key = f"{release_env['ARTIFACT_PREFIX']}{release}.tar.gz"
+            # Both files build-release.sh wrote: app-release checks the artifact against the checksum.
+            store.upload_artifact(release_env["ARTIFACT_BUCKET"], key, artifact)
+            store.upload_artifact(release_env["ARTIFACT_BUCKET"], f"{key}.sha256", Path(f"{artifact}.sha256"))
             site = Site.create(base / "site", store.instance_environment())
             machines = {
                 instance.tags[layout.NAME_TAG]: SimulatedMachine(
