@@ -4,13 +4,11 @@ with the two digests and leaves the running release active and nothing new insta
 
 from __future__ import annotations
 
-import io
 import os
-import tarfile
 from collections.abc import Iterator
 
 import pytest
-from e2e_harness.deployment import Deployment
+from e2e_harness.deployment import Deployment, with_extra_member
 from e2e_harness.machine import SimulatedMachine
 from e2e_harness.units import parse_env_file
 
@@ -27,22 +25,6 @@ def machine(running: Deployment) -> Iterator[SimulatedMachine]:
 
 def release_env(machine: SimulatedMachine) -> dict[str, str]:
     return parse_env_file(machine.host_path(layout.RELEASE_ENV).read_text())
-
-
-def with_extra_member(artifact: bytes, name: str, data: bytes) -> bytes:
-    """The artifact with one more file in it: what someone with write access to the bucket
-    would upload over the real one."""
-    out = io.BytesIO()
-    with (
-        tarfile.open(fileobj=io.BytesIO(artifact), mode="r:gz") as source,
-        tarfile.open(fileobj=out, mode="w:gz") as tampered,
-    ):
-        for member in source.getmembers():
-            tampered.addfile(member, source.extractfile(member) if member.isfile() else None)
-        extra = tarfile.TarInfo(name)
-        extra.size = len(data)
-        tampered.addfile(extra, io.BytesIO(data))
-    return out.getvalue()
 
 
 def boot_release(running: Deployment, machine: SimulatedMachine, release: str) -> str:
