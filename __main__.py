@@ -139,7 +139,8 @@ redis = Redis(
     name,
     RedisArgs(
         description=f"Celery broker for {settings.project} {settings.stack}",
-        engine_version=redis_settings.engine_version,
+        engine=redis_settings.engine,
+        engine_version=redis_settings.version,
         node_type=redis_settings.node_type,
         replicas=redis_settings.replicas,
         multi_az=redis_settings.multi_az,

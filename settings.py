@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from ipaddress import IPv4Network, collapse_addresses
 from typing import Annotated, Any, Literal, get_args
 
@@ -129,8 +130,30 @@ def _network(key: str, cidr: str) -> IPv4Network:
         raise _problem(key, f"{cidr!r} is not an IPv4 network ({error})") from None
 
 
+@dataclass(frozen=True)
+class EngineVersions:
+    """The versions of one ElastiCache engine this stack creates groups with."""
+
+    pattern: str
+    allowed: str  # the rule in words, for the error
+    default: str
+
+
+# ElastiCache's parameter group families follow engine and major version (redis7, valkey7,
+# valkey8: "Engine specific parameters"); Valkey starts at 7.2. Cluster mode and Serverless are
+# not offered for either engine: kombu's Redis transport needs one keyspace (README).
+ENGINE_VERSIONS: dict[str, EngineVersions] = {
+    "redis": EngineVersions(r"7\.[0-9]+", '7.x, e.g. "7.1"', "7.1"),
+    "valkey": EngineVersions(r"7\.2|8\.[0-9]+", '7.2 or 8.x, e.g. "8.1"', "8.1"),
+}
+
+
 class RedisSettings(_Section, frozen=True):
-    engine_version: Annotated[str, Meta(pattern=_full(r"7\.[0-9]+"), description='7.x, e.g. "7.1"')] = "7.1"
+    engine: Literal["redis", "valkey"] = "redis"
+    # None: the engine's default (ENGINE_VERSIONS); read it through `version`.
+    engine_version: (
+        Annotated[str, Meta(pattern=_full(r"[0-9]+\.[0-9]+"), description='major.minor, e.g. "7.1"')] | None
+    ) = None
     node_type: Annotated[
         str,
         Meta(pattern=_full(r"cache\.[a-z0-9]+\.[a-z0-9]+"), description='a cache node type, e.g. "cache.t4g.small"'),
@@ -167,7 +190,14 @@ class RedisSettings(_Section, frozen=True):
     auth_token_version: Annotated[int, Meta(ge=1)] = 1
     auth_token_update_strategy: Literal["ROTATE", "SET"] = "ROTATE"
 
+    @property
+    def version(self) -> str:
+        return self.engine_version or ENGINE_VERSIONS[self.engine].default
+
     def __post_init__(self) -> None:
+        versions = ENGINE_VERSIONS[self.engine]
+        if not re.fullmatch(versions.pattern, self.version):
+            raise _problem("engineVersion", f"got {self.version!r}; engine {self.engine} needs {versions.allowed}")
         if self.multi_az and self.replicas < 1:
             raise _problem("multiAz", "true needs replicas >= 1 (ElastiCache fails over to a replica)")
         if self.slow_log_retention_days not in LOG_RETENTION_DAYS:
@@ -642,7 +672,7 @@ def _describe(section: str, value: Any, error: str) -> str:
         message = "allowed: " + ", ".join(repr(a) for a in get_args(field.type) if isinstance(a, str))
     elif message.startswith("Expected `str` matching regex") and rule:
         message = f"use {rule}"
-    elif message.startswith("Expected `str`, got `float`") or message.startswith("Expected `str`, got `int`"):
+    elif re.match(r"Expected `str( \| null)?`, got `(float|int)`", message):
         # YAML reads an unquoted 7.1 as a number.
         message = f'a number where text is expected; quote it in the stack file: "{received}"'
     got = f"got {received!r}; " if received is not _ABSENT else ""

@@ -20,6 +20,8 @@ from components.security import REDIS_PORT
 @dataclass(frozen=True)
 class RedisArgs:
     description: str
+    # ElastiCache's Redis OSS or Valkey; both speak the protocol Celery's Redis transport uses.
+    engine: Literal["redis", "valkey"]
     engine_version: str
     node_type: str
     # Read replicas beside the primary; one or more turns on automatic failover.
@@ -67,7 +69,8 @@ class Redis(pulumi.ComponentResource):
             tags=tags,
             opts=renamed_from("subnets"),
         )
-        family = f"redis{args.engine_version.split('.')[0]}"
+        # redis7, valkey7, valkey8: the family follows engine and major version.
+        family = f"{args.engine}{args.engine_version.split('.')[0]}"
         parameters = aws.elasticache.ParameterGroup(
             f"{name}-redis-params",
             family=family,
@@ -88,7 +91,7 @@ class Redis(pulumi.ComponentResource):
         group = aws.elasticache.ReplicationGroup(
             f"{name}-redis-group",
             description=args.description,
-            engine="redis",
+            engine=args.engine,
             engine_version=args.engine_version,
             node_type=args.node_type,
             num_cache_clusters=1 + args.replicas,

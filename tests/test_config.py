@@ -227,13 +227,33 @@ def test_windows_apart_and_an_ingress_set_short_of_the_world_pass():
     assert settings.web.ingress_cidrs == ("0.0.0.0/1", "128.0.0.0/2")
 
 
+@pytest.mark.parametrize(("engine", "version"), [("redis", "7.1"), ("valkey", "8.1")])
+def test_an_engine_without_a_version_gets_its_default(engine, version):
+    values = prod_config_values()
+    redis = {k: v for k, v in json.loads(values["redis"]).items() if k != "engineVersion"} | {"engine": engine}
+    settings = load_settings(values | {"redis": json.dumps(redis)}, stack="prod", region="eu-west-1")
+    assert (settings.redis.engine, settings.redis.version) == (engine, version)
+
+
 # --- messages a person can act on --------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"redis.engineVersion": "6.2"}, "django-stack:redis.engineVersion: got '6.2'; use 7.x, e.g. \"7.1\""),
+        (
+            {"redis.engineVersion": "6.2"},
+            "django-stack:redis.engineVersion: got '6.2'; engine redis needs 7.x, e.g. \"7.1\"",
+        ),
+        (
+            {"redis.engine": "valkey", "redis.engineVersion": "7.1"},
+            "django-stack:redis.engineVersion: got '7.1'; engine valkey needs 7.2 or 8.x, e.g. \"8.1\"",
+        ),
+        (
+            {"redis.engine": "valkey", "redis.engineVersion": "9"},
+            "django-stack:redis.engineVersion: got '9'; use major.minor, e.g. \"7.1\"",
+        ),
+        ({"redis.engine": "memcached"}, "django-stack:redis.engine: got 'memcached'; allowed: 'redis', 'valkey'"),
         (
             {"redis.engineVersion": 7.1},
             "django-stack:redis.engineVersion: got 7.1; a number where text is expected; "

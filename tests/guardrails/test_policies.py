@@ -69,14 +69,25 @@ def edited(props: Props, change: dict[str, Any]) -> Props:
 # --- the program's resources pass ----------------------------------------------------------------
 
 
-def test_every_prod_resource_passes_every_policy(prod: StackRender) -> None:
+def policy_problems(render: StackRender) -> dict[tuple[str, str], list[str]]:
+    """(resource, policy) -> what the policy found, for each resource a policy refuses."""
     found = {
         (r.name, policy.name): policy.check(r.type_, r.inputs)
-        for r in prod.resources
+        for r in render.resources
         for policy in rules.RESOURCE_POLICIES
     }
-    assert {key: v for key, v in found.items() if v} == {}
+    return {key: problems for key, problems in found.items() if problems}
+
+
+def test_every_prod_resource_passes_every_policy(prod: StackRender) -> None:
+    assert policy_problems(prod) == {}
     assert rules.single_beat([(r.type_, r.name, r.inputs) for r in prod.resources]) == []
+
+
+def test_a_valkey_stack_passes_every_policy(render: Callable[..., StackRender]) -> None:
+    valkey = render({"redis.engine": "valkey", "redis.engineVersion": "8.1"})
+    assert policy_problems(valkey) == {}
+    assert {r.inputs["engine"] for r in valkey.of_type(rules.REPLICATION_GROUP)} == {"valkey"}
 
 
 def test_the_pack_judges_the_resource_types_the_program_creates(prod: StackRender) -> None:

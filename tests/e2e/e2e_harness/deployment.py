@@ -22,7 +22,7 @@ import redis
 from e2e_harness.machine import SimulatedMachine, Site, run_like
 from e2e_harness.parameter_store import ParameterStore, free_port
 from e2e_harness.pki import issue_server_cert, make_ca
-from e2e_harness.redis_server import RedisServer
+from e2e_harness.redis_server import SERVER_BINARY, RedisServer
 from e2e_harness.units import parse_env_file
 from userdata import layout
 
@@ -120,22 +120,29 @@ class Deployment:
         queues: list | None = None,
         visibility_timeout: int = 12,
         plain_port: int | None = None,
+        engine: str = "redis",
+        engine_version: str = "7.1",
+        address_salt: int = 0,
     ) -> Deployment:
+        """`engine` picks the server program and the stack's `redis.engine`; a second deployment
+        in the same run needs an `address_salt` of its own (its server's loopback address)."""
         from offline_render.program import render_stack
         from userdata.render import enabled_units, written_files
 
         base = make_base()
         pki_dir = base / "pki"
         ca = make_ca(pki_dir, "stack")
-        host = loopback_address(0)
+        host = loopback_address(address_salt)
         cert = issue_server_cert(pki_dir, "redis", ca, host)
         for path in pki_dir.iterdir():  # the app user reads the CA; keys stay root-only
             path.chmod(0o600 if path.suffix == ".key" else 0o644)
         pki_dir.chmod(0o755)
         token = secrets.token_hex(24)
-        redis_server = RedisServer(host, token, cert, base / "redis", plain_port)
+        redis_server = RedisServer(host, token, cert, base / "redis", plain_port, SERVER_BINARY[engine])
         web_port = free_port()
         overrides = {
+            "redis.engine": engine,
+            "redis.engineVersion": engine_version,
             "redis.caCertFile": str(cert.ca_file),
             "web.count": web_count,
             "web.port": web_port,
