@@ -16,7 +16,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_aws as aws
 
-from components.access import release_artifacts_arn
+from components.access import release_artifacts_arns
 from components.planning import plan_subnets
 
 
@@ -243,7 +243,7 @@ def s3_endpoint_policy(region: str, artifact_location: str | None) -> dict[str, 
                 "Effect": "Allow",
                 "Principal": "*",
                 "Action": "s3:GetObject",
-                "Resource": release_artifacts_arn(artifact_location),
+                "Resource": release_artifacts_arns(artifact_location),
             }
         )
     return {"Version": "2012-10-17", "Statement": statements}

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds the release artifact the instances install: <out-dir>/<release>.tar.gz holding
 #   src/     the sample Django project (sample_app/, without caches)
-#   wheels/  every wheel sample_app/requirements.txt needs, so `app-release install` builds the
-#            venv offline (pip --no-index) on a machine that cannot reach PyPI.
+#   wheels/  every wheel of sample_app/requirements.lock (sample_app/requirements.txt, hash-locked
+#            by scripts/lock.sh), each checked against its recorded hashes, so `app-release
+#            install` builds the venv offline (pip --no-index) on a machine that cannot reach PyPI.
+# and beside it <release>.tar.gz.sha256 (sha256sum's format), uploaded with it: app-release checks
+# the artifact against it before unpacking and refuses a mismatch or a missing checksum.
 # Usage: scripts/build-release.sh RELEASE [OUT_DIR]     (OUT_DIR defaults to build/releases)
 # The wheels are built by the instances' own interpreter, Debian 12's /usr/bin/python3 (through a
 # builder venv in build/release-builder): dependency markers such as redis's
@@ -26,9 +29,11 @@ staging=$(mktemp -d)
 trap 'rm -rf "$staging"' EXIT
 mkdir -p "$staging/src" "$staging/wheels" "$out_dir"
 tar -C sample_app --exclude=__pycache__ --exclude='*.pyc' -cf - . | tar -C "$staging/src" -xf -
-"$builder/bin/pip" wheel --quiet --disable-pip-version-check \
-  --wheel-dir "$staging/wheels" -r sample_app/requirements.txt
+# Released wheels only: building an sdist would run build tools that no hash covers.
+"$builder/bin/pip" wheel --quiet --disable-pip-version-check --require-hashes --only-binary :all: \
+  --wheel-dir "$staging/wheels" -r sample_app/requirements.lock
 # Sorted names, fixed owner and mtime: the same inputs give the same bytes.
 tar -C "$staging" --sort=name --owner=0 --group=0 --numeric-owner --mtime='@0' \
   -czf "$out_dir/$release.tar.gz" src wheels
+(cd "$out_dir" && sha256sum "$release.tar.gz" >"$release.tar.gz.sha256")
 echo "$out_dir/$release.tar.gz"

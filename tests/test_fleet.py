@@ -382,7 +382,10 @@ def test_access_grants_exactly_the_secrets_and_releases(prod):
         {
             "Action": "s3:GetObject",
             "Effect": "Allow",
-            "Resource": "arn:aws:s3:::example-django-stack-releases/releases/*.tar.gz",
+            "Resource": [
+                "arn:aws:s3:::example-django-stack-releases/releases/*.tar.gz",
+                "arn:aws:s3:::example-django-stack-releases/releases/*.tar.gz.sha256",
+            ],
             "Sid": "ReadReleaseArtifacts",
         },
     ]

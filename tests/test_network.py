@@ -137,6 +137,7 @@ def test_the_s3_endpoint_reaches_only_the_release_prefix_and_the_ssm_agent_bucke
     }
     assert allowed == {
         ("s3:GetObject", "arn:aws:s3:::example-django-stack-releases/releases/*.tar.gz"),
+        ("s3:GetObject", "arn:aws:s3:::example-django-stack-releases/releases/*.tar.gz.sha256"),
         ("s3:GetObject", "arn:aws:s3:::amazon-ssm-eu-west-1/*"),
         ("s3:GetObject", "arn:aws:s3:::aws-ssm-eu-west-1/*"),
     }

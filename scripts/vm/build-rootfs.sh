@@ -42,9 +42,10 @@ mount -t proc proc "$rootfs/proc" && mounted+=("$rootfs/proc")
 mount --bind /dev "$rootfs/dev" && mounted+=("$rootfs/dev")
 install -m 0755 "$repo/userdata/files/app-release" "$rootfs/tmp/app-release"
 install -m 0644 "$artifact" "$rootfs/tmp/release.tar.gz"
+install -m 0644 "$artifact.sha256" "$rootfs/tmp/release.tar.gz.sha256"  # app-release checks it first
 in_root /usr/bin/python3 /tmp/app-release install "$release" --artifact /tmp/release.tar.gz
 # cloud-init writes the program's own copy at boot; the image keeps only the installed release.
-rm -f "$rootfs/tmp/app-release" "$rootfs/tmp/release.tar.gz"
+rm -f "$rootfs/tmp/app-release" "$rootfs/tmp/release.tar.gz" "$rootfs/tmp/release.tar.gz.sha256"
 cleanup; mounted=()
 
 # --- test stand-ins --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ other command in the scripts is the real one.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 import boto3
 import pytest
 import redis
-from e2e_harness.deployment import Deployment, wait_until
+from e2e_harness.deployment import Deployment, wait_until, with_extra_member
 from e2e_harness.machine import SimulatedMachine, run_as_root
 from e2e_harness.parameter_store import CREDENTIALS
 from e2e_harness.redis_server import PORT
@@ -41,6 +42,7 @@ from ops.scripts import (
     verify_script,
 )
 from ops.verify import CheckRow, VerifyOptions, parse_check_lines, verify_all
+from userdata import layout
 from userdata.render import written_files
 
 SYSTEMCTL_SHIM = """#!/bin/sh
@@ -177,6 +179,30 @@ def test_the_release_scripts_drive_the_machines_app_release(running: Deployment,
     install = executor.run(worker, f"install {running.release}", install_release_script(running.release), 120)
     assert install.ok, install.stderr
     assert install.stdout.strip() == f"app-release: {running.release} already installed"
+
+
+def test_the_install_script_refuses_an_artifact_swapped_in_s3_and_installs_nothing(
+    running: Deployment, shim_dir: Path
+) -> None:
+    # What deploy runs first on each instance, with the instance role as on AWS: app-release
+    # downloads the artifact and its checksum and refuses the pair that does not match.
+    worker = first_of_role(running, "worker")
+    machine = running.machines[worker.name]
+    env = parse_env_file(machine.host_path(layout.RELEASE_ENV).read_text())
+    s3, bucket, prefix = running.store.client("s3"), env["ARTIFACT_BUCKET"], env["ARTIFACT_PREFIX"]
+    key = f"{prefix}{running.release}.tar.gz"
+    tampered = with_extra_member(s3.get_object(Bucket=bucket, Key=key)["Body"].read(), "src/x.py", b"1")
+    s3.put_object(Bucket=bucket, Key=f"{prefix}swapped-1.tar.gz", Body=tampered)
+    recorded = s3.get_object(Bucket=bucket, Key=f"{key}.sha256")["Body"].read()
+    s3.put_object(Bucket=bucket, Key=f"{prefix}swapped-1.tar.gz.sha256", Body=recorded)
+    executor = executor_for(running, shim_dir, instance_role=True)
+    install = executor.run(worker, "install swapped-1", install_release_script("swapped-1"), 120)
+    assert not install.ok
+    assert (
+        f"app-release: release swapped-1: artifact sha256 {hashlib.sha256(tampered).hexdigest()}, "
+        f"its checksum file says {recorded.decode().split()[0]}; not installed"
+    ) in install.stderr
+    assert not machine.host_path(f"{layout.RELEASES_DIR}/swapped-1").exists()
 
 
 def test_the_switch_script_activates_with_app_release_and_restarts_each_queues_worker(

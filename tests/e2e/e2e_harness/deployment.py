@@ -3,11 +3,13 @@ with the Redis endpoint pointed at a local TLS Redis, booted unit by unit."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 import urllib.error
@@ -65,6 +67,22 @@ def seeded_live_release(render, parameter: str) -> str:
     """The value the program gives the live release parameter when it creates it (app.release)."""
     (inputs,) = [r.inputs for r in render.of_type("aws:ssm/parameter:Parameter") if r.inputs["name"] == parameter]
     return str(inputs["insecureValue"])
+
+
+def with_extra_member(artifact: bytes, name: str, data: bytes) -> bytes:
+    """The artifact with one more file in it: what someone with write access to the bucket
+    could upload over the real one."""
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(artifact), mode="r:gz") as source,
+        tarfile.open(fileobj=out, mode="w:gz") as tampered,
+    ):
+        for member in source.getmembers():
+            tampered.addfile(member, source.extractfile(member) if member.isfile() else None)
+        extra = tarfile.TarInfo(name)
+        extra.size = len(data)
+        tampered.addfile(extra, io.BytesIO(data))
+    return out.getvalue()
 
 
 def build_release(release: str, out_dir: Path) -> Path:
@@ -157,9 +175,10 @@ class Deployment:
             # The machines install it themselves, through app-release.service (see boot()).
             store.put_release(release_env["RELEASE_PARAMETER"], release)
             artifact = build_release(release, base / "artifacts")
-            store.upload_artifact(
-                release_env["ARTIFACT_BUCKET"], f"{release_env['ARTIFACT_PREFIX']}{release}.tar.gz", artifact
-            )
+            key = f"{release_env['ARTIFACT_PREFIX']}{release}.tar.gz"
+            # Both files build-release.sh wrote: app-release checks the artifact against the checksum.
+            store.upload_artifact(release_env["ARTIFACT_BUCKET"], key, artifact)
+            store.upload_artifact(release_env["ARTIFACT_BUCKET"], f"{key}.sha256", Path(f"{artifact}.sha256"))
             site = Site.create(base / "site", store.instance_environment())
             machines = {
                 instance.tags[layout.NAME_TAG]: SimulatedMachine(
