@@ -536,7 +536,9 @@ class LoadBalancerSettings(_Section, frozen=True):
     ) = None
     domain: Annotated[str, Meta(pattern=rf"^{_HOST_NAME}$")] | None = None
     hosted_zone_id: Annotated[str, Meta(pattern=r"^Z[A-Z0-9]{1,31}$")] | None = None
-    health_check_path: str = "/healthz"
+    # Liveness, not readiness: the group replaces instances that fail it, so it must not depend on
+    # the shared broker (a Redis outage would otherwise replace every web instance, in a loop).
+    health_check_path: str = "/livez"
     # A bucket whose policy already lets Elastic Load Balancing write to it (AWS's access-log
     # guide); none: no access logs.
     access_logs_bucket: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = None
@@ -546,7 +548,7 @@ class LoadBalancerSettings(_Section, frozen=True):
         # The ALB's own rule (1-1024 characters, from /); checked here for a message naming the key.
         if not re.fullmatch(r"/[\x21-\x7e]{0,1023}", self.health_check_path):
             raise _problem(
-                "healthCheckPath", f"{self.health_check_path!r} must be a URL path starting with / (e.g. /healthz)"
+                "healthCheckPath", f"{self.health_check_path!r} must be a URL path starting with / (e.g. /livez)"
             )
         if not self.enabled:
             named = [key for key, value in self._certificate_keys().items() if value]

@@ -53,10 +53,10 @@ def test_http_only_redirects_to_https(prod):
     assert len(prod.of_type(LISTENER)) == 2
 
 
-def test_health_check_path_comes_from_config_and_defaults_to_healthz(prod, render):
+def test_health_check_path_comes_from_config_and_defaults_to_livez(prod, render):
     check = only(prod, TARGET_GROUP)["healthCheck"]
     assert (check["path"], check["matcher"], check["port"], check["protocol"]) == (
-        "/healthz",
+        "/livez",
         "200",
         "traffic-port",
         "HTTP",

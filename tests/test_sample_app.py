@@ -45,10 +45,15 @@ def get(path: str, host: str) -> int:
     return int(json.loads(result.stdout.strip().splitlines()[-1])["status"])
 
 
-def test_health_check_answers_the_load_balancers_ip_host_header():
-    # The target group's health check: Host is the instance's private IP and port.
+def test_the_load_balancers_health_check_answers_its_ip_host_header_without_the_broker():
+    # The target group's health check: Host is the instance's private IP and port. The broker
+    # is down here: liveness still answers 200, so a Redis outage replaces no web instance.
     (path,) = (f.default for f in msgspec.structs.fields(LoadBalancerSettings) if f.name == "health_check_path")
-    assert path == "/healthz"
+    assert path == "/livez"
+    assert get(path, "10.40.8.17:8000") == 200
+
+
+def test_the_deep_health_check_reports_the_broker_down_and_is_not_refused_for_the_host():
     assert get("/healthz", "10.40.8.17:8000") == 503  # answered (the broker is down), not 400
 
 

@@ -1,4 +1,4 @@
-"""The health check path answered before Django checks the Host header.
+"""The health check paths answered before Django checks the Host header.
 
 The load balancer's health checks send the instance's private IP as Host, which ALLOWED_HOSTS
 (the site's public names) does not list: through CommonMiddleware they would all get 400 and
@@ -16,6 +16,8 @@ class HealthCheckMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == views.LIVENESS_PATH:
+            return views.livez(request)
         if request.path == views.HEALTH_PATH:
             return views.healthz(request)
         return self.get_response(request)

@@ -9,8 +9,17 @@ from proj.celery import app as celery_app
 from myapp import ledger
 from myapp.tasks import healthcheck_task
 
-# The load balancer's health check path (loadBalancer.healthCheckPath's default).
+# The load balancer's health check (loadBalancer.healthCheckPath's default): the process alone.
+LIVENESS_PATH = "/livez"
+# The deep check (the broker over TLS + AUTH) for operators and deploy verification.
 HEALTH_PATH = "/healthz"
+
+
+@require_GET
+def livez(request: HttpRequest) -> JsonResponse:
+    """200 whenever gunicorn and Django answer. Deliberately no broker ping: the web group
+    replaces instances that fail this check, and a broker outage is not cured by new instances."""
+    return JsonResponse({"status": "ok", "release": settings.APP_RELEASE})
 
 
 @require_GET

@@ -52,6 +52,12 @@ def test_healthz_answers_through_gunicorn_after_pinging_the_broker(running: Depl
     assert json.loads(body) == {"status": "ok", "release": running.release}
 
 
+def test_the_load_balancers_liveness_path_answers_through_gunicorn(running: Deployment) -> None:
+    status, body = running.http("GET", "/livez")
+    assert status == 200
+    assert json.loads(body) == {"status": "ok", "release": running.release}
+
+
 def test_the_app_reads_its_own_environment_and_secret_parameter(running: Deployment) -> None:
     # app.environment reached app.env; app.secretParameters was fetched at boot from Parameter
     # Store by app-fetch-secrets into the secrets file, and gunicorn's Django sees both.
