@@ -9,15 +9,16 @@ from pulumi.runtime.config import CONFIG, get_config_env
 
 from components.access import AccessArgs, InstanceAccess
 from components.encryption import StackKey, StackKeyArgs
-from components.fleet import Fleet, FleetArgs
+from components.fleet import Fleet, FleetArgs, GroupSize
+from components.front_door import FrontDoor, FrontDoorArgs
 from components.live_release import LiveRelease, LiveReleaseArgs
 from components.network import Network, NetworkArgs
 from components.redis import Redis, RedisArgs
 from components.secrets import Secrets, SecretsArgs
 from components.security import SecurityArgs, SecurityGroups
-from settings import PROJECT, ConfigError, Settings, load_settings
+from settings import PROJECT, ConfigError, Settings, WebSettings, WorkerSettings, load_settings
 from userdata import layout
-from userdata.render import Role, UserDataInputs, user_data_base64
+from userdata.render import GUNICORN_GRACE_SECONDS, Role, UserDataInputs, user_data_base64
 
 
 def stack_config() -> dict[str, object]:
@@ -62,7 +63,11 @@ artifact_location = (
 access = InstanceAccess(
     name,
     AccessArgs(
-        secret_parameter_arns=[parameter_arn(parameter) for parameter in secret_parameters],
+        # The stack's two and the app's own (app.secretParameters, created by the user): exactly these.
+        secret_parameter_arns=[
+            parameter_arn(parameter)
+            for parameter in [*secret_parameters, *sorted(str(p) for p in settings.app.secret_parameters.values())]
+        ],
         release_parameter_arn=parameter_arn(release_parameter),
         artifact_location=artifact_location,
         tags=tags,
@@ -84,8 +89,8 @@ else:
             instance_role_arn=access.role_arn,
             parameter_path=settings.parameter_name(""),
             log_group_prefix=f"{name}-",
-            # The fleet's instances are launched by the deployer (aws.ec2.Instance), not by Auto Scaling.
-            autoscaling=False,
+            # Auto Scaling's service-linked role launches the instances: it encrypts their root volumes.
+            autoscaling=True,
             protect=security_settings.protect,
             tags=tags,
         ),
@@ -95,6 +100,7 @@ network = Network(
     NetworkArgs(
         vpc_id=settings.network.vpc_id,
         private_subnet_ids=settings.network.private_subnet_ids,
+        public_subnet_ids=settings.network.public_subnet_ids,
         vpc_cidr=settings.network.vpc_cidr,
         availability_zones=settings.network.availability_zones,
         nat_gateways=settings.network.nat_gateways,
@@ -109,7 +115,6 @@ network = Network(
 secrets = Secrets(
     name,
     SecretsArgs(
-        auth_token_parameter=secret_parameters[0],
         django_secret_key_parameter=secret_parameters[1],
         auth_token_version=settings.redis.auth_token_version,
         kms_key_arn=kms_key_arn,
@@ -126,6 +131,7 @@ security = SecurityGroups(
     SecurityArgs(
         vpc_id=network.vpc_id,
         web_port=settings.web.port,
+        load_balancer=settings.load_balancer.enabled,
         web_ingress_cidrs=settings.web.ingress_cidrs,
         web_ingress_security_group_ids=settings.web.ingress_security_group_ids,
         tags=tags,
@@ -136,7 +142,8 @@ redis = Redis(
     name,
     RedisArgs(
         description=f"Celery broker for {settings.project} {settings.stack}",
-        engine_version=redis_settings.engine_version,
+        engine=redis_settings.engine,
+        engine_version=redis_settings.version,
         node_type=redis_settings.node_type,
         replicas=redis_settings.replicas,
         multi_az=redis_settings.multi_az,
@@ -149,6 +156,7 @@ redis = Redis(
         subnet_ids=network.private_subnet_ids,
         security_group_id=security.redis_security_group_id,
         auth_token=secrets.auth_token,
+        auth_token_parameter=secret_parameters[0],
         kms_key_arn=kms_key_arn,
         protect=security_settings.protect,
         tags=tags,
@@ -170,15 +178,43 @@ def role_tags(role: Role) -> dict[str, str]:
     return {**tags, layout.ROLE_TAG: role}
 
 
+load_balancer = settings.load_balancer
+front_door = None
+if load_balancer.enabled and security.load_balancer_security_group_id is not None:
+    front_door = FrontDoor(
+        name,
+        FrontDoorArgs(
+            vpc_id=network.vpc_id,
+            public_subnet_ids=network.public_subnet_ids,
+            security_group_id=security.load_balancer_security_group_id,
+            app_port=settings.web.port,
+            health_check_path=load_balancer.health_check_path,
+            # gunicorn's stop timeout: a request gunicorn may still finish is never cut short.
+            deregistration_delay_seconds=settings.web.gunicorn_timeout + GUNICORN_GRACE_SECONDS,
+            certificate_arn=load_balancer.certificate_arn,
+            domain=load_balancer.domain,
+            hosted_zone_id=load_balancer.hosted_zone_id,
+            access_logs_bucket=load_balancer.access_logs_bucket,
+            access_logs_prefix=load_balancer.access_logs_prefix,
+            tags=tags,
+        ),
+    )
+
+
+def sizes(role: WebSettings | WorkerSettings) -> GroupSize:
+    return GroupSize(role.min_size, role.desired_capacity, role.max_size)
+
+
 fleet = Fleet(
     name,
     FleetArgs(
-        web_count=settings.web.count,
+        web_size=sizes(settings.web),
         web_instance_type=settings.web.instance_type,
         web_security_group_id=security.web_security_group_id,
         web_user_data=user_data("web"),
         web_tags=role_tags("web"),
-        worker_count=settings.worker.count,
+        web_target_group_arns=[front_door.target_group_arn] if front_door else settings.web.target_group_arns,
+        worker_size=sizes(settings.worker),
         worker_instance_type=settings.worker.instance_type,
         worker_security_group_id=security.worker_security_group_id,
         worker_user_data=user_data("worker"),
@@ -191,6 +227,10 @@ fleet = Fleet(
         kms_key_arn=kms_key_arn,
         subnet_ids=network.private_subnet_ids,
         instance_profile_name=access.instance_profile_name,
+        instance_role_name=access.role_name,
+        min_healthy_percentage=settings.instances.min_healthy_percentage,
+        termination_hook_name=layout.TERMINATION_HOOK,
+        termination_hold_seconds=settings.worker.termination_hold_seconds,
     ),
 )
 
@@ -202,13 +242,18 @@ pulumi.export("vpcId", network.vpc_id)
 pulumi.export("redisPrimaryEndpoint", redis.primary_endpoint)
 pulumi.export("redisReaderEndpoint", redis.reader_endpoint)
 pulumi.export("redisPort", redis.port)
-pulumi.export("authTokenParameter", secrets.auth_token_parameter_name)
+pulumi.export("authTokenParameter", redis.auth_token_parameter_name)
 pulumi.export("djangoSecretKeyParameter", secrets.django_secret_key_parameter_name)
 pulumi.export("webSecurityGroupId", security.web_security_group_id)
 pulumi.export("workerSecurityGroupId", security.worker_security_group_id)
 pulumi.export("redisSecurityGroupId", security.redis_security_group_id)
-pulumi.export("webInstanceIds", fleet.web_instance_ids)
-pulumi.export("workerInstanceIds", fleet.worker_instance_ids)
-pulumi.export("beatInstanceId", fleet.beat_instance_id)
+pulumi.export("webGroupName", fleet.web_group_name)
+pulumi.export("workerGroupName", fleet.worker_group_name)
+pulumi.export("beatGroupName", fleet.beat_group_name)
+pulumi.export("imageId", fleet.image_id)
+pulumi.export("latestDebianImageId", fleet.latest_debian_image_id)
+if front_door:
+    pulumi.export("loadBalancerDnsName", front_door.dns_name)
+    pulumi.export("url", front_door.url)
 pulumi.export("instanceRoleArn", access.role_arn)
 pulumi.export("kmsKeyArn", kms_key_arn)

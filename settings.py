@@ -13,31 +13,68 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from ipaddress import IPv4Network
+from dataclasses import dataclass
+from ipaddress import IPv4Network, collapse_addresses
 from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from msgspec import Meta
 
-from userdata.layout import parameter_name
+import release_name
+from userdata.layout import REGION_PATTERN, parameter_name
 
 PROJECT = "django-stack"
 
-# ElastiCache's own rules, checked here so `pulumi preview` fails instead of `pulumi up`.
+
+def _full(pattern: str) -> str:
+    """msgspec's `pattern` searches: anchored with \\A and \\Z (never `$`, which also accepts a
+    trailing newline) so the whole value must match."""
+    return rf"\A(?:{pattern})\Z"
+
+
+# Each rule carries the words an error shows instead of the regex (`description`).
 _HHMM = r"([01]\d|2[0-3]):[0-5]\d"
 _DAY = r"(mon|tue|wed|thu|fri|sat|sun)"
 _PYTHON_MODULE = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
-_CIDR = r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$"
 
 Count = Annotated[int, Meta(ge=0, le=50)]
+Percent = Annotated[int, Meta(ge=0, le=100)]
 Seconds = Annotated[int, Meta(ge=1, le=7 * 24 * 3600)]
-InstanceType = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]
-SecurityGroupId = Annotated[str, Meta(pattern=r"^sg-[0-9a-f]{8,17}$")]
-PythonModule = Annotated[str, Meta(pattern=rf"^{_PYTHON_MODULE}$")]
+InstanceType = Annotated[
+    str, Meta(pattern=_full(r"[a-z][a-z0-9-]*\.[a-z0-9]+"), description='an EC2 instance type, e.g. "t3.small"')
+]
+SecurityGroupId = Annotated[
+    str, Meta(pattern=_full(r"sg-[0-9a-f]{8,17}"), description='a security group id, e.g. "sg-0a1b2c3d4e5f67890"')
+]
+PythonModule = Annotated[
+    str, Meta(pattern=_full(_PYTHON_MODULE), description='a dotted Python module name, e.g. "proj.settings"')
+]
+Cidr = Annotated[
+    str, Meta(pattern=_full(r"\d{1,3}(\.\d{1,3}){3}/\d{1,2}"), description='an IPv4 CIDR, e.g. "10.40.0.0/16"')
+]
+ReleaseName = Annotated[str, Meta(pattern=_full(release_name.PATTERN), description=release_name.RULE)]
+# Django's ALLOWED_HOSTS entries (a host, `.domain`, `*`, an IP or `[v6]`); joined with commas
+# into one env value, so neither a comma nor a quote may appear in one.
+AllowedHost = Annotated[
+    str,
+    Meta(
+        pattern=_full(r"[A-Za-z0-9.*:\[\]-]+"),
+        description='a host name Django accepts, e.g. "example.com", ".example.com" or "*"',
+    ),
+]
 
 
 class ConfigError(ValueError):
     """Stack config is invalid; the message has one line per problem, each naming its key."""
+
+
+class SettingError(ValueError):
+    """A value that passed its section's rules but cannot go onto a machine (found while
+    rendering); `key` is the config key, as in `app.environment.NAME`."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
@@ -54,13 +91,28 @@ def _problem(key: str, message: str) -> ValueError:
 class NetworkSettings(_Section, frozen=True):
     """An existing VPC (`vpcId` + `privateSubnetIds`) or, when none is given, a new one."""
 
-    vpc_id: Annotated[str, Meta(pattern=r"^vpc-[0-9a-f]{8,17}$")] | None = None
-    private_subnet_ids: tuple[Annotated[str, Meta(pattern=r"^subnet-[0-9a-f]{8,17}$")], ...] = ()
-    vpc_cidr: Annotated[str, Meta(pattern=_CIDR)] = "10.40.0.0/16"
+    vpc_id: (
+        Annotated[str, Meta(pattern=_full(r"vpc-[0-9a-f]{8,17}"), description='a VPC id, e.g. "vpc-0a1b2c3d4e5f67890"')]
+        | None
+    ) = None
+    private_subnet_ids: tuple[
+        Annotated[
+            str,
+            Meta(pattern=_full(r"subnet-[0-9a-f]{8,17}"), description='a subnet id, e.g. "subnet-0a1b2c3d4e5f67890"'),
+        ],
+        ...,
+    ] = ()
+    vpc_cidr: Cidr = "10.40.0.0/16"
     availability_zones: Annotated[int, Meta(ge=2, le=6)] = 2
     nat_gateways: Literal["single", "perAz"] = "single"
+    # An existing VPC's public subnets: where the load balancer goes (a new VPC has its own).
+    public_subnet_ids: tuple[Annotated[str, Meta(pattern=r"^subnet-[0-9a-f]{8,17}$")], ...] = ()
 
     def __post_init__(self) -> None:
+        if not self.vpc_id and self.public_subnet_ids:
+            raise _problem("publicSubnetIds", "only allowed together with vpcId")
+        if self.public_subnet_ids and len(set(self.public_subnet_ids)) < 2:
+            raise _problem("publicSubnetIds", "needs at least 2 distinct subnets (an ALB spans 2 availability zones)")
         if self.vpc_id and len(set(self.private_subnet_ids)) < 2:
             raise _problem(
                 "privateSubnetIds",
@@ -69,8 +121,13 @@ class NetworkSettings(_Section, frozen=True):
             )
         if not self.vpc_id and self.private_subnet_ids:
             raise _problem("privateSubnetIds", "only allowed together with vpcId")
-        if _network("vpcCidr", self.vpc_cidr).prefixlen > 20:
-            raise _problem("vpcCidr", f"{self.vpc_cidr} is too small; use a /20 or larger")
+        prefix = _network("vpcCidr", self.vpc_cidr).prefixlen
+        if prefix < 16:
+            raise _problem("vpcCidr", f"{self.vpc_cidr} is larger than AWS allows; use a /16 to /20")
+        # AWS accepts down to /28, but the subnet plan (network.py) cuts the VPC into 16 blocks
+        # and gives each zone's private subnet one: a /20 leaves each a /24 (251 addresses).
+        if prefix > 20:
+            raise _problem("vpcCidr", f"{self.vpc_cidr} is too small for one /24 per zone; use a /16 to /20")
 
 
 def _network(key: str, cidr: str) -> IPv4Network:
@@ -80,25 +137,74 @@ def _network(key: str, cidr: str) -> IPv4Network:
         raise _problem(key, f"{cidr!r} is not an IPv4 network ({error})") from None
 
 
+@dataclass(frozen=True)
+class EngineVersions:
+    """The versions of one ElastiCache engine this stack creates groups with."""
+
+    pattern: str
+    allowed: str  # the rule in words, for the error
+    default: str
+
+
+# ElastiCache's parameter group families follow engine and major version (redis7, valkey7,
+# valkey8: "Engine specific parameters"); Valkey starts at 7.2. Cluster mode and Serverless are
+# not offered for either engine: kombu's Redis transport needs one keyspace (README).
+ENGINE_VERSIONS: dict[str, EngineVersions] = {
+    "redis": EngineVersions(r"7\.[0-9]+", '7.x, e.g. "7.1"', "7.1"),
+    "valkey": EngineVersions(r"7\.2|8\.[0-9]+", '7.2 or 8.x, e.g. "8.1"', "8.1"),
+}
+
+
 class RedisSettings(_Section, frozen=True):
-    engine_version: Annotated[str, Meta(pattern=r"^7\.[0-9]+$")] = "7.1"
-    node_type: Annotated[str, Meta(pattern=r"^cache\.[a-z0-9]+\.[a-z0-9]+$")] = "cache.t4g.small"
+    engine: Literal["redis", "valkey"] = "redis"
+    # None: the engine's default (ENGINE_VERSIONS); read it through `version`.
+    engine_version: (
+        Annotated[str, Meta(pattern=_full(r"[0-9]+\.[0-9]+"), description='major.minor, e.g. "7.1"')] | None
+    ) = None
+    node_type: Annotated[
+        str,
+        Meta(pattern=_full(r"cache\.[a-z0-9]+\.[a-z0-9]+"), description='a cache node type, e.g. "cache.t4g.small"'),
+    ] = "cache.t4g.small"
     replicas: Annotated[int, Meta(ge=0, le=5)] = 1
     multi_az: bool = True
     snapshot_retention_days: Annotated[int, Meta(ge=1, le=35)] = 7
-    snapshot_window: Annotated[str, Meta(pattern=rf"^{_HHMM}-{_HHMM}$")] = "03:00-04:00"
-    maintenance_window: Annotated[str, Meta(pattern=rf"^{_DAY}:{_HHMM}-{_DAY}:{_HHMM}$")] = "sun:05:00-sun:06:00"
+    snapshot_window: Annotated[
+        str, Meta(pattern=_full(rf"{_HHMM}-{_HHMM}"), description='HH:MM-HH:MM in UTC, e.g. "03:00-04:00"')
+    ] = "03:00-04:00"
+    maintenance_window: Annotated[
+        str,
+        Meta(
+            pattern=_full(rf"{_DAY}:{_HHMM}-{_DAY}:{_HHMM}"),
+            description='ddd:HH:MM-ddd:HH:MM in UTC, e.g. "sun:05:00-sun:06:00"',
+        ),
+    ] = "sun:05:00-sun:06:00"
     apply_immediately: bool = False
     slow_log_retention_days: Annotated[int, Meta(ge=1, le=3653)] = 14
     # A CA bundle on the instances for a Redis whose certificate is not publicly trusted
     # (self-managed Redis, the tests). ElastiCache's certificates chain to the system store.
-    ca_cert_file: Annotated[str, Meta(pattern=r"^/[^\s?&#]+$")] | None = None
+    ca_cert_file: (
+        Annotated[
+            str,
+            Meta(
+                pattern=_full(r"/[^\s?&#'\"]+"),
+                description='an absolute path without spaces, quotes, ?, & or #, e.g. "/etc/ssl/certs/redis-ca.pem"',
+            ),
+        ]
+        | None
+    ) = None
     # Token rotation (README): bump the version with strategy ROTATE (old and new token both
     # valid), move every client to the new one, then apply once more with SET.
     auth_token_version: Annotated[int, Meta(ge=1)] = 1
     auth_token_update_strategy: Literal["ROTATE", "SET"] = "ROTATE"
 
+    @property
+    def version(self) -> str:
+        return self.engine_version or ENGINE_VERSIONS[self.engine].default
+
     def __post_init__(self) -> None:
+        versions = ENGINE_VERSIONS[self.engine]
+        if not re.fullmatch(versions.pattern, self.version):
+            raise _problem("engineVersion", f"got {self.version!r}; engine {self.engine} needs {versions.allowed}")
         if self.multi_az and self.replicas < 1:
             raise _problem("multiAz", "true needs replicas >= 1 (ElastiCache fails over to a replica)")
         if self.slow_log_retention_days not in LOG_RETENTION_DAYS:
@@ -106,20 +212,82 @@ class RedisSettings(_Section, frozen=True):
                 "slowLogRetentionDays",
                 f"got {self.slow_log_retention_days}; CloudWatch Logs allows {', '.join(map(str, LOG_RETENTION_DAYS))}",
             )
+        snapshot, maintenance = daily_window(self.snapshot_window), weekly_window(self.maintenance_window)
+        for key, value, window in (
+            ("snapshotWindow", self.snapshot_window, snapshot),
+            ("maintenanceWindow", self.maintenance_window, maintenance),
+        ):
+            if window[1] < MINIMUM_WINDOW_MINUTES:
+                raise _problem(
+                    key, f"{value} is {window[1]} minutes; ElastiCache needs at least {MINIMUM_WINDOW_MINUTES}"
+                )
+        if any(_overlap((day * MINUTES_PER_DAY + snapshot[0], snapshot[1]), maintenance) for day in range(7)):
+            raise _problem(
+                "snapshotWindow",
+                f"{self.snapshot_window} overlaps maintenanceWindow {self.maintenance_window}; "
+                "ElastiCache refuses overlapping windows",
+            )
+
+
+# ElastiCache's documented minimum for both windows (ModifyReplicationGroup: "The minimum
+# maintenance window is a 60 minute period"; the same for the snapshot window).
+MINIMUM_WINDOW_MINUTES = 60
+MINUTES_PER_DAY, MINUTES_PER_WEEK = 24 * 60, 7 * 24 * 60
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+Window = tuple[int, int]  # (start, length) in minutes; days as minutes of the week
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def daily_window(text: str) -> Window:
+    """`HH:MM-HH:MM` as (start minute of the day, length); it may run past midnight."""
+    start, end = (_minutes(part) for part in text.split("-"))
+    return start, (end - start) % MINUTES_PER_DAY
+
+
+def weekly_window(text: str) -> Window:
+    """`ddd:HH:MM-ddd:HH:MM` as (start minute of the week, length); it may run past Sunday."""
+    start, end = (_DAYS.index(part[:3]) * MINUTES_PER_DAY + _minutes(part[4:]) for part in text.split("-"))
+    return start, (end - start) % MINUTES_PER_WEEK
+
+
+def _overlap(first: Window, second: Window) -> bool:
+    """Two spans on the week's circle share a minute."""
+    return (first[0] - second[0]) % MINUTES_PER_WEEK < second[1] or (second[0] - first[0]) % MINUTES_PER_WEEK < first[1]
 
 
 class AppSettings(_Section, frozen=True):
-    release: Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    release: ReleaseName
     module: PythonModule = "proj"
     settings_module: PythonModule | None = None
-    wsgi_app: Annotated[str, Meta(pattern=rf"^{_PYTHON_MODULE}:[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    wsgi_app: (
+        Annotated[
+            str,
+            Meta(
+                pattern=_full(rf"{_PYTHON_MODULE}:[A-Za-z_][A-Za-z0-9_]*"),
+                description='module:name of the WSGI callable, e.g. "proj.wsgi:application"',
+            ),
+        ]
+        | None
+    ) = None
     # s3: new instances download the release artifact; ami: the AMI already carries it.
     source: Literal["s3", "ami"] = "s3"
-    artifact_bucket: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = None
-    artifact_prefix: Annotated[str, Meta(pattern=r"^([A-Za-z0-9._-]+/)*$")] = "releases/"
-    allowed_hosts: tuple[Annotated[str, Meta(min_length=1)], ...] = ("localhost",)
+    artifact_bucket: str | None = None  # checked by S3's naming rules below
+    artifact_prefix: Annotated[
+        str, Meta(pattern=_full(r"([A-Za-z0-9._-]+/)*"), description='"" or folders ending in "/", e.g. "releases/"')
+    ] = "releases/"
+    allowed_hosts: tuple[AllowedHost, ...] = ("localhost",)
     result_backend: bool = False
     result_expires: Seconds = 86400
+    # The app's own settings: plain values into app.env, and env name -> Parameter Store name
+    # for secrets, fetched at boot into the secrets file (never in user-data or the state).
+    # (Numbers and booleans are taken only to be refused with the key named: YAML's `on`/`7.1`.)
+    environment: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
+    secret_parameters: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
     # gunicorn and Celery reach the instance metadata service (the role's credentials) only when
     # the app itself calls AWS with the role (S3 media, SES).
     aws_credentials: bool = False
@@ -127,6 +295,21 @@ class AppSettings(_Section, frozen=True):
     def __post_init__(self) -> None:
         if self.source == "s3" and not self.artifact_bucket:
             raise _problem("artifactBucket", "required when source is 's3'")
+        if self.artifact_bucket is not None and (problem := bucket_name_problem(self.artifact_bucket)):
+            raise _problem("artifactBucket", f"got {self.artifact_bucket!r}; {problem}")
+        for key, mapping, rule, allowed in (
+            ("environment", self.environment, ENV_VALUE, ENV_VALUE_RULE),
+            ("secretParameters", self.secret_parameters, PARAMETER_NAME, PARAMETER_NAME_RULE),
+        ):
+            for name, value in mapping.items():
+                if not ENV_NAME.fullmatch(name):
+                    raise _problem(f"{key}.{name}", f"not an environment variable name; use {ENV_NAME_RULE}")
+                if not isinstance(value, str):
+                    raise _problem(f"{key}.{name}", f'got {value!r}, not text; quote it in the stack file: "{value}"')
+                if not rule.fullmatch(value):
+                    raise _problem(f"{key}.{name}", f"got {value!r}; use {allowed}")
+        if both := sorted(set(self.environment) & set(self.secret_parameters)):
+            raise _problem("secretParameters", f"{', '.join(both)} also set in environment; set each name once")
 
     @property
     def django_settings_module(self) -> str:
@@ -141,41 +324,121 @@ class AppSettings(_Section, frozen=True):
         return f"{self.artifact_prefix}{self.release}.tar.gz"
 
 
+ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+ENV_NAME_RULE = 'up to 64 capitals, digits or "_", starting with a capital, e.g. "DATABASE_URL"'
+# What an env file line can hold as systemd and a POSIX shell both read it (userdata render_env).
+ENV_VALUE = re.compile(r"[^'\n\r\x00]{0,4096}")
+ENV_VALUE_RULE = "up to 4096 characters without single quotes or line breaks"
+# Parameter Store's own rule for a name in a hierarchy (a path), and no `aws`/`ssm` prefix.
+PARAMETER_NAME = re.compile(r"/(?![Aa][Ww][Ss]|[Ss][Ss][Mm])[A-Za-z0-9_.\-/]{1,1010}")
+PARAMETER_NAME_RULE = 'a Parameter Store path, e.g. "/myapp/prod/email-api-key"'
+
+_BUCKET_CHARACTERS = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP_LIKE = re.compile(r"\d+\.\d+\.\d+\.\d+")
+# S3's general purpose bucket naming rules (docs: "Bucket naming rules").
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """What is wrong with an S3 bucket name, in words, or None."""
+    if "://" in name or "/" in name:
+        return 'the bucket name only, without s3:// or a path, e.g. "my-artifacts" (the path goes in artifactPrefix)'
+    if not _BUCKET_CHARACTERS.fullmatch(name):
+        return "3 to 63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit"
+    if ".." in name:
+        return "two adjacent periods are not allowed in a bucket name"
+    if _IP_LIKE.fullmatch(name):
+        return "a bucket name must not look like an IP address"
+    if name.startswith(_RESERVED_PREFIXES) or name.endswith(_RESERVED_SUFFIXES):
+        reserved = ", ".join([f"{p}..." for p in _RESERVED_PREFIXES] + [f"...{s}" for s in _RESERVED_SUFFIXES])
+        return f"S3 reserves these forms: {reserved}"
+    return None
+
+
 class InstanceSettings(_Section, frozen=True):
     """What every instance shares: the image and the root volume."""
 
-    ami_id: Annotated[str, Meta(pattern=r"^ami-[0-9a-f]{8,17}$")] | None = None
+    ami_id: (
+        Annotated[
+            str, Meta(pattern=_full(r"ami-[0-9a-f]{8,17}"), description='an AMI id, e.g. "ami-0a1b2c3d4e5f67890"')
+        ]
+        | None
+    ) = None
     architecture: Literal["x86_64", "arm64"] = "x86_64"
     root_volume_gb: Annotated[int, Meta(ge=8, le=1024)] = 20
     # Debian's AMIs do not carry the SSM agent: install it at first boot, unless the image has it.
     ssm_agent: Literal["install", "preinstalled"] = "install"
+    # Instance refresh: the share of web and worker capacity kept in service while a changed
+    # launch template (image, user-data, type) rolls out. Beat is always replaced terminate-first.
+    min_healthy_percentage: Percent = 90
+
+
+def _check_sizes(min_size: int, desired_capacity: int, max_size: int) -> None:
+    if max_size < min_size:
+        raise _problem("maxSize", f"{max_size} is below minSize ({min_size})")
+    if not min_size <= desired_capacity <= max_size:
+        raise _problem(
+            "desiredCapacity", f"{desired_capacity} must be between minSize ({min_size}) and maxSize ({max_size})"
+        )
+
+
+TargetGroupArn = Annotated[
+    str, Meta(pattern=r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/\S+$")
+]
 
 
 class WebSettings(_Section, frozen=True):
-    count: Count = 2
+    # The web Auto Scaling group's sizes.
+    min_size: Count = 2
+    desired_capacity: Count = 2
+    max_size: Count = 4
     instance_type: InstanceType = "t3.small"
     port: Annotated[int, Meta(ge=1024, le=65535)] = 8000
     gunicorn_workers: Annotated[int, Meta(ge=1, le=64)] = 3
     gunicorn_timeout: Annotated[int, Meta(ge=1, le=3600)] = 30
     # The only ingress the web role ever gets: explicit, and to the gunicorn port only.
-    ingress_cidrs: tuple[Annotated[str, Meta(pattern=_CIDR)], ...] = ()
+    ingress_cidrs: tuple[Cidr, ...] = ()
     ingress_security_group_ids: tuple[SecurityGroupId, ...] = ()
+    # Only with loadBalancer.enabled false: the user's own target groups for the web group.
+    target_group_arns: tuple[TargetGroupArn, ...] = ()
 
     def __post_init__(self) -> None:
-        if any(_network("ingressCidrs", cidr).prefixlen == 0 for cidr in self.ingress_cidrs):
+        _check_sizes(self.min_size, self.desired_capacity, self.max_size)
+        networks = [_network("ingressCidrs", cidr) for cidr in self.ingress_cidrs]
+        twice = sorted({str(n) for n in networks if networks.count(n) > 1})
+        if twice:
+            raise _problem("ingressCidrs", f"{', '.join(twice)} listed twice; list each network once")
+        # Any set that together covers every address, not only the literal 0.0.0.0/0.
+        if networks and list(collapse_addresses(networks)) == [IPv4Network("0.0.0.0/0")]:
             raise _problem(
                 "ingressCidrs",
-                "0.0.0.0/0 would open gunicorn to the internet; put a load "
-                "balancer in front and list its security group in ingressSecurityGroupIds",
+                f"{', '.join(self.ingress_cidrs)} would open gunicorn to the internet (together they cover "
+                "0.0.0.0/0); put a load balancer in front and list its security group in ingressSecurityGroupIds",
             )
 
 
 class QueueSettings(_Section, frozen=True):
-    name: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+    name: Annotated[
+        str,
+        Meta(
+            pattern=_full(r"[a-z][a-z0-9_-]{0,31}"),
+            description='up to 32 lowercase letters, digits, "_" or "-", starting with a letter, e.g. "default"',
+        ),
+    ]
     concurrency: Annotated[int, Meta(ge=1, le=256)]
     soft_time_limit: Seconds
     hard_time_limit: Seconds
-    routes: tuple[Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_.*]*$")], ...] = ()
+    routes: tuple[
+        Annotated[
+            str,
+            Meta(
+                pattern=_full(r"[A-Za-z_][A-Za-z0-9_.*]*"),
+                description='a task name or glob, e.g. "myapp.tasks.report" or "myapp.reports.*"',
+            ),
+        ],
+        ...,
+    ] = ()
 
     def __post_init__(self) -> None:
         if self.soft_time_limit >= self.hard_time_limit:
@@ -186,6 +449,9 @@ class QueueSettings(_Section, frozen=True):
             )
 
 
+# Auto Scaling's limit on a lifecycle hook's heartbeat timeout.
+MAX_LIFECYCLE_HOLD_SECONDS = 7200
+
 DEFAULT_QUEUES = (
     QueueSettings(name="default", concurrency=4, soft_time_limit=240, hard_time_limit=300),
     QueueSettings(name="long", concurrency=2, soft_time_limit=1500, hard_time_limit=1800),
@@ -193,7 +459,11 @@ DEFAULT_QUEUES = (
 
 
 class WorkerSettings(_Section, frozen=True):
-    count: Count = 2
+    # The worker Auto Scaling group's sizes; the Beat instance (its own group of one, also
+    # running every queue) comes on top.
+    min_size: Count = 1
+    desired_capacity: Count = 1
+    max_size: Count = 4
     instance_type: InstanceType = "t3.medium"
     beat: bool = True
     queues: Annotated[tuple[QueueSettings, ...], Meta(min_length=1, max_length=12)] = DEFAULT_QUEUES
@@ -203,6 +473,7 @@ class WorkerSettings(_Section, frozen=True):
     visibility_timeout: Seconds | None = None
 
     def __post_init__(self) -> None:
+        _check_sizes(self.min_size, self.desired_capacity, self.max_size)
         names = [queue.name for queue in self.queues]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
@@ -213,14 +484,25 @@ class WorkerSettings(_Section, frozen=True):
         routed_twice = sorted({route for route in routes if routes.count(route) > 1})
         if routed_twice:
             raise _problem("queues", f"task route(s) {', '.join(routed_twice)} listed under more than one queue")
-        if self.beat and self.count == 0:
-            raise _problem("beat", "true needs count >= 1 (Beat runs on one of the workers)")
+        if self.termination_hold_seconds > MAX_LIFECYCLE_HOLD_SECONDS:
+            raise _problem(
+                "queues",
+                f"the largest hardTimeLimit ({self.max_hard_time_limit}) + 2 x stopMarginSeconds is "
+                f"{self.termination_hold_seconds} s, above the {MAX_LIFECYCLE_HOLD_SECONDS} s an Auto Scaling "
+                "lifecycle hook can hold a terminating worker for its tasks to finish",
+            )
         if self.visibility_timeout is not None and self.visibility_timeout <= self.max_hard_time_limit:
             raise _problem(
                 "visibilityTimeout",
                 f"{self.visibility_timeout} must be above the largest "
                 f"hardTimeLimit ({self.max_hard_time_limit}), or acks_late tasks are redelivered while running",
             )
+
+    @property
+    def termination_hold_seconds(self) -> int:
+        """How long a terminating worker is held for its Celery workers to stop warm: the longest
+        stop (largest hard limit + margin) plus one more margin to notice and report it."""
+        return self.max_hard_time_limit + 2 * self.stop_margin_seconds
 
     @property
     def max_hard_time_limit(self) -> int:
@@ -239,6 +521,61 @@ class WorkerSettings(_Section, frozen=True):
     @property
     def default_queue(self) -> QueueSettings:
         return self.queue("default")
+
+
+_HOST_NAME = r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+
+
+class LoadBalancerSettings(_Section, frozen=True):
+    """The internet-facing ALB in front of the web group: HTTPS with a certificate the user
+    names (`certificateArn`) or one the program issues for `domain` in `hostedZoneId`."""
+
+    enabled: bool = True
+    certificate_arn: (
+        Annotated[str, Meta(pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$")] | None
+    ) = None
+    domain: Annotated[str, Meta(pattern=rf"^{_HOST_NAME}$")] | None = None
+    hosted_zone_id: Annotated[str, Meta(pattern=r"^Z[A-Z0-9]{1,31}$")] | None = None
+    # Liveness, not readiness: the group replaces instances that fail it, so it must not depend on
+    # the shared broker (a Redis outage would otherwise replace every web instance, in a loop).
+    health_check_path: str = "/livez"
+    # A bucket whose policy already lets Elastic Load Balancing write to it (AWS's access-log
+    # guide); none: no access logs.
+    access_logs_bucket: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = None
+    access_logs_prefix: Annotated[str, Meta(pattern=r"^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$")] = ""
+
+    def __post_init__(self) -> None:
+        # The ALB's own rule (1-1024 characters, from /); checked here for a message naming the key.
+        if not re.fullmatch(r"/[\x21-\x7e]{0,1023}", self.health_check_path):
+            raise _problem(
+                "healthCheckPath", f"{self.health_check_path!r} must be a URL path starting with / (e.g. /livez)"
+            )
+        if not self.enabled:
+            named = [key for key, value in self._certificate_keys().items() if value]
+            if named:
+                raise _problem(named[0], "only allowed with enabled true")
+            return
+        if self.certificate_arn and (self.domain or self.hosted_zone_id):
+            raise _problem("certificateArn", "give either certificateArn or domain + hostedZoneId, not both")
+        if self.domain and not self.hosted_zone_id:
+            raise _problem(
+                "hostedZoneId", f"required with domain ({self.domain}): the zone for validation and the alias"
+            )
+        if self.hosted_zone_id and not self.domain:
+            raise _problem("domain", "required with hostedZoneId: the name the certificate and alias record are for")
+        if not (self.certificate_arn or self.domain):
+            raise _problem(
+                "certificateArn",
+                "missing: the HTTPS listener needs a certificate; set certificateArn, or domain + hostedZoneId "
+                "(or enabled: false to bring your own load balancer)",
+            )
+
+    def _certificate_keys(self) -> dict[str, str | None]:
+        return {"certificateArn": self.certificate_arn, "domain": self.domain, "hostedZoneId": self.hosted_zone_id}
+
+    @property
+    def certificate_region(self) -> str | None:
+        return self.certificate_arn.split(":")[3] if self.certificate_arn else None
 
 
 # CloudWatch Logs accepts only these retention periods (PutRetentionPolicy); any other number
@@ -313,6 +650,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "instances": InstanceSettings,
     "web": WebSettings,
     "worker": WorkerSettings,
+    "loadBalancer": LoadBalancerSettings,
     "security": SecuritySettings,
 }
 
@@ -327,13 +665,14 @@ class Settings(msgspec.Struct, frozen=True):
     instances: InstanceSettings
     web: WebSettings
     worker: WorkerSettings
+    load_balancer: LoadBalancerSettings
     security: SecuritySettings
 
     def parameter_name(self, purpose: str) -> str:
         return parameter_name(self.project, self.stack, purpose)
 
 
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
+REGION_NAME = re.compile(REGION_PATTERN)
 
 
 def load_settings(raw: Mapping[str, Any], *, stack: str, region: str | None) -> Settings:
@@ -345,21 +684,30 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str | None) -> 
     problems: list[str] = []
     if not region:
         problems.append("aws:region: missing; set it with `pulumi config set aws:region eu-west-1`")
-    elif not _REGION.match(region):
+    elif not REGION_NAME.fullmatch(region):
         problems.append(f"aws:region: got {region!r}; expected an AWS region name such as eu-west-1")
     values = {key: _decode(value) for key, value in raw.items()}
     for key in sorted(set(values) - set(SECTIONS)):
-        problems.append(f"{PROJECT}:{key}: unknown key; allowed keys here: {', '.join(SECTIONS)}")
+        if key.split(".")[0] in SECTIONS:
+            # `pulumi config set web.count 3` (no --path) stores one key named "web.count".
+            problems.append(
+                f"{PROJECT}:{key}: set as a flat key named {key!r}; set it inside its section with "
+                f"`pulumi config set --path {key} VALUE` and remove this one (`pulumi config rm {key}`)"
+            )
+        else:
+            problems.append(f"{PROJECT}:{key}: unknown key; allowed keys here: {', '.join(SECTIONS)}")
+    values, replaced = _without_replaced_keys(values)
+    problems += replaced
 
     sections: dict[str, Any] = {}
     for key, section in SECTIONS.items():
         try:
-            # strict=False: the CLI stores `pulumi config set --path web.count 3` as a string.
+            # strict=False: the CLI stores `pulumi config set --path web.desiredCapacity 3` as a string.
             sections[key] = msgspec.convert(values.get(key, {}), section, strict=False)
         except msgspec.ValidationError as error:
             problems.append(_describe(key, values.get(key, {}), str(error)))
-    if not problems and sections["app"].source == "ami" and not sections["instances"].ami_id:
-        problems.append(f"{PROJECT}:instances.amiId: required when app.source is 'ami' (the AMI carries the release)")
+    if not problems:
+        problems += _across_sections(sections, region)
     key_region = sections["security"].kms_key_region() if "security" in sections else None
     if key_region and region and key_region != region:
         problems.append(
@@ -367,7 +715,93 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str | None) -> 
         )
     if problems:
         raise ConfigError("\n".join(problems))
-    return Settings(project=PROJECT, stack=stack, region=region or "", **sections)
+    attributes = {_snake(key): section for key, section in sections.items()}
+    settings = Settings(project=PROJECT, stack=stack, region=region or "", **attributes)
+    if problems := machine_problems(settings):
+        raise ConfigError("\n".join(problems))
+    return settings
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"[A-Z]", lambda upper: "_" + upper[0].lower(), key)
+
+
+def _without_replaced_keys(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Keys of the instance-per-resource fleet, refused with what replaces them (the Auto
+    Scaling groups); dropped so the rest of the section is still checked."""
+    problems = []
+    cleaned = dict(values)
+    for section in ("web", "worker"):
+        body = values.get(section)
+        if isinstance(body, dict) and "count" in body:
+            problems.append(
+                f"{PROJECT}:{section}.count: replaced by the Auto Scaling group's sizes; "
+                "set minSize, desiredCapacity and maxSize"
+                + ("; the Beat instance is its own group, not counted here" if section == "worker" else "")
+            )
+            cleaned[section] = {k: v for k, v in body.items() if k != "count"}
+    beat = (cleaned.get("worker") or {}).get("beat") if isinstance(cleaned.get("worker"), dict) else None
+    if isinstance(beat, (int, str)) and not isinstance(beat, bool) and str(beat).isdigit() and int(beat) > 1:
+        problems.append(
+            f"{PROJECT}:worker.beat: got {beat!r}; Beat's Auto Scaling group has exactly one instance "
+            "(two Beats send every periodic task twice); allowed: true, false"
+        )
+        cleaned["worker"] = {k: v for k, v in cleaned["worker"].items() if k != "beat"}
+    return cleaned, problems
+
+
+def _across_sections(sections: dict[str, Any], region: str | None) -> list[str]:
+    """Rules that join two sections (or a section and the region)."""
+    problems = []
+    app, instances, network, web = sections["app"], sections["instances"], sections["network"], sections["web"]
+    load_balancer: LoadBalancerSettings = sections["loadBalancer"]
+    if app.source == "ami" and not instances.ami_id:
+        problems.append(f"{PROJECT}:instances.amiId: required when app.source is 'ami' (the AMI carries the release)")
+    if load_balancer.enabled:
+        if load_balancer.certificate_region and load_balancer.certificate_region != region:
+            problems.append(
+                f"{PROJECT}:loadBalancer.certificateArn: a certificate in {load_balancer.certificate_region}; "
+                f"an ALB in {region} needs one from ACM in {region}"
+            )
+        if network.vpc_id and not network.public_subnet_ids:
+            problems.append(
+                f"{PROJECT}:network.publicSubnetIds: required with vpcId while loadBalancer.enabled is true "
+                "(the internet-facing load balancer's subnets)"
+            )
+        for key in ("targetGroupArns", "ingressCidrs", "ingressSecurityGroupIds"):
+            if getattr(web, _snake(key)):
+                problems.append(
+                    f"{PROJECT}:web.{key}: only with loadBalancer.enabled false; "
+                    "the stack's load balancer is then the web group's only ingress and target"
+                )
+    return problems
+
+
+# As long as ElastiCache's longest primary endpoint (a 40-character replication group id): a
+# stand-in for the endpoint that a preview of a new stack does not know yet.
+PLACEHOLDER_REDIS_HOST = f"master.{'x' * 40}.abcdef.euw1.cache.amazonaws.com"
+
+
+def machine_problems(settings: Settings) -> list[str]:
+    """Renders each role's user-data once with a placeholder endpoint, so whatever the renderer
+    refuses (an env value it cannot write, user-data over EC2's limit) stops the program before
+    its first resource, in a preview as in an update: the real render only runs once Redis's
+    endpoint is known, half-way through `pulumi up`."""
+    # Imported here: userdata.render builds on this module's types.
+    from userdata.render import UserDataInputs, user_data_base64
+
+    problems = []
+    for machine in (
+        UserDataInputs(settings, "web", False, PLACEHOLDER_REDIS_HOST, 6379),
+        UserDataInputs(settings, "worker", settings.worker.beat, PLACEHOLDER_REDIS_HOST, 6379),
+    ):
+        try:
+            user_data_base64(machine)
+        except SettingError as error:
+            problems.append(f"{PROJECT}:{error.key}: {error.message}")
+        except ValueError as error:
+            problems.append(f"{PROJECT}: the {machine.role} instances' user-data cannot be rendered: {error}")
+    return list(dict.fromkeys(problems))  # a rule both roles break is reported once
 
 
 def _decode(value: Any) -> Any:
@@ -379,12 +813,12 @@ def _decode(value: Any) -> Any:
     return value
 
 
-_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_AT = re.compile(r"(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.S)
 
 
 def _describe(section: str, value: Any, error: str) -> str:
     """One line from msgspec's message: `django-stack:<section><path>: ...` with the value."""
-    match = _AT.match(error)
+    match = _AT.fullmatch(error)
     message, path = (match["message"], match["path"] or "") if match else (error, "")
     where = f"{PROJECT}:{section}{path}"
     if unknown := re.match(r"Object contains unknown field `([^`]+)`", message):
@@ -393,17 +827,36 @@ def _describe(section: str, value: Any, error: str) -> str:
         return f"{where}.{unknown[1]}: unknown key; allowed keys here: {allowed}"
     if missing := re.match(r"Object missing required field `([^`]+)`", message):
         return f"{where}.{missing[1]}: missing; this key is required (see the README's config reference)"
-    if key_problem := re.match(r"^([A-Za-z]+): (.*)$", message, re.S):  # from __post_init__
+    if key_problem := re.fullmatch(r"([A-Za-z]+(?:\.[A-Za-z0-9_]+)?): (.*)", message, re.S):  # from __post_init__
         return f"{where}.{key_problem[1]}: {key_problem[2]}"
-    if message.startswith("Invalid enum value"):
-        parent, _, name = path.rpartition(".")
-        model = _model_at(SECTIONS[section], parent)
-        field = next((f for f in msgspec.structs.fields(model) if f.encode_name == name), None) if model else None
-        if field is not None:
-            message = "allowed: " + ", ".join(repr(a) for a in get_args(field.type) if isinstance(a, str))
+    field = _field_at(SECTIONS[section], path)
+    rule = _description_in(field.type) if field else None
     received = _value_at(value, path)
+    if message.startswith("Invalid enum value") and field:
+        message = "allowed: " + ", ".join(repr(a) for a in get_args(field.type) if isinstance(a, str))
+    elif message.startswith("Expected `str` matching regex") and rule:
+        message = f"use {rule}"
+    elif re.match(r"Expected `str( \| null)?`, got `(float|int)`", message):
+        # YAML reads an unquoted 7.1 as a number.
+        message = f'a number where text is expected; quote it in the stack file: "{received}"'
     got = f"got {received!r}; " if received is not _ABSENT else ""
     return f"{where}: {got}{message[0].lower()}{message[1:]}"
+
+
+def _field_at(model: type[_Section], path: str) -> msgspec.structs.FieldInfo | None:
+    """The field a value at `path` belongs to (an element of a list belongs to the list's field)."""
+    parent, _, name = re.sub(r"(\[\d+\])+\Z", "", path).rpartition(".")
+    owner = _model_at(model, parent)
+    return next((f for f in msgspec.structs.fields(owner) if f.encode_name == name), None) if owner else None
+
+
+def _description_in(annotation: Any) -> str | None:
+    """The words a field's rule carries (its Meta description)."""
+    for arg in get_args(annotation):  # through Optional, tuple[...] and Annotated[...]
+        found = arg.description if isinstance(arg, Meta) else _description_in(arg)
+        if found:
+            return str(found)
+    return None
 
 
 _ABSENT = object()

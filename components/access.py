@@ -60,6 +60,7 @@ class AccessArgs:
 class InstanceAccess(pulumi.ComponentResource):
     instance_profile_name: pulumi.Output[str]
     role_arn: pulumi.Output[str]
+    role_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: AccessArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djangostack:access:InstanceAccess", name, None, opts)
@@ -105,12 +106,14 @@ class InstanceAccess(pulumi.ComponentResource):
 
         self.instance_profile_name = profile.name
         self.role_arn = role.arn
+        self.role_name = role.name
         self.register_outputs({"instanceProfileName": profile.name, "roleArn": role.arn})
 
 
-def release_artifacts_arn(artifact_location: str) -> str:
-    """The release artifacts under "bucket/prefix" (the instance role and the S3 endpoint)."""
-    return f"arn:aws:s3:::{artifact_location}*.tar.gz"
+def release_artifacts_arns(artifact_location: str) -> list[str]:
+    """The release artifacts under "bucket/prefix" and the SHA-256 file beside each, which
+    app-release checks before unpacking (the instance role and the S3 endpoint)."""
+    return [f"arn:aws:s3:::{artifact_location}*.tar.gz", f"arn:aws:s3:::{artifact_location}*.tar.gz.sha256"]
 
 
 def _policy_document(parameter_arns: list[str], release_parameter_arn: str, artifact_location: str | None) -> str:
@@ -126,7 +129,7 @@ def _policy_document(parameter_arns: list[str], release_parameter_arn: str, arti
                 "Sid": "ReadReleaseArtifacts",
                 "Effect": "Allow",
                 "Action": "s3:GetObject",
-                "Resource": release_artifacts_arn(artifact_location),
+                "Resource": release_artifacts_arns(artifact_location),
             }
         )
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)

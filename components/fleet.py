@@ -1,12 +1,22 @@
-"""The EC2 instances: web (gunicorn) and worker (Celery), each configured by its user-data.
+"""The machines: one launch template and one Auto Scaling group per kind (web, worker, Beat), each
+template carrying that kind's rendered user-data.
 
-Celery Beat runs on exactly one worker. That worker is its own resource (`<name>-worker-beat`),
-not an index into the worker list, so scaling or replacing the other workers never moves or
-duplicates Beat, and its replacement deletes the old instance first so two Beats never overlap.
+A terminating worker (scale-in, refresh, replacement) is held by a lifecycle hook until the
+agent on it has stopped its Celery workers warm and completed the lifecycle action; the
+instance role may complete actions only on the worker groups.
+
+Auto Scaling replaces a failed instance, and a changed template (image, user-data, type) rolls
+out by instance refresh, a few instances at a time, never the whole fleet in one step. Celery
+Beat runs on its own group of exactly one, replaced terminate-first, so two Beats never overlap.
+
+The image is pinned per stack: `ami_id` when given, else Debian's newest image at the first
+`up`, kept (ignore_changes) until the user names a newer one, so an `up` never replaces machines
+because Debian published an image.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -18,27 +28,52 @@ import pulumi_aws as aws
 # tests boot, so the OS, cloud-init (22.4) and systemd (252) tested here are the ones deployed.
 DEBIAN_AMI_OWNER = "136693071363"
 DEBIAN_ARCHITECTURES = {"x86_64": "amd64", "arm64": "arm64"}
+# Debian's AMIs boot from this device.
+ROOT_DEVICE = "/dev/xvda"
+# From launch to serving: docs/vm.md measured at most 138 s boot-to-ready (every unit active)
+# on a loaded 2-core host under emulation; twice that, so a slow first boot (package installs
+# from the mirrors) is not killed as unhealthy before it is ready.
+BOOT_GRACE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class GroupSize:
+    min_size: int
+    desired_capacity: int
+    max_size: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_size <= self.desired_capacity <= self.max_size:
+            raise ValueError(f"sizes: {self}; need 0 <= min_size <= desired_capacity <= max_size")
+
+
+# Auto Scaling's bounds on a lifecycle hook's heartbeat timeout.
+MAX_HOOK_HOLD_SECONDS = 7200
+
+# Beat: exactly one instance, always.
+BEAT_SIZE = GroupSize(1, 1, 1)
 
 
 @dataclass(frozen=True)
 class FleetArgs:
     """Three kinds of machine, each with its own rendered user-data (gzip+base64) and tags:
-    web, worker, and the one worker that runs Beat (none when beat_user_data is None).
-    worker_count includes the Beat worker."""
+    web, worker, and the one worker that runs Beat (none when beat_user_data is None)."""
 
-    web_count: int
+    web_size: GroupSize
     web_instance_type: str
     web_security_group_id: pulumi.Input[str]
     web_user_data: pulumi.Input[str]
     web_tags: dict[str, str]
-    worker_count: int
+    # The load balancer's target groups: the web group then uses the load balancer's health checks.
+    web_target_group_arns: Sequence[pulumi.Input[str]]
+    worker_size: GroupSize
     worker_instance_type: str
     worker_security_group_id: pulumi.Input[str]
     worker_user_data: pulumi.Input[str]
     worker_tags: dict[str, str]
     beat_user_data: pulumi.Input[str] | None
     beat_tags: dict[str, str]
-    # An image to pin; None looks up the latest Debian 12 for the architecture.
+    # An image to pin; None takes Debian 12's newest for the architecture once, then keeps it.
     ami_id: str | None
     architecture: str
     root_volume_gb: int
@@ -46,97 +81,252 @@ class FleetArgs:
     kms_key_arn: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     instance_profile_name: pulumi.Input[str]
+    # The instance role, allowed here to complete the worker groups' lifecycle actions.
+    instance_role_name: pulumi.Input[str]
+    # Web and worker capacity kept in service during an instance refresh.
+    min_healthy_percentage: int
+    # The termination hook the workers' agent completes, and how long it holds a terminating
+    # worker (at most 7200 s, Auto Scaling's limit).
+    termination_hook_name: str
+    termination_hold_seconds: int
 
     def __post_init__(self) -> None:
         if self.architecture not in DEBIAN_ARCHITECTURES:
             raise ValueError(f"architecture: {self.architecture!r}; allowed: {', '.join(DEBIAN_ARCHITECTURES)}")
         if not self.subnet_ids:
             raise ValueError("subnet_ids: empty; needs at least one subnet")
+        if not 0 <= self.min_healthy_percentage <= 100:
+            raise ValueError(f"min_healthy_percentage: {self.min_healthy_percentage}; allowed: 0 to 100")
+        if not 30 <= self.termination_hold_seconds <= MAX_HOOK_HOLD_SECONDS:
+            raise ValueError(
+                f"termination_hold_seconds: {self.termination_hold_seconds}; allowed: 30 to {MAX_HOOK_HOLD_SECONDS}"
+            )
 
 
 class Fleet(pulumi.ComponentResource):
-    web_instance_ids: list[pulumi.Output[str]]
-    worker_instance_ids: list[pulumi.Output[str]]
-    beat_instance_id: pulumi.Output[str] | None
+    web_group_name: pulumi.Output[str]
+    worker_group_name: pulumi.Output[str]
+    beat_group_name: pulumi.Output[str] | None
+    # The image the templates launch, and Debian's newest (what a "refresh AMI" would take).
+    image_id: pulumi.Output[str]
+    latest_debian_image_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: FleetArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djangostack:fleet:Fleet", name, None, opts)
         self._args = args
         self._name = name
-        self._ami = self._image()
+        self.latest_debian_image_id = self._latest_debian_image()
+        image: pulumi.Input[str] = args.ami_id or self.latest_debian_image_id
+        refresh = args.min_healthy_percentage
 
-        self.web_instance_ids = [
-            self._instance(f"web-{index}", index, "web", args.web_user_data, args.web_tags).id
-            for index in range(args.web_count)
-        ]
+        web_template, web = self._machines(
+            "web",
+            image,
+            args.web_instance_type,
+            args.web_security_group_id,
+            args.web_user_data,
+            args.web_tags,
+            args.web_size,
+            min_healthy_percentage=refresh,
+            target_group_arns=args.web_target_group_arns,
+        )
+        _, worker = self._machines(
+            "worker",
+            image,
+            args.worker_instance_type,
+            args.worker_security_group_id,
+            args.worker_user_data,
+            args.worker_tags,
+            args.worker_size,
+            min_healthy_percentage=refresh,
+        )
         beat = None
         if args.beat_user_data is not None:
-            beat = self._instance("worker-beat", 0, "worker", args.beat_user_data, args.beat_tags, runs_beat=True)
-        first = 1 if beat else 0
-        self.worker_instance_ids = ([beat.id] if beat else []) + [
-            self._instance(f"worker-{index}", index, "worker", args.worker_user_data, args.worker_tags).id
-            for index in range(first, args.worker_count)
-        ]
-        self.beat_instance_id = beat.id if beat else None
+            # 0 % healthy: the old Beat is terminated before its replacement launches.
+            _, beat = self._machines(
+                "worker-beat",
+                image,
+                args.worker_instance_type,
+                args.worker_security_group_id,
+                args.beat_user_data,
+                args.beat_tags,
+                BEAT_SIZE,
+                min_healthy_percentage=0,
+            )
+
+        self._hold_terminating_workers({"worker": worker, **({"worker-beat": beat} if beat else {})})
+
+        self.web_group_name = web.name
+        self.worker_group_name = worker.name
+        self.beat_group_name = beat.name if beat else None
+        self.image_id = web_template.image_id.apply(lambda value: value or "")
         self.register_outputs(
             {
-                "webInstanceIds": self.web_instance_ids,
-                "workerInstanceIds": self.worker_instance_ids,
-                "beatInstanceId": self.beat_instance_id,
+                "webGroupName": self.web_group_name,
+                "workerGroupName": self.worker_group_name,
+                "beatGroupName": self.beat_group_name,
+                "imageId": self.image_id,
+                "latestDebianImageId": self.latest_debian_image_id,
             }
         )
 
-    def _image(self) -> pulumi.Input[str]:
+    def _hold_terminating_workers(self, groups: dict[str, aws.autoscaling.Group]) -> None:
         args = self._args
-        if args.ami_id:
-            return args.ami_id
+        child = pulumi.ResourceOptions(parent=self)
+        for kind, group in groups.items():
+            aws.autoscaling.LifecycleHook(
+                f"{self._name}-{kind}-warm-stop",
+                autoscaling_group_name=group.name,
+                name=args.termination_hook_name,
+                lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
+                heartbeat_timeout=args.termination_hold_seconds,
+                # Without an answer (the agent died), the instance is terminated anyway: the
+                # broker redelivers what it was running after the visibility timeout.
+                default_result="CONTINUE",
+                opts=child,
+            )
+        aws.iam.RolePolicy(
+            f"{self._name}-complete-worker-termination",
+            role=args.instance_role_name,
+            policy=pulumi.Output.all(*[group.arn for group in groups.values()]).apply(_complete_lifecycle_policy),
+            opts=child,
+        )
+
+    def _latest_debian_image(self) -> pulumi.Output[str]:
+        architecture = self._args.architecture
         return aws.ec2.get_ami_output(
             most_recent=True,
             owners=[DEBIAN_AMI_OWNER],
             filters=[
-                {"name": "name", "values": [f"debian-12-{DEBIAN_ARCHITECTURES[args.architecture]}-*"]},
-                {"name": "architecture", "values": [args.architecture]},
+                {"name": "name", "values": [f"debian-12-{DEBIAN_ARCHITECTURES[architecture]}-*"]},
+                {"name": "architecture", "values": [architecture]},
                 {"name": "virtualization-type", "values": ["hvm"]},
             ],
             opts=pulumi.InvokeOptions(parent=self),
         ).id
 
-    def _instance(
+    def _machines(
         self,
-        logical: str,
-        index: int,
-        role: Literal["web", "worker"],
+        kind: str,
+        image: pulumi.Input[str],
+        instance_type: str,
+        security_group_id: pulumi.Input[str],
         user_data: pulumi.Input[str],
         kind_tags: dict[str, str],
-        runs_beat: bool = False,
-    ) -> aws.ec2.Instance:
+        size: GroupSize,
+        *,
+        min_healthy_percentage: int,
+        target_group_arns: Sequence[pulumi.Input[str]] = (),
+    ) -> tuple[aws.ec2.LaunchTemplate, aws.autoscaling.Group]:
+        """One kind of machine: its launch template and the group that launches it."""
         args = self._args
-        web = role == "web"
-        resource_name = f"{self._name}-{logical}"
-        tags = {**kind_tags, "Name": resource_name}
-        return aws.ec2.Instance(
+        resource_name = f"{self._name}-{kind}"
+        template = aws.ec2.LaunchTemplate(
             resource_name,
-            ami=self._ami,
-            instance_type=args.web_instance_type if web else args.worker_instance_type,
-            subnet_id=args.subnet_ids[index % len(args.subnet_ids)],
-            vpc_security_group_ids=[args.web_security_group_id if web else args.worker_security_group_id],
-            iam_instance_profile=args.instance_profile_name,
-            associate_public_ip_address=False,
+            description=f"{kind} instances of {self._name}",
+            image_id=image,
+            instance_type=instance_type,
+            iam_instance_profile={"name": args.instance_profile_name},
+            # No key pair: instances are reached with SSM Session Manager. Private subnets, no
+            # public address.
+            network_interfaces=[
+                {
+                    "device_index": 0,
+                    "associate_public_ip_address": "false",
+                    "security_groups": [security_group_id],
+                    "delete_on_termination": "true",
+                }
+            ],
             # IMDSv2 only, and a hop limit of 1 so nothing forwarded from the host can reach it.
             metadata_options={"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1},
-            root_block_device={
-                "encrypted": True,
-                "kms_key_id": args.kms_key_arn,
-                "volume_type": "gp3",
-                "volume_size": args.root_volume_gb,
-                "delete_on_termination": True,
-            },
-            user_data_base64=user_data,
-            # cloud-init applies user-data once per instance: a changed user-data only takes
-            # effect on a new instance, so a change replaces the instance on purpose.
-            user_data_replace_on_change=True,
-            tags=tags,
-            volume_tags=tags,
-            # Beat's replacement deletes the old instance first: two Beats never overlap.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=runs_beat),
+            block_device_mappings=[
+                {
+                    "device_name": ROOT_DEVICE,
+                    "ebs": {
+                        "encrypted": "true",
+                        "kms_key_id": args.kms_key_arn,
+                        "volume_type": "gp3",
+                        "volume_size": args.root_volume_gb,
+                        "delete_on_termination": "true",
+                    },
+                }
+            ],
+            user_data=user_data,
+            # Instances get their tags from the group (propagated at launch); volumes from here.
+            tag_specifications=[{"resource_type": "volume", "tags": {**kind_tags, "Name": resource_name}}],
+            update_default_version=True,
+            tags=kind_tags,
+            # A looked-up image is resolved once: later lookups (Debian publishes often) must
+            # not change the template, or every `up` would roll the whole fleet.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=[] if args.ami_id else ["imageId"]),
         )
+        group = self._group(
+            kind,
+            template,
+            size,
+            kind_tags,
+            min_healthy_percentage=min_healthy_percentage,
+            target_group_arns=target_group_arns,
+        )
+        return template, group
+
+    def _group(
+        self,
+        kind: str,
+        template: aws.ec2.LaunchTemplate,
+        size: GroupSize,
+        kind_tags: dict[str, str],
+        *,
+        min_healthy_percentage: int,
+        target_group_arns: Sequence[pulumi.Input[str]] = (),
+    ) -> aws.autoscaling.Group:
+        resource_name = f"{self._name}-{kind}"
+        tags = {**kind_tags, "Name": resource_name}
+        health_check: Literal["ELB", "EC2"] = "ELB" if target_group_arns else "EC2"
+        return aws.autoscaling.Group(
+            resource_name,
+            min_size=size.min_size,
+            desired_capacity=size.desired_capacity,
+            max_size=size.max_size,
+            vpc_zone_identifiers=list(self._args.subnet_ids),
+            # The template's newest version, not "$Latest": a new version changes the group, and
+            # that change starts the instance refresh.
+            launch_template={"id": template.id, "version": template.latest_version.apply(str)},
+            target_group_arns=list(target_group_arns),
+            # Web: an instance the load balancer finds unhealthy is replaced, after it had time to boot.
+            health_check_type=health_check,
+            health_check_grace_period=BOOT_GRACE_SECONDS,
+            instance_refresh={
+                "strategy": "Rolling",
+                "preferences": {
+                    "min_healthy_percentage": min_healthy_percentage,
+                    # Launch before terminate where the minimum allows (AWS: max - min <= 100).
+                    "max_healthy_percentage": min(200, min_healthy_percentage + 100),
+                    "instance_warmup": str(BOOT_GRACE_SECONDS),
+                    # A refresh whose new instances fail their health checks goes back to the
+                    # previous template version by itself.
+                    "auto_rollback": True,
+                },
+            },
+            tags=[{"key": key, "value": value, "propagate_at_launch": True} for key, value in tags.items()],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+
+def _complete_lifecycle_policy(group_arns: list[str]) -> str:
+    statements = [
+        # The agent finds its own group by its instance id; this call has no resource-level scope.
+        {
+            "Sid": "FindOwnGroup",
+            "Effect": "Allow",
+            "Action": "autoscaling:DescribeAutoScalingInstances",
+            "Resource": "*",
+        },
+        {
+            "Sid": "CompleteWorkerTermination",
+            "Effect": "Allow",
+            "Action": "autoscaling:CompleteLifecycleAction",
+            "Resource": group_arns,
+        },
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)

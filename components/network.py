@@ -1,5 +1,6 @@
-"""The network: an existing VPC's private subnets, or a new VPC spread over several AZs.
+"""The network: an existing VPC's subnets, or a new VPC spread over several AZs.
 
+Instances and Redis live in the private subnets; only the load balancer uses the public ones.
 A new VPC gets the baseline an existing one is expected to have already: flow logs to CloudWatch
 Logs, a default security group without rules, and an S3 endpoint that reaches only the buckets
 the instances read.
@@ -15,14 +16,15 @@ from typing import Any, Literal
 import pulumi
 import pulumi_aws as aws
 
-from components.access import release_artifacts_arn
+from components.access import release_artifacts_arns
 from components.planning import plan_subnets
 
 
 @dataclass(frozen=True)
 class NetworkArgs:
-    """An existing VPC (vpc_id and its private_subnet_ids), or a new one: vpc_cidr spread over
-    availability_zones, with one NAT gateway (`single`) or one per zone (`perAz`)."""
+    """An existing VPC (vpc_id, its private_subnet_ids and, for a load balancer, its
+    public_subnet_ids), or a new one: vpc_cidr spread over availability_zones, with one NAT
+    gateway (`single`) or one per zone (`perAz`)."""
 
     vpc_id: str | None
     private_subnet_ids: Sequence[str]
@@ -38,6 +40,7 @@ class NetworkArgs:
     # endpoint lets the instances read these and nothing else of S3 beyond the SSM agent's.
     artifact_location: str | None
     tags: dict[str, str]
+    public_subnet_ids: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if self.vpc_id and not self.private_subnet_ids:
@@ -46,23 +49,45 @@ class NetworkArgs:
             raise ValueError(f"nat_gateways: {self.nat_gateways!r}; allowed: single, perAz")
 
 
+def pick_zones(available: list[str], wanted: int, region: str) -> list[str]:
+    """The first `wanted` zones, or an error that names the config key: how many zones a region
+    has is only known once AWS answers."""
+    if wanted > len(available):
+        raise pulumi.RunError(
+            f"django-stack:network.availabilityZones: {wanted} requested; {region} has only "
+            f"{len(available)} available ({', '.join(available)}); use 2 to {len(available)}"
+        )
+    return available[:wanted]
+
+
 class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     private_subnet_ids: list[pulumi.Output[str]]
+    public_subnet_ids: list[pulumi.Output[str]]
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djangostack:network:Network", name, None, opts)
         if args.vpc_id:
             self.vpc_id = pulumi.Output.from_input(args.vpc_id)
             self.private_subnet_ids = [pulumi.Output.from_input(s) for s in args.private_subnet_ids]
+            self.public_subnet_ids = [pulumi.Output.from_input(s) for s in args.public_subnet_ids]
         else:
             self._create_vpc(name, args)
-        self.register_outputs({"vpcId": self.vpc_id, "privateSubnetIds": self.private_subnet_ids})
+        self.register_outputs(
+            {
+                "vpcId": self.vpc_id,
+                "privateSubnetIds": self.private_subnet_ids,
+                "publicSubnetIds": self.public_subnet_ids,
+            }
+        )
 
     def _create_vpc(self, name: str, args: NetworkArgs) -> None:
         tags = args.tags
         child = pulumi.ResourceOptions(parent=self)
-        zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOptions(parent=self))
+        # Asked before the first subnet (a plain invoke, answered in previews too) so a count the
+        # region cannot meet stops the program with one line instead of failing inside an apply.
+        available = aws.get_availability_zones(state="available", opts=pulumi.InvokeOptions(parent=self)).names
+        zone_names = pick_zones(list(available), args.availability_zones, args.region)
         plan = plan_subnets(args.vpc_cidr, args.availability_zones)
 
         vpc = aws.ec2.Vpc(
@@ -84,9 +109,9 @@ class Network(pulumi.ComponentResource):
 
         nat_ids: list[pulumi.Output[str]] = []
         private_subnets: list[aws.ec2.Subnet] = []
+        public_subnets: list[aws.ec2.Subnet] = []
         private_route_tables: list[aws.ec2.RouteTable] = []
-        for index in range(args.availability_zones):
-            zone = zones.names[index]
+        for index, zone in enumerate(zone_names):
             public = aws.ec2.Subnet(
                 f"{name}-public-{index}",
                 vpc_id=vpc.id,
@@ -130,6 +155,7 @@ class Network(pulumi.ComponentResource):
                 f"{name}-private-{index}", subnet_id=private.id, route_table_id=routes.id, opts=child
             )
             private_subnets.append(private)
+            public_subnets.append(public)
             private_route_tables.append(routes)
 
         # Release artifacts come from S3: a gateway endpoint keeps that traffic off the NAT
@@ -152,6 +178,7 @@ class Network(pulumi.ComponentResource):
         self._flow_logs(name, vpc, args)
         self.vpc_id = vpc.id
         self.private_subnet_ids = [subnet.id for subnet in private_subnets]
+        self.public_subnet_ids = [subnet.id for subnet in public_subnets]
 
     def _flow_logs(self, name: str, vpc: aws.ec2.Vpc, args: NetworkArgs) -> None:
         """Every accepted and rejected connection in the VPC, to an encrypted log group."""
@@ -216,7 +243,7 @@ def s3_endpoint_policy(region: str, artifact_location: str | None) -> dict[str, 
                 "Effect": "Allow",
                 "Principal": "*",
                 "Action": "s3:GetObject",
-                "Resource": release_artifacts_arn(artifact_location),
+                "Resource": release_artifacts_arns(artifact_location),
             }
         )
     return {"Version": "2012-10-17", "Statement": statements}

@@ -13,12 +13,15 @@ from typing import Any, Literal
 import pulumi
 import pulumi_aws as aws
 
+from components import secrets
 from components.security import REDIS_PORT
 
 
 @dataclass(frozen=True)
 class RedisArgs:
     description: str
+    # ElastiCache's Redis OSS or Valkey; both speak the protocol Celery's Redis transport uses.
+    engine: Literal["redis", "valkey"]
     engine_version: str
     node_type: str
     # Read replicas beside the primary; one or more turns on automatic failover.
@@ -37,6 +40,8 @@ class RedisArgs:
     kms_key_arn: pulumi.Input[str]
     # `pulumi destroy` and replacements of the group fail while set (README "Deleting a stack on purpose").
     protect: bool
+    # The Parameter Store name the instances read the token from.
+    auth_token_parameter: str
     tags: dict[str, str]
 
 
@@ -45,6 +50,8 @@ class Redis(pulumi.ComponentResource):
     reader_endpoint: pulumi.Output[str]
     port: pulumi.Output[int]
     replication_group_id: pulumi.Output[str]
+    auth_token_parameter_name: pulumi.Output[str]
+    auth_token_parameter_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djangostack:redis:Redis", name, None, opts)
@@ -62,7 +69,8 @@ class Redis(pulumi.ComponentResource):
             tags=tags,
             opts=renamed_from("subnets"),
         )
-        family = f"redis{args.engine_version.split('.')[0]}"
+        # redis7, valkey7, valkey8: the family follows engine and major version.
+        family = f"{args.engine}{args.engine_version.split('.')[0]}"
         parameters = aws.elasticache.ParameterGroup(
             f"{name}-redis-params",
             family=family,
@@ -83,7 +91,7 @@ class Redis(pulumi.ComponentResource):
         group = aws.elasticache.ReplicationGroup(
             f"{name}-redis-group",
             description=args.description,
-            engine="redis",
+            engine=args.engine,
             engine_version=args.engine_version,
             node_type=args.node_type,
             num_cache_clusters=1 + args.replicas,
@@ -119,11 +127,32 @@ class Redis(pulumi.ComponentResource):
             opts=renamed_from("group", additional_secret_outputs=["auth_token"], protect=args.protect),
         )
 
+        # Stored only once the group has taken the token (with ROTATE, once the modification is
+        # done): an instance booting in between must never fetch a token ElastiCache refuses.
+        token_parameter = aws.ssm.Parameter(
+            f"{name}-redis-auth-token",
+            name=args.auth_token_parameter,
+            description="Redis AUTH token (ElastiCache)",
+            type="SecureString",
+            key_id=args.kms_key_arn,
+            value=args.auth_token,
+            tags=tags,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[group],
+                additional_secret_outputs=["value"],
+                # It was the Secrets component's child: the alias keeps it the same resource.
+                aliases=[pulumi.Alias(parent=pulumi.create_urn(name, secrets.TYPE))],
+            ),
+        )
+
         self.primary_endpoint = group.primary_endpoint_address
         # With no replica there is no reader endpoint; the primary serves reads too.
         self.reader_endpoint = group.reader_endpoint_address if has_replica else group.primary_endpoint_address
         self.port = group.port.apply(lambda port: int(port or REDIS_PORT))
         self.replication_group_id = group.id
+        self.auth_token_parameter_name = token_parameter.name
+        self.auth_token_parameter_arn = token_parameter.arn
         self.register_outputs(
             {
                 "primaryEndpoint": self.primary_endpoint,

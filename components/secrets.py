@@ -1,4 +1,5 @@
 """The stack's secrets: generated here, stored as SSM SecureStrings, read on the instances.
+The Redis token is stored by the Redis component, once the replication group accepts it.
 
 The values exist only as Pulumi secret Outputs (encrypted in the state) and in Parameter Store;
 user-data carries parameter names, never values.
@@ -12,10 +13,11 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+TYPE = "djangostack:secrets:Secrets"
+
 
 @dataclass(frozen=True)
 class SecretsArgs:
-    auth_token_parameter: str
     django_secret_key_parameter: str
     # Changing it generates a new token (rotation, see the README).
     auth_token_version: int
@@ -26,13 +28,11 @@ class SecretsArgs:
 
 class Secrets(pulumi.ComponentResource):
     auth_token: pulumi.Output[str]
-    auth_token_parameter_name: pulumi.Output[str]
-    auth_token_parameter_arn: pulumi.Output[str]
     django_secret_key_parameter_name: pulumi.Output[str]
     django_secret_key_parameter_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: SecretsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("djangostack:secrets:Secrets", name, None, opts)
+        super().__init__(TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
         # ElastiCache accepts 16-128 characters; letters and digits only, because a '#' or '@'
@@ -52,13 +52,6 @@ class Secrets(pulumi.ComponentResource):
         secret_key = random.RandomPassword(
             f"{name}-django-secret-key", length=64, special=True, override_special="!%*+-.:=^_~", opts=child
         )
-        token_parameter = self._parameter(
-            f"{name}-redis-auth-token",
-            args.auth_token_parameter,
-            "Redis AUTH token (ElastiCache)",
-            token.result,
-            args,
-        )
         key_parameter = self._parameter(
             f"{name}-django-secret-key",
             args.django_secret_key_parameter,
@@ -68,16 +61,9 @@ class Secrets(pulumi.ComponentResource):
         )
 
         self.auth_token = pulumi.Output.secret(token.result)
-        self.auth_token_parameter_name = token_parameter.name
-        self.auth_token_parameter_arn = token_parameter.arn
         self.django_secret_key_parameter_name = key_parameter.name
         self.django_secret_key_parameter_arn = key_parameter.arn
-        self.register_outputs(
-            {
-                "authTokenParameterName": self.auth_token_parameter_name,
-                "djangoSecretKeyParameterName": self.django_secret_key_parameter_name,
-            }
-        )
+        self.register_outputs({"djangoSecretKeyParameterName": self.django_secret_key_parameter_name})
 
     def _parameter(
         self, resource_name: str, parameter_name: str, description: str, value: pulumi.Output[str], args: SecretsArgs

@@ -1,4 +1,5 @@
-"""Security groups: Redis reachable only from the web and worker hosts, nothing reachable by SSH.
+"""Security groups: Redis reachable only from the web and worker hosts, nothing reachable by SSH,
+and the load balancer's group the only one the internet reaches (80 and 443).
 
 Rules are separate resources (aws.vpc.SecurityGroup*Rule), one per port and source, so each one
 is visible in a preview and a policy can judge it alone. Instances are reached with SSM Session
@@ -18,23 +19,29 @@ ANYWHERE = "0.0.0.0/0"
 # The only egress to 0.0.0.0/0, each needed and why (through the NAT gateway; S3 through the
 # gateway endpoint, whose policy limits it to the release prefix and the SSM agent's buckets):
 # - 443: the public endpoints of SSM (the agent: ssm, ssmmessages, ec2messages; app-fetch-secrets:
-#   Parameter Store), KMS (decrypting through SSM) and S3. Their addresses are AWS's public ranges
-#   and change, so no narrower CIDR exists; interface VPC endpoints for ssm, ssmmessages,
-#   ec2messages and kms (about 7 USD a month each per AZ) would make this rule unnecessary and
-#   the NAT gateway optional: a stack that needs no internet access at all should add them.
+#   Parameter Store), KMS (decrypting through SSM), S3 and Auto Scaling (app-warm-stop). Their
+#   addresses are AWS's public ranges and change, so no narrower CIDR exists; interface VPC
+#   endpoints for ssm, ssmmessages, ec2messages, kms and autoscaling (about 7 USD a month each
+#   per AZ) would make this rule unnecessary and the NAT gateway optional: a stack that needs no
+#   internet access at all should add them.
 # - 80: Debian's mirrors and security updates (deb.debian.org, security.debian.org: a CDN, not
 #   S3); apt verifies every package by its signed Release file, so plain HTTP carries no trust.
 OUTBOUND_PORTS = {
-    443: "HTTPS: SSM, ssmmessages, ec2messages, Parameter Store, KMS, S3 (AWS public endpoints)",
+    443: "HTTPS: SSM, ssmmessages, ec2messages, Parameter Store, KMS, S3, Auto Scaling (AWS public endpoints)",
     80: "HTTP: Debian mirrors and security updates (apt checks signatures)",
 }
+# The load balancer's listeners: HTTPS, and HTTP only to be redirected to HTTPS.
+LISTENER_PORTS = {443: "HTTPS from the internet", 80: "HTTP from the internet (redirected to HTTPS)"}
 
 
 @dataclass(frozen=True)
 class SecurityArgs:
     vpc_id: pulumi.Input[str]
     web_port: int
-    # The web role's only ingress: these CIDRs and groups (e.g. a load balancer's), to web_port.
+    # A group for the stack's load balancer: open to the internet on 80/443, and the web
+    # role's ingress to web_port.
+    load_balancer: bool
+    # The web role's other ingress (a load balancer of the user's own): these CIDRs and groups.
     web_ingress_cidrs: Sequence[str]
     web_ingress_security_group_ids: Sequence[pulumi.Input[str]]
     tags: dict[str, str]
@@ -44,6 +51,7 @@ class SecurityGroups(pulumi.ComponentResource):
     web_security_group_id: pulumi.Output[str]
     worker_security_group_id: pulumi.Output[str]
     redis_security_group_id: pulumi.Output[str]
+    load_balancer_security_group_id: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: SecurityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djangostack:security:SecurityGroups", name, None, opts)
@@ -75,8 +83,35 @@ class SecurityGroups(pulumi.ComponentResource):
                     aws.vpc.SecurityGroupEgressRule, f"{name}-{role}-out-{port}", group, port, why, args, cidr=ANYWHERE
                 )
 
-        # The web role's only ingress: the gunicorn port, from what the stack names explicitly.
         port = args.web_port
+        self.load_balancer_security_group_id = None
+        if args.load_balancer:
+            front = self._group(f"{name}-alb", "load balancer: 80/443 from the internet, to the web hosts", args)
+            for listener_port, why in LISTENER_PORTS.items():
+                self._rule(
+                    aws.vpc.SecurityGroupIngressRule,
+                    f"{name}-alb-in-{listener_port}",
+                    front,
+                    listener_port,
+                    why,
+                    args,
+                    cidr=ANYWHERE,
+                )
+            self._rule(
+                aws.vpc.SecurityGroupEgressRule, f"{name}-alb-to-web", front, port, "gunicorn", args, source=web.id
+            )
+            self._rule(
+                aws.vpc.SecurityGroupIngressRule,
+                f"{name}-web-from-alb",
+                web,
+                port,
+                "gunicorn from the load balancer",
+                args,
+                source=front.id,
+            )
+            self.load_balancer_security_group_id = front.id
+
+        # Without the stack's load balancer: the gunicorn port, from what the stack names explicitly.
         for index, cidr in enumerate(args.web_ingress_cidrs):
             self._rule(
                 aws.vpc.SecurityGroupIngressRule,
@@ -106,6 +141,7 @@ class SecurityGroups(pulumi.ComponentResource):
                 "webSecurityGroupId": web.id,
                 "workerSecurityGroupId": worker.id,
                 "redisSecurityGroupId": redis.id,
+                "loadBalancerSecurityGroupId": self.load_balancer_security_group_id,
             }
         )
 

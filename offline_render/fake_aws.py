@@ -11,7 +11,8 @@ from typing import Any
 import pulumi
 
 ACCOUNT = "123456789012"
-INSTANCE_TYPE = "aws:ec2/instance:Instance"
+LAUNCH_TEMPLATE_TYPE = "aws:ec2/launchTemplate:LaunchTemplate"
+AUTOSCALING_GROUP_TYPE = "aws:autoscaling/group:Group"
 REPLICATION_GROUP_TYPE = "aws:elasticache/replicationGroup:ReplicationGroup"
 KMS_KEY_TYPE = "aws:kms/key:Key"
 
@@ -59,7 +60,6 @@ class RecordingMocks(pulumi.runtime.Mocks):
             "Vpc": "vpc",
             "Subnet": "subnet",
             "SecurityGroup": "sg",
-            "Instance": "i",
             "NatGateway": "nat",
             "InternetGateway": "igw",
             "RouteTable": "rtb",
@@ -67,6 +67,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             "VpcEndpoint": "vpce",
             "SecurityGroupIngressRule": "sgr",
             "SecurityGroupEgressRule": "sgr",
+            "LaunchTemplate": "lt",
         }
         resource_id = mock_id(prefixes[kind], args.name) if kind in prefixes else f"{args.name}-id"
         arn_base = f"arn:aws:{{}}:{self.region}:{ACCOUNT}"
@@ -83,8 +84,39 @@ class RecordingMocks(pulumi.runtime.Mocks):
             }
         elif args.typ == "aws:ssm/parameter:Parameter":
             state["arn"] = arn_base.format("ssm") + f":parameter{inputs['name']}"
-        elif args.typ == INSTANCE_TYPE:
-            state |= {"arn": arn_base.format("ec2") + f":instance/{resource_id}", "privateIp": "10.40.0.10"}
+        elif args.typ == LAUNCH_TEMPLATE_TYPE:
+            # A new template is version 1; AWS numbers each update's version after it.
+            state |= {"arn": arn_base.format("ec2") + f":launch-template/{resource_id}", "latestVersion": 1}
+        elif args.typ == AUTOSCALING_GROUP_TYPE:
+            state["arn"] = (
+                arn_base.format("autoscaling") + f":autoScalingGroup:{resource_id}:autoScalingGroupName/{args.name}"
+            )
+        elif args.typ == "aws:lb/loadBalancer:LoadBalancer":
+            state |= {
+                "arn": arn_base.format("elasticloadbalancing") + f":loadbalancer/app/{args.name}/{resource_id[-16:]}",
+                "dnsName": f"{args.name}-1234567890.{self.region}.elb.amazonaws.com",
+                "zoneId": "Z32O12XQLNTSW2",
+            }
+        elif args.typ == "aws:lb/targetGroup:TargetGroup":
+            state["arn"] = arn_base.format("elasticloadbalancing") + f":targetgroup/{args.name}/{resource_id[-16:]}"
+        elif args.typ == "aws:lb/listener:Listener":
+            state["arn"] = arn_base.format("elasticloadbalancing") + f":listener/app/{args.name}/{resource_id[-16:]}"
+        elif args.typ == "aws:acm/certificate:Certificate":
+            state |= {
+                "arn": arn_base.format("acm") + f":certificate/{resource_id}",
+                "domainValidationOptions": [
+                    {
+                        "domainName": inputs["domainName"],
+                        "resourceRecordName": f"_0123456789abcdef.{inputs['domainName']}.",
+                        "resourceRecordType": "CNAME",
+                        "resourceRecordValue": "_fedcba9876543210.acm-validations.aws.",
+                    }
+                ],
+            }
+        elif args.typ == "aws:acm/certificateValidation:CertificateValidation":
+            state["certificateArn"] = inputs["certificateArn"]
+        elif args.typ == "aws:route53/record:Record":
+            state["fqdn"] = str(inputs["name"]).rstrip(".")
         elif args.typ == KMS_KEY_TYPE:
             key_id = mock_uuid(args.name)
             state |= {"keyId": key_id, "arn": arn_base.format("kms") + f":key/{key_id}"}
@@ -95,7 +127,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["arn"] = f"arn:aws:iam::{ACCOUNT}:{kind[0].lower() + kind[1:]}/{args.name}"
         return resource_id, state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         # (result, check failures): pulumi iterates the failures, so none is [], never None.
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             zones = [f"{self.region}{letter}" for letter in "abc"]

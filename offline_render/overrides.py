@@ -9,7 +9,7 @@ PROJECT = "django-stack"
 
 
 def apply_overrides(config: dict[str, Any], overrides: dict[str, Any], project: str = PROJECT) -> dict[str, Any]:
-    """Sets dotted paths (`web.count`, `redis.caCertFile`, `aws:region`) in a copy of the config."""
+    """Sets dotted paths (`web.desiredCapacity`, `redis.caCertFile`, `aws:region`) in a copy of the config."""
     merged = copy.deepcopy(config)
     for path, value in overrides.items():
         if ":" in path:

@@ -1,6 +1,7 @@
 """Runs the real Pulumi program (__main__.py) for a stack under the fake AWS, with the stack
 file's config (plus overrides), and collects what it would create: every resource with its
-inputs, and each instance's user-data as cloud-init would read it."""
+inputs, and each instance the Auto Scaling groups would launch, with its user-data as cloud-init
+would read it."""
 
 from __future__ import annotations
 
@@ -14,9 +15,15 @@ from typing import Any
 import pulumi
 import yaml
 
-from offline_render.fake_aws import INSTANCE_TYPE, RecordedResource, RecordingMocks
+from offline_render.fake_aws import (
+    AUTOSCALING_GROUP_TYPE,
+    LAUNCH_TEMPLATE_TYPE,
+    RecordedResource,
+    RecordingMocks,
+    mock_id,
+)
 from offline_render.overrides import PROJECT, apply_overrides
-from userdata.layout import ROLE_TAG
+from userdata.layout import NAME_TAG, ROLE_TAG, STACK_TAG
 from userdata.render import decode_user_data
 
 # Where Pulumi.yaml, the stack files and __main__.py live.
@@ -25,6 +32,11 @@ PROGRAM_DIR = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class RenderedInstance:
+    """One instance an Auto Scaling group launches: its template's user-data and the tags the
+    group propagates. AWS gives every instance of a group the group's Name; here the Name also
+    carries the instance's index (`prod-web-1`), standing in for the instance id that tells
+    them apart in AWS."""
+
     logical_name: str
     role: str
     tags: dict[str, str]
@@ -60,10 +72,13 @@ def _engine_config(config: dict[str, Any]) -> dict[str, str]:
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
 
 
-def run_program(stack: str, config: dict[str, Any], mocks: RecordingMocks) -> dict[str, Any]:
+def run_program(stack: str, config: dict[str, Any], mocks: RecordingMocks, preview: bool = False) -> dict[str, Any]:
     """Runs __main__.py under these mocks with this config; returns the stack's outputs."""
     asyncio.set_event_loop(asyncio.new_event_loop())
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    # set_mocks keeps an existing root stack: a fresh one per run, or one render's exports (a
+    # load balancer's url) would show up in the next render's outputs.
+    pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
     pulumi.runtime.set_all_config(_engine_config(config))
     outputs: dict[str, Any] = {}
     try:
@@ -91,14 +106,24 @@ def render_stack(
     config = apply_overrides(stack_file_config(stack), overrides or {})
     mocks = RecordingMocks(str(config.get("aws:region") or "eu-west-1"), redis_endpoint)
     outputs = run_program(stack, config, mocks)
-    instances = [
-        RenderedInstance(
-            logical_name=r.name.removeprefix(f"{stack}-"),
-            role=r.inputs["tags"][ROLE_TAG],
-            tags=dict(r.inputs["tags"]),
-            user_data=decode_user_data(r.inputs["userDataBase64"]),
-        )
-        for r in mocks.resources
-        if r.type_ == INSTANCE_TYPE
-    ]
-    return StackRender(stack, instances, mocks.resources, outputs)
+    return StackRender(stack, launched_instances(mocks.resources), mocks.resources, outputs)
+
+
+def launched_instances(resources: list[RecordedResource]) -> list[RenderedInstance]:
+    """desiredCapacity instances per Auto Scaling group, from the group's launch template."""
+    templates = {mock_id("lt", r.name): r.inputs for r in resources if r.type_ == LAUNCH_TEMPLATE_TYPE}
+    instances = []
+    for group in (r for r in resources if r.type_ == AUTOSCALING_GROUP_TYPE):
+        template = templates[group.inputs["launchTemplate"]["id"]]
+        tags = {tag["key"]: tag["value"] for tag in group.inputs["tags"] if tag["propagateAtLaunch"]}
+        for index in range(int(group.inputs["desiredCapacity"])):
+            name = f"{tags[NAME_TAG]}-{index}"
+            instances.append(
+                RenderedInstance(
+                    logical_name=name.removeprefix(f"{tags[STACK_TAG]}-"),
+                    role=tags[ROLE_TAG],
+                    tags={**tags, NAME_TAG: name},
+                    user_data=decode_user_data(template["userData"]),
+                )
+            )
+    return instances

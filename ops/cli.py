@@ -1,4 +1,5 @@
-"""python -m ops: verify, beat pause|resume, deploy, rollback (see README: "Deploying and rolling back")."""
+"""python -m ops: verify, beat pause|resume, deploy, rollback, rotate-token (see README: "Deploying and
+rolling back" and "Rotating the Redis token")."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ops.errors import OpsError, UsageError
-from ops.executor import Executor, SsmExecutor
+from ops.executor import MAX_EXECUTION_TIMEOUT, Executor, SsmExecutor
 from ops.inventory import Instance, discover
 from ops.live_release import LiveReleaseParameter, default_parameter
-from ops.rollout import Rollout, RolloutFailed, Timeouts, switch_beat
-from ops.stack import StackLocation, load_outputs, release_name, resolve_stack
+from ops.rollout import RESTART_MARGIN_SECONDS, Rollout, RolloutFailed, Timeouts, switch_beat
+from ops.rotation import TokenRotation
+from ops.scaling import scaling_held
+from ops.stack import StackLocation, checked_release, load_outputs, region_from_environment, resolve_stack
 from ops.state import StateStore, default_state_dir
 from ops.verify import DEFAULT_HEALTHCHECK_TASK, TABLE_HEADER, VerifyOptions, format_cells, table_row, verify_all
 
@@ -30,12 +33,15 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def seconds(text: str) -> int:
+    """Every timeout bounds an SSM command, so SSM's own maximum bounds each of them."""
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds > 0")
+    if not 0 < value <= MAX_EXECUTION_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of seconds from 1 to {MAX_EXECUTION_TIMEOUT} (SSM's maximum)"
+        )
     return value
 
 
@@ -61,7 +67,10 @@ def common_options() -> OneLineParser:
         metavar="FILE",
         help="the JSON of `pulumi stack output --json` ('-' for stdin): stack name and region",
     )
-    common.add_argument("--region", help="AWS region; default: the outputs' 'region', then the AWS config chain")
+    common.add_argument(
+        "--region",
+        help="AWS region; default: the outputs' 'region', then AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config",
+    )
     common.add_argument(
         "--command-timeout",
         type=seconds,
@@ -92,7 +101,20 @@ def verify_options() -> OneLineParser:
         type=seconds,
         default=20,
         metavar="SECONDS",
-        help="each check's own wait: Redis PING, celery ping, the task's result (default 20)",
+        help="each check's own wait: Redis PING, celery ping, a worker accepting the healthcheck task (default 20)",
+    )
+    return options
+
+
+def restart_options() -> OneLineParser:
+    options = OneLineParser(add_help=False)
+    options.add_argument(
+        "--restart-timeout",
+        type=seconds,
+        default=None,
+        metavar="SECONDS",
+        help="how long restarting the units may take on one instance (default: the longest TimeoutStopSec "
+        f"of the units it restarts there, plus {RESTART_MARGIN_SECONDS})",
     )
     return options
 
@@ -114,13 +136,6 @@ def rollout_options() -> OneLineParser:
         help="how long installing the release may take on one instance (default 900)",
     )
     options.add_argument(
-        "--restart-timeout",
-        type=seconds,
-        default=900,
-        metavar="SECONDS",
-        help="how long activate + restart may take on one instance (default 900)",
-    )
-    options.add_argument(
         "--state-dir",
         type=Path,
         default=default_state_dir(),
@@ -133,7 +148,7 @@ def rollout_options() -> OneLineParser:
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="python -m ops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common, checks, rollout = common_options(), verify_options(), rollout_options()
+    common, checks, rollout, restart = common_options(), verify_options(), rollout_options(), restart_options()
     commands.add_parser(
         "verify",
         parents=[common, checks],
@@ -163,7 +178,7 @@ def build_parser() -> OneLineParser:
     )
     deploy = commands.add_parser(
         "deploy",
-        parents=[common, checks, rollout],
+        parents=[common, checks, rollout, restart],
         help="roll a release out",
         description="Pause Beat, wait for tasks in flight, then per worker and per web "
         "instance: install, activate, restart, verify; verify all; resume Beat.",
@@ -171,19 +186,28 @@ def build_parser() -> OneLineParser:
     deploy.add_argument("--release", required=True, type=release_argument, help="the release to roll out")
     rollback = commands.add_parser(
         "rollback",
-        parents=[common, checks, rollout],
+        parents=[common, checks, rollout, restart],
         help="the same sequence back to the previous release",
         description="Deploy the previous release (recorded by the last deploy) or --release.",
     )
     rollback.add_argument(
         "--release", type=release_argument, help="release to go back to (default: the recorded previous one)"
     )
+    commands.add_parser(
+        "rotate-token",
+        parents=[common, checks, restart_options()],
+        help="move every instance to the new Redis token (strategy ROTATE)",
+        description="With the stack on authTokenUpdateStrategy ROTATE and a new authTokenVersion "
+        "applied: pause Beat; per worker, then per web instance: fetch the secrets again, restart "
+        "the units warm, check every unit runs with the token now in Parameter Store, verify; "
+        "resume Beat; then print the pulumi steps to SET and back to ROTATE.",
+    )
     return parser
 
 
 def release_argument(text: str) -> str:
     try:
-        return release_name(text)
+        return checked_release(text)
     except UsageError as error:
         raise argparse.ArgumentTypeError(str(error).removeprefix("--release: ")) from None
 
@@ -196,11 +220,13 @@ def identity_flags(location: StackLocation) -> str:
     return " ".join(shlex.quote(flag) for flag in flags)
 
 
-def aws_clients(location: StackLocation) -> tuple[Any, Any]:
-    session = boto3.session.Session(region_name=location.region)
+def aws_clients(location: StackLocation) -> tuple[Any, Any, Any]:
+    session = boto3.session.Session(region_name=location.region or region_from_environment())
     if not session.region_name:
-        raise UsageError("--region: none given, none in the outputs, none in the AWS config or AWS_REGION")
-    return session.client("ec2"), session.client("ssm")
+        raise UsageError(
+            "--region: none given, none in the outputs, AWS_REGION, AWS_DEFAULT_REGION or the AWS config file"
+        )
+    return session.client("ec2"), session.client("ssm"), session.client("autoscaling")
 
 
 def main(argv: Sequence[str] | None = None, executor: Executor | None = None) -> int:
@@ -210,12 +236,11 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
     try:
         outputs = load_outputs(args.outputs) if args.outputs else None
         location = resolve_stack(args.stack, args.region, outputs)
-        ec2, ssm = aws_clients(location)
+        ec2, ssm, autoscaling = aws_clients(location)
         instances = discover(ec2, location.stack)
         live = LiveReleaseParameter(ssm, (outputs or {}).get("releaseParameter") or default_parameter(location.stack))
-        return run_command(
-            args, location, instances, executor or SsmExecutor(ssm, poll_interval=args.poll_interval), live
-        )
+        executor = executor or SsmExecutor(ssm, poll_interval=args.poll_interval)
+        return run_command(args, location, instances, executor, live, autoscaling)
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
@@ -236,13 +261,24 @@ def run_command(
     instances: list[Instance],
     executor: Executor,
     live: LiveReleaseParameter,
+    autoscaling: Any,
 ) -> int:
     if args.command == "verify":
         return verify_command(args, instances, executor)
     if args.command == "beat":
         switch_beat(executor, instances, args.action, args.command_timeout, out)
         return 0
-    return rollout_command(args, location, instances, executor, live)
+    if args.command == "rotate-token":
+        TokenRotation(
+            executor=executor,
+            instances=instances,
+            timeouts=Timeouts(command=args.command_timeout, restart=args.restart_timeout),
+            verify_options=checks_from(args),
+            identity_flags=identity_flags(location),
+            out=out,
+        ).run()
+        return 0
+    return rollout_command(args, location, instances, executor, live, autoscaling)
 
 
 def checks_from(args: argparse.Namespace) -> VerifyOptions:
@@ -265,6 +301,7 @@ def rollout_command(
     instances: list[Instance],
     executor: Executor,
     live: LiveReleaseParameter,
+    autoscaling: Any,
 ) -> int:
     store = StateStore(args.state_dir, location.stack)
     release = args.release
@@ -294,5 +331,6 @@ def rollout_command(
         out=out,
         poll_interval=args.poll_interval,
     )
-    rollout.run()
+    with scaling_held(autoscaling, location.stack, out):
+        rollout.run()
     return 0

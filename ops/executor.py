@@ -17,6 +17,8 @@ from ops.inventory import Instance
 DOCUMENT = "AWS-RunShellScript"
 # SSM's own statuses; anything else is still on its way.
 TERMINAL = {"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"}
+# AWS-RunShellScript's executionTimeout allows at most 48 hours.
+MAX_EXECUTION_TIMEOUT = 172800
 # Delivery to the agent can take a few seconds beyond the script's own run time.
 DELIVERY_GRACE_SECONDS = 30
 

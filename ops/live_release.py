@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ops.errors import OpsError, UsageError
-from ops.stack import release_name
+from ops.stack import checked_release
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,6 @@ def record(ssm: Any, parameter: str, release: str) -> None:
 def read(ssm: Any, parameter: str) -> str:
     value = ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
     try:
-        return release_name(value)
+        return checked_release(value)
     except UsageError:
         raise OpsError(f"{parameter} holds {value!r}, which is not a release name") from None

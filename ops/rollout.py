@@ -11,6 +11,7 @@ message says which instance runs which release and the commands to continue or r
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,13 +20,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ops import live_release
 from ops.errors import OpsError
-from ops.executor import CommandResult, Executor
+from ops.executor import MAX_EXECUTION_TIMEOUT, CommandResult, Executor
 from ops.inventory import Instance, beat_instance, by_role
 from ops.live_release import LiveReleaseParameter
 from ops.scripts import (
     beat_script,
     current_release_script,
     install_release_script,
+    stop_timeouts_script,
     switch_release_script,
     tasks_in_flight_script,
 )
@@ -40,7 +42,13 @@ class Timeouts:
     command: int = 120  # any short command (read release, Beat, in-flight query)
     drain: int = 300  # waiting for active and reserved tasks to finish
     install: int = 900  # download and build one release (app-release.service allows as much)
-    restart: int = 900  # warm restart: workers finish their running tasks first
+    # Warm restart: workers finish their running tasks first. None: per instance, the longest
+    # TimeoutStopSec of the units it restarts plus RESTART_MARGIN_SECONDS.
+    restart: int | None = None
+
+
+# Starting the units again and app-release's symlink swap, beyond the slowest stop.
+RESTART_MARGIN_SECONDS = 120
 
 
 class RolloutFailed(OpsError):
@@ -87,6 +95,43 @@ def tasks_in_flight(stdout: str) -> dict[str, list[str]]:
     return found
 
 
+def restart_timeout(executor: Executor, instance: Instance, timeouts: Timeouts) -> int:
+    """How long restarting this instance's units may take: the longest TimeoutStopSec of those
+    units (read there) plus a margin, or --restart-timeout if it is at least that."""
+    result = run_checked(
+        executor, instance, "read stop timeouts", stop_timeouts_script(instance.role), timeouts.command
+    )
+    unit, longest = max(parse_stop_timeouts(result.stdout, instance).items(), key=lambda item: item[1])
+    if timeouts.restart is None:
+        timeout = longest + RESTART_MARGIN_SECONDS
+    elif timeouts.restart < longest:
+        raise OpsError(
+            f"--restart-timeout {timeouts.restart} is shorter than {unit}'s TimeoutStopSec ({longest} s) "
+            f"on {instance.label}: SSM would cancel a warm restart; leave it out or give at least {longest}"
+        )
+    else:
+        timeout = timeouts.restart
+    if timeout > MAX_EXECUTION_TIMEOUT:
+        raise OpsError(
+            f"{unit} on {instance.label} may take {longest} s to stop; SSM allows a command at most "
+            f"{MAX_EXECUTION_TIMEOUT} s"
+        )
+    return timeout
+
+
+def parse_stop_timeouts(stdout: str, instance: Instance) -> dict[str, int]:
+    """unit -> seconds from the stop-timeouts script's `UNIT SECONDS` lines."""
+    stops: dict[str, int] = {}
+    for line in stdout.splitlines():
+        unit, _, seconds = line.partition(" ")
+        if not seconds.isdigit():
+            raise OpsError(f"{instance.label}: {unit} has no TimeoutStopSec in seconds ({line!r})")
+        stops[unit] = int(seconds)
+    if not stops:
+        raise OpsError(f"{instance.label}: no unit to restart was found")
+    return stops
+
+
 def require_passed(rows: list[CheckRow], name_instance: bool) -> None:
     failed = [row for row in rows if not row.ok]
     if failed:
@@ -116,6 +161,7 @@ class Rollout:
     sleep: Callable[[float], None] = time.sleep
     releases: dict[str, str] = field(default_factory=dict)  # instance id -> release it runs
     notes: dict[str, str] = field(default_factory=dict)  # instance id -> what went wrong there
+    restart_timeouts: dict[str, int] = field(default_factory=dict)  # instance id -> activate's timeout
     beat_state: str = "running"  # running | paused | unknown (a stop that did not confirm)
     previous: str | None = None
 
@@ -123,6 +169,7 @@ class Rollout:
         beat = beat_instance(self.instances)  # refuse a stack without exactly one Beat up front
         self.out(f"{self.kind} {self.release}: {len(self.instances)} instances, Beat on {beat.label}")
         self._step("read releases", None, self._read_releases)
+        self._step("read stop timeouts", None, self._read_stop_timeouts)
         self._remember(complete=False)
         self._step("pause Beat", beat, self._pause)
         self._step("wait for tasks in flight", None, self._drain)
@@ -147,6 +194,13 @@ class Rollout:
             )
             self.out(f"  {instance.label}: {self.releases[instance.instance_id]}")
         self.out(f"  live release ({self.live.name}): {live_release.read(self.live.ssm, self.live.name)}")
+
+    def _read_stop_timeouts(self) -> None:
+        """Each switching instance's restart timeout, from its own units, before Beat is paused:
+        SSM cancelling a warm restart half-way leaves the release switched and tasks killed."""
+        for instance in self.instances:
+            if self.releases.get(instance.instance_id) != self.release:
+                self.restart_timeouts[instance.instance_id] = restart_timeout(self.executor, instance, self.timeouts)
 
     def _remember(self, complete: bool) -> None:
         record = self.store.load()
@@ -218,7 +272,7 @@ class Rollout:
             instance,
             f"activate {self.release}",
             switch_release_script(instance.role, self.release),
-            self.timeouts.restart,
+            self.restart_timeouts[instance.instance_id],
         )
         self.releases[instance.instance_id] = self.release
 
@@ -269,7 +323,7 @@ class Rollout:
         self.releases[instance.instance_id] = lines[-1] if result.ok and lines else "unknown (could not read it)"
 
     def hint(self, *words: str) -> str:
-        return " ".join(("python -m ops", *words, self.identity_flags))
+        return " ".join(("python -m ops", *(shlex.quote(word) for word in words), self.identity_flags))
 
     def failure_report(self, step: str, detail: str) -> str:
         lines = [f"{self.kind} {self.release} STOPPED at step '{step}': {detail}", "state of the stack now:"]
@@ -291,7 +345,7 @@ class Rollout:
             lines.append(f"to roll back: {self.hint('rollback', '--release', self.previous)}")
         else:
             unknown = " (no single previous release is known)"
-            lines.append(f"to roll back: {self.hint('rollback', '--release', '<release>')}{unknown}")
+            lines.append(f"to roll back: {self.hint('rollback')} --release <release>{unknown}")
         if self.beat_state != "running":
             lines.append(f"to resume Beat as it is: {self.hint('beat', 'resume')}")
         return "\n".join(lines)

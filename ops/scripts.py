@@ -26,7 +26,10 @@ from userdata.layout import (
     RELEASE_ENV,
     REQUIRED_APP_VARIABLES,
     SECRETS_ENV,
+    SECRETS_SOURCE_ENV,
+    SECRETS_UNIT,
     SYSTEM_PYTHON,
+    UNIT_DIR,
     USER,
     VERSION_ENV,
     WEB_ROLE,
@@ -124,23 +127,42 @@ check_celery_ping() {{
   for q in $(worker_queues); do nodes="$nodes $q@$(uname -n)"; done
   [ -n "$nodes" ] || {{ echo "{_NO_WORKER_ENV}"; return 1; }}
   destination=$(echo $nodes | tr ' ' ,)
-  reply=$(cd {APP_SRC} && as_app {APP_BIN}/celery --app "$CELERY_APP" \\
-    inspect ping --json --timeout "$CHECK_TIMEOUT" --destination "$destination" 2>&1)
-  missing=""
-  for n in $nodes; do
-    case "$reply" in *"\\"$n\\""*) ;; *) missing="$missing $n" ;; esac
+  # A broadcast reaches only workers already listening: a worker just restarted misses a ping
+  # sent before it is ready, so ask again until every node answered or CHECK_TIMEOUT ran out.
+  deadline=$(( $(date +%s) + CHECK_TIMEOUT ))
+  while :; do
+    reply=$(cd {APP_SRC} && as_app {APP_BIN}/celery --app "$CELERY_APP" \\
+      inspect ping --json --timeout 2 --destination "$destination" 2>&1)
+    missing=""
+    for n in $nodes; do
+      case "$reply" in *"\\"$n\\""*) ;; *) missing="$missing $n" ;; esac
+    done
+    [ -n "$missing" ] || break
+    [ "$(date +%s)" -lt "$deadline" ] || {{ echo "no pong from:$missing ($(echo "$reply" | tail -n 1))"; return 1; }}
+    sleep 1
   done
-  [ -z "$missing" ] || {{ echo "no pong from:$missing ($(echo "$reply" | tail -n 1))"; return 1; }}
   echo "pong from$nodes"
 }}
 check_healthcheck() {{
   load_env
+  # Needs no result backend: a worker accepting the task shows in its `inspect stats` total.
   reply=$(cd {APP_SRC} && as_app {APP_BIN}/python -c '
-import os, sys
+import os, sys, time
 from celery.app.utils import find_app
 app = find_app(os.environ["CELERY_APP"])
-result = app.send_task(sys.argv[1])
-print(sys.argv[1], "returned", repr(result.get(timeout=float(sys.argv[2]))))
+name, limit = sys.argv[1], float(sys.argv[2])
+def accepted():
+    replies = app.control.inspect(timeout=1.0).stats() or {{}}
+    if not replies:
+        raise SystemExit("no worker answered inspect stats")
+    return sum(reply.get("total", {{}}).get(name, 0) for reply in replies.values())
+before = accepted()
+started = time.monotonic()
+app.send_task(name)
+while accepted() <= before:
+    if time.monotonic() - started > limit:
+        raise SystemExit(f"no worker accepted {{name}} within {{limit:g}} s")
+print(f"{{name}} accepted by a worker after {{time.monotonic() - started:.1f}} s")
 ' "$HEALTHCHECK_TASK" "$CHECK_TIMEOUT" 2>&1) || {{ echo "$reply" | tail -n 1; return 1; }}
   echo "$reply" | tail -n 1
 }}
@@ -216,19 +238,87 @@ def install_release_script(release: str) -> str:
     )
 
 
+def _restarted_units(role: str) -> str:
+    """Sets $units to what a release switch restarts on this role."""
+    if role == WEB_ROLE:
+        return f"units={GUNICORN_UNIT}\n"
+    return f'units=""\n{_WORKER_UNITS}\n[ -n "$units" ] || {{ echo \'{_NO_WORKER_ENV}\'; exit 1; }}\n'
+
+
 def switch_release_script(role: str, release: str) -> str:
     """Points `current` at the release and restarts the role's units so they run it. Workers
     stop warm (the unit's TimeoutStopSec outlasts the hard time limit), so no task is killed."""
-    restart = (
-        f"systemctl restart {GUNICORN_UNIT}\n"
-        if role == WEB_ROLE
-        else f'units=""\n{_WORKER_UNITS}\n'
-        f"[ -n \"$units\" ] || {{ echo '{_NO_WORKER_ENV}'; exit 1; }}\n"
-        "systemctl restart $units\n"
-    )
     return (
         f"# ops switch release ({role})\n" + _HELPERS + "set -e\n"
         f"{SYSTEM_PYTHON} {RELEASE_BIN} activate {shlex.quote(release)}\n"
-        + restart
+        + _restarted_units(role)
+        + "systemctl restart $units\n"
         + f'echo "$({SYSTEM_PYTHON} {RELEASE_BIN} current) is active; units restarted"\n'
     )
+
+
+def stop_timeouts_script(role: str) -> str:
+    """Prints `UNIT SECONDS` for each unit a switch restarts: the TimeoutStopSec= the program
+    rendered into it, which a warm restart may take before systemd kills a running task."""
+    return (
+        f"# ops stop timeouts ({role})\n" + _HELPERS + "set -e\n" + _restarted_units(role) + "for u in $units; do\n"
+        f'  printf \'%s %s\\n\' "$u" "$(sed -n \'s/^TimeoutStopSec=//p\' {UNIT_DIR}/"$u")"\n'
+        "done\n"
+    )
+
+
+def refresh_secrets_script(role: str) -> str:
+    """Token rotation on one instance: fetch the secrets again (app-secrets.service reads the
+    token now in Parameter Store) and restart the role's units so they load it. Workers stop
+    warm, as in a release switch."""
+    return (
+        f"# ops refresh secrets ({role})\n" + _HELPERS + "set -e\n"
+        f"systemctl restart {SECRETS_UNIT}\n"
+        + _restarted_units(role)
+        + "systemctl restart $units\n"
+        + 'echo "secrets fetched again; restarted:$units"\n'
+    )
+
+
+def token_check_script(role: str, *, expect_beat: bool) -> str:
+    """Fails unless every running app unit of this instance was started with the token now in
+    Parameter Store: the broker URL in each main process's own environment, compared on the
+    instance (nothing secret is printed or sent back). With the old token this fails, although
+    ElastiCache still accepts both during the rotation."""
+    beat = f'units="$units {BEAT_UNIT}"\n' if expect_beat else ""
+    return (
+        f"# ops token check ({role})\n"
+        + _HELPERS
+        + "set -e\n"
+        + _restarted_units(role)
+        + beat
+        + f"set -a\n. {SECRETS_SOURCE_ENV}\nset +a\n"
+        + f"{SYSTEM_PYTHON} - $units <<'PYTHON'\n"
+        + _TOKEN_CHECK
+        + "PYTHON\n"
+    )
+
+
+_TOKEN_CHECK = """\
+import os, subprocess, sys, urllib.parse
+import boto3
+endpoint = os.environ.get("AWS_ENDPOINT_URL_SSM") or os.environ.get("AWS_ENDPOINT_URL") or None
+ssm = boto3.client("ssm", region_name=os.environ["AWS_REGION"], endpoint_url=endpoint)
+name = os.environ["AUTH_TOKEN_PARAMETER"]
+current = ssm.get_parameters(Names=[name], WithDecryption=True)["Parameters"][0]["Value"]
+stale = []
+for unit in sys.argv[1:]:
+    pid = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", unit],
+                         capture_output=True, text=True).stdout.strip()
+    if pid in ("", "0"):
+        stale.append(unit + " (not running)")
+        continue
+    with open(f"/proc/{pid}/environ", "rb") as environ:
+        variables = dict(item.partition(b"=")[::2] for item in environ.read().split(b"\\0") if item)
+    url = variables.get(b"CELERY_BROKER_URL", b"").decode()
+    if urllib.parse.urlsplit(url).password != current:
+        stale.append(unit)
+if stale:
+    sys.exit("not on the token in Parameter Store: " + ", ".join(stale))
+print(f"{len(sys.argv) - 1} units use the token in Parameter Store: " + " ".join(sys.argv[1:]))
+"""

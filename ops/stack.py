@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import release_name
 from ops.errors import UsageError
+from userdata.layout import REGION_PATTERN
 
-STACK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-RELEASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+REGION_NAME = re.compile(REGION_PATTERN)
+STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -20,15 +23,22 @@ class StackLocation:
     """Which stack, and the AWS region it lives in."""
 
     stack: str
-    region: str | None  # None: the standard AWS chain decides (AWS_REGION, ~/.aws/config)
+    region: str | None  # from --region or the outputs; None: the environment decides (region_from_environment)
 
 
 def load_outputs(source: str) -> dict[str, Any]:
     """`-` reads stdin, so `pulumi stack output --json | python -m ops --outputs - verify` works."""
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as error:
         raise UsageError(f"--outputs: cannot read {source}: {error.strerror}") from None
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as error:
+        raise UsageError(
+            f"--outputs: {source} is not UTF-8 text (byte {error.start}); expected the JSON of "
+            "`pulumi stack output --json`"
+        ) from None
     try:
         outputs = json.loads(text)
     except json.JSONDecodeError as error:
@@ -48,16 +58,30 @@ def resolve_stack(stack: str | None, region: str | None, outputs: dict[str, Any]
     name = stack or from_outputs
     if not name:
         raise UsageError("--stack: required (or --outputs with a 'stack' output)")
-    if not isinstance(name, str) or not STACK_NAME.match(name):
+    if not isinstance(name, str) or not STACK_NAME.fullmatch(name):
         raise UsageError(f"--stack: {name!r} is not a stack name (letters, digits, '_', '.', '-')")
-    return StackLocation(name, region or outputs.get("region"))
+    return StackLocation(name, first_region(("--region", region), ("the outputs' region", outputs.get("region"))))
 
 
-def release_name(value: str) -> str:
-    """The names app-release accepts, checked here so a typo fails before Beat is paused."""
-    if not RELEASE_NAME.match(value):
-        raise UsageError(
-            f"--release: {value!r} is not a release name (up to 64 of letters, digits, '_', '.', '+', '-', "
-            "starting with a letter or digit)"
-        )
+def region_from_environment() -> str | None:
+    """boto3 itself reads only AWS_DEFAULT_REGION; AWS_REGION is what the AWS CLI v2 and the
+    other SDKs read (and what the README names), so it comes first. None: the config file decides."""
+    return first_region(*((name, os.environ.get(name)) for name in ("AWS_REGION", "AWS_DEFAULT_REGION")))
+
+
+def first_region(*sources: tuple[str, object]) -> str | None:
+    """The first region given, checked: a wrong one fails here, not as an endpoint error later."""
+    for source, value in sources:
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str) or not REGION_NAME.fullmatch(value):
+            raise UsageError(f"--region: {source} is {value!r}, not an AWS region name such as eu-west-1")
+        return value
+    return None
+
+
+def checked_release(value: object, source: str = "--release") -> str:
+    """The stack config's release rule, checked here so a typo fails before Beat is paused."""
+    if not isinstance(value, str) or not release_name.is_release_name(value):
+        raise UsageError(f"{source}: {value!r} is not a release name; use {release_name.RULE}")
     return value

@@ -9,6 +9,9 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import release_name
+from ops.errors import OpsError
+
 
 def default_state_dir() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / "django-stack-ops"
@@ -26,12 +29,31 @@ class StateStore:
         self.path = directory / f"{stack}.json"
 
     def load(self) -> RolloutRecord | None:
-        if not self.path.exists():
+        """The record, or None when there is none; anything this tool did not write (a truncated
+        file, an edited one) is refused in one line, since its releases end up in commands."""
+        try:
+            record = json.loads(self.path.read_bytes().decode())
+        except FileNotFoundError:
             return None
-        record = json.loads(self.path.read_text())
-        if "target" in record:  # written before the field was named for what it holds
+        except (OSError, ValueError) as error:  # JSON and UTF-8 errors are ValueErrors
+            raise self._corrupt(str(error).splitlines()[0]) from None
+        if isinstance(record, dict) and "target" in record:  # written before the field was named for what it holds
             record["release"] = record.pop("target")
-        return RolloutRecord(**record)
+        if not isinstance(record, dict) or set(record) != {"release", "previous", "complete"}:
+            raise self._corrupt("expected an object with release, previous and complete")
+        release, previous, complete = record["release"], record["previous"], record["complete"]
+        if not release_name.is_release_name(release):
+            raise self._corrupt(f"release {release!r} is not a release name")
+        if previous is not None and not release_name.is_release_name(previous):
+            raise self._corrupt(f"previous {previous!r} is not a release name")
+        if not isinstance(complete, bool):
+            raise self._corrupt(f"complete {complete!r} is not true or false")
+        return RolloutRecord(release, previous, complete)
+
+    def _corrupt(self, detail: str) -> OpsError:
+        return OpsError(
+            f"state file {self.path} is not a record this tool wrote ({detail}); remove it and name --release"
+        )
 
     def save(self, record: RolloutRecord) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,9 @@ from ops.executor import CommandResult, Executor
 from ops.inventory import Instance
 from ops.scripts import CHECK_MARK, CHECKS_BY_ROLE, verify_script
 
-DEFAULT_HEALTHCHECK_TASK = "myapp.tasks.healthcheck_task"
+# Registered in every Celery app (celery/app/builtins.py) and does nothing: the check needs no
+# task of the user's own. The healthcheck contract is in the README's "Django side".
+DEFAULT_HEALTHCHECK_TASK = "celery.accumulate"
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,9 @@ CACHE_CLUSTER: Final = "aws:elasticache/cluster:Cluster"
 SECURITY_GROUP: Final = "aws:ec2/securityGroup:SecurityGroup"
 SECURITY_GROUP_RULE: Final = "aws:ec2/securityGroupRule:SecurityGroupRule"
 INGRESS_RULE: Final = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+LAUNCH_TEMPLATE: Final = "aws:ec2/launchTemplate:LaunchTemplate"
+AUTOSCALING_GROUP: Final = "aws:autoscaling/group:Group"
+LISTENERS: Final = frozenset({"aws:lb/listener:Listener", "aws:alb/listener:Listener"})
 DEFAULT_SECURITY_GROUP: Final = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
 ROLE: Final = "aws:iam/role:Role"
 ROLE_POLICY: Final = "aws:iam/rolePolicy:RolePolicy"
@@ -57,6 +60,8 @@ REDIS_PORT: Final = 6379
 SSH_PORT: Final = 22
 # The only ports the whole internet may reach (a load balancer's listeners).
 WORLD_PORTS: Final = frozenset({80, 443})
+# TLS 1.2 and 1.3 only, forward secrecy (AWS's TLS13 family of ALB policies).
+MODERN_TLS_POLICY_PREFIX: Final = "ELBSecurityPolicy-TLS13-1-2-"
 # `celery-beat=true` on exactly one worker: userdata/layout.py BEAT_TAG (the pack runs alone,
 # without the repository on its path; a test holds the two equal).
 BEAT_TAG: Final = "celery-beat"
@@ -303,10 +308,11 @@ def no_world_ingress_outside_web(resource_type: str, props: Mapping[str, Any]) -
 
 
 def instance_hardened(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    """IMDSv2 only, no public IP, no key pair, an encrypted root volume."""
+    """IMDSv2 only, no public IP, no key pair, encrypted volumes: on an instance, and on a launch
+    template (what every Auto Scaling instance is launched from)."""
     if resource_type in (ELASTIC_IP, ELASTIC_IP_ASSOCIATION):
         return _elastic_ip_on_an_instance(resource_type, props)
-    if resource_type != INSTANCE:
+    if resource_type not in (INSTANCE, LAUNCH_TEMPLATE):
         return []
     problems = []
     tokens, endpoint = field(props, "metadataOptions", "httpTokens"), field(props, "metadataOptions", "httpEndpoint")
@@ -315,18 +321,43 @@ def instance_hardened(resource_type: str, props: Mapping[str, Any]) -> list[str]
             f"metadataOptions.httpTokens is {tokens!r}: IMDSv2 must be required "
             "(IMDSv1 hands the instance role's credentials to any SSRF)"
         )
-    # Left out, the subnet's mapPublicIpOnLaunch decides: only an explicit false is known safe.
-    if field(props, "associatePublicIpAddress") not in (False, UNKNOWN):
-        problems.append(
-            f"associatePublicIpAddress is {field(props, 'associatePublicIpAddress')!r}: set it to false "
-            "(instances live in private subnets with no public IP)"
-        )
     # An unknown keyName still names a key pair: one the stack creates in the same update.
     if _is_set(field(props, "keyName")):
         problems.append(f"keyName {field(props, 'keyName')!r}: no key pairs (SSM Session Manager instead of SSH)")
-    if field(props, "rootBlockDevice", "encrypted") not in (True, UNKNOWN):
-        problems.append("rootBlockDevice.encrypted must be true (an explicit encrypted root volume)")
+    if resource_type == INSTANCE:
+        # Left out, the subnet's mapPublicIpOnLaunch decides: only an explicit false is known safe.
+        if field(props, "associatePublicIpAddress") not in (False, UNKNOWN):
+            problems.append(
+                f"associatePublicIpAddress is {field(props, 'associatePublicIpAddress')!r}: set it to false "
+                "(instances live in private subnets with no public IP)"
+            )
+        if field(props, "rootBlockDevice", "encrypted") not in (True, UNKNOWN):
+            problems.append("rootBlockDevice.encrypted must be true (an explicit encrypted root volume)")
+        return problems
+    interfaces = [i for i in elements(field(props, "networkInterfaces")) if isinstance(i, Mapping)]
+    public = [field(i, "associatePublicIpAddress") for i in interfaces]
+    if not interfaces or any(not _false(value) for value in public):
+        problems.append(
+            f"networkInterfaces[].associatePublicIpAddress is {public or None!r}: set it to false on every "
+            "interface (instances live in private subnets with no public IP)"
+        )
+    volumes = [m for m in elements(field(props, "blockDeviceMappings")) if isinstance(m, Mapping)]
+    encrypted = [field(m, "ebs", "encrypted") for m in volumes]
+    if not volumes or any(not _true(value) for value in encrypted):
+        problems.append(
+            f"blockDeviceMappings[].ebs.encrypted is {encrypted or None!r}: every volume, the root one "
+            "included, must be explicitly encrypted"
+        )
     return problems
+
+
+# Launch templates' nested booleans are strings on the wire ("true"/"false").
+def _false(value: Any) -> bool:
+    return value is UNKNOWN or value is False or value == "false"
+
+
+def _true(value: Any) -> bool:
+    return value is UNKNOWN or value is True or value == "true"
 
 
 def _elastic_ip_on_an_instance(resource_type: str, props: Mapping[str, Any]) -> list[str]:
@@ -344,9 +375,12 @@ _REDISS_URL = re.compile(r"rediss://[^\s'\"`<>]*", re.IGNORECASE)
 _VERIFIED = {"required", "cert_required"}
 
 
-def user_data_text(props: Mapping[str, Any]) -> str | None:
-    """The instance's user-data as text: plain `userData`, or `userDataBase64` (gzip or not)."""
+def user_data_text(props: Mapping[str, Any], resource_type: str = INSTANCE) -> str | None:
+    """The user-data as text: an instance's plain `userData` or its `userDataBase64`, a launch
+    template's `userData` (always base64); gzip or not."""
     plain = field(props, "userData")
+    if resource_type == LAUNCH_TEMPLATE:
+        return _decoded(plain) if isinstance(plain, str) else None
     if isinstance(plain, str):
         return plain
     encoded = field(props, "userDataBase64")
@@ -402,9 +436,9 @@ def _redact(url: str) -> str:
 
 def user_data_verifies_redis_tls(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     """No rediss:// URL in user-data (or a file it writes) without certificate verification."""
-    if resource_type != INSTANCE:
+    if resource_type not in (INSTANCE, LAUNCH_TEMPLATE):
         return []
-    document = user_data_text(props)
+    document = user_data_text(props, resource_type)
     if document is None:
         return []
     return [
@@ -544,19 +578,76 @@ def default_security_group_without_rules(resource_type: str, props: Mapping[str,
     ]
 
 
+# --- load balancer -------------------------------------------------------------------------------
+
+
+def listener_https_only(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """A load balancer listener serves HTTPS with a TLS 1.2+ policy and a certificate; plain HTTP
+    only redirects to HTTPS."""
+    if resource_type not in LISTENERS:
+        return []
+    protocol = field(props, "protocol")
+    if protocol is UNKNOWN:
+        return []
+    if protocol == "HTTPS":
+        problems = []
+        policy = field(props, "sslPolicy")
+        if policy is not UNKNOWN and not (isinstance(policy, str) and policy.startswith(MODERN_TLS_POLICY_PREFIX)):
+            problems.append(f"sslPolicy {policy!r}: use a TLS 1.3/1.2 policy ({MODERN_TLS_POLICY_PREFIX}...)")
+        if not _is_set(field(props, "certificateArn")):
+            problems.append("certificateArn is missing: an HTTPS listener needs a certificate")
+        return problems
+    if protocol != "HTTP":
+        return []
+    actions = [a for a in elements(field(props, "defaultActions")) if isinstance(a, Mapping)]
+    redirects = [field(a, "type") == "redirect" and field(a, "redirect", "protocol") == "HTTPS" for a in actions]
+    if actions and all(redirects):
+        return []
+    return [f"a {protocol} listener that does not redirect to HTTPS: serve HTTPS, redirect plain HTTP to it"]
+
+
+# --- Beat ----------------------------------------------------------------------------------------
+
+
+def _tagged_beat(resource_type: str, props: Mapping[str, Any]) -> bool:
+    if resource_type == INSTANCE:
+        return str(field(props, "tags", BEAT_TAG)).lower() == "true"
+    if resource_type == AUTOSCALING_GROUP:
+        return any(
+            field(tag, "key") == BEAT_TAG and str(field(tag, "value")).lower() == "true"
+            for tag in elements(field(props, "tags"))
+            if isinstance(tag, Mapping)
+        )
+    return False
+
+
+def beat_group_of_one(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """An Auto Scaling group tagged celery-beat=true never holds more than one instance."""
+    if resource_type != AUTOSCALING_GROUP or not _tagged_beat(resource_type, props):
+        return []
+    too_big = {
+        key: value
+        for key in ("maxSize", "desiredCapacity", "minSize")
+        if isinstance(value := field(props, key), (int, float)) and value > 1
+    }
+    if not too_big:
+        return []
+    sizes = ", ".join(f"{key} {value:g}" for key, value in too_big.items())
+    return [f"a Beat group ({BEAT_TAG}=true) with {sizes}: at most one instance (two Beats send every task twice)"]
+
+
 # --- the stack -----------------------------------------------------------------------------------
 
 
 def single_beat(resources: Sequence[tuple[str, str, Mapping[str, Any]]]) -> list[str]:
-    """At most one instance tagged celery-beat=true: two Beats send every periodic task twice."""
-    beats = [
-        name
-        for resource_type, name, props in resources
-        if resource_type == INSTANCE and str(field(props, "tags", BEAT_TAG)).lower() == "true"
-    ]
+    """At most one instance or Auto Scaling group tagged celery-beat=true: two Beats send every
+    periodic task twice."""
+    beats = [name for resource_type, name, props in resources if _tagged_beat(resource_type, props)]
     if len(beats) <= 1:
         return []
-    return [f"{len(beats)} instances tagged {BEAT_TAG}=true ({', '.join(beats)}): Beat must run on exactly one"]
+    return [
+        f"{len(beats)} instances or groups tagged {BEAT_TAG}=true ({', '.join(beats)}): Beat must run on exactly one"
+    ]
 
 
 ResourceCheck = Callable[[str, Mapping[str, Any]], list[str]]
@@ -588,8 +679,19 @@ RESOURCE_POLICIES: Final = (
     ),
     ResourcePolicy(
         "instance-hardened",
-        "EC2 instances: IMDSv2 required, no public IP (nor an Elastic IP), no key pair, encrypted root volume.",
+        "EC2 instances and launch templates: IMDSv2 required, no public IP (nor an Elastic IP), no key pair, "
+        "encrypted volumes.",
         instance_hardened,
+    ),
+    ResourcePolicy(
+        "listener-https-only",
+        "Load balancer listeners: HTTPS with a TLS 1.3/1.2 policy and a certificate; HTTP only redirects to HTTPS.",
+        listener_https_only,
+    ),
+    ResourcePolicy(
+        "beat-group-of-one",
+        f"An Auto Scaling group tagged {BEAT_TAG}=true has at most one instance.",
+        beat_group_of_one,
     ),
     ResourcePolicy(
         "no-parameter-reads-on-everything",
@@ -613,4 +715,4 @@ RESOURCE_POLICIES: Final = (
     ),
 )
 SINGLE_BEAT_POLICY: Final = "single-celery-beat"
-SINGLE_BEAT_DESCRIPTION: Final = f"At most one EC2 instance tagged {BEAT_TAG}=true."
+SINGLE_BEAT_DESCRIPTION: Final = f"At most one EC2 instance or Auto Scaling group tagged {BEAT_TAG}=true."

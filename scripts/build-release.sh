@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds the release artifact the instances install: <out-dir>/<release>.tar.gz holding
 #   src/     the sample Django project (sample_app/, without caches)
-#   wheels/  every wheel sample_app/requirements.txt needs, so `app-release install` builds the
-#            venv offline (pip --no-index) on a machine that cannot reach PyPI.
+#   wheels/  every wheel of sample_app/requirements.lock (sample_app/requirements.txt, hash-locked
+#            by scripts/lock.sh), each checked against its recorded hashes, so `app-release
+#            install` builds the venv offline (pip --no-index) on a machine that cannot reach PyPI.
+# and beside it <release>.tar.gz.sha256 (sha256sum's format), uploaded with it: app-release checks
+# the artifact against it before unpacking and refuses a mismatch or a missing checksum.
 # Usage: scripts/build-release.sh RELEASE [OUT_DIR]     (OUT_DIR defaults to build/releases)
 # The wheels are built by the instances' own interpreter, Debian 12's /usr/bin/python3 (through a
 # builder venv in build/release-builder): dependency markers such as redis's
@@ -12,12 +15,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 release=${1:?usage: scripts/build-release.sh RELEASE [OUT_DIR]}
-if [[ ! $release =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]]; then
-  echo "build-release: RELEASE '$release' is invalid; allowed: letters, digits, . _ - (max 64, no leading . or -)" >&2
-  exit 2
-fi
 out_dir=${2:-build/releases}
 python=${PYTHON:-/usr/bin/python3}
+# The stack config's and the ops tool's own rule (release_name.py), not a copy of it.
+if ! problem=$("$python" release_name.py "$release" 2>&1); then
+  echo "build-release: $problem" >&2
+  exit 2
+fi
 builder=build/release-builder/$(basename "$python")
 [ -x "$builder/bin/pip" ] || "$python" -m venv "$builder"
 
@@ -25,9 +29,11 @@ staging=$(mktemp -d)
 trap 'rm -rf "$staging"' EXIT
 mkdir -p "$staging/src" "$staging/wheels" "$out_dir"
 tar -C sample_app --exclude=__pycache__ --exclude='*.pyc' -cf - . | tar -C "$staging/src" -xf -
-"$builder/bin/pip" wheel --quiet --disable-pip-version-check \
-  --wheel-dir "$staging/wheels" -r sample_app/requirements.txt
+# Released wheels only: building an sdist would run build tools that no hash covers.
+"$builder/bin/pip" wheel --quiet --disable-pip-version-check --require-hashes --only-binary :all: \
+  --wheel-dir "$staging/wheels" -r sample_app/requirements.lock
 # Sorted names, fixed owner and mtime: the same inputs give the same bytes.
 tar -C "$staging" --sort=name --owner=0 --group=0 --numeric-owner --mtime='@0' \
   -czf "$out_dir/$release.tar.gz" src wheels
+(cd "$out_dir" && sha256sum "$release.tar.gz" >"$release.tar.gz.sha256")
 echo "$out_dir/$release.tar.gz"

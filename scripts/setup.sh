@@ -2,6 +2,8 @@
 # Installs what one command needs on a fresh Debian 12 machine, and no more (idempotent; as root
 # when Debian packages are missing):
 #   bash scripts/setup.sh venv         .venv with the program (scripts/render.sh, python -m ops)
+#   bash scripts/setup.sh deploy       .venv with the program and the policy pack's SDK from the
+#                                      hash lock requirements/deploy.lock (CI's preview and up jobs)
 #   bash scripts/setup.sh unit         + pytest, moto and the sample project's packages: no apt, no root
 #   bash scripts/setup.sh e2e          + the Debian parts the end-to-end tests run (redis, cloud-init...)
 #   bash scripts/setup.sh guardrails   + the policy pack's SDK, linters and type checkers
@@ -15,7 +17,7 @@ lane=${1:-all}
 case $lane in
   venv) bash scripts/setup.d/10-venv.sh ;;
   unit) bash scripts/setup.d/10-venv.sh test ;;
-  e2e | guardrails | vm) bash scripts/setup.d/*-"$lane".sh ;;
+  e2e | guardrails | vm | deploy) bash scripts/setup.d/*-"$lane".sh ;;
   all)
     # Every extra at once: one pip run on a fresh machine; the steps' own venv calls are then no-ops.
     bash scripts/setup.d/10-venv.sh test lint policy
@@ -25,7 +27,7 @@ case $lane in
     done
     ;;
   *)
-    echo "setup.sh: unknown lane '$lane'; allowed: venv, unit, e2e, guardrails, vm, all" >&2
+    echo "setup.sh: unknown lane '$lane'; allowed: venv, deploy, unit, e2e, guardrails, vm, all" >&2
     exit 2
     ;;
 esac

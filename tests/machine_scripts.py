@@ -4,6 +4,7 @@ Shared by the unit lane (app-release without AWS) and the e2e lane (with moto an
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -42,7 +43,15 @@ def artifact(tmp_path: Path, release: str, extra: dict[str, bytes] | None = None
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
+    write_checksum(path)
     return path
+
+
+def write_checksum(artifact: Path) -> Path:
+    """<artifact>.sha256 in sha256sum's format, as scripts/build-release.sh writes it."""
+    checksum = Path(f"{artifact}.sha256")
+    checksum.write_text(f"{hashlib.sha256(artifact.read_bytes()).hexdigest()}  {artifact.name}\n")
+    return checksum
 
 
 def release_tool(app_root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

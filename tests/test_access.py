@@ -129,7 +129,10 @@ def test_access_alone_grants_reading_exactly_the_given_parameters(build_alone) -
         "ssm:GetParameter",
         RELEASE_ARN,
     )
-    assert statements["ReadReleaseArtifacts"]["Resource"] == "arn:aws:s3:::bucket/releases/*.tar.gz"
+    assert statements["ReadReleaseArtifacts"]["Resource"] == [
+        "arn:aws:s3:::bucket/releases/*.tar.gz",
+        "arn:aws:s3:::bucket/releases/*.tar.gz.sha256",  # the checksum app-release verifies first
+    ]
     (profile,) = of_type(resources, "aws:iam/instanceProfile:InstanceProfile")
     assert profile.inputs["role"] == "t-role"
     assert of_type(resources, ATTACHMENT) == []

@@ -3,6 +3,7 @@ resource exists."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pulumi
@@ -15,13 +16,13 @@ from settings import ConfigError, load_settings
 from tests.conftest import prod_config_values
 
 
-def errors_for(overrides: dict) -> str:
-    """Runs the whole program with the prod config plus overrides; returns the error text and
-    checks that not a single resource was registered."""
+def errors_for(overrides: dict, preview: bool = False) -> str:
+    """Runs the whole program with the prod config plus overrides (as `pulumi preview` or
+    `pulumi up`); returns the error text and checks that not a single resource was registered."""
     config = apply_overrides(stack_file_config("prod"), overrides)
     mocks = RecordingMocks("eu-west-1", None)
     with pytest.raises(pulumi.RunError) as raised:
-        run_program("prod", config, mocks)
+        run_program("prod", config, mocks, preview=preview)
     assert mocks.resources == []
     message = str(raised.value)
     assert message.startswith("invalid stack config (prod):")
@@ -36,8 +37,73 @@ def test_prod_stack_file_is_valid(prod_settings):
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"worker.count": "two"}, "django-stack:worker.count: got 'two'; expected `int`"),
-        ({"web.count": -1}, "django-stack:web.count: got -1; expected `int` >= 0"),
+        ({"worker.desiredCapacity": "two"}, "django-stack:worker.desiredCapacity: got 'two'; expected `int`"),
+        ({"web.minSize": -1}, "django-stack:web.minSize: got -1; expected `int` >= 0"),
+        (
+            {"web.count": 3},
+            "django-stack:web.count: replaced by the Auto Scaling group's sizes; "
+            "set minSize, desiredCapacity and maxSize",
+        ),
+        ({"worker.count": 2}, "django-stack:worker.count: replaced by the Auto Scaling group's sizes"),
+        ({"web.maxSize": 1}, "django-stack:web.maxSize: 1 is below minSize (2)"),
+        (
+            {"worker.desiredCapacity": 9},
+            "django-stack:worker.desiredCapacity: 9 must be between minSize (1) and maxSize (4)",
+        ),
+        ({"worker.beat": 2}, "django-stack:worker.beat: got 2; Beat's Auto Scaling group has exactly one instance"),
+        (
+            {"instances.minHealthyPercentage": 101},
+            "django-stack:instances.minHealthyPercentage: got 101; expected `int` <= 100",
+        ),
+        (
+            {"loadBalancer.healthCheckPath": "healthz"},
+            "django-stack:loadBalancer.healthCheckPath: 'healthz' must be a URL path starting with /",
+        ),
+        (
+            {
+                "loadBalancer": {
+                    "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/"
+                    "0a1b2c3d-1111-2222-3333-444455556666"
+                }
+            },
+            "django-stack:loadBalancer.certificateArn: a certificate in us-east-1; "
+            "an ALB in eu-west-1 needs one from ACM in eu-west-1",
+        ),
+        (
+            {"loadBalancer": {"domain": "app.example.com"}},
+            "django-stack:loadBalancer.hostedZoneId: required with domain (app.example.com)",
+        ),
+        (
+            {"loadBalancer": {}},
+            "django-stack:loadBalancer.certificateArn: missing: the HTTPS listener needs a certificate",
+        ),
+        (
+            {"loadBalancer.enabled": False},
+            "django-stack:loadBalancer.domain: only allowed with enabled true",
+        ),
+        (
+            {"web.ingressCidrs": ["10.40.0.0/16"]},
+            "django-stack:web.ingressCidrs: only with loadBalancer.enabled false",
+        ),
+        (
+            {
+                "web.targetGroupArns": [
+                    "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/mine/0123456789abcdef"
+                ]
+            },
+            "django-stack:web.targetGroupArns: only with loadBalancer.enabled false",
+        ),
+        (
+            {
+                "network.vpcId": "vpc-0123456789abcdef0",
+                "network.privateSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+            },
+            "django-stack:network.publicSubnetIds: required with vpcId while loadBalancer.enabled is true",
+        ),
+        (
+            {"network.publicSubnetIds": ["subnet-0123456789abcdef0"]},
+            "django-stack:network.publicSubnetIds: only allowed together with vpcId",
+        ),
         (
             {"worker.queues": [{"name": "default", "concurrency": 2, "softTimeLimit": 300, "hardTimeLimit": 300}]},
             "django-stack:worker.queues[0].softTimeLimit: 300 must be below hardTimeLimit (300)",
@@ -52,17 +118,23 @@ def test_prod_stack_file_is_valid(prod_settings):
         ),
         (
             {"scheduler": {"count": 1}},
-            "django-stack:scheduler: unknown key; allowed keys here: network, redis, app, instances, web, worker",
+            "django-stack:scheduler: unknown key; "
+            "allowed keys here: network, redis, app, instances, web, worker, loadBalancer",
         ),
         (
             {"worker.beta": True},
-            "django-stack:worker.beta: unknown key; allowed keys here: count, instanceType, beat, queues",
+            "django-stack:worker.beta: unknown key; "
+            "allowed keys here: minSize, desiredCapacity, maxSize, instanceType, beat",
         ),
-        ({"worker.count": 0}, "django-stack:worker.beat: true needs count >= 1"),
         ({"redis.replicas": 0}, "django-stack:redis.multiAz: true needs replicas >= 1"),
+        (
+            {"worker.stopMarginSeconds": 3000},
+            "django-stack:worker.queues: the largest hardTimeLimit (1800) + 2 x stopMarginSeconds is 7800 s, "
+            "above the 7200 s an Auto Scaling lifecycle hook can hold",
+        ),
         ({"redis.snapshotRetentionDays": 0}, "django-stack:redis.snapshotRetentionDays: got 0; expected `int` >= 1"),
         (
-            {"web.ingressCidrs": ["0.0.0.0/0"]},
+            {"web.ingressCidrs": ["0.0.0.0/0"], "loadBalancer": {"enabled": False}},
             "django-stack:web.ingressCidrs: 0.0.0.0/0 would open gunicorn to the internet",
         ),
         ({"app.source": "ami"}, "django-stack:instances.amiId: required when app.source is 'ami'"),
@@ -93,7 +165,7 @@ def test_missing_release_is_named():
 
 
 def test_every_problem_is_reported_at_once():
-    message = errors_for({"web.count": "x", "redis.nodeType": "t3.small", "worker.count": -2})
+    message = errors_for({"web.minSize": "x", "redis.nodeType": "t3.small", "worker.maxSize": -2})
     assert len(message.splitlines()) == 4  # the heading and one line per broken section
     assert "django-stack:redis.nodeType: got 't3.small'" in message
 
@@ -106,3 +178,218 @@ def test_missing_region_is_reported():
 def test_visibility_timeout_defaults_above_every_hard_limit(prod_settings):
     worker = prod_settings.worker
     assert worker.broker_visibility_timeout > worker.max_hard_time_limit == 1800
+
+
+# Values that used to pass settings.py and fail only while rendering user-data, after ~48
+# resources were registered, and never in a preview of a new stack (no Redis endpoint yet).
+# Hashes do not compress: enough of them push the worker's user-data past EC2's 16 KiB.
+MANY_ROUTES = [f"app.t{hashlib.sha256(str(i).encode()).hexdigest()[:24]}" for i in range(900)]
+LATE_FAILURES = [
+    (
+        {"app.allowedHosts": ["example.com", "it's.example.com"]},
+        'django-stack:app.allowedHosts[1]: got "it\'s.example.com"',
+    ),
+    ({"app.allowedHosts": ["a\nb"]}, "django-stack:app.allowedHosts[0]: got 'a\\nb'; use a host name"),
+    (
+        {"redis.caCertFile": "/etc/ssl/it's.pem"},
+        'django-stack:redis.caCertFile: got "/etc/ssl/it\'s.pem"; use an absolute path',
+    ),
+    (
+        {
+            "worker.queues": [
+                {"name": "default", "concurrency": 1, "softTimeLimit": 1, "hardTimeLimit": 2, "routes": MANY_ROUTES}
+            ]
+        },
+        "django-stack: the worker instances' user-data cannot be rendered: worker user-data is",
+    ),
+]
+
+
+@pytest.mark.parametrize("preview", [True, False], ids=["preview", "up"])
+@pytest.mark.parametrize(("overrides", "expected"), LATE_FAILURES)
+def test_what_the_renderer_refuses_stops_before_any_resource(overrides, expected, preview):
+    assert expected in errors_for(overrides, preview=preview)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("app.release", "r1"),
+        ("app.module", "proj"),
+        ("app.artifactPrefix", "releases/"),
+        ("redis.nodeType", "cache.t4g.small"),
+        ("redis.engineVersion", "7.1"),
+        ("redis.snapshotWindow", "03:00-04:00"),
+        ("web.instanceType", "t3.small"),
+        ("worker.instanceType", "t3.medium"),
+    ],
+)
+def test_a_trailing_newline_is_refused(key, value):
+    assert f"django-stack:{key}: got {value + chr(10)!r}; use " in errors_for({key: value + "\n"})
+
+
+def test_a_trailing_newline_in_a_queue_name_or_region_is_refused():
+    queue = {"name": "default\n", "concurrency": 1, "softTimeLimit": 1, "hardTimeLimit": 2}
+    assert "django-stack:worker.queues[0].name: got 'default\\n'; use up to 32 lowercase" in errors_for(
+        {"worker.queues": [queue]}
+    )
+    assert "aws:region: got 'eu-west-1\\n'" in errors_for({"aws:region": "eu-west-1\n"})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"redis.snapshotWindow": "05:30-06:30"},
+            "django-stack:redis.snapshotWindow: 05:30-06:30 overlaps maintenanceWindow sun:05:00-sun:06:00",
+        ),
+        (  # across midnight into Sunday's maintenance
+            {"redis.snapshotWindow": "23:30-00:30", "redis.maintenanceWindow": "sun:00:00-sun:01:00"},
+            "django-stack:redis.snapshotWindow: 23:30-00:30 overlaps maintenanceWindow",
+        ),
+        (  # a maintenance window across the end of the week
+            {"redis.snapshotWindow": "00:30-01:30", "redis.maintenanceWindow": "sun:23:00-mon:01:00"},
+            "django-stack:redis.snapshotWindow: 00:30-01:30 overlaps maintenanceWindow",
+        ),
+        (
+            {"redis.snapshotWindow": "03:00-03:59"},
+            "django-stack:redis.snapshotWindow: 03:00-03:59 is 59 minutes; ElastiCache needs at least 60",
+        ),
+        (
+            {"redis.maintenanceWindow": "sun:05:00-sun:05:30"},
+            "django-stack:redis.maintenanceWindow: sun:05:00-sun:05:30 is 30 minutes; ElastiCache needs at least 60",
+        ),
+        ({"network.vpcCidr": "10.0.0.0/12"}, "django-stack:network.vpcCidr: 10.0.0.0/12 is larger than AWS allows"),
+        ({"network.vpcCidr": "10.0.0.0/24"}, "django-stack:network.vpcCidr: 10.0.0.0/24 is too small for one /24"),
+        (
+            {"web.ingressCidrs": ["0.0.0.0/1", "128.0.0.0/2", "192.0.0.0/2"]},
+            "django-stack:web.ingressCidrs: 0.0.0.0/1, 128.0.0.0/2, 192.0.0.0/2 would open gunicorn to the internet",
+        ),
+        (
+            {"web.ingressCidrs": ["10.0.0.0/16", "10.1.0.0/16", "10.0.0.0/16"]},
+            "django-stack:web.ingressCidrs: 10.0.0.0/16 listed twice",
+        ),
+        ({"app.artifactBucket": "a..b"}, "django-stack:app.artifactBucket: got 'a..b'; two adjacent periods"),
+        (
+            {"app.artifactBucket": "10.1.2.3"},
+            "django-stack:app.artifactBucket: got '10.1.2.3'; a bucket name must not look like an IP",
+        ),
+        ({"app.artifactBucket": "xn--bucket"}, "django-stack:app.artifactBucket: got 'xn--bucket'; S3 reserves"),
+        (
+            {"app.artifactBucket": "my-bucket-s3alias"},
+            "django-stack:app.artifactBucket: got 'my-bucket-s3alias'; S3 reserves",
+        ),
+        ({"app.artifactBucket": "My_Bucket"}, "django-stack:app.artifactBucket: got 'My_Bucket'; 3 to 63 lowercase"),
+        ({"app.artifactBucket": "ab"}, "django-stack:app.artifactBucket: got 'ab'; 3 to 63 lowercase"),
+    ],
+)
+def test_aws_limits_are_checked_before_any_resource(overrides, expected):
+    assert expected in errors_for(overrides)
+
+
+def test_windows_apart_and_an_ingress_set_short_of_the_world_pass():
+    values = prod_config_values()
+    redis = json.loads(values["redis"]) | {"snapshotWindow": "23:00-00:00", "maintenanceWindow": "sun:00:00-sun:01:00"}
+    web = json.loads(values["web"]) | {"ingressCidrs": ["0.0.0.0/1", "128.0.0.0/2"]}
+    own_balancer = json.dumps({"enabled": False})  # web ingress is the user's only without the stack's ALB
+    settings = load_settings(
+        values | {"redis": json.dumps(redis), "web": json.dumps(web), "loadBalancer": own_balancer},
+        stack="prod",
+        region="eu-west-1",
+    )
+    assert settings.redis.snapshot_window == "23:00-00:00"
+    assert settings.web.ingress_cidrs == ("0.0.0.0/1", "128.0.0.0/2")
+
+
+@pytest.mark.parametrize(("engine", "version"), [("redis", "7.1"), ("valkey", "8.1")])
+def test_an_engine_without_a_version_gets_its_default(engine, version):
+    values = prod_config_values()
+    redis = {k: v for k, v in json.loads(values["redis"]).items() if k != "engineVersion"} | {"engine": engine}
+    settings = load_settings(values | {"redis": json.dumps(redis)}, stack="prod", region="eu-west-1")
+    assert (settings.redis.engine, settings.redis.version) == (engine, version)
+
+
+# --- messages a person can act on --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"redis.engineVersion": "6.2"},
+            "django-stack:redis.engineVersion: got '6.2'; engine redis needs 7.x, e.g. \"7.1\"",
+        ),
+        (
+            {"redis.engine": "valkey", "redis.engineVersion": "7.1"},
+            "django-stack:redis.engineVersion: got '7.1'; engine valkey needs 7.2 or 8.x, e.g. \"8.1\"",
+        ),
+        (
+            {"redis.engine": "valkey", "redis.engineVersion": "9"},
+            "django-stack:redis.engineVersion: got '9'; use major.minor, e.g. \"7.1\"",
+        ),
+        ({"redis.engine": "memcached"}, "django-stack:redis.engine: got 'memcached'; allowed: 'redis', 'valkey'"),
+        (
+            {"redis.engineVersion": 7.1},
+            "django-stack:redis.engineVersion: got 7.1; a number where text is expected; "
+            'quote it in the stack file: "7.1"',
+        ),
+        (
+            {"app.artifactBucket": "s3://my-artifacts/releases/"},
+            "django-stack:app.artifactBucket: got 's3://my-artifacts/releases/'; the bucket name only, without s3://",
+        ),
+        (
+            {"django-stack:web.count": "3"},
+            "django-stack:web.count: set as a flat key named 'web.count'; set it inside its section with "
+            "`pulumi config set --path web.count VALUE`",
+        ),
+        (
+            {"redis.nodeType": "t3.small"},
+            "django-stack:redis.nodeType: got 't3.small'; use a cache node type, e.g. \"cache.t4g.small\"",
+        ),
+    ],
+)
+def test_messages_say_what_to_do(overrides, expected):
+    message = errors_for(overrides)
+    assert expected in message
+    assert "regex" not in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"app.environment": {"database_url": "x"}},
+            "django-stack:app.environment.database_url: not an environment variable name; use up to 64 capitals",
+        ),
+        (
+            {"app.environment": {"GREETING": "it's"}},
+            'django-stack:app.environment.GREETING: got "it\'s"; use up to 4096 characters without single quotes',
+        ),
+        (
+            {"app.environment": {"FEATURE": True}},
+            'django-stack:app.environment.FEATURE: got True, not text; quote it in the stack file: "True"',
+        ),
+        (
+            {"app.environment": {"CELERY_APP": "other"}},
+            "django-stack:app.environment.CELERY_APP: the stack sets this variable itself; choose another name",
+        ),
+        (
+            {"app.secretParameters": {"DJANGO_SECRET_KEY": "/myapp/prod/key"}},
+            "django-stack:app.secretParameters.DJANGO_SECRET_KEY: the stack sets this variable itself",
+        ),
+        (
+            {"app.secretParameters": {"EMAIL_API_KEY": "myapp/prod/key"}},
+            "django-stack:app.secretParameters.EMAIL_API_KEY: got 'myapp/prod/key'; use a Parameter Store path",
+        ),
+        (
+            {"app.secretParameters": {"EMAIL_API_KEY": "/aws/reserved"}},
+            "django-stack:app.secretParameters.EMAIL_API_KEY: got '/aws/reserved'; use a Parameter Store path",
+        ),
+        (
+            {"app.environment": {"EMAIL_API_KEY": "x"}, "app.secretParameters": {"EMAIL_API_KEY": "/myapp/k"}},
+            "django-stack:app.secretParameters: EMAIL_API_KEY also set in environment; set each name once",
+        ),
+    ],
+)
+def test_the_apps_own_settings_are_checked_by_name(overrides, expected):
+    assert expected in errors_for(overrides)

@@ -21,6 +21,10 @@ INSTANCE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/prod-role"
 ROOT = f"arn:aws:iam::{ACCOUNT}:root"
 CONFIGURED_KEY = "arn:aws:kms:eu-west-1:210987654321:key/0123abcd-0123-4567-89ab-0123456789ab"
 
+AUTOSCALING_ROLE = (
+    f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+)
+
 
 def key_statements(render: StackRender) -> list[dict[str, Any]]:
     return list(json.loads(only(render, KEY)["policy"])["Statement"])
@@ -51,6 +55,7 @@ def test_only_the_instance_role_decrypts_besides_services_for_their_own_resource
         "InstanceRoleReadsStackSecrets",
         "DeployerUsesKeyThroughServices",
         "CloudWatchLogsEncryptsStackLogGroups",
+        "AutoScalingUsesKeyForRootVolumes",
     }
     reader = decrypting["InstanceRoleReadsStackSecrets"]
     assert reader["Principal"] == {"AWS": INSTANCE_ROLE}
@@ -60,6 +65,10 @@ def test_only_the_instance_role_decrypts_besides_services_for_their_own_resource
     }
     deployer = decrypting["DeployerUsesKeyThroughServices"]["Condition"]["StringEquals"]
     assert deployer["kms:ViaService"] == [f"{s}.eu-west-1.amazonaws.com" for s in ("ssm", "elasticache", "ec2")]
+    # Auto Scaling launches the instances, so its service-linked role encrypts their volumes.
+    launcher = decrypting["AutoScalingUsesKeyForRootVolumes"]
+    assert launcher["Principal"] == {"AWS": AUTOSCALING_ROLE}
+    assert launcher["Condition"] == {"StringEquals": {"kms:ViaService": "ec2.eu-west-1.amazonaws.com"}}
     logs = decrypting["CloudWatchLogsEncryptsStackLogGroups"]
     assert logs["Principal"] == {"Service": "logs.eu-west-1.amazonaws.com"}
     assert logs["Condition"]["ArnLike"] == {
@@ -69,8 +78,8 @@ def test_only_the_instance_role_decrypts_besides_services_for_their_own_resource
 
 def test_grants_are_only_for_aws_resources(prod: StackRender) -> None:
     granting = [s for s in key_statements(prod) if allows(s, "kms:CreateGrant")]
-    assert [s["Sid"] for s in granting] == ["ServicesHoldGrantsForTheirResources"]
-    assert granting[0]["Condition"]["Bool"] == {"kms:GrantIsForAWSResource": "true"}
+    assert [s["Sid"] for s in granting] == ["ServicesHoldGrantsForTheirResources", "AutoScalingGrantsEc2ForRootVolumes"]
+    assert all(s["Condition"]["Bool"] == {"kms:GrantIsForAWSResource": "true"} for s in granting)
 
 
 def test_redis_its_slow_log_and_the_root_volumes_use_the_stack_key(prod: StackRender) -> None:
@@ -79,17 +88,17 @@ def test_redis_its_slow_log_and_the_root_volumes_use_the_stack_key(prod: StackRe
     assert group["atRestEncryptionEnabled"] is True and group["kmsKeyId"].startswith(key_arn)
     for log_group in prod.of_type("aws:cloudwatch/logGroup:LogGroup"):
         assert log_group.inputs["kmsKeyId"].startswith(key_arn), log_group.name
-    for instance in prod.of_type("aws:ec2/instance:Instance"):
-        root = instance.inputs["rootBlockDevice"]
-        assert root["encrypted"] is True and root["kmsKeyId"].startswith(key_arn), instance.name
+    templates = prod.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert templates
+    for template in templates:
+        (root,) = template.inputs["blockDeviceMappings"]
+        assert root["ebs"]["encrypted"] == "true" and root["ebs"]["kmsKeyId"].startswith(key_arn), template.name
 
 
 def test_auto_scaling_may_use_the_key_through_ec2_only_when_it_launches_the_instances() -> None:
     inputs = KeyPolicyInputs("eu-west-1", ACCOUNT, ROOT, INSTANCE_ROLE, "/django-stack/prod/", "prod-", True)
     statements = {s["Sid"]: s for s in key_policy(inputs)["Statement"]}
-    service_role = (
-        f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
-    )
+    service_role = AUTOSCALING_ROLE
     for sid in ("AutoScalingUsesKeyForRootVolumes", "AutoScalingGrantsEc2ForRootVolumes"):
         assert statements[sid]["Principal"] == {"AWS": service_role}
         assert statements[sid]["Condition"]["StringEquals"] == {"kms:ViaService": "ec2.eu-west-1.amazonaws.com"}
@@ -118,9 +127,8 @@ def test_a_configured_key_replaces_the_stack_key(render) -> None:
     secure = [p.inputs for p in configured.of_type(PARAMETER) if p.inputs["type"] == "SecureString"]
     assert len(secure) == 2 and {p["keyId"] for p in secure} == {CONFIGURED_KEY}
     assert only(configured, "aws:elasticache/replicationGroup:ReplicationGroup")["kmsKeyId"] == CONFIGURED_KEY
-    assert {i.inputs["rootBlockDevice"]["kmsKeyId"] for i in configured.of_type("aws:ec2/instance:Instance")} == {
-        CONFIGURED_KEY
-    }
+    templates = configured.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    assert {t.inputs["blockDeviceMappings"][0]["ebs"]["kmsKeyId"] for t in templates} == {CONFIGURED_KEY}
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from offline_render.fake_aws import INSTANCE_TYPE
+from offline_render.fake_aws import AUTOSCALING_GROUP_TYPE
 from offline_render.program import StackRender
 from ops import scripts
 from tests import REPO_ROOT
@@ -142,14 +142,14 @@ def test_harnesses_ops_and_the_probe_spell_no_machine_name_of_their_own(source: 
 
 
 def test_instances_carry_the_contracts_tags(prod: StackRender):
-    for resource in prod.of_type(INSTANCE_TYPE):
-        tags = resource.inputs["tags"]
+    # What each Auto Scaling group puts on its instances at launch.
+    for group in prod.of_type(AUTOSCALING_GROUP_TYPE):
+        assert all(tag["propagateAtLaunch"] for tag in group.inputs["tags"])
+        tags = {tag["key"]: tag["value"] for tag in group.inputs["tags"]}
         assert tags[layout.ROLE_TAG] in layout.ROLES
         assert {layout.STACK_TAG, layout.PROJECT_TAG, layout.NAME_TAG} <= set(tags)
         assert set(tags) <= {layout.STACK_TAG, layout.PROJECT_TAG, layout.NAME_TAG, layout.ROLE_TAG, layout.BEAT_TAG}
-    beats = [
-        r.inputs["tags"][layout.BEAT_TAG] for r in prod.of_type(INSTANCE_TYPE) if layout.BEAT_TAG in r.inputs["tags"]
-    ]
+    beats = [i.tags[layout.BEAT_TAG] for i in prod.instances if layout.BEAT_TAG in i.tags]
     assert beats == [layout.BEAT_TAG_VALUE]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pulumi
 import pytest
 
 from components.network import Network, NetworkArgs
@@ -36,6 +37,7 @@ def test_existing_vpc_creates_no_network_and_uses_its_subnets(render):
             "network": {
                 "vpcId": "vpc-0123456789abcdef0",
                 "privateSubnetIds": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
+                "publicSubnetIds": ["subnet-0cccccccccccccccc", "subnet-0dddddddddddddddd"],
             }
         }
     )
@@ -55,6 +57,38 @@ def test_existing_vpc_creates_no_network_and_uses_its_subnets(render):
     assert {r.inputs["vpcId"] for r in stack.of_type("aws:ec2/securityGroup:SecurityGroup")} == {
         "vpc-0123456789abcdef0"
     }
+    # The load balancer in the public subnets, the instances in the private ones.
+    assert only(stack, "aws:lb/loadBalancer:LoadBalancer")["subnets"] == [
+        "subnet-0cccccccccccccccc",
+        "subnet-0dddddddddddddddd",
+    ]
+    for group in stack.of_type("aws:autoscaling/group:Group"):
+        assert group.inputs["vpcZoneIdentifiers"] == ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
+
+
+def test_new_vpc_puts_the_load_balancer_in_its_public_subnets(prod):
+    public = sorted(mock_id("subnet", f"prod-public-{index}") for index in range(2))
+    assert sorted(only(prod, "aws:lb/loadBalancer:LoadBalancer")["subnets"]) == public
+    for group in prod.of_type("aws:autoscaling/group:Group"):
+        assert sorted(group.inputs["vpcZoneIdentifiers"]) == sorted(
+            mock_id("subnet", f"prod-private-{index}") for index in range(2)
+        )
+
+
+def test_more_zones_than_the_region_has_is_one_line_naming_the_key(render):
+    # The mock region has three zones, as eu-west-1 has.
+    with pytest.raises(pulumi.RunError) as raised:
+        render({"network.availabilityZones": 4})
+    assert str(raised.value) == (
+        "django-stack:network.availabilityZones: 4 requested; eu-west-1 has only 3 available "
+        "(eu-west-1a, eu-west-1b, eu-west-1c); use 2 to 3"
+    )
+
+
+def test_every_zone_the_region_has_can_be_used(render):
+    private = [r.inputs for r in render({"network.availabilityZones": 3}).of_type("aws:ec2/subnet:Subnet")]
+    zones = sorted(s["availabilityZone"] for s in private if s["tags"]["Tier"] == "private")
+    assert zones == ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
 
 
 def test_flow_logs_record_all_traffic_to_an_encrypted_log_group_kept_as_configured(prod, render):
@@ -103,6 +137,7 @@ def test_the_s3_endpoint_reaches_only_the_release_prefix_and_the_ssm_agent_bucke
     }
     assert allowed == {
         ("s3:GetObject", "arn:aws:s3:::example-django-stack-releases/releases/*.tar.gz"),
+        ("s3:GetObject", "arn:aws:s3:::example-django-stack-releases/releases/*.tar.gz.sha256"),
         ("s3:GetObject", "arn:aws:s3:::amazon-ssm-eu-west-1/*"),
         ("s3:GetObject", "arn:aws:s3:::aws-ssm-eu-west-1/*"),
     }
@@ -154,6 +189,7 @@ def test_network_alone_over_an_existing_vpc_creates_nothing(build_alone):
         kms_key_arn=KEY_ARN,
         artifact_location=None,
         tags={},
+        public_subnet_ids=("subnet-0cccccccccccccccc", "subnet-0dddddddddddddddd"),
     )
     resources = build_alone(lambda: Network("t", args))
     assert [r.type_ for r in resources] == ["djangostack:network:Network"]

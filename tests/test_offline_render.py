@@ -17,11 +17,11 @@ def test_writes_each_instances_user_data_files_and_the_resource_table(tmp_path, 
     assert main(["--stack", "prod", "--out", str(tmp_path)]) == 0
     # The resource count changes with every component; the instances are what this job is for.
     assert re.search(r"stack prod: \d+ resources, 4 instances", capsys.readouterr().out)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["resources.md", "web-0", "web-1", "worker-1", "worker-beat"]
-    beat = tmp_path / "worker-beat"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resources.md", "web-0", "web-1", "worker-0", "worker-beat-0"]
+    beat = tmp_path / "worker-beat-0"
     assert (beat / "user-data.yaml").read_text().startswith("#cloud-config\n")
     assert (beat / "files/etc/systemd/system/celery-beat.service").is_file()
-    assert not (tmp_path / "worker-1/files/etc/systemd/system/celery-beat.service").exists()
+    assert not (tmp_path / "worker-0/files/etc/systemd/system/celery-beat.service").exists()
     script = beat / "files/usr/local/sbin/app-fetch-secrets"
     assert stat.S_IMODE(script.stat().st_mode) == 0o755
     table = (tmp_path / "resources.md").read_text()
@@ -51,4 +51,4 @@ def test_runs_as_a_module_from_the_repository(tmp_path):
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "worker-beat/files/etc/systemd/system/celery-beat.service").is_file()
+    assert (tmp_path / "worker-beat-0/files/etc/systemd/system/celery-beat.service").is_file()

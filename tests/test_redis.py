@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
+import pulumi_aws as aws
+import pytest
 
 from components.redis import Redis, RedisArgs
 from offline_render.fake_aws import mock_id
@@ -11,6 +15,7 @@ from tests.conftest import is_secret, named, of_type, only
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 PASSWORD = "random:index/randomPassword:RandomPassword"
+PARAMETER_GROUP = "aws:elasticache/parameterGroup:ParameterGroup"
 
 
 def test_encrypted_in_transit_and_at_rest(prod):
@@ -73,6 +78,49 @@ def test_parameter_group_never_evicts_broker_data(prod):
     assert only(prod, GROUP)["parameterGroupName"] == "prod-redis-params"
 
 
+@pytest.mark.parametrize(("version", "family"), [("7.2", "valkey7"), ("8.0", "valkey8"), ("8.1", "valkey8")])
+def test_valkey_engine_version_and_family(render, version, family):
+    valkey = render({"redis.engine": "valkey", "redis.engineVersion": version})
+    group = only(valkey, GROUP)
+    assert (group["engine"], group["engineVersion"]) == ("valkey", version)
+    params = only(valkey, PARAMETER_GROUP)
+    assert params["family"] == family
+    assert params["parameters"] == [{"name": "maxmemory-policy", "value": "noeviction"}]
+
+
+def test_valkey_changes_only_the_engine_its_version_and_the_family(prod, render):
+    # TLS, at-rest encryption, the token, failover, windows, names: all as with Redis.
+    valkey = render({"redis.engine": "valkey", "redis.engineVersion": "8.1"})
+    group, valkey_group = only(prod, GROUP), only(valkey, GROUP)
+    assert valkey_group["transitEncryptionMode"] == "required" and is_secret(valkey_group["authToken"])
+    changed = {key for key in group.keys() | valkey_group.keys() if group.get(key) != valkey_group.get(key)}
+    assert changed == {"engine", "engineVersion"}
+    params, valkey_params = only(prod, PARAMETER_GROUP), only(valkey, PARAMETER_GROUP)
+    assert {key for key in params if params[key] != valkey_params[key]} == {"family"}
+    assert sorted((r.type_, r.name) for r in valkey.resources) == sorted((r.type_, r.name) for r in prod.resources)
+
+
+def test_a_redis_stack_is_unchanged_by_the_engine_key(prod, render):
+    # Stacks made before `redis.engine` existed have no such key: the default must give every
+    # resource the very same inputs, or their next `up` would modify (or replace) the broker.
+    explicit = render({"redis.engine": "redis"})
+    inputs = {(r.type_, r.name): r.inputs for r in prod.resources}
+    assert {(r.type_, r.name): r.inputs for r in explicit.resources} == inputs
+    assert len(inputs) == len(prod.resources)
+    assert (only(prod, GROUP)["engine"], only(prod, PARAMETER_GROUP)["family"]) == ("redis", "redis7")
+
+
+def test_redis_alone_takes_the_engine_from_its_args(build_alone):
+    resources = build_alone(lambda: Redis("t", redis_args(engine="valkey", engine_version="8.1")))
+    (group,) = of_type(resources, GROUP)
+    (params,) = of_type(resources, PARAMETER_GROUP)
+    assert (group.inputs["engine"], group.inputs["engineVersion"], params.inputs["family"]) == (
+        "valkey",
+        "8.1",
+        "valkey8",
+    )
+
+
 def test_only_private_subnets_and_the_redis_security_group(prod):
     subnet_group = only(prod, "aws:elasticache/subnetGroup:SubnetGroup")
     tiers = {mock_id("subnet", r.name): r.inputs["tags"]["Tier"] for r in prod.of_type("aws:ec2/subnet:Subnet")}
@@ -103,9 +151,28 @@ def test_deleting_the_group_leaves_a_final_snapshot(prod):
     assert only(prod, GROUP)["finalSnapshotIdentifier"] == "prod-redis-final"
 
 
+def test_the_token_is_stored_only_once_the_replication_group_has_taken_it(render, monkeypatch):
+    # The mocks resolve everything at once, so the order is read from the resource options.
+    options: dict[str, pulumi.ResourceOptions] = {}
+
+    class RecordingParameter(aws.ssm.Parameter):
+        def __init__(self, resource_name: str, *args: Any, opts: pulumi.ResourceOptions | None = None, **kwargs: Any):
+            options[resource_name] = opts
+            super().__init__(resource_name, *args, opts=opts, **kwargs)
+
+    monkeypatch.setattr(aws.ssm, "Parameter", RecordingParameter)
+    render()
+    stored = options["prod-redis-auth-token"]
+    assert [type(d).__name__ for d in stored.depends_on] == ["ReplicationGroup"]
+    assert isinstance(stored.parent, Redis)
+    # Moved from the Secrets component: an alias keeps it the same resource (no delete + create).
+    assert len(stored.aliases) == 1
+
+
 def redis_args(**changes: object) -> RedisArgs:
     values: dict[str, object] = {
         "description": "broker",
+        "engine": "redis",
         "engine_version": "7.1",
         "node_type": "cache.t4g.small",
         "replicas": 1,
@@ -119,6 +186,7 @@ def redis_args(**changes: object) -> RedisArgs:
         "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
         "security_group_id": "sg-0123456789abcdef0",
         "auth_token": "plain-token-for-the-test-0123456789",
+        "auth_token_parameter": "/p/t/redis/auth-token",
         "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab",
         "protect": False,
         "tags": {"Stack": "t"},
@@ -134,6 +202,8 @@ def test_redis_alone_from_plain_values(build_alone):
     assert group.inputs["authToken"]["value"] == "plain-token-for-the-test-0123456789"  # kept secret
     (subnets,) = of_type(resources, "aws:elasticache/subnetGroup:SubnetGroup")
     assert subnets.inputs["subnetIds"] == ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
+    (parameter,) = of_type(resources, "aws:ssm/parameter:Parameter")
+    assert (parameter.inputs["name"], parameter.inputs["type"]) == ("/p/t/redis/auth-token", "SecureString")
 
 
 def test_renamed_redis_resources_carry_their_old_names_as_aliases(build_alone):
@@ -150,4 +220,5 @@ def test_renamed_redis_resources_carry_their_old_names_as_aliases(build_alone):
         "t-redis-params": ["t-params"],
         "t-redis-slow-log": ["t-slow-log"],
         "t-redis-group": ["t-group"],
+        "t-redis-auth-token": [...],  # same name, moved from the Secrets component (a parent alias)
     }

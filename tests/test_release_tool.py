@@ -4,9 +4,11 @@ The real script, run by Debian's python under the units' umask; no root, no netw
 
 from __future__ import annotations
 
+import hashlib
 import stat
+from pathlib import Path
 
-from tests.machine_scripts import artifact, release_tool, unreadable_for_others
+from tests.machine_scripts import artifact, release_tool, unreadable_for_others, write_checksum
 
 
 def test_release_tree_is_readable_by_the_app_user_under_the_units_umask(tmp_path):
@@ -30,4 +32,36 @@ def test_release_refuses_bad_input_and_hostile_artifacts(tmp_path):
     refused = release_tool(root, "install", "evil", "--artifact", str(escape))
     assert refused.returncode == 1 and "escapes the release directory" in refused.stderr
     assert not (tmp_path / "escaped").exists()
+    assert release_tool(root, "list").stdout.split() == []
+
+
+def test_release_refuses_an_artifact_that_is_not_the_one_its_checksum_names(tmp_path):
+    root = tmp_path / "srv-app"
+    genuine = artifact(tmp_path, "r1")
+    assert release_tool(root, "install", "r1", "--artifact", str(genuine)).returncode == 0
+    release_tool(root, "activate", "r1")
+    recorded = (tmp_path / "r1.tar.gz.sha256").read_text().split()[0]
+    (tmp_path / "other").mkdir()
+    swapped = artifact(tmp_path / "other", "r2", {"src/x.py": b"1"})
+    write_checksum(swapped).write_text(f"{recorded}  r2.tar.gz\n")  # the digest of another build
+    refused = release_tool(root, "install", "r2", "--artifact", str(swapped))
+    assert refused.returncode == 1
+    (line,) = refused.stderr.splitlines()
+    assert line.startswith("app-release: release r2: artifact sha256 ")
+    assert line.endswith(f", its checksum file says {recorded}; not installed")
+    assert hashlib.sha256(swapped.read_bytes()).hexdigest() in line
+    assert release_tool(root, "list").stdout.split() == ["r1"]
+    assert release_tool(root, "current").stdout.strip() == "r1"
+    assert sorted(p.name for p in (root / "releases").iterdir()) == ["r1"]  # no half-made r2, no scratch
+
+
+def test_release_refuses_an_artifact_without_its_checksum(tmp_path):
+    root = tmp_path / "srv-app"
+    unchecked = artifact(tmp_path, "r1")
+    Path(f"{unchecked}.sha256").unlink()
+    refused = release_tool(root, "install", "r1", "--artifact", str(unchecked))
+    assert (refused.returncode, refused.stderr) == (
+        1,
+        f"app-release: release r1: no checksum {unchecked}.sha256 beside the artifact\n",
+    )
     assert release_tool(root, "list").stdout.split() == []

@@ -1,4 +1,4 @@
-"""The stack's secrets, built alone: generated passwords stored under the names it is given."""
+"""The stack's secrets, built alone: generated passwords, the Django key stored under the name it is given."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/0123abcd-0123-4567-89ab-012345
 
 def test_secrets_alone_store_generated_values_under_the_given_names(build_alone):
     args = SecretsArgs(
-        auth_token_parameter="/p/t/redis/auth-token",
         django_secret_key_parameter="/p/t/django/secret-key",
         auth_token_version=3,
         kms_key_arn=KEY_ARN,
@@ -18,7 +17,7 @@ def test_secrets_alone_store_generated_values_under_the_given_names(build_alone)
     )
     resources = build_alone(lambda: Secrets("t", args))
     parameters = {r.inputs["name"]: r.inputs for r in of_type(resources, "aws:ssm/parameter:Parameter")}
-    assert sorted(parameters) == ["/p/t/django/secret-key", "/p/t/redis/auth-token"]
+    assert sorted(parameters) == ["/p/t/django/secret-key"]  # the token is stored by Redis, once accepted
     assert all(p["type"] == "SecureString" and is_secret(p["value"]) for p in parameters.values())
     assert {p["keyId"] for p in parameters.values()} == {KEY_ARN}
     (token,) = [r for r in of_type(resources, "random:index/randomPassword:RandomPassword") if "auth-token" in r.name]

@@ -44,9 +44,25 @@ def test_each_role_gets_its_units(prod_settings):
         "app-secrets.service",
         "celery-worker-default.service",
         "celery-worker-long.service",
+        "app-warm-stop.service",
     ]
-    assert render.units_to_enable(machine(prod_settings, beat=True))[-1] == "celery-beat.service"
+    assert render.units_to_enable(machine(prod_settings, beat=True))[-2:] == [
+        "celery-beat.service",
+        "app-warm-stop.service",
+    ]
     assert "celery-beat.service" not in render.unit_files(machine(prod_settings))
+    assert "app-warm-stop.service" not in render.unit_files(machine(prod_settings, "web"))
+
+
+def test_workers_get_the_termination_agent_with_the_hook_and_region(prod_settings):
+    files = files_by_path(machine(prod_settings))
+    unit = files["/etc/systemd/system/app-warm-stop.service"].content
+    assert "Environment=AWS_REGION=eu-west-1 LIFECYCLE_HOOK_NAME=celery-warm-stop\n" in unit
+    assert "ExecStart=/usr/bin/python3 /usr/local/sbin/app-warm-stop\n" in unit
+    agent = files["/usr/local/sbin/app-warm-stop"]
+    assert (agent.owner, agent.permissions) == ("root:root", "0755")
+    assert agent.content == (FILES / "app-warm-stop").read_text()
+    assert "/usr/local/sbin/app-warm-stop" not in files_by_path(machine(prod_settings, "web"))
 
 
 def test_user_data_is_cloud_config_built_as_data(prod_settings):

@@ -30,6 +30,8 @@ WORKER_ENV_SUFFIX = ".env"
 SECRETS_DIR_NAME = "app-secrets"  # RuntimeDirectory= of app-secrets.service
 SECRETS_DIR = f"/run/{SECRETS_DIR_NAME}"
 SECRETS_ENV = f"{SECRETS_DIR}/secrets.env"
+# What app-fetch-secrets writes there, beside the names of the app's own app.secretParameters.
+SECRETS_ENV_NAMES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DJANGO_SECRET_KEY")
 GUNICORN_RUNTIME_DIR_NAME = "gunicorn"  # RuntimeDirectory= of gunicorn.service
 GUNICORN_RUNTIME_DIR = f"/run/{GUNICORN_RUNTIME_DIR_NAME}"
 BEAT_STATE_DIR_NAME = "celery-beat"  # StateDirectory= of celery-beat.service
@@ -39,6 +41,7 @@ SBIN_DIR = "/usr/local/sbin"
 FETCH_SECRETS_BIN = f"{SBIN_DIR}/app-fetch-secrets"
 RELEASE_BIN = f"{SBIN_DIR}/app-release"
 SSM_AGENT_BIN = f"{SBIN_DIR}/install-ssm-agent"
+WARM_STOP_BIN = f"{SBIN_DIR}/app-warm-stop"
 UNIT_DIR = "/etc/systemd/system"
 # The machine scripts run with Debian's own interpreter and python3-boto3, never the app's venv.
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -53,6 +56,8 @@ SECRETS_UNIT = "app-secrets.service"
 RELEASE_UNIT = "app-release.service"
 GUNICORN_UNIT = "gunicorn.service"
 BEAT_UNIT = "celery-beat.service"
+# Workers only: holds an Auto Scaling termination until the Celery units have stopped warm.
+WARM_STOP_UNIT = "app-warm-stop.service"
 WORKER_UNIT_PREFIX = "celery-worker-"
 WORKER_UNIT_SUFFIX = ".service"
 # Every machine runs these two first; the role's long-running units require both.
@@ -87,6 +92,8 @@ ROLE_TAG = "Role"
 NAME_TAG = "Name"
 WEB_ROLE, WORKER_ROLE = "web", "worker"
 ROLES = (WEB_ROLE, WORKER_ROLE)
+# The Auto Scaling termination hook on the worker groups, completed by the worker's agent.
+TERMINATION_HOOK = "celery-warm-stop"
 # On exactly one worker when Beat is enabled, absent everywhere else.
 BEAT_TAG = "celery-beat"
 BEAT_TAG_VALUE = "true"
@@ -102,6 +109,11 @@ INSTANCE_PARAMETER_ACTION = "ssm:GetParameters"
 # each deploy/rollback, read by app-release at boot. The instance role may ssm:GetParameter on it.
 RELEASE_PARAMETER = "release"
 RELEASE_PARAMETER_ACTION = "ssm:GetParameter"
+
+
+# An AWS region name (full match): the stack's aws:region, and the ops tool's --region, outputs'
+# region and AWS_REGION, so both refuse the same values.
+REGION_PATTERN = r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d"
 
 
 def parameter_name(project: str, stack: str, purpose: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from settings import QueueSettings, Settings
+from settings import QueueSettings, SettingError, Settings
 from userdata.layout import (
     APP_CURRENT,
     APP_ENV,
@@ -42,12 +42,17 @@ from userdata.layout import (
     RELEASES_DIR,
     SECRETS_DIR_NAME,
     SECRETS_ENV,
+    SECRETS_ENV_NAMES,
     SECRETS_SOURCE_ENV,
     SECRETS_UNIT,
     SSM_AGENT_BIN,
+    TERMINATION_HOOK,
     UNIT_DIR,
     USER,
     VERSION_ENV,
+    VERSION_ENV_VARIABLES,
+    WARM_STOP_BIN,
+    WARM_STOP_UNIT,
     worker_env_file,
     worker_unit,
 )
@@ -92,12 +97,13 @@ def app_units(machine: UserDataInputs) -> list[str]:
 
 
 def units_to_enable(machine: UserDataInputs) -> list[str]:
-    return [RELEASE_UNIT, SECRETS_UNIT, *app_units(machine)]
+    agent = [WARM_STOP_UNIT] if machine.role == "worker" else []
+    return [RELEASE_UNIT, SECRETS_UNIT, *app_units(machine), *agent]
 
 
 # --- environment files ---------------------------------------------------------------------
 
-_BARE = re.compile(r"^[A-Za-z0-9_./:@,+=-]*$")
+_BARE = re.compile(r"[A-Za-z0-9_./:@,+=-]*")
 
 
 def render_env(values: dict[str, str | int]) -> str:
@@ -108,11 +114,27 @@ def render_env(values: dict[str, str | int]) -> str:
         value = str(raw)
         if "'" in value or "\n" in value:
             raise ValueError(f"{key}: value contains a quote or newline")
-        lines.append(f"{key}={value}" if _BARE.match(value) else f"{key}='{value}'")
+        lines.append(f"{key}={value}" if _BARE.fullmatch(value) else f"{key}='{value}'")
     return "\n".join(lines) + "\n"
 
 
 def app_env(settings: Settings) -> dict[str, str | int]:
+    """The stack's variables, then the app's own `app.environment`."""
+    stack = _stack_app_env(settings)
+    ours = {
+        *stack,
+        *gunicorn_env(settings),
+        *worker_env(settings.worker.default_queue),
+        *SECRETS_ENV_NAMES,
+        *VERSION_ENV_VARIABLES,
+    }
+    for key, names in (("environment", settings.app.environment), ("secretParameters", settings.app.secret_parameters)):
+        for name in sorted(ours & set(names)):
+            raise SettingError(f"app.{key}.{name}", "the stack sets this variable itself; choose another name")
+    return stack | {name: str(value) for name, value in settings.app.environment.items()}
+
+
+def _stack_app_env(settings: Settings) -> dict[str, str | int]:
     app, worker = settings.app, settings.worker
     routes = {route: {"queue": queue.name} for queue in worker.queues for route in queue.routes}
     return {
@@ -161,6 +183,9 @@ def secrets_source_env(machine: UserDataInputs) -> dict[str, str | int]:
     }
     if settings.redis.ca_cert_file:
         values["REDIS_CA_FILE"] = settings.redis.ca_cert_file
+    if settings.app.secret_parameters:
+        # NAME=/parameter pairs; both sides are restricted to characters that need no quoting.
+        values["SECRET_PARAMETERS"] = ",".join(f"{k}={v}" for k, v in sorted(settings.app.secret_parameters.items()))
     return values
 
 
@@ -212,7 +237,7 @@ INSTANCE_METADATA_ADDRESSES = ("169.254.169.254", "fd00:ec2::254")
 
 def app_metadata_access(settings: Settings) -> str:
     """The app units' line on IMDS: denied unless the stack says the app uses the role
-    (app.awsCredentials). app-secrets and app-release keep it: they fetch with the role."""
+    (app.awsCredentials). app-secrets, app-release and app-warm-stop keep it: they use the role."""
     if settings.app.aws_credentials:
         return "# app.awsCredentials: the app reaches the instance metadata service for the role's credentials."
     return (
@@ -261,6 +286,9 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
             stop_timeout=settings.worker.stop_timeout(queue),
             metadata_access=metadata_access,
         )
+    units[WARM_STOP_UNIT] = _render_unit(
+        WARM_STOP_UNIT, region=settings.region, hook_name=TERMINATION_HOOK, warm_stop_bin=WARM_STOP_BIN
+    )
     if machine.runs_beat:
         units[BEAT_UNIT] = _render_unit(
             BEAT_UNIT,
@@ -281,7 +309,12 @@ def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
     installs_agent = settings.instances.ssm_agent == "install"
     scripts = [
         WrittenFile(path, (_HERE / "files" / Path(path).name).read_text(), "root:root", "0755")
-        for path in (FETCH_SECRETS_BIN, RELEASE_BIN, *([SSM_AGENT_BIN] if installs_agent else []))
+        for path in (
+            FETCH_SECRETS_BIN,
+            RELEASE_BIN,
+            *([SSM_AGENT_BIN] if installs_agent else []),
+            *([WARM_STOP_BIN] if machine.role == "worker" else []),
+        )
     ]
     units = [WrittenFile(f"{UNIT_DIR}/{name}", text, "root:root", "0644") for name, text in unit_files(machine).items()]
 
@@ -368,7 +401,7 @@ def user_data_base64(machine: UserDataInputs) -> str:
     if len(packed) > USER_DATA_LIMIT:
         raise ValueError(
             f"{machine.role} user-data is {len(packed)} bytes compressed; EC2 allows {USER_DATA_LIMIT} "
-            "(fewer worker.queues, or ship the units in the AMI)"
+            "(fewer worker.queues or task routes, or ship the units in the AMI)"
         )
     return base64.b64encode(packed).decode()
 

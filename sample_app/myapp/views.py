@@ -1,3 +1,5 @@
+import hashlib
+
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -6,6 +8,18 @@ from proj.celery import app as celery_app
 
 from myapp import ledger
 from myapp.tasks import healthcheck_task
+
+# The load balancer's health check (loadBalancer.healthCheckPath's default): the process alone.
+LIVENESS_PATH = "/livez"
+# The deep check (the broker over TLS + AUTH) for operators and deploy verification.
+HEALTH_PATH = "/healthz"
+
+
+@require_GET
+def livez(request: HttpRequest) -> JsonResponse:
+    """200 whenever gunicorn and Django answer. Deliberately no broker ping: the web group
+    replaces instances that fail this check, and a broker outage is not cured by new instances."""
+    return JsonResponse({"status": "ok", "release": settings.APP_RELEASE})
 
 
 @require_GET
@@ -25,3 +39,15 @@ def healthz(request: HttpRequest) -> JsonResponse:
 def enqueue_healthcheck(request: HttpRequest) -> JsonResponse:
     result = healthcheck_task.delay()
     return JsonResponse({"task_id": result.id}, status=202)
+
+
+@require_GET
+def app_settings(request: HttpRequest) -> JsonResponse:
+    """The app's own settings as the process sees them; the secret only as a digest."""
+    key = settings.SAMPLE_API_KEY
+    return JsonResponse(
+        {
+            "greeting": settings.SAMPLE_GREETING,
+            "apiKeySha256": hashlib.sha256(key.encode()).hexdigest() if key else None,
+        }
+    )

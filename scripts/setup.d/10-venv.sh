@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The virtualenv every command runs from: .venv with this repository installed in editable mode
 # (pyproject.toml) plus the extras named as arguments (test, lint, policy), so every module
-# imports by its repository path. Idempotent and quick when nothing changed: a stamp per extra
+# imports by its repository path. (A job holding AWS credentials installs from the hash lock
+# instead: scripts/setup.d/15-deploy.sh.) Idempotent and quick when nothing changed: a stamp per extra
 # holds the hash of the files it was installed from, and pip runs only when one differs.
 #   bash scripts/setup.d/10-venv.sh [EXTRA...]
 set -euo pipefail
@@ -9,9 +10,9 @@ cd "$(dirname "$0")/../.."
 
 for extra in "$@"; do
   case $extra in
-    test | lint | policy) ;;
+    test | lint | policy | lock) ;;
     *)
-      echo "10-venv.sh: unknown extra '$extra'; allowed: test, lint, policy" >&2
+      echo "10-venv.sh: unknown extra '$extra'; allowed: test, lint, policy, lock" >&2
       exit 2
       ;;
   esac

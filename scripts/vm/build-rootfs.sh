@@ -137,10 +137,11 @@ mount -t proc proc "$rootfs/proc" && mounted+=("$rootfs/proc")
 mount --bind /dev "$rootfs/dev" && mounted+=("$rootfs/dev")
 install -m 0755 "$repo/userdata/files/app-release" "$rootfs/tmp/app-release"
 install -m 0644 "$ami_artifact" "$rootfs/tmp/release.tar.gz"
+install -m 0644 "$ami_artifact.sha256" "$rootfs/tmp/release.tar.gz.sha256"  # app-release checks it first
 in_root /usr/bin/python3 /tmp/app-release install "$ami_release" --artifact /tmp/release.tar.gz
 # cloud-init writes the program's own copy at boot; the image keeps only the installed release
 # (not activated: the program's app-release.service activates it at boot).
-rm -f "$rootfs/tmp/app-release" "$rootfs/tmp/release.tar.gz"
+rm -f "$rootfs/tmp/app-release" "$rootfs/tmp/release.tar.gz" "$rootfs/tmp/release.tar.gz.sha256"
 cleanup; mounted=()
 mkfs.ext4 -q -F -L root -d "$rootfs" "$out/ami.img" 2G
 rm -rf "$rootfs"

@@ -148,11 +148,14 @@ def build_agent_package(into: Path) -> None:
 
 
 def stand_in_objects(store: ReleaseStore, into: Path) -> None:
-    """What the guest's S3 stand-in serves: both releases' artifacts and the agent package."""
+    """What the guest's S3 stand-in serves: both releases' artifacts (each with the .sha256 that
+    build-release.sh writes beside it and app-release checks) and the agent package."""
     for release in (store.release, NEXT_RELEASE):
         target = into / store.artifact_key(release)
         target.parent.mkdir(parents=True, exist_ok=True)
-        build_artifact(release, target.parent).rename(target)
+        # artifactPrefix is directory-shaped (`releases/`), so the script's file is the key.
+        built = build_artifact(release, target.parent)
+        assert built == target, f"{built} is not at the key app-release downloads ({target})"
     build_agent_package(into / agent_package_key(store.region))
 
 

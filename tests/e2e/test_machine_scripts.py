@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import subprocess
@@ -12,7 +13,14 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.machine_scripts import FILES, SYSTEM_PYTHON, UNIT_UMASK, artifact, release_tool, unreadable_for_others
+from tests.machine_scripts import (
+    FILES,
+    SYSTEM_PYTHON,
+    UNIT_UMASK,
+    artifact,
+    release_tool,
+    unreadable_for_others,
+)
 
 TOKEN = "Tok3nWithOnlyLettersAndDigits0123456789abcdef"
 
@@ -99,6 +107,31 @@ def test_fetch_fails_clearly_and_writes_nothing(parameter_store, tmp_path):
     assert not target.exists()
 
 
+def test_fetch_writes_the_apps_own_secrets_past_get_parameters_ten_name_limit(parameter_store, tmp_path):
+    # 12 of the app's own + the stack's 2: 14 names, more than one GetParameters call takes.
+    ssm = boto3.client(
+        "ssm", region_name="eu-west-1", endpoint_url=parameter_store, aws_access_key_id="t", aws_secret_access_key="t"
+    )
+    app_secrets = {f"APP_SECRET_{n:02d}": f"/myapp/test/secret-{n:02d}" for n in range(12)}
+    for name, parameter in app_secrets.items():
+        ssm.put_parameter(Name=parameter, Value=f"value of {name}", Type="SecureString", Overwrite=True)
+    target = tmp_path / "secrets.env"
+    spec = ",".join(f"{name}={parameter}" for name, parameter in app_secrets.items())
+    done = fetch(parameter_store, target, SECRET_PARAMETERS=spec)
+    assert done.returncode == 0, done.stderr
+    lines = target.read_text().splitlines()
+    assert lines[3:] == [f"{name}='value of {name}'" for name in app_secrets]
+    assert "value of" not in done.stdout + done.stderr
+
+
+def test_a_missing_app_secret_fails_the_fetch_naming_it(parameter_store, tmp_path):
+    target = tmp_path / "secrets.env"
+    done = fetch(parameter_store, target, SECRET_PARAMETERS="EMAIL_API_KEY=/myapp/test/not-there")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "app-fetch-secrets: parameters not found: /myapp/test/not-there"
+    assert not target.exists()
+
+
 # --- app-release: a venv built from the artifact's wheels ------------------------------------
 
 
@@ -152,9 +185,12 @@ def client(endpoint: str, service: str):
 def publish(endpoint: str, tmp_path: Path, *releases: str) -> None:
     """scripts/build-release.sh's output uploaded as the README says (aws s3 cp)."""
     s3 = client(endpoint, "s3")
-    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    if BUCKET not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}:  # one moto per module
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     for release in releases:
-        s3.upload_file(str(artifact(tmp_path, release)), BUCKET, f"{PREFIX}{release}.tar.gz")
+        built = artifact(tmp_path, release)
+        s3.upload_file(str(built), BUCKET, f"{PREFIX}{release}.tar.gz")
+        s3.upload_file(f"{built}.sha256", BUCKET, f"{PREFIX}{release}.tar.gz.sha256")
 
 
 def set_live(endpoint: str, parameter: str, release: str) -> None:
@@ -215,3 +251,42 @@ def test_ensure_fails_in_one_line_when_the_live_release_cannot_be_read(parameter
     hostile = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store))
     assert (hostile.returncode, hostile.stderr) == (1, "app-release: invalid release name '../etc'\n")
     assert release_tool(root, "current").stdout.strip() == "r1"  # nothing changed
+
+
+def test_ensure_refuses_an_artifact_swapped_in_s3_and_keeps_the_active_release(
+    parameter_store, live_parameter, tmp_path
+):
+    publish(parameter_store, tmp_path, "r1")
+    root = tmp_path / "srv-app"
+    release_tool(root, "install", "r1", "--artifact", str(tmp_path / "r1.tar.gz"))
+    release_tool(root, "activate", "r1")
+    s3 = client(parameter_store, "s3")
+    recorded = s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}r1.tar.gz.sha256")["Body"].read().decode().split()[0]
+    (tmp_path / "other").mkdir()
+    swapped = artifact(tmp_path / "other", "r2", {"src/x.py": b"1"})
+    s3.upload_file(str(swapped), BUCKET, f"{PREFIX}r2.tar.gz")
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}r2.tar.gz.sha256", Body=f"{recorded}  r2.tar.gz\n".encode())
+    set_live(parameter_store, live_parameter, "r2")
+    refused = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store))
+    assert refused.returncode == 1
+    (line,) = refused.stderr.splitlines()
+    actual = hashlib.sha256(swapped.read_bytes()).hexdigest()
+    assert (
+        line == f"app-release: release r2: artifact sha256 {actual}, its checksum file says {recorded}; not installed"
+    )
+    assert release_tool(root, "current").stdout.strip() == "r1"
+    assert release_tool(root, "list").stdout.split() == ["r1"]
+
+
+def test_ensure_refuses_an_artifact_without_its_checksum_in_s3(parameter_store, live_parameter, tmp_path):
+    publish(parameter_store, tmp_path)
+    client(parameter_store, "s3").upload_file(str(artifact(tmp_path, "r3")), BUCKET, f"{PREFIX}r3.tar.gz")
+    set_live(parameter_store, live_parameter, "r3")
+    root = tmp_path / "srv-app"
+    refused = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store))
+    assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1
+    assert refused.stderr.startswith(
+        f"app-release: release r3: cannot read its checksum s3://{BUCKET}/{PREFIX}r3.tar.gz.sha256: "
+    )
+    assert "NoSuchKey" in refused.stderr or "Not Found" in refused.stderr
+    assert release_tool(root, "list").stdout.split() == []

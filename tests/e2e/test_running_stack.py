@@ -3,11 +3,12 @@ by queue, Beat ticks once per interval."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from urllib.parse import parse_qs, urlsplit
 
-from e2e_harness.deployment import Deployment, wait_until
+from e2e_harness.deployment import SAMPLE_API_KEY, SAMPLE_GREETING, Deployment, wait_until
 from e2e_harness.machine import run_as_root, run_like
 from e2e_harness.units import parse_env_file
 
@@ -49,6 +50,27 @@ def test_healthz_answers_through_gunicorn_after_pinging_the_broker(running: Depl
     status, body = running.http("GET", "/healthz")
     assert status == 200
     assert json.loads(body) == {"status": "ok", "release": running.release}
+
+
+def test_the_load_balancers_liveness_path_answers_through_gunicorn(running: Deployment) -> None:
+    status, body = running.http("GET", "/livez")
+    assert status == 200
+    assert json.loads(body) == {"status": "ok", "release": running.release}
+
+
+def test_the_app_reads_its_own_environment_and_secret_parameter(running: Deployment) -> None:
+    # app.environment reached app.env; app.secretParameters was fetched at boot from Parameter
+    # Store by app-fetch-secrets into the secrets file, and gunicorn's Django sees both.
+    status, body = running.http("GET", "/app-settings")
+    assert status == 200
+    assert json.loads(body) == {
+        "greeting": SAMPLE_GREETING,
+        "apiKeySha256": hashlib.sha256(SAMPLE_API_KEY.encode()).hexdigest(),
+    }
+    for machine in running.machines.values():
+        secrets = parse_env_file(machine.host_path("/run/app-secrets/secrets.env").read_text())
+        assert secrets["SAMPLE_API_KEY"] == SAMPLE_API_KEY
+        assert "SAMPLE_API_KEY" not in machine.host_path("/etc/app/app.env").read_text()
 
 
 def test_gunicorn_starts_without_errors(running: Deployment) -> None:

@@ -99,10 +99,10 @@ def test_the_programs_resources_raise_no_diagnostic(
 
 
 def test_a_violation_comes_back_mandatory(analyzer: analyzer_pb2_grpc.AnalyzerStub, prod: StackRender) -> None:
-    web = resource(prod, "prod-web-0")
+    web = next(r for r in prod.of_type(rules.LAUNCH_TEMPLATE) if r.name == "prod-web")
     props = copy.deepcopy(web.inputs)
     props["metadataOptions"]["httpTokens"] = "optional"
-    props["userDataBase64"] = UNKNOWN_STRING_VALUE  # as in a first preview: judged at `up`
+    props["userData"] = UNKNOWN_STRING_VALUE  # as in a first preview: judged at `up`
     (diagnostic,) = analyze(analyzer, web.type_, web.name, props)
     assert diagnostic.policyName == "instance-hardened"
     assert diagnostic.enforcementLevel == MANDATORY
@@ -120,20 +120,21 @@ def test_a_secret_auth_token_arrives_and_satisfies_the_policy(
     assert diagnostic.policyName == "elasticache-encrypted-with-auth"
 
 
-def test_two_beat_instances_fail_the_stack(analyzer: analyzer_pb2_grpc.AnalyzerStub, prod: StackRender) -> None:
+def test_two_beat_groups_fail_the_stack(analyzer: analyzer_pb2_grpc.AnalyzerStub, prod: StackRender) -> None:
     def analyzed(r: RecordedResource, props: dict[str, Any]) -> analyzer_pb2.AnalyzerResource:
         return analyzer_pb2.AnalyzerResource(
             type=r.type_, properties=struct(props), urn=urn(r.type_, r.name), name=r.name
         )
 
-    instances = prod.of_type(rules.INSTANCE)
+    groups = prod.of_type(rules.AUTOSCALING_GROUP)
     assert (
         analyzer.AnalyzeStack(
-            analyzer_pb2.AnalyzeStackRequest(resources=[analyzed(r, r.inputs) for r in instances]), timeout=30
+            analyzer_pb2.AnalyzeStackRequest(resources=[analyzed(r, r.inputs) for r in groups]), timeout=30
         ).diagnostics
         == []
     )
-    second_beat = [analyzed(r, {**r.inputs, "tags": {**r.inputs["tags"], rules.BEAT_TAG: "true"}}) for r in instances]
+    beat_tag = {"key": rules.BEAT_TAG, "value": "true", "propagateAtLaunch": True}
+    second_beat = [analyzed(r, {**r.inputs, "tags": [*r.inputs["tags"], beat_tag]}) for r in groups]
     (diagnostic,) = analyzer.AnalyzeStack(
         analyzer_pb2.AnalyzeStackRequest(resources=second_beat), timeout=30
     ).diagnostics

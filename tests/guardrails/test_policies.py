@@ -19,6 +19,7 @@ import pytest
 import yaml
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
+from components.front_door import TLS_POLICY
 from components.security import REDIS_PORT
 from offline_render.program import StackRender
 from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
@@ -40,10 +41,11 @@ def encode_user_data(document: str) -> str:
 
 
 def with_user_data(props: Props, edit: Callable[[str], str]) -> Props:
-    document = decode_user_data(props["userDataBase64"])
+    """A launch template's props with its (gzip+base64) user-data edited."""
+    document = decode_user_data(props["userData"])
     changed = edit(document)
     assert changed != document, "the edit did not change the user-data"
-    return {**props, "userDataBase64": encode_user_data(changed)}
+    return {**props, "userData": encode_user_data(changed)}
 
 
 def set_path(props: Props, path: str, value: Any) -> Props:
@@ -52,8 +54,10 @@ def set_path(props: Props, path: str, value: Any) -> Props:
     *parents, last = path.split(".")
     node = changed
     for key in parents:
-        node = node[key]
-    if value is None:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if isinstance(node, list):
+        node[int(last)] = value
+    elif value is None:
         del node[last]
     else:
         node[last] = value
@@ -69,14 +73,25 @@ def edited(props: Props, change: dict[str, Any]) -> Props:
 # --- the program's resources pass ----------------------------------------------------------------
 
 
-def test_every_prod_resource_passes_every_policy(prod: StackRender) -> None:
+def policy_problems(render: StackRender) -> dict[tuple[str, str], list[str]]:
+    """(resource, policy) -> what the policy found, for each resource a policy refuses."""
     found = {
         (r.name, policy.name): policy.check(r.type_, r.inputs)
-        for r in prod.resources
+        for r in render.resources
         for policy in rules.RESOURCE_POLICIES
     }
-    assert {key: v for key, v in found.items() if v} == {}
+    return {key: problems for key, problems in found.items() if problems}
+
+
+def test_every_prod_resource_passes_every_policy(prod: StackRender) -> None:
+    assert policy_problems(prod) == {}
     assert rules.single_beat([(r.type_, r.name, r.inputs) for r in prod.resources]) == []
+
+
+def test_a_valkey_stack_passes_every_policy(render: Callable[..., StackRender]) -> None:
+    valkey = render({"redis.engine": "valkey", "redis.engineVersion": "8.1"})
+    assert policy_problems(valkey) == {}
+    assert {r.inputs["engine"] for r in valkey.of_type(rules.REPLICATION_GROUP)} == {"valkey"}
 
 
 def test_the_pack_judges_the_resource_types_the_program_creates(prod: StackRender) -> None:
@@ -84,7 +99,8 @@ def test_the_pack_judges_the_resource_types_the_program_creates(prod: StackRende
     # everything silently.
     types = {r.type_ for r in prod.resources}
     assert {
-        rules.INSTANCE,
+        rules.LAUNCH_TEMPLATE,
+        rules.AUTOSCALING_GROUP,
         rules.REPLICATION_GROUP,
         rules.SECURITY_GROUP,
         rules.INGRESS_RULE,
@@ -94,10 +110,12 @@ def test_the_pack_judges_the_resource_types_the_program_creates(prod: StackRende
         rules.PARAMETER,
         rules.LOG_GROUP,
     } <= types
+    assert types & rules.LISTENERS
 
 
 def test_policy_constants_match_the_program() -> None:
     assert rules.BEAT_TAG == BEAT_TAG
+    assert TLS_POLICY.startswith(rules.MODERN_TLS_POLICY_PREFIX)
     assert rules.REDIS_PORT == REDIS_PORT
     assert (rules._SECRET_SIG_KEY, rules._SECRET_SIG) == (SECRET_SIG_KEY, SECRET_SIG)
 
@@ -144,7 +162,8 @@ def test_standalone_cache_cluster_violates_and_member_of_a_group_passes(prod: St
 # --- security group ingress ----------------------------------------------------------------------
 
 REDIS_FROM_WEB = "prod-redis-from-web"  # 6379 from the web security group
-WEB_INGRESS = "prod-web-in-cidr-0"  # gunicorn's port from the VPC CIDR
+WORLD_HTTPS = "prod-alb-in-443"  # 443 from 0.0.0.0/0 to the load balancer
+WEB_FROM_ALB = "prod-web-from-alb"  # gunicorn's port from the load balancer's group
 
 
 def redis_rule_from_cidr(prod: StackRender, **cidr: str) -> Props:
@@ -168,18 +187,18 @@ def test_redis_ingress_from_a_prefix_list_violates(prod: StackRender) -> None:
 
 
 def test_all_protocols_from_a_cidr_reach_redis_and_violate(prod: StackRender) -> None:
-    rule = {**inputs_of(prod, WEB_INGRESS), "ipProtocol": "-1"}
+    rule = {**inputs_of(prod, WORLD_HTTPS), "ipProtocol": "-1"}
     del rule["fromPort"], rule["toPort"]
     assert rules.no_redis_ingress_from_cidr(rules.INGRESS_RULE, rule)
 
 
-def test_web_port_from_the_vpc_cidr_is_not_redis_ingress(prod: StackRender) -> None:
-    assert rules.no_redis_ingress_from_cidr(rules.INGRESS_RULE, inputs_of(prod, WEB_INGRESS)) == []
+def test_https_from_the_world_is_not_redis_ingress(prod: StackRender) -> None:
+    assert rules.no_redis_ingress_from_cidr(rules.INGRESS_RULE, inputs_of(prod, WORLD_HTTPS)) == []
 
 
 def inline_group(prod: StackRender, *ingress: Props) -> Props:
     """The web security group as the program builds it, with inline ingress rules added."""
-    return {**inputs_of(prod, "prod-web"), "ingress": list(ingress)}
+    return {**inputs_of(prod, "prod-web", rules.SECURITY_GROUP), "ingress": list(ingress)}
 
 
 def legacy_rule(**fields: Any) -> Props:
@@ -207,7 +226,7 @@ def test_redis_from_cidr_in_the_other_rule_forms_violates(
 
 def test_security_group_without_inline_rules_passes(prod: StackRender) -> None:
     for policy in rules.RESOURCE_POLICIES:
-        assert policy.check(rules.SECURITY_GROUP, inputs_of(prod, "prod-web")) == []
+        assert policy.check(rules.SECURITY_GROUP, inputs_of(prod, "prod-web", rules.SECURITY_GROUP)) == []
 
 
 def test_egress_rule_is_not_ingress() -> None:
@@ -227,7 +246,7 @@ def test_egress_rule_is_not_ingress() -> None:
     ids=["22-from-cidr", "port-range", "22-from-a-security-group", "all-protocols"],
 )
 def test_ingress_to_port_22_from_anywhere_violates(prod: StackRender, change: dict[str, Any]) -> None:
-    problems = rules.no_ssh_ingress(rules.INGRESS_RULE, edited(inputs_of(prod, WEB_INGRESS), change))
+    problems = rules.no_ssh_ingress(rules.INGRESS_RULE, edited(inputs_of(prod, WORLD_HTTPS), change))
     assert len(problems) == 1 and "22" in problems[0]
 
 
@@ -236,28 +255,34 @@ def test_ssh_in_an_inline_rule_violates(prod: StackRender) -> None:
     assert rules.no_ssh_ingress(rules.SECURITY_GROUP, group)
 
 
-def test_gunicorn_port_from_the_vpc_is_not_ssh(prod: StackRender) -> None:
-    assert rules.no_ssh_ingress(rules.INGRESS_RULE, inputs_of(prod, WEB_INGRESS)) == []
+def test_https_from_the_world_is_not_ssh(prod: StackRender) -> None:
+    assert rules.no_ssh_ingress(rules.INGRESS_RULE, inputs_of(prod, WORLD_HTTPS)) == []
 
 
 @pytest.mark.parametrize(
     "change",
     [
-        {"cidrIpv4": "0.0.0.0/0"},
-        {"cidrIpv4": None, "cidrIpv6": "::/0"},
-        {"cidrIpv4": "0.0.0.0/0", "fromPort": 80.0, "toPort": 443.0},
-        {"cidrIpv4": "0.0.0.0/0", "ipProtocol": "icmp", "fromPort": -1.0, "toPort": -1.0},
+        {"referencedSecurityGroupId": None, "cidrIpv4": "0.0.0.0/0"},
+        {"referencedSecurityGroupId": None, "cidrIpv6": "::/0"},
+        {"referencedSecurityGroupId": None, "cidrIpv4": "0.0.0.0/0", "fromPort": 80.0, "toPort": 443.0},
+        {
+            "referencedSecurityGroupId": None,
+            "cidrIpv4": "0.0.0.0/0",
+            "ipProtocol": "icmp",
+            "fromPort": -1.0,
+            "toPort": -1.0,
+        },
     ],
     ids=["gunicorn-port", "ipv6", "range-80-443", "icmp"],
 )
 def test_world_ingress_outside_80_and_443_violates(prod: StackRender, change: dict[str, Any]) -> None:
-    problems = rules.no_world_ingress_outside_web(rules.INGRESS_RULE, edited(inputs_of(prod, WEB_INGRESS), change))
+    problems = rules.no_world_ingress_outside_web(rules.INGRESS_RULE, edited(inputs_of(prod, WEB_FROM_ALB), change))
     assert len(problems) == 1 and "/0" in problems[0]
 
 
 @pytest.mark.parametrize(("port", "cidr"), [(443.0, "0.0.0.0/0"), (80.0, "0.0.0.0/0"), (443.0, "10.40.0.0/16")])
 def test_world_ingress_to_80_or_443_passes(prod: StackRender, port: float, cidr: str) -> None:
-    rule = {**inputs_of(prod, WEB_INGRESS), "fromPort": port, "toPort": port, "cidrIpv4": cidr}
+    rule = {**inputs_of(prod, WEB_FROM_ALB), "fromPort": port, "toPort": port, "cidrIpv4": cidr}
     assert rules.no_world_ingress_outside_web(rules.INGRESS_RULE, rule) == []
 
 
@@ -266,14 +291,68 @@ def test_world_ingress_in_an_inline_rule_violates(prod: StackRender) -> None:
     assert rules.no_world_ingress_outside_web(rules.SECURITY_GROUP, group)
 
 
-# --- instances -----------------------------------------------------------------------------------
-
-INSTANCES = ["prod-web-0", "prod-worker-beat", "prod-worker-1"]
+# --- the load balancer's world ingress ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", INSTANCES)
-def test_instances_of_the_program_are_hardened(prod: StackRender, name: str) -> None:
-    assert rules.instance_hardened(rules.INSTANCE, inputs_of(prod, name)) == []
+def test_the_load_balancer_is_open_to_the_world_on_80_and_443_only(prod: StackRender) -> None:
+    for port in (80, 443):
+        rule = inputs_of(prod, f"prod-alb-in-{port}")
+        assert rule["cidrIpv4"] == "0.0.0.0/0"
+        assert rules.no_world_ingress_outside_web(rules.INGRESS_RULE, rule) == []
+    wider = {**inputs_of(prod, WORLD_HTTPS), "fromPort": 443.0, "toPort": 8000.0}
+    assert rules.no_world_ingress_outside_web(rules.INGRESS_RULE, wider)
+
+
+# --- listeners -----------------------------------------------------------------------------------
+
+HTTPS_LISTENER, HTTP_LISTENER = "prod-https", "prod-http"
+
+
+def listener_of(prod: StackRender, name: str) -> tuple[str, Props]:
+    (found,) = [r for r in prod.resources if r.name == name and r.type_ in rules.LISTENERS]
+    return found.type_, copy.deepcopy(found.inputs)
+
+
+@pytest.mark.parametrize("name", [HTTPS_LISTENER, HTTP_LISTENER])
+def test_listeners_of_the_program_pass(prod: StackRender, name: str) -> None:
+    assert rules.listener_https_only(*listener_of(prod, name)) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        ({"sslPolicy": "ELBSecurityPolicy-2016-08"}, "sslPolicy"),
+        ({"sslPolicy": None}, "sslPolicy"),
+        ({"certificateArn": None}, "certificateArn"),
+    ],
+)
+def test_https_listener_with_an_old_policy_or_no_certificate_violates(
+    prod: StackRender, change: dict[str, Any], complaint: str
+) -> None:
+    type_, props = listener_of(prod, HTTPS_LISTENER)
+    problems = rules.listener_https_only(type_, edited(props, change))
+    assert len(problems) == 1 and complaint in problems[0]
+
+
+def test_http_listener_that_forwards_instead_of_redirecting_violates(prod: StackRender) -> None:
+    type_, props = listener_of(prod, HTTP_LISTENER)
+    forward = listener_of(prod, HTTPS_LISTENER)[1]["defaultActions"]
+    problems = rules.listener_https_only(type_, {**props, "defaultActions": forward})
+    assert len(problems) == 1 and "redirect to HTTPS" in problems[0]
+
+
+# --- launch templates ----------------------------------------------------------------------------
+
+TEMPLATES = ["prod-web", "prod-worker-beat", "prod-worker"]
+
+
+def template_of(prod: StackRender, name: str) -> Props:
+    return inputs_of(prod, name, rules.LAUNCH_TEMPLATE)
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_launch_templates_of_the_program_are_hardened(prod: StackRender, name: str) -> None:
+    assert rules.instance_hardened(rules.LAUNCH_TEMPLATE, template_of(prod, name)) == []
 
 
 @pytest.mark.parametrize(
@@ -281,16 +360,40 @@ def test_instances_of_the_program_are_hardened(prod: StackRender, name: str) -> 
     [
         ("metadataOptions.httpTokens", "optional", "IMDSv2"),
         ("metadataOptions", None, "IMDSv2"),
-        ("associatePublicIpAddress", True, "public IP"),
+        ("networkInterfaces.0.associatePublicIpAddress", "true", "public IP"),
+        ("networkInterfaces", None, "public IP"),
+        ("keyName", "deployer", "key pair"),
+        ("blockDeviceMappings.0.ebs.encrypted", "false", "encrypted"),
+        ("blockDeviceMappings", None, "encrypted"),
+    ],
+)
+def test_launch_template_without_hardening_violates(prod: StackRender, path: str, value: Any, complaint: str) -> None:
+    template = set_path(template_of(prod, "prod-web"), path, value)
+    problems = rules.instance_hardened(rules.LAUNCH_TEMPLATE, template)
+    assert len(problems) == 1 and complaint in problems[0]
+
+
+# A plain instance (the program launches none; a hand-added one is still judged).
+HARDENED_INSTANCE: Props = {
+    "ami": "ami-0a1b2c3d4e5f67890",
+    "metadataOptions": {"httpEndpoint": "enabled", "httpTokens": "required", "httpPutResponseHopLimit": 1.0},
+    "associatePublicIpAddress": False,
+    "rootBlockDevice": {"encrypted": True, "volumeType": "gp3"},
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "complaint"),
+    [
+        ("metadataOptions.httpTokens", "optional", "IMDSv2"),
         ("associatePublicIpAddress", None, "public IP"),
         ("keyName", "deployer", "key pair"),
         ("rootBlockDevice.encrypted", False, "encrypted"),
-        ("rootBlockDevice", None, "encrypted"),
     ],
 )
-def test_instance_without_hardening_violates(prod: StackRender, path: str, value: Any, complaint: str) -> None:
-    instance = set_path(inputs_of(prod, "prod-web-0"), path, value)
-    problems = rules.instance_hardened(rules.INSTANCE, instance)
+def test_instance_without_hardening_violates(path: str, value: Any, complaint: str) -> None:
+    assert rules.instance_hardened(rules.INSTANCE, HARDENED_INSTANCE) == []
+    problems = rules.instance_hardened(rules.INSTANCE, set_path(HARDENED_INSTANCE, path, value))
     assert len(problems) == 1 and complaint in problems[0]
 
 
@@ -303,37 +406,37 @@ def test_elastic_ip_of_a_nat_gateway_passes_and_one_on_an_instance_violates(prod
     assert rules.instance_hardened(rules.ELASTIC_IP_ASSOCIATION, association)
 
 
-def test_instance_with_metadata_disabled_has_no_imdsv1(prod: StackRender) -> None:
-    instance = set_path(inputs_of(prod, "prod-web-0"), "metadataOptions", {"httpEndpoint": "disabled"})
-    assert rules.instance_hardened(rules.INSTANCE, instance) == []
+def test_template_with_metadata_disabled_has_no_imdsv1(prod: StackRender) -> None:
+    template = set_path(template_of(prod, "prod-web"), "metadataOptions", {"httpEndpoint": "disabled"})
+    assert rules.instance_hardened(rules.LAUNCH_TEMPLATE, template) == []
 
 
 # --- user-data -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", INSTANCES)
+@pytest.mark.parametrize("name", TEMPLATES)
 def test_user_data_of_the_program_verifies_redis_tls(prod: StackRender, name: str) -> None:
-    instance = inputs_of(prod, name)
+    template = template_of(prod, name)
     # The passing case means something only if the user-data does contain rediss:// URLs.
-    assert "rediss://" in rules.user_data_text(instance)  # type: ignore[operator]
-    assert rules.user_data_verifies_redis_tls(rules.INSTANCE, instance) == []
+    assert "rediss://" in rules.user_data_text(template, rules.LAUNCH_TEMPLATE)  # type: ignore[operator]
+    assert rules.user_data_verifies_redis_tls(rules.LAUNCH_TEMPLATE, template) == []
 
 
 @pytest.mark.parametrize(
     "replacement", ["", "?ssl_cert_reqs=none", "?ssl_cert_reqs=optional", "?ssl_cert_reqs=CERT_NONE"]
 )
 def test_rediss_url_without_certificate_verification_violates(prod: StackRender, replacement: str) -> None:
-    instance = with_user_data(
-        inputs_of(prod, "prod-worker-beat"), lambda doc: doc.replace("?ssl_cert_reqs=required", replacement)
+    template = with_user_data(
+        template_of(prod, "prod-worker-beat"), lambda doc: doc.replace("?ssl_cert_reqs=required", replacement)
     )
-    problems = rules.user_data_verifies_redis_tls(rules.INSTANCE, instance)
+    problems = rules.user_data_verifies_redis_tls(rules.LAUNCH_TEMPLATE, template)
     assert problems and all("ssl_cert_reqs=required" in p for p in problems)
 
 
 def test_rediss_url_with_a_password_is_reported_without_it(prod: StackRender) -> None:
     url = "rediss://:hunter2hunter2@master.prod.cache.amazonaws.com:6379/0"
-    instance = with_user_data(inputs_of(prod, "prod-web-0"), lambda doc: doc + f"# CELERY_BROKER_URL={url}\n")
-    problems = rules.user_data_verifies_redis_tls(rules.INSTANCE, instance)
+    template = with_user_data(template_of(prod, "prod-web"), lambda doc: doc + f"# CELERY_BROKER_URL={url}\n")
+    problems = rules.user_data_verifies_redis_tls(rules.LAUNCH_TEMPLATE, template)
     assert len(problems) == 1 and "hunter2" not in problems[0] and "master.prod" in problems[0]
 
 
@@ -344,16 +447,17 @@ def test_rediss_url_in_a_base64_written_file_violates(prod: StackRender) -> None
         config["write_files"].append({"path": "/etc/app/broker.env", "encoding": "b64", "content": content})
         return "#cloud-config\n" + yaml.safe_dump(config)
 
-    instance = with_user_data(inputs_of(prod, "prod-web-0"), add_encoded_file)
-    assert rules.user_data_verifies_redis_tls(rules.INSTANCE, instance)
+    template = with_user_data(template_of(prod, "prod-web"), add_encoded_file)
+    assert rules.user_data_verifies_redis_tls(rules.LAUNCH_TEMPLATE, template)
 
 
-def test_plain_user_data_is_read_too(prod: StackRender) -> None:
-    document = decode_user_data(inputs_of(prod, "prod-web-0")["userDataBase64"])
-    instance: Props = {"userData": document}
-    assert rules.user_data_verifies_redis_tls(rules.INSTANCE, instance) == []
-    instance["userData"] = document.replace("?ssl_cert_reqs=required", "")
-    assert rules.user_data_verifies_redis_tls(rules.INSTANCE, instance)
+def test_an_instances_plain_and_base64_user_data_are_read_too(prod: StackRender) -> None:
+    document = decode_user_data(template_of(prod, "prod-web")["userData"])
+    for instance in ({"userData": document}, {"userDataBase64": encode_user_data(document)}):
+        assert rules.user_data_verifies_redis_tls(rules.INSTANCE, instance) == []
+    broken = document.replace("?ssl_cert_reqs=required", "")
+    assert rules.user_data_verifies_redis_tls(rules.INSTANCE, {"userData": broken})
+    assert rules.user_data_verifies_redis_tls(rules.INSTANCE, {"userDataBase64": encode_user_data(broken)})
 
 
 # --- one Beat ------------------------------------------------------------------------------------
@@ -363,12 +467,33 @@ def stack_resources(render: StackRender) -> list[tuple[str, str, Mapping[str, An
     return [(r.type_, r.name, copy.deepcopy(r.inputs)) for r in render.resources]
 
 
-def test_a_second_beat_instance_violates(prod: StackRender) -> None:
+def group_of(resources: list[tuple[str, str, Mapping[str, Any]]], name: str) -> Any:
+    return next(props for type_, n, props in resources if n == name and type_ == rules.AUTOSCALING_GROUP)
+
+
+def test_the_beat_group_of_the_program_holds_one_and_passes(prod: StackRender) -> None:
+    beat = group_of(stack_resources(prod), "prod-worker-beat")
+    assert rules.beat_group_of_one(rules.AUTOSCALING_GROUP, beat) == []
+    assert any(tag["key"] == BEAT_TAG for tag in beat["tags"]), "the passing case is a Beat group"
+
+
+@pytest.mark.parametrize("key", ["maxSize", "desiredCapacity", "minSize"])
+def test_a_beat_group_of_more_than_one_violates(prod: StackRender, key: str) -> None:
+    beat = {**group_of(stack_resources(prod), "prod-worker-beat"), key: 2.0}
+    problems = rules.beat_group_of_one(rules.AUTOSCALING_GROUP, beat)
+    assert len(problems) == 1 and key in problems[0]
+
+
+def test_a_second_beat_group_violates(prod: StackRender) -> None:
     resources = stack_resources(prod)
-    second = next(props for _, name, props in resources if name == "prod-worker-1")
-    second["tags"][BEAT_TAG] = "true"  # type: ignore[index]
+    group_of(resources, "prod-worker")["tags"].append({"key": BEAT_TAG, "value": "true", "propagateAtLaunch": True})
     problems = rules.single_beat(resources)
-    assert len(problems) == 1 and "prod-worker-beat" in problems[0] and "prod-worker-1" in problems[0]
+    assert len(problems) == 1 and "prod-worker-beat" in problems[0] and "prod-worker," in problems[0]
+
+
+def test_a_beat_instance_next_to_the_beat_group_violates(prod: StackRender) -> None:
+    resources = [*stack_resources(prod), (rules.INSTANCE, "extra", {**HARDENED_INSTANCE, "tags": {BEAT_TAG: "true"}})]
+    assert rules.single_beat(resources)
 
 
 def test_stack_without_beat_passes(render: Callable[..., StackRender]) -> None:
@@ -396,15 +521,11 @@ def rules_reveal_secrets(value: Any) -> Any:
 
 
 def test_unknown_user_data_is_left_for_the_update_while_known_fields_are_judged(prod: StackRender) -> None:
-    instance = {
-        **inputs_of(prod, "prod-web-0"),
-        "userDataBase64": UNKNOWN_STRING_VALUE,
-        "associatePublicIpAddress": True,
-    }
-    view = engine_view(instance)
-    assert rules.user_data_verifies_redis_tls(rules.INSTANCE, view) == []
-    problems = rules.instance_hardened(rules.INSTANCE, view)
-    assert len(problems) == 1 and "public IP" in problems[0]
+    template = {**template_of(prod, "prod-web"), "userData": UNKNOWN_STRING_VALUE, "keyName": "deployer"}
+    view = engine_view(template)
+    assert rules.user_data_verifies_redis_tls(rules.LAUNCH_TEMPLATE, view) == []
+    problems = rules.instance_hardened(rules.LAUNCH_TEMPLATE, view)
+    assert len(problems) == 1 and "key pair" in problems[0]
 
 
 def test_unknown_auth_token_will_be_set_and_passes(prod: StackRender) -> None:
@@ -414,8 +535,8 @@ def test_unknown_auth_token_will_be_set_and_passes(prod: StackRender) -> None:
 
 
 def test_unknown_key_name_is_still_a_key_pair(prod: StackRender) -> None:
-    instance = {**inputs_of(prod, "prod-web-0"), "keyName": UNKNOWN_STRING_VALUE}
-    assert rules.instance_hardened(rules.INSTANCE, engine_view(instance))
+    template = {**template_of(prod, "prod-web"), "keyName": UNKNOWN_STRING_VALUE}
+    assert rules.instance_hardened(rules.LAUNCH_TEMPLATE, engine_view(template))
 
 
 def test_engine_view_of_every_prod_resource_passes(prod: StackRender) -> None:

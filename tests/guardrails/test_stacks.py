@@ -20,10 +20,14 @@ SIZE_AND_COUNT_KEYS = {
     "django-stack:redis.replicas",
     "django-stack:redis.multiAz",
     "django-stack:redis.snapshotRetentionDays",
-    "django-stack:web.count",
+    "django-stack:web.minSize",
+    "django-stack:web.desiredCapacity",
+    "django-stack:web.maxSize",
     "django-stack:web.instanceType",
     "django-stack:web.gunicornWorkers",
-    "django-stack:worker.count",
+    "django-stack:worker.minSize",
+    "django-stack:worker.desiredCapacity",
+    "django-stack:worker.maxSize",
     "django-stack:worker.instanceType",
     # Not a size, but a stack meant to be torn down: prod alone refuses to delete its data.
     "django-stack:security.protect",
@@ -95,11 +99,13 @@ def test_offline_check_fails_on_a_violation(
     prod: StackRender, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def public(resource: RecordedResource) -> RecordedResource:
-        if resource.type_ != rules.INSTANCE:
+        if resource.type_ != rules.LAUNCH_TEMPLATE or resource.name != "prod-web":
             return resource
-        return RecordedResource(resource.type_, resource.name, {**resource.inputs, "associatePublicIpAddress": True})
+        (interface,) = resource.inputs["networkInterfaces"]
+        exposed = {**interface, "associatePublicIpAddress": "true"}
+        return RecordedResource(resource.type_, resource.name, {**resource.inputs, "networkInterfaces": [exposed]})
 
     exposed = StackRender(prod.stack, prod.instances, [public(r) for r in prod.resources])
     monkeypatch.setattr(offline, "render_stack", lambda stack: exposed)
     assert offline.main(["--stack", "prod"]) == 1
-    assert "prod-web-0: instance-hardened: associatePublicIpAddress" in capsys.readouterr().out
+    assert "prod-web: instance-hardened: networkInterfaces[].associatePublicIpAddress" in capsys.readouterr().out

@@ -9,6 +9,9 @@ import re
 from dataclasses import dataclass, field
 
 from ops.scripts import CHECK_MARK, CHECKS_BY_ROLE
+from settings import load_settings
+from tests.conftest import prod_config_values
+from userdata.render import GUNICORN_GRACE_SECONDS, GUNICORN_UNIT, worker_unit
 
 Answer = tuple[str, int, str, str]
 
@@ -19,6 +22,14 @@ def check_lines(role: str, failing: dict[str, str] | None = None) -> str:
         f"{CHECK_MARK}\t{name}\t{'FAIL' if name in failing else 'ok'}\t12\t{failing.get(name, 'fine')}\n"
         for name in CHECKS_BY_ROLE[role]
     )
+
+
+def stop_timeouts(role: str) -> str:
+    """`UNIT SECONDS` as the prod stack's rendered units on an instance of this role have them."""
+    settings = load_settings(prod_config_values(), stack="prod", region="eu-west-1")
+    if role == "web":
+        return f"{GUNICORN_UNIT} {settings.web.gunicorn_timeout + GUNICORN_GRACE_SECONDS}\n"
+    return "".join(f"{worker_unit(q.name)} {settings.worker.stop_timeout(q)}\n" for q in settings.worker.queues)
 
 
 @dataclass
@@ -42,6 +53,12 @@ class FakeInstances:
                 raise self.failures[key]  # what boto3 raises for an AWS-side refusal
             if key in self.failures:
                 return self.failures[key]
+        if purpose == "refresh secrets":
+            return "Success", 0, "secrets fetched again; restarted: ...\n", ""
+        if purpose == "check token":
+            return "Success", 0, "2 units use the token in Parameter Store: ...\n", ""
+        if purpose == "read stop timeouts":
+            return "Success", 0, stop_timeouts(self.roles[instance]), ""
         if purpose == "read current release":
             return "Success", 0, self.releases[instance] + "\n", ""
         if purpose.startswith("activate "):

@@ -14,7 +14,7 @@ from ops.scripts import beat_script, verify_script
 from tests.ops.fake_instances import FakeInstances, check_lines
 from tests.ops.helpers import run_ops
 
-VERIFY_DEFAULTS = {"healthcheck_task": "myapp.tasks.healthcheck_task", "check_timeout": 20}
+VERIFY_DEFAULTS = {"healthcheck_task": "celery.accumulate", "check_timeout": 20}
 
 
 def fake(stack: dict[str, str], **options: Any) -> FakeInstances:
@@ -25,7 +25,7 @@ def test_beat_pause_stops_beat_on_the_tagged_instance_only(stack, ssm_client, ca
     run = run_ops(["beat", "pause", "--stack", "prod"], fake(stack), ssm_client, capsys)
     assert run.code == 0
     assert [(s.instance_id, s.document, s.script) for s in run.ssm.sent] == [
-        (stack["prod-worker-beat"], DOCUMENT, beat_script("stop"))
+        (stack["prod-worker-beat-0"], DOCUMENT, beat_script("stop"))
     ]
     assert "Beat paused: celery-beat.service: inactive" in run.out
 
@@ -33,7 +33,7 @@ def test_beat_pause_stops_beat_on_the_tagged_instance_only(stack, ssm_client, ca
 def test_beat_resume_starts_beat_and_checks_it_is_active(stack, ssm_client, capsys) -> None:
     run = run_ops(["beat", "resume", "--stack", "prod"], fake(stack), ssm_client, capsys)
     assert run.code == 0
-    assert [(s.instance_id, s.script) for s in run.ssm.sent] == [(stack["prod-worker-beat"], beat_script("start"))]
+    assert [(s.instance_id, s.script) for s in run.ssm.sent] == [(stack["prod-worker-beat-0"], beat_script("start"))]
     assert "systemctl start celery-beat.service" in beat_script("start")
 
 
@@ -43,7 +43,7 @@ def test_moto_received_the_documents_and_commands_the_tool_sent(stack, ssm_clien
     assert command["DocumentName"] == "AWS-RunShellScript"
     # moto adds every instance to a command sent without Targets (its quirk), so the instance the
     # request named is read from the wrapper, which refuses any request naming more than one.
-    assert [sent.instance_id for sent in run.ssm.sent] == [stack["prod-worker-beat"]]
+    assert [sent.instance_id for sent in run.ssm.sent] == [stack["prod-worker-beat-0"]]
     assert command["Parameters"] == {"commands": beat_script("stop").splitlines(), "executionTimeout": ["45"]}
 
 
@@ -52,7 +52,7 @@ def test_beat_that_does_not_stop_fails_with_its_state(stack, ssm_client, capsys)
     run = run_ops(["beat", "pause", "--stack", "prod"], answers, ssm_client, capsys)
     assert run.code == 1
     assert run.err == (
-        f"python -m ops: failed: beat pause on {stack['prod-worker-beat']} (prod-worker-beat): "
+        f"python -m ops: failed: beat pause on {stack['prod-worker-beat-0']} (prod-worker-beat-0): "
         "Failed (exit 1): celery-beat.service: deactivating\n"
     )
 
@@ -73,16 +73,16 @@ def test_verify_sends_each_instance_its_roles_checks_and_prints_the_table(stack,
     assert [(s.instance_id, s.script) for s in run.ssm.sent] == [
         (stack["prod-web-0"], verify_script("web", expect_beat=False, **VERIFY_DEFAULTS)),
         (stack["prod-web-1"], verify_script("web", expect_beat=False, **VERIFY_DEFAULTS)),
-        (stack["prod-worker-1"], verify_script("worker", expect_beat=False, **VERIFY_DEFAULTS)),
-        (stack["prod-worker-beat"], verify_script("worker", expect_beat=True, **VERIFY_DEFAULTS)),
+        (stack["prod-worker-0"], verify_script("worker", expect_beat=False, **VERIFY_DEFAULTS)),
+        (stack["prod-worker-beat-0"], verify_script("worker", expect_beat=True, **VERIFY_DEFAULTS)),
     ]
     lines = run.out.splitlines()
     assert lines[0].split() == ["instance", "role", "check", "result", "time", "detail"]
     assert len(lines) == 1 + 16 + 1
-    beat_row = next(line for line in lines if "prod-worker-beat" in line and "celery_ping" in line)
+    beat_row = next(line for line in lines if "prod-worker-beat-0" in line and "celery_ping" in line)
     assert beat_row.split()[:6] == [
-        stack["prod-worker-beat"],
-        "(prod-worker-beat)",
+        stack["prod-worker-beat-0"],
+        "(prod-worker-beat-0)",
         "worker",
         "+beat",
         "celery_ping",
@@ -105,10 +105,10 @@ def test_verify_flags_reach_the_script(stack, ssm_client, capsys) -> None:
 
 def test_verify_exits_1_and_shows_the_failing_check(stack, ssm_client, capsys) -> None:
     failing = check_lines("worker", {"redis_ping": "redis 10.0.3.4:6379: NOAUTH Authentication required."})
-    answers = fake(stack, failures={("verify worker", stack["prod-worker-1"]): ("Failed", 1, failing, "")})
+    answers = fake(stack, failures={("verify worker", stack["prod-worker-0"]): ("Failed", 1, failing, "")})
     run = run_ops(["verify", "--stack", "prod"], answers, ssm_client, capsys)
     assert run.code == 1
-    row = next(line for line in run.out.splitlines() if "prod-worker-1" in line and "redis_ping" in line)
+    row = next(line for line in run.out.splitlines() if "prod-worker-0" in line and "redis_ping" in line)
     assert "FAIL" in row and row.endswith("NOAUTH Authentication required.")
     assert run.out.splitlines()[-1] == "15 of 16 checks passed on 4 instances"
 
@@ -143,17 +143,29 @@ def test_verify_marks_every_check_failed_when_the_command_never_finishes(stack, 
         ),
         (
             ["verify", "--stack", "prod", "--check-timeout", "soon"],
-            "python -m ops verify: error: argument --check-timeout: 'soon' is not a whole number of seconds > 0",
+            "python -m ops verify: error: argument --check-timeout: 'soon' is not a whole number of seconds from 1 "
+            "to 172800 (SSM's maximum)",
         ),
         (
             ["deploy", "--stack", "prod", "--drain-timeout", "-1", "--release", "r2"],
-            "python -m ops deploy: error: argument --drain-timeout: '-1' is not a whole number of seconds > 0",
+            "python -m ops deploy: error: argument --drain-timeout: '-1' is not a whole number of seconds from 1 "
+            "to 172800 (SSM's maximum)",
+        ),
+        (
+            ["deploy", "--stack", "prod", "--restart-timeout", "172801", "--release", "r2"],
+            "python -m ops deploy: error: argument --restart-timeout: '172801' is not a whole number of seconds "
+            "from 1 to 172800 (SSM's maximum)",
         ),
         (["deploy", "--stack", "prod"], "python -m ops deploy: error: the following arguments are required: --release"),
         (
             ["deploy", "--stack", "prod", "--release", "../etc"],
-            "python -m ops deploy: error: argument --release: '../etc' is not a release name (up to 64 of letters, "
-            "digits, '_', '.', '+', '-', starting with a letter or digit)",
+            "python -m ops deploy: error: argument --release: '../etc' is not a release name; use up to 64 "
+            "letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. \"2026.11.25-1\"",
+        ),
+        (  # the stack config and the build script refuse '+', so the tool does too
+            ["deploy", "--stack", "prod", "--release", "r2+local"],
+            "python -m ops deploy: error: argument --release: 'r2+local' is not a release name; use up to 64 "
+            "letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. \"2026.11.25-1\"",
         ),
         (
             ["beat", "pause", "--stack", "prod", "--poll-interval", "0"],
@@ -181,7 +193,67 @@ def test_no_region_anywhere_is_refused_naming_the_region_flag(stack, ssm_client,
     run = run_ops(["verify", "--stack", "prod"], fake(stack), ssm_client, capsys)
     assert (run.code, run.err) == (
         2,
-        "python -m ops: error: --region: none given, none in the outputs, none in the AWS config or AWS_REGION\n",
+        "python -m ops: error: --region: none given, none in the outputs, AWS_REGION, AWS_DEFAULT_REGION or "
+        "the AWS config file\n",
+    )
+
+
+def test_aws_region_is_honoured_before_aws_default_region(stack, ssm_client, capsys, monkeypatch) -> None:
+    # The instances live in moto's eu-west-1; us-east-1 has none.
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    run = run_ops(["verify", "--stack", "prod"], fake(stack), ssm_client, capsys)
+    assert run.code == 0, run.err
+    assert len(run.ssm.sent) == 4
+
+
+def test_aws_default_region_alone_is_honoured(stack, ssm_client, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    run = run_ops(["verify", "--stack", "prod"], fake(stack), ssm_client, capsys)
+    assert run.code == 0, run.err
+
+
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [
+        (
+            json.dumps({"stack": "prod", "region": ["eu-west-1"]}).encode(),
+            "python -m ops: error: --region: the outputs' region is ['eu-west-1'], not an AWS region name "
+            "such as eu-west-1",
+        ),
+        (
+            json.dumps({"stack": "prod", "region": "eu-west-1\n"}).encode(),
+            "python -m ops: error: --region: the outputs' region is 'eu-west-1\\n', not an AWS region name "
+            "such as eu-west-1",
+        ),
+        (
+            b'{"stack": "prod", "region": "eu-west-1", "note": "\xff"}',
+            "python -m ops: error: --outputs: {path} is not UTF-8 text (byte 50); expected the JSON of "
+            "`pulumi stack output --json`",
+        ),
+        (
+            json.dumps({"stack": 5}).encode(),
+            "python -m ops: error: --stack: 5 is not a stack name (letters, digits, '_', '.', '-')",
+        ),
+    ],
+)
+def test_outputs_with_wrong_values_are_one_line_and_nothing_is_sent(
+    stack, ssm_client, capsys, tmp_path: Path, outputs, message
+) -> None:
+    path = tmp_path / "outputs.json"
+    path.write_bytes(outputs)
+    run = run_ops(["verify", "--outputs", str(path)], fake(stack), ssm_client, capsys)
+    assert (run.code, run.err) == (2, message.format(path=path) + "\n")
+    assert run.ssm.sent == []
+
+
+def test_aws_region_that_is_not_a_region_is_refused(stack, ssm_client, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "Ireland")
+    run = run_ops(["verify", "--stack", "prod"], fake(stack), ssm_client, capsys)
+    assert (run.code, run.err) == (
+        2,
+        "python -m ops: error: --region: AWS_REGION is 'Ireland', not an AWS region name such as eu-west-1\n",
     )
 
 
@@ -189,11 +261,11 @@ def test_stack_and_region_come_from_pulumi_outputs(stack, ssm_client, capsys, tm
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     outputs = tmp_path / "outputs.json"
     outputs.write_text(
-        json.dumps({"stack": "prod", "region": "eu-west-1", "beatInstanceId": stack["prod-worker-beat"]})
+        json.dumps({"stack": "prod", "region": "eu-west-1", "beatInstanceId": stack["prod-worker-beat-0"]})
     )
     run = run_ops(["beat", "pause", "--outputs", str(outputs)], fake(stack), ssm_client, capsys)
     assert run.code == 0, run.err
-    assert [s.instance_id for s in run.ssm.sent] == [stack["prod-worker-beat"]]
+    assert [s.instance_id for s in run.ssm.sent] == [stack["prod-worker-beat-0"]]
 
 
 def test_outputs_of_another_stack_are_refused(stack, ssm_client, capsys, tmp_path: Path) -> None:

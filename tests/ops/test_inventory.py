@@ -15,15 +15,15 @@ def test_discovery_finds_the_stacks_running_instances_by_their_tags(stack: dict[
     assert [(i.instance_id, i.name, i.role, i.beat) for i in found] == [
         (stack["prod-web-0"], "prod-web-0", "web", False),
         (stack["prod-web-1"], "prod-web-1", "web", False),
-        (stack["prod-worker-1"], "prod-worker-1", "worker", False),
-        (stack["prod-worker-beat"], "prod-worker-beat", "worker", True),  # restarted last
+        (stack["prod-worker-0"], "prod-worker-0", "worker", False),
+        (stack["prod-worker-beat-0"], "prod-worker-beat-0", "worker", True),  # restarted last
     ]
 
 
 def test_discovery_ignores_other_stacks_and_instances_not_running(
     stack: dict[str, str], program_tags: list[dict[str, str]]
 ) -> None:
-    worker_tags = next(t for t in program_tags if t["Name"] == "prod-worker-1")
+    worker_tags = next(t for t in program_tags if t["Name"] == "prod-worker-0")
     launch(worker_tags | {"Stack": "staging", "Name": "staging-worker-1"})
     launch(worker_tags | {"Name": "prod-worker-2"}, state="stopped")
     launch(worker_tags | {"Name": "prod-worker-3"}, state="terminated")
@@ -36,13 +36,13 @@ def test_an_unknown_stack_is_refused_naming_the_stack_argument(stack: dict[str, 
 
 
 def test_the_beat_instance_is_the_one_tagged_celery_beat(stack: dict[str, str]) -> None:
-    assert beat_instance(discover(boto3.client("ec2"), "prod")).instance_id == stack["prod-worker-beat"]
+    assert beat_instance(discover(boto3.client("ec2"), "prod")).instance_id == stack["prod-worker-beat-0"]
 
 
 def test_a_second_beat_tag_is_refused_naming_both(stack: dict[str, str], program_tags: list[dict[str, str]]) -> None:
     beat_tags = next(t for t in program_tags if t.get("celery-beat") == "true")
     second = launch(beat_tags | {"Name": "prod-worker-beat-2"})
-    with pytest.raises(OpsError, match="exactly one .* found 2: .*prod-worker-beat.*" + second):
+    with pytest.raises(OpsError, match="exactly one .* found 2: .*prod-worker-beat-0.*" + second):
         beat_instance(discover(boto3.client("ec2"), "prod"))
 
 

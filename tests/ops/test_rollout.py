@@ -12,12 +12,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ops.live_release import default_parameter
-from ops.scripts import install_release_script, switch_release_script
+from ops.rollout import RESTART_MARGIN_SECONDS
+from ops.scripts import install_release_script, stop_timeouts_script, switch_release_script
 from ops.state import RolloutRecord, StateStore
 from tests.ops.fake_instances import FakeInstances, check_lines
 from tests.ops.helpers import Run, run_ops
 
-WEB0, WEB1, WORKER1, BEAT = "prod-web-0", "prod-web-1", "prod-worker-1", "prod-worker-beat"
+WEB0, WEB1, WORKER1, BEAT = "prod-web-0", "prod-web-1", "prod-worker-0", "prod-worker-beat-0"
 
 
 def fake(stack: dict[str, str], **options: Any) -> FakeInstances:
@@ -38,6 +39,7 @@ def named(stack: dict[str, str], run: Run) -> list[tuple[str, str]]:
 
 def expected_sequence(release: str) -> list[tuple[str, str]]:
     reads = [(name, "read current release") for name in (WEB0, WEB1, WORKER1, BEAT)]
+    stop_timeouts = [(name, "read stop timeouts") for name in (WEB0, WEB1, WORKER1, BEAT)]
     switch = [
         step
         for name, role in ((WORKER1, "worker"), (BEAT, "worker"), (WEB0, "web"), (WEB1, "web"))
@@ -45,7 +47,8 @@ def expected_sequence(release: str) -> list[tuple[str, str]]:
     ]
     verify_all = [(WEB0, "verify web"), (WEB1, "verify web"), (WORKER1, "verify worker"), (BEAT, "verify worker")]
     pause, drain, resume = (BEAT, "beat pause"), (WORKER1, "tasks in flight"), (BEAT, "beat resume")
-    return [*reads, pause, drain, *switch, *verify_all, *reads, resume]  # reads again: the confirmation
+    # reads again at the end: the confirmation
+    return [*reads, *stop_timeouts, pause, drain, *switch, *verify_all, *reads, resume]
 
 
 def test_deploy_runs_the_runbook_in_order(stack, ssm_client, capsys, tmp_path) -> None:
@@ -67,15 +70,15 @@ def test_deploy_sends_the_release_scripts_each_role_needs(stack, ssm_client, cap
         "--install-timeout",
         "600",
         "--restart-timeout",
-        "700",
+        "1900",
     )
     sent = {(s.instance_id, s.purpose): s for s in run.ssm.sent}
     install = sent[(stack[WORKER1], "install r2")]
     assert (install.script, install.execution_timeout) == (install_release_script("r2"), "600")
     worker_switch = sent[(stack[WORKER1], "activate r2")]
-    assert (worker_switch.script, worker_switch.execution_timeout) == (switch_release_script("worker", "r2"), "700")
+    assert (worker_switch.script, worker_switch.execution_timeout) == (switch_release_script("worker", "r2"), "1900")
     assert sent[(stack[WEB0], "activate r2")].script == switch_release_script("web", "r2")
-    assert "systemctl restart gunicorn.service" in switch_release_script("web", "r2")
+    assert "units=gunicorn.service\nsystemctl restart $units\n" in switch_release_script("web", "r2")
     assert "systemctl restart $units" in switch_release_script("worker", "r2")
 
 
@@ -263,6 +266,71 @@ def test_deploy_refuses_a_stack_without_exactly_one_beat_before_anything_is_sent
     run = deploy(stack, ssm_client, capsys, tmp_path, fake(stack), "--release", "r2")
     assert run.code == 1
     assert "expected exactly one running instance tagged celery-beat=true, found 2" in run.err
+    assert run.ssm.sent == []
+
+
+def test_the_restart_timeout_is_each_instances_longest_stop_timeout_plus_a_margin(
+    stack, ssm_client, capsys, tmp_path
+) -> None:
+    # prod's long queue: hardTimeLimit 1800 + stopMarginSeconds 60 = TimeoutStopSec 1860; gunicorn 30 + 30.
+    run = deploy(stack, ssm_client, capsys, tmp_path, fake(stack), "--release", "r2")
+    assert run.code == 0, run.err
+    sent = {(s.instance_id, s.purpose): s for s in run.ssm.sent}
+    assert sent[(stack[WORKER1], "read stop timeouts")].script == stop_timeouts_script("worker")
+    assert sent[(stack[WORKER1], "activate r2")].execution_timeout == str(1860 + RESTART_MARGIN_SECONDS)
+    assert sent[(stack[WEB0], "activate r2")].execution_timeout == str(60 + RESTART_MARGIN_SECONDS)
+
+
+def test_a_restart_timeout_shorter_than_a_units_stop_timeout_stops_before_beat_is_paused(
+    stack, ssm_client, capsys, tmp_path
+) -> None:
+    run = deploy(stack, ssm_client, capsys, tmp_path, fake(stack), "--release", "r2", "--restart-timeout", "900")
+    assert run.code == 1
+    assert run.err.splitlines()[0] == (
+        "deploy r2 STOPPED at step 'read stop timeouts': --restart-timeout 900 is shorter than "
+        f"celery-worker-long.service's TimeoutStopSec (1860 s) on {stack[WORKER1]} ({WORKER1}): SSM would cancel "
+        "a warm restart; leave it out or give at least 1860"
+    )
+    assert "  Beat: running (never paused)" in run.err
+    assert {purpose for _, purpose in run.purposes()} == {"read current release", "read stop timeouts"}
+
+
+def test_a_stop_timeout_beyond_ssms_maximum_stops_before_beat_is_paused(stack, ssm_client, capsys, tmp_path) -> None:
+    huge = ("Success", 0, "celery-worker-long.service 172800\n", "")
+    answers = fake(stack, failures={("read stop timeouts", stack[WORKER1]): huge})
+    run = deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2")
+    assert run.code == 1
+    assert (
+        f"celery-worker-long.service on {stack[WORKER1]} ({WORKER1}) may take 172800 s to stop; SSM allows a "
+        "command at most 172800 s" in run.err.splitlines()[0]
+    )
+    assert (stack[BEAT], "beat pause") not in run.purposes()
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        (b'{"target": "r2", "previous": "r1", "comp', "Unterminated string"),
+        (b"\xff\xfe", "codec can't decode"),
+        (
+            b'{"target": "r2", "previous": "r1; rm -rf ~", "complete": true}',
+            "previous 'r1; rm -rf ~' is not a release name",
+        ),
+        (b'{"target": "r2", "previous": 7, "complete": true}', "previous 7 is not a release name"),
+        (b'["r2", "r1"]', "expected an object with release, previous and complete"),
+    ],
+)
+def test_a_state_file_the_tool_did_not_write_is_one_line_and_nothing_is_sent(
+    stack, ssm_client, capsys, tmp_path, content, detail
+) -> None:
+    (tmp_path / "prod.json").write_bytes(content)
+    run = deploy(stack, ssm_client, capsys, tmp_path, fake(stack), command="rollback")
+    assert run.code == 1
+    assert len(run.err.splitlines()) == 1
+    assert run.err.startswith(
+        f"python -m ops: failed: state file {tmp_path / 'prod.json'} is not a record this tool wrote ("
+    )
+    assert detail in run.err
     assert run.ssm.sent == []
 
 

@@ -12,8 +12,11 @@ from ops.scripts import (
     beat_script,
     current_release_script,
     install_release_script,
+    refresh_secrets_script,
+    stop_timeouts_script,
     switch_release_script,
     tasks_in_flight_script,
+    token_check_script,
     verify_script,
 )
 
@@ -29,6 +32,10 @@ ALL_SCRIPTS = {
     "install": install_release_script("2026.11.25-2"),
     "switch web": switch_release_script("web", "2026.11.25-2"),
     "switch worker": switch_release_script("worker", "2026.11.25-2"),
+    "stop timeouts web": stop_timeouts_script("web"),
+    "stop timeouts worker": stop_timeouts_script("worker"),
+    "refresh secrets web": refresh_secrets_script("web"),
+    "token check beat worker": token_check_script("worker", expect_beat=True),
 }
 
 

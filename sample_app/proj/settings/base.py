@@ -6,6 +6,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 INSTALLED_APPS = ["myapp"]
 MIDDLEWARE = [
+    # First: the load balancer's health checks carry an IP as Host, which ALLOWED_HOSTS refuses.
+    "myapp.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -29,6 +29,11 @@ ALLOWED_HOSTS = [host for host in _required("DJANGO_ALLOWED_HOSTS").split(",") i
 APP_RELEASE = _required("APP_RELEASE")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
+# The app's own settings, as the stack passes them: a plain value from app.environment (in
+# app.env) and a secret from app.secretParameters (fetched at boot into the secrets file).
+SAMPLE_GREETING = os.environ.get("SAMPLE_GREETING", "")
+SAMPLE_API_KEY = os.environ.get("SAMPLE_API_KEY", "")
+
 CELERY_BROKER_URL = _required("CELERY_BROKER_URL")
 # Results only when the stack enables them (app.resultBackend); then they expire.
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None

@@ -3,11 +3,13 @@ with the Redis endpoint pointed at a local TLS Redis, booted unit by unit."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 import urllib.error
@@ -20,7 +22,7 @@ import redis
 from e2e_harness.machine import SimulatedMachine, Site, run_like
 from e2e_harness.parameter_store import ParameterStore, free_port
 from e2e_harness.pki import issue_server_cert, make_ca
-from e2e_harness.redis_server import RedisServer
+from e2e_harness.redis_server import SERVER_BINARY, RedisServer
 from e2e_harness.units import parse_env_file
 from userdata import layout
 
@@ -43,6 +45,11 @@ TEST_QUEUES = [
 ]
 
 
+SAMPLE_GREETING = "hello from app.environment"
+SAMPLE_API_KEY_PARAMETER = "/sample-app/e2e/api-key"
+SAMPLE_API_KEY = "sample-api-key-" + secrets.token_hex(8)
+
+
 def loopback_address(salt: int) -> str:
     """A 127.0.0.0/8 address of this run's own, so its Redis can listen on the program's fixed
     port 6379 without meeting another Redis on this machine."""
@@ -60,6 +67,22 @@ def seeded_live_release(render, parameter: str) -> str:
     """The value the program gives the live release parameter when it creates it (app.release)."""
     (inputs,) = [r.inputs for r in render.of_type("aws:ssm/parameter:Parameter") if r.inputs["name"] == parameter]
     return str(inputs["insecureValue"])
+
+
+def with_extra_member(artifact: bytes, name: str, data: bytes) -> bytes:
+    """The artifact with one more file in it: what someone with write access to the bucket
+    could upload over the real one."""
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(artifact), mode="r:gz") as source,
+        tarfile.open(fileobj=out, mode="w:gz") as tampered,
+    ):
+        for member in source.getmembers():
+            tampered.addfile(member, source.extractfile(member) if member.isfile() else None)
+        extra = tarfile.TarInfo(name)
+        extra.size = len(data)
+        tampered.addfile(extra, io.BytesIO(data))
+    return out.getvalue()
 
 
 def build_release(release: str, out_dir: Path) -> Path:
@@ -97,30 +120,43 @@ class Deployment:
         queues: list | None = None,
         visibility_timeout: int = 12,
         plain_port: int | None = None,
+        engine: str = "redis",
+        engine_version: str = "7.1",
+        address_salt: int = 0,
     ) -> Deployment:
+        """`engine` picks the server program and the stack's `redis.engine`; a second deployment
+        in the same run needs an `address_salt` of its own (its server's loopback address)."""
         from offline_render.program import render_stack
         from userdata.render import enabled_units, written_files
 
         base = make_base()
         pki_dir = base / "pki"
         ca = make_ca(pki_dir, "stack")
-        host = loopback_address(0)
+        host = loopback_address(address_salt)
         cert = issue_server_cert(pki_dir, "redis", ca, host)
         for path in pki_dir.iterdir():  # the app user reads the CA; keys stay root-only
             path.chmod(0o600 if path.suffix == ".key" else 0o644)
         pki_dir.chmod(0o755)
         token = secrets.token_hex(24)
-        redis_server = RedisServer(host, token, cert, base / "redis", plain_port)
+        redis_server = RedisServer(host, token, cert, base / "redis", plain_port, SERVER_BINARY[engine])
         web_port = free_port()
         overrides = {
+            "redis.engine": engine,
+            "redis.engineVersion": engine_version,
             "redis.caCertFile": str(cert.ca_file),
-            "web.count": web_count,
+            # worker_count includes the Beat instance, its own group of one.
+            "web.minSize": 0,
+            "web.desiredCapacity": web_count,
             "web.port": web_port,
-            "worker.count": worker_count,
+            "worker.minSize": 0,
+            "worker.desiredCapacity": worker_count - 1,
             "worker.queues": queues or TEST_QUEUES,
             "worker.stopMarginSeconds": 10,
             "worker.visibilityTimeout": visibility_timeout,
             "app.allowedHosts": ["localhost", "127.0.0.1"],
+            # The app's own settings: the sample app reads one of each (GET /app-settings).
+            "app.environment": {"SAMPLE_GREETING": SAMPLE_GREETING},
+            "app.secretParameters": {"SAMPLE_API_KEY": SAMPLE_API_KEY_PARAMETER},
         }
         render = render_stack("prod", overrides=overrides, redis_endpoint=host)
         sample = {f.path: f.content for f in written_files(render.instances[0].user_data)}
@@ -133,14 +169,16 @@ class Deployment:
             store.start()
             store.put_secret(source_env["AUTH_TOKEN_PARAMETER"], token)
             store.put_secret(source_env["DJANGO_SECRET_KEY_PARAMETER"], secrets.token_urlsafe(50))
+            store.put_secret(SAMPLE_API_KEY_PARAMETER, SAMPLE_API_KEY)
             # What exists before the first instance boots: the live release parameter as the
             # program creates it, and the artifact the README has the operator build and upload.
             # The machines install it themselves, through app-release.service (see boot()).
             store.put_release(release_env["RELEASE_PARAMETER"], release)
             artifact = build_release(release, base / "artifacts")
-            store.upload_artifact(
-                release_env["ARTIFACT_BUCKET"], f"{release_env['ARTIFACT_PREFIX']}{release}.tar.gz", artifact
-            )
+            key = f"{release_env['ARTIFACT_PREFIX']}{release}.tar.gz"
+            # Both files build-release.sh wrote: app-release checks the artifact against the checksum.
+            store.upload_artifact(release_env["ARTIFACT_BUCKET"], key, artifact)
+            store.upload_artifact(release_env["ARTIFACT_BUCKET"], f"{key}.sha256", Path(f"{artifact}.sha256"))
             site = Site.create(base / "site", store.instance_environment())
             machines = {
                 instance.tags[layout.NAME_TAG]: SimulatedMachine(

@@ -1,5 +1,6 @@
-"""A real redis-server as ElastiCache runs it for this stack: TLS only, AUTH token, noeviction,
-append-only persistence, bound to one loopback address."""
+"""A real redis-server (or valkey-server: the same configuration) as ElastiCache runs it for
+this stack: TLS only, AUTH token, noeviction, append-only persistence, bound to one loopback
+address."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import redis
 from e2e_harness.pki import ServerCert
 
 PORT = 6379  # what the program's mocked replication group reports; each server gets its own IP
+# The server program of each `redis.engine`: valkey-server is Debian 12's bookworm-backports
+# build (scripts/setup.d/20-e2e.sh), with TLS.
+SERVER_BINARY = {"redis": "redis-server", "valkey": "valkey-server"}
 
 
 @dataclass
@@ -22,6 +26,7 @@ class RedisServer:
     cert: ServerCert
     directory: Path
     plain_port: int | None = None  # benchmarks only: a second, unencrypted listener
+    binary: str = SERVER_BINARY["redis"]
     process: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -57,7 +62,7 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self.config())
         self.process = subprocess.Popen(
-            ["redis-server", str(self.config_file)],
+            [self.binary, str(self.config_file)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -101,7 +106,7 @@ class RedisServer:
         while True:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(
-                    f"redis-server exited with {self.process.returncode}: "
+                    f"{self.binary} exited with {self.process.returncode}: "
                     f"{self.log_file.read_text()[-2000:] if self.log_file.exists() else ''}"
                 )
             try:

@@ -1,0 +1,49 @@
+"""What checking the config before the first resource costs: `load_settings` on the prod stack
+file, of which the part that renders each role's user-data once with a placeholder Redis
+endpoint (`machine_problems`), side by side with the rest (msgspec and the section rules).
+Alternating in-process runs, medians reported; compare with bench/program_eval.py's whole run.
+
+    .venv/bin/python bench/config_check.py
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from settings import load_settings, machine_problems
+
+REPO = Path(__file__).resolve().parents[1]
+
+RUNS = 200
+
+
+def main() -> int:
+    config = yaml.safe_load((REPO / "Pulumi.prod.yaml").read_text())["config"]
+    # As the engine passes them: objects as JSON text.
+    raw = {k.split(":", 1)[1]: json.dumps(v) for k, v in config.items() if k.startswith("django-stack:")}
+    settings = load_settings(raw, stack="prod", region="eu-west-1")  # warm: imports, template cache
+    whole: list[float] = []
+    render: list[float] = []
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        load_settings(raw, stack="prod", region="eu-west-1")
+        whole.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        machine_problems(settings)
+        render.append(time.perf_counter() - started)
+    load_ms, render_ms = statistics.median(whole) * 1000, statistics.median(render) * 1000
+    print(f"config check: {RUNS} alternating in-process runs, prod stack file")
+    print(f"  load_settings, all checks:                 median {load_ms:.2f} ms")
+    print(f"  of which the placeholder user-data render: median {render_ms:.2f} ms ({render_ms / load_ms:.0%})")
+    print(f"  the rest (msgspec + section rules):        median {load_ms - render_ms:.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

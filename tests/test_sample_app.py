@@ -1,0 +1,61 @@
+"""The sample app under its production settings, in-process through Django's test client."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import msgspec
+
+from settings import LoadBalancerSettings
+from tests import REPO_ROOT
+
+# Django, its production settings and one request, in a fresh interpreter (settings are global).
+REQUEST = """
+import json, sys, django
+django.setup()
+from django.test import Client
+response = Client().get(sys.argv[1], HTTP_HOST=sys.argv[2])
+print(json.dumps({"status": response.status_code}))
+"""
+
+
+def get(path: str, host: str) -> int:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT / "sample_app"),
+        "DJANGO_SETTINGS_MODULE": "proj.settings.production",
+        "DJANGO_SECRET_KEY": "test-only-secret-key-of-some-length-0123456789",
+        "DJANGO_ALLOWED_HOSTS": "app.example.com",
+        "APP_RELEASE": "test",
+        # A broker that refuses at once: healthz answers 503, which is still an answer.
+        "CELERY_BROKER_URL": "redis://127.0.0.1:9/0",
+        "CELERY_RESULT_EXPIRES": "60",
+        "CELERY_TASK_DEFAULT_QUEUE": "default",
+        "CELERY_TASK_ROUTES": "{}",
+        "CELERY_TASK_SOFT_TIME_LIMIT": "5",
+        "CELERY_TASK_TIME_LIMIT": "10",
+        "CELERY_VISIBILITY_TIMEOUT": "20",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", REQUEST, path, host], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    return int(json.loads(result.stdout.strip().splitlines()[-1])["status"])
+
+
+def test_the_load_balancers_health_check_answers_its_ip_host_header_without_the_broker():
+    # The target group's health check: Host is the instance's private IP and port. The broker
+    # is down here: liveness still answers 200, so a Redis outage replaces no web instance.
+    (path,) = (f.default for f in msgspec.structs.fields(LoadBalancerSettings) if f.name == "health_check_path")
+    assert path == "/livez"
+    assert get(path, "10.40.8.17:8000") == 200
+
+
+def test_the_deep_health_check_reports_the_broker_down_and_is_not_refused_for_the_host():
+    assert get("/healthz", "10.40.8.17:8000") == 503  # answered (the broker is down), not 400
+
+
+def test_other_paths_still_refuse_an_unlisted_host():
+    assert get("/tasks/healthcheck", "10.40.8.17:8000") == 400
