@@ -226,7 +226,9 @@ def test_the_probe_imports_the_contract_as_the_image_installs_it(tmp_path: Path)
     installed = guest_dir / line.split("/usr/local/lib/vm-test/", 1)[1].strip('"')
     installed.parent.mkdir(parents=True)
     shutil.copy(REPO_ROOT / "userdata/layout.py", installed)
-    shutil.copy(REPO_ROOT / "scripts/vm/guest/probe.py", guest_dir)
+    # The guest modules the image installs beside the probe (`install ... "$guest/<name>.py"`).
+    for module in re.findall(r'"\$guest/(\w+\.py)"', build):
+        shutil.copy(REPO_ROOT / "scripts/vm/guest" / module, guest_dir)
     # The guest's interpreter, as test-probe.service starts it: only the probe's own directory
     # and Debian's packages on the path.
     done = subprocess.run(
