@@ -121,6 +121,17 @@ def parameter_name(project: str, stack: str, purpose: str) -> str:
     return f"/{project}/{stack}/{purpose}"
 
 
+# --- CloudWatch metrics the Beat instance publishes ------------------------------------------------
+
+# Published once a minute by the Beat instance (it exists exactly once), read by the alarms, the
+# dashboard and the worker groups' scaling policy. The instance role may PutMetricData only here.
+METRICS_NAMESPACE = "DjangoStack/Celery"
+QUEUE_BACKLOG_METRIC = "QueueBacklog"  # messages waiting in one queue (all priorities), Count
+BEAT_HEARTBEAT_METRIC = "BeatHeartbeat"  # 1 while Beat is alive by the ops tool's definition
+STACK_DIMENSION = "Stack"
+QUEUE_DIMENSION = "Queue"
+
+
 # --- environment variables, per file -------------------------------------------------------------
 
 APP_ENV_VARIABLES = (
