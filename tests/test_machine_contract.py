@@ -39,7 +39,7 @@ def contract_paths() -> set[str]:
 
 
 def contract_units() -> set[str]:
-    return {value for value in contract_constants() if value.endswith(".service")}
+    return {value for value in contract_constants() if value.endswith((".service", ".timer"))}
 
 
 def undefined_path(path: str) -> bool:

@@ -323,7 +323,7 @@ class Deployment:
         if self.redis.process is None:
             self.redis.start()
         for machine in self.machines.values():
-            for unit in machine.units:
+            for unit in machine.enabled_services:
                 if machine.service(unit).type != "oneshot" and unit not in machine.processes:
                     machine.start(unit)
         if self.by_role("web"):
