@@ -58,8 +58,10 @@ artifact_location = (
 )
 
 
-# The role first, its grants by name: the stack key's policy names the role, and the
-# parameters are encrypted with that key.
+# The roles first, their grants by name: the stack key's policy names the roles, and the
+# parameters are encrypted with that key. One role per kind of machine; Beat's alone publishes
+# the queue metrics (it runs app-queue-metrics).
+beat_kind = "worker-beat" if settings.worker.beat else None
 access = InstanceAccess(
     name,
     AccessArgs(
@@ -71,6 +73,9 @@ access = InstanceAccess(
         release_parameter_arn=parameter_arn(release_parameter),
         artifact_location=artifact_location,
         tags=tags,
+        kinds=["web", "worker", *([beat_kind] if beat_kind else [])],
+        metrics_kind=beat_kind,
+        metrics_namespace=layout.METRICS_NAMESPACE,
     ),
 )
 security_settings = settings.security
@@ -86,7 +91,7 @@ else:
             account_id=account_id,
             administrator_arn=security_settings.key_administrator_arn
             or account_id.apply(lambda account: f"arn:aws:iam::{account}:root"),
-            instance_role_arn=access.role_arn,
+            instance_role_arns=list(access.role_arns.values()),
             parameter_path=settings.parameter_name(""),
             log_group_prefix=f"{name}-",
             # Auto Scaling's service-linked role launches the instances: it encrypts their root volumes.
@@ -226,8 +231,11 @@ fleet = Fleet(
         root_volume_gb=settings.instances.root_volume_gb,
         kms_key_arn=kms_key_arn,
         subnet_ids=network.private_subnet_ids,
-        instance_profile_name=access.instance_profile_name,
-        instance_role_name=access.role_name,
+        web_instance_profile_name=access.instance_profile_names["web"],
+        worker_instance_profile_name=access.instance_profile_names["worker"],
+        worker_role_name=access.role_names["worker"],
+        beat_instance_profile_name=access.instance_profile_names[beat_kind] if beat_kind else None,
+        beat_role_name=access.role_names[beat_kind] if beat_kind else None,
         min_healthy_percentage=settings.instances.min_healthy_percentage,
         termination_hook_name=layout.TERMINATION_HOOK,
         termination_hold_seconds=settings.worker.termination_hold_seconds,
@@ -255,5 +263,5 @@ pulumi.export("latestDebianImageId", fleet.latest_debian_image_id)
 if front_door:
     pulumi.export("loadBalancerDnsName", front_door.dns_name)
     pulumi.export("url", front_door.url)
-pulumi.export("instanceRoleArn", access.role_arn)
+pulumi.export("instanceRoleArns", access.role_arns)
 pulumi.export("kmsKeyArn", kms_key_arn)

@@ -2,13 +2,14 @@
 the SecureStrings, Redis at rest (and its snapshots), the CloudWatch log groups, the root volumes.
 
 With the AWS-managed `aws/ssm` key any principal in the account that may call SSM decrypts any
-SecureString; with this key only the stack's own instance role can (through SSM, and only the
-stack's parameter tree), so a staging machine cannot read prod's secrets whatever IAM says.
+SecureString; with this key only the stack's own instance roles (one per kind of machine) can
+(through SSM, and only the stack's parameter tree), so a staging machine cannot read prod's secrets whatever IAM says.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,8 @@ class KeyPolicyInputs:
     # Administers the key and uses it only through SSM (Pulumi writes and reads back the
     # SecureStrings): the account root (IAM policies decide) or a named deploy role.
     administrator_arn: str
-    instance_role_arn: str
+    # The instances' roles, one per kind of machine: each reads the stack's SecureStrings.
+    instance_role_arns: list[str]
     # The stack's parameter tree, `/django-stack/<stack>/`.
     parameter_path: str
     # The names of the stack's log groups start with this.
@@ -97,9 +99,9 @@ def key_policy(inputs: KeyPolicyInputs) -> dict[str, Any]:
                 },
             },
             {
-                "Sid": "InstanceRoleReadsStackSecrets",
+                "Sid": "InstanceRolesReadStackSecrets",
                 "Effect": "Allow",
-                "Principal": {"AWS": inputs.instance_role_arn},
+                "Principal": {"AWS": inputs.instance_role_arns},
                 "Action": "kms:Decrypt",
                 "Resource": "*",
                 "Condition": {
@@ -167,7 +169,7 @@ class StackKeyArgs:
     region: str
     account_id: pulumi.Input[str]
     administrator_arn: pulumi.Input[str]
-    instance_role_arn: pulumi.Input[str]
+    instance_role_arns: Sequence[pulumi.Input[str]]
     parameter_path: str
     log_group_prefix: str
     autoscaling: bool
@@ -181,14 +183,14 @@ class StackKey(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: StackKeyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djangostack:encryption:StackKey", name, None, opts)
-        policy = pulumi.Output.all(args.account_id, args.administrator_arn, args.instance_role_arn).apply(
+        policy = pulumi.Output.all(args.account_id, args.administrator_arn, *args.instance_role_arns).apply(
             lambda values: json.dumps(
                 key_policy(
                     KeyPolicyInputs(
                         region=args.region,
                         account_id=values[0],
                         administrator_arn=values[1],
-                        instance_role_arn=values[2],
+                        instance_role_arns=list(values[2:]),
                         parameter_path=args.parameter_path,
                         log_group_prefix=args.log_group_prefix,
                         autoscaling=args.autoscaling,

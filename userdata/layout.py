@@ -135,7 +135,6 @@ QUEUE_BACKLOG_METRIC = "QueueBacklog"  # messages waiting in one queue (all prio
 BEAT_HEARTBEAT_METRIC = "BeatHeartbeat"  # 1 while Beat is alive by the ops tool's definition
 STACK_DIMENSION = "Stack"
 QUEUE_DIMENSION = "Queue"
-PUT_METRICS_ACTION = "cloudwatch:PutMetricData"
 
 
 # --- environment variables, per file -------------------------------------------------------------
