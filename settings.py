@@ -674,7 +674,8 @@ class SecuritySettings(_Section, frozen=True):
         return match["region"] if match else None
 
 
-_EMAIL = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+_DOMAIN_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+"
 EmailAddress = Annotated[
     str, Meta(pattern=_full(_EMAIL), max_length=254, description='an email address, e.g. "ops@example.com"')
 ]
@@ -927,7 +928,7 @@ _ABSENT = object()
 
 
 def _value_at(value: Any, path: str) -> Any:
-    for part in re.findall(r"\.([A-Za-z_]+)|\[(\d+)\]", path):
+    for part in re.findall(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]", path):
         key, index = part
         try:
             value = value[key] if key else value[int(index)]
@@ -937,7 +938,7 @@ def _value_at(value: Any, path: str) -> Any:
 
 
 def _model_at(model: type[_Section], path: str) -> type[_Section] | None:
-    for key, _index in re.findall(r"\.([A-Za-z_]+)|\[(\d+)\]", path):
+    for key, _index in re.findall(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]", path):
         if not key:
             continue
         field = next((f for f in msgspec.structs.fields(model) if f.encode_name == key), None)

@@ -10,7 +10,6 @@ nothing but event names and node ids. Both have the same subscribers.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -212,7 +211,9 @@ class Monitoring(pulumi.ComponentResource):
         reading: dict[str, Any]
         if query.expression is None:
             (metric,) = query.metrics
-            statistic = {"extended_statistic": metric.stat} if metric.stat.startswith("p") else {"statistic": metric.stat}
+            statistic = (
+                {"extended_statistic": metric.stat} if metric.stat.startswith("p") else {"statistic": metric.stat}
+            )
             reading = {
                 "namespace": metric.namespace,
                 "metric_name": metric.name,
@@ -272,11 +273,16 @@ class Monitoring(pulumi.ComponentResource):
             rest = values[nodes:]
             resolved_balancer = LoadBalancerIds(rest[0], rest[1]) if balancer else None
             groups = values[len(values) - len(targets.groups) :]
-            resolved: WatchTargets[str] = dataclasses.replace(  # type: ignore[assignment]
-                targets,
+            resolved = WatchTargets[str](
                 cache_node_ids=values[:nodes],
                 load_balancer=resolved_balancer,
                 groups=dict(zip(targets.groups, groups, strict=True)),
+                celery=targets.celery,
+                beat=targets.beat,
+                launch_grace_seconds=targets.launch_grace_seconds,
+                thresholds=targets.thresholds,
+                scaling_group=targets.scaling_group,
+                target_backlog_per_instance=targets.target_backlog_per_instance,
             )
             return dashboard_body(plan(resolved), self._args.region)
 

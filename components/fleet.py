@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -215,7 +215,7 @@ class Fleet(pulumi.ComponentResource):
         """Target tracking on the backlog per in-service instance. Scale-in terminates through the
         warm-stop hook like any termination, so no running task is cut short."""
         query = backlog_per_instance(scaling.celery, group.name)
-        metrics: list[dict[str, object]] = [
+        metrics: list[Any] = [
             {
                 "id": metric.query_id,
                 "label": metric.label,
@@ -352,7 +352,7 @@ class Fleet(pulumi.ComponentResource):
             health_check_type=health_check,
             health_check_grace_period=BOOT_GRACE_SECONDS,
             # The capacity alarms, the dashboard and the scaling policy read these (free at 1 minute).
-            enabled_metrics=list(GROUP_METRICS),
+            enabled_metrics=[aws.autoscaling.Metric(metric) for metric in GROUP_METRICS],
             metrics_granularity="1Minute",
             instance_refresh={
                 "strategy": "Rolling",

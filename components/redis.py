@@ -6,7 +6,7 @@ mode), so it is created encrypted in transit and at rest, with a token, and neve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -156,7 +156,7 @@ class Redis(pulumi.ComponentResource):
         self.reader_endpoint = group.reader_endpoint_address if has_replica else group.primary_endpoint_address
         self.port = group.port.apply(lambda port: int(port or REDIS_PORT))
         self.replication_group_id = group.id
-        self.node_ids = [group.id.apply(lambda group_id, n=n: f"{group_id}-{n:03d}") for n in range(1, 2 + args.replicas)]
+        self.node_ids = [group.id.apply(_member_cluster(number)) for number in range(1, 2 + args.replicas)]
         self.auth_token_parameter_name = token_parameter.name
         self.auth_token_parameter_arn = token_parameter.arn
         self.register_outputs(
@@ -166,3 +166,8 @@ class Redis(pulumi.ComponentResource):
                 "port": self.port,
             }
         )
+
+
+def _member_cluster(number: int) -> Callable[[str], str]:
+    """ElastiCache names a replication group's member clusters <group id>-001, -002, ..."""
+    return lambda group_id: f"{group_id}-{number:03d}"

@@ -156,8 +156,12 @@ def backlog_per_instance(celery: CeleryMetrics, group_name: Id) -> Query[Id]:
     what the worker group's target tracking policy holds at its target."""
     backlogs: tuple[Metric[Id], ...] = backlog_metrics(celery)  # type: ignore[assignment]
     in_service: Metric[Id] = Metric(
-        "in_service", AUTO_SCALING, "GroupInServiceInstances", (("AutoScalingGroupName", group_name),),
-        "Average", "in service",
+        "in_service",
+        AUTO_SCALING,
+        "GroupInServiceInstances",
+        (("AutoScalingGroupName", group_name),),
+        "Average",
+        "in service",
     )
     total = " + ".join(metric.query_id for metric in backlogs)
     return Query((*backlogs, in_service), f"({total}) / in_service", "backlog per in-service instance")
@@ -178,10 +182,10 @@ def _broker(targets: WatchTargets[Id]) -> list[Signal[Id]]:
     signals: list[Signal[Id]] = []
     for index, node in enumerate(targets.cache_node_ids, start=1):
         number = f"{index:03d}"
-        node_dimension: tuple[str, Id | str] = ("CacheClusterId", node)
 
-        def node_metric(name: str, stat: str) -> Query[Id]:
-            return Query((Metric(query_id(name, number), ELASTICACHE, name, (node_dimension,), stat, f"node {number}"),))
+        def node_metric(name: str, stat: str, number: str = number, node: Id = node) -> Query[Id]:
+            dimension: tuple[str, Id | str] = ("CacheClusterId", node)
+            return Query((Metric(query_id(name, number), ELASTICACHE, name, (dimension,), stat, f"node {number}"),))
 
         signals += [
             Signal(
@@ -283,15 +287,18 @@ def _celery(targets: WatchTargets[Id]) -> list[Signal[Id]]:
         signals.append(
             Signal(
                 "worker-backlog-per-instance",
-                "Worker backlog per instance (scaling target "
-                f"{targets.target_backlog_per_instance:g})",
+                f"Worker backlog per instance (scaling target {targets.target_backlog_per_instance:g})",
                 backlog_per_instance(celery, targets.groups[targets.scaling_group]),
             )
         )
     if targets.beat:
         heartbeat: Metric[Id] = Metric(
-            "heartbeat", celery.namespace, celery.heartbeat_metric, ((celery.stack_dimension, celery.stack),),
-            "Minimum", "Beat alive",
+            "heartbeat",
+            celery.namespace,
+            celery.heartbeat_metric,
+            ((celery.stack_dimension, celery.stack),),
+            "Minimum",
+            "Beat alive",
         )
         signals.append(
             Signal(
@@ -305,8 +312,9 @@ def _celery(targets: WatchTargets[Id]) -> list[Signal[Id]]:
                     # No heartbeat at all is the failure this alarm is for.
                     "breaching",
                     "Beat sent no heartbeat for 2 minutes: periodic tasks are not being sent. "
-                    "Check the Beat group's instance (`python -m ops beat status`) and its "
-                    "celery-beat unit; the group replaces a dead instance by itself.",
+                    "`python -m ops verify` checks the Beat instance; a Beat paused on purpose "
+                    "(`python -m ops beat pause`) pages too until `beat resume`; the group "
+                    "replaces a dead instance by itself.",
                 ),
             )
         )
@@ -384,7 +392,9 @@ def _groups(targets: WatchTargets[Id]) -> list[Signal[Id]]:
     signals: list[Signal[Id]] = []
     for kind, group in targets.groups.items():
         dimension: tuple[str, Id | str] = ("AutoScalingGroupName", group)
-        desired = Metric(query_id("desired", kind), AUTO_SCALING, "GroupDesiredCapacity", (dimension,), "Average", "desired")
+        desired = Metric(
+            query_id("desired", kind), AUTO_SCALING, "GroupDesiredCapacity", (dimension,), "Average", "desired"
+        )
         in_service = Metric(
             query_id("in_service", kind), AUTO_SCALING, "GroupInServiceInstances", (dimension,), "Average", kind
         )
@@ -399,7 +409,7 @@ def _groups(targets: WatchTargets[Id]) -> list[Signal[Id]]:
                     0,
                     periods,
                     "notBreaching",
-                    f"The {kind} group has had fewer instances in service than desired for "
+                    "The group has had fewer instances in service than desired for "
                     f"{periods} minutes: launches fail. Its activity history says why "
                     "(`aws autoscaling describe-scaling-activities`): capacity, quota, image or key policy.",
                 ),
@@ -438,7 +448,7 @@ def _lines(signal: Signal[str]) -> list[list[object]]:
     query = signal.query
     lines: list[list[object]] = []
     for metric in query.metrics:
-        options = {"id": metric.query_id, "stat": metric.stat, "label": metric.label}
+        options: dict[str, object] = {"id": metric.query_id, "stat": metric.stat, "label": metric.label}
         if query.expression is not None:
             options["visible"] = False
         lines.append([metric.namespace, metric.name, *[part for pair in metric.dimensions for part in pair], options])

@@ -28,7 +28,9 @@ def violations(render: StackRender) -> list[str]:
     ]
     stack = [(r.type_, r.name, r.inputs) for r in render.resources]
     return found + [
-        f"{render.stack}: {policy.name}: {message}" for policy in rules.STACK_POLICIES for message in policy.check(stack)
+        f"{render.stack}: {policy.name}: {message}"
+        for policy in rules.STACK_POLICIES
+        for message in policy.check(stack)
     ]
 
 

@@ -144,7 +144,9 @@ def test_two_beat_groups_fail_the_stack(analyzer: analyzer_pb2_grpc.AnalyzerStub
     assert diagnostic.enforcementLevel == MANDATORY
 
 
-def test_a_stack_without_its_alarms_fails_mandatory(analyzer: analyzer_pb2_grpc.AnalyzerStub, prod: StackRender) -> None:
+def test_a_stack_without_its_alarms_fails_mandatory(
+    analyzer: analyzer_pb2_grpc.AnalyzerStub, prod: StackRender
+) -> None:
     groups = [
         analyzer_pb2.AnalyzerResource(type=r.type_, properties=struct(r.inputs), urn=urn(r.type_, r.name), name=r.name)
         for r in prod.of_type(rules.AUTOSCALING_GROUP)

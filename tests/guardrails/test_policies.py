@@ -515,14 +515,21 @@ def alarms_reading(resources: list[tuple[str, str, Any]], metric: str) -> list[s
         name
         for type_, name, props in resources
         if type_ == rules.METRIC_ALARM
-        and metric in [props.get("metricName"), *[q.get("metric", {}).get("metricName") for q in props.get("metricQueries", [])]]
+        and metric
+        in [props.get("metricName"), *[q.get("metric", {}).get("metricName") for q in props.get("metricQueries", [])]]
     ]
 
 
 def test_the_programs_broker_memory_and_backlog_alarms_pass(prod: StackRender) -> None:
     resources = stack_resources(prod)
-    assert alarms_reading(resources, "DatabaseMemoryUsagePercentage") == ["prod-broker-memory-001", "prod-broker-memory-002"]
-    assert sorted(alarms_reading(resources, "QueueBacklog")) == ["prod-queue-backlog-default", "prod-queue-backlog-long"]
+    assert alarms_reading(resources, "DatabaseMemoryUsagePercentage") == [
+        "prod-broker-memory-001",
+        "prod-broker-memory-002",
+    ]
+    assert sorted(alarms_reading(resources, "QueueBacklog")) == [
+        "prod-queue-backlog-default",
+        "prod-queue-backlog-long",
+    ]
     assert rules.broker_and_backlog_alarms(resources) == []
 
 
