@@ -13,8 +13,8 @@ from components.alerting import AlertTopics, AlertTopicsArgs
 from components.fleet import BOOT_GRACE_SECONDS
 from components.signals import GROUP_METRICS
 from offline_render.fake_aws import ACCOUNT, AUTOSCALING_GROUP_TYPE
-from offline_render.program import StackRender, render_stack
-from tests.conftest import named, of_type, only
+from offline_render.program import StackRender
+from tests.conftest import named, of_type, only, rendered
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TOPIC = "aws:sns/topic:Topic"
@@ -49,14 +49,14 @@ SMALL = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def tuned() -> StackRender:
-    return render_stack("prod", overrides=TUNED)
+    return rendered("prod", TUNED)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def small() -> StackRender:
-    return render_stack("prod", overrides=SMALL)
+    return rendered("prod", SMALL)
 
 
 def alarms(render: StackRender) -> dict[str, dict[str, Any]]:
