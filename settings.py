@@ -498,7 +498,7 @@ class WorkerSettings(_Section, frozen=True):
         if self.scales and len(self.queues) > MAX_SCALING_QUEUES:
             raise _problem(
                 "queues",
-                f"{len(self.queues)} queues while the group scales (minSize < maxSize): the scaling metric "
+                f"{len(self.queues)} queues while the group scales (minSize < maxSize, beat on): the scaling metric "
                 f"sums each queue's backlog and AWS allows 10 metrics per policy, so at most {MAX_SCALING_QUEUES}",
             )
         names = [queue.name for queue in self.queues]
@@ -527,8 +527,9 @@ class WorkerSettings(_Section, frozen=True):
 
     @property
     def scales(self) -> bool:
-        """The group follows the backlog: it has room to (minSize < maxSize)."""
-        return self.min_size < self.max_size
+        """The group follows the backlog: it has room to (minSize < maxSize) and the Beat
+        instance, which publishes the backlog, exists."""
+        return self.min_size < self.max_size and self.beat
 
     @property
     def termination_hold_seconds(self) -> int:

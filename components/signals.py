@@ -154,6 +154,7 @@ def backlog_metrics(celery: CeleryMetrics) -> tuple[Metric[str], ...]:
 def backlog_per_instance(celery: CeleryMetrics, group_name: Id) -> Query[Id]:
     """Messages waiting in every queue the group serves, per in-service instance of the group:
     what the worker group's target tracking policy holds at its target."""
+    # Their dimensions hold no resource id, so they fit a plan of any id type.
     backlogs: tuple[Metric[Id], ...] = backlog_metrics(celery)  # type: ignore[assignment]
     in_service: Metric[Id] = Metric(
         "in_service",

@@ -465,7 +465,7 @@ def queue(name: str) -> dict[str, object]:
         ),
         (
             {"worker": prod_worker(queues=[queue("default"), *[queue(f"q{i}") for i in range(9)]])},
-            "django-stack:worker.queues: 10 queues while the group scales (minSize < maxSize)",
+            "django-stack:worker.queues: 10 queues while the group scales (minSize < maxSize, beat on)",
         ),
     ],
 )
