@@ -56,6 +56,7 @@ def test_only_the_instance_roles_decrypt_besides_services_for_their_own_resource
         "DeployerUsesKeyThroughServices",
         "CloudWatchLogsEncryptsStackLogGroups",
         "AutoScalingUsesKeyForRootVolumes",
+        "CloudWatchAlarmsPublishToStackTopic",
     }
     reader = decrypting["InstanceRolesReadStackSecrets"]
     assert reader["Principal"] == {"AWS": INSTANCE_ROLES}  # each kind's role, no other
@@ -73,6 +74,17 @@ def test_only_the_instance_roles_decrypt_besides_services_for_their_own_resource
     assert logs["Principal"] == {"Service": "logs.eu-west-1.amazonaws.com"}
     assert logs["Condition"]["ArnLike"] == {
         "kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:prod-*"
+    }
+    # CloudWatch, for this account's alarms, publishing to the stack's alarm topic only.
+    alarms = decrypting["CloudWatchAlarmsPublishToStackTopic"]
+    assert alarms["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert alarms["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert alarms["Condition"] == {
+        "StringEquals": {
+            "kms:EncryptionContext:aws:sns:topicArn": f"arn:aws:sns:eu-west-1:{ACCOUNT}:prod-alerts",
+            "aws:SourceAccount": ACCOUNT,
+        },
+        "ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:eu-west-1:{ACCOUNT}:alarm:*"},
     }
 
 
