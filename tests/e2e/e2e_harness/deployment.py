@@ -144,12 +144,15 @@ class Deployment:
             "redis.engine": engine,
             "redis.engineVersion": engine_version,
             "redis.caCertFile": str(cert.ca_file),
-            # worker_count includes the Beat instance, its own group of one.
+            # worker_count includes the Beat instance, its own group of one. A fixed worker
+            # group (min = max): the harness runs exactly these machines, and a scaling group
+            # needs minSize >= 1, which a Beat-only stack does not have.
             "web.minSize": 0,
             "web.desiredCapacity": web_count,
             "web.port": web_port,
-            "worker.minSize": 0,
+            "worker.minSize": worker_count - 1,
             "worker.desiredCapacity": worker_count - 1,
+            "worker.maxSize": worker_count - 1,
             "worker.queues": queues or TEST_QUEUES,
             "worker.stopMarginSeconds": 10,
             "worker.visibilityTimeout": visibility_timeout,
