@@ -12,6 +12,7 @@ from components.encryption import StackKey, StackKeyArgs
 from components.fleet import Fleet, FleetArgs, GroupSize
 from components.front_door import FrontDoor, FrontDoorArgs
 from components.live_release import LiveRelease, LiveReleaseArgs
+from components.logs import InstanceLogs, InstanceLogsArgs
 from components.network import Network, NetworkArgs
 from components.redis import Redis, RedisArgs
 from components.secrets import Secrets, SecretsArgs
@@ -73,6 +74,8 @@ access = InstanceAccess(
         tags=tags,
     ),
 )
+# The instances' log groups, one per role: /django-stack/<stack>/<role>.
+instance_log_group_prefix = layout.log_group_name(settings.project, settings.stack, "")
 security_settings = settings.security
 if security_settings.kms_key_arn:
     kms_key_arn: pulumi.Input[str] = security_settings.kms_key_arn
@@ -88,7 +91,7 @@ else:
             or account_id.apply(lambda account: f"arn:aws:iam::{account}:root"),
             instance_role_arn=access.role_arn,
             parameter_path=settings.parameter_name(""),
-            log_group_prefix=f"{name}-",
+            log_group_prefixes=(f"{name}-", instance_log_group_prefix),
             # Auto Scaling's service-linked role launches the instances: it encrypts their root volumes.
             autoscaling=True,
             protect=security_settings.protect,
@@ -109,6 +112,7 @@ network = Network(
         flow_log_retention_days=security_settings.flow_log_retention_days,
         kms_key_arn=kms_key_arn,
         artifact_location=artifact_location,
+        log_agent_bucket=settings.logs.agent == "install",
         tags=tags,
     ),
 )
@@ -151,7 +155,7 @@ redis = Redis(
         snapshot_window=redis_settings.snapshot_window,
         maintenance_window=redis_settings.maintenance_window,
         apply_immediately=redis_settings.apply_immediately,
-        slow_log_retention_days=redis_settings.slow_log_retention_days,
+        log_retention_days=redis_settings.slow_log_retention_days,
         auth_token_update_strategy=redis_settings.auth_token_update_strategy,
         subnet_ids=network.private_subnet_ids,
         security_group_id=security.redis_security_group_id,
@@ -162,6 +166,19 @@ redis = Redis(
         tags=tags,
     ),
 )
+
+
+if settings.logs.agent != "off":
+    InstanceLogs(
+        name,
+        InstanceLogsArgs(
+            group_names=[layout.log_group_name(settings.project, settings.stack, role) for role in layout.ROLES],
+            retention_days=settings.logs.retention_days,
+            kms_key_arn=kms_key_arn,
+            instance_role_name=access.role_name,
+            tags=tags,
+        ),
+    )
 
 
 def user_data(role: Role, runs_beat: bool = False) -> pulumi.Output[str]:

@@ -107,6 +107,7 @@ BEAT_TAG_VALUE = "true"
 # --- CloudWatch Logs ------------------------------------------------------------------------------
 
 SSM_AGENT_UNIT = "amazon-ssm-agent.service"
+CLOUDWATCH_AGENT_UNIT = "amazon-cloudwatch-agent.service"  # the agent's package installs it
 # Files the CloudWatch agent ships besides the units' journal: cloud-init's two logs and the SSM
 # agent's own log (it writes its detail there, not to the journal).
 SHIPPED_LOG_FILES = (

@@ -36,8 +36,8 @@ APP_SIDE = "/usr/local/lib/vm-test/app_side.py"
 APP_ROOT = Path(layout.APP_ROOT)
 AWS_ENV = Path("/etc/vm-test/aws.env")
 AWS_REQUESTS = Path("/run/vm-test/aws-requests.jsonl")
-AGENT_UNIT = "amazon-ssm-agent.service"
-LOG_AGENT_UNIT = "amazon-cloudwatch-agent.service"
+AGENT_UNIT = layout.SSM_AGENT_UNIT
+LOG_AGENT_UNIT = layout.CLOUDWATCH_AGENT_UNIT
 # Where amazon-cloudwatch-agent-ctl fetch-config keeps a file: config (the stand-in does the same).
 LOG_AGENT_CONFIG = Path("/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/file_cloudwatch-agent.json")
 CLOUD_INIT_OUTPUT = Path("/var/log/cloud-init-output.log")
