@@ -1,5 +1,6 @@
 """The stack key: one customer managed KMS key per stack for everything the stack encrypts:
-the SecureStrings, Redis at rest (and its snapshots), the CloudWatch log groups, the root volumes.
+the SecureStrings, Redis at rest (and its snapshots), the CloudWatch log groups, the root volumes,
+the alarm topic.
 
 With the AWS-managed `aws/ssm` key any principal in the account that may call SSM decrypts any
 SecureString; with this key only the stack's own instance role can (through SSM, and only the
@@ -57,6 +58,8 @@ class KeyPolicyInputs:
     log_group_prefixes: tuple[str, ...]
     # Instances launched by Auto Scaling (its service-linked role) rather than by the deployer.
     autoscaling: bool
+    # The SNS topic (encrypted with this key) the stack's CloudWatch alarms publish to.
+    alarm_topic_name: str | None = None
 
 
 def key_policy(inputs: KeyPolicyInputs) -> dict[str, Any]:
@@ -130,7 +133,29 @@ def key_policy(inputs: KeyPolicyInputs) -> dict[str, Any]:
                 },
             },
             *(_autoscaling_statements(inputs) if inputs.autoscaling else []),
+            *([_alarm_topic_statement(inputs, inputs.alarm_topic_name)] if inputs.alarm_topic_name else []),
         ],
+    }
+
+
+def _alarm_topic_statement(inputs: KeyPolicyInputs, topic_name: str) -> dict[str, Any]:
+    """AWS (SNS, "compatibility between event sources from AWS services and encrypted topics"):
+    CloudWatch needs the key to publish to an encrypted topic; here only this account's alarms,
+    only to the stack's alarm topic (SNS's encryption context names the topic)."""
+    region, account = inputs.region, inputs.account_id
+    return {
+        "Sid": "CloudWatchAlarmsPublishToStackTopic",
+        "Effect": "Allow",
+        "Principal": {"Service": "cloudwatch.amazonaws.com"},
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+        "Resource": "*",
+        "Condition": {
+            "StringEquals": {
+                "kms:EncryptionContext:aws:sns:topicArn": f"arn:aws:sns:{region}:{account}:{topic_name}",
+                "aws:SourceAccount": account,
+            },
+            "ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:{region}:{account}:alarm:*"},
+        },
     }
 
 
@@ -175,6 +200,7 @@ class StackKeyArgs:
     # `pulumi destroy` (or a replacement) fails while set: the data it encrypts dies with it.
     protect: bool
     tags: dict[str, str]
+    alarm_topic_name: str | None = None
 
 
 class StackKey(pulumi.ComponentResource):
@@ -193,6 +219,7 @@ class StackKey(pulumi.ComponentResource):
                         parameter_path=args.parameter_path,
                         log_group_prefixes=args.log_group_prefixes,
                         autoscaling=args.autoscaling,
+                        alarm_topic_name=args.alarm_topic_name,
                     )
                 ),
                 sort_keys=True,

@@ -6,7 +6,7 @@ mode), so it is created encrypted in transit and at rest, with a token, and neve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,6 +44,8 @@ class RedisArgs:
     # The Parameter Store name the instances read the token from.
     auth_token_parameter: str
     tags: dict[str, str]
+    # Where ElastiCache sends the group's events (failover, node replaced); None: nowhere.
+    notification_topic_arn: pulumi.Input[str] | None = None
 
 
 class Redis(pulumi.ComponentResource):
@@ -51,6 +53,8 @@ class Redis(pulumi.ComponentResource):
     reader_endpoint: pulumi.Output[str]
     port: pulumi.Output[int]
     replication_group_id: pulumi.Output[str]
+    # Each member cluster (one node each), as CloudWatch names them: <group id>-001, -002, ...
+    node_ids: list[pulumi.Output[str]]
     auth_token_parameter_name: pulumi.Output[str]
     auth_token_parameter_arn: pulumi.Output[str]
 
@@ -122,6 +126,7 @@ class Redis(pulumi.ComponentResource):
             maintenance_window=args.maintenance_window,
             apply_immediately=args.apply_immediately,
             auto_minor_version_upgrade=True,
+            notification_topic_arn=args.notification_topic_arn,
             # Whatever deletes the group leaves the queued tasks in a snapshot. The name is fixed:
             # a second deletion fails until the first snapshot is removed, never overwrites it.
             final_snapshot_identifier=f"{name}-redis-final",
@@ -162,6 +167,7 @@ class Redis(pulumi.ComponentResource):
         self.reader_endpoint = group.reader_endpoint_address if has_replica else group.primary_endpoint_address
         self.port = group.port.apply(lambda port: int(port or REDIS_PORT))
         self.replication_group_id = group.id
+        self.node_ids = [group.id.apply(_member_cluster(number)) for number in range(1, 2 + args.replicas)]
         self.auth_token_parameter_name = token_parameter.name
         self.auth_token_parameter_arn = token_parameter.arn
         self.register_outputs(
@@ -171,3 +177,8 @@ class Redis(pulumi.ComponentResource):
                 "port": self.port,
             }
         )
+
+
+def _member_cluster(number: int) -> Callable[[str], str]:
+    """ElastiCache names a replication group's member clusters <group id>-001, -002, ..."""
+    return lambda group_id: f"{group_id}-{number:03d}"

@@ -56,6 +56,7 @@ def test_only_the_instance_role_decrypts_besides_services_for_their_own_resource
         "DeployerUsesKeyThroughServices",
         "CloudWatchLogsEncryptsStackLogGroups",
         "AutoScalingUsesKeyForRootVolumes",
+        "CloudWatchAlarmsPublishToStackTopic",
     }
     reader = decrypting["InstanceRoleReadsStackSecrets"]
     assert reader["Principal"] == {"AWS": INSTANCE_ROLE}
@@ -77,6 +78,17 @@ def test_only_the_instance_role_decrypts_besides_services_for_their_own_resource
             f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:prod-*",
             f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/django-stack/prod/*",
         ]
+    }
+    # CloudWatch, for this account's alarms, publishing to the stack's alarm topic only.
+    alarms = decrypting["CloudWatchAlarmsPublishToStackTopic"]
+    assert alarms["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert alarms["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert alarms["Condition"] == {
+        "StringEquals": {
+            "kms:EncryptionContext:aws:sns:topicArn": f"arn:aws:sns:eu-west-1:{ACCOUNT}:prod-alerts",
+            "aws:SourceAccount": ACCOUNT,
+        },
+        "ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:eu-west-1:{ACCOUNT}:alarm:*"},
     }
 
 
