@@ -210,15 +210,19 @@ def installed_agents(settings) -> list[str]:
 def test_both_agents_are_installed_first_unless_the_image_has_them_or_logs_are_off(prod_settings):
     assert installed_agents(prod_settings) == ["amazon-ssm-agent", "amazon-cloudwatch-agent"]
     assert render.cloud_config(machine(prod_settings))["runcmd"][2] == ["systemctl", "daemon-reload"]
-    assert installed_agents(with_agents(prod_settings, log_agent="preinstalled")) == ["amazon-ssm-agent"]
+    # An image's CloudWatch agent still has to be started with the stack's config: the installer
+    # only starts an agent that is present.
+    assert installed_agents(with_agents(prod_settings, log_agent="preinstalled")) == installed_agents(prod_settings)
     assert installed_agents(with_agents(prod_settings, ssm_agent="preinstalled")) == ["amazon-cloudwatch-agent"]
-    baked = with_agents(prod_settings, ssm_agent="preinstalled", log_agent="preinstalled")
-    assert installed_agents(baked) == []
-    paths = set(files_by_path(machine(baked)))
+    assert installed_agents(with_agents(prod_settings, log_agent="off")) == ["amazon-ssm-agent"]
+    neither = with_agents(prod_settings, ssm_agent="preinstalled", log_agent="off")
+    assert installed_agents(neither) == []
+    paths = set(files_by_path(machine(neither)))
     assert {"/usr/local/sbin/install-aws-agent", "/etc/app/aws-agent-keys.asc"}.isdisjoint(paths)
-    # An image's agent still needs the stack's config; `off` ships none.
-    assert "/etc/app/cloudwatch-agent.json" in paths
-    assert "/etc/app/cloudwatch-agent.json" not in files_by_path(machine(with_agents(prod_settings, log_agent="off")))
+    assert "/etc/app/cloudwatch-agent.json" not in paths
+    assert "/etc/app/cloudwatch-agent.json" in files_by_path(
+        machine(with_agents(prod_settings, log_agent="preinstalled"))
+    )
 
 
 def test_the_machine_carries_awss_keyring_as_the_repo_ships_it(prod_settings):

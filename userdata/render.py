@@ -324,11 +324,11 @@ def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
         for path in (
             FETCH_SECRETS_BIN,
             RELEASE_BIN,
-            *([AGENT_INSTALLER_BIN] if agents_to_install(settings) else []),
+            *([AGENT_INSTALLER_BIN] if agents_to_run(settings) else []),
             *([WARM_STOP_BIN] if machine.role == "worker" else []),
         )
     ]
-    agents = [WrittenFile(AGENT_KEYRING, AWS_AGENT_KEYRING, "root:root", "0644")] if agents_to_install(settings) else []
+    agents = [WrittenFile(AGENT_KEYRING, AWS_AGENT_KEYRING, "root:root", "0644")] if agents_to_run(settings) else []
     if settings.logs.agent != "off":
         config = json.dumps(cloudwatch_agent_config(machine), separators=(",", ":"), sort_keys=True) + "\n"
         agents.append(WrittenFile(CLOUDWATCH_AGENT_CONFIG, config, "root:root", "0644"))
@@ -351,10 +351,12 @@ def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
     return scripts + agents + units + envs
 
 
-def agents_to_install(settings: Settings) -> list[str]:
-    """AWS's agents the first boot installs (an image may carry them: `preinstalled`)."""
+def agents_to_run(settings: Settings) -> list[str]:
+    """AWS's agents the first boot runs install-aws-agent for: it installs one the image lacks
+    (checked), then starts it. The CloudWatch agent always needs starting with the stack's config,
+    also from an image that carries it; an image's SSM agent starts by itself."""
     return [SSM_AGENT_PACKAGE] * (settings.instances.ssm_agent == "install") + [CLOUDWATCH_AGENT_PACKAGE] * (
-        settings.logs.agent == "install"
+        settings.logs.agent != "off"
     )
 
 
@@ -423,7 +425,7 @@ def cloud_config(machine: UserDataInputs) -> dict[str, Any]:
         "runcmd": [
             # The agents first: if the app fails to start, Session Manager can still get in and
             # the boot's logs still leave the machine.
-            *[agent_install_command(machine.settings, package) for package in agents_to_install(machine.settings)],
+            *[agent_install_command(machine.settings, package) for package in agents_to_run(machine.settings)],
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", *units_to_enable(machine)],
         ],
