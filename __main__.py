@@ -13,6 +13,7 @@ from components.encryption import StackKey, StackKeyArgs
 from components.fleet import BOOT_GRACE_SECONDS, Fleet, FleetArgs, GroupSize, WorkerScaling
 from components.front_door import FrontDoor, FrontDoorArgs
 from components.live_release import LiveRelease, LiveReleaseArgs
+from components.logs import InstanceLogs, InstanceLogsArgs
 from components.network import Network, NetworkArgs
 from components.redis import Redis, RedisArgs
 from components.secrets import Secrets, SecretsArgs
@@ -64,6 +65,7 @@ artifact_location = (
 # parameters are encrypted with that key. One role per kind of machine; Beat's alone publishes
 # the queue metrics (it runs app-queue-metrics).
 beat_kind = "worker-beat" if settings.worker.beat else None
+role_of_kind = {"web": layout.WEB_ROLE, "worker": layout.WORKER_ROLE, "worker-beat": layout.WORKER_ROLE}
 access = InstanceAccess(
     name,
     AccessArgs(
@@ -80,6 +82,8 @@ access = InstanceAccess(
         metrics_namespace=layout.METRICS_NAMESPACE,
     ),
 )
+# The instances' log groups, one per role: /django-stack/<stack>/<role>.
+instance_log_group_prefix = layout.log_group_name(settings.project, settings.stack, "")
 security_settings = settings.security
 # Fixed names: the stack key's policy names the alarm topic before it exists; only alarms named
 # with the prefix may publish to it.
@@ -98,7 +102,7 @@ else:
             or account_id.apply(lambda account: f"arn:aws:iam::{account}:root"),
             instance_role_arns=list(access.role_arns.values()),
             parameter_path=settings.parameter_name(""),
-            log_group_prefix=f"{name}-",
+            log_group_prefixes=(f"{name}-", instance_log_group_prefix),
             # Auto Scaling's service-linked role launches the instances: it encrypts their root volumes.
             autoscaling=True,
             protect=security_settings.protect,
@@ -134,6 +138,7 @@ network = Network(
         flow_log_retention_days=security_settings.flow_log_retention_days,
         kms_key_arn=kms_key_arn,
         artifact_location=artifact_location,
+        log_agent_bucket=settings.logs.agent == "install",
         tags=tags,
     ),
 )
@@ -176,7 +181,7 @@ redis = Redis(
         snapshot_window=redis_settings.snapshot_window,
         maintenance_window=redis_settings.maintenance_window,
         apply_immediately=redis_settings.apply_immediately,
-        slow_log_retention_days=redis_settings.slow_log_retention_days,
+        log_retention_days=redis_settings.slow_log_retention_days,
         auth_token_update_strategy=redis_settings.auth_token_update_strategy,
         subnet_ids=network.private_subnet_ids,
         security_group_id=security.redis_security_group_id,
@@ -188,6 +193,23 @@ redis = Redis(
         notification_topic_arn=alert_topics.events_topic_arn,
     ),
 )
+
+
+if settings.logs.agent != "off":
+    InstanceLogs(
+        name,
+        InstanceLogsArgs(
+            group_names=[layout.log_group_name(settings.project, settings.stack, role) for role in layout.ROLES],
+            retention_days=settings.logs.retention_days,
+            kms_key_arn=kms_key_arn,
+            # Each kind writes into its role's group (the Beat instance is a worker).
+            writers={
+                kind: (role_name, layout.log_group_name(settings.project, settings.stack, role_of_kind[kind]))
+                for kind, role_name in access.role_names.items()
+            },
+            tags=tags,
+        ),
+    )
 
 
 def user_data(role: Role, runs_beat: bool = False) -> pulumi.Output[str]:

@@ -207,11 +207,7 @@ class RedisSettings(_Section, frozen=True):
             raise _problem("engineVersion", f"got {self.version!r}; engine {self.engine} needs {versions.allowed}")
         if self.multi_az and self.replicas < 1:
             raise _problem("multiAz", "true needs replicas >= 1 (ElastiCache fails over to a replica)")
-        if self.slow_log_retention_days not in LOG_RETENTION_DAYS:
-            raise _problem(
-                "slowLogRetentionDays",
-                f"got {self.slow_log_retention_days}; CloudWatch Logs allows {', '.join(map(str, LOG_RETENTION_DAYS))}",
-            )
+        _check_retention("slowLogRetentionDays", self.slow_log_retention_days)
         snapshot, maintenance = daily_window(self.snapshot_window), weekly_window(self.maintenance_window)
         for key, value, window in (
             ("snapshotWindow", self.snapshot_window, snapshot),
@@ -637,6 +633,13 @@ LOG_RETENTION_DAYS = (
     3288,
     3653,
 )
+
+
+def _check_retention(key: str, days: int) -> None:
+    if days not in LOG_RETENTION_DAYS:
+        raise _problem(key, f"got {days}; CloudWatch Logs allows {', '.join(map(str, LOG_RETENTION_DAYS))}")
+
+
 # A KMS key (not an alias): the region is checked against the stack's in load_settings.
 _KMS_KEY_ARN = re.compile(
     r"\Aarn:aws(-[a-z]+)*:kms:(?P<region>[a-z0-9-]+):\d{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f-]{36})\Z"
@@ -664,15 +667,23 @@ class SecuritySettings(_Section, frozen=True):
                 "kmsKeyArn",
                 f"got {self.kms_key_arn!r}; expected a KMS key ARN, arn:aws:kms:<region>:<account>:key/<key id>",
             )
-        if self.flow_log_retention_days not in LOG_RETENTION_DAYS:
-            raise _problem(
-                "flowLogRetentionDays",
-                f"got {self.flow_log_retention_days}; CloudWatch Logs allows {', '.join(map(str, LOG_RETENTION_DAYS))}",
-            )
+        _check_retention("flowLogRetentionDays", self.flow_log_retention_days)
 
     def kms_key_region(self) -> str | None:
         match = _KMS_KEY_ARN.match(self.kms_key_arn or "")
         return match["region"] if match else None
+
+
+class LogSettings(_Section, frozen=True):
+    """The instances' logs in CloudWatch Logs (README "Logs"): one group per role, shipped by AWS's
+    CloudWatch agent, installed at first boot like the SSM agent unless the image has it
+    (`preinstalled`) or the stack ships no logs (`off`)."""
+
+    agent: Literal["install", "preinstalled", "off"] = "install"
+    retention_days: int = 30
+
+    def __post_init__(self) -> None:
+        _check_retention("retentionDays", self.retention_days)
 
 
 _DOMAIN_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -716,6 +727,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "worker": WorkerSettings,
     "loadBalancer": LoadBalancerSettings,
     "security": SecuritySettings,
+    "logs": LogSettings,
     "alerts": AlertsSettings,
 }
 
@@ -732,6 +744,7 @@ class Settings(msgspec.Struct, frozen=True):
     worker: WorkerSettings
     load_balancer: LoadBalancerSettings
     security: SecuritySettings
+    logs: LogSettings
     alerts: AlertsSettings
 
     def parameter_name(self, purpose: str) -> str:

@@ -56,8 +56,8 @@ class KeyPolicyInputs:
     instance_role_arns: list[str]
     # The stack's parameter tree, `/django-stack/<stack>/`.
     parameter_path: str
-    # The names of the stack's log groups start with this.
-    log_group_prefix: str
+    # The names of the stack's log groups start with one of these.
+    log_group_prefixes: tuple[str, ...]
     # Instances launched by Auto Scaling (its service-linked role) rather than by the deployer.
     autoscaling: bool
     # The SNS topic (encrypted with this key) the stack's CloudWatch alarms publish to.
@@ -127,9 +127,10 @@ def key_policy(inputs: KeyPolicyInputs) -> dict[str, Any]:
                 "Resource": "*",
                 "Condition": {
                     "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": (
-                            f"arn:aws:logs:{region}:{account}:log-group:{inputs.log_group_prefix}*"
-                        )
+                        "kms:EncryptionContext:aws:logs:arn": [
+                            f"arn:aws:logs:{region}:{account}:log-group:{prefix}*"
+                            for prefix in inputs.log_group_prefixes
+                        ]
                     }
                 },
             },
@@ -196,7 +197,7 @@ class StackKeyArgs:
     administrator_arn: pulumi.Input[str]
     instance_role_arns: Sequence[pulumi.Input[str]]
     parameter_path: str
-    log_group_prefix: str
+    log_group_prefixes: tuple[str, ...]
     autoscaling: bool
     # `pulumi destroy` (or a replacement) fails while set: the data it encrypts dies with it.
     protect: bool
@@ -218,7 +219,7 @@ class StackKey(pulumi.ComponentResource):
                         administrator_arn=values[1],
                         instance_role_arns=list(values[2:]),
                         parameter_path=args.parameter_path,
-                        log_group_prefix=args.log_group_prefix,
+                        log_group_prefixes=args.log_group_prefixes,
                         autoscaling=args.autoscaling,
                         alarm_topic_name=args.alarm_topic_name,
                     )

@@ -31,12 +31,13 @@ class RedisArgs:
     snapshot_window: str
     maintenance_window: str
     apply_immediately: bool
-    slow_log_retention_days: int
+    # The slow log's and the engine log's groups (both delivered by ElastiCache).
+    log_retention_days: int
     auth_token_update_strategy: Literal["ROTATE", "SET"]
     subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
     auth_token: pulumi.Input[str]
-    # Encrypts the data at rest, its snapshots and the slow log. Changing it replaces the group.
+    # Encrypts the data at rest, its snapshots and both logs. Changing it replaces the group.
     kms_key_arn: pulumi.Input[str]
     # `pulumi destroy` and replacements of the group fail while set (README "Deleting a stack on purpose").
     protect: bool
@@ -86,10 +87,19 @@ class Redis(pulumi.ComponentResource):
         )
         slow_log = aws.cloudwatch.LogGroup(
             f"{name}-redis-slow-log",
-            retention_in_days=args.slow_log_retention_days,
+            retention_in_days=args.log_retention_days,
             kms_key_id=args.kms_key_arn,
             tags=tags,
             opts=renamed_from("slow-log"),
+        )
+        # The engine's own log (failovers, replica syncs, AUTH rejections): what explains a
+        # broker event the alarms report.
+        engine_log = aws.cloudwatch.LogGroup(
+            f"{name}-redis-engine-log",
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.kms_key_arn,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
         )
         has_replica = args.replicas > 0
         group = aws.elasticache.ReplicationGroup(
@@ -122,11 +132,12 @@ class Redis(pulumi.ComponentResource):
             final_snapshot_identifier=f"{name}-redis-final",
             log_delivery_configurations=[
                 {
-                    "destination": slow_log.name,
+                    "destination": log.name,
                     "destination_type": "cloudwatch-logs",
                     "log_format": "json",
-                    "log_type": "slow-log",
+                    "log_type": log_type,
                 }
+                for log, log_type in ((slow_log, "slow-log"), (engine_log, "engine-log"))
             ],
             tags=tags,
             opts=renamed_from("group", additional_secret_outputs=["auth_token"], protect=args.protect),

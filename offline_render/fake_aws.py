@@ -128,7 +128,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif args.typ == "aws:sns/topic:Topic":
             state["arn"] = arn_base.format("sns") + f":{inputs.get('name', args.name)}"
         elif args.typ == "aws:cloudwatch/logGroup:LogGroup":
-            state["arn"] = arn_base.format("logs") + f":log-group:{args.name}"
+            # The program's own name when it gives one (state's name is the input's).
+            state["arn"] = arn_base.format("logs") + f":log-group:{state['name']}"
         elif args.typ.startswith("aws:iam/"):
             state["arn"] = f"arn:aws:iam::{ACCOUNT}:{kind[0].lower() + kind[1:]}/{args.name}"
         return resource_id, state
