@@ -11,6 +11,8 @@ from typing import Any
 import pulumi
 
 ACCOUNT = "123456789012"
+# How the engine marks a secret value on the wire (pulumi.runtime.rpc).
+SECRET_SIG_KEY, SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
 LAUNCH_TEMPLATE_TYPE = "aws:ec2/launchTemplate:LaunchTemplate"
 AUTOSCALING_GROUP_TYPE = "aws:autoscaling/group:Group"
 REPLICATION_GROUP_TYPE = "aws:elasticache/replicationGroup:ReplicationGroup"

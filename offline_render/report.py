@@ -9,11 +9,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from offline_render.fake_aws import SECRET_SIG, SECRET_SIG_KEY
 from offline_render.program import StackRender
 from userdata.render import written_files
-
-# How the engine marks a secret value on the wire (pulumi.runtime.rpc).
-SECRET_SIG_KEY, SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
 
 
 def _hide_secrets(value: Any) -> Any:

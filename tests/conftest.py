@@ -3,7 +3,6 @@ Also puts every test in its lane (scripts/test.sh LANE) by the directory it live
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 from collections.abc import Callable
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from offline_render.fake_aws import RecordedResource, RecordingMocks
-from offline_render.program import StackRender, render_stack
+from offline_render.program import StackRender, fresh_event_loop, render_stack
 from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
 from settings import Settings, load_settings
 from tests import REPO_ROOT
@@ -69,15 +68,15 @@ def build_alone() -> Callable[[Callable[[], object]], list[RecordedResource]]:
     program around it; returns every resource it registered, in order."""
 
     def build(construct: Callable[[], object]) -> list[RecordedResource]:
-        asyncio.set_event_loop(asyncio.new_event_loop())
-        mocks = RecordingMocks("eu-west-1", None)
-        pulumi.runtime.set_mocks(mocks, project="django-stack", stack="alone", preview=False)
+        with fresh_event_loop():
+            mocks = RecordingMocks("eu-west-1", None)
+            pulumi.runtime.set_mocks(mocks, project="django-stack", stack="alone", preview=False)
 
-        @pulumi.runtime.test
-        def run() -> None:
-            construct()
+            @pulumi.runtime.test
+            def run() -> None:
+                construct()
 
-        run()
+            run()
         return mocks.resources
 
     return build

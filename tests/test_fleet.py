@@ -367,7 +367,7 @@ def test_no_secret_value_reaches_user_data_or_outputs(prod):
         assert "/django-stack/prod/redis/auth-token" in text  # the parameter's name, not its value
         # The only broker URL is the fetch script's template, filled in on boot, and it verifies.
         assert re.findall(r"rediss://\S*", text) == ['rediss://:{token}@{host}:{port}/{db}?ssl_cert_reqs=required"']
-    exported = json.dumps({k: str(v) for k, v in prod.outputs.items()})
+    exported = json.dumps(prod.outputs)
     assert token not in exported and SECRET_SIG_KEY not in exported
     assert key.inputs["special"] is True
 

@@ -3,8 +3,6 @@ check on the configured path, deregistration tied to gunicorn, the certificate a
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from components.front_door import TLS_POLICY, FrontDoorArgs
@@ -107,17 +105,12 @@ def test_access_logs_go_to_the_named_bucket(render):
     assert only(stack, LOAD_BALANCER)["accessLogs"] == {"bucket": "example-alb-logs", "prefix": "prod", "enabled": True}
 
 
-def output(render, name: str):
-    """A stack output's value (the program's event loop is still the current one)."""
-    return asyncio.get_event_loop().run_until_complete(render.outputs[name].future())
-
-
 def test_outputs_are_the_albs_dns_name_and_the_sites_url(prod, render):
-    assert output(prod, "loadBalancerDnsName") == "prod-alb-1234567890.eu-west-1.elb.amazonaws.com"
-    assert output(prod, "url") == "https://app.example.com"
+    assert prod.outputs["loadBalancerDnsName"] == "prod-alb-1234567890.eu-west-1.elb.amazonaws.com"
+    assert prod.outputs["url"] == "https://app.example.com"
     # Without a domain of the program's own, the URL is the load balancer's name.
     given = render({"loadBalancer": {"certificateArn": CERTIFICATE_ARN}})
-    assert output(given, "url") == "https://prod-alb-1234567890.eu-west-1.elb.amazonaws.com"
+    assert given.outputs["url"] == "https://prod-alb-1234567890.eu-west-1.elb.amazonaws.com"
 
 
 def test_disabled_keeps_no_load_balancer_and_no_internet_ingress(render):

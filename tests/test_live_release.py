@@ -30,11 +30,6 @@ def ignored_changes(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     return seen
 
 
-def settled(output: Any) -> Any:
-    """An exported Output's value once the program run has finished (its task is done)."""
-    return output._data.result().value
-
-
 def test_release_parameter_is_a_plain_string_seeded_from_app_release(prod):
     parameter = named(prod, PARAMETER_TYPE, "prod-live-release")
     assert parameter == {
@@ -53,7 +48,7 @@ def test_release_parameter_value_is_left_to_the_ops_tool(ignored_changes):
 
 
 def test_release_parameter_name_is_exported_for_the_ops_tool(prod):
-    assert settled(prod.outputs["releaseParameter"]) == "/django-stack/prod/release"
+    assert prod.outputs["releaseParameter"] == "/django-stack/prod/release"
     assert "release" not in prod.outputs  # the config's release is only the first live one
 
 
