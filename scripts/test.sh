@@ -12,7 +12,10 @@ cd "$(dirname "$0")/.."
 lane=${1:-all}
 (($#)) && shift
 case $lane in
-  unit | e2e | vm | guardrails) selection=(-m "$lane") ;;
+  # Mocks, moto and linters share nothing between tests: one process per core. e2e and vm run
+  # one at a time (namespaces, daemons, VM boots each want the whole machine).
+  unit | guardrails) selection=(-m "$lane" -n auto) ;;
+  e2e | vm) selection=(-m "$lane") ;;
   all) selection=() ;;
   *)
     echo "test.sh: unknown lane '$lane'; allowed: unit, e2e, vm, guardrails, all" >&2

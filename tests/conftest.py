@@ -4,6 +4,7 @@ Also puts every test in its lane (scripts/test.sh LANE) by the directory it live
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -38,16 +39,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(str(lane_of(item.path)))
 
 
+@functools.cache
+def _render_once(stack: str, overrides_json: str, redis_endpoint: str | None) -> StackRender:
+    return render_stack(stack, overrides=json.loads(overrides_json), redis_endpoint=redis_endpoint)
+
+
+def rendered(stack: str, overrides: dict[str, Any] | None = None, redis_endpoint: str | None = None) -> StackRender:
+    """A stack run under mocks with these config overrides (dotted paths). A render is a pure
+    function of its config (test_offline_render proves two are byte-identical), so each distinct
+    config runs once per session and tests share the result: read it, never change it."""
+    return _render_once(stack, json.dumps(overrides or {}), redis_endpoint)
+
+
 @pytest.fixture(scope="session")
 def prod() -> StackRender:
-    """The prod stack exactly as Pulumi.prod.yaml configures it, run once under mocks."""
-    return render_stack("prod")
+    """The prod stack exactly as Pulumi.prod.yaml configures it."""
+    return rendered("prod")
 
 
 @pytest.fixture
-def render():
-    """Renders the prod stack with config overrides (dotted paths), one fresh mock run each."""
-    return lambda overrides=None, **kwargs: render_stack("prod", overrides=overrides, **kwargs)
+def render() -> Callable[..., StackRender]:
+    """Renders the prod stack with config overrides (dotted paths)."""
+    return lambda overrides=None, **kwargs: rendered("prod", overrides, **kwargs)
 
 
 @pytest.fixture
@@ -75,8 +88,14 @@ def of_type(resources: list[RecordedResource], type_: str) -> list[RecordedResou
 
 
 def prod_config_values() -> dict[str, Any]:
-    """The prod stack file's `django-stack:*` values, keyed as load_settings receives them."""
-    config = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    """The prod stack file's `django-stack:*` values, keyed as load_settings receives them (a
+    fresh dict each call: tests change their copy)."""
+    return dict(_prod_config_values())
+
+
+@functools.cache
+def _prod_config_values() -> dict[str, Any]:
+    config = yaml.load((REPO_ROOT / "Pulumi.prod.yaml").read_text(), Loader=yaml.CSafeLoader)["config"]
     return {k.split(":", 1)[1]: json.dumps(v) for k, v in config.items() if k.startswith("django-stack:")}
 
 
@@ -85,7 +104,7 @@ def prod_settings() -> Settings:
     return load_settings(prod_config_values(), stack="prod", region="eu-west-1")
 
 
-__all__ = ["SECRET_SIG_KEY", "is_secret", "named", "of_type", "only", "prod_config_values"]
+__all__ = ["SECRET_SIG_KEY", "is_secret", "named", "of_type", "only", "prod_config_values", "rendered"]
 
 
 def is_secret(value: Any) -> bool:

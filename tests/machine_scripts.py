@@ -30,6 +30,8 @@ def tiny_wheel(directory: Path) -> Path:
         wheel.writestr(
             f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
         )
+        # A console script, so pip writes an executable into venv/bin as it does for celery.
+        wheel.writestr(f"{info}/entry_points.txt", "[console_scripts]\nhello-release = hello_release:main\n")
         wheel.writestr(f"{info}/RECORD", "")
     return path
 

@@ -11,7 +11,7 @@ import pytest
 from components.redis import Redis, RedisArgs
 from offline_render.fake_aws import mock_id
 from offline_render.program import render_stack
-from tests.conftest import is_secret, named, of_type, only
+from tests.conftest import is_secret, named, of_type, only, rendered
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 PASSWORD = "random:index/randomPassword:RandomPassword"
@@ -144,14 +144,14 @@ def test_slow_log_goes_to_cloudwatch(prod):
 def test_prod_protects_the_group_and_the_stack_key_and_staging_does_not(prod):
     protected = {(r.type_, r.name) for r in prod.resources if r.protected}
     assert protected == {(GROUP, "prod-redis-group"), ("aws:kms/key:Key", "prod-key")}
-    assert not [r.name for r in render_stack("staging").resources if r.protected]
+    assert not [r.name for r in rendered("staging").resources if r.protected]
 
 
 def test_deleting_the_group_leaves_a_final_snapshot(prod):
     assert only(prod, GROUP)["finalSnapshotIdentifier"] == "prod-redis-final"
 
 
-def test_the_token_is_stored_only_once_the_replication_group_has_taken_it(render, monkeypatch):
+def test_the_token_is_stored_only_once_the_replication_group_has_taken_it(monkeypatch):
     # The mocks resolve everything at once, so the order is read from the resource options.
     options: dict[str, pulumi.ResourceOptions] = {}
 
@@ -161,7 +161,7 @@ def test_the_token_is_stored_only_once_the_replication_group_has_taken_it(render
             super().__init__(resource_name, *args, opts=opts, **kwargs)
 
     monkeypatch.setattr(aws.ssm, "Parameter", RecordingParameter)
-    render()
+    render_stack("prod")  # a fresh run, so the recording class sees it
     stored = options["prod-redis-auth-token"]
     assert [type(d).__name__ for d in stored.depends_on] == ["ReplicationGroup"]
     assert isinstance(stored.parent, Redis)

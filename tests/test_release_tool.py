@@ -18,7 +18,8 @@ def test_release_tree_is_readable_by_the_app_user_under_the_units_umask(tmp_path
     assert release_tool(root, "activate", "r1").returncode == 0
     assert unreadable_for_others(root) == []
     current = root / "current"
-    assert stat.S_IMODE((current / "venv" / "bin" / "pip").stat().st_mode) == 0o755  # a script pip wrote
+    assert stat.S_IMODE((current / "venv" / "bin" / "hello-release").stat().st_mode) == 0o755  # a script pip wrote
+    assert not (current / "venv" / "bin" / "pip").exists()  # pip ran from Debian's wheel, not from the venv
     assert stat.S_IMODE((current / "src" / "manage.py").stat().st_mode) == 0o644
 
 

@@ -8,10 +8,11 @@ import pytest
 import yaml
 
 from offline_render.fake_aws import RecordedResource
-from offline_render.program import StackRender, available_stacks, render_stack
+from offline_render.program import StackRender, available_stacks
 from policy import offline, rules
 from policy.offline import violations
 from tests import REPO_ROOT
+from tests.conftest import rendered
 
 # What staging may change: sizes and counts. Anything else (security, app, schedules) is prod's.
 SIZE_AND_COUNT_KEYS = {
@@ -62,7 +63,7 @@ def test_there_is_a_staging_stack_next_to_prod() -> None:
 
 @pytest.mark.parametrize("stack", available_stacks())
 def test_stack_renders_and_passes_every_policy(stack: str) -> None:
-    render = render_stack(stack)
+    render = rendered(stack)
     assert render.instances, f"{stack} has no instances"
     assert violations(render) == []
 
@@ -76,7 +77,7 @@ def test_staging_differs_from_prod_only_in_sizes_and_counts() -> None:
 
 
 def test_staging_runs_a_single_redis_node_without_multi_az() -> None:
-    group = replication_group(render_stack("staging"))
+    group = replication_group(rendered("staging"))
     assert group["numCacheClusters"] == 1
     assert group["multiAzEnabled"] is False
     assert group["automaticFailoverEnabled"] is False

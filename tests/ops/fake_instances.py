@@ -4,6 +4,7 @@ The scripts themselves run for real in test_local_executor.py and test_e2e_verif
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ def check_lines(role: str, failing: dict[str, str] | None = None) -> str:
     )
 
 
+@functools.cache  # the prod stack file does not change during a run
 def stop_timeouts(role: str) -> str:
     """`UNIT SECONDS` as the prod stack's rendered units on an instance of this role have them."""
     settings = load_settings(prod_config_values(), stack="prod", region="eu-west-1")
