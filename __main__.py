@@ -8,14 +8,17 @@ import pulumi_aws as aws
 from pulumi.runtime.config import CONFIG, get_config_env
 
 from components.access import AccessArgs, InstanceAccess
+from components.alerting import AlertTopics, AlertTopicsArgs, Monitoring, MonitoringArgs
 from components.encryption import StackKey, StackKeyArgs
-from components.fleet import Fleet, FleetArgs, GroupSize
+from components.fleet import BOOT_GRACE_SECONDS, Fleet, FleetArgs, GroupSize, WorkerScaling
 from components.front_door import FrontDoor, FrontDoorArgs
 from components.live_release import LiveRelease, LiveReleaseArgs
+from components.logs import InstanceLogs, InstanceLogsArgs
 from components.network import Network, NetworkArgs
 from components.redis import Redis, RedisArgs
 from components.secrets import Secrets, SecretsArgs
 from components.security import SecurityArgs, SecurityGroups
+from components.signals import CeleryMetrics, LoadBalancerIds, Thresholds, WatchTargets
 from settings import PROJECT, ConfigError, Settings, WebSettings, WorkerSettings, load_settings
 from userdata import layout
 from userdata.render import GUNICORN_GRACE_SECONDS, Role, UserDataInputs, user_data_base64
@@ -73,7 +76,12 @@ access = InstanceAccess(
         tags=tags,
     ),
 )
+# The instances' log groups, one per role: /django-stack/<stack>/<role>.
+instance_log_group_prefix = layout.log_group_name(settings.project, settings.stack, "")
 security_settings = settings.security
+# Fixed names: the stack key's policy names the alarm topic before it exists; only alarms named
+# with the prefix may publish to it.
+alarm_topic_name, alarm_prefix = f"{name}-alerts", f"{name}-"
 if security_settings.kms_key_arn:
     kms_key_arn: pulumi.Input[str] = security_settings.kms_key_arn
 else:
@@ -88,13 +96,28 @@ else:
             or account_id.apply(lambda account: f"arn:aws:iam::{account}:root"),
             instance_role_arn=access.role_arn,
             parameter_path=settings.parameter_name(""),
-            log_group_prefix=f"{name}-",
+            log_group_prefixes=(f"{name}-", instance_log_group_prefix),
             # Auto Scaling's service-linked role launches the instances: it encrypts their root volumes.
             autoscaling=True,
             protect=security_settings.protect,
             tags=tags,
+            alarm_topic_name=alarm_topic_name,
         ),
     ).key_arn
+alerts = settings.alerts
+alert_topics = AlertTopics(
+    name,
+    AlertTopicsArgs(
+        region=settings.region,
+        account_id=account_id,
+        alarm_topic_name=alarm_topic_name,
+        events_topic_name=f"{name}-broker-events",
+        alarm_prefix=alarm_prefix,
+        kms_key_arn=kms_key_arn,
+        emails=alerts.emails,
+        tags=tags,
+    ),
+)
 network = Network(
     name,
     NetworkArgs(
@@ -109,6 +132,7 @@ network = Network(
         flow_log_retention_days=security_settings.flow_log_retention_days,
         kms_key_arn=kms_key_arn,
         artifact_location=artifact_location,
+        log_agent_bucket=settings.logs.agent == "install",
         tags=tags,
     ),
 )
@@ -151,7 +175,7 @@ redis = Redis(
         snapshot_window=redis_settings.snapshot_window,
         maintenance_window=redis_settings.maintenance_window,
         apply_immediately=redis_settings.apply_immediately,
-        slow_log_retention_days=redis_settings.slow_log_retention_days,
+        log_retention_days=redis_settings.slow_log_retention_days,
         auth_token_update_strategy=redis_settings.auth_token_update_strategy,
         subnet_ids=network.private_subnet_ids,
         security_group_id=security.redis_security_group_id,
@@ -160,8 +184,22 @@ redis = Redis(
         kms_key_arn=kms_key_arn,
         protect=security_settings.protect,
         tags=tags,
+        notification_topic_arn=alert_topics.events_topic_arn,
     ),
 )
+
+
+if settings.logs.agent != "off":
+    InstanceLogs(
+        name,
+        InstanceLogsArgs(
+            group_names=[layout.log_group_name(settings.project, settings.stack, role) for role in layout.ROLES],
+            retention_days=settings.logs.retention_days,
+            kms_key_arn=kms_key_arn,
+            instance_role_name=access.role_name,
+            tags=tags,
+        ),
+    )
 
 
 def user_data(role: Role, runs_beat: bool = False) -> pulumi.Output[str]:
@@ -205,6 +243,24 @@ def sizes(role: WebSettings | WorkerSettings) -> GroupSize:
     return GroupSize(role.min_size, role.desired_capacity, role.max_size)
 
 
+# What the Beat instance publishes (the machine contract), read by the alarms, the dashboard and
+# the worker group's scaling policy.
+celery_metrics = CeleryMetrics(
+    namespace=layout.METRICS_NAMESPACE,
+    backlog_metric=layout.QUEUE_BACKLOG_METRIC,
+    heartbeat_metric=layout.BEAT_HEARTBEAT_METRIC,
+    stack_dimension=layout.STACK_DIMENSION,
+    queue_dimension=layout.QUEUE_DIMENSION,
+    stack=settings.stack,
+    queues=tuple(queue.name for queue in settings.worker.queues),
+)
+worker_scaling = (
+    WorkerScaling(celery_metrics, settings.worker.scaling.target_backlog_per_instance)
+    if settings.worker.scales
+    else None
+)
+
+
 fleet = Fleet(
     name,
     FleetArgs(
@@ -231,6 +287,43 @@ fleet = Fleet(
         min_healthy_percentage=settings.instances.min_healthy_percentage,
         termination_hook_name=layout.TERMINATION_HOOK,
         termination_hold_seconds=settings.worker.termination_hold_seconds,
+        worker_scaling=worker_scaling,
+    ),
+)
+
+groups: dict[str, pulumi.Input[str]] = {"web": fleet.web_group_name, "worker": fleet.worker_group_name}
+if fleet.beat_group_name is not None:
+    groups["worker-beat"] = fleet.beat_group_name
+monitoring = Monitoring(
+    name,
+    MonitoringArgs(
+        region=settings.region,
+        targets=WatchTargets(
+            cache_node_ids=redis.node_ids,
+            load_balancer=(
+                LoadBalancerIds(front_door.arn_suffix, front_door.target_group_arn_suffix) if front_door else None
+            ),
+            groups=groups,
+            celery=celery_metrics,
+            beat=settings.worker.beat,
+            launch_grace_seconds=BOOT_GRACE_SECONDS,
+            thresholds=Thresholds(
+                broker_memory_percent=alerts.broker_memory_percent,
+                broker_cpu_percent=alerts.broker_cpu_percent,
+                broker_connections=alerts.broker_connections,
+                replication_lag_seconds=alerts.replication_lag_seconds,
+                web_error_percent=alerts.web_error_percent,
+                web_p99_seconds=alerts.web_p99_seconds,
+                backlog_threshold=alerts.backlog_threshold,
+                backlog_minutes=alerts.backlog_minutes,
+            ),
+            scaling_group="worker" if worker_scaling else None,
+            target_backlog_per_instance=worker_scaling.target_backlog_per_instance if worker_scaling else None,
+        ),
+        alarm_prefix=alarm_prefix,
+        alarm_topic_arn=alert_topics.alarm_topic_arn,
+        dashboard_name=f"{settings.project}-{settings.stack}",
+        tags=tags,
     ),
 )
 
@@ -257,3 +350,6 @@ if front_door:
     pulumi.export("url", front_door.url)
 pulumi.export("instanceRoleArn", access.role_arn)
 pulumi.export("kmsKeyArn", kms_key_arn)
+pulumi.export("alarmTopicArn", alert_topics.alarm_topic_arn)
+pulumi.export("brokerEventsTopicArn", alert_topics.events_topic_arn)
+pulumi.export("dashboardName", monitoring.dashboard_name)

@@ -207,11 +207,7 @@ class RedisSettings(_Section, frozen=True):
             raise _problem("engineVersion", f"got {self.version!r}; engine {self.engine} needs {versions.allowed}")
         if self.multi_az and self.replicas < 1:
             raise _problem("multiAz", "true needs replicas >= 1 (ElastiCache fails over to a replica)")
-        if self.slow_log_retention_days not in LOG_RETENTION_DAYS:
-            raise _problem(
-                "slowLogRetentionDays",
-                f"got {self.slow_log_retention_days}; CloudWatch Logs allows {', '.join(map(str, LOG_RETENTION_DAYS))}",
-            )
+        _check_retention("slowLogRetentionDays", self.slow_log_retention_days)
         snapshot, maintenance = daily_window(self.snapshot_window), weekly_window(self.maintenance_window)
         for key, value, window in (
             ("snapshotWindow", self.snapshot_window, snapshot),
@@ -458,6 +454,19 @@ DEFAULT_QUEUES = (
 )
 
 
+class WorkerScalingSettings(_Section, frozen=True):
+    """How the worker group follows the queues (README "Worker scaling")."""
+
+    # The backlog (messages waiting, all queues) each in-service worker instance should carry:
+    # above it the group launches instances, below it terminates them (warm, through the hook).
+    target_backlog_per_instance: Annotated[float, Meta(gt=0, le=100_000)] = 20.0
+
+
+# AWS caps a target tracking policy's metric math at 10 metrics: one per queue's backlog and
+# the group's in-service count.
+MAX_SCALING_QUEUES = 9
+
+
 class WorkerSettings(_Section, frozen=True):
     # The worker Auto Scaling group's sizes; the Beat instance (its own group of one, also
     # running every queue) comes on top.
@@ -471,9 +480,23 @@ class WorkerSettings(_Section, frozen=True):
     # broker's visibility timeout must both outlast any task the worker may be running.
     stop_margin_seconds: Annotated[int, Meta(ge=10, le=3600)] = 60
     visibility_timeout: Seconds | None = None
+    scaling: WorkerScalingSettings = msgspec.field(default_factory=WorkerScalingSettings)
 
     def __post_init__(self) -> None:
         _check_sizes(self.min_size, self.desired_capacity, self.max_size)
+        if self.scales and self.min_size == 0:
+            raise _problem(
+                "minSize",
+                f"0 with maxSize {self.max_size}: the scaling metric (backlog per in-service instance) is "
+                "undefined with no instance, so the group would never scale out; use 1 or more "
+                "(or maxSize equal to minSize: a fixed group)",
+            )
+        if self.scales and len(self.queues) > MAX_SCALING_QUEUES:
+            raise _problem(
+                "queues",
+                f"{len(self.queues)} queues while the group scales (minSize < maxSize, beat on): the scaling metric "
+                f"sums each queue's backlog and AWS allows 10 metrics per policy, so at most {MAX_SCALING_QUEUES}",
+            )
         names = [queue.name for queue in self.queues]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
@@ -497,6 +520,12 @@ class WorkerSettings(_Section, frozen=True):
                 f"{self.visibility_timeout} must be above the largest "
                 f"hardTimeLimit ({self.max_hard_time_limit}), or acks_late tasks are redelivered while running",
             )
+
+    @property
+    def scales(self) -> bool:
+        """The group follows the backlog: it has room to (minSize < maxSize) and the Beat
+        instance, which publishes the backlog, exists."""
+        return self.min_size < self.max_size and self.beat
 
     @property
     def termination_hold_seconds(self) -> int:
@@ -604,6 +633,13 @@ LOG_RETENTION_DAYS = (
     3288,
     3653,
 )
+
+
+def _check_retention(key: str, days: int) -> None:
+    if days not in LOG_RETENTION_DAYS:
+        raise _problem(key, f"got {days}; CloudWatch Logs allows {', '.join(map(str, LOG_RETENTION_DAYS))}")
+
+
 # A KMS key (not an alias): the region is checked against the stack's in load_settings.
 _KMS_KEY_ARN = re.compile(
     r"\Aarn:aws(-[a-z]+)*:kms:(?P<region>[a-z0-9-]+):\d{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f-]{36})\Z"
@@ -631,15 +667,54 @@ class SecuritySettings(_Section, frozen=True):
                 "kmsKeyArn",
                 f"got {self.kms_key_arn!r}; expected a KMS key ARN, arn:aws:kms:<region>:<account>:key/<key id>",
             )
-        if self.flow_log_retention_days not in LOG_RETENTION_DAYS:
-            raise _problem(
-                "flowLogRetentionDays",
-                f"got {self.flow_log_retention_days}; CloudWatch Logs allows {', '.join(map(str, LOG_RETENTION_DAYS))}",
-            )
+        _check_retention("flowLogRetentionDays", self.flow_log_retention_days)
 
     def kms_key_region(self) -> str | None:
         match = _KMS_KEY_ARN.match(self.kms_key_arn or "")
         return match["region"] if match else None
+
+
+class LogSettings(_Section, frozen=True):
+    """The instances' logs in CloudWatch Logs (README "Logs"): one group per role, shipped by AWS's
+    CloudWatch agent, installed at first boot like the SSM agent unless the image has it
+    (`preinstalled`) or the stack ships no logs (`off`)."""
+
+    agent: Literal["install", "preinstalled", "off"] = "install"
+    retention_days: int = 30
+
+    def __post_init__(self) -> None:
+        _check_retention("retentionDays", self.retention_days)
+
+
+_DOMAIN_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+"
+EmailAddress = Annotated[
+    str, Meta(pattern=_full(_EMAIL), max_length=254, description='an email address, e.g. "ops@example.com"')
+]
+
+
+class AlertsSettings(_Section, frozen=True):
+    """Who is told and when: the alarms' thresholds (README "Alarms")."""
+
+    # Subscribed to the stack's alert topics; each confirms by mail before anything reaches it.
+    emails: tuple[EmailAddress, ...] = ()
+    # noeviction: a full broker refuses new tasks; warn well before.
+    broker_memory_percent: Annotated[int, Meta(ge=1, le=100)] = 75
+    broker_cpu_percent: Annotated[int, Meta(ge=1, le=100)] = 80
+    broker_connections: Annotated[int, Meta(ge=1, le=65000)] = 1000
+    replication_lag_seconds: Annotated[int, Meta(ge=1, le=3600)] = 10
+    # 5xx answers (the targets' and the load balancer's own) per 100 requests.
+    web_error_percent: Annotated[float, Meta(gt=0, le=100)] = 5.0
+    web_p99_seconds: Annotated[float, Meta(gt=0, le=3600)] = 2.0
+    backlog_threshold: Annotated[int, Meta(ge=1, le=10_000_000)] = 100
+    # CloudWatch evaluates an alarm over at most one day of minutes.
+    backlog_minutes: Annotated[int, Meta(ge=1, le=1440)] = 10
+
+    def __post_init__(self) -> None:
+        lowered = [email.lower() for email in self.emails]
+        twice = sorted({email for email in lowered if lowered.count(email) > 1})
+        if twice:
+            raise _problem("emails", f"{', '.join(twice)} listed twice; list each address once")
 
 
 # The project's config namespace: one key (`django-stack:<key>`) per concern.
@@ -652,6 +727,8 @@ SECTIONS: dict[str, type[_Section]] = {
     "worker": WorkerSettings,
     "loadBalancer": LoadBalancerSettings,
     "security": SecuritySettings,
+    "logs": LogSettings,
+    "alerts": AlertsSettings,
 }
 
 
@@ -667,6 +744,8 @@ class Settings(msgspec.Struct, frozen=True):
     worker: WorkerSettings
     load_balancer: LoadBalancerSettings
     security: SecuritySettings
+    logs: LogSettings
+    alerts: AlertsSettings
 
     def parameter_name(self, purpose: str) -> str:
         return parameter_name(self.project, self.stack, purpose)
@@ -863,7 +942,7 @@ _ABSENT = object()
 
 
 def _value_at(value: Any, path: str) -> Any:
-    for part in re.findall(r"\.([A-Za-z_]+)|\[(\d+)\]", path):
+    for part in re.findall(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]", path):
         key, index = part
         try:
             value = value[key] if key else value[int(index)]
@@ -873,7 +952,7 @@ def _value_at(value: Any, path: str) -> Any:
 
 
 def _model_at(model: type[_Section], path: str) -> type[_Section] | None:
-    for key, _index in re.findall(r"\.([A-Za-z_]+)|\[(\d+)\]", path):
+    for key, _index in re.findall(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]", path):
         if not key:
             continue
         field = next((f for f in msgspec.structs.fields(model) if f.encode_name == key), None)

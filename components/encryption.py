@@ -1,5 +1,6 @@
 """The stack key: one customer managed KMS key per stack for everything the stack encrypts:
-the SecureStrings, Redis at rest (and its snapshots), the CloudWatch log groups, the root volumes.
+the SecureStrings, Redis at rest (and its snapshots), the CloudWatch log groups, the root volumes,
+the alarm topic.
 
 With the AWS-managed `aws/ssm` key any principal in the account that may call SSM decrypts any
 SecureString; with this key only the stack's own instance role can (through SSM, and only the
@@ -53,10 +54,12 @@ class KeyPolicyInputs:
     instance_role_arn: str
     # The stack's parameter tree, `/django-stack/<stack>/`.
     parameter_path: str
-    # The names of the stack's log groups start with this.
-    log_group_prefix: str
+    # The names of the stack's log groups start with one of these.
+    log_group_prefixes: tuple[str, ...]
     # Instances launched by Auto Scaling (its service-linked role) rather than by the deployer.
     autoscaling: bool
+    # The SNS topic (encrypted with this key) the stack's CloudWatch alarms publish to.
+    alarm_topic_name: str | None = None
 
 
 def key_policy(inputs: KeyPolicyInputs) -> dict[str, Any]:
@@ -122,14 +125,37 @@ def key_policy(inputs: KeyPolicyInputs) -> dict[str, Any]:
                 "Resource": "*",
                 "Condition": {
                     "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": (
-                            f"arn:aws:logs:{region}:{account}:log-group:{inputs.log_group_prefix}*"
-                        )
+                        "kms:EncryptionContext:aws:logs:arn": [
+                            f"arn:aws:logs:{region}:{account}:log-group:{prefix}*"
+                            for prefix in inputs.log_group_prefixes
+                        ]
                     }
                 },
             },
             *(_autoscaling_statements(inputs) if inputs.autoscaling else []),
+            *([_alarm_topic_statement(inputs, inputs.alarm_topic_name)] if inputs.alarm_topic_name else []),
         ],
+    }
+
+
+def _alarm_topic_statement(inputs: KeyPolicyInputs, topic_name: str) -> dict[str, Any]:
+    """AWS (SNS, "compatibility between event sources from AWS services and encrypted topics"):
+    CloudWatch needs the key to publish to an encrypted topic; here only this account's alarms,
+    only to the stack's alarm topic (SNS's encryption context names the topic)."""
+    region, account = inputs.region, inputs.account_id
+    return {
+        "Sid": "CloudWatchAlarmsPublishToStackTopic",
+        "Effect": "Allow",
+        "Principal": {"Service": "cloudwatch.amazonaws.com"},
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+        "Resource": "*",
+        "Condition": {
+            "StringEquals": {
+                "kms:EncryptionContext:aws:sns:topicArn": f"arn:aws:sns:{region}:{account}:{topic_name}",
+                "aws:SourceAccount": account,
+            },
+            "ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:{region}:{account}:alarm:*"},
+        },
     }
 
 
@@ -169,11 +195,12 @@ class StackKeyArgs:
     administrator_arn: pulumi.Input[str]
     instance_role_arn: pulumi.Input[str]
     parameter_path: str
-    log_group_prefix: str
+    log_group_prefixes: tuple[str, ...]
     autoscaling: bool
     # `pulumi destroy` (or a replacement) fails while set: the data it encrypts dies with it.
     protect: bool
     tags: dict[str, str]
+    alarm_topic_name: str | None = None
 
 
 class StackKey(pulumi.ComponentResource):
@@ -190,8 +217,9 @@ class StackKey(pulumi.ComponentResource):
                         administrator_arn=values[1],
                         instance_role_arn=values[2],
                         parameter_path=args.parameter_path,
-                        log_group_prefix=args.log_group_prefix,
+                        log_group_prefixes=args.log_group_prefixes,
                         autoscaling=args.autoscaling,
+                        alarm_topic_name=args.alarm_topic_name,
                     )
                 ),
                 sort_keys=True,

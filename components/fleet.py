@@ -19,10 +19,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
+
+from components.signals import GROUP_METRICS, CeleryMetrics, backlog_per_instance
 
 # Debian's own AWS account: the official Debian 12 AMIs. Debian 12 is what this repository's VM
 # tests boot, so the OS, cloud-init (22.4) and systemd (252) tested here are the ones deployed.
@@ -52,6 +54,19 @@ MAX_HOOK_HOLD_SECONDS = 7200
 
 # Beat: exactly one instance, always.
 BEAT_SIZE = GroupSize(1, 1, 1)
+
+
+@dataclass(frozen=True)
+class WorkerScaling:
+    """The worker group holds the backlog of every queue it serves, per in-service instance, at
+    `target_backlog_per_instance` (target tracking, between the group's min and max sizes)."""
+
+    celery: CeleryMetrics
+    target_backlog_per_instance: float
+
+    def __post_init__(self) -> None:
+        if not self.target_backlog_per_instance > 0:
+            raise ValueError(f"target_backlog_per_instance: {self.target_backlog_per_instance}; must be above 0")
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,8 @@ class FleetArgs:
     # worker (at most 7200 s, Auto Scaling's limit).
     termination_hook_name: str
     termination_hold_seconds: int
+    # None: the worker group keeps its desired capacity.
+    worker_scaling: WorkerScaling | None = None
 
     def __post_init__(self) -> None:
         if self.architecture not in DEBIAN_ARCHITECTURES:
@@ -155,6 +172,8 @@ class Fleet(pulumi.ComponentResource):
             )
 
         self._hold_terminating_workers({"worker": worker, **({"worker-beat": beat} if beat else {})})
+        if args.worker_scaling is not None:
+            self._scale_on_backlog(worker, args.worker_scaling)
 
         self.web_group_name = web.name
         self.worker_group_name = worker.name
@@ -190,6 +209,42 @@ class Fleet(pulumi.ComponentResource):
             role=args.instance_role_name,
             policy=pulumi.Output.all(*[group.arn for group in groups.values()]).apply(_complete_lifecycle_policy),
             opts=child,
+        )
+
+    def _scale_on_backlog(self, group: aws.autoscaling.Group, scaling: WorkerScaling) -> None:
+        """Target tracking on the backlog per in-service instance. Scale-in terminates through the
+        warm-stop hook like any termination, so no running task is cut short."""
+        query = backlog_per_instance(scaling.celery, group.name)
+        metrics: list[Any] = [
+            {
+                "id": metric.query_id,
+                "label": metric.label,
+                "metric_stat": {
+                    "metric": {
+                        "namespace": metric.namespace,
+                        "metric_name": metric.name,
+                        "dimensions": [{"name": key, "value": value} for key, value in metric.dimensions],
+                    },
+                    "stat": metric.stat,
+                },
+                "return_data": False,
+            }
+            for metric in query.metrics
+        ]
+        metrics.append(
+            {"id": "backlog_per_instance", "expression": query.expression, "label": query.label, "return_data": True}
+        )
+        aws.autoscaling.Policy(
+            f"{self._name}-worker-backlog",
+            autoscaling_group_name=group.name,
+            policy_type="TargetTrackingScaling",
+            # A new worker takes a boot to start consuming: its metric does not count before.
+            estimated_instance_warmup=BOOT_GRACE_SECONDS,
+            target_tracking_configuration={
+                "target_value": scaling.target_backlog_per_instance,
+                "customized_metric_specification": {"metrics": metrics},
+            },
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _latest_debian_image(self) -> pulumi.Output[str]:
@@ -296,6 +351,9 @@ class Fleet(pulumi.ComponentResource):
             # Web: an instance the load balancer finds unhealthy is replaced, after it had time to boot.
             health_check_type=health_check,
             health_check_grace_period=BOOT_GRACE_SECONDS,
+            # The capacity alarms, the dashboard and the scaling policy read these (free at 1 minute).
+            enabled_metrics=[aws.autoscaling.Metric(metric) for metric in GROUP_METRICS],
+            metrics_granularity="1Minute",
             instance_refresh={
                 "strategy": "Rolling",
                 "preferences": {

@@ -52,6 +52,9 @@ class FrontDoor(pulumi.ComponentResource):
     url: pulumi.Output[str]
     target_group_arn: pulumi.Output[str]
     arn: pulumi.Output[str]
+    # How CloudWatch names the two in its metrics' dimensions.
+    arn_suffix: pulumi.Output[str]
+    target_group_arn_suffix: pulumi.Output[str]
 
     def __init__(self, name: str, args: FrontDoorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djangostack:frontdoor:FrontDoor", name, None, opts)
@@ -133,6 +136,8 @@ class FrontDoor(pulumi.ComponentResource):
         self.arn = balancer.arn
         self.dns_name = balancer.dns_name
         self.target_group_arn = targets.arn
+        self.arn_suffix = balancer.arn_suffix
+        self.target_group_arn_suffix = targets.arn_suffix
         self.url = (
             pulumi.Output.from_input(f"https://{args.domain}")
             if args.domain

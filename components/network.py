@@ -41,6 +41,8 @@ class NetworkArgs:
     artifact_location: str | None
     tags: dict[str, str]
     public_subnet_ids: Sequence[str] = ()
+    # The instances install AWS's CloudWatch agent at boot: they may read its bucket too.
+    log_agent_bucket: bool = False
 
     def __post_init__(self) -> None:
         if self.vpc_id and not self.private_subnet_ids:
@@ -166,7 +168,9 @@ class Network(pulumi.ComponentResource):
             service_name=f"com.amazonaws.{args.region}.s3",
             vpc_endpoint_type="Gateway",
             route_table_ids=[table.id for table in private_route_tables],
-            policy=json.dumps(s3_endpoint_policy(args.region, args.artifact_location), sort_keys=True),
+            policy=json.dumps(
+                s3_endpoint_policy(args.region, args.artifact_location, args.log_agent_bucket), sort_keys=True
+            ),
             tags=tags,
             opts=child,
         )
@@ -222,10 +226,13 @@ class Network(pulumi.ComponentResource):
 # updates, aws-ssm-<region> the documents and plugins it fetches. Debian's mirrors and security
 # updates are not S3 (a CDN, reached through the NAT gateway), so this policy does not touch them.
 SSM_AGENT_BUCKETS = ("amazon-ssm-{region}", "aws-ssm-{region}")
+# The CloudWatch agent's package, its signature and its signing key (CloudWatch guide, "Download
+# the CloudWatch agent package"); the running agent reads nothing from S3.
+CLOUDWATCH_AGENT_BUCKET = "amazoncloudwatch-agent-{region}"
 
 
-def s3_endpoint_policy(region: str, artifact_location: str | None) -> dict[str, Any]:
-    """Reads of the release artifacts and the SSM agent's buckets; any other S3 request from the
+def s3_endpoint_policy(region: str, artifact_location: str | None, log_agent_bucket: bool = False) -> dict[str, Any]:
+    """Reads of the release artifacts and the agents' buckets; any other S3 request from the
     private subnets is refused at the endpoint, whatever credentials make it."""
     statements: list[dict[str, Any]] = [
         {
@@ -236,6 +243,16 @@ def s3_endpoint_policy(region: str, artifact_location: str | None) -> dict[str, 
             "Resource": [f"arn:aws:s3:::{bucket.format(region=region)}/*" for bucket in SSM_AGENT_BUCKETS],
         }
     ]
+    if log_agent_bucket:
+        statements.append(
+            {
+                "Sid": "CloudWatchAgentBucket",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{CLOUDWATCH_AGENT_BUCKET.format(region=region)}/*",
+            }
+        )
     if artifact_location:
         statements.append(
             {

@@ -6,7 +6,7 @@ mode), so it is created encrypted in transit and at rest, with a token, and neve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,18 +31,21 @@ class RedisArgs:
     snapshot_window: str
     maintenance_window: str
     apply_immediately: bool
-    slow_log_retention_days: int
+    # The slow log's and the engine log's groups (both delivered by ElastiCache).
+    log_retention_days: int
     auth_token_update_strategy: Literal["ROTATE", "SET"]
     subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
     auth_token: pulumi.Input[str]
-    # Encrypts the data at rest, its snapshots and the slow log. Changing it replaces the group.
+    # Encrypts the data at rest, its snapshots and both logs. Changing it replaces the group.
     kms_key_arn: pulumi.Input[str]
     # `pulumi destroy` and replacements of the group fail while set (README "Deleting a stack on purpose").
     protect: bool
     # The Parameter Store name the instances read the token from.
     auth_token_parameter: str
     tags: dict[str, str]
+    # Where ElastiCache sends the group's events (failover, node replaced); None: nowhere.
+    notification_topic_arn: pulumi.Input[str] | None = None
 
 
 class Redis(pulumi.ComponentResource):
@@ -50,6 +53,8 @@ class Redis(pulumi.ComponentResource):
     reader_endpoint: pulumi.Output[str]
     port: pulumi.Output[int]
     replication_group_id: pulumi.Output[str]
+    # Each member cluster (one node each), as CloudWatch names them: <group id>-001, -002, ...
+    node_ids: list[pulumi.Output[str]]
     auth_token_parameter_name: pulumi.Output[str]
     auth_token_parameter_arn: pulumi.Output[str]
 
@@ -82,10 +87,19 @@ class Redis(pulumi.ComponentResource):
         )
         slow_log = aws.cloudwatch.LogGroup(
             f"{name}-redis-slow-log",
-            retention_in_days=args.slow_log_retention_days,
+            retention_in_days=args.log_retention_days,
             kms_key_id=args.kms_key_arn,
             tags=tags,
             opts=renamed_from("slow-log"),
+        )
+        # The engine's own log (failovers, replica syncs, AUTH rejections): what explains a
+        # broker event the alarms report.
+        engine_log = aws.cloudwatch.LogGroup(
+            f"{name}-redis-engine-log",
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.kms_key_arn,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
         )
         has_replica = args.replicas > 0
         group = aws.elasticache.ReplicationGroup(
@@ -112,16 +126,18 @@ class Redis(pulumi.ComponentResource):
             maintenance_window=args.maintenance_window,
             apply_immediately=args.apply_immediately,
             auto_minor_version_upgrade=True,
+            notification_topic_arn=args.notification_topic_arn,
             # Whatever deletes the group leaves the queued tasks in a snapshot. The name is fixed:
             # a second deletion fails until the first snapshot is removed, never overwrites it.
             final_snapshot_identifier=f"{name}-redis-final",
             log_delivery_configurations=[
                 {
-                    "destination": slow_log.name,
+                    "destination": log.name,
                     "destination_type": "cloudwatch-logs",
                     "log_format": "json",
-                    "log_type": "slow-log",
+                    "log_type": log_type,
                 }
+                for log, log_type in ((slow_log, "slow-log"), (engine_log, "engine-log"))
             ],
             tags=tags,
             opts=renamed_from("group", additional_secret_outputs=["auth_token"], protect=args.protect),
@@ -151,6 +167,7 @@ class Redis(pulumi.ComponentResource):
         self.reader_endpoint = group.reader_endpoint_address if has_replica else group.primary_endpoint_address
         self.port = group.port.apply(lambda port: int(port or REDIS_PORT))
         self.replication_group_id = group.id
+        self.node_ids = [group.id.apply(_member_cluster(number)) for number in range(1, 2 + args.replicas)]
         self.auth_token_parameter_name = token_parameter.name
         self.auth_token_parameter_arn = token_parameter.arn
         self.register_outputs(
@@ -160,3 +177,8 @@ class Redis(pulumi.ComponentResource):
                 "port": self.port,
             }
         )
+
+
+def _member_cluster(number: int) -> Callable[[str], str]:
+    """ElastiCache names a replication group's member clusters <group id>-001, -002, ..."""
+    return lambda group_id: f"{group_id}-{number:03d}"

@@ -94,11 +94,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif args.typ == "aws:lb/loadBalancer:LoadBalancer":
             state |= {
                 "arn": arn_base.format("elasticloadbalancing") + f":loadbalancer/app/{args.name}/{resource_id[-16:]}",
+                "arnSuffix": f"app/{args.name}/{resource_id[-16:]}",
                 "dnsName": f"{args.name}-1234567890.{self.region}.elb.amazonaws.com",
                 "zoneId": "Z32O12XQLNTSW2",
             }
         elif args.typ == "aws:lb/targetGroup:TargetGroup":
-            state["arn"] = arn_base.format("elasticloadbalancing") + f":targetgroup/{args.name}/{resource_id[-16:]}"
+            state |= {
+                "arn": arn_base.format("elasticloadbalancing") + f":targetgroup/{args.name}/{resource_id[-16:]}",
+                "arnSuffix": f"targetgroup/{args.name}/{resource_id[-16:]}",
+            }
         elif args.typ == "aws:lb/listener:Listener":
             state["arn"] = arn_base.format("elasticloadbalancing") + f":listener/app/{args.name}/{resource_id[-16:]}"
         elif args.typ == "aws:acm/certificate:Certificate":
@@ -121,8 +125,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
             key_id = mock_uuid(args.name)
             state |= {"keyId": key_id, "arn": arn_base.format("kms") + f":key/{key_id}"}
             resource_id = key_id
+        elif args.typ == "aws:sns/topic:Topic":
+            state["arn"] = arn_base.format("sns") + f":{inputs.get('name', args.name)}"
         elif args.typ == "aws:cloudwatch/logGroup:LogGroup":
-            state["arn"] = arn_base.format("logs") + f":log-group:{args.name}"
+            # The program's own name when it gives one (state's name is the input's).
+            state["arn"] = arn_base.format("logs") + f":log-group:{state['name']}"
         elif args.typ.startswith("aws:iam/"):
             state["arn"] = f"arn:aws:iam::{ACCOUNT}:{kind[0].lower() + kind[1:]}/{args.name}"
         return resource_id, state

@@ -27,7 +27,11 @@ def violations(render: StackRender) -> list[str]:
         for message in policy.check(resource.type_, resource.inputs)
     ]
     stack = [(r.type_, r.name, r.inputs) for r in render.resources]
-    return found + [f"{render.stack}: {rules.SINGLE_BEAT_POLICY}: {message}" for message in rules.single_beat(stack)]
+    return found + [
+        f"{render.stack}: {policy.name}: {message}"
+        for policy in rules.STACK_POLICIES
+        for message in policy.check(stack)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"policy.offline: {error}", file=sys.stderr)
             return 2
         found = violations(render)
-        policies = len(rules.RESOURCE_POLICIES) + 1
+        policies = len(rules.RESOURCE_POLICIES) + len(rules.STACK_POLICIES)
         print(f"stack {stack}: {len(render.resources)} resources, {policies} policies, {len(found)} violations")
         for line in found:
             print(f"  {line}")

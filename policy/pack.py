@@ -33,10 +33,13 @@ def _resource_validation(check: rules.ResourceCheck) -> Callable[[ResourceValida
     return validate
 
 
-def _single_beat(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    resources = [(r.resource_type, r.name, r.props) for r in args.resources]
-    for message in rules.single_beat(resources):
-        report_violation(message, None)
+def _stack_validation(check: rules.StackCheck) -> Callable[[StackValidationArgs, ReportViolation], None]:
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        resources = [(r.resource_type, r.name, r.props) for r in args.resources]
+        for message in check(resources):
+            report_violation(message, None)
+
+    return validate
 
 
 def policies() -> list[Policy]:
@@ -49,12 +52,13 @@ def policies() -> list[Policy]:
         )
         for policy in rules.RESOURCE_POLICIES
     ]
-    found.append(
+    found += [
         StackValidationPolicy(
-            name=rules.SINGLE_BEAT_POLICY,
-            description=rules.SINGLE_BEAT_DESCRIPTION,
-            validate=_single_beat,
+            name=policy.name,
+            description=policy.description,
+            validate=_stack_validation(policy.check),
             enforcement_level=EnforcementLevel.MANDATORY,
         )
-    )
+        for policy in rules.STACK_POLICIES
+    ]
     return found

@@ -55,6 +55,7 @@ MANAGED_POLICY: Final = "aws:iam/policy:Policy"
 POLICY_ATTACHMENT: Final = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 PARAMETER: Final = "aws:ssm/parameter:Parameter"
 LOG_GROUP: Final = "aws:cloudwatch/logGroup:LogGroup"
+METRIC_ALARM: Final = "aws:cloudwatch/metricAlarm:MetricAlarm"
 
 REDIS_PORT: Final = 6379
 SSH_PORT: Final = 22
@@ -65,6 +66,10 @@ MODERN_TLS_POLICY_PREFIX: Final = "ELBSecurityPolicy-TLS13-1-2-"
 # `celery-beat=true` on exactly one worker: userdata/layout.py BEAT_TAG (the pack runs alone,
 # without the repository on its path; a test holds the two equal).
 BEAT_TAG: Final = "celery-beat"
+# What a stack must page on (userdata/layout.py's metric contract; a test holds the two equal): a
+# full broker refuses new tasks (noeviction), and a growing backlog means tasks wait.
+BROKER_MEMORY_METRIC: Final = ("AWS/ElastiCache", "DatabaseMemoryUsagePercentage")
+QUEUE_BACKLOG_METRIC: Final = ("DjangoStack/Celery", "QueueBacklog")
 
 # How the engine marks a secret on the wire; the mocks record secrets in this form, the policy
 # SDK hands them over already unwrapped.
@@ -650,7 +655,36 @@ def single_beat(resources: Sequence[tuple[str, str, Mapping[str, Any]]]) -> list
     ]
 
 
+def _alarmed_metrics(props: Mapping[str, Any]) -> set[tuple[Any, Any]]:
+    """(namespace, metric name) of every metric an alarm reads, alone or in metric math."""
+    found = {(field(props, "namespace"), field(props, "metricName"))}
+    for query in elements(field(props, "metricQueries")):
+        if isinstance(query, Mapping):
+            found.add((field(query, "metric", "namespace"), field(query, "metric", "metricName")))
+    return found
+
+
+def broker_and_backlog_alarms(resources: Sequence[tuple[str, str, Mapping[str, Any]]]) -> list[str]:
+    """The stack pages someone when the broker fills up and when a queue's backlog grows: an alarm
+    on each metric, with an alarm action."""
+    paged = set()
+    for resource_type, _name, props in resources:
+        actions = field(props, "alarmActions")
+        # Unknown during a preview: the topic is created in the same update.
+        if resource_type == METRIC_ALARM and (actions is UNKNOWN or _count(actions)):
+            paged |= _alarmed_metrics(props)
+    return [
+        f"no alarm with an action on {namespace} {metric}: {why}"
+        for (namespace, metric), why in (
+            (BROKER_MEMORY_METRIC, "a full broker (noeviction) refuses new tasks and nobody is told"),
+            (QUEUE_BACKLOG_METRIC, "tasks pile up in a queue and nobody is told"),
+        )
+        if (namespace, metric) not in paged
+    ]
+
+
 ResourceCheck = Callable[[str, Mapping[str, Any]], list[str]]
+StackCheck = Callable[[Sequence[tuple[str, str, Mapping[str, Any]]]], list[str]]
 
 
 @dataclass(frozen=True)
@@ -716,3 +750,20 @@ RESOURCE_POLICIES: Final = (
 )
 SINGLE_BEAT_POLICY: Final = "single-celery-beat"
 SINGLE_BEAT_DESCRIPTION: Final = f"At most one EC2 instance or Auto Scaling group tagged {BEAT_TAG}=true."
+
+
+@dataclass(frozen=True)
+class StackPolicy:
+    name: str
+    description: str
+    check: StackCheck
+
+
+STACK_POLICIES: Final = (
+    StackPolicy(SINGLE_BEAT_POLICY, SINGLE_BEAT_DESCRIPTION, single_beat),
+    StackPolicy(
+        "broker-and-backlog-alarms",
+        "The stack has an alarm with an action on the broker's DatabaseMemoryUsagePercentage and on QueueBacklog.",
+        broker_and_backlog_alarms,
+    ),
+)

@@ -393,3 +393,97 @@ def test_messages_say_what_to_do(overrides, expected):
 )
 def test_the_apps_own_settings_are_checked_by_name(overrides, expected):
     assert expected in errors_for(overrides)
+
+
+def settings_error(overrides: dict[str, object]) -> str:
+    """load_settings alone (pure, no program run) on the prod config with sections replaced."""
+    values = prod_config_values()
+    for section, body in overrides.items():
+        values[section] = json.dumps(body)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(values, stack="prod", region="eu-west-1")
+    return str(raised.value)
+
+
+def prod_worker(**changes: object) -> dict[str, object]:
+    return {**json.loads(prod_config_values()["worker"]), **changes}
+
+
+def queue(name: str) -> dict[str, object]:
+    return {"name": name, "concurrency": 1, "softTimeLimit": 1, "hardTimeLimit": 2}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"alerts": {"emails": ["not-an-email"]}},
+            "django-stack:alerts.emails[0]: got 'not-an-email'; use an email address, e.g. \"ops@example.com\"",
+        ),
+        ({"alerts": {"emails": ["ops@example.com\n"]}}, "django-stack:alerts.emails[0]: got 'ops@example.com\\n'"),
+        (
+            {"alerts": {"emails": ["ops@example.com", "OPS@example.com"]}},
+            "django-stack:alerts.emails: ops@example.com listed twice; list each address once",
+        ),
+        (
+            {"alerts": {"emails": "ops@example.com"}},
+            "django-stack:alerts.emails: got 'ops@example.com'; expected `array`",
+        ),
+        (
+            {"alerts": {"brokerMemoryPercent": 101}},
+            "django-stack:alerts.brokerMemoryPercent: got 101; expected `int` <= 100",
+        ),
+        ({"alerts": {"brokerCpuPercent": 0}}, "django-stack:alerts.brokerCpuPercent: got 0; expected `int` >= 1"),
+        (
+            {"alerts": {"brokerConnections": 70000}},
+            "django-stack:alerts.brokerConnections: got 70000; expected `int` <= 65000",
+        ),
+        (
+            {"alerts": {"replicationLagSeconds": 0}},
+            "django-stack:alerts.replicationLagSeconds: got 0; expected `int` >= 1",
+        ),
+        ({"alerts": {"webErrorPercent": 0}}, "django-stack:alerts.webErrorPercent: got 0; expected `float` > 0.0"),
+        ({"alerts": {"webP99Seconds": -1}}, "django-stack:alerts.webP99Seconds: got -1; expected `float` > 0.0"),
+        ({"alerts": {"backlogThreshold": 0}}, "django-stack:alerts.backlogThreshold: got 0; expected `int` >= 1"),
+        ({"alerts": {"backlogMinutes": 1441}}, "django-stack:alerts.backlogMinutes: got 1441; expected `int` <= 1440"),
+        (
+            {"alerts": {"email": ["ops@example.com"]}},
+            "django-stack:alerts.email: unknown key; allowed keys here: emails,",
+        ),
+        (
+            {"worker": prod_worker(scaling={"targetBacklogPerInstance": 0})},
+            "django-stack:worker.scaling.targetBacklogPerInstance: got 0; expected `float` > 0.0",
+        ),
+        (
+            {"worker": prod_worker(scaling={"target": 5})},
+            "django-stack:worker.scaling.target: unknown key; allowed keys here: targetBacklogPerInstance",
+        ),
+        (
+            {"worker": prod_worker(minSize=0, desiredCapacity=0)},
+            "django-stack:worker.minSize: 0 with maxSize 4: the scaling metric (backlog per in-service instance) "
+            "is undefined with no instance",
+        ),
+        (
+            {"worker": prod_worker(queues=[queue("default"), *[queue(f"q{i}") for i in range(9)]])},
+            "django-stack:worker.queues: 10 queues while the group scales (minSize < maxSize, beat on)",
+        ),
+    ],
+)
+def test_alert_and_scaling_keys_are_checked_by_name(overrides, expected):
+    message = settings_error(overrides)
+    assert len(message.splitlines()) == 1
+    assert expected in message
+
+
+def test_a_fixed_worker_group_may_be_empty_or_serve_ten_queues():
+    fixed = prod_worker(
+        minSize=0, desiredCapacity=0, maxSize=0, queues=[queue("default"), *[queue(f"q{i}") for i in range(9)]]
+    )
+    values = {**prod_config_values(), "worker": json.dumps(fixed)}
+    assert load_settings(values, stack="prod", region="eu-west-1").worker.scales is False
+
+
+def test_bad_alert_and_scaling_keys_stop_before_any_resource():
+    message = errors_for({"alerts.backlogMinutes": 0, "worker.scaling.targetBacklogPerInstance": -1})
+    assert "django-stack:alerts.backlogMinutes: got 0" in message
+    assert "django-stack:worker.scaling.targetBacklogPerInstance: got -1" in message

@@ -56,6 +56,7 @@ def test_only_the_instance_role_decrypts_besides_services_for_their_own_resource
         "DeployerUsesKeyThroughServices",
         "CloudWatchLogsEncryptsStackLogGroups",
         "AutoScalingUsesKeyForRootVolumes",
+        "CloudWatchAlarmsPublishToStackTopic",
     }
     reader = decrypting["InstanceRoleReadsStackSecrets"]
     assert reader["Principal"] == {"AWS": INSTANCE_ROLE}
@@ -71,8 +72,23 @@ def test_only_the_instance_role_decrypts_besides_services_for_their_own_resource
     assert launcher["Condition"] == {"StringEquals": {"kms:ViaService": "ec2.eu-west-1.amazonaws.com"}}
     logs = decrypting["CloudWatchLogsEncryptsStackLogGroups"]
     assert logs["Principal"] == {"Service": "logs.eu-west-1.amazonaws.com"}
+    # The groups the program names after the stack (Redis, flow logs) and the instances' groups.
     assert logs["Condition"]["ArnLike"] == {
-        "kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:prod-*"
+        "kms:EncryptionContext:aws:logs:arn": [
+            f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:prod-*",
+            f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/django-stack/prod/*",
+        ]
+    }
+    # CloudWatch, for this account's alarms, publishing to the stack's alarm topic only.
+    alarms = decrypting["CloudWatchAlarmsPublishToStackTopic"]
+    assert alarms["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert alarms["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert alarms["Condition"] == {
+        "StringEquals": {
+            "kms:EncryptionContext:aws:sns:topicArn": f"arn:aws:sns:eu-west-1:{ACCOUNT}:prod-alerts",
+            "aws:SourceAccount": ACCOUNT,
+        },
+        "ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:eu-west-1:{ACCOUNT}:alarm:*"},
     }
 
 
@@ -96,14 +112,14 @@ def test_redis_its_slow_log_and_the_root_volumes_use_the_stack_key(prod: StackRe
 
 
 def test_auto_scaling_may_use_the_key_through_ec2_only_when_it_launches_the_instances() -> None:
-    inputs = KeyPolicyInputs("eu-west-1", ACCOUNT, ROOT, INSTANCE_ROLE, "/django-stack/prod/", "prod-", True)
+    inputs = KeyPolicyInputs("eu-west-1", ACCOUNT, ROOT, INSTANCE_ROLE, "/django-stack/prod/", ("prod-",), True)
     statements = {s["Sid"]: s for s in key_policy(inputs)["Statement"]}
     service_role = AUTOSCALING_ROLE
     for sid in ("AutoScalingUsesKeyForRootVolumes", "AutoScalingGrantsEc2ForRootVolumes"):
         assert statements[sid]["Principal"] == {"AWS": service_role}
         assert statements[sid]["Condition"]["StringEquals"] == {"kms:ViaService": "ec2.eu-west-1.amazonaws.com"}
     without = key_policy(
-        KeyPolicyInputs("eu-west-1", ACCOUNT, ROOT, INSTANCE_ROLE, "/django-stack/prod/", "prod-", False)
+        KeyPolicyInputs("eu-west-1", ACCOUNT, ROOT, INSTANCE_ROLE, "/django-stack/prod/", ("prod-",), False)
     )
     assert not any("AutoScaling" in s["Sid"] for s in without["Statement"])
 
@@ -155,7 +171,7 @@ def test_stack_key_alone_names_the_role_it_is_given(build_alone) -> None:
         administrator_arn=ROOT,
         instance_role_arn=f"arn:aws:iam::{ACCOUNT}:role/t-role",
         parameter_path="/p/t/",
-        log_group_prefix="t-",
+        log_group_prefixes=("t-",),
         autoscaling=True,
         protect=False,
         tags={"Stack": "t"},

@@ -126,7 +126,7 @@ def test_the_default_security_group_is_adopted_without_rules(prod):
     assert not default.get("ingress") and not default.get("egress")
 
 
-def test_the_s3_endpoint_reaches_only_the_release_prefix_and_the_ssm_agent_buckets(prod, render):
+def test_the_s3_endpoint_reaches_only_the_release_prefix_and_the_agents_buckets(prod, render):
     policy = json.loads(only(prod, "aws:ec2/vpcEndpoint:VpcEndpoint")["policy"])
     allowed = {
         (action, resource)
@@ -140,8 +140,9 @@ def test_the_s3_endpoint_reaches_only_the_release_prefix_and_the_ssm_agent_bucke
         ("s3:GetObject", "arn:aws:s3:::example-django-stack-releases/releases/*.tar.gz.sha256"),
         ("s3:GetObject", "arn:aws:s3:::amazon-ssm-eu-west-1/*"),
         ("s3:GetObject", "arn:aws:s3:::aws-ssm-eu-west-1/*"),
+        ("s3:GetObject", "arn:aws:s3:::amazoncloudwatch-agent-eu-west-1/*"),
     }
-    from_ami = render({"app.source": "ami", "instances.amiId": "ami-0a1b2c3d4e5f67890"})
+    from_ami = render({"app.source": "ami", "instances.amiId": "ami-0a1b2c3d4e5f67890", "logs.agent": "preinstalled"})
     statements = json.loads(only(from_ami, "aws:ec2/vpcEndpoint:VpcEndpoint")["policy"])["Statement"]
     assert [s["Sid"] for s in statements] == ["SsmAgentBuckets"]
 

@@ -129,16 +129,26 @@ def test_only_private_subnets_and_the_redis_security_group(prod):
     assert only(prod, GROUP)["securityGroupIds"] == [mock_id("sg", "prod-redis")]
 
 
-def test_slow_log_goes_to_cloudwatch(prod):
-    assert only(prod, GROUP)["logDeliveryConfigurations"] == [
+def test_slow_log_and_engine_log_go_to_their_own_groups_with_the_same_retention_and_key(render):
+    rendered = render({"redis.slowLogRetentionDays": 30})
+    assert only(rendered, GROUP)["logDeliveryConfigurations"] == [
         {
             "destination": "prod-redis-slow-log",
             "destinationType": "cloudwatch-logs",
             "logFormat": "json",
             "logType": "slow-log",
-        }
+        },
+        {
+            "destination": "prod-redis-engine-log",
+            "destinationType": "cloudwatch-logs",
+            "logFormat": "json",
+            "logType": "engine-log",
+        },
     ]
-    assert named(prod, "aws:cloudwatch/logGroup:LogGroup", "prod-redis-slow-log")["retentionInDays"] == 14
+    key = only(rendered, GROUP)["kmsKeyId"]
+    for log in ("prod-redis-slow-log", "prod-redis-engine-log"):
+        group = named(rendered, "aws:cloudwatch/logGroup:LogGroup", log)
+        assert (group["retentionInDays"], group["kmsKeyId"]) == (30, key), log
 
 
 def test_prod_protects_the_group_and_the_stack_key_and_staging_does_not(prod):
@@ -181,7 +191,7 @@ def redis_args(**changes: object) -> RedisArgs:
         "snapshot_window": "03:00-04:00",
         "maintenance_window": "sun:05:00-sun:06:00",
         "apply_immediately": False,
-        "slow_log_retention_days": 14,
+        "log_retention_days": 14,
         "auth_token_update_strategy": "ROTATE",
         "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
         "security_group_id": "sg-0123456789abcdef0",

@@ -6,6 +6,7 @@ import base64
 import configparser
 import gzip
 import runpy
+import subprocess
 from pathlib import Path
 
 import msgspec
@@ -69,8 +70,17 @@ def test_user_data_is_cloud_config_built_as_data(prod_settings):
     document = render.user_data(machine(prod_settings, beat=True))
     parsed = render.parse_user_data(document)
     assert list(parsed) == ["groups", "users", "packages", "write_files", "runcmd"]
+    keyring = ["--keyring", "/etc/app/aws-agent-keys.asc"]
     assert parsed["runcmd"] == [
-        ["/usr/local/sbin/install-ssm-agent", "eu-west-1"],
+        ["/usr/local/sbin/install-aws-agent", *keyring, "amazon-ssm-agent", "eu-west-1"],
+        [
+            "/usr/local/sbin/install-aws-agent",
+            *keyring,
+            "--config",
+            "/etc/app/cloudwatch-agent.json",
+            "amazon-cloudwatch-agent",
+            "eu-west-1",
+        ],
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "--now", *render.units_to_enable(machine(prod_settings, beat=True))],
     ]
@@ -185,30 +195,100 @@ def test_templates_refuse_a_placeholder_without_a_value_and_keep_systemd_syntax(
         render._UnitTemplate("{{ Not-A-Name }}").substitute()
 
 
-def test_ssm_agent_is_installed_first_unless_the_image_has_it(prod_settings):
-    runcmd = render.cloud_config(machine(prod_settings))["runcmd"]
-    assert runcmd[0] == ["/usr/local/sbin/install-ssm-agent", "eu-west-1"]
-    assert "/usr/local/sbin/install-ssm-agent" in [f.path for f in render.machine_files(machine(prod_settings))]
-    baked = msgspec.structs.replace(
-        prod_settings, instances=msgspec.structs.replace(prod_settings.instances, ssm_agent="preinstalled")
+def with_agents(settings, ssm_agent="install", log_agent="install"):
+    return msgspec.structs.replace(
+        settings,
+        instances=msgspec.structs.replace(settings.instances, ssm_agent=ssm_agent),
+        logs=msgspec.structs.replace(settings.logs, agent=log_agent),
     )
-    assert render.cloud_config(machine(baked))["runcmd"][0] == ["systemctl", "daemon-reload"]
-    assert "/usr/local/sbin/install-ssm-agent" not in [f.path for f in render.machine_files(machine(baked))]
 
 
-def test_ssm_agent_comes_from_the_regions_own_bucket():
-    agent_url = runpy.run_path(str(FILES / "install-ssm-agent"))["agent_url"]
-    assert agent_url("eu-west-1", "x86_64") == (
+def installed_agents(settings) -> list[str]:
+    return [c[-2] for c in render.cloud_config(machine(settings))["runcmd"] if c[0].endswith("install-aws-agent")]
+
+
+def test_both_agents_are_installed_first_unless_the_image_has_them_or_logs_are_off(prod_settings):
+    assert installed_agents(prod_settings) == ["amazon-ssm-agent", "amazon-cloudwatch-agent"]
+    assert render.cloud_config(machine(prod_settings))["runcmd"][2] == ["systemctl", "daemon-reload"]
+    # An image's CloudWatch agent still has to be started with the stack's config: the installer
+    # only starts an agent that is present.
+    assert installed_agents(with_agents(prod_settings, log_agent="preinstalled")) == installed_agents(prod_settings)
+    assert installed_agents(with_agents(prod_settings, ssm_agent="preinstalled")) == ["amazon-cloudwatch-agent"]
+    assert installed_agents(with_agents(prod_settings, log_agent="off")) == ["amazon-ssm-agent"]
+    neither = with_agents(prod_settings, ssm_agent="preinstalled", log_agent="off")
+    assert installed_agents(neither) == []
+    paths = set(files_by_path(machine(neither)))
+    assert {"/usr/local/sbin/install-aws-agent", "/etc/app/aws-agent-keys.asc"}.isdisjoint(paths)
+    assert "/etc/app/cloudwatch-agent.json" not in paths
+    assert "/etc/app/cloudwatch-agent.json" in files_by_path(
+        machine(with_agents(prod_settings, log_agent="preinstalled"))
+    )
+
+
+def test_the_machine_carries_awss_keyring_as_the_repo_ships_it(prod_settings):
+    keyring = files_by_path(machine(prod_settings))["/etc/app/aws-agent-keys.asc"]
+    assert (keyring.owner, keyring.permissions) == ("root:root", "0644")
+    shipped = (FILES.parent / "keys" / "aws-agent-keys.asc").read_text()
+    assert keyring.content.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----\n") and shipped.endswith(keyring.content)
+
+
+def test_only_the_keyring_changes_when_a_test_swaps_it(prod_settings):
+    document = render.user_data(machine(prod_settings))
+    swapped = render.with_agent_keyring(document, "THROWAWAY KEY\n")
+    before, after = render.parse_user_data(document), render.parse_user_data(swapped)
+    keyring = [f for f in after["write_files"] if f["path"] == "/etc/app/aws-agent-keys.asc"]
+    assert keyring[0]["content"] == "THROWAWAY KEY\n"
+    keyring[0]["content"] = render.AWS_AGENT_KEYRING
+    assert after == before
+
+
+def test_a_keyring_swap_refuses_user_data_without_agents(prod_settings):
+    baked = with_agents(prod_settings, ssm_agent="preinstalled", log_agent="off")
+    with pytest.raises(ValueError, match=r"aws-agent-keys\.asc"):
+        render.with_agent_keyring(render.user_data(machine(baked)), "THROWAWAY KEY\n")
+
+
+def installer():
+    return runpy.run_path(str(FILES / "install-aws-agent"))
+
+
+def test_each_agent_and_its_signature_come_from_the_regions_own_bucket():
+    package_url = installer()["package_url"]
+    assert package_url("amazon-ssm-agent", "eu-west-1", "x86_64") == (
         "https://s3.eu-west-1.amazonaws.com/amazon-ssm-eu-west-1/latest/debian_amd64/amazon-ssm-agent.deb"
     )
-    assert agent_url("us-east-2", "aarch64").endswith("/amazon-ssm-us-east-2/latest/debian_arm64/amazon-ssm-agent.deb")
+    assert package_url("amazon-ssm-agent", "us-east-2", "aarch64").endswith(
+        "/amazon-ssm-us-east-2/latest/debian_arm64/amazon-ssm-agent.deb"
+    )
+    # AWS's download table: s3.<region>.amazonaws.com/amazoncloudwatch-agent-<region>/debian/<arch>/latest/
+    assert package_url("amazon-cloudwatch-agent", "eu-west-1", "x86_64") == (
+        "https://s3.eu-west-1.amazonaws.com/amazoncloudwatch-agent-eu-west-1/debian/amd64/latest/"
+        "amazon-cloudwatch-agent.deb"
+    )
 
 
-def test_ssm_agent_url_honours_an_s3_endpoint_override_with_the_same_path():
-    agent_url = runpy.run_path(str(FILES / "install-ssm-agent"))["agent_url"]
-    assert agent_url("eu-west-1", "x86_64", "https://127.0.0.1:4443/") == (
+def test_agent_urls_honour_an_s3_endpoint_override_with_the_same_path():
+    package_url = installer()["package_url"]
+    assert package_url("amazon-ssm-agent", "eu-west-1", "x86_64", "https://127.0.0.1:4443/") == (
         "https://127.0.0.1:4443/amazon-ssm-eu-west-1/latest/debian_amd64/amazon-ssm-agent.deb"
     )
+
+
+def test_the_installer_knows_only_the_two_agents_and_says_so():
+    result = subprocess.run(
+        [
+            "/usr/bin/python3",
+            str(FILES / "install-aws-agent"),
+            "--keyring",
+            "/dev/null",
+            "amazon-ecs-agent",
+            "eu-west-1",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "invalid choice: 'amazon-ecs-agent'" in result.stderr and "amazon-cloudwatch-agent" in result.stderr
 
 
 def test_release_env_names_the_live_release_parameter_not_a_release(prod_settings):

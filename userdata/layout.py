@@ -40,7 +40,13 @@ BEAT_SCHEDULE = f"{BEAT_STATE_DIR}/schedule"
 SBIN_DIR = "/usr/local/sbin"
 FETCH_SECRETS_BIN = f"{SBIN_DIR}/app-fetch-secrets"
 RELEASE_BIN = f"{SBIN_DIR}/app-release"
-SSM_AGENT_BIN = f"{SBIN_DIR}/install-ssm-agent"
+# Installs one of AWS's agents after checking its package's signature against AGENT_KEYRING.
+AGENT_INSTALLER_BIN = f"{SBIN_DIR}/install-aws-agent"
+AGENT_KEYRING = f"{ETC_DIR}/aws-agent-keys.asc"
+SSM_AGENT_PACKAGE = "amazon-ssm-agent"
+CLOUDWATCH_AGENT_PACKAGE = "amazon-cloudwatch-agent"
+# What the CloudWatch agent ships where (userdata.render.cloudwatch_agent_config).
+CLOUDWATCH_AGENT_CONFIG = f"{ETC_DIR}/cloudwatch-agent.json"
 WARM_STOP_BIN = f"{SBIN_DIR}/app-warm-stop"
 UNIT_DIR = "/etc/systemd/system"
 # The machine scripts run with Debian's own interpreter and python3-boto3, never the app's venv.
@@ -97,6 +103,30 @@ TERMINATION_HOOK = "celery-warm-stop"
 # On exactly one worker when Beat is enabled, absent everywhere else.
 BEAT_TAG = "celery-beat"
 BEAT_TAG_VALUE = "true"
+
+# --- CloudWatch Logs ------------------------------------------------------------------------------
+
+SSM_AGENT_UNIT = "amazon-ssm-agent.service"
+CLOUDWATCH_AGENT_UNIT = "amazon-cloudwatch-agent.service"  # the agent's package installs it
+# Files the CloudWatch agent ships besides the units' journal: cloud-init's two logs and the SSM
+# agent's own log (it writes its detail there, not to the journal).
+SHIPPED_LOG_FILES = (
+    "/var/log/cloud-init.log",
+    "/var/log/cloud-init-output.log",
+    "/var/log/amazon/ssm/amazon-ssm-agent.log",
+)
+
+
+def log_group_name(project: str, stack: str, role: str) -> str:
+    """One group per stack and role; each instance writes one stream per unit or file."""
+    return f"/{project}/{stack}/{role}"
+
+
+def log_stream_name(source: str) -> str:
+    """`{instance_id}/gunicorn.service`, `{instance_id}/cloud-init-output.log`: the agent fills in
+    the instance id, so `aws logs tail GROUP --log-stream-name-prefix i-0abc` reads one instance."""
+    return "{instance_id}/" + source.rsplit("/", 1)[-1]
+
 
 # --- Parameter Store -----------------------------------------------------------------------------
 

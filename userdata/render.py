@@ -21,6 +21,8 @@ import yaml
 
 from settings import QueueSettings, SettingError, Settings
 from userdata.layout import (
+    AGENT_INSTALLER_BIN,
+    AGENT_KEYRING,
     APP_CURRENT,
     APP_ENV,
     APP_ROOT,
@@ -28,6 +30,8 @@ from userdata.layout import (
     BEAT_SCHEDULE,
     BEAT_STATE_DIR_NAME,
     BEAT_UNIT,
+    CLOUDWATCH_AGENT_CONFIG,
+    CLOUDWATCH_AGENT_PACKAGE,
     DJANGO_SECRET_KEY_PARAMETER,
     FETCH_SECRETS_BIN,
     GROUP,
@@ -45,7 +49,9 @@ from userdata.layout import (
     SECRETS_ENV_NAMES,
     SECRETS_SOURCE_ENV,
     SECRETS_UNIT,
-    SSM_AGENT_BIN,
+    SHIPPED_LOG_FILES,
+    SSM_AGENT_PACKAGE,
+    SSM_AGENT_UNIT,
     TERMINATION_HOOK,
     UNIT_DIR,
     USER,
@@ -53,6 +59,8 @@ from userdata.layout import (
     VERSION_ENV_VARIABLES,
     WARM_STOP_BIN,
     WARM_STOP_UNIT,
+    log_group_name,
+    log_stream_name,
     worker_env_file,
     worker_unit,
 )
@@ -60,12 +68,17 @@ from userdata.layout import (
 Role = Literal["web", "worker"]
 
 BROKER_DB, RESULT_DB = 0, 1
-# What the units and scripts need from Debian beyond a stock cloud image.
-PACKAGES = ("python3-boto3", "python3-venv", "redis-tools")
+# What the units and scripts need from Debian beyond a stock cloud image (gpgv is on it already,
+# as apt's own verifier: listed because install-aws-agent depends on it).
+PACKAGES = ("python3-boto3", "python3-venv", "redis-tools", "gpgv")
 # Gunicorn's own graceful timeout is 30 s after the request timeout.
 GUNICORN_GRACE_SECONDS = 30
 
 _HERE = Path(__file__).parent
+# The public keys AWS signs its agent packages with: the armored blocks only (provenance and
+# fingerprints are in the file's text before them, which the user-data has no room for).
+_KEYRING_FILE = (_HERE / "keys" / "aws-agent-keys.asc").read_text()
+AWS_AGENT_KEYRING = _KEYRING_FILE[_KEYRING_FILE.index("-----BEGIN PGP") :]
 
 
 @dataclass(frozen=True)
@@ -306,16 +319,19 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
 def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
     """Every file cloud-init writes on this machine."""
     settings = machine.settings
-    installs_agent = settings.instances.ssm_agent == "install"
     scripts = [
         WrittenFile(path, (_HERE / "files" / Path(path).name).read_text(), "root:root", "0755")
         for path in (
             FETCH_SECRETS_BIN,
             RELEASE_BIN,
-            *([SSM_AGENT_BIN] if installs_agent else []),
+            *([AGENT_INSTALLER_BIN] if agents_to_run(settings) else []),
             *([WARM_STOP_BIN] if machine.role == "worker" else []),
         )
     ]
+    agents = [WrittenFile(AGENT_KEYRING, AWS_AGENT_KEYRING, "root:root", "0644")] if agents_to_run(settings) else []
+    if settings.logs.agent != "off":
+        config = json.dumps(cloudwatch_agent_config(machine), separators=(",", ":"), sort_keys=True) + "\n"
+        agents.append(WrittenFile(CLOUDWATCH_AGENT_CONFIG, config, "root:root", "0644"))
     units = [WrittenFile(f"{UNIT_DIR}/{name}", text, "root:root", "0644") for name, text in unit_files(machine).items()]
 
     def readable_by_services(path: str, values: dict[str, str | int]) -> WrittenFile:
@@ -332,7 +348,53 @@ def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
         envs.append(readable_by_services(GUNICORN_ENV, gunicorn_env(settings)))
     else:
         envs += [readable_by_services(worker_env_file(q.name), worker_env(q)) for q in settings.worker.queues]
-    return scripts + units + envs
+    return scripts + agents + units + envs
+
+
+def agents_to_run(settings: Settings) -> list[str]:
+    """AWS's agents the first boot runs install-aws-agent for: it installs one the image lacks
+    (checked), then starts it. The CloudWatch agent always needs starting with the stack's config,
+    also from an image that carries it; an image's SSM agent starts by itself."""
+    return [SSM_AGENT_PACKAGE] * (settings.instances.ssm_agent == "install") + [CLOUDWATCH_AGENT_PACKAGE] * (
+        settings.logs.agent != "off"
+    )
+
+
+def agent_install_command(settings: Settings, package: str) -> list[str]:
+    config = ["--config", CLOUDWATCH_AGENT_CONFIG] if package == CLOUDWATCH_AGENT_PACKAGE else []
+    return [AGENT_INSTALLER_BIN, "--keyring", AGENT_KEYRING, *config, package, settings.region]
+
+
+def shipped_units(machine: UserDataInputs) -> list[str]:
+    """Every unit of the stack on this machine and the SSM agent's: their journal lines ship."""
+    return [*units_to_enable(machine), SSM_AGENT_UNIT]
+
+
+def cloudwatch_agent_config(machine: UserDataInputs) -> dict[str, Any]:
+    """The CloudWatch agent's config (AWS's JSON schema): each unit's journal (the agent reads the
+    journal itself, no syslog copy) and the log files systemd does not hold, to this role's group,
+    one stream per instance and source. Retention is the group's, set by the program."""
+    settings = machine.settings
+    group = log_group_name(settings.project, settings.stack, machine.role)
+    return {
+        "agent": {"region": settings.region},
+        "logs": {
+            "logs_collected": {
+                "journald": {
+                    "collect_list": [
+                        {"log_group_name": group, "log_stream_name": log_stream_name(unit), "units": [unit]}
+                        for unit in shipped_units(machine)
+                    ]
+                },
+                "files": {
+                    "collect_list": [
+                        {"file_path": path, "log_group_name": group, "log_stream_name": log_stream_name(path)}
+                        for path in SHIPPED_LOG_FILES
+                    ]
+                },
+            }
+        },
+    }
 
 
 def cloud_config(machine: UserDataInputs) -> dict[str, Any]:
@@ -361,8 +423,9 @@ def cloud_config(machine: UserDataInputs) -> dict[str, Any]:
         "packages": list(PACKAGES),
         "write_files": [entry(file) for file in machine_files(machine)],
         "runcmd": [
-            # The agent first: if the app fails to start, Session Manager can still get in.
-            *([[SSM_AGENT_BIN, machine.settings.region]] if machine.settings.instances.ssm_agent == "install" else []),
+            # The agents first: if the app fails to start, Session Manager can still get in and
+            # the boot's logs still leave the machine.
+            *[agent_install_command(machine.settings, package) for package in agents_to_run(machine.settings)],
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", *units_to_enable(machine)],
         ],
@@ -386,8 +449,23 @@ _BlockStyleDumper.add_representer(str, _represent_str)
 
 
 def user_data(machine: UserDataInputs) -> str:
-    body = yaml.dump(cloud_config(machine), Dumper=_BlockStyleDumper, sort_keys=False, width=1000)
-    return "#cloud-config\n" + body
+    return _document(cloud_config(machine))
+
+
+def _document(config: dict[str, Any]) -> str:
+    return "#cloud-config\n" + yaml.dump(config, Dumper=_BlockStyleDumper, sort_keys=False, width=1000)
+
+
+def with_agent_keyring(document: str, keyring: str) -> str:
+    """The same user-data with another keyring for the agent packages. Only the VM tests call it:
+    their stand-in packages are signed with a throwaway key. No config reaches it, so a stack
+    always carries AWS's keys."""
+    config = parse_user_data(document)
+    entries = [entry for entry in config["write_files"] if entry["path"] == AGENT_KEYRING]
+    if not entries:
+        raise ValueError(f"the user-data installs no agent: it carries no {AGENT_KEYRING}")
+    entries[0]["content"] = keyring
+    return _document(config)
 
 
 # EC2 refuses user-data over 16 KiB; cloud-init unpacks gzip by itself.

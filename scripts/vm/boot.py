@@ -22,7 +22,7 @@ from typing import Any
 from offline_render.program import StackRender, render_stack
 from scripts.vm.image import REDIS_HOST, STACK, Image, ReleaseStore
 from userdata import layout
-from userdata.render import written_files
+from userdata.render import with_agent_keyring, written_files
 
 PARAMETER_TYPE = "aws:ssm/parameter:Parameter"
 
@@ -242,7 +242,11 @@ def boot(
     timeout: float = BOOT_TIMEOUT_SECONDS,
 ) -> Boot:
     """Boots one VM to its poweroff; every marked line is timestamped as the host sees it.
-    disk: the image's base.img (default: the stock OS) or ami.img (the release baked in)."""
+    disk: the image's base.img (default: the stock OS) or ami.img (the release baked in).
+    The user-data is the program's, with one change: the agent packages' keyring is the image's
+    throwaway key (the stand-in packages cannot carry AWS's signature)."""
+    if any(f.path == layout.AGENT_KEYRING for f in written_files(user_data)):
+        user_data = with_agent_keyring(user_data, image.agent_keyring)
     workdir.mkdir(parents=True, exist_ok=True)
     overlay = workdir / "overlay.qcow2"
     overlay.unlink(missing_ok=True)

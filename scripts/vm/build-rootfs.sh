@@ -11,8 +11,8 @@
 # is the same plus AMI_RELEASE installed by the program's own `app-release install`, as a baked
 # AMI (app.source: ami) carries it. Everything test-only lives outside the program's paths: a
 # TLS redis-server standing in for ElastiCache, an AWS endpoint stand-in (Parameter Store, Auto
-# Scaling, IMDS, and S3 serving OBJECTS_DIR: the release artifacts and the SSM agent package),
-# the probe unit.
+# Scaling, IMDS, and S3 serving OBJECTS_DIR: the release artifacts, the agent packages and their
+# signatures), the probe unit.
 set -euo pipefail
 out=$1 objects=$2 ami_artifact=$3 ami_release=$4 mirror=$5 deb_cache=$6 redis_host=$7 stack=$8
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,7 +25,7 @@ rootfs=$out/rootfs
 # python3-cryptography (and with it cloud-init) is left unconfigured under minbase.
 packages=(
   linux-image-cloud-amd64 initramfs-tools systemd-sysv udev dbus
-  cloud-init python3 python3-venv python3-boto3 python3-cffi-backend python3-yaml
+  cloud-init python3 python3-venv python3-boto3 python3-cffi-backend python3-yaml gpgv
   redis-server redis-tools openssl ca-certificates procps iproute2
 )
 

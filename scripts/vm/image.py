@@ -6,7 +6,9 @@ The image directory is <cache>/images/<key>/ where <key> hashes every input of t
 builder, the files baked into the guest, the sample project, the release tooling, the mirror,
 where the rendered stack says its releases live). It holds two disks: base.img, the stock OS
 (an instance on the default s3 path installs its release at boot), and ami.img, the same plus
-the stack's release installed by app-release (a baked AMI, app.source: ami).
+the stack's release installed by app-release (a baked AMI, app.source: ami), and the public half
+of the throwaway key the build signed the stand-in agent packages with (agent-signing-key.asc:
+the keyring the boots' user-data carries instead of AWS's).
 Nothing else invalidates it, so a fresh clone on the same machine reuses it and a new machine
 builds it cold (about two minutes). A lock serialises concurrent builders.
 """
@@ -25,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,6 +44,9 @@ REDIS_HOST = "master.vm-redis.test"
 # The stack whose parameter names the Parameter Store stand-in answers.
 STACK = "prod"
 KEEP_IMAGES = 3
+# The stand-in packages of AWS's agents (scripts/vm/guest/<package>/), built and signed per image.
+AGENT_PACKAGES = ("amazon-ssm-agent", "amazon-cloudwatch-agent")
+SIGNING_KEY = "agent-signing-key.asc"
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 
 
@@ -80,6 +87,11 @@ class Image:
     def initrd(self) -> Path:
         return self.directory / "initrd.img"
 
+    @property
+    def agent_keyring(self) -> str:
+        """The public key the stand-in agent packages are signed with (armored)."""
+        return (self.directory / SIGNING_KEY).read_text()
+
 
 def machine_mirror() -> str:
     """The Debian mirror this machine's apt already uses (deb822 or one-line format)."""
@@ -99,7 +111,7 @@ def input_files() -> list[Path]:
         HERE / "image.py",
         HERE / "build-rootfs.sh",
         REPO / "userdata/files/app-release",
-        REPO / "userdata/files/install-ssm-agent",
+        REPO / "userdata/files/install-aws-agent",
         REPO / "userdata/layout.py",
         REPO / "scripts/build-release.sh",
     ]
@@ -132,37 +144,69 @@ def build_artifact(release: str, into: Path) -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def agent_package_key(region: str) -> str:
-    """Where install-ssm-agent fetches the agent from, by its own URL logic (x86_64 guest)."""
-    agent_url = runpy.run_path(str(REPO / "userdata/files/install-ssm-agent"))["agent_url"]
-    return str(agent_url(region, "x86_64", "https://stand-in")).removeprefix("https://stand-in/")
+def agent_package_key(region: str, package: str = "amazon-ssm-agent") -> str:
+    """Where install-aws-agent fetches an agent from, by its own URL logic (x86_64 guest); its
+    signature is this key + ".sig"."""
+    package_url = runpy.run_path(str(REPO / "userdata/files/install-aws-agent"))["package_url"]
+    return str(package_url(package, region, "x86_64", "https://stand-in")).removeprefix("https://stand-in/")
 
 
-def build_agent_package(into: Path) -> None:
-    """A local package named amazon-ssm-agent with an amazon-ssm-agent.service, from guest/."""
+def gpg(home: Path, *args: str) -> str:
+    return subprocess.run(
+        ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", "--passphrase", "", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def build_agent_package(package: str, into: Path, signing_home: Path) -> None:
+    """A local package named like AWS's with the same unit (and, for the CloudWatch agent, the
+    same ctl), from guest/<package>, with a detached signature by the image's throwaway key."""
     with tempfile.TemporaryDirectory(prefix="vm-agent-") as scratch:
         tree = Path(scratch) / "pkg"
-        shutil.copytree(HERE / "guest/amazon-ssm-agent", tree)
+        shutil.copytree(HERE / "guest" / package, tree)
         into.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(tree), str(into)], check=True)
+    gpg(signing_home, "--detach-sign", "--output", f"{into}.sig", str(into))
 
 
-def stand_in_objects(store: ReleaseStore, into: Path) -> None:
+def stand_in_objects(store: ReleaseStore, into: Path, signing_home: Path) -> None:
     """What the guest's S3 stand-in serves: both releases' artifacts (each with the .sha256 that
-    build-release.sh writes beside it and app-release checks) and the agent package."""
+    build-release.sh writes beside it and app-release checks) and the signed agent packages."""
     for release in (store.release, NEXT_RELEASE):
         target = into / store.artifact_key(release)
         target.parent.mkdir(parents=True, exist_ok=True)
         # artifactPrefix is directory-shaped (`releases/`), so the script's file is the key.
         built = build_artifact(release, target.parent)
         assert built == target, f"{built} is not at the key app-release downloads ({target})"
-    build_agent_package(into / agent_package_key(store.region))
+    for package in AGENT_PACKAGES:
+        build_agent_package(package, into / agent_package_key(store.region, package), signing_home)
+
+
+@contextmanager
+def throwaway_signing_key() -> Iterator[Path]:
+    """A GNUPGHOME with a fresh signing key that lives only for this build (its gpg-agent too)."""
+    with tempfile.TemporaryDirectory(prefix="vm-signing-") as home:
+        os.chmod(home, 0o700)
+        gpg(
+            Path(home),
+            "--quick-gen-key",
+            "django-stack vm-test agent signer <vm-test@invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        )
+        try:
+            yield Path(home)
+        finally:
+            subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], check=False)
 
 
 def build(target: Path, mirror: str, cache: Path, store: ReleaseStore) -> None:
-    with tempfile.TemporaryDirectory(prefix="vm-objects-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="vm-objects-") as scratch, throwaway_signing_key() as signing_home:
         objects = Path(scratch) / "s3"
-        stand_in_objects(store, objects)
+        stand_in_objects(store, objects, signing_home)
         subprocess.run(
             [
                 "bash",
@@ -178,6 +222,7 @@ def build(target: Path, mirror: str, cache: Path, store: ReleaseStore) -> None:
             ],
             check=True,
         )
+        (target / SIGNING_KEY).write_text(gpg(signing_home, "--armor", "--export"))
 
 
 def prune(images: Path, keep: str) -> None:

@@ -85,7 +85,7 @@ def resource(render: StackRender, name: str) -> RecordedResource:
 def test_every_policy_is_registered_as_mandatory(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
     info = analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
     names = {policy.name: policy.enforcementLevel for policy in info.policies}
-    expected = {policy.name for policy in rules.RESOURCE_POLICIES} | {rules.SINGLE_BEAT_POLICY}
+    expected = {policy.name for policy in [*rules.RESOURCE_POLICIES, *rules.STACK_POLICIES]}
     assert names == dict.fromkeys(expected, MANDATORY)
 
 
@@ -127,16 +127,29 @@ def test_two_beat_groups_fail_the_stack(analyzer: analyzer_pb2_grpc.AnalyzerStub
         )
 
     groups = prod.of_type(rules.AUTOSCALING_GROUP)
+    # The alarms come along: without them the stack would fail broker-and-backlog-alarms.
+    alarms = [analyzed(r, r.inputs) for r in prod.of_type(rules.METRIC_ALARM)]
     assert (
         analyzer.AnalyzeStack(
-            analyzer_pb2.AnalyzeStackRequest(resources=[analyzed(r, r.inputs) for r in groups]), timeout=30
+            analyzer_pb2.AnalyzeStackRequest(resources=[*alarms, *[analyzed(r, r.inputs) for r in groups]]), timeout=30
         ).diagnostics
         == []
     )
     beat_tag = {"key": rules.BEAT_TAG, "value": "true", "propagateAtLaunch": True}
-    second_beat = [analyzed(r, {**r.inputs, "tags": [*r.inputs["tags"], beat_tag]}) for r in groups]
+    second_beat = [*alarms, *[analyzed(r, {**r.inputs, "tags": [*r.inputs["tags"], beat_tag]}) for r in groups]]
     (diagnostic,) = analyzer.AnalyzeStack(
         analyzer_pb2.AnalyzeStackRequest(resources=second_beat), timeout=30
     ).diagnostics
     assert diagnostic.policyName == rules.SINGLE_BEAT_POLICY
     assert diagnostic.enforcementLevel == MANDATORY
+
+
+def test_a_stack_without_its_alarms_fails_mandatory(
+    analyzer: analyzer_pb2_grpc.AnalyzerStub, prod: StackRender
+) -> None:
+    groups = [
+        analyzer_pb2.AnalyzerResource(type=r.type_, properties=struct(r.inputs), urn=urn(r.type_, r.name), name=r.name)
+        for r in prod.of_type(rules.AUTOSCALING_GROUP)
+    ]
+    diagnostics = analyzer.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=groups), timeout=30).diagnostics
+    assert [(d.policyName, d.enforcementLevel) for d in diagnostics] == [("broker-and-backlog-alarms", MANDATORY)] * 2

@@ -24,7 +24,7 @@ from components.security import REDIS_PORT
 from offline_render.program import StackRender
 from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
 from policy import rules
-from userdata.layout import BEAT_TAG
+from userdata.layout import BEAT_TAG, METRICS_NAMESPACE, QUEUE_BACKLOG_METRIC
 from userdata.render import decode_user_data
 
 Props = dict[str, Any]
@@ -85,7 +85,8 @@ def policy_problems(render: StackRender) -> dict[tuple[str, str], list[str]]:
 
 def test_every_prod_resource_passes_every_policy(prod: StackRender) -> None:
     assert policy_problems(prod) == {}
-    assert rules.single_beat([(r.type_, r.name, r.inputs) for r in prod.resources]) == []
+    for policy in rules.STACK_POLICIES:
+        assert policy.check([(r.type_, r.name, r.inputs) for r in prod.resources]) == [], policy.name
 
 
 def test_a_valkey_stack_passes_every_policy(render: Callable[..., StackRender]) -> None:
@@ -109,12 +110,14 @@ def test_the_pack_judges_the_resource_types_the_program_creates(prod: StackRende
         rules.ROLE_POLICY,
         rules.PARAMETER,
         rules.LOG_GROUP,
+        rules.METRIC_ALARM,
     } <= types
     assert types & rules.LISTENERS
 
 
 def test_policy_constants_match_the_program() -> None:
     assert rules.BEAT_TAG == BEAT_TAG
+    assert rules.QUEUE_BACKLOG_METRIC == (METRICS_NAMESPACE, QUEUE_BACKLOG_METRIC)
     assert TLS_POLICY.startswith(rules.MODERN_TLS_POLICY_PREFIX)
     assert rules.REDIS_PORT == REDIS_PORT
     assert (rules._SECRET_SIG_KEY, rules._SECRET_SIG) == (SECRET_SIG_KEY, SECRET_SIG)
@@ -488,7 +491,9 @@ def test_a_second_beat_group_violates(prod: StackRender) -> None:
     resources = stack_resources(prod)
     group_of(resources, "prod-worker")["tags"].append({"key": BEAT_TAG, "value": "true", "propagateAtLaunch": True})
     problems = rules.single_beat(resources)
-    assert len(problems) == 1 and "prod-worker-beat" in problems[0] and "prod-worker," in problems[0]
+    assert len(problems) == 1
+    named = problems[0].split("(", 1)[1].split(")", 1)[0]
+    assert sorted(named.split(", ")) == ["prod-worker", "prod-worker-beat"]
 
 
 def test_a_beat_instance_next_to_the_beat_group_violates(prod: StackRender) -> None:
@@ -500,6 +505,73 @@ def test_stack_without_beat_passes(render: Callable[..., StackRender]) -> None:
     without = render({"worker.beat": False})
     assert not any(BEAT_TAG in i.tags for i in without.instances)
     assert rules.single_beat(stack_resources(without)) == []
+
+
+# --- alarms every stack pages on ------------------------------------------------------------------
+
+
+def alarms_reading(resources: list[tuple[str, str, Any]], metric: str) -> list[str]:
+    return [
+        name
+        for type_, name, props in resources
+        if type_ == rules.METRIC_ALARM
+        and metric
+        in [props.get("metricName"), *[q.get("metric", {}).get("metricName") for q in props.get("metricQueries", [])]]
+    ]
+
+
+def test_the_programs_broker_memory_and_backlog_alarms_pass(prod: StackRender) -> None:
+    resources = stack_resources(prod)
+    assert alarms_reading(resources, "DatabaseMemoryUsagePercentage") == [
+        "prod-broker-memory-001",
+        "prod-broker-memory-002",
+    ]
+    assert sorted(alarms_reading(resources, "QueueBacklog")) == [
+        "prod-queue-backlog-default",
+        "prod-queue-backlog-long",
+    ]
+    assert rules.broker_and_backlog_alarms(resources) == []
+
+
+@pytest.mark.parametrize(
+    ("metric", "complaint"),
+    [
+        ("DatabaseMemoryUsagePercentage", "AWS/ElastiCache DatabaseMemoryUsagePercentage"),
+        ("QueueBacklog", "DjangoStack/Celery QueueBacklog"),
+    ],
+)
+def test_a_stack_without_the_alarm_or_its_action_violates(prod: StackRender, metric: str, complaint: str) -> None:
+    resources = stack_resources(prod)
+    alarmed = set(alarms_reading(resources, metric))
+    without = [r for r in resources if r[1] not in alarmed]
+    (problem,) = rules.broker_and_backlog_alarms(without)
+    assert complaint in problem
+    # The alarm is there but tells nobody.
+    silent = [(t, n, {**p, "alarmActions": []} if n in alarmed else p) for t, n, p in resources]
+    (problem,) = rules.broker_and_backlog_alarms(silent)
+    assert complaint in problem
+
+
+def test_a_backlog_alarm_in_metric_math_and_an_action_unknown_in_preview_pass(prod: StackRender) -> None:
+    resources = stack_resources(prod)
+    backlog = set(alarms_reading(resources, "QueueBacklog"))
+    as_math = [
+        (
+            t,
+            n,
+            {
+                "metricQueries": [
+                    {"id": "b", "metric": {"namespace": p["namespace"], "metricName": p["metricName"]}},
+                    {"id": "e", "expression": "b * 1", "returnData": True},
+                ],
+                "alarmActions": UNKNOWN_STRING_VALUE,
+            }
+            if n in backlog
+            else p,
+        )
+        for t, n, p in resources
+    ]
+    assert rules.broker_and_backlog_alarms(as_math) == []
 
 
 # --- what the policy SDK hands over: proxies that raise on values unknown during preview ---------

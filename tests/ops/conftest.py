@@ -1,37 +1,24 @@
-"""Fixtures for the ops tool's tests: moto_server as a real HTTP server on loopback (EC2 and SSM
-over the wire, as boto3 talks to AWS), instances launched through the EC2 API with the exact
-tags the Pulumi program renders, and an SSM client wrapper for what moto does not emulate."""
+"""Fixtures for the ops tool's tests: moto answering boto3's real requests in this process,
+instances launched through the EC2 API with the exact tags the Pulumi program renders, and an
+SSM client wrapper for what moto does not emulate."""
 
 from __future__ import annotations
 
 import functools
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3
 import botocore.loaders
 import pytest
+from moto import mock_aws
 
 from offline_render.program import StackRender
 
-MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 REGION = "eu-west-1"
 # Any id: moto launches from an unknown image, and listing its built-in images takes seconds.
 IMAGE = "ami-0123456789abcdef0"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -45,48 +32,24 @@ def one_service_model_loader() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session")
-def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
-    # Without its catalogue of public AMIs, moto's EC2 starts in milliseconds after each reset
-    # instead of a quarter second; the instances launch from an id it does not know anyway.
-    env = {**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
-    server = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(f"moto_server did not start on {url} (log: {log.name})") from None
-            time.sleep(0.2)
-    yield url
-    # Nothing in it outlives the session; a graceful stop waits for open client connections and
-    # took over 10 s on a loaded machine.
-    server.kill()
-    server.wait(timeout=10)
-    log.close()
-
-
 @pytest.fixture()
-def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The standard AWS chain pointed at moto: AWS_ENDPOINT_URL is honoured by boto3 itself, so
-    the tool runs unchanged. Moto's state is reset for every test."""
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The standard AWS chain answered by moto in this process: boto3 builds, signs and sends
+    each request as to AWS, and moto's EC2, SSM and Auto Scaling answer it (no HTTP server in
+    between: it cost a few ms per call, over two thousand calls a run). Fresh state per test."""
     for name, value in {
-        "AWS_ENDPOINT_URL": moto_url,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": REGION,
+        # Without its catalogue of public AMIs moto's EC2 starts in milliseconds, not a quarter
+        # second; the instances launch from an id it does not know anyway.
+        "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
     }.items():
         monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN"):
+    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
-    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10).close()
-    return moto_url
+    with mock_aws():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -96,13 +59,14 @@ def program_tags(prod: StackRender) -> list[dict[str, str]]:
 
 
 @functools.cache
-def ec2_client(endpoint: str) -> Any:
-    """One client per moto server: building a client costs more than the call it makes."""
-    return boto3.client("ec2", endpoint_url=endpoint)
+def ec2_client() -> Any:
+    """One client for every test (moto's state is what each test resets): building a client
+    costs more than the call it makes."""
+    return boto3.client("ec2", region_name=REGION)
 
 
 def launch(tags: dict[str, str], state: str = "running") -> str:
-    ec2 = ec2_client(os.environ["AWS_ENDPOINT_URL"])
+    ec2 = ec2_client()
     instance = ec2.run_instances(
         ImageId=IMAGE,
         MinCount=1,

@@ -1,5 +1,5 @@
 """verify and beat pause/resume end to end through main(): EC2 discovery and SSM send_command
-against moto_server; command results injected at the boto3 boundary (see ScriptedSsm)."""
+against moto; command results injected at the boto3 boundary (see ScriptedSsm)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Instances are found by the program's tags, over the EC2 API of a real moto server."""
+"""Instances are found by the program's tags, over the EC2 API as moto answers it."""
 
 from __future__ import annotations
 

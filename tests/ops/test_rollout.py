@@ -1,6 +1,6 @@
 """deploy and rollback through main(): the order of what is sent to which instance, the bounded
 wait for tasks in flight, a stop at each failing step with the stack's state printed, and the
-recorded previous release. EC2 and SSM requests go to moto_server; command results are
+recorded previous release. EC2 and SSM requests go to moto; command results are
 injected at the boto3 boundary (ScriptedSsm + FakeInstances), since moto runs no commands."""
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ boot serves every test that reads it; the results come from the guest probe's co
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from scripts.vm import boot as harness
 from scripts.vm import image as vm_image
 from tests.vm.conftest import ALL_BOOTS, ROLE_BOOTS
-from userdata.layout import RELEASE_UNIT, SECRETS_UNIT, TERMINATION_HOOK, WARM_STOP_UNIT
+from userdata.layout import RELEASE_UNIT, SECRETS_UNIT, SSM_AGENT_UNIT, TERMINATION_HOOK, WARM_STOP_UNIT
 from userdata.render import enabled_units
 
 ROLES = ROLE_BOOTS
@@ -307,3 +308,42 @@ def test_the_app_sees_its_own_environment_and_secret_parameter(name, any_boot):
     }
     fetched = [r for r in boot.first("aws-requests") if r["service"] == "ssm" and r["action"] == "GetParameters"]
     assert any(harness.SAMPLE_API_KEY_PARAMETER in r["names"] for r in fetched), fetched
+
+
+def signing_fingerprint(armored_key: str) -> str:
+    """The primary key fingerprint of the image's throwaway signing key (as gpgv's VALIDSIG ends)."""
+    shown = subprocess.run(
+        ["gpg", "--show-keys", "--with-colons"], input=armored_key, capture_output=True, text=True, check=True
+    ).stdout
+    return next(line.split(":")[9] for line in shown.splitlines() if line.startswith("fpr:"))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_both_agents_are_installed_after_a_good_signature_check(role, booted, image, stack):
+    boot = booted(role)
+    report = boot.first("log-agent")
+    signer = signing_fingerprint(image.agent_keyring)
+    verdicts = [line for line in report["installer"] if "signature" in line or "not installed" in line]
+    expected = [f"install-aws-agent: {p}: good signature from {signer}" for p in vm_image.AGENT_PACKAGES]
+    assert verdicts == expected, report
+    assert boot.first("ssm-agent")["package"] == report["package"] == "install ok installed 0.0.0-vmtest", report
+    assert (report["active"], report["enabled"]) == ("active", "enabled"), report
+    assert report["config_fetched"] is True, report
+    for package in vm_image.AGENT_PACKAGES:
+        key = vm_image.agent_package_key(stack.store.region, package)
+        assert requested(boot, "GET", key) and requested(boot, "GET", f"{key}.sig"), boot.first("aws-requests")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_log_agent_config_names_every_unit_and_their_lines_are_there(role, booted):
+    boot = booted(role)
+    report = boot.first("log-agent")
+    collected = report["config"]["logs"]["logs_collected"]
+    named = sorted(unit for entry in collected["journald"]["collect_list"] for unit in entry["units"])
+    assert named == sorted([*enabled_units(boot.user_data), SSM_AGENT_UNIT]), named
+    # Every unit's own processes have written to the journal by now; app-warm-stop only speaks
+    # when the instance terminates.
+    assert all(report["lines"][unit] > 0 for unit in named if unit != WARM_STOP_UNIT), report["lines"]
+    files = [entry["file_path"] for entry in collected["files"]["collect_list"]]
+    # The stand-in SSM agent writes no log file of its own (AWS's writes /var/log/amazon/ssm/).
+    assert all(report["lines"][path] > 0 for path in files if "/amazon/ssm/" not in path), report["lines"]

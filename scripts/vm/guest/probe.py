@@ -58,7 +58,11 @@ try:
 except OSError as error:
     print(json.dumps({{"error": repr(error)}}))
 """
-AGENT_UNIT = "amazon-ssm-agent.service"
+AGENT_UNIT = layout.SSM_AGENT_UNIT
+LOG_AGENT_UNIT = layout.CLOUDWATCH_AGENT_UNIT
+# Where amazon-cloudwatch-agent-ctl fetch-config keeps a file: config (the stand-in does the same).
+LOG_AGENT_CONFIG = Path("/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/file_cloudwatch-agent.json")
+CLOUD_INIT_OUTPUT = Path("/var/log/cloud-init-output.log")
 # The queues of the stack the VM tests boot (the prod stack's).
 WORKER_UNIT = layout.worker_unit("default")
 KNOWN_UNITS = (
@@ -288,6 +292,48 @@ def check_agent() -> None:
     )
 
 
+def installer_lines() -> list[str]:
+    """What install-aws-agent printed during cloud-init's runcmd (signature verdicts included)."""
+    text = CLOUD_INIT_OUTPUT.read_text(errors="replace") if CLOUD_INIT_OUTPUT.exists() else ""
+    return [line for line in text.splitlines() if line.startswith("install-aws-agent: ")]
+
+
+def source_lines(config: dict) -> dict[str, int]:
+    """How many lines each source the agent config names holds here: a unit's journal (what its
+    own processes wrote, not systemd's lines about it), a file (-1: no such file)."""
+    collected = config["logs"]["logs_collected"]
+    lines = {
+        unit: len(run("journalctl", f"_SYSTEMD_UNIT={unit}", "-o", "cat", "--no-pager").stdout.splitlines())
+        for entry in collected.get("journald", {}).get("collect_list", [])
+        for unit in entry["units"]
+    }
+    for entry in collected.get("files", {}).get("collect_list", []):
+        path = Path(entry["file_path"])
+        lines[str(path)] = len(path.read_text(errors="replace").splitlines()) if path.exists() else -1
+    return lines
+
+
+def check_log_agent() -> None:
+    """The CloudWatch agent install the user-data runs: package, unit, the config it was started
+    with (byte for byte the one the user-data wrote), and the installer's signature verdicts."""
+    package = run("dpkg-query", "-W", "-f", "${Status} ${Version}", "amazon-cloudwatch-agent")
+    written = Path(layout.CLOUDWATCH_AGENT_CONFIG)
+    emit(
+        "log-agent",
+        {
+            "package": package.stdout.strip() if package.returncode == 0 else None,
+            "active": run("systemctl", "is-active", LOG_AGENT_UNIT).stdout.strip(),
+            "enabled": run("systemctl", "is-enabled", LOG_AGENT_UNIT).stdout.strip(),
+            "config_fetched": LOG_AGENT_CONFIG.exists()
+            and written.exists()
+            and LOG_AGENT_CONFIG.read_bytes() == written.read_bytes(),
+            "config": json.loads(written.read_text()) if written.exists() else None,
+            "lines": source_lines(json.loads(written.read_text())) if written.exists() else {},
+            "installer": installer_lines(),
+        },
+    )
+
+
 def check_aws_requests() -> None:
     lines = AWS_REQUESTS.read_text().splitlines() if AWS_REQUESTS.exists() else []
     emit("aws-requests", [json.loads(line) for line in lines])
@@ -508,6 +554,7 @@ def probe() -> None:
 def check_program(units: list[str], scenario: str, data: dict) -> None:
     check_release()
     check_agent()
+    check_log_agent()
     check_redis()
     check_imds(units)
     if layout.GUNICORN_UNIT in units:

@@ -148,8 +148,10 @@ class Deployment:
             "web.minSize": 0,
             "web.desiredCapacity": web_count,
             "web.port": web_port,
-            "worker.minSize": 0,
+            # A fixed worker group: a scaling one (maxSize above minSize) needs minSize >= 1.
+            "worker.minSize": worker_count - 1,
             "worker.desiredCapacity": worker_count - 1,
+            "worker.maxSize": worker_count - 1,
             "worker.queues": queues or TEST_QUEUES,
             "worker.stopMarginSeconds": 10,
             "worker.visibilityTimeout": visibility_timeout,
