@@ -1,9 +1,11 @@
-"""The instance scripts in userdata/files run as an instance runs them: Debian's /usr/bin/python3,
-under the umask every unit of the stack gets (read from the shared sandbox the units include).
+"""The instance scripts in userdata/files run as an instance runs them: the text the renderer
+ships (userdata.shipped), by Debian's /usr/bin/python3, under the umask every unit of the stack
+gets (read from the shared sandbox the units include).
 Shared by the unit lane (app-release without AWS) and the e2e lane (with moto and Debian's boto3)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -11,13 +13,24 @@ import re
 import stat
 import subprocess
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
-FILES = Path(__file__).resolve().parents[1] / "userdata" / "files"
+from userdata.shipped import FILES, shipped_script
+
 SYSTEM_PYTHON = "/usr/bin/python3"
 _SANDBOX = (FILES.parent / "templates" / "sandbox.conf").read_text()
 UNIT_UMASK = int(re.search(r"^UMask=([0-7]+)$", _SANDBOX, re.MULTILINE).group(1), 8)
+
+
+@functools.cache
+def shipped(name: str) -> Path:
+    """userdata/files/<name> as machines get it, as an executable file to run."""
+    path = Path(tempfile.mkdtemp(prefix="shipped-")) / name
+    path.write_text(shipped_script(name))
+    path.chmod(0o755)
+    return path
 
 
 def tiny_wheel(directory: Path) -> Path:
@@ -58,7 +71,7 @@ def write_checksum(artifact: Path) -> Path:
 
 def release_tool(app_root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [SYSTEM_PYTHON, str(FILES / "app-release"), *args],
+        [SYSTEM_PYTHON, str(shipped("app-release")), *args],
         env={"PATH": "/usr/bin:/bin", "APP_ROOT": str(app_root)} | env,
         capture_output=True,
         text=True,

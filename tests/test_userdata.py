@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import configparser
 import gzip
@@ -13,8 +14,10 @@ import msgspec
 import pytest
 import yaml
 
+from tests.machine_scripts import shipped
 from userdata import render
 from userdata.render import UserDataInputs
+from userdata.shipped import shipped_script
 
 FILES = Path(render.__file__).parent / "files"
 
@@ -62,7 +65,7 @@ def test_workers_get_the_termination_agent_with_the_hook_and_region(prod_setting
     assert "ExecStart=/usr/bin/python3 /usr/local/sbin/app-warm-stop\n" in unit
     agent = files["/usr/local/sbin/app-warm-stop"]
     assert (agent.owner, agent.permissions) == ("root:root", "0755")
-    assert agent.content == (FILES / "app-warm-stop").read_text()
+    assert agent.content == shipped_script("app-warm-stop")
     assert "/usr/local/sbin/app-warm-stop" not in files_by_path(machine(prod_settings, "web"))
 
 
@@ -228,8 +231,8 @@ def test_both_agents_are_installed_first_unless_the_image_has_them_or_logs_are_o
 def test_the_machine_carries_awss_keyring_as_the_repo_ships_it(prod_settings):
     keyring = files_by_path(machine(prod_settings))["/etc/app/aws-agent-keys.asc"]
     assert (keyring.owner, keyring.permissions) == ("root:root", "0644")
-    shipped = (FILES.parent / "keys" / "aws-agent-keys.asc").read_text()
-    assert keyring.content.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----\n") and shipped.endswith(keyring.content)
+    in_repo = (FILES.parent / "keys" / "aws-agent-keys.asc").read_text()
+    assert keyring.content.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----\n") and in_repo.endswith(keyring.content)
 
 
 def test_only_the_keyring_changes_when_a_test_swaps_it(prod_settings):
@@ -249,7 +252,7 @@ def test_a_keyring_swap_refuses_user_data_without_agents(prod_settings):
 
 
 def installer():
-    return runpy.run_path(str(FILES / "install-aws-agent"))
+    return runpy.run_path(str(shipped("install-aws-agent")))
 
 
 def test_each_agent_and_its_signature_come_from_the_regions_own_bucket():
@@ -278,7 +281,7 @@ def test_the_installer_knows_only_the_two_agents_and_says_so():
     result = subprocess.run(
         [
             "/usr/bin/python3",
-            str(FILES / "install-aws-agent"),
+            str(shipped("install-aws-agent")),
             "--keyring",
             "/dev/null",
             "amazon-ecs-agent",
@@ -346,3 +349,27 @@ def test_app_units_cannot_reach_the_instance_metadata_service_unless_the_stack_o
     )
     for text in render.unit_files(machine(opted_in, "worker", beat=True)).values():
         assert ip_address_deny(text) == []
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FILES.iterdir()))
+def test_a_shipped_script_is_its_source_without_comments_and_docstrings(name):
+    def program(source: str) -> str:
+        """The syntax tree with docstrings cut to what ships: the module's first line, nothing
+        of a function's or class's (comments are not in the tree at all)."""
+        tree = ast.parse(source)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if ast.get_docstring(node, clean=False) is None:
+                continue
+            if isinstance(node, ast.Module):
+                node.body[0].value.value = node.body[0].value.value.split("\n")[0]  # type: ignore[attr-defined]
+            elif len(node.body) > 1:
+                node.body = node.body[1:]
+        return ast.dump(tree)
+
+    source, shipped_text = (FILES / name).read_text(), shipped_script(name)
+    assert program(shipped_text) == program(source)
+    assert shipped_text.splitlines()[0] == source.splitlines()[0] == "#!/usr/bin/python3"
+    assert "#" not in "".join(line for line in shipped_text.splitlines()[1:] if line.lstrip().startswith("#"))
+    assert len(shipped_text) < 0.8 * len(source)  # the explanations were most of it

@@ -64,6 +64,7 @@ from userdata.layout import (
     worker_env_file,
     worker_unit,
 )
+from userdata.shipped import shipped_script
 
 Role = Literal["web", "worker"]
 
@@ -320,7 +321,7 @@ def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
     """Every file cloud-init writes on this machine."""
     settings = machine.settings
     scripts = [
-        WrittenFile(path, (_HERE / "files" / Path(path).name).read_text(), "root:root", "0755")
+        WrittenFile(path, shipped_script(Path(path).name), "root:root", "0755")
         for path in (
             FETCH_SECRETS_BIN,
             RELEASE_BIN,

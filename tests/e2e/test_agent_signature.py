@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.machine_scripts import FILES, SYSTEM_PYTHON
+from tests.machine_scripts import FILES, SYSTEM_PYTHON, shipped
 
-INSTALLER = FILES / "install-aws-agent"
+INSTALLER = shipped("install-aws-agent")
 REGION = "eu-west-1"
 SSM_KEY = f"amazon-ssm-{REGION}/latest/debian_amd64/amazon-ssm-agent.deb"
 # AWS's documented fingerprint of the SSM agent's signing key (verify-agent-signature.html).

@@ -14,11 +14,11 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.machine_scripts import (
-    FILES,
     SYSTEM_PYTHON,
     UNIT_UMASK,
     artifact,
     release_tool,
+    shipped,
     unreadable_for_others,
 )
 
@@ -60,7 +60,7 @@ def fetch(parameter_store: str, target: Path, **overrides: str) -> subprocess.Co
         "SECRETS_ENV_FILE": str(target),
     } | overrides
     return subprocess.run(
-        [SYSTEM_PYTHON, str(FILES / "app-fetch-secrets")],
+        [SYSTEM_PYTHON, str(shipped("app-fetch-secrets"))],
         env=env,
         capture_output=True,
         text=True,
@@ -97,7 +97,7 @@ def test_fetch_fails_clearly_and_writes_nothing(parameter_store, tmp_path):
     assert missing.returncode == 1
     assert "parameters not found: /django-stack/test/redis/nope" in missing.stderr
     no_region = subprocess.run(
-        [SYSTEM_PYTHON, str(FILES / "app-fetch-secrets")],
+        [SYSTEM_PYTHON, str(shipped("app-fetch-secrets"))],
         env={"PATH": "/usr/bin"},
         capture_output=True,
         text=True,

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from e2e_harness.autoscaling import GROUP, REGION, Standin, worker_group
 
+from tests.machine_scripts import shipped
 from userdata.layout import TERMINATION_HOOK
 
-AGENT = Path(__file__).resolve().parents[2] / "userdata" / "files" / "app-warm-stop"
+AGENT = shipped("app-warm-stop")
 SYSTEM_PYTHON = "/usr/bin/python3"
 # Records each call with a timestamp; `stop` takes as long as a warm stop of a short task.
 SYSTEMCTL = """#!/bin/sh
