@@ -61,8 +61,11 @@ artifact_location = (
 )
 
 
-# The role first, its grants by name: the stack key's policy names the role, and the
-# parameters are encrypted with that key.
+# The roles first, their grants by name: the stack key's policy names the roles, and the
+# parameters are encrypted with that key. One role per kind of machine; Beat's alone publishes
+# the queue metrics (it runs app-queue-metrics).
+beat_kind = "worker-beat" if settings.worker.beat else None
+role_of_kind = {"web": layout.WEB_ROLE, "worker": layout.WORKER_ROLE, "worker-beat": layout.WORKER_ROLE}
 access = InstanceAccess(
     name,
     AccessArgs(
@@ -74,6 +77,9 @@ access = InstanceAccess(
         release_parameter_arn=parameter_arn(release_parameter),
         artifact_location=artifact_location,
         tags=tags,
+        kinds=["web", "worker", *([beat_kind] if beat_kind else [])],
+        metrics_kind=beat_kind,
+        metrics_namespace=layout.METRICS_NAMESPACE,
     ),
 )
 # The instances' log groups, one per role: /django-stack/<stack>/<role>.
@@ -94,7 +100,7 @@ else:
             account_id=account_id,
             administrator_arn=security_settings.key_administrator_arn
             or account_id.apply(lambda account: f"arn:aws:iam::{account}:root"),
-            instance_role_arn=access.role_arn,
+            instance_role_arns=list(access.role_arns.values()),
             parameter_path=settings.parameter_name(""),
             log_group_prefixes=(f"{name}-", instance_log_group_prefix),
             # Auto Scaling's service-linked role launches the instances: it encrypts their root volumes.
@@ -196,7 +202,11 @@ if settings.logs.agent != "off":
             group_names=[layout.log_group_name(settings.project, settings.stack, role) for role in layout.ROLES],
             retention_days=settings.logs.retention_days,
             kms_key_arn=kms_key_arn,
-            instance_role_name=access.role_name,
+            # Each kind writes into its role's group (the Beat instance is a worker).
+            writers={
+                kind: (role_name, layout.log_group_name(settings.project, settings.stack, role_of_kind[kind]))
+                for kind, role_name in access.role_names.items()
+            },
             tags=tags,
         ),
     )
@@ -282,8 +292,11 @@ fleet = Fleet(
         root_volume_gb=settings.instances.root_volume_gb,
         kms_key_arn=kms_key_arn,
         subnet_ids=network.private_subnet_ids,
-        instance_profile_name=access.instance_profile_name,
-        instance_role_name=access.role_name,
+        web_instance_profile_name=access.instance_profile_names["web"],
+        worker_instance_profile_name=access.instance_profile_names["worker"],
+        worker_role_name=access.role_names["worker"],
+        beat_instance_profile_name=access.instance_profile_names[beat_kind] if beat_kind else None,
+        beat_role_name=access.role_names[beat_kind] if beat_kind else None,
         min_healthy_percentage=settings.instances.min_healthy_percentage,
         termination_hook_name=layout.TERMINATION_HOOK,
         termination_hold_seconds=settings.worker.termination_hold_seconds,
@@ -348,7 +361,7 @@ pulumi.export("latestDebianImageId", fleet.latest_debian_image_id)
 if front_door:
     pulumi.export("loadBalancerDnsName", front_door.dns_name)
     pulumi.export("url", front_door.url)
-pulumi.export("instanceRoleArn", access.role_arn)
+pulumi.export("instanceRoleArns", access.role_arns)
 pulumi.export("kmsKeyArn", kms_key_arn)
 pulumi.export("alarmTopicArn", alert_topics.alarm_topic_arn)
 pulumi.export("brokerEventsTopicArn", alert_topics.events_topic_arn)

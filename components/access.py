@@ -1,5 +1,7 @@
 """What the instances may do in AWS: be managed by SSM, read their two secrets, the live release
-parameter and the app's release artifacts. Nothing else, and no SSH key anywhere.
+parameter and the app's release artifacts; the Beat instance also publish the queue metrics.
+Nothing else, and no SSH key anywhere. One role per kind of machine, so no kind holds another's
+grants (the Fleet adds each worker kind's lifecycle action on its own group).
 
 No AWS-managed policy is attached: AmazonSSMManagedInstanceCore grants ssm:GetParameter(s) on
 "*", which would let any instance read every parameter in the account.
@@ -48,26 +50,58 @@ SSM_AGENT_ACTIONS = (
 @dataclass(frozen=True)
 class AccessArgs:
     # Exactly the parameters the instances read; SecureStrings here must be encrypted with a key
-    # whose policy lets this role decrypt (the stack key does).
+    # whose policy lets these roles decrypt (the stack key does).
     secret_parameter_arns: Sequence[pulumi.Input[str]]
     # The live release parameter (a String): read (GetParameter) by app-release at boot, never written.
     release_parameter_arn: pulumi.Input[str]
     # "bucket/prefix" of the release artifacts, or None when the AMI carries the release.
     artifact_location: str | None
     tags: dict[str, str]
+    # One role and instance profile per kind of machine (web, worker, the Beat worker), so a kind
+    # gets only its own grants: the Fleet lets each worker kind complete its own group's
+    # lifecycle actions, and only metrics_kind may publish metrics.
+    kinds: Sequence[str] = ("web", "worker")
+    # The kind whose role may cloudwatch:PutMetricData, only into metrics_namespace; None: none.
+    metrics_kind: str | None = None
+    metrics_namespace: str = ""
+
+    def __post_init__(self) -> None:
+        if self.metrics_kind is not None and (self.metrics_kind not in self.kinds or not self.metrics_namespace):
+            raise ValueError(f"metrics_kind: {self.metrics_kind!r}; needs to be one of kinds and a metrics_namespace")
+
+
+# The role that was shared by web and workers before roles were split per kind: it lives on as
+# the worker kind's (aliases), so the split creates the web and Beat roles and replaces nothing.
+SHARED_ROLE_KIND = "worker"
 
 
 class InstanceAccess(pulumi.ComponentResource):
-    instance_profile_name: pulumi.Output[str]
-    role_arn: pulumi.Output[str]
-    role_name: pulumi.Output[str]
+    # Kind -> the instance profile its launch template names, and its role.
+    instance_profile_names: dict[str, pulumi.Output[str]]
+    role_arns: dict[str, pulumi.Output[str]]
+    role_names: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, args: AccessArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djangostack:access:InstanceAccess", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        self._name, self._args = name, args
+        self.instance_profile_names, self.role_arns, self.role_names = {}, {}, {}
+        for kind in args.kinds:
+            role, profile = self._kind(kind)
+            self.instance_profile_names[kind] = profile.name
+            self.role_arns[kind] = role.arn
+            self.role_names[kind] = role.name
+        self.register_outputs({"instanceProfileNames": self.instance_profile_names, "roleArns": self.role_arns})
+
+    def _options(self, kind: str, shared_name: str) -> pulumi.ResourceOptions:
+        aliases = [pulumi.Alias(name=shared_name)] if kind == SHARED_ROLE_KIND else []
+        return pulumi.ResourceOptions(parent=self, aliases=aliases)
+
+    def _kind(self, kind: str) -> tuple[aws.iam.Role, aws.iam.InstanceProfile]:
+        """One kind's role, its grants and its instance profile."""
+        name, args = self._name, self._args
         role = aws.iam.Role(
-            f"{name}-role",
-            description="web and worker instances of this stack",
+            f"{name}-{kind}-role",
+            description=f"{kind} instances of this stack",
             assume_role_policy=json.dumps(
                 {
                     "Version": "2012-10-17",
@@ -77,11 +111,11 @@ class InstanceAccess(pulumi.ComponentResource):
                 }
             ),
             tags=args.tags,
-            opts=child,
+            opts=self._options(kind, f"{name}-role"),
         )
         # Session Manager instead of SSH: no port 22, no key pairs, every session audited.
         aws.iam.RolePolicy(
-            f"{name}-ssm-agent",
+            f"{name}-{kind}-ssm-agent",
             role=role.id,
             policy=json.dumps(
                 {
@@ -92,22 +126,40 @@ class InstanceAccess(pulumi.ComponentResource):
                 },
                 sort_keys=True,
             ),
-            opts=child,
+            opts=self._options(kind, f"{name}-ssm-agent"),
         )
         aws.iam.RolePolicy(
-            f"{name}-read-secrets-and-releases",
+            f"{name}-{kind}-read-secrets-and-releases",
             role=role.id,
             policy=pulumi.Output.all(args.release_parameter_arn, *args.secret_parameter_arns).apply(
                 lambda arns: _policy_document(list(arns[1:]), arns[0], args.artifact_location)
             ),
-            opts=child,
+            opts=self._options(kind, f"{name}-read-secrets-and-releases"),
         )
-        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags=args.tags, opts=child)
+        if kind == args.metrics_kind:
+            aws.iam.RolePolicy(
+                f"{name}-{kind}-publish-metrics",
+                role=role.id,
+                policy=metrics_policy(args.metrics_namespace),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        profile = aws.iam.InstanceProfile(
+            f"{name}-{kind}-profile", role=role.name, tags=args.tags, opts=self._options(kind, f"{name}-profile")
+        )
+        return role, profile
 
-        self.instance_profile_name = profile.name
-        self.role_arn = role.arn
-        self.role_name = role.name
-        self.register_outputs({"instanceProfileName": profile.name, "roleArn": role.arn})
+
+def metrics_policy(namespace: str) -> str:
+    """PutMetricData has no resource ARN (AWS: "Resource": "*"); the namespace condition is the
+    only way to keep the role out of every other namespace, AWS's own included."""
+    statement = {
+        "Sid": "PublishQueueMetrics",
+        "Effect": "Allow",
+        "Action": "cloudwatch:PutMetricData",
+        "Resource": "*",
+        "Condition": {"StringEquals": {"cloudwatch:namespace": namespace}},
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, sort_keys=True)
 
 
 def release_artifacts_arns(artifact_location: str) -> list[str]:

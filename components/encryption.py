@@ -3,13 +3,14 @@ the SecureStrings, Redis at rest (and its snapshots), the CloudWatch log groups,
 the alarm topic.
 
 With the AWS-managed `aws/ssm` key any principal in the account that may call SSM decrypts any
-SecureString; with this key only the stack's own instance role can (through SSM, and only the
-stack's parameter tree), so a staging machine cannot read prod's secrets whatever IAM says.
+SecureString; with this key only the stack's own instance roles (one per kind of machine) can
+(through SSM, and only the stack's parameter tree), so a staging machine cannot read prod's secrets whatever IAM says.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +52,8 @@ class KeyPolicyInputs:
     # Administers the key and uses it only through SSM (Pulumi writes and reads back the
     # SecureStrings): the account root (IAM policies decide) or a named deploy role.
     administrator_arn: str
-    instance_role_arn: str
+    # The instances' roles, one per kind of machine: each reads the stack's SecureStrings.
+    instance_role_arns: list[str]
     # The stack's parameter tree, `/django-stack/<stack>/`.
     parameter_path: str
     # The names of the stack's log groups start with one of these.
@@ -100,9 +102,9 @@ def key_policy(inputs: KeyPolicyInputs) -> dict[str, Any]:
                 },
             },
             {
-                "Sid": "InstanceRoleReadsStackSecrets",
+                "Sid": "InstanceRolesReadStackSecrets",
                 "Effect": "Allow",
-                "Principal": {"AWS": inputs.instance_role_arn},
+                "Principal": {"AWS": inputs.instance_role_arns},
                 "Action": "kms:Decrypt",
                 "Resource": "*",
                 "Condition": {
@@ -193,7 +195,7 @@ class StackKeyArgs:
     region: str
     account_id: pulumi.Input[str]
     administrator_arn: pulumi.Input[str]
-    instance_role_arn: pulumi.Input[str]
+    instance_role_arns: Sequence[pulumi.Input[str]]
     parameter_path: str
     log_group_prefixes: tuple[str, ...]
     autoscaling: bool
@@ -208,14 +210,14 @@ class StackKey(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: StackKeyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djangostack:encryption:StackKey", name, None, opts)
-        policy = pulumi.Output.all(args.account_id, args.administrator_arn, args.instance_role_arn).apply(
+        policy = pulumi.Output.all(args.account_id, args.administrator_arn, *args.instance_role_arns).apply(
             lambda values: json.dumps(
                 key_policy(
                     KeyPolicyInputs(
                         region=args.region,
                         account_id=values[0],
                         administrator_arn=values[1],
-                        instance_role_arn=values[2],
+                        instance_role_arns=list(values[2:]),
                         parameter_path=args.parameter_path,
                         log_group_prefixes=args.log_group_prefixes,
                         autoscaling=args.autoscaling,

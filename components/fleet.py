@@ -2,8 +2,8 @@
 template carrying that kind's rendered user-data.
 
 A terminating worker (scale-in, refresh, replacement) is held by a lifecycle hook until the
-agent on it has stopped its Celery workers warm and completed the lifecycle action; the
-instance role may complete actions only on the worker groups.
+agent on it has stopped its Celery workers warm and completed the lifecycle action; each worker
+kind's role may complete actions only on its own group (web's, none).
 
 Auto Scaling replaces a failed instance, and a changed template (image, user-data, type) rolls
 out by instance refresh, a few instances at a time, never the whole fleet in one step. Celery
@@ -95,9 +95,13 @@ class FleetArgs:
     # The stack key: the root volumes are encrypted with it, not the account's aws/ebs key.
     kms_key_arn: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
-    instance_profile_name: pulumi.Input[str]
-    # The instance role, allowed here to complete the worker groups' lifecycle actions.
-    instance_role_name: pulumi.Input[str]
+    # Each kind's instance profile (a role per kind); the worker kinds' roles are allowed here
+    # to complete their own group's lifecycle actions.
+    web_instance_profile_name: pulumi.Input[str]
+    worker_instance_profile_name: pulumi.Input[str]
+    worker_role_name: pulumi.Input[str]
+    beat_instance_profile_name: pulumi.Input[str] | None
+    beat_role_name: pulumi.Input[str] | None
     # Web and worker capacity kept in service during an instance refresh.
     min_healthy_percentage: int
     # The termination hook the workers' agent completes, and how long it holds a terminating
@@ -114,6 +118,8 @@ class FleetArgs:
             raise ValueError("subnet_ids: empty; needs at least one subnet")
         if not 0 <= self.min_healthy_percentage <= 100:
             raise ValueError(f"min_healthy_percentage: {self.min_healthy_percentage}; allowed: 0 to 100")
+        if (self.beat_user_data is None) != (self.beat_instance_profile_name is None or self.beat_role_name is None):
+            raise ValueError("beat_instance_profile_name, beat_role_name: needed exactly when beat_user_data is")
         if not 30 <= self.termination_hold_seconds <= MAX_HOOK_HOLD_SECONDS:
             raise ValueError(
                 f"termination_hold_seconds: {self.termination_hold_seconds}; allowed: 30 to {MAX_HOOK_HOLD_SECONDS}"
@@ -144,6 +150,7 @@ class Fleet(pulumi.ComponentResource):
             args.web_user_data,
             args.web_tags,
             args.web_size,
+            args.web_instance_profile_name,
             min_healthy_percentage=refresh,
             target_group_arns=args.web_target_group_arns,
         )
@@ -155,10 +162,16 @@ class Fleet(pulumi.ComponentResource):
             args.worker_user_data,
             args.worker_tags,
             args.worker_size,
+            args.worker_instance_profile_name,
             min_healthy_percentage=refresh,
         )
+        self._hold_terminating_workers("worker", worker, args.worker_role_name)
         beat = None
-        if args.beat_user_data is not None:
+        if (
+            args.beat_user_data is not None
+            and args.beat_instance_profile_name is not None
+            and args.beat_role_name is not None
+        ):
             # 0 % healthy: the old Beat is terminated before its replacement launches.
             _, beat = self._machines(
                 "worker-beat",
@@ -168,10 +181,10 @@ class Fleet(pulumi.ComponentResource):
                 args.beat_user_data,
                 args.beat_tags,
                 BEAT_SIZE,
+                args.beat_instance_profile_name,
                 min_healthy_percentage=0,
             )
-
-        self._hold_terminating_workers({"worker": worker, **({"worker-beat": beat} if beat else {})})
+            self._hold_terminating_workers("worker-beat", beat, args.beat_role_name)
         if args.worker_scaling is not None:
             self._scale_on_backlog(worker, args.worker_scaling)
 
@@ -189,25 +202,26 @@ class Fleet(pulumi.ComponentResource):
             }
         )
 
-    def _hold_terminating_workers(self, groups: dict[str, aws.autoscaling.Group]) -> None:
+    def _hold_terminating_workers(self, kind: str, group: aws.autoscaling.Group, role_name: pulumi.Input[str]) -> None:
+        """The termination hook on one worker kind's group, and its role's right to complete it
+        there only: a worker cannot release the Beat instance's termination, nor the reverse."""
         args = self._args
         child = pulumi.ResourceOptions(parent=self)
-        for kind, group in groups.items():
-            aws.autoscaling.LifecycleHook(
-                f"{self._name}-{kind}-warm-stop",
-                autoscaling_group_name=group.name,
-                name=args.termination_hook_name,
-                lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
-                heartbeat_timeout=args.termination_hold_seconds,
-                # Without an answer (the agent died), the instance is terminated anyway: the
-                # broker redelivers what it was running after the visibility timeout.
-                default_result="CONTINUE",
-                opts=child,
-            )
+        aws.autoscaling.LifecycleHook(
+            f"{self._name}-{kind}-warm-stop",
+            autoscaling_group_name=group.name,
+            name=args.termination_hook_name,
+            lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
+            heartbeat_timeout=args.termination_hold_seconds,
+            # Without an answer (the agent died), the instance is terminated anyway: the
+            # broker redelivers what it was running after the visibility timeout.
+            default_result="CONTINUE",
+            opts=child,
+        )
         aws.iam.RolePolicy(
-            f"{self._name}-complete-worker-termination",
-            role=args.instance_role_name,
-            policy=pulumi.Output.all(*[group.arn for group in groups.values()]).apply(_complete_lifecycle_policy),
+            f"{self._name}-{kind}-complete-termination",
+            role=role_name,
+            policy=group.arn.apply(_complete_lifecycle_policy),
             opts=child,
         )
 
@@ -269,6 +283,7 @@ class Fleet(pulumi.ComponentResource):
         user_data: pulumi.Input[str],
         kind_tags: dict[str, str],
         size: GroupSize,
+        instance_profile_name: pulumi.Input[str],
         *,
         min_healthy_percentage: int,
         target_group_arns: Sequence[pulumi.Input[str]] = (),
@@ -281,7 +296,7 @@ class Fleet(pulumi.ComponentResource):
             description=f"{kind} instances of {self._name}",
             image_id=image,
             instance_type=instance_type,
-            iam_instance_profile={"name": args.instance_profile_name},
+            iam_instance_profile={"name": instance_profile_name},
             # No key pair: instances are reached with SSM Session Manager. Private subnets, no
             # public address.
             network_interfaces=[
@@ -371,7 +386,7 @@ class Fleet(pulumi.ComponentResource):
         )
 
 
-def _complete_lifecycle_policy(group_arns: list[str]) -> str:
+def _complete_lifecycle_policy(group_arn: str) -> str:
     statements = [
         # The agent finds its own group by its instance id; this call has no resource-level scope.
         {
@@ -381,10 +396,10 @@ def _complete_lifecycle_policy(group_arns: list[str]) -> str:
             "Resource": "*",
         },
         {
-            "Sid": "CompleteWorkerTermination",
+            "Sid": "CompleteOwnTermination",
             "Effect": "Allow",
             "Action": "autoscaling:CompleteLifecycleAction",
-            "Resource": group_arns,
+            "Resource": group_arn,
         },
     ]
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)

@@ -1,6 +1,6 @@
 """Where the instances' logs go: one CloudWatch log group per role, created by the program (with
-the retention from config, encrypted with the stack key), and the instance role's permission to
-write streams into exactly those groups. The CloudWatch agent on each instance does the writing
+the retention from config, encrypted with the stack key), and each kind of machine's role allowed
+to write streams into its own role's group only. The CloudWatch agent on each instance does the writing
 (its config: userdata.render.cloudwatch_agent_config).
 
 No logs:CreateLogGroup and no logs:PutRetentionPolicy: a group the program did not create (a
@@ -10,7 +10,7 @@ typo in the agent's config, another stack's name) cannot be made from an instanc
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -27,8 +27,8 @@ class InstanceLogsArgs:
     group_names: Sequence[str]
     retention_days: int
     kms_key_arn: pulumi.Input[str]
-    # The instance role that may write into the groups.
-    instance_role_name: pulumi.Input[str]
+    # Kind of machine -> (its role's name, the one group of group_names it writes into).
+    writers: Mapping[str, tuple[pulumi.Input[str], str]]
     tags: dict[str, str]
 
 
@@ -38,8 +38,8 @@ class InstanceLogs(pulumi.ComponentResource):
     def __init__(self, name: str, args: InstanceLogsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djangostack:logs:InstanceLogs", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        groups = [
-            aws.cloudwatch.LogGroup(
+        groups = {
+            group_name: aws.cloudwatch.LogGroup(
                 f"{name}-logs-{group_name.rsplit('/', 1)[-1]}",
                 name=group_name,
                 retention_in_days=args.retention_days,
@@ -48,14 +48,15 @@ class InstanceLogs(pulumi.ComponentResource):
                 opts=child,
             )
             for group_name in args.group_names
-        ]
-        arns = pulumi.Output.all(*(group.arn for group in groups))
-        aws.iam.RolePolicy(
-            f"{name}-ship-logs",
-            role=args.instance_role_name,
-            policy=arns.apply(lambda values: json.dumps(agent_policy(list(values)), sort_keys=True)),
-            opts=child,
-        )
+        }
+        for kind, (role_name, group_name) in args.writers.items():
+            aws.iam.RolePolicy(
+                f"{name}-{kind}-ship-logs",
+                role=role_name,
+                policy=groups[group_name].arn.apply(lambda arn: json.dumps(agent_policy([arn]), sort_keys=True)),
+                opts=child,
+            )
+        arns = pulumi.Output.all(*(group.arn for group in groups.values()))
         self.group_arns = arns
         self.register_outputs({"groupArns": arns})
 

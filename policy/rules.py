@@ -483,13 +483,16 @@ def _as_list(value: Any) -> list[Any]:
     return list(elements(value)) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
 
 
-def _reads_parameters(statement: Mapping[str, Any]) -> bool:
+def _allows(statement: Mapping[str, Any], action: str) -> bool:
     if statement.get("Effect") != "Allow":
         return False
     if "NotAction" in statement:
-        return True  # everything it does not name, reads included
-    patterns = [str(p).lower() for p in _as_list(statement.get("Action"))]
-    return any(fnmatchcase(action.lower(), pattern) for pattern in patterns for action in _PARAMETER_READS)
+        return True  # everything it does not name, this action included
+    return any(fnmatchcase(action.lower(), str(p).lower()) for p in _as_list(statement.get("Action")))
+
+
+def _reads_parameters(statement: Mapping[str, Any]) -> bool:
+    return any(_allows(statement, action) for action in _PARAMETER_READS)
 
 
 def _names_a_parameter_tree(resource: str) -> bool:
@@ -522,6 +525,20 @@ def no_parameter_reads_on_everything(resource_type: str, props: Mapping[str, Any
         for arn in attached
         if arn in _MANAGED_PARAMETER_READERS
     ]
+    for statement in _statements(resource_type, props):
+        if not _reads_parameters(statement):
+            continue
+        if "NotResource" in statement:
+            problems.append("a statement allows ssm:GetParameter* with NotResource: name the parameters")
+            continue
+        wide = [str(r) for r in _as_list(statement.get("Resource")) if not _names_a_parameter_tree(str(r))]
+        if wide:
+            problems.append(f"ssm:GetParameter* on {', '.join(wide)}: grant parameters by ARN under the stack's tree")
+    return problems
+
+
+def _statements(resource_type: str, props: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """Every statement of the policy documents a resource carries, where they are known."""
     for document in _policy_documents(resource_type, props):
         if not isinstance(document, str):
             continue  # unknown during preview: judged at `up`
@@ -529,16 +546,34 @@ def no_parameter_reads_on_everything(resource_type: str, props: Mapping[str, Any
             statements = _as_list(json.loads(document).get("Statement"))
         except (ValueError, AttributeError):
             continue
-        for statement in statements:
-            if not isinstance(statement, Mapping) or not _reads_parameters(statement):
-                continue
-            if "NotResource" in statement:
-                problems.append("a statement allows ssm:GetParameter* with NotResource: name the parameters")
-                continue
-            wide = [str(r) for r in _as_list(statement.get("Resource")) if not _names_a_parameter_tree(str(r))]
-            if wide:
+        yield from (statement for statement in statements if isinstance(statement, Mapping))
+
+
+# --- IAM: what one machine may do to the others ---------------------------------------------------
+
+
+def instance_grants_scoped(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """PutMetricData only into named namespaces (the action has no resource ARN: without the
+    condition a role could write any metric, the backlog the workers scale on included), and
+    lifecycle actions only on named groups (or a worker could release another group's hold)."""
+    problems = []
+    for statement in _statements(resource_type, props):
+        if _allows(statement, "cloudwatch:PutMetricData"):
+            condition = statement.get("Condition")
+            equals = condition.get("StringEquals", {}) if isinstance(condition, Mapping) else {}
+            namespaces = [str(n) for n in _as_list(equals.get("cloudwatch:namespace", []))]
+            if not namespaces or any(c in n for n in namespaces for c in "*?"):
                 problems.append(
-                    f"ssm:GetParameter* on {', '.join(wide)}: grant parameters by ARN under the stack's tree"
+                    "cloudwatch:PutMetricData without a StringEquals cloudwatch:namespace condition naming "
+                    "the namespace: the role could write any metric"
+                )
+        if _allows(statement, "autoscaling:CompleteLifecycleAction"):
+            resources = [str(r) for r in _as_list(statement.get("Resource"))]
+            unnamed = [r for r in resources if ":autoScalingGroupName/" not in r or "*" in r or "?" in r]
+            if "NotResource" in statement or unnamed:
+                problems.append(
+                    f"autoscaling:CompleteLifecycleAction on {', '.join(unnamed) or 'NotResource'}: "
+                    "name the instance's own Auto Scaling group"
                 )
     return problems
 
@@ -731,6 +766,12 @@ RESOURCE_POLICIES: Final = (
         "no-parameter-reads-on-everything",
         "No role policy or attached AWS-managed policy allows ssm:GetParameter* beyond named parameter trees.",
         no_parameter_reads_on_everything,
+    ),
+    ResourcePolicy(
+        "instance-grants-scoped",
+        "cloudwatch:PutMetricData only with a cloudwatch:namespace condition; autoscaling:CompleteLifecycleAction "
+        "only on named Auto Scaling groups.",
+        instance_grants_scoped,
     ),
     ResourcePolicy(
         "customer-managed-keys",

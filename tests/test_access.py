@@ -1,6 +1,8 @@
-"""The instance role: the SSM agent's actions without GetParameter*, and Parameter Store reads
-limited to the stack's own parameters, whichever policy (inline or attached) grants them.
-Policies are parsed as JSON and judged statement by statement, never matched as text."""
+"""The instance roles, one per kind of machine: the SSM agent's actions without GetParameter*,
+Parameter Store reads limited to the stack's own parameters, whichever policy (inline or
+attached) grants them; lifecycle actions on the kind's own group only; PutMetricData for the
+Beat kind only, in the stack's namespace only. Policies are parsed as JSON and judged statement
+by statement, never matched as text."""
 
 from __future__ import annotations
 
@@ -8,15 +10,19 @@ import json
 from fnmatch import fnmatchcase
 from typing import Any
 
+import pytest
+
 from components.access import SSM_AGENT_ACTIONS, AccessArgs, InstanceAccess
 from offline_render.fake_aws import ACCOUNT, RecordedResource
 from offline_render.program import StackRender
 from tests.conftest import named, of_type
+from userdata import layout
 
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 MANAGED_POLICY = "aws:iam/policy:Policy"
+PROFILE = "aws:iam/instanceProfile:InstanceProfile"
 PARAMETER_READS = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:GetParameterHistory")
 STACK_TREE = f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/django-stack/prod/"
 
@@ -54,35 +60,78 @@ def reads_parameters(statement: dict[str, Any]) -> bool:
     )
 
 
-def instance_role(render: StackRender) -> str:
-    """The role the instances get: the one in the stack's instance profile."""
-    (profile,) = render.of_type("aws:iam/instanceProfile:InstanceProfile")
-    return str(profile.inputs["role"])
+def instance_roles(render: StackRender) -> dict[str, str]:
+    """Kind of machine -> the role its launch template's instance profile carries."""
+    profiles = {p.name: str(p.inputs["role"]) for p in render.of_type(PROFILE)}  # the mock names it so
+    templates = render.of_type("aws:ec2/launchTemplate:LaunchTemplate")
+    return {t.name.removeprefix("prod-"): profiles[t.inputs["iamInstanceProfile"]["name"]] for t in templates}
 
 
-def parameter_read_resources(render: StackRender) -> list[str]:
+def parameter_read_resources(render: StackRender, role: str) -> list[str]:
     resources: list[str] = []
-    for statement in role_statements(render, instance_role(render)):
+    for statement in role_statements(render, role):
         if reads_parameters(statement):
             assert "NotResource" not in statement, statement
             resources += as_list(statement["Resource"])
     return resources
 
 
-def test_no_policy_of_the_instance_role_reads_parameters_outside_the_stack(prod: StackRender) -> None:
-    resources = parameter_read_resources(prod)
-    assert resources, "the walk found no parameter read at all: it would pass anything"
-    for resource in resources:
-        assert resource.startswith(STACK_TREE) and "*" not in resource and "?" not in resource, resource
+def allowed(statements: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
+    return [
+        s
+        for s in statements
+        if s["Effect"] == "Allow" and any(fnmatchcase(action.lower(), a.lower()) for a in as_list(s["Action"]))
+    ]
+
+
+def test_each_kind_of_machine_has_a_role_of_its_own(prod: StackRender) -> None:
+    roles = instance_roles(prod)
+    assert roles == {"web": "prod-web-role", "worker": "prod-worker-role", "worker-beat": "prod-worker-beat-role"}
+
+
+def test_no_policy_of_any_instance_role_reads_parameters_outside_the_stack(prod: StackRender) -> None:
+    for role in instance_roles(prod).values():
+        resources = parameter_read_resources(prod, role)
+        assert resources, f"{role}: the walk found no parameter read at all: it would pass anything"
+        for resource in resources:
+            assert resource.startswith(STACK_TREE) and "*" not in resource and "?" not in resource, resource
+
+
+def test_each_worker_kind_completes_lifecycle_actions_on_its_own_group_only_and_web_on_none(
+    prod: StackRender,
+) -> None:
+    arn = "arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:prod-{0}-id:autoScalingGroupName/prod-{0}"
+    for kind, role in instance_roles(prod).items():
+        granted = allowed(role_statements(prod, role), "autoscaling:CompleteLifecycleAction")
+        resources = [resource for s in granted for resource in as_list(s["Resource"])]
+        assert resources == ([] if kind == "web" else [arn.format(kind)]), kind
+
+
+def test_only_the_beat_kind_publishes_metrics_and_only_in_the_stacks_namespace(prod: StackRender) -> None:
+    publishing = {
+        kind: allowed(role_statements(prod, role), "cloudwatch:PutMetricData")
+        for kind, role in instance_roles(prod).items()
+    }
+    assert publishing["web"] == publishing["worker"] == []
+    (statement,) = publishing["worker-beat"]
+    assert statement["Resource"] == "*"  # PutMetricData has no resource ARN: the condition scopes it
+    assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": layout.METRICS_NAMESPACE}}
+    assert as_list(statement["Action"]) == ["cloudwatch:PutMetricData"]
+
+
+def test_a_stack_without_beat_has_no_beat_role_and_no_metrics_grant(render) -> None:
+    stack = render({"worker.beat": False})
+    assert sorted(instance_roles(stack)) == ["web", "worker"]
+    assert not any("cloudwatch" in p.inputs["policy"] for p in stack.of_type(ROLE_POLICY))
 
 
 def test_the_walk_catches_an_attached_aws_managed_policy(prod: StackRender) -> None:
-    attachment = {"role": "prod-role", "policyArn": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"}
+    attachment = {"role": "prod-web-role", "policyArn": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"}
     render = StackRender(
         prod.stack, prod.instances, [*prod.resources, RecordedResource(ATTACHMENT, "core", attachment)]
     )
     try:
-        role_statements(render, "prod-role")
+        role_statements(render, "prod-web-role")
     except AssertionError as error:
         assert "AmazonSSMManagedInstanceCore" in str(error)
     else:
@@ -94,15 +143,15 @@ def test_the_walk_catches_a_wide_read_in_a_managed_policy_of_the_stack(prod: Sta
     extra = [
         RecordedResource(MANAGED_POLICY, "extra", {"policy": json.dumps(wide)}),
         RecordedResource(
-            ATTACHMENT, "extra", {"role": "prod-role", "policyArn": f"arn:aws:iam::{ACCOUNT}:policy/extra"}
+            ATTACHMENT, "extra", {"role": "prod-web-role", "policyArn": f"arn:aws:iam::{ACCOUNT}:policy/extra"}
         ),
     ]
     render = StackRender(prod.stack, prod.instances, [*prod.resources, *extra])
-    assert "*" in parameter_read_resources(render)
+    assert "*" in parameter_read_resources(render, "prod-web-role")
 
 
 def test_the_ssm_agent_keeps_session_manager_and_run_command_without_parameter_reads(prod: StackRender) -> None:
-    agent = json.loads(named(prod, ROLE_POLICY, "prod-ssm-agent")["policy"])
+    agent = json.loads(named(prod, ROLE_POLICY, "prod-web-ssm-agent")["policy"])
     (statement,) = agent["Statement"]
     assert statement["Resource"] == "*" and not reads_parameters(statement)
     for needed in ("ssm:UpdateInstanceInformation", "ssmmessages:OpenDataChannel", "ec2messages:GetMessages"):
@@ -111,7 +160,7 @@ def test_the_ssm_agent_keeps_session_manager_and_run_command_without_parameter_r
 
 
 def read_statements(resources: list[RecordedResource]) -> list[dict[str, Any]]:
-    (policy,) = [r for r in of_type(resources, ROLE_POLICY) if r.name == "t-read-secrets-and-releases"]
+    (policy,) = [r for r in of_type(resources, ROLE_POLICY) if r.name == "t-web-read-secrets-and-releases"]
     return list(json.loads(policy.inputs["policy"])["Statement"])
 
 
@@ -133,8 +182,7 @@ def test_access_alone_grants_reading_exactly_the_given_parameters(build_alone) -
         "arn:aws:s3:::bucket/releases/*.tar.gz",
         "arn:aws:s3:::bucket/releases/*.tar.gz.sha256",  # the checksum app-release verifies first
     ]
-    (profile,) = of_type(resources, "aws:iam/instanceProfile:InstanceProfile")
-    assert profile.inputs["role"] == "t-role"
+    assert sorted(p.inputs["role"] for p in of_type(resources, PROFILE)) == ["t-web-role", "t-worker-role"]
     assert of_type(resources, ATTACHMENT) == []
 
 
@@ -143,3 +191,17 @@ def test_access_alone_without_artifacts_grants_no_s3(build_alone) -> None:
         lambda: InstanceAccess("t", AccessArgs(["arn:aws:ssm:::parameter/p"], RELEASE_ARN, None, {}))
     )
     assert [s["Sid"] for s in read_statements(resources)] == ["ReadStackSecrets", "ReadLiveRelease"]
+
+
+def test_access_alone_grants_metrics_only_to_the_kind_it_names(build_alone) -> None:
+    args = AccessArgs(["arn:aws:ssm:::parameter/p"], RELEASE_ARN, None, {}, ("web", "beat"), "beat", "Ns/Celery")
+    resources = build_alone(lambda: InstanceAccess("t", args))
+    (policy,) = [r for r in of_type(resources, ROLE_POLICY) if "cloudwatch" in r.inputs["policy"]]
+    assert policy.inputs["role"] == "t-beat-role-id"
+    (statement,) = json.loads(policy.inputs["policy"])["Statement"]
+    assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Ns/Celery"}}
+
+
+def test_a_metrics_kind_that_is_not_a_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="metrics_kind: 'beat'"):
+        AccessArgs([], RELEASE_ARN, None, {}, ("web", "worker"), "beat", "Ns/Celery")

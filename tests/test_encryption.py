@@ -17,7 +17,7 @@ from tests.conftest import of_type, only
 
 KEY = "aws:kms/key:Key"
 PARAMETER = "aws:ssm/parameter:Parameter"
-INSTANCE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/prod-role"
+INSTANCE_ROLES = [f"arn:aws:iam::{ACCOUNT}:role/prod-{kind}-role" for kind in ("web", "worker", "worker-beat")]
 ROOT = f"arn:aws:iam::{ACCOUNT}:root"
 CONFIGURED_KEY = "arn:aws:kms:eu-west-1:210987654321:key/0123abcd-0123-4567-89ab-0123456789ab"
 
@@ -49,17 +49,17 @@ def test_every_secure_string_is_encrypted_with_the_stack_key(prod: StackRender) 
     assert all(p["keyId"].startswith(key_arn) for p in parameters)
 
 
-def test_only_the_instance_role_decrypts_besides_services_for_their_own_resources(prod: StackRender) -> None:
+def test_only_the_instance_roles_decrypt_besides_services_for_their_own_resources(prod: StackRender) -> None:
     decrypting = {s["Sid"]: s for s in key_statements(prod) if allows(s, "kms:Decrypt")}
     assert set(decrypting) == {
-        "InstanceRoleReadsStackSecrets",
+        "InstanceRolesReadStackSecrets",
         "DeployerUsesKeyThroughServices",
         "CloudWatchLogsEncryptsStackLogGroups",
         "AutoScalingUsesKeyForRootVolumes",
         "CloudWatchAlarmsPublishToStackTopic",
     }
-    reader = decrypting["InstanceRoleReadsStackSecrets"]
-    assert reader["Principal"] == {"AWS": INSTANCE_ROLE}
+    reader = decrypting["InstanceRolesReadStackSecrets"]
+    assert reader["Principal"] == {"AWS": INSTANCE_ROLES}  # each kind's role, no other
     assert reader["Condition"]["StringEquals"] == {"kms:ViaService": "ssm.eu-west-1.amazonaws.com"}
     assert reader["Condition"]["ArnLike"] == {
         "kms:EncryptionContext:PARAMETER_ARN": f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/django-stack/prod/*"
@@ -112,14 +112,14 @@ def test_redis_its_slow_log_and_the_root_volumes_use_the_stack_key(prod: StackRe
 
 
 def test_auto_scaling_may_use_the_key_through_ec2_only_when_it_launches_the_instances() -> None:
-    inputs = KeyPolicyInputs("eu-west-1", ACCOUNT, ROOT, INSTANCE_ROLE, "/django-stack/prod/", ("prod-",), True)
+    inputs = KeyPolicyInputs("eu-west-1", ACCOUNT, ROOT, INSTANCE_ROLES, "/django-stack/prod/", ("prod-",), True)
     statements = {s["Sid"]: s for s in key_policy(inputs)["Statement"]}
     service_role = AUTOSCALING_ROLE
     for sid in ("AutoScalingUsesKeyForRootVolumes", "AutoScalingGrantsEc2ForRootVolumes"):
         assert statements[sid]["Principal"] == {"AWS": service_role}
         assert statements[sid]["Condition"]["StringEquals"] == {"kms:ViaService": "ec2.eu-west-1.amazonaws.com"}
     without = key_policy(
-        KeyPolicyInputs("eu-west-1", ACCOUNT, ROOT, INSTANCE_ROLE, "/django-stack/prod/", ("prod-",), False)
+        KeyPolicyInputs("eu-west-1", ACCOUNT, ROOT, INSTANCE_ROLES, "/django-stack/prod/", ("prod-",), False)
     )
     assert not any("AutoScaling" in s["Sid"] for s in without["Statement"])
 
@@ -162,14 +162,14 @@ def test_a_key_arn_that_is_not_a_key_of_the_region_is_refused_before_any_resourc
     assert len(lines) == 1 and complaint in lines[0]
 
 
-def test_stack_key_alone_names_the_role_it_is_given(build_alone) -> None:
+def test_stack_key_alone_names_the_roles_it_is_given(build_alone) -> None:
     args = StackKeyArgs(
         description="t",
         alias_name="alias/p/t",
         region="eu-west-1",
         account_id=ACCOUNT,
         administrator_arn=ROOT,
-        instance_role_arn=f"arn:aws:iam::{ACCOUNT}:role/t-role",
+        instance_role_arns=[f"arn:aws:iam::{ACCOUNT}:role/t-web-role", f"arn:aws:iam::{ACCOUNT}:role/t-worker-role"],
         parameter_path="/p/t/",
         log_group_prefixes=("t-",),
         autoscaling=True,
@@ -179,7 +179,9 @@ def test_stack_key_alone_names_the_role_it_is_given(build_alone) -> None:
     resources = build_alone(lambda: StackKey("t", args))
     (key,) = of_type(resources, KEY)
     statements = {s["Sid"]: s for s in json.loads(key.inputs["policy"])["Statement"]}
-    assert statements["InstanceRoleReadsStackSecrets"]["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:role/t-role"}
+    assert statements["InstanceRolesReadStackSecrets"]["Principal"] == {
+        "AWS": [f"arn:aws:iam::{ACCOUNT}:role/t-web-role", f"arn:aws:iam::{ACCOUNT}:role/t-worker-role"]
+    }
     assert "AutoScalingUsesKeyForRootVolumes" in statements
     (alias,) = of_type(resources, "aws:kms/alias:Alias")
     assert alias.inputs["name"] == "alias/p/t"

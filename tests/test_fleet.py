@@ -68,7 +68,7 @@ def test_every_launch_template_is_locked_down(prod, render):
         assert interface["associatePublicIpAddress"] == "false", kind
         assert interface["securityGroups"] == [mock_id("sg", "prod-web" if kind == "web" else "prod-worker")], kind
         assert "keyName" not in template, kind
-        assert template["iamInstanceProfile"] == {"name": "prod-profile"}, kind
+        assert template["iamInstanceProfile"] == {"name": f"prod-{kind}-profile"}, kind
         (root,) = template["blockDeviceMappings"]
         assert root["deviceName"] == "/dev/xvda"
         assert root["ebs"] == {
@@ -265,8 +265,11 @@ def fleet_args(**changes: object) -> FleetArgs:
         "root_volume_gb": 30,
         "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab",
         "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
-        "instance_profile_name": "t-profile",
-        "instance_role_name": "t-role",
+        "web_instance_profile_name": "t-web-profile",
+        "worker_instance_profile_name": "t-worker-profile",
+        "worker_role_name": "t-worker-role",
+        "beat_instance_profile_name": "t-worker-beat-profile",
+        "beat_role_name": "t-worker-beat-role",
         "min_healthy_percentage": 90,
         "termination_hook_name": "celery-warm-stop",
         "termination_hold_seconds": 600,
@@ -296,8 +299,16 @@ def test_fleet_alone_gives_each_kind_its_own_template_group_and_tags(build_alone
 
 
 def test_fleet_alone_without_beat_has_no_beat_group(build_alone):
-    built = build_alone(lambda: Fleet("t", fleet_args(beat_user_data=None)))
+    built = build_alone(
+        lambda: Fleet("t", fleet_args(beat_user_data=None, beat_instance_profile_name=None, beat_role_name=None))
+    )
     assert sorted(r.name for r in of_type(built, AUTOSCALING_GROUP_TYPE)) == ["t-web", "t-worker"]
+    assert [r.inputs["role"] for r in of_type(built, "aws:iam/rolePolicy:RolePolicy")] == ["t-worker-role"]
+
+
+def test_fleet_refuses_beat_user_data_without_beats_own_profile_and_role():
+    with pytest.raises(ValueError, match="beat_instance_profile_name, beat_role_name: needed exactly when"):
+        fleet_args(beat_role_name=None)
 
 
 def test_fleet_looks_up_debian_for_the_architecture_when_no_image_is_pinned(build_alone):
@@ -362,7 +373,7 @@ def test_no_secret_value_reaches_user_data_or_outputs(prod):
 
 
 def test_access_grants_exactly_the_secrets_and_releases(prod):
-    policy = json.loads(named(prod, "aws:iam/rolePolicy:RolePolicy", "prod-read-secrets-and-releases")["policy"])
+    policy = json.loads(named(prod, "aws:iam/rolePolicy:RolePolicy", "prod-web-read-secrets-and-releases")["policy"])
     assert policy["Statement"] == [
         {
             "Action": "ssm:GetParameters",
@@ -389,7 +400,7 @@ def test_access_grants_exactly_the_secrets_and_releases(prod):
             "Sid": "ReadReleaseArtifacts",
         },
     ]
-    assume = json.loads(named(prod, "aws:iam/role:Role", "prod-role")["assumeRolePolicy"])
+    assume = json.loads(named(prod, "aws:iam/role:Role", "prod-web-role")["assumeRolePolicy"])
     assert assume["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
 
 
@@ -397,7 +408,9 @@ def test_the_role_may_read_exactly_the_apps_own_secret_parameters(render):
     stack = render(
         {"app.secretParameters": {"EMAIL_API_KEY": "/myapp/prod/email-api-key", "STRIPE_KEY": "/myapp/prod/stripe"}}
     )
-    policy = json.loads(named(stack, "aws:iam/rolePolicy:RolePolicy", "prod-read-secrets-and-releases")["policy"])
+    policy = json.loads(
+        named(stack, "aws:iam/rolePolicy:RolePolicy", "prod-worker-read-secrets-and-releases")["policy"]
+    )
     assert policy["Statement"][0]["Resource"] == [
         "arn:aws:ssm:eu-west-1:123456789012:parameter/django-stack/prod/redis/auth-token",
         "arn:aws:ssm:eu-west-1:123456789012:parameter/django-stack/prod/django/secret-key",
@@ -440,16 +453,17 @@ def test_terminating_workers_are_held_for_their_longest_task(prod, render):
     }
 
 
-def test_the_instance_role_completes_lifecycle_actions_only_on_the_worker_groups(prod):
-    policy = json.loads(named(prod, "aws:iam/rolePolicy:RolePolicy", "prod-complete-worker-termination")["policy"])
-    statements = {s["Sid"]: s for s in policy["Statement"]}
+def test_each_worker_kinds_role_completes_lifecycle_actions_only_on_its_own_group(prod):
     arn = "arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:prod-{0}-id:autoScalingGroupName/prod-{0}"
-    assert statements["CompleteWorkerTermination"] == {
-        "Sid": "CompleteWorkerTermination",
-        "Effect": "Allow",
-        "Action": "autoscaling:CompleteLifecycleAction",
-        "Resource": [arn.format("worker"), arn.format("worker-beat")],
-    }
-    assert statements["FindOwnGroup"]["Action"] == "autoscaling:DescribeAutoScalingInstances"
-    assert set(statements) == {"CompleteWorkerTermination", "FindOwnGroup"}
-    assert named(prod, "aws:iam/rolePolicy:RolePolicy", "prod-complete-worker-termination")["role"] == "prod-role"
+    for kind in ("worker", "worker-beat"):
+        inputs = named(prod, "aws:iam/rolePolicy:RolePolicy", f"prod-{kind}-complete-termination")
+        assert inputs["role"] == f"prod-{kind}-role"
+        statements = {s["Sid"]: s for s in json.loads(inputs["policy"])["Statement"]}
+        assert statements["CompleteOwnTermination"] == {
+            "Sid": "CompleteOwnTermination",
+            "Effect": "Allow",
+            "Action": "autoscaling:CompleteLifecycleAction",
+            "Resource": arn.format(kind),
+        }
+        assert statements["FindOwnGroup"]["Action"] == "autoscaling:DescribeAutoScalingInstances"
+        assert set(statements) == {"CompleteOwnTermination", "FindOwnGroup"}

@@ -1,6 +1,6 @@
 """The instances' logs in CloudWatch Logs as the program creates them: one group per role with the
 configured retention and the stack key, the stack key's policy letting CloudWatch Logs use it for
-those groups, and the instance role allowed to write streams into exactly those groups (policies
+those groups, and each kind's role allowed to write streams into its own role's group (policies
 parsed as JSON). The agent's side (what it reads, where it writes) is in tests/test_log_agent.py."""
 
 from __future__ import annotations
@@ -55,10 +55,10 @@ def test_the_stack_key_lets_cloudwatch_logs_encrypt_the_instance_groups(prod: St
     )
 
 
-def log_statements(render: StackRender) -> list[dict[str, Any]]:
+def log_statements(render: StackRender, role: str = "prod-worker-role") -> list[dict[str, Any]]:
     return [
         s
-        for s in role_statements(render, "prod-role")
+        for s in role_statements(render, role)
         if any(
             str(action).startswith("logs:")
             for action in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
@@ -66,22 +66,29 @@ def log_statements(render: StackRender) -> list[dict[str, Any]]:
     ]
 
 
-def test_the_instances_may_write_streams_only_into_their_groups(prod: StackRender) -> None:
-    (statement,) = log_statements(prod)
+@pytest.mark.parametrize(("kind", "group"), [("web", "web"), ("worker", "worker"), ("worker-beat", "worker")])
+def test_each_kind_may_write_streams_only_into_its_roles_group(prod: StackRender, kind: str, group: str) -> None:
+    (statement,) = log_statements(prod, f"prod-{kind}-role")
     assert statement["Effect"] == "Allow"
     assert sorted(statement["Action"]) == sorted(AGENT_LOG_ACTIONS)
     assert "logs:CreateLogGroup" not in statement["Action"] and "logs:PutRetentionPolicy" not in statement["Action"]
-    assert sorted(statement["Resource"]) == sorted([*GROUP_ARNS, *(f"{arn}:log-stream:*" for arn in GROUP_ARNS)])
-    stream = f"{GROUP_ARNS[1]}:log-stream:i-0abc/celery-beat.service"
-    assert any(fnmatchcase(stream, resource) for resource in statement["Resource"])
-    elsewhere = f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:prod-redis-slow-log:log-stream:x"
-    assert not any(fnmatchcase(elsewhere, resource) for resource in statement["Resource"])
+    arn = f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:{GROUPS[group]}"
+    assert sorted(statement["Resource"]) == sorted([arn, f"{arn}:log-stream:*"])
+    if kind == "worker-beat":
+        stream = f"{arn}:log-stream:i-0abc/celery-beat.service"
+        assert any(fnmatchcase(stream, resource) for resource in statement["Resource"])
+    other = next(a for a in GROUP_ARNS if a != arn)
+    elsewhere = [
+        f"{other}:log-stream:i-0abc/x",
+        f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:prod-redis-slow-log:log-stream:x",
+    ]
+    assert not any(fnmatchcase(e, resource) for e in elsewhere for resource in statement["Resource"])
 
 
 def test_logs_off_creates_no_group_and_grants_nothing(render) -> None:
     rendered = render({"logs.agent": "off"})
     assert instance_groups(rendered) == {}
-    assert log_statements(rendered) == []
+    assert all(log_statements(rendered, f"prod-{kind}-role") == [] for kind in ("web", "worker", "worker-beat"))
 
 
 @pytest.mark.parametrize("retention", [0, 2, 10000])

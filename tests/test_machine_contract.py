@@ -39,7 +39,7 @@ def contract_paths() -> set[str]:
 
 
 def contract_units() -> set[str]:
-    return {value for value in contract_constants() if value.endswith(".service")}
+    return {value for value in contract_constants() if value.endswith((".service", ".timer"))}
 
 
 def undefined_path(path: str) -> bool:
@@ -157,7 +157,7 @@ def read_statement(prod: StackRender, sid: str) -> dict[str, Any]:
     (policy,) = [
         r.inputs
         for r in prod.resources
-        if r.type_ == "aws:iam/rolePolicy:RolePolicy" and r.name == "prod-read-secrets-and-releases"
+        if r.type_ == "aws:iam/rolePolicy:RolePolicy" and r.name == "prod-worker-read-secrets-and-releases"
     ]
     (statement,) = [s for s in json.loads(policy["policy"])["Statement"] if s["Sid"] == sid]
     return dict(statement)

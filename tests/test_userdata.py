@@ -50,11 +50,15 @@ def test_each_role_gets_its_units(prod_settings):
         "celery-worker-long.service",
         "app-warm-stop.service",
     ]
-    assert render.units_to_enable(machine(prod_settings, beat=True))[-2:] == [
+    assert render.units_to_enable(machine(prod_settings, beat=True))[-3:] == [
         "celery-beat.service",
         "app-warm-stop.service",
+        "app-queue-metrics.timer",
     ]
     assert "celery-beat.service" not in render.unit_files(machine(prod_settings))
+    for other in (machine(prod_settings), machine(prod_settings, "web")):
+        assert not {"app-queue-metrics.service", "app-queue-metrics.timer"} & set(render.unit_files(other))
+        assert "/usr/local/sbin/app-queue-metrics" not in files_by_path(other)
     assert "app-warm-stop.service" not in render.unit_files(machine(prod_settings, "web"))
 
 
@@ -67,6 +71,44 @@ def test_workers_get_the_termination_agent_with_the_hook_and_region(prod_setting
     assert (agent.owner, agent.permissions) == ("root:root", "0755")
     assert agent.content == shipped_script("app-warm-stop")
     assert "/usr/local/sbin/app-warm-stop" not in files_by_path(machine(prod_settings, "web"))
+
+
+def test_the_beat_instance_publishes_the_backlog_every_minute_with_the_contracts_names(prod_settings):
+    files = files_by_path(machine(prod_settings, beat=True))
+    timer = unit(files["/etc/systemd/system/app-queue-metrics.timer"].content)
+    assert dict(timer["Timer"]) == {"OnCalendar": "minutely", "AccuracySec": "1s", "Persistent": "true"}
+    assert timer["Install"]["WantedBy"] == "timers.target"
+    text = files["/etc/systemd/system/app-queue-metrics.service"].content
+    service = unit(text)["Service"]
+    assert service["Type"] == "oneshot"
+    assert service["ExecStart"] == "/usr/bin/python3 /usr/local/sbin/app-queue-metrics"
+    environment = dict(
+        word.split("=", 1)
+        for line in text.splitlines()
+        if line.startswith("Environment=")
+        for word in line.removeprefix("Environment=").split()
+    )
+    assert environment == {
+        "AWS_REGION": "eu-west-1",
+        "METRICS_NAMESPACE": "DjangoStack/Celery",
+        "STACK": "prod",
+        "QUEUES": "default,long",
+        "BEAT_UNIT": "celery-beat.service",
+        "SECRETS_ENV_FILE": "/run/app-secrets/secrets.env",
+        "BACKLOG_METRIC": "QueueBacklog",
+        "HEARTBEAT_METRIC": "BeatHeartbeat",
+        "STACK_DIMENSION": "Stack",
+        "QUEUE_DIMENSION": "Queue",
+    }
+    # The broker URL comes from the secrets app-secrets fetched: it must have run.
+    assert "Requires=app-secrets.service\n" in text and "After=network-online.target app-secrets.service\n" in text
+    assert "EnvironmentFile" not in service  # reads only the broker URL line, not Django's key
+    script = files["/usr/local/sbin/app-queue-metrics"]
+    assert (script.owner, script.permissions, script.content) == (
+        "root:root",
+        "0755",
+        shipped_script("app-queue-metrics"),
+    )
 
 
 def test_user_data_is_cloud_config_built_as_data(prod_settings):
@@ -122,9 +164,12 @@ def test_app_units_read_the_plain_env_then_the_secrets(prod_settings):
     assert "Requires=app-secrets.service app-release.service" in text
 
 
-@pytest.mark.parametrize("name", ["gunicorn.service", "app-secrets.service", "app-release.service"])
+@pytest.mark.parametrize(
+    "name", ["gunicorn.service", "app-secrets.service", "app-release.service", "app-queue-metrics.service"]
+)
 def test_every_unit_carries_the_sandbox(prod_settings, name):
-    service = unit(render.unit_files(machine(prod_settings, "web"))[name])["Service"]
+    units = {**render.unit_files(machine(prod_settings, "web")), **render.unit_files(machine(prod_settings, beat=True))}
+    service = unit(units[name])["Service"]
     for directive, value in [
         ("NoNewPrivileges", "yes"),
         ("ProtectSystem", "strict"),
@@ -342,8 +387,9 @@ def test_app_units_cannot_reach_the_instance_metadata_service_unless_the_stack_o
     ]
     for name in app_units:
         assert ip_address_deny(units[name]) == ["169.254.169.254 fd00:ec2::254"], name
-    # The two that fetch with the role keep it.
-    assert ip_address_deny(units["app-secrets.service"]) == ip_address_deny(units["app-release.service"]) == []
+    # Those that call AWS with the role keep it.
+    for name in ("app-secrets.service", "app-release.service", "app-warm-stop.service", "app-queue-metrics.service"):
+        assert ip_address_deny(units[name]) == [], name
     opted_in = msgspec.structs.replace(
         prod_settings, app=msgspec.structs.replace(prod_settings.app, aws_credentials=True)
     )

@@ -48,6 +48,7 @@ CLOUDWATCH_AGENT_PACKAGE = "amazon-cloudwatch-agent"
 # What the CloudWatch agent ships where (userdata.render.cloudwatch_agent_config).
 CLOUDWATCH_AGENT_CONFIG = f"{ETC_DIR}/cloudwatch-agent.json"
 WARM_STOP_BIN = f"{SBIN_DIR}/app-warm-stop"
+QUEUE_METRICS_BIN = f"{SBIN_DIR}/app-queue-metrics"
 UNIT_DIR = "/etc/systemd/system"
 # The machine scripts run with Debian's own interpreter and python3-boto3, never the app's venv.
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -64,6 +65,9 @@ GUNICORN_UNIT = "gunicorn.service"
 BEAT_UNIT = "celery-beat.service"
 # Workers only: holds an Auto Scaling termination until the Celery units have stopped warm.
 WARM_STOP_UNIT = "app-warm-stop.service"
+# The Beat instance only: publishes the queue backlog and Beat's heartbeat (the metrics below).
+QUEUE_METRICS_UNIT = "app-queue-metrics.service"
+QUEUE_METRICS_TIMER = "app-queue-metrics.timer"  # what the user-data enables: every minute
 WORKER_UNIT_PREFIX = "celery-worker-"
 WORKER_UNIT_SUFFIX = ".service"
 # Every machine runs these two first; the role's long-running units require both.
@@ -154,7 +158,8 @@ def parameter_name(project: str, stack: str, purpose: str) -> str:
 # --- CloudWatch metrics the Beat instance publishes ------------------------------------------------
 
 # Published once a minute by the Beat instance (it exists exactly once), read by the alarms, the
-# dashboard and the worker groups' scaling policy. The instance role may PutMetricData only here.
+# dashboard and the worker groups' scaling policy. Only the Beat instances' role may PutMetricData,
+# and only here (condition cloudwatch:namespace).
 METRICS_NAMESPACE = "DjangoStack/Celery"
 QUEUE_BACKLOG_METRIC = "QueueBacklog"  # messages waiting in one queue (all priorities), Count
 BEAT_HEARTBEAT_METRIC = "BeatHeartbeat"  # 1 while Beat is alive by the ops tool's definition

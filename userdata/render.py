@@ -27,6 +27,7 @@ from userdata.layout import (
     APP_ENV,
     APP_ROOT,
     AUTH_TOKEN_PARAMETER,
+    BEAT_HEARTBEAT_METRIC,
     BEAT_SCHEDULE,
     BEAT_STATE_DIR_NAME,
     BEAT_UNIT,
@@ -39,6 +40,12 @@ from userdata.layout import (
     GUNICORN_RUNTIME_DIR,
     GUNICORN_RUNTIME_DIR_NAME,
     GUNICORN_UNIT,
+    METRICS_NAMESPACE,
+    QUEUE_BACKLOG_METRIC,
+    QUEUE_DIMENSION,
+    QUEUE_METRICS_BIN,
+    QUEUE_METRICS_TIMER,
+    QUEUE_METRICS_UNIT,
     RELEASE_BIN,
     RELEASE_ENV,
     RELEASE_PARAMETER,
@@ -52,6 +59,7 @@ from userdata.layout import (
     SHIPPED_LOG_FILES,
     SSM_AGENT_PACKAGE,
     SSM_AGENT_UNIT,
+    STACK_DIMENSION,
     TERMINATION_HOOK,
     UNIT_DIR,
     USER,
@@ -112,7 +120,8 @@ def app_units(machine: UserDataInputs) -> list[str]:
 
 def units_to_enable(machine: UserDataInputs) -> list[str]:
     agent = [WARM_STOP_UNIT] if machine.role == "worker" else []
-    return [RELEASE_UNIT, SECRETS_UNIT, *app_units(machine), *agent]
+    metrics = [QUEUE_METRICS_TIMER] if machine.runs_beat else []
+    return [RELEASE_UNIT, SECRETS_UNIT, *app_units(machine), *agent, *metrics]
 
 
 # --- environment files ---------------------------------------------------------------------
@@ -311,7 +320,29 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
             beat_schedule=BEAT_SCHEDULE,
             metadata_access=metadata_access,
         )
+        units |= queue_metrics_units(settings)
     return units
+
+
+def queue_metrics_units(settings: Settings) -> dict[str, str]:
+    """The backlog publisher and its timer: on the Beat instance, which exists exactly once."""
+    return {
+        QUEUE_METRICS_UNIT: _render_unit(
+            QUEUE_METRICS_UNIT,
+            secrets_unit=SECRETS_UNIT,
+            region=settings.region,
+            namespace=METRICS_NAMESPACE,
+            stack=settings.stack,
+            queues=",".join(queue.name for queue in settings.worker.queues),
+            beat_unit=BEAT_UNIT,
+            backlog_metric=QUEUE_BACKLOG_METRIC,
+            heartbeat_metric=BEAT_HEARTBEAT_METRIC,
+            stack_dimension=STACK_DIMENSION,
+            queue_dimension=QUEUE_DIMENSION,
+            queue_metrics_bin=QUEUE_METRICS_BIN,
+        ),
+        QUEUE_METRICS_TIMER: _render_unit(QUEUE_METRICS_TIMER),
+    }
 
 
 # --- cloud-config ------------------------------------------------------------------------------
@@ -327,6 +358,7 @@ def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
             RELEASE_BIN,
             *([AGENT_INSTALLER_BIN] if agents_to_run(settings) else []),
             *([WARM_STOP_BIN] if machine.role == "worker" else []),
+            *([QUEUE_METRICS_BIN] if machine.runs_beat else []),
         )
     ]
     agents = [WrittenFile(AGENT_KEYRING, AWS_AGENT_KEYRING, "root:root", "0644")] if agents_to_run(settings) else []

@@ -619,7 +619,7 @@ def test_engine_view_of_every_prod_resource_passes(prod: StackRender) -> None:
 
 # --- IAM: Parameter Store reads ------------------------------------------------------------------
 
-READ_POLICY = "prod-read-secrets-and-releases"
+READ_POLICY = "prod-worker-read-secrets-and-releases"
 
 
 def with_statement(props: Props, statement: dict[str, Any]) -> Props:
@@ -628,7 +628,7 @@ def with_statement(props: Props, statement: dict[str, Any]) -> Props:
     return {**props, "policy": json.dumps(document)}
 
 
-@pytest.mark.parametrize("name", [READ_POLICY, "prod-ssm-agent", "prod-flow-logs"])
+@pytest.mark.parametrize("name", [READ_POLICY, "prod-web-ssm-agent", "prod-flow-logs"])
 def test_role_policies_of_the_program_read_only_named_parameters(prod: StackRender, name: str) -> None:
     policy = inputs_of(prod, name, rules.ROLE_POLICY)
     assert rules.no_parameter_reads_on_everything(rules.ROLE_POLICY, policy) == []
@@ -666,24 +666,61 @@ def test_a_read_of_another_named_tree_or_a_deny_passes(prod: StackRender) -> Non
 
 
 def test_ssm_managed_instance_core_attached_violates(prod: StackRender) -> None:
-    attachment = {"role": "prod-role", "policyArn": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"}
+    attachment = {"role": "prod-worker-role", "policyArn": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"}
     problems = rules.no_parameter_reads_on_everything(rules.POLICY_ATTACHMENT, attachment)
     assert len(problems) == 1 and "AmazonSSMManagedInstanceCore" in problems[0]
-    role = {**inputs_of(prod, "prod-role", rules.ROLE), "managedPolicyArns": [attachment["policyArn"]]}
+    role = {**inputs_of(prod, "prod-worker-role", rules.ROLE), "managedPolicyArns": [attachment["policyArn"]]}
     assert rules.no_parameter_reads_on_everything(rules.ROLE, role)
-    assert rules.no_parameter_reads_on_everything(rules.ROLE, inputs_of(prod, "prod-role", rules.ROLE)) == []
+    assert rules.no_parameter_reads_on_everything(rules.ROLE, inputs_of(prod, "prod-worker-role", rules.ROLE)) == []
 
 
 def test_a_wide_read_in_a_managed_or_inline_role_policy_violates(prod: StackRender) -> None:
     wide = json.dumps({"Statement": [{"Effect": "Allow", "Action": "ssm:GetParameters", "Resource": "*"}]})
     assert rules.no_parameter_reads_on_everything(rules.MANAGED_POLICY, {"policy": wide})
-    role = {**inputs_of(prod, "prod-role", rules.ROLE), "inlinePolicies": [{"name": "x", "policy": wide}]}
+    role = {**inputs_of(prod, "prod-worker-role", rules.ROLE), "inlinePolicies": [{"name": "x", "policy": wide}]}
     assert rules.no_parameter_reads_on_everything(rules.ROLE, role)
 
 
 def test_an_unknown_policy_document_is_left_for_the_update(prod: StackRender) -> None:
     policy = {**inputs_of(prod, READ_POLICY, rules.ROLE_POLICY), "policy": UNKNOWN_STRING_VALUE}
     assert rules.no_parameter_reads_on_everything(rules.ROLE_POLICY, engine_view(policy)) == []
+
+
+# --- IAM: what one machine may do to the others ----------------------------------------------------
+
+METRICS_POLICY = "prod-worker-beat-publish-metrics"
+LIFECYCLE_POLICY = "prod-worker-complete-termination"
+
+
+@pytest.mark.parametrize("name", [METRICS_POLICY, LIFECYCLE_POLICY, "prod-worker-beat-complete-termination"])
+def test_the_programs_metrics_and_lifecycle_grants_are_scoped(prod: StackRender, name: str) -> None:
+    assert rules.instance_grants_scoped(rules.ROLE_POLICY, inputs_of(prod, name, rules.ROLE_POLICY)) == []
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        {"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*"},
+        {"Effect": "Allow", "Action": "cloudwatch:Put*", "Resource": "*"},
+        {
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringLike": {"cloudwatch:namespace": "DjangoStack/*"}},
+        },
+        {"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"},
+        {"Effect": "Allow", "Action": "autoscaling:CompleteLifecycleAction", "Resource": "*"},
+        {
+            "Effect": "Allow",
+            "Action": "autoscaling:*",
+            "Resource": "arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:*:autoScalingGroupName/prod-*",
+        },
+    ],
+    ids=["metrics-anywhere", "put-star", "namespace-pattern", "not-action", "lifecycle-on-star", "lifecycle-wildcard"],
+)
+def test_an_unscoped_metrics_or_lifecycle_grant_violates(prod: StackRender, statement: dict[str, Any]) -> None:
+    policy = with_statement(inputs_of(prod, LIFECYCLE_POLICY, rules.ROLE_POLICY), statement)
+    assert rules.instance_grants_scoped(rules.ROLE_POLICY, policy)
 
 
 # --- customer managed keys -----------------------------------------------------------------------

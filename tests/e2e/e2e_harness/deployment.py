@@ -144,11 +144,12 @@ class Deployment:
             "redis.engine": engine,
             "redis.engineVersion": engine_version,
             "redis.caCertFile": str(cert.ca_file),
-            # worker_count includes the Beat instance, its own group of one.
+            # worker_count includes the Beat instance, its own group of one. A fixed worker
+            # group (min = max): the harness runs exactly these machines, and a scaling group
+            # needs minSize >= 1, which a Beat-only stack does not have.
             "web.minSize": 0,
             "web.desiredCapacity": web_count,
             "web.port": web_port,
-            # A fixed worker group: a scaling one (maxSize above minSize) needs minSize >= 1.
             "worker.minSize": worker_count - 1,
             "worker.desiredCapacity": worker_count - 1,
             "worker.maxSize": worker_count - 1,
@@ -325,7 +326,7 @@ class Deployment:
         if self.redis.process is None:
             self.redis.start()
         for machine in self.machines.values():
-            for unit in machine.units:
+            for unit in machine.enabled_services:
                 if machine.service(unit).type != "oneshot" and unit not in machine.processes:
                     machine.start(unit)
         if self.by_role("web"):

@@ -9,7 +9,8 @@ exact paths its file names (userdata/layout.py):
   PER_MACHINE_DIRS          per machine (the unit directory among them)
   /etc/passwd, /etc/group   the host's plus the `app` system user cloud-init would create
 What is not emulated: the units' sandboxing directives (ProtectSystem=, SystemCallFilter=, ...),
-which `systemd-analyze security` checks statically, and Restart= (the tests restart on purpose).
+which `systemd-analyze security` checks statically, Restart= (the tests restart on purpose), and
+timers (a test runs the service a timer starts, when it wants a run).
 """
 
 from __future__ import annotations
@@ -111,6 +112,15 @@ class SimulatedMachine:
         os.chown(path, _id(user), _id(group or user))
         path.chmod(int(file.permissions, 8))
 
+    @property
+    def enabled_services(self) -> list[str]:
+        """The enabled units the harness runs: services, not the timers among them."""
+        return [unit for unit in self.units if unit.endswith(".service")]
+
+    def unit_files(self) -> list[str]:
+        """Every unit file the user-data wrote, enabled or started by a timer."""
+        return sorted(path.name for path in self.host_path(UNIT_DIR).iterdir())
+
     def unit_text(self, unit: str) -> str:
         return self.host_path(f"{UNIT_DIR}/{unit}").read_text()
 
@@ -200,11 +210,12 @@ class SimulatedMachine:
 
     # --- running units ------------------------------------------------------------------------
 
-    def run_oneshot(self, unit: str, timeout: float = 300) -> None:
-        """ExecStartPre= then ExecStart= lines in order, each to completion, as systemd does."""
+    def run_oneshot(self, unit: str, timeout: float = 300, extra_env: dict[str, str] | None = None) -> None:
+        """ExecStartPre= then ExecStart= lines in order, each to completion, as systemd does.
+        extra_env: what a stand-in needs (e2e_harness/systemd.py), never the unit's own settings."""
         service = self.service(unit)
         self._prepare_directories(service)
-        env = self.environment(service)
+        env = self.environment(service) | (extra_env or {})
         lines = service.all("ExecStartPre") + service.all("ExecStart")
         for index, line in enumerate(lines):
             command = parse_command(line, env)
@@ -273,10 +284,10 @@ class SimulatedMachine:
     def boot(self) -> None:
         """What the user-data's `systemctl enable --now` does: oneshots to completion, then the
         long-running units (their Requires=/After= name the oneshots)."""
-        for unit in self.units:
+        for unit in self.enabled_services:
             if self.service(unit).type == "oneshot":
                 self.run_oneshot(unit)
-        for unit in self.units:
+        for unit in self.enabled_services:
             if self.service(unit).type != "oneshot":
                 self.start(unit)
 

@@ -1,5 +1,6 @@
 """The AWS endpoints an instance talks to, stood in by one moto server on loopback: Parameter
-Store (the stack's SecureStrings and its live release parameter) and S3 (the release artifacts)."""
+Store (the stack's SecureStrings and its live release parameter), S3 (the release artifacts) and
+CloudWatch (the metrics the Beat instance publishes)."""
 
 from __future__ import annotations
 
@@ -33,9 +34,14 @@ class ParameterStore:
         return f"http://127.0.0.1:{self.port}"
 
     def instance_environment(self) -> dict[str, str]:
-        """What an instance's role and endpoint configuration would give app-fetch-secrets and
-        app-release."""
-        return {**CREDENTIALS, "AWS_ENDPOINT_URL_SSM": self.endpoint, "AWS_ENDPOINT_URL_S3": self.endpoint}
+        """What an instance's role and endpoint configuration would give app-fetch-secrets,
+        app-release and app-queue-metrics."""
+        return {
+            **CREDENTIALS,
+            "AWS_ENDPOINT_URL_SSM": self.endpoint,
+            "AWS_ENDPOINT_URL_S3": self.endpoint,
+            "AWS_ENDPOINT_URL_CLOUDWATCH": self.endpoint,
+        }
 
     def start(self) -> None:
         moto = Path(sys.executable).with_name("moto_server")
