@@ -395,7 +395,7 @@ def imds_from_unit(unit: str) -> dict[str, object]:
 def check_imds(units: list[str]) -> None:
     """Who reaches the instance metadata service: each running unit of the role (the app units
     are denied by IPAddressDeny=, the agent keeps it) and, as the control, the probe itself."""
-    running = [unit for unit in units if show(unit).get("Type") != "oneshot"]
+    running = [unit for unit in units if unit.endswith(".service") and show(unit).get("Type") != "oneshot"]
     emit(
         "imds",
         {
