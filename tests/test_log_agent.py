@@ -130,9 +130,13 @@ def test_every_unit_and_log_file_gets_its_own_stream_in_the_roles_group(
     inputs = machine(prod_settings, role, beat)
     collected = render.cloudwatch_agent_config(inputs)["logs"]["logs_collected"]
     journald, files = collected["journald"]["collect_list"], collected["files"]["collect_list"]
-    assert [entry["units"] for entry in journald] == [
-        [unit] for unit in [*render.units_to_enable(inputs), layout.SSM_AGENT_UNIT]
+    # A timer's lines are its service's: the Beat instance ships app-queue-metrics.service.
+    services = [
+        layout.QUEUE_METRICS_UNIT if u == layout.QUEUE_METRICS_TIMER else u for u in render.units_to_enable(inputs)
     ]
+    assert [entry["units"] for entry in journald] == [[unit] for unit in [*services, layout.SSM_AGENT_UNIT]]
+    assert not any(unit.endswith(".timer") for entry in journald for unit in entry["units"])
+    assert ([layout.QUEUE_METRICS_UNIT] in [entry["units"] for entry in journald]) == beat
     assert [entry["file_path"] for entry in files] == list(layout.SHIPPED_LOG_FILES)
     streams = [entry["log_stream_name"] for entry in journald + files]
     assert len(set(streams)) == len(streams) and all(s.startswith("{instance_id}/") for s in streams)

@@ -399,8 +399,11 @@ def agent_install_command(settings: Settings, package: str) -> list[str]:
 
 
 def shipped_units(machine: UserDataInputs) -> list[str]:
-    """Every unit of the stack on this machine and the SSM agent's: their journal lines ship."""
-    return [*units_to_enable(machine), SSM_AGENT_UNIT]
+    """Every service of the stack on this machine and the SSM agent's: their journal lines ship.
+    A timer writes no lines of its own: the service it starts does (journald matches by the
+    writing process's unit)."""
+    enabled = units_to_enable(machine)
+    return [QUEUE_METRICS_UNIT if unit == QUEUE_METRICS_TIMER else unit for unit in enabled] + [SSM_AGENT_UNIT]
 
 
 def cloudwatch_agent_config(machine: UserDataInputs) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import subprocess
 import time
 import uuid
@@ -27,11 +28,18 @@ PARAMETER_TYPE = "aws:ssm/parameter:Parameter"
 
 # The roles the tests boot: name -> how to pick that instance from the rendered stack.
 ROLES = ("web", "worker-beat", "worker")
+# The app's own settings (app.environment, app.secretParameters): the sample app reads one of
+# each (GET /app-settings); the guest's Parameter Store stand-in holds the secret.
+SAMPLE_GREETING = "hello from app.environment in the VM"
+SAMPLE_API_KEY_PARAMETER = "/sample-app/vm/api-key"
+SAMPLE_API_KEY = "vm-api-key-" + secrets.token_hex(8)
 # Config overrides for the VM boots; everything else (app.source s3, the release, the bucket, the
 # SSM agent install) is the stack file as deployed. The short time limits make the broker's
 # visibility timeout (and so the redelivery after kill -9) fit a test; one process per queue
 # keeps TCG fast.
 VM_OVERRIDES: dict[str, Any] = {
+    "app.environment": {"SAMPLE_GREETING": SAMPLE_GREETING},
+    "app.secretParameters": {"SAMPLE_API_KEY": SAMPLE_API_KEY_PARAMETER},
     "worker.stopMarginSeconds": 10,
     "worker.visibilityTimeout": 25,
     "worker.queues": [
@@ -69,6 +77,8 @@ class Boot:
     role: str
     user_data: str
     console: str
+    instance_id: str
+    autoscaling_group: str
     reports: list[Report] = field(default_factory=list)
     exit_code: int | None = None
     seconds: float = 0.0  # qemu start to qemu exit
@@ -136,8 +146,11 @@ def vm_stack() -> VmStack:
 
 def seeded_parameters(stack: VmStack, live_release: str) -> dict[str, dict[str, str]]:
     """What a boot's Parameter Store stand-in answers beyond the image's secrets: the live release
-    (app-release ensure reads it; without it the boot fails)."""
-    return {stack.release_parameter: {"type": "String", "value": live_release}}
+    (app-release ensure reads it; without it the boot fails) and the app's own secret."""
+    return {
+        stack.release_parameter: {"type": "String", "value": live_release},
+        SAMPLE_API_KEY_PARAMETER: {"type": "SecureString", "value": SAMPLE_API_KEY},
+    }
 
 
 def has_hardware_virtualisation() -> bool:
@@ -152,10 +165,9 @@ def accelerator() -> list[str]:
     return ["-accel", "tcg,thread=multi", "-cpu", "max"]
 
 
-def make_seed(workdir: Path, user_data: str, hostname: str) -> Path:
+def make_seed(workdir: Path, user_data: str, hostname: str, instance_id: str) -> Path:
     (workdir / "user-data").write_text(user_data)
-    # A fresh instance-id per boot: cloud-init treats every boot as a first boot.
-    (workdir / "meta-data").write_text(f"instance-id: i-{uuid.uuid4().hex[:17]}\nlocal-hostname: {hostname}\n")
+    (workdir / "meta-data").write_text(f"instance-id: {instance_id}\nlocal-hostname: {hostname}\n")
     seed = workdir / "seed.iso"
     subprocess.run(
         ["cloud-localds", str(seed), str(workdir / "user-data"), str(workdir / "meta-data")],
@@ -242,11 +254,15 @@ def boot(
         ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(disk or image.base), "-F", "raw", str(overlay)],
         check=True,
     )
-    seed = make_seed(workdir, user_data, f"{STACK}-{role}")
-    drive = make_data_drive(workdir, data or {})
+    # A fresh instance id per boot: cloud-init treats every boot as a first boot. The guest's
+    # IMDS and Auto Scaling stand-ins answer with it, and with the group the instance is in.
+    instance_id = f"i-{uuid.uuid4().hex[:17]}"
+    seed = make_seed(workdir, user_data, f"{STACK}-{role}", instance_id)
+    group = f"{STACK}-{role}-vmtest"
+    drive = make_data_drive(workdir, {**(data or {}), "instance_id": instance_id, "autoscaling_group": group})
     console = workdir / "console.log"
     console.write_bytes(b"")
-    result = Boot(role, user_data, "")
+    result = Boot(role, user_data, "", instance_id=instance_id, autoscaling_group=group)
     started = time.monotonic()
     process = subprocess.Popen(
         qemu_command(image, overlay, seed, drive, console), stdout=subprocess.PIPE, stderr=subprocess.STDOUT

@@ -10,9 +10,9 @@
 # the default path (app-release downloads the artifact from "S3" and builds its venv). ami.img
 # is the same plus AMI_RELEASE installed by the program's own `app-release install`, as a baked
 # AMI (app.source: ami) carries it. Everything test-only lives outside the program's paths: a
-# TLS redis-server standing in for ElastiCache, an AWS endpoint stand-in (Parameter Store and
-# S3, serving OBJECTS_DIR: the release artifacts, the agent packages and their signatures), the
-# probe unit.
+# TLS redis-server standing in for ElastiCache, an AWS endpoint stand-in (Parameter Store, Auto
+# Scaling, IMDS, and S3 serving OBJECTS_DIR: the release artifacts, the agent packages and their
+# signatures), the probe unit.
 set -euo pipefail
 out=$1 objects=$2 ami_artifact=$3 ami_release=$4 mirror=$5 deb_cache=$6 redis_host=$7 stack=$8
 here=$(cd "$(dirname "$0")" && pwd)
@@ -89,11 +89,14 @@ cat >"$rootfs/etc/vm-test/parameters.json" <<JSON
  "/django-stack/$stack/django/secret-key": {"type": "SecureString", "value": "$secret_key"}}
 JSON
 chmod 0600 "$rootfs/etc/vm-test/parameters.json"
+# No credentials: boto3 takes the instance role's from IMDS, as on EC2. IMDS calls get more time
+# than botocore's default 1 s x 1 attempt: under TCG the stand-in can be that slow to answer.
 cat >"$rootfs/etc/vm-test/aws.env" <<ENV
 AWS_ENDPOINT_URL_SSM=https://127.0.0.1:4443
 AWS_ENDPOINT_URL_S3=https://127.0.0.1:4443
-AWS_ACCESS_KEY_ID=vmtest
-AWS_SECRET_ACCESS_KEY=vmtest
+AWS_ENDPOINT_URL_AUTOSCALING=https://127.0.0.1:4443
+AWS_METADATA_SERVICE_TIMEOUT=5
+AWS_METADATA_SERVICE_NUM_ATTEMPTS=3
 ENV
 install -d "$rootfs/var/lib/vm-test"
 cp -r "$objects" "$rootfs/var/lib/vm-test/s3"
@@ -105,7 +108,7 @@ install -m 0644 "$guest/aws_standin.py" "$guest/vmtest_data.py" "$guest/probe.py
 install -D -m 0644 "$repo/userdata/layout.py" "$rootfs/usr/local/lib/vm-test/userdata/layout.py"
 install -m 0644 "$guest/aws-standin.socket" "$guest/aws-standin.service" "$guest/test-probe.service" \
   "$rootfs/etc/systemd/system/"
-for unit in app-release.service app-secrets.service cloud-final.service; do
+for unit in app-release.service app-secrets.service app-warm-stop.service cloud-final.service; do
   install -d "$rootfs/etc/systemd/system/$unit.d"
   install -m 0644 "$guest/aws-endpoints-vm-test.conf" "$rootfs/etc/systemd/system/$unit.d/50-vm-test.conf"
 done

@@ -4,12 +4,16 @@ boot serves every test that reads it; the results come from the guest probe's co
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from scripts.vm import boot as harness
 from scripts.vm import image as vm_image
 from tests.vm.conftest import ALL_BOOTS, ROLE_BOOTS
+from userdata.layout import RELEASE_UNIT, SECRETS_UNIT, SSM_AGENT_UNIT, TERMINATION_HOOK, WARM_STOP_UNIT
 from userdata.render import enabled_units
 
 ROLES = ROLE_BOOTS
@@ -227,3 +231,125 @@ def test_a_replaced_instance_boots_the_live_release(replaced_web, stack):
     assert report["active"] == vm_image.NEXT_RELEASE and report["installed"] == [vm_image.NEXT_RELEASE], report
     assert requested(replaced_web, "GET", stack.store.artifact_key(vm_image.NEXT_RELEASE))
     assert replaced_web.first("web")["healthz"]["body"] == {"status": "ok", "release": vm_image.NEXT_RELEASE}
+
+
+def imds_requests(boot) -> list[dict]:
+    """What the guest's IMDS stand-in served, each with the unit whose cgroup asked."""
+    return [r for r in boot.first("aws-requests") if r["service"] == "imds"]
+
+
+def units_given_credentials(boot) -> set[str]:
+    return {
+        r["unit"]
+        for r in imds_requests(boot)
+        if r["method"] == "GET"
+        and r["path"].startswith("/latest/meta-data/iam/security-credentials/")
+        and r["status"] == 200
+    }
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_app_units_cannot_reach_imds_and_the_units_that_use_the_role_can(role, booted):
+    boot = booted(role)
+    report = boot.first("imds")
+    # The control: from the probe's cgroup the stand-in answers at that moment.
+    assert report["from_probe"] == {"instance_id": boot.instance_id}, report
+    assert sorted(report["from_unit"]) == sorted(LONG_RUNNING[role] + AGENTS[role]), report
+    for unit in LONG_RUNNING[role]:
+        assert "169.254.169.254" in report["ip_address_deny"][unit], report
+        assert "instance_id" not in report["from_unit"][unit] and report["from_unit"][unit]["error"], (unit, report)
+    for unit in AGENTS[role]:
+        assert report["from_unit"][unit] == {"instance_id": boot.instance_id}, (unit, report)
+    # At boot, app-secrets and app-release took the role's credentials from IMDS (no other source
+    # in the guest); no app unit ever reached it.
+    assert {SECRETS_UNIT, RELEASE_UNIT} <= units_given_credentials(boot), imds_requests(boot)
+    assert not {r["unit"] for r in imds_requests(boot)} & set(LONG_RUNNING[role]), imds_requests(boot)
+
+
+def test_a_terminating_worker_stops_warm_then_completes_the_lifecycle_action(booted):
+    boot = booted("worker")
+    report = boot.first("termination")
+    assert report["started"] == 1 and report["agent_before"] == "active", report
+    assert report["agent_ended"], report
+    assert report["agent"] == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}, report
+    # The task in flight finished on the stopping worker, once, and nothing is left to redeliver.
+    assert (report["starts"], report["executions"], report["message_pending"]) == (1, 1, False), report
+    workers = report["workers"]
+    assert sorted(workers) == sorted(LONG_RUNNING["worker"]), report
+    assert all((w["state"], w["result"]) == ("inactive", "success") for w in workers.values()), report
+    # The agent watched the state in IMDS itself, and took the role's credentials there.
+    lifecycle_reads = [
+        r for r in imds_requests(boot) if r["path"] == "/latest/meta-data/autoscaling/target-lifecycle-state"
+    ]
+    assert {r["unit"] for r in lifecycle_reads} == {WARM_STOP_UNIT}, lifecycle_reads
+    assert WARM_STOP_UNIT in units_given_credentials(boot), imds_requests(boot)
+    completions = [
+        r
+        for r in boot.first("aws-requests")
+        if r["service"] == "autoscaling" and r["action"] == "CompleteLifecycleAction"
+    ]
+    assert len(completions) == 1, completions
+    params = completions[0]["params"]
+    assert (
+        params["LifecycleHookName"],
+        params["AutoScalingGroupName"],
+        params["InstanceId"],
+        params["LifecycleActionResult"],
+    ) == (TERMINATION_HOOK, boot.autoscaling_group, boot.instance_id, "CONTINUE"), params
+    # Completed only once every Celery unit had stopped.
+    assert completions[0]["monotonic"] * 1e6 >= max(w["stopped_monotonic_us"] for w in workers.values()), report
+
+
+@pytest.mark.parametrize("name", ["web", "web-ami", "web-replaced"])
+def test_the_app_sees_its_own_environment_and_secret_parameter(name, any_boot):
+    boot = any_boot(name)
+    assert boot.first("web")["app_settings"] == {
+        "status": 200,
+        "body": {
+            "greeting": harness.SAMPLE_GREETING,
+            "apiKeySha256": hashlib.sha256(harness.SAMPLE_API_KEY.encode()).hexdigest(),
+        },
+    }
+    fetched = [r for r in boot.first("aws-requests") if r["service"] == "ssm" and r["action"] == "GetParameters"]
+    assert any(harness.SAMPLE_API_KEY_PARAMETER in r["names"] for r in fetched), fetched
+
+
+def signing_fingerprint(armored_key: str) -> str:
+    """The primary key fingerprint of the image's throwaway signing key (as gpgv's VALIDSIG ends)."""
+    shown = subprocess.run(
+        ["gpg", "--show-keys", "--with-colons"], input=armored_key, capture_output=True, text=True, check=True
+    ).stdout
+    return next(line.split(":")[9] for line in shown.splitlines() if line.startswith("fpr:"))
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_both_agents_are_installed_after_a_good_signature_check(role, booted, image, stack):
+    boot = booted(role)
+    report = boot.first("log-agent")
+    signer = signing_fingerprint(image.agent_keyring)
+    verdicts = [line for line in report["installer"] if "signature" in line or "not installed" in line]
+    expected = [f"install-aws-agent: {p}: good signature from {signer}" for p in vm_image.AGENT_PACKAGES]
+    assert verdicts == expected, report
+    assert boot.first("ssm-agent")["package"] == report["package"] == "install ok installed 0.0.0-vmtest", report
+    assert (report["active"], report["enabled"]) == ("active", "enabled"), report
+    assert report["config_fetched"] is True, report
+    for package in vm_image.AGENT_PACKAGES:
+        key = vm_image.agent_package_key(stack.store.region, package)
+        assert requested(boot, "GET", key) and requested(boot, "GET", f"{key}.sig"), boot.first("aws-requests")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_log_agent_config_names_every_unit_and_their_lines_are_there(role, booted):
+    boot = booted(role)
+    report = boot.first("log-agent")
+    collected = report["config"]["logs"]["logs_collected"]
+    named = sorted(unit for entry in collected["journald"]["collect_list"] for unit in entry["units"])
+    # A timer's lines are those of the service it starts.
+    services = [unit.replace(".timer", ".service") for unit in enabled_units(boot.user_data)]
+    assert named == sorted([*services, SSM_AGENT_UNIT]), named
+    # Every unit's own processes have written to the journal by now; app-warm-stop only speaks
+    # when the instance terminates.
+    assert all(report["lines"][unit] > 0 for unit in named if unit != WARM_STOP_UNIT), report["lines"]
+    files = [entry["file_path"] for entry in collected["files"]["collect_list"]]
+    # The stand-in SSM agent writes no log file of its own (AWS's writes /var/log/amazon/ssm/).
+    assert all(report["lines"][path] > 0 for path in files if "/amazon/ssm/" not in path), report["lines"]

@@ -4,8 +4,11 @@ prints one marked line per finding on the serial console, then powers the VM off
 Lines look like `VMTEST <key> <json>`; tests/vm reads them from the console file. The probe only
 observes and exercises what the program installed; every judgement is made by the tests.
 Scenario (the boot's test data, vmtest_data.py): `restart` adds the kill -9 / redelivery and the
-warm-shutdown checks on the default queue's worker; `deploy` runs the ops tool's install and
-switch scripts as SSM's AWS-RunShellScript would (root, /bin/sh).
+warm-shutdown checks on the default queue's worker, then warm termination (the IMDS stand-in
+reports the target lifecycle state `Terminated` with a task running; the program's
+app-warm-stop agent must stop the Celery units warm, then complete the lifecycle action);
+`deploy` runs the ops tool's install and switch scripts as SSM's AWS-RunShellScript would
+(root, /bin/sh).
 
 Paths, units and names come from the machine contract: the image installs userdata/layout.py
 beside this file (as userdata/layout.py), so the import is the same here and in the guest.
@@ -36,6 +39,25 @@ APP_SIDE = "/usr/local/lib/vm-test/app_side.py"
 APP_ROOT = Path(layout.APP_ROOT)
 AWS_ENV = Path("/etc/vm-test/aws.env")
 AWS_REQUESTS = Path("/run/vm-test/aws-requests.jsonl")
+# What the guest's IMDS stand-in reports as the instance's target lifecycle state (aws_standin.py).
+LIFECYCLE_STATE = Path("/run/vm-test/target-lifecycle-state")
+IMDS = "http://169.254.169.254"
+# Run in a unit's cgroup (argv[1]: its cgroup.procs): an IMDSv2 session token, then the instance
+# id. systemd's IPAddressDeny= is a filter on the unit's cgroup: every socket a process in it
+# opens is subject to it, whichever process that is.
+IMDS_FROM_CGROUP = f"""
+import json, os, sys, urllib.request
+with open(sys.argv[1], "w") as procs:
+    procs.write(str(os.getpid()))
+try:
+    put = urllib.request.Request("{IMDS}/latest/api/token", method="PUT",
+                                 headers={{"X-aws-ec2-metadata-token-ttl-seconds": "60"}})
+    token = urllib.request.urlopen(put, timeout=5).read().decode()
+    get = urllib.request.Request("{IMDS}/latest/meta-data/instance-id", headers={{"X-aws-ec2-metadata-token": token}})
+    print(json.dumps({{"instance_id": urllib.request.urlopen(get, timeout=5).read().decode()}}))
+except OSError as error:
+    print(json.dumps({{"error": repr(error)}}))
+"""
 AGENT_UNIT = layout.SSM_AGENT_UNIT
 LOG_AGENT_UNIT = layout.CLOUDWATCH_AGENT_UNIT
 # Where amazon-cloudwatch-agent-ctl fetch-config keeps a file: config (the stand-in does the same).
@@ -276,6 +298,21 @@ def installer_lines() -> list[str]:
     return [line for line in text.splitlines() if line.startswith("install-aws-agent: ")]
 
 
+def source_lines(config: dict) -> dict[str, int]:
+    """How many lines each source the agent config names holds here: a unit's journal (what its
+    own processes wrote, not systemd's lines about it), a file (-1: no such file)."""
+    collected = config["logs"]["logs_collected"]
+    lines = {
+        unit: len(run("journalctl", f"_SYSTEMD_UNIT={unit}", "-o", "cat", "--no-pager").stdout.splitlines())
+        for entry in collected.get("journald", {}).get("collect_list", [])
+        for unit in entry["units"]
+    }
+    for entry in collected.get("files", {}).get("collect_list", []):
+        path = Path(entry["file_path"])
+        lines[str(path)] = len(path.read_text(errors="replace").splitlines()) if path.exists() else -1
+    return lines
+
+
 def check_log_agent() -> None:
     """The CloudWatch agent install the user-data runs: package, unit, the config it was started
     with (byte for byte the one the user-data wrote), and the installer's signature verdicts."""
@@ -291,6 +328,7 @@ def check_log_agent() -> None:
             and written.exists()
             and LOG_AGENT_CONFIG.read_bytes() == written.read_bytes(),
             "config": json.loads(written.read_text()) if written.exists() else None,
+            "lines": source_lines(json.loads(written.read_text())) if written.exists() else {},
             "installer": installer_lines(),
         },
     )
@@ -337,7 +375,35 @@ def check_web() -> None:
     health = http("GET", "/healthz", host)
     enqueued = http("POST", "/tasks/healthcheck", host)
     queued = redis_cli("LRANGE", "default", "0", "-1", db=0)
-    emit("web", {"healthz": health, "enqueue": enqueued, "queued_messages": queued})
+    # The app's own settings as the running gunicorn sees them (app.environment, app.secretParameters).
+    app_settings = http("GET", "/app-settings", host)
+    emit("web", {"healthz": health, "enqueue": enqueued, "queued_messages": queued, "app_settings": app_settings})
+
+
+def imds_from_unit(unit: str) -> dict[str, object]:
+    """An IMDS request from a process in the running unit's own cgroup."""
+    cgroup = show(unit).get("ControlGroup", "")
+    if not cgroup:
+        return {"error": f"{unit} has no cgroup (not running)"}
+    result = run("/usr/bin/python3", "-c", IMDS_FROM_CGROUP, f"/sys/fs/cgroup{cgroup}/cgroup.procs", timeout=60)
+    try:
+        return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+    except (IndexError, ValueError):
+        return {"error": (result.stdout + result.stderr).strip()[-1000:]}
+
+
+def check_imds(units: list[str]) -> None:
+    """Who reaches the instance metadata service: each running unit of the role (the app units
+    are denied by IPAddressDeny=, the agent keeps it) and, as the control, the probe itself."""
+    running = [unit for unit in units if unit.endswith(".service") and show(unit).get("Type") != "oneshot"]
+    emit(
+        "imds",
+        {
+            "from_unit": {unit: imds_from_unit(unit) for unit in running},
+            "ip_address_deny": {unit: show(unit).get("IPAddressDeny", "") for unit in running},
+            "from_probe": imds_from_unit("test-probe.service"),
+        },
+    )
 
 
 def check_roundtrip() -> None:
@@ -418,6 +484,49 @@ def check_warm_stop() -> None:
     )
 
 
+def check_termination(instance_id: str) -> None:
+    """Auto Scaling holds this worker in Terminating:Wait with a task running: IMDS reports the
+    target lifecycle state `Terminated`; the program's app-warm-stop agent stops the Celery units
+    warm, then completes the lifecycle action (the stand-in records the call)."""
+    workers = [unit for unit in enabled_units() if layout.queue_of_worker_unit(unit)]
+    run("systemctl", "start", *workers)  # the warm-stop check left the default queue's stopped
+    key = f"terminate-{uuid.uuid4().hex[:8]}"
+    enqueued = app_side("enqueue", key, str(TASK_SECONDS))
+    started = wait_until(lambda: ledger_count("started", key), timeout=120) if "task_id" in enqueued else 0
+    agent_before = show(layout.WARM_STOP_UNIT)["ActiveState"]
+    if not started:
+        emit("termination", {"task": enqueued, "started": started, "agent_before": agent_before})
+        return
+    LIFECYCLE_STATE.write_text("Terminated\n")
+    agent = wait_until(lambda: show(layout.WARM_STOP_UNIT)["ActiveState"] != "active", timeout=240, interval=1)
+    stopped = {unit: show(unit) for unit in workers}
+    task_id = str(enqueued["task_id"])
+    pending = redis_cli("HGETALL", "unacked", db=0) + redis_cli("LRANGE", "default", "0", "-1", db=0)
+    emit(
+        "termination",
+        {
+            "task": enqueued,
+            "started": started,
+            "agent_before": agent_before,
+            "agent_ended": bool(agent),
+            "agent": {k: show(layout.WARM_STOP_UNIT).get(k) for k in ("ActiveState", "Result", "ExecMainStatus")},
+            "agent_journal": journal(layout.WARM_STOP_UNIT),
+            "instance_id": instance_id,
+            "workers": {
+                unit: {
+                    "state": props["ActiveState"],
+                    "result": props["Result"],
+                    "stopped_monotonic_us": int(props.get("InactiveEnterTimestampMonotonic") or 0),
+                }
+                for unit, props in stopped.items()
+            },
+            "starts": ledger_count("started", key),
+            "executions": ledger_count("executed", key),
+            "message_pending": task_id in pending,
+        },
+    )
+
+
 def probe() -> None:
     data = boot_data()
     scenario = data.get("scenario", "")
@@ -447,6 +556,7 @@ def check_program(units: list[str], scenario: str, data: dict) -> None:
     check_agent()
     check_log_agent()
     check_redis()
+    check_imds(units)
     if layout.GUNICORN_UNIT in units:
         check_web()
     if WORKER_UNIT in units:
@@ -456,6 +566,7 @@ def check_program(units: list[str], scenario: str, data: dict) -> None:
     if scenario == "restart":
         check_restart()
         check_warm_stop()
+        check_termination(data["instance_id"])
     if scenario == "deploy":
         check_deploy(data["deploy"], units)
 
