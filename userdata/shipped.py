@@ -21,16 +21,19 @@ FILES = Path(__file__).resolve().parent / "files"
 def shipped_script(name: str) -> str:
     """userdata/files/<name> as written onto machines."""
     source = (FILES / name).read_text()
+    tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
     dropped: set[int] = set()  # 0-based line numbers removed whole
-    for first, last in _docstring_lines(source):
+    for first, last in _body_docstring_lines(tree):
         dropped.update(range(first - 1, last))
-    module = ast.parse(source).body[0]
-    if ast.get_docstring(ast.parse(source), clean=False) is not None and module.end_lineno != module.lineno:
+    if ast.get_docstring(tree, clean=False) is not None:
         # The module docstring keeps its first line (the usage line app-release's --help
-        # prints): that line now closes the string itself.
-        opening = lines[module.lineno - 1]
-        lines[module.lineno - 1] = opening.rstrip("\n") + opening.lstrip()[:3] + "\n"
+        # prints), which then closes the string itself.
+        docstring = tree.body[0]
+        if docstring.end_lineno != docstring.lineno:
+            opening = lines[docstring.lineno - 1]
+            lines[docstring.lineno - 1] = opening.rstrip("\n") + opening.lstrip()[:3] + "\n"
+            dropped.update(range(docstring.lineno, docstring.end_lineno or docstring.lineno))
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         (row, column), index = token.start, token.start[0] - 1
         if token.type != tokenize.COMMENT or row == 1:  # the shebang stays
@@ -43,21 +46,15 @@ def shipped_script(name: str) -> str:
     return "".join(line for index, line in enumerate(lines) if index not in dropped)
 
 
-def _docstring_lines(source: str) -> list[tuple[int, int]]:
-    """(first, last) line of every docstring that can go, 1-based: all of a function's or
-    class's (unless it is the body's only statement), all but the first line of the module's."""
+def _body_docstring_lines(tree: ast.Module) -> list[tuple[int, int]]:
+    """(first, last) line, 1-based, of every function's and class's docstring, except one that is
+    its body's only statement (the body would be empty)."""
     spans = []
-    for node in ast.walk(ast.parse(source)):
-        if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             continue
-        if ast.get_docstring(node, clean=False) is None:
+        if ast.get_docstring(node, clean=False) is None or len(node.body) < 2:
             continue
         docstring = node.body[0]
-        first, last = docstring.lineno, docstring.end_lineno or docstring.lineno
-        if isinstance(node, ast.Module):
-            first += 1
-        elif len(node.body) < 2:
-            continue
-        if first <= last:
-            spans.append((first, last))
+        spans.append((docstring.lineno, docstring.end_lineno or docstring.lineno))
     return spans

@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 from e2e_harness.autoscaling import GROUP, REGION, Standin, worker_group
 
-from tests.machine_scripts import shipped
+from tests.machine_scripts import SYSTEM_PYTHON, shipped
 from userdata.layout import TERMINATION_HOOK
 
 AGENT = shipped("app-warm-stop")
-SYSTEM_PYTHON = "/usr/bin/python3"
 # Records each call with a timestamp; `stop` takes as long as a warm stop of a short task.
 SYSTEMCTL = """#!/bin/sh
 echo "$(date +%s.%N) $*" >> "{log}"
