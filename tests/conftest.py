@@ -4,6 +4,7 @@ Also puts every test in its lane (scripts/test.sh LANE) by the directory it live
 from __future__ import annotations
 
 import functools
+import gc
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         raise pytest.UsageError(f"tests outside every lane (tests/conftest.py LANES: {sorted(LANES)}): {homeless}")
     for item in items:
         item.add_marker(str(lane_of(item.path)))
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """`-m LANE` naming one lane collects only that lane's tests: the unit lane's workers skip
+    importing the root-only harnesses and building 300 items they would deselect."""
+    lane = config.getoption("markexpr")
+    if lane not in LANES.values() or collection_path.resolve() == TESTS:
+        return None
+    if collection_path.is_dir():
+        path_lane = lane_of(collection_path / "test_any.py")
+    elif collection_path.name.startswith("test_"):
+        path_lane = lane_of(collection_path)
+    else:
+        return None
+    # None: a directory of no lane is collected, so that collection fails naming it.
+    return True if path_lane not in (lane, None) else None
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own collections for unraisable exceptions
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """One full collection runs the finalizers of everything the tests left behind (pytest reports
+    their unraisable exceptions); then what is still alive is frozen: the session's renders,
+    service models and modules, which pytest's further collections and the interpreter's exit
+    would otherwise traverse again, over a second per xdist worker."""
+    gc.collect()
+    gc.freeze()
 
 
 @functools.cache
