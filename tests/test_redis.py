@@ -78,16 +78,6 @@ def test_parameter_group_never_evicts_broker_data(prod):
     assert only(prod, GROUP)["parameterGroupName"] == "prod-redis-params"
 
 
-@pytest.mark.parametrize(("version", "family"), [("7.2", "valkey7"), ("8.0", "valkey8"), ("8.1", "valkey8")])
-def test_valkey_engine_version_and_family(render, version, family):
-    valkey = render({"redis.engine": "valkey", "redis.engineVersion": version})
-    group = only(valkey, GROUP)
-    assert (group["engine"], group["engineVersion"]) == ("valkey", version)
-    params = only(valkey, PARAMETER_GROUP)
-    assert params["family"] == family
-    assert params["parameters"] == [{"name": "maxmemory-policy", "value": "noeviction"}]
-
-
 def test_valkey_changes_only_the_engine_its_version_and_the_family(prod, render):
     # TLS, at-rest encryption, the token, failover, windows, names: all as with Redis.
     valkey = render({"redis.engine": "valkey", "redis.engineVersion": "8.1"})
@@ -97,6 +87,7 @@ def test_valkey_changes_only_the_engine_its_version_and_the_family(prod, render)
     assert changed == {"engine", "engineVersion"}
     params, valkey_params = only(prod, PARAMETER_GROUP), only(valkey, PARAMETER_GROUP)
     assert {key for key in params if params[key] != valkey_params[key]} == {"family"}
+    assert valkey_params["family"] == "valkey8"
     assert sorted((r.type_, r.name) for r in valkey.resources) == sorted((r.type_, r.name) for r in prod.resources)
 
 
@@ -110,15 +101,17 @@ def test_a_redis_stack_is_unchanged_by_the_engine_key(prod, render):
     assert (only(prod, GROUP)["engine"], only(prod, PARAMETER_GROUP)["family"]) == ("redis", "redis7")
 
 
-def test_redis_alone_takes_the_engine_from_its_args(build_alone):
-    resources = build_alone(lambda: Redis("t", redis_args(engine="valkey", engine_version="8.1")))
+@pytest.mark.parametrize(("version", "family"), [("7.2", "valkey7"), ("8.0", "valkey8"), ("8.1", "valkey8")])
+def test_redis_alone_takes_the_engine_from_its_args_and_the_family_from_its_major_version(build_alone, version, family):
+    resources = build_alone(lambda: Redis("t", redis_args(engine="valkey", engine_version=version)))
     (group,) = of_type(resources, GROUP)
     (params,) = of_type(resources, PARAMETER_GROUP)
     assert (group.inputs["engine"], group.inputs["engineVersion"], params.inputs["family"]) == (
         "valkey",
-        "8.1",
-        "valkey8",
+        version,
+        family,
     )
+    assert params.inputs["parameters"] == [{"name": "maxmemory-policy", "value": "noeviction"}]
 
 
 def test_only_private_subnets_and_the_redis_security_group(prod):

@@ -5,17 +5,29 @@ The real script, run by Debian's python under the units' umask; no root, no netw
 from __future__ import annotations
 
 import hashlib
+import shutil
 import stat
 from pathlib import Path
+
+import pytest
 
 from tests.machine_scripts import artifact, release_tool, unreadable_for_others, write_checksum
 
 
-def test_release_tree_is_readable_by_the_app_user_under_the_units_umask(tmp_path):
-    root = tmp_path / "srv-app"  # created by app-release itself, as at first boot
-    installed = release_tool(root, "install", "r1", "--artifact", str(artifact(tmp_path, "r1")))
+@pytest.fixture(scope="module")
+def r1_installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding r1's artifact and srv-app/ with r1 installed and activated by the real
+    tool, made once: the venv build is most of these tests' time. Read it; change only a copy."""
+    work = tmp_path_factory.mktemp("r1")
+    root = work / "srv-app"  # created by app-release itself, as at first boot
+    installed = release_tool(root, "install", "r1", "--artifact", str(artifact(work, "r1")))
     assert installed.returncode == 0, installed.stderr
     assert release_tool(root, "activate", "r1").returncode == 0
+    return work
+
+
+def test_release_tree_is_readable_by_the_app_user_under_the_units_umask(r1_installed):
+    root = r1_installed / "srv-app"
     assert unreadable_for_others(root) == []
     current = root / "current"
     assert stat.S_IMODE((current / "venv" / "bin" / "hello-release").stat().st_mode) == 0o755  # a script pip wrote
@@ -36,11 +48,9 @@ def test_release_refuses_bad_input_and_hostile_artifacts(tmp_path):
     assert release_tool(root, "list").stdout.split() == []
 
 
-def test_release_refuses_an_artifact_that_is_not_the_one_its_checksum_names(tmp_path):
+def test_release_refuses_an_artifact_that_is_not_the_one_its_checksum_names(r1_installed, tmp_path):
+    shutil.copytree(r1_installed, tmp_path, symlinks=True, dirs_exist_ok=True)
     root = tmp_path / "srv-app"
-    genuine = artifact(tmp_path, "r1")
-    assert release_tool(root, "install", "r1", "--artifact", str(genuine)).returncode == 0
-    release_tool(root, "activate", "r1")
     recorded = (tmp_path / "r1.tar.gz.sha256").read_text().split()[0]
     (tmp_path / "other").mkdir()
     swapped = artifact(tmp_path / "other", "r2", {"src/x.py": b"1"})

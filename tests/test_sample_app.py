@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -12,17 +13,22 @@ import msgspec
 from settings import LoadBalancerSettings
 from tests import REPO_ROOT
 
-# Django, its production settings and one request, in a fresh interpreter (settings are global).
-REQUEST = """
+# Django, its production settings and the requests, in a fresh interpreter (settings are global).
+REQUESTS = """
 import json, sys, django
 django.setup()
 from django.test import Client
-response = Client().get(sys.argv[1], HTTP_HOST=sys.argv[2])
-print(json.dumps({"status": response.status_code}))
+requests = json.loads(sys.argv[1])
+print(json.dumps([Client().get(path, HTTP_HOST=host).status_code for path, host in requests]))
 """
+# (path, Host header): the load balancer's health check and two other requests sent to the
+# instance by its IP, which Host validation must treat as the module's tests say.
+SENT = [("/livez", "10.40.8.17:8000"), ("/healthz", "10.40.8.17:8000"), ("/tasks/healthcheck", "10.40.8.17:8000")]
 
 
-def get(path: str, host: str) -> int:
+@functools.cache
+def statuses() -> dict[tuple[str, str], int]:
+    """Each request in SENT answered by one Django process (starting one is most of the cost)."""
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT / "sample_app"),
@@ -40,9 +46,18 @@ def get(path: str, host: str) -> int:
         "CELERY_VISIBILITY_TIMEOUT": "20",
     }
     result = subprocess.run(
-        [sys.executable, "-c", REQUEST, path, host], env=env, capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", REQUESTS, json.dumps(SENT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
-    return int(json.loads(result.stdout.strip().splitlines()[-1])["status"])
+    return dict(zip(SENT, json.loads(result.stdout.strip().splitlines()[-1]), strict=True))
+
+
+def get(path: str, host: str) -> int:
+    return statuses()[(path, host)]
 
 
 def test_the_load_balancers_health_check_answers_its_ip_host_header_without_the_broker():
