@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from offline_render.fake_aws import RecordedResource, RecordingMocks
-from offline_render.program import StackRender, fresh_event_loop, render_stack
+from offline_render.program import StackRender, fresh_event_loop, render_stack, without_declaration_stacks
 from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
 from settings import Settings, load_settings
 from tests import REPO_ROOT
@@ -95,7 +95,7 @@ def build_alone() -> Callable[[Callable[[], object]], list[RecordedResource]]:
     program around it; returns every resource it registered, in order."""
 
     def build(construct: Callable[[], object]) -> list[RecordedResource]:
-        with fresh_event_loop():
+        with fresh_event_loop(), without_declaration_stacks():
             mocks = RecordingMocks("eu-west-1", None)
             pulumi.runtime.set_mocks(mocks, project="django-stack", stack="alone", preview=False)
 
