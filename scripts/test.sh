@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 lane=${1:-all}
 (($#)) && shift
 case $lane in
-  # Mocks, moto and linters share nothing between tests: one process per core. e2e and vm run
-  # one at a time (namespaces, daemons, VM boots each want the whole machine).
-  unit | guardrails) selection=(-m "$lane" -n auto) ;;
+  # Mocks, moto and linters share nothing between tests: one process per core; a module whose
+  # tests share one costly setup marks them as an xdist_group, which one process runs. e2e and vm
+  # run one at a time (namespaces, daemons, VM boots each want the whole machine).
+  unit | guardrails) selection=(-m "$lane" -n auto --dist loadgroup) ;;
   e2e | vm) selection=(-m "$lane") ;;
   all) selection=() ;;
   *)

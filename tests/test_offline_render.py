@@ -15,6 +15,9 @@ import pytest
 from offline_render.cli import main
 from tests import REPO_ROOT
 
+# One xdist worker runs them all (scripts/test.sh: --dist loadgroup): the prod output they share is made once.
+pytestmark = pytest.mark.xdist_group("offline-render")
+
 
 @pytest.fixture(scope="module")
 def prod_written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:

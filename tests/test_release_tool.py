@@ -13,6 +13,9 @@ import pytest
 
 from tests.machine_scripts import artifact, release_tool, unreadable_for_others, write_checksum
 
+# One xdist worker runs them all (scripts/test.sh: --dist loadgroup): the release they share is made once.
+pytestmark = pytest.mark.xdist_group("release-tool")
+
 
 @pytest.fixture(scope="module")
 def r1_installed(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import msgspec
+import pytest
 
 from settings import LoadBalancerSettings
 from tests import REPO_ROOT
@@ -24,6 +25,9 @@ print(json.dumps([Client().get(path, HTTP_HOST=host).status_code for path, host 
 # (path, Host header): the load balancer's health check and two other requests sent to the
 # instance by its IP, which Host validation must treat as the module's tests say.
 SENT = [("/livez", "10.40.8.17:8000"), ("/healthz", "10.40.8.17:8000"), ("/tasks/healthcheck", "10.40.8.17:8000")]
+
+# One xdist worker runs them all (scripts/test.sh: --dist loadgroup): the Django process they share is made once.
+pytestmark = pytest.mark.xdist_group("sample-app")
 
 
 @functools.cache
