@@ -59,14 +59,14 @@ def program_tags(prod: StackRender) -> list[dict[str, str]]:
 
 
 @functools.cache
-def ec2_client() -> Any:
-    """One client for every test (moto's state is what each test resets): building a client
-    costs more than the call it makes."""
-    return boto3.client("ec2", region_name=REGION)
+def aws_client(service: str) -> Any:
+    """One client a service for every test (moto's state is what each test resets): building a
+    client costs more than the call it makes. The tool under test builds its own, as it must."""
+    return boto3.client(service, region_name=REGION)
 
 
 def launch(tags: dict[str, str], state: str = "running") -> str:
-    ec2 = ec2_client()
+    ec2 = aws_client("ec2")
     instance = ec2.run_instances(
         ImageId=IMAGE,
         MinCount=1,
@@ -92,7 +92,7 @@ def release_parameter(prod: StackRender) -> str:
 def stack(aws: str, program_tags: list[dict[str, str]], release_parameter: str) -> dict[str, str]:
     """prod as the program creates it, in moto: the instances (Name tag -> instance id) and the
     live release parameter, seeded with the release every instance runs (FakeInstances' r1)."""
-    boto3.client("ssm").put_parameter(Name=release_parameter, Value="r1", Type="String")
+    aws_client("ssm").put_parameter(Name=release_parameter, Value="r1", Type="String")
     return {tags["Name"]: launch(tags) for tags in program_tags}
 
 
@@ -155,4 +155,4 @@ class ScriptedSsm:
 
 @pytest.fixture()
 def ssm_client(aws: str) -> Any:
-    return boto3.client("ssm")
+    return aws_client("ssm")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 import pytest
 
 from ops.scaling import HELD_PROCESSES
+from tests.ops.conftest import aws_client
 from tests.ops.fake_instances import FakeInstances
 from tests.ops.helpers import run_ops
 from tests.ops.test_rollout import WORKER1, deploy, fake
@@ -24,7 +24,7 @@ def suspended(autoscaling: Any) -> dict[str, set[str]]:
 @pytest.fixture
 def groups(aws: str) -> Any:
     """prod's three groups and a staging group, empty (their instances are the tests' own)."""
-    ec2, autoscaling = boto3.client("ec2"), boto3.client("autoscaling")
+    ec2, autoscaling = aws_client("ec2"), aws_client("autoscaling")
     template = ec2.create_launch_template(
         LaunchTemplateName="t", LaunchTemplateData={"ImageId": "ami-0123456789abcdef0"}
     )["LaunchTemplate"]["LaunchTemplateId"]
