@@ -39,6 +39,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(str(lane_of(item.path)))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist registers it too; a run with `-p no:xdist` still meets it in the test modules.
+    config.addinivalue_line("markers", "xdist_group(name): tests that share a costly setup, run by one xdist worker")
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """`-m LANE` naming one lane collects only that lane's tests: the unit lane's workers skip
     importing the root-only harnesses and building 300 items they would deselect."""

@@ -38,7 +38,7 @@ def test_every_test_file_lives_in_a_lane() -> None:
 
 def test_the_test_command_and_ci_run_the_same_lanes() -> None:
     script = (REPO_ROOT / "scripts" / "test.sh").read_text()
-    cases = re.findall(r"^  (.+)\) selection=\(-m \"\$lane\"(?: -n auto)?\) ;;$", script, flags=re.M)
+    cases = re.findall(r"^  (.+)\) selection=\(-m \"\$lane\"(?: -n auto --dist loadgroup)?\) ;;$", script, flags=re.M)
     assert cases, "scripts/test.sh has no lane case"
     assert {lane for case in cases for lane in case.split(" | ")} == registered_markers()
     jobs = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "tests.yml").read_text())["jobs"]
