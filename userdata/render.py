@@ -351,17 +351,18 @@ def queue_metrics_units(settings: Settings) -> dict[str, str]:
 def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
     """Every file cloud-init writes on this machine."""
     settings = machine.settings
+    runs_agents = bool(agents_to_run(settings))
     scripts = [
         WrittenFile(path, shipped_script(Path(path).name), "root:root", "0755")
         for path in (
             FETCH_SECRETS_BIN,
             RELEASE_BIN,
-            *([AGENT_INSTALLER_BIN] if agents_to_run(settings) else []),
+            *([AGENT_INSTALLER_BIN] if runs_agents else []),
             *([WARM_STOP_BIN] if machine.role == "worker" else []),
             *([QUEUE_METRICS_BIN] if machine.runs_beat else []),
         )
     ]
-    agents = [WrittenFile(AGENT_KEYRING, AWS_AGENT_KEYRING, "root:root", "0644")] if agents_to_run(settings) else []
+    agents = [WrittenFile(AGENT_KEYRING, AWS_AGENT_KEYRING, "root:root", "0644")] if runs_agents else []
     if settings.logs.agent != "off":
         config = json.dumps(cloudwatch_agent_config(machine), separators=(",", ":"), sort_keys=True) + "\n"
         agents.append(WrittenFile(CLOUDWATCH_AGENT_CONFIG, config, "root:root", "0644"))

@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from userdata import layout
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 DEFAULT_CACHE = Path(os.environ.get("DJANGO_STACK_VM_CACHE", "/var/cache/django-stack/vm"))
@@ -45,7 +47,7 @@ REDIS_HOST = "master.vm-redis.test"
 STACK = "prod"
 KEEP_IMAGES = 3
 # The stand-in packages of AWS's agents (scripts/vm/guest/<package>/), built and signed per image.
-AGENT_PACKAGES = ("amazon-ssm-agent", "amazon-cloudwatch-agent")
+AGENT_PACKAGES = (layout.SSM_AGENT_PACKAGE, layout.CLOUDWATCH_AGENT_PACKAGE)
 SIGNING_KEY = "agent-signing-key.asc"
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 
@@ -144,7 +146,7 @@ def build_artifact(release: str, into: Path) -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def agent_package_key(region: str, package: str = "amazon-ssm-agent") -> str:
+def agent_package_key(region: str, package: str = layout.SSM_AGENT_PACKAGE) -> str:
     """Where install-aws-agent fetches an agent from, by its own URL logic (x86_64 guest); its
     signature is this key + ".sig"."""
     package_url = runpy.run_path(str(REPO / "userdata/files/install-aws-agent"))["package_url"]
