@@ -316,7 +316,7 @@ def source_lines(config: dict) -> dict[str, int]:
 def check_log_agent() -> None:
     """The CloudWatch agent install the user-data runs: package, unit, the config it was started
     with (byte for byte the one the user-data wrote), and the installer's signature verdicts."""
-    package = run("dpkg-query", "-W", "-f", "${Status} ${Version}", "amazon-cloudwatch-agent")
+    package = run("dpkg-query", "-W", "-f", "${Status} ${Version}", layout.CLOUDWATCH_AGENT_PACKAGE)
     written = Path(layout.CLOUDWATCH_AGENT_CONFIG)
     emit(
         "log-agent",
