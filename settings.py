@@ -21,7 +21,14 @@ import msgspec
 from msgspec import Meta
 
 import release_name
-from userdata.layout import REGION_PATTERN, parameter_name
+from userdata.layout import (
+    AGENT_VERSION_PATTERN,
+    AGENT_VERSIONS,
+    CLOUDWATCH_AGENT_PACKAGE,
+    REGION_PATTERN,
+    SSM_AGENT_PACKAGE,
+    parameter_name,
+)
 
 PROJECT = "django-stack"
 
@@ -51,6 +58,10 @@ PythonModule = Annotated[
 ]
 Cidr = Annotated[
     str, Meta(pattern=_full(r"\d{1,3}(\.\d{1,3}){3}/\d{1,2}"), description='an IPv4 CIDR, e.g. "10.40.0.0/16"')
+]
+# Pinned, never `latest`: a new agent reaches the fleet when the stack says so (docs/agents.md).
+AgentVersion = Annotated[
+    str, Meta(pattern=_full(AGENT_VERSION_PATTERN), description='an agent release AWS publishes, e.g. "3.3.4851.0"')
 ]
 ReleaseName = Annotated[str, Meta(pattern=_full(release_name.PATTERN), description=release_name.RULE)]
 # Django's ALLOWED_HOSTS entries (a host, `.domain`, `*`, an IP or `[v6]`); joined with commas
@@ -365,6 +376,8 @@ class InstanceSettings(_Section, frozen=True):
     root_volume_gb: Annotated[int, Meta(ge=8, le=1024)] = 20
     # Debian's AMIs do not carry the SSM agent: install it at first boot, unless the image has it.
     ssm_agent: Literal["install", "preinstalled"] = "install"
+    # The SSM agent release installed at first boot (amazon-ssm-<region>/<version>/debian_<arch>/).
+    ssm_agent_version: AgentVersion = AGENT_VERSIONS[SSM_AGENT_PACKAGE]
     # Instance refresh: the share of web and worker capacity kept in service while a changed
     # launch template (image, user-data, type) rolls out. Beat is always replaced terminate-first.
     min_healthy_percentage: Percent = 90
@@ -680,6 +693,8 @@ class LogSettings(_Section, frozen=True):
     (`preinstalled`) or the stack ships no logs (`off`)."""
 
     agent: Literal["install", "preinstalled", "off"] = "install"
+    # The CloudWatch agent release installed at first boot (its bucket's debian/<arch>/<version>/).
+    agent_version: AgentVersion = AGENT_VERSIONS[CLOUDWATCH_AGENT_PACKAGE]
     retention_days: int = 30
 
     def __post_init__(self) -> None:

@@ -149,6 +149,14 @@ def test_prod_stack_file_is_valid(prod_settings):
             "django-stack:worker.queues[0].hardTimeLimit: missing; this key is required",
         ),
         ({"network.vpcCidr": "10.0.0.0/99"}, "django-stack:network.vpcCidr: '10.0.0.0/99' is not an IPv4 network"),
+        (
+            {"instances.ssmAgentVersion": "latest"},
+            "django-stack:instances.ssmAgentVersion: got 'latest'; use an agent release AWS publishes",
+        ),
+        (
+            {"logs.agentVersion": "1.300040.0b650/../x"},
+            "django-stack:logs.agentVersion: got '1.300040.0b650/../x'; use an agent release AWS publishes",
+        ),
     ],
 )
 def test_bad_config_stops_before_any_resource_with_the_key_named(overrides, expected):

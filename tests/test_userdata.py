@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.machine_scripts import shipped
-from userdata import render
+from userdata import layout, render
 from userdata.render import UserDataInputs
 from userdata.shipped import shipped_script
 
@@ -117,13 +117,14 @@ def test_user_data_is_cloud_config_built_as_data(prod_settings):
     assert list(parsed) == ["groups", "users", "packages", "write_files", "runcmd"]
     keyring = ["--keyring", "/etc/app/aws-agent-keys.asc"]
     assert parsed["runcmd"] == [
-        ["/usr/local/sbin/install-aws-agent", *keyring, "amazon-ssm-agent", "eu-west-1"],
+        ["/usr/local/sbin/install-aws-agent", *keyring, "amazon-ssm-agent", "3.3.4851.0", "eu-west-1"],
         [
             "/usr/local/sbin/install-aws-agent",
             *keyring,
             "--config",
             "/etc/app/cloudwatch-agent.json",
             "amazon-cloudwatch-agent",
+            "1.300040.0b650",
             "eu-west-1",
         ],
         ["systemctl", "daemon-reload"],
@@ -252,7 +253,7 @@ def with_agents(settings, ssm_agent="install", log_agent="install"):
 
 
 def installed_agents(settings) -> list[str]:
-    return [c[-2] for c in render.cloud_config(machine(settings))["runcmd"] if c[0].endswith("install-aws-agent")]
+    return [c[-3] for c in render.cloud_config(machine(settings))["runcmd"] if c[0].endswith("install-aws-agent")]
 
 
 def test_both_agents_are_installed_first_unless_the_image_has_them_or_logs_are_off(prod_settings):
@@ -300,26 +301,39 @@ def installer():
     return runpy.run_path(str(shipped("install-aws-agent")))
 
 
-def test_each_agent_and_its_signature_come_from_the_regions_own_bucket():
+def test_each_agent_and_its_signature_come_from_the_regions_own_bucket_at_the_pinned_release():
     package_url = installer()["package_url"]
-    assert package_url("amazon-ssm-agent", "eu-west-1", "x86_64") == (
-        "https://s3.eu-west-1.amazonaws.com/amazon-ssm-eu-west-1/latest/debian_amd64/amazon-ssm-agent.deb"
+    assert package_url("amazon-ssm-agent", "3.3.4851.0", "eu-west-1", "x86_64") == (
+        "https://s3.eu-west-1.amazonaws.com/amazon-ssm-eu-west-1/3.3.4851.0/debian_amd64/amazon-ssm-agent.deb"
     )
-    assert package_url("amazon-ssm-agent", "us-east-2", "aarch64").endswith(
-        "/amazon-ssm-us-east-2/latest/debian_arm64/amazon-ssm-agent.deb"
+    assert package_url("amazon-ssm-agent", "3.3.4851.0", "us-east-2", "aarch64").endswith(
+        "/amazon-ssm-us-east-2/3.3.4851.0/debian_arm64/amazon-ssm-agent.deb"
     )
-    # AWS's download table: s3.<region>.amazonaws.com/amazoncloudwatch-agent-<region>/debian/<arch>/latest/
-    assert package_url("amazon-cloudwatch-agent", "eu-west-1", "x86_64") == (
-        "https://s3.eu-west-1.amazonaws.com/amazoncloudwatch-agent-eu-west-1/debian/amd64/latest/"
+    # AWS's layout: s3.<region>.amazonaws.com/amazoncloudwatch-agent-<region>/debian/<arch>/<release>/
+    assert package_url("amazon-cloudwatch-agent", "1.300040.0b650", "eu-west-1", "x86_64") == (
+        "https://s3.eu-west-1.amazonaws.com/amazoncloudwatch-agent-eu-west-1/debian/amd64/1.300040.0b650/"
         "amazon-cloudwatch-agent.deb"
     )
 
 
 def test_agent_urls_honour_an_s3_endpoint_override_with_the_same_path():
     package_url = installer()["package_url"]
-    assert package_url("amazon-ssm-agent", "eu-west-1", "x86_64", "https://127.0.0.1:4443/") == (
-        "https://127.0.0.1:4443/amazon-ssm-eu-west-1/latest/debian_amd64/amazon-ssm-agent.deb"
+    assert package_url("amazon-ssm-agent", "3.3.4851.0", "eu-west-1", "x86_64", "https://127.0.0.1:4443/") == (
+        "https://127.0.0.1:4443/amazon-ssm-eu-west-1/3.3.4851.0/debian_amd64/amazon-ssm-agent.deb"
     )
+
+
+def test_the_agent_versions_are_the_configs_and_follow_one_rule(prod_settings):
+    instances = msgspec.structs.replace(prod_settings.instances, ssm_agent_version="3.3.5000.0")
+    logs = msgspec.structs.replace(prod_settings.logs, agent_version="1.300071.0b1")
+    commands = render.cloud_config(machine(msgspec.structs.replace(prod_settings, instances=instances, logs=logs)))
+    installs = [c for c in commands["runcmd"] if c[0].endswith("install-aws-agent")]
+    assert [c[-3:] for c in installs] == [
+        ["amazon-ssm-agent", "3.3.5000.0", "eu-west-1"],
+        ["amazon-cloudwatch-agent", "1.300071.0b1", "eu-west-1"],
+    ]
+    # The installer's own check is the machine contract's (it cannot import it).
+    assert installer()["VERSION_PATTERN"] == layout.AGENT_VERSION_PATTERN
 
 
 def test_the_installer_knows_only_the_two_agents_and_says_so():
@@ -330,6 +344,7 @@ def test_the_installer_knows_only_the_two_agents_and_says_so():
             "--keyring",
             "/dev/null",
             "amazon-ecs-agent",
+            "3.3.4851.0",
             "eu-west-1",
         ],
         capture_output=True,

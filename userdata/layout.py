@@ -45,6 +45,12 @@ AGENT_INSTALLER_BIN = f"{SBIN_DIR}/install-aws-agent"
 AGENT_KEYRING = f"{ETC_DIR}/aws-agent-keys.asc"
 SSM_AGENT_PACKAGE = "amazon-ssm-agent"
 CLOUDWATCH_AGENT_PACKAGE = "amazon-cloudwatch-agent"
+# An agent release as AWS's buckets name its directory: 3.3.4851.0 (SSM), 1.300040.0b650
+# (CloudWatch). install-aws-agent checks the same rule (VERSION_PATTERN).
+AGENT_VERSION_PATTERN = r"[0-9]+(\.[0-9A-Za-z]+)+"
+# The releases a stack installs unless its config names others (instances.ssmAgentVersion,
+# logs.agentVersion): each with a package signed by the key in userdata/keys/.
+AGENT_VERSIONS = {SSM_AGENT_PACKAGE: "3.3.4851.0", CLOUDWATCH_AGENT_PACKAGE: "1.300040.0b650"}
 # What the CloudWatch agent ships where (userdata.render.cloudwatch_agent_config).
 CLOUDWATCH_AGENT_CONFIG = f"{ETC_DIR}/cloudwatch-agent.json"
 WARM_STOP_BIN = f"{SBIN_DIR}/app-warm-stop"

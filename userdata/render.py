@@ -395,8 +395,11 @@ def agents_to_run(settings: Settings) -> list[str]:
 
 
 def agent_install_command(settings: Settings, package: str) -> list[str]:
-    config = ["--config", CLOUDWATCH_AGENT_CONFIG] if package == CLOUDWATCH_AGENT_PACKAGE else []
-    return [AGENT_INSTALLER_BIN, "--keyring", AGENT_KEYRING, *config, package, settings.region]
+    if package == CLOUDWATCH_AGENT_PACKAGE:
+        config, version = ["--config", CLOUDWATCH_AGENT_CONFIG], settings.logs.agent_version
+    else:
+        config, version = [], settings.instances.ssm_agent_version
+    return [AGENT_INSTALLER_BIN, "--keyring", AGENT_KEYRING, *config, package, version, settings.region]
 
 
 def shipped_units(machine: UserDataInputs) -> list[str]:

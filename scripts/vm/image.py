@@ -147,10 +147,11 @@ def build_artifact(release: str, into: Path) -> Path:
 
 
 def agent_package_key(region: str, package: str = layout.SSM_AGENT_PACKAGE) -> str:
-    """Where install-aws-agent fetches an agent from, by its own URL logic (x86_64 guest); its
-    signature is this key + ".sig"."""
+    """Where install-aws-agent fetches an agent from (the VM stacks' pinned release, x86_64
+    guest), by its own URL logic; its signature is this key + ".sig"."""
     package_url = runpy.run_path(str(REPO / "userdata/files/install-aws-agent"))["package_url"]
-    return str(package_url(package, region, "x86_64", "https://stand-in")).removeprefix("https://stand-in/")
+    version = layout.AGENT_VERSIONS[package]
+    return str(package_url(package, version, region, "x86_64", "https://stand-in")).removeprefix("https://stand-in/")
 
 
 def gpg(home: Path, *args: str) -> str:

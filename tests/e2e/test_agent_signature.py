@@ -22,9 +22,10 @@ from tests.machine_scripts import FILES, SYSTEM_PYTHON, shipped
 
 INSTALLER = shipped("install-aws-agent")
 REGION = "eu-west-1"
-SSM_KEY = f"amazon-ssm-{REGION}/latest/debian_amd64/amazon-ssm-agent.deb"
-# AWS's documented fingerprint of the SSM agent's signing key (verify-agent-signature.html).
-SSM_FINGERPRINT = "DE92C7DA3E56E92331D62A36BC1F495C97DD04ED"
+SSM_VERSION = "3.3.4851.0"
+SSM_KEY = f"amazon-ssm-{REGION}/{SSM_VERSION}/debian_amd64/amazon-ssm-agent.deb"
+# AWS's documented fingerprint of the SSM agent's current signing key (verify-agent-signature.html).
+SSM_FINGERPRINT = "1C5B395CBE5E74E2F1CA21592784DBF388D19D46"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,33 +34,51 @@ class Signer:
     fingerprint: str
     public_key: str  # armored
 
-    def sign(self, path: Path) -> Path:
+    def sign(self, path: Path, at: str | None = None) -> Path:
+        """A detached signature, made now or at the given time (gpg's faked clock, YYYYMMDDTHHMMSS)."""
         signature = Path(f"{path}.sig")
-        gpg(self.home, "--detach-sign", "--output", str(signature), str(path))
+        clock = ["--faked-system-time", at] if at else []
+        gpg(self.home, *clock, "--detach-sign", "--output", str(signature), str(path))
         return signature
 
+    def revoked(self) -> Signer:
+        """The same key after importing the revocation certificate gpg made with it: its export
+        carries the revocation."""
+        certificate = (self.home / "openpgp-revocs.d" / f"{self.fingerprint}.rev").read_text()
+        # gpg prefixes the armor line with ':' so that the file cannot be imported by accident.
+        gpg(self.home, "--import", input=certificate.replace(":-----BEGIN", "-----BEGIN"))
+        return dataclasses.replace(self, public_key=gpg(self.home, "--armor", "--export", self.fingerprint))
 
-def gpg(home: Path, *args: str) -> str:
+
+def gpg(home: Path, *args: str, input: str | None = None) -> str:
     result = subprocess.run(
         ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", "--passphrase", "", *args],
         capture_output=True,
         text=True,
         check=True,
+        input=input,
     )
     return result.stdout
 
 
-def make_signer(directory: Path) -> Signer:
+# A key made on 2020-01-01 that expired a day later, and the time its signatures are made at.
+EXPIRED_KEY = ("20200101T000000", "1d")
+BEFORE_EXPIRY = "20200101T120000"
+
+
+def make_signer(directory: Path, made: tuple[str, str] | None = None) -> Signer:
+    """A fresh signing key; `made` = (gpg's faked clock, expiry) for one that has expired since."""
     directory.mkdir(mode=0o700)
-    gpg(directory, "--quick-gen-key", "django-stack test signer <signer@invalid>", "ed25519", "sign", "never")
+    clock, expiry = ["--faked-system-time", made[0]] if made else [], made[1] if made else "never"
+    gpg(directory, *clock, "--quick-gen-key", "django-stack test signer <signer@invalid>", "ed25519", "sign", expiry)
     colons = gpg(directory, "--with-colons", "--list-keys")
     fingerprint = next(line.split(":")[9] for line in colons.splitlines() if line.startswith("fpr:"))
     return Signer(directory, fingerprint, gpg(directory, "--armor", "--export", fingerprint))
 
 
 @contextlib.contextmanager
-def throwaway_signer(directory: Path) -> Iterator[Signer]:
-    signer = make_signer(directory)
+def throwaway_signer(directory: Path, made: tuple[str, str] | None = None) -> Iterator[Signer]:
+    signer = make_signer(directory, made)
     try:
         yield signer
     finally:  # gpg started an agent for this home: it must not outlive the test
@@ -119,7 +138,7 @@ def install(
 ) -> subprocess.CompletedProcess[str]:
     bin_dir, _ = host_tools
     return subprocess.run(
-        [SYSTEM_PYTHON, str(INSTALLER), "--keyring", str(keyring), package, REGION],
+        [SYSTEM_PYTHON, str(INSTALLER), "--keyring", str(keyring), package, SSM_VERSION, REGION],
         env={"PATH": f"{bin_dir}:/usr/bin:/bin", "AWS_ENDPOINT_URL_S3": endpoint},
         capture_output=True,
         text=True,
@@ -191,15 +210,13 @@ def test_a_signature_file_that_is_no_signature_is_refused(signer, bucket, host_t
     assert calls(host_tools) == []
 
 
-def installer_verify(pinned: str | None = None):
-    """The installer's verify step, optionally with the CloudWatch agent's pinned fingerprint
-    replaced (nobody but AWS can sign with AWS's key)."""
+def installer_verify(pinned: str | None = None, package: str = "amazon-cloudwatch-agent"):
+    """The installer's verify step, optionally with an agent's documented fingerprint replaced
+    (nobody but AWS can sign with AWS's key)."""
     module = runpy.run_path(str(INSTALLER))
     if pinned:
         agents = module["AGENTS"]
-        agents["amazon-cloudwatch-agent"] = dataclasses.replace(
-            agents["amazon-cloudwatch-agent"], published_fingerprint=pinned
-        )
+        agents[package] = dataclasses.replace(agents[package], documented_fingerprint=pinned)
     return module["verify"], module["Refused"], module["dearmor"]
 
 
@@ -249,3 +266,44 @@ def test_the_shipped_keyring_holds_awss_ssm_agent_key(tmp_path):
     fingerprints = [line.split(":")[9] for line in colons.splitlines() if line.startswith("fpr:")]
     assert fingerprints == [SSM_FINGERPRINT]
     assert "ssm-agent-signer@amazon.com" in colons
+
+
+@pytest.fixture(scope="module")
+def expired(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signer]:
+    with throwaway_signer(tmp_path_factory.mktemp("expired") / "gnupg", EXPIRED_KEY) as made:
+        yield made
+
+
+def test_a_package_signed_by_an_expired_key_is_refused(expired, bucket, host_tools, tmp_path):
+    root, endpoint = bucket
+    expired.sign(put_package(root, SSM_KEY), at=BEFORE_EXPIRY)
+    line = refusal(install("amazon-ssm-agent", keyring_file(tmp_path, expired.public_key), endpoint, host_tools))
+    assert f"signed by {expired.fingerprint}, whose key has expired; AWS documents {SSM_FINGERPRINT}" in line
+    assert calls(host_tools) == []
+
+
+def test_an_expired_key_is_accepted_only_when_aws_documents_it_as_current(expired, tmp_path):
+    package = put_package(tmp_path, "amazon-ssm-agent.deb")
+    signature = expired.sign(package, at=BEFORE_EXPIRY)
+    verify, _, dearmor = installer_verify(pinned=expired.fingerprint, package="amazon-ssm-agent")
+    keyring = dearmor(expired.public_key.encode())
+    assert verify("amazon-ssm-agent", str(package), str(signature), keyring, bytes, str(tmp_path)) == (
+        expired.fingerprint
+    )
+
+
+def test_a_package_signed_by_a_revoked_key_is_refused_even_when_documented(tmp_path):
+    with throwaway_signer(tmp_path / "gnupg") as signer:
+        package = put_package(tmp_path, "amazon-ssm-agent.deb")
+        signature = signer.sign(package)
+        revoked = signer.revoked()
+        verify, refused, dearmor = installer_verify(pinned=revoked.fingerprint, package="amazon-ssm-agent")
+        with pytest.raises(refused, match=f"signed by {revoked.fingerprint}, whose key has been revoked"):
+            verify(
+                "amazon-ssm-agent",
+                str(package),
+                str(signature),
+                dearmor(revoked.public_key.encode()),
+                bytes,
+                str(tmp_path),
+            )
