@@ -133,7 +133,9 @@ def watch_targets(draw: st.DrawFn) -> WatchTargets[str]:
         cache_node_ids=[f"rg-{n:03d}" for n in range(1, nodes + 1)],
         load_balancer=LoadBalancerIds("app/a/1", "targetgroup/t/2") if balancer else None,
         groups=groups,
-        celery=CeleryMetrics("DjangoStack/Celery", "QueueBacklog", "BeatHeartbeat", "Stack", "Queue", "prod", tuple(queues)),
+        celery=CeleryMetrics(
+            "DjangoStack/Celery", "QueueBacklog", "BeatHeartbeat", "Stack", "Queue", "prod", tuple(queues)
+        ),
         beat=beat,
         launch_grace_seconds=300,
         thresholds=Thresholds(75, 80, 1000, 10, 5, 2, 100, 10),
