@@ -21,9 +21,7 @@ import msgspec
 from msgspec import Meta
 
 import release_name
-from userdata.layout import REGION_PATTERN, parameter_name
-
-PROJECT = "django-stack"
+from userdata.layout import ORIGINAL_PROJECT, REGION_PATTERN, parameter_name, resource_prefix
 
 
 def _full(pattern: str) -> str:
@@ -717,7 +715,7 @@ class AlertsSettings(_Section, frozen=True):
             raise _problem("emails", f"{', '.join(twice)} listed twice; list each address once")
 
 
-# The project's config namespace: one key (`django-stack:<key>`) per concern.
+# The project's config namespace: one key (`<project>:<key>`) per concern.
 SECTIONS: dict[str, type[_Section]] = {
     "network": NetworkSettings,
     "redis": RedisSettings,
@@ -754,27 +752,32 @@ class Settings(msgspec.Struct, frozen=True):
 REGION_NAME = re.compile(REGION_PATTERN)
 
 
-def load_settings(raw: Mapping[str, Any], *, stack: str, region: str | None) -> Settings:
+def load_settings(
+    raw: Mapping[str, Any], *, stack: str, region: str | None, project: str = ORIGINAL_PROJECT
+) -> Settings:
     """Builds the settings from the project's config values (key without namespace -> value).
 
     Values arrive as Pulumi passes them: objects and lists as JSON text, scalars as strings.
-    Raises ConfigError listing every problem, one line each.
+    Raises ConfigError listing every problem, one line each, named as it is set: `aws:region`,
+    and the project's own keys in its namespace (`<project>:<key>`, written here without it).
     """
-    problems: list[str] = []
+    stack_problems: list[str] = []
     if not region:
-        problems.append("aws:region: missing; set it with `pulumi config set aws:region eu-west-1`")
+        stack_problems.append("aws:region: missing; set it with `pulumi config set aws:region eu-west-1`")
     elif not REGION_NAME.fullmatch(region):
-        problems.append(f"aws:region: got {region!r}; expected an AWS region name such as eu-west-1")
+        stack_problems.append(f"aws:region: got {region!r}; expected an AWS region name such as eu-west-1")
+    stack_problems += _name_problems(project, stack)
+    problems: list[str] = []
     values = {key: _decode(value) for key, value in raw.items()}
     for key in sorted(set(values) - set(SECTIONS)):
         if key.split(".")[0] in SECTIONS:
             # `pulumi config set web.count 3` (no --path) stores one key named "web.count".
             problems.append(
-                f"{PROJECT}:{key}: set as a flat key named {key!r}; set it inside its section with "
+                f"{key}: set as a flat key named {key!r}; set it inside its section with "
                 f"`pulumi config set --path {key} VALUE` and remove this one (`pulumi config rm {key}`)"
             )
         else:
-            problems.append(f"{PROJECT}:{key}: unknown key; allowed keys here: {', '.join(SECTIONS)}")
+            problems.append(f"{key}: unknown key; allowed keys here: {', '.join(SECTIONS)}")
     values, replaced = _without_replaced_keys(values)
     problems += replaced
 
@@ -785,20 +788,43 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str | None) -> 
             sections[key] = msgspec.convert(values.get(key, {}), section, strict=False)
         except msgspec.ValidationError as error:
             problems.append(_describe(key, values.get(key, {}), str(error)))
-    if not problems:
+    if not problems and not stack_problems:
         problems += _across_sections(sections, region)
     key_region = sections["security"].kms_key_region() if "security" in sections else None
     if key_region and region and key_region != region:
-        problems.append(
-            f"{PROJECT}:security.kmsKeyArn: the key is in {key_region}; it must be in the stack's region ({region})"
-        )
-    if problems:
-        raise ConfigError("\n".join(problems))
+        problems.append(f"security.kmsKeyArn: the key is in {key_region}; it must be in the stack's region ({region})")
+    if stack_problems or problems:
+        raise ConfigError("\n".join([*stack_problems, *(f"{project}:{line}" for line in problems)]))
     attributes = {_snake(key): section for key, section in sections.items()}
-    settings = Settings(project=PROJECT, stack=stack, region=region or "", **attributes)
+    settings = Settings(project=project, stack=stack, region=region or "", **attributes)
     if problems := machine_problems(settings):
         raise ConfigError("\n".join(problems))
     return settings
+
+
+# Starts AWS names that allow only these (the load balancer's, ElastiCache's lowercase group id).
+PROJECT_NAME = re.compile(r"[a-z][a-z0-9-]*")
+# The longest auto-named resource: `<prefix>-alb` plus Pulumi's 8-character suffix in the load
+# balancer's (and target group's) 32 characters.
+LONGEST_PREFIX = 32 - len("-alb") - 8
+
+
+def _name_problems(project: str, stack: str) -> list[str]:
+    """A project's name begins its stacks' AWS names (ORIGINAL_PROJECT's stacks keep theirs)."""
+    if project == ORIGINAL_PROJECT:
+        return []
+    if not PROJECT_NAME.fullmatch(project):
+        return [
+            f"Pulumi.yaml name: got {project!r}; use lowercase letters, digits and '-', starting with a letter "
+            "(it begins the stack's AWS names, such as the load balancer's)"
+        ]
+    prefix = resource_prefix(project, stack)
+    if len(prefix) > LONGEST_PREFIX:
+        return [
+            f"Pulumi.yaml name: {prefix!r} (project-stack) is {len(prefix)} characters; at most {LONGEST_PREFIX} "
+            "fit the load balancer's 32-character name with Pulumi's suffix: use a shorter project or stack name"
+        ]
+    return []
 
 
 def _snake(key: str) -> str:
@@ -814,7 +840,7 @@ def _without_replaced_keys(values: dict[str, Any]) -> tuple[dict[str, Any], list
         body = values.get(section)
         if isinstance(body, dict) and "count" in body:
             problems.append(
-                f"{PROJECT}:{section}.count: replaced by the Auto Scaling group's sizes; "
+                f"{section}.count: replaced by the Auto Scaling group's sizes; "
                 "set minSize, desiredCapacity and maxSize"
                 + ("; the Beat instance is its own group, not counted here" if section == "worker" else "")
             )
@@ -822,7 +848,7 @@ def _without_replaced_keys(values: dict[str, Any]) -> tuple[dict[str, Any], list
     beat = (cleaned.get("worker") or {}).get("beat") if isinstance(cleaned.get("worker"), dict) else None
     if isinstance(beat, (int, str)) and not isinstance(beat, bool) and str(beat).isdigit() and int(beat) > 1:
         problems.append(
-            f"{PROJECT}:worker.beat: got {beat!r}; Beat's Auto Scaling group has exactly one instance "
+            f"worker.beat: got {beat!r}; Beat's Auto Scaling group has exactly one instance "
             "(two Beats send every periodic task twice); allowed: true, false"
         )
         cleaned["worker"] = {k: v for k, v in cleaned["worker"].items() if k != "beat"}
@@ -835,22 +861,22 @@ def _across_sections(sections: dict[str, Any], region: str | None) -> list[str]:
     app, instances, network, web = sections["app"], sections["instances"], sections["network"], sections["web"]
     load_balancer: LoadBalancerSettings = sections["loadBalancer"]
     if app.source == "ami" and not instances.ami_id:
-        problems.append(f"{PROJECT}:instances.amiId: required when app.source is 'ami' (the AMI carries the release)")
+        problems.append("instances.amiId: required when app.source is 'ami' (the AMI carries the release)")
     if load_balancer.enabled:
         if load_balancer.certificate_region and load_balancer.certificate_region != region:
             problems.append(
-                f"{PROJECT}:loadBalancer.certificateArn: a certificate in {load_balancer.certificate_region}; "
+                f"loadBalancer.certificateArn: a certificate in {load_balancer.certificate_region}; "
                 f"an ALB in {region} needs one from ACM in {region}"
             )
         if network.vpc_id and not network.public_subnet_ids:
             problems.append(
-                f"{PROJECT}:network.publicSubnetIds: required with vpcId while loadBalancer.enabled is true "
+                "network.publicSubnetIds: required with vpcId while loadBalancer.enabled is true "
                 "(the internet-facing load balancer's subnets)"
             )
         for key in ("targetGroupArns", "ingressCidrs", "ingressSecurityGroupIds"):
             if getattr(web, _snake(key)):
                 problems.append(
-                    f"{PROJECT}:web.{key}: only with loadBalancer.enabled false; "
+                    f"web.{key}: only with loadBalancer.enabled false; "
                     "the stack's load balancer is then the web group's only ingress and target"
                 )
     return problems
@@ -877,9 +903,9 @@ def machine_problems(settings: Settings) -> list[str]:
         try:
             user_data_base64(machine)
         except SettingError as error:
-            problems.append(f"{PROJECT}:{error.key}: {error.message}")
+            problems.append(f"{settings.project}:{error.key}: {error.message}")
         except ValueError as error:
-            problems.append(f"{PROJECT}: the {machine.role} instances' user-data cannot be rendered: {error}")
+            problems.append(f"{settings.project}: the {machine.role} instances' user-data cannot be rendered: {error}")
     return list(dict.fromkeys(problems))  # a rule both roles break is reported once
 
 
@@ -896,10 +922,10 @@ _AT = re.compile(r"(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.S)
 
 
 def _describe(section: str, value: Any, error: str) -> str:
-    """One line from msgspec's message: `django-stack:<section><path>: ...` with the value."""
+    """One line from msgspec's message: `<section><path>: ...` with the value."""
     match = _AT.fullmatch(error)
     message, path = (match["message"], match["path"] or "") if match else (error, "")
-    where = f"{PROJECT}:{section}{path}"
+    where = f"{section}{path}"
     if unknown := re.match(r"Object contains unknown field `([^`]+)`", message):
         model = _model_at(SECTIONS[section], path)
         allowed = ", ".join(f.encode_name for f in msgspec.structs.fields(model)) if model else "see the README"
