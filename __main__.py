@@ -19,7 +19,7 @@ from components.logs import InstanceLogs, InstanceLogsArgs
 from components.network import Network, NetworkArgs
 from components.redis import Redis, RedisArgs
 from components.secrets import Secrets, SecretsArgs
-from components.security import SecurityArgs, SecurityGroups
+from components.security import DatabasePeer, SecurityArgs, SecurityGroups
 from components.signals import CeleryMetrics, LoadBalancerIds, Thresholds, WatchTargets
 from settings import ConfigError, Settings, WebSettings, WorkerSettings, load_settings
 from userdata import layout
@@ -180,6 +180,17 @@ security = SecurityGroups(
         web_ingress_cidrs=settings.web.ingress_cidrs,
         web_ingress_security_group_ids=settings.web.ingress_security_group_ids,
         tags=tags,
+        # mode none: the hosts reach no database (nothing opens).
+        database=(
+            DatabasePeer(
+                port=settings.database.database_port,
+                security_group_id=settings.database.security_group_id,
+                cidrs=settings.database.cidrs,
+                manage_ingress=settings.database.manage_ingress,
+            )
+            if settings.database.mode == "existing"
+            else None
+        ),
     ),
 )
 redis_settings = settings.redis

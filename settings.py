@@ -135,6 +135,19 @@ def _network(key: str, cidr: str) -> IPv4Network:
         raise _problem(key, f"{cidr!r} is not an IPv4 network ({error})") from None
 
 
+def _distinct_networks(key: str, cidrs: tuple[str, ...]) -> list[IPv4Network]:
+    networks = [_network(key, cidr) for cidr in cidrs]
+    twice = sorted({str(n) for n in networks if networks.count(n) > 1})
+    if twice:
+        raise _problem(key, f"{', '.join(twice)} listed twice; list each network once")
+    return networks
+
+
+def _cover_everything(networks: list[IPv4Network]) -> bool:
+    """Any set that together covers every address, not only the literal 0.0.0.0/0."""
+    return bool(networks) and list(collapse_addresses(networks)) == [IPv4Network("0.0.0.0/0")]
+
+
 @dataclass(frozen=True)
 class EngineVersions:
     """The versions of one ElastiCache engine this stack creates groups with."""
@@ -399,12 +412,7 @@ class WebSettings(_Section, frozen=True):
 
     def __post_init__(self) -> None:
         _check_sizes(self.min_size, self.desired_capacity, self.max_size)
-        networks = [_network("ingressCidrs", cidr) for cidr in self.ingress_cidrs]
-        twice = sorted({str(n) for n in networks if networks.count(n) > 1})
-        if twice:
-            raise _problem("ingressCidrs", f"{', '.join(twice)} listed twice; list each network once")
-        # Any set that together covers every address, not only the literal 0.0.0.0/0.
-        if networks and list(collapse_addresses(networks)) == [IPv4Network("0.0.0.0/0")]:
+        if _cover_everything(_distinct_networks("ingressCidrs", self.ingress_cidrs)):
             raise _problem(
                 "ingressCidrs",
                 f"{', '.join(self.ingress_cidrs)} would open gunicorn to the internet (together they cover "
@@ -684,6 +692,55 @@ class LogSettings(_Section, frozen=True):
         _check_retention("retentionDays", self.retention_days)
 
 
+class DatabaseSettings(_Section, frozen=True):
+    """The app's database (docs/database.md): `none` opens nothing; `existing` is one the user
+    runs, its connection in app.secretParameters, and opens exactly the egress from the web and
+    worker hosts to where it lives (its security group and/or CIDRs, on its port)."""
+
+    mode: Literal["none", "existing"] = "none"
+    security_group_id: SecurityGroupId | None = None
+    cidrs: tuple[Cidr, ...] = ()
+    port: Annotated[int, Meta(ge=1, le=65535)] | None = None  # default: DATABASE_PORT
+    # The group is the user's to change: it admits the web and worker hosts on the port.
+    manage_ingress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode == "none":
+            for key, value in (
+                ("securityGroupId", self.security_group_id),
+                ("cidrs", self.cidrs),
+                ("port", self.port),
+                ("manageIngress", self.manage_ingress),
+            ):
+                if value:
+                    raise _problem(key, "only with mode 'existing'; with mode 'none' no database is reached")
+            return
+        if not self.security_group_id and not self.cidrs:
+            raise _problem(
+                "securityGroupId",
+                "missing; mode 'existing' needs where the database lives: securityGroupId and/or cidrs",
+            )
+        if _cover_everything(_distinct_networks("cidrs", self.cidrs)):
+            raise _problem(
+                "cidrs",
+                f"{', '.join(self.cidrs)} would let the hosts reach any address on port {self.database_port}; "
+                "list the database's own network (its subnets' CIDRs) or use securityGroupId",
+            )
+        if self.manage_ingress and not self.security_group_id:
+            raise _problem("manageIngress", "needs securityGroupId: the database's group whose ingress the stack adds")
+
+    @property
+    def database_port(self) -> int:
+        return self.port or DATABASE_PORT
+
+
+# PostgreSQL's port: an existing database's unless database.port says otherwise.
+DATABASE_PORT = 5432
+# Where app.secretParameters carries the connection: the URL, or its secret part (the rest of
+# the parts may be plain app.environment values).
+DATABASE_SECRET_NAMES = ("DATABASE_URL", "DATABASE_PASSWORD", "PGPASSWORD")
+
+
 _DOMAIN_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _EMAIL = rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+"
 EmailAddress = Annotated[
@@ -727,6 +784,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "security": SecuritySettings,
     "logs": LogSettings,
     "alerts": AlertsSettings,
+    "database": DatabaseSettings,
 }
 
 
@@ -744,6 +802,7 @@ class Settings(msgspec.Struct, frozen=True):
     security: SecuritySettings
     logs: LogSettings
     alerts: AlertsSettings
+    database: DatabaseSettings
 
     def parameter_name(self, purpose: str) -> str:
         return parameter_name(self.project, self.stack, purpose)
@@ -879,6 +938,13 @@ def _across_sections(sections: dict[str, Any], region: str | None) -> list[str]:
                     f"web.{key}: only with loadBalancer.enabled false; "
                     "the stack's load balancer is then the web group's only ingress and target"
                 )
+    database: DatabaseSettings = sections["database"]
+    if database.mode == "existing" and not set(DATABASE_SECRET_NAMES) & set(app.secret_parameters):
+        problems.append(
+            "app.secretParameters: database.mode 'existing' needs the connection here, from a SecureString you "
+            f"create: DATABASE_URL (postgres://user:password@host:{database.database_port}/name), or its password "
+            "as DATABASE_PASSWORD or PGPASSWORD"
+        )
     return problems
 
 
