@@ -287,7 +287,8 @@ celery_metrics = CeleryMetrics(
     heartbeat_metric=layout.BEAT_HEARTBEAT_METRIC,
     stack_dimension=layout.STACK_DIMENSION,
     queue_dimension=layout.QUEUE_DIMENSION,
-    stack=settings.stack,
+    # The Stack dimension's value: another project's prod publishes its own series.
+    stack=name,
     queues=tuple(queue.name for queue in settings.worker.queues),
 )
 worker_scaling = (

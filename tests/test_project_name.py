@@ -6,6 +6,7 @@ or parameter is a replaced one)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,21 @@ def test_nothing_of_another_projects_stack_carries_the_original_name(shop: Stack
     assert "RELEASE_PARAMETER=/shop/prod/release" in web
     assert "AUTH_TOKEN_PARAMETER=/shop/prod/redis/auth-token" in web
     assert '"log_group_name":"/shop/prod/web"' in web
+
+
+def metric_stacks(render: StackRender) -> set[str]:
+    """The Stack dimension's values: what Beat publishes and what the alarms and scaling read."""
+    (beat,) = [i for i in render.instances if "worker-beat" in i.logical_name]
+    published = set(re.findall(r" STACK=(\S+)", beat.user_data))
+    read = set(re.findall(r'"name": "Stack", "value": "([^"]+)"', json.dumps([r.inputs for r in render.resources])))
+    read |= set(re.findall(r'"dimensions": {[^}]*"Stack": "([^"]+)"', json.dumps([r.inputs for r in render.resources])))
+    return published | read
+
+
+def test_each_projects_celery_metrics_are_its_own_series(prod: StackRender, shop: StackRender) -> None:
+    # One metrics namespace for every stack: the dimension keeps two projects' prod apart.
+    assert metric_stacks(prod) == {"prod"}
+    assert metric_stacks(shop) == {"shop-prod"}
 
 
 def test_the_config_is_read_under_the_projects_name(shop: StackRender) -> None:
