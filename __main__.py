@@ -19,9 +19,9 @@ from components.logs import InstanceLogs, InstanceLogsArgs
 from components.network import Network, NetworkArgs
 from components.redis import Redis, RedisArgs
 from components.secrets import Secrets, SecretsArgs
-from components.security import SecurityArgs, SecurityGroups
+from components.security import DatabasePeer, SecurityArgs, SecurityGroups
 from components.signals import CeleryMetrics, LoadBalancerIds, Thresholds, WatchTargets
-from settings import PROJECT, ConfigError, Settings, WebSettings, WorkerSettings, load_settings
+from settings import ConfigError, Settings, WebSettings, WorkerSettings, load_settings
 from userdata import layout
 from userdata.render import GUNICORN_GRACE_SECONDS, Role, UserDataInputs, user_data_base64
 
@@ -33,16 +33,22 @@ gc.set_threshold(700, 10, 1000)
 
 
 def stack_config() -> dict[str, object]:
-    """Every `django-stack:*` value the engine passed, so an unknown (misspelled) key is an
-    error instead of a silently ignored setting. pulumi.Config can only look up known keys."""
+    """Every `<project>:*` value the engine passed (the project Pulumi.yaml names), so an unknown
+    (misspelled) key is an error instead of a silently ignored setting. pulumi.Config can only
+    look up known keys."""
     values = {**get_config_env(), **CONFIG.get()}
-    prefix = f"{PROJECT}:"
+    prefix = f"{pulumi.get_project()}:"
     return {key.removeprefix(prefix): value for key, value in values.items() if key.startswith(prefix)}
 
 
 def read_settings() -> Settings:
     try:
-        return load_settings(stack_config(), stack=pulumi.get_stack(), region=pulumi.Config("aws").get("region"))
+        return load_settings(
+            stack_config(),
+            project=pulumi.get_project(),
+            stack=pulumi.get_stack(),
+            region=pulumi.Config("aws").get("region"),
+        )
     except ConfigError as error:
         # RunError: the engine prints the message alone, without a Python traceback.
         raise pulumi.RunError(f"invalid stack config ({pulumi.get_stack()}):\n{error}") from None
@@ -50,7 +56,8 @@ def read_settings() -> Settings:
 
 settings = read_settings()
 tags = {layout.PROJECT_TAG: settings.project, layout.STACK_TAG: settings.stack}
-name = settings.stack
+# Every resource's name starts with it; AWS's names that must be unique in an account too.
+name = layout.resource_prefix(settings.project, settings.stack)
 
 account_id = aws.get_caller_identity_output().account_id
 secret_parameters = [
@@ -90,7 +97,7 @@ access = InstanceAccess(
         metrics_namespace=layout.METRICS_NAMESPACE,
     ),
 )
-# The instances' log groups, one per role: /django-stack/<stack>/<role>.
+# The instances' log groups, one per role: /<project>/<stack>/<role>.
 instance_log_group_prefix = layout.log_group_name(settings.project, settings.stack, "")
 security_settings = settings.security
 # Fixed names: the stack key's policy names the alarm topic before it exists; only alarms named
@@ -173,6 +180,17 @@ security = SecurityGroups(
         web_ingress_cidrs=settings.web.ingress_cidrs,
         web_ingress_security_group_ids=settings.web.ingress_security_group_ids,
         tags=tags,
+        # mode none: the hosts reach no database (nothing opens).
+        database=(
+            DatabasePeer(
+                port=settings.database.database_port,
+                security_group_id=settings.database.security_group_id,
+                cidrs=settings.database.cidrs,
+                manage_ingress=settings.database.manage_ingress,
+            )
+            if settings.database.mode == "existing"
+            else None
+        ),
     ),
 )
 redis_settings = settings.redis
@@ -269,7 +287,8 @@ celery_metrics = CeleryMetrics(
     heartbeat_metric=layout.BEAT_HEARTBEAT_METRIC,
     stack_dimension=layout.STACK_DIMENSION,
     queue_dimension=layout.QUEUE_DIMENSION,
-    stack=settings.stack,
+    # The Stack dimension's value: another project's prod publishes its own series.
+    stack=name,
     queues=tuple(queue.name for queue in settings.worker.queues),
 )
 worker_scaling = (

@@ -25,12 +25,12 @@ from userdata.layout import (
     AGENT_VERSION_PATTERN,
     AGENT_VERSIONS,
     CLOUDWATCH_AGENT_PACKAGE,
+    ORIGINAL_PROJECT,
     REGION_PATTERN,
     SSM_AGENT_PACKAGE,
     parameter_name,
+    resource_prefix,
 )
-
-PROJECT = "django-stack"
 
 
 def _full(pattern: str) -> str:
@@ -146,6 +146,19 @@ def _network(key: str, cidr: str) -> IPv4Network:
         return IPv4Network(cidr)
     except ValueError as error:
         raise _problem(key, f"{cidr!r} is not an IPv4 network ({error})") from None
+
+
+def _distinct_networks(key: str, cidrs: tuple[str, ...]) -> list[IPv4Network]:
+    networks = [_network(key, cidr) for cidr in cidrs]
+    twice = sorted({str(n) for n in networks if networks.count(n) > 1})
+    if twice:
+        raise _problem(key, f"{', '.join(twice)} listed twice; list each network once")
+    return networks
+
+
+def _cover_everything(networks: list[IPv4Network]) -> bool:
+    """Any set that together covers every address, not only the literal 0.0.0.0/0."""
+    return bool(networks) and list(collapse_addresses(networks)) == [IPv4Network("0.0.0.0/0")]
 
 
 @dataclass(frozen=True)
@@ -414,12 +427,7 @@ class WebSettings(_Section, frozen=True):
 
     def __post_init__(self) -> None:
         _check_sizes(self.min_size, self.desired_capacity, self.max_size)
-        networks = [_network("ingressCidrs", cidr) for cidr in self.ingress_cidrs]
-        twice = sorted({str(n) for n in networks if networks.count(n) > 1})
-        if twice:
-            raise _problem("ingressCidrs", f"{', '.join(twice)} listed twice; list each network once")
-        # Any set that together covers every address, not only the literal 0.0.0.0/0.
-        if networks and list(collapse_addresses(networks)) == [IPv4Network("0.0.0.0/0")]:
+        if _cover_everything(_distinct_networks("ingressCidrs", self.ingress_cidrs)):
             raise _problem(
                 "ingressCidrs",
                 f"{', '.join(self.ingress_cidrs)} would open gunicorn to the internet (together they cover "
@@ -701,6 +709,55 @@ class LogSettings(_Section, frozen=True):
         _check_retention("retentionDays", self.retention_days)
 
 
+class DatabaseSettings(_Section, frozen=True):
+    """The app's database (docs/database.md): `none` opens nothing; `existing` is one the user
+    runs, its connection in app.secretParameters, and opens exactly the egress from the web and
+    worker hosts to where it lives (its security group and/or CIDRs, on its port)."""
+
+    mode: Literal["none", "existing"] = "none"
+    security_group_id: SecurityGroupId | None = None
+    cidrs: tuple[Cidr, ...] = ()
+    port: Annotated[int, Meta(ge=1, le=65535)] | None = None  # default: DATABASE_PORT
+    # The group is the user's to change: it admits the web and worker hosts on the port.
+    manage_ingress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode == "none":
+            for key, value in (
+                ("securityGroupId", self.security_group_id),
+                ("cidrs", self.cidrs),
+                ("port", self.port),
+                ("manageIngress", self.manage_ingress),
+            ):
+                if value:
+                    raise _problem(key, "only with mode 'existing'; with mode 'none' no database is reached")
+            return
+        if not self.security_group_id and not self.cidrs:
+            raise _problem(
+                "securityGroupId",
+                "missing; mode 'existing' needs where the database lives: securityGroupId and/or cidrs",
+            )
+        if _cover_everything(_distinct_networks("cidrs", self.cidrs)):
+            raise _problem(
+                "cidrs",
+                f"{', '.join(self.cidrs)} would let the hosts reach any address on port {self.database_port}; "
+                "list the database's own network (its subnets' CIDRs) or use securityGroupId",
+            )
+        if self.manage_ingress and not self.security_group_id:
+            raise _problem("manageIngress", "needs securityGroupId: the database's group whose ingress the stack adds")
+
+    @property
+    def database_port(self) -> int:
+        return self.port or DATABASE_PORT
+
+
+# PostgreSQL's port: an existing database's unless database.port says otherwise.
+DATABASE_PORT = 5432
+# Where app.secretParameters carries the connection: the URL, or its secret part (the rest of
+# the parts may be plain app.environment values).
+DATABASE_SECRET_NAMES = ("DATABASE_URL", "DATABASE_PASSWORD", "PGPASSWORD")
+
+
 _DOMAIN_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _EMAIL = rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+"
 EmailAddress = Annotated[
@@ -732,7 +789,7 @@ class AlertsSettings(_Section, frozen=True):
             raise _problem("emails", f"{', '.join(twice)} listed twice; list each address once")
 
 
-# The project's config namespace: one key (`django-stack:<key>`) per concern.
+# The project's config namespace: one key (`<project>:<key>`) per concern.
 SECTIONS: dict[str, type[_Section]] = {
     "network": NetworkSettings,
     "redis": RedisSettings,
@@ -744,6 +801,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "security": SecuritySettings,
     "logs": LogSettings,
     "alerts": AlertsSettings,
+    "database": DatabaseSettings,
 }
 
 
@@ -761,6 +819,7 @@ class Settings(msgspec.Struct, frozen=True):
     security: SecuritySettings
     logs: LogSettings
     alerts: AlertsSettings
+    database: DatabaseSettings
 
     def parameter_name(self, purpose: str) -> str:
         return parameter_name(self.project, self.stack, purpose)
@@ -769,27 +828,32 @@ class Settings(msgspec.Struct, frozen=True):
 REGION_NAME = re.compile(REGION_PATTERN)
 
 
-def load_settings(raw: Mapping[str, Any], *, stack: str, region: str | None) -> Settings:
+def load_settings(
+    raw: Mapping[str, Any], *, stack: str, region: str | None, project: str = ORIGINAL_PROJECT
+) -> Settings:
     """Builds the settings from the project's config values (key without namespace -> value).
 
     Values arrive as Pulumi passes them: objects and lists as JSON text, scalars as strings.
-    Raises ConfigError listing every problem, one line each.
+    Raises ConfigError listing every problem, one line each, named as it is set: `aws:region`,
+    and the project's own keys in its namespace (`<project>:<key>`, written here without it).
     """
-    problems: list[str] = []
+    stack_problems: list[str] = []
     if not region:
-        problems.append("aws:region: missing; set it with `pulumi config set aws:region eu-west-1`")
+        stack_problems.append("aws:region: missing; set it with `pulumi config set aws:region eu-west-1`")
     elif not REGION_NAME.fullmatch(region):
-        problems.append(f"aws:region: got {region!r}; expected an AWS region name such as eu-west-1")
+        stack_problems.append(f"aws:region: got {region!r}; expected an AWS region name such as eu-west-1")
+    stack_problems += _name_problems(project, stack)
+    problems: list[str] = []
     values = {key: _decode(value) for key, value in raw.items()}
     for key in sorted(set(values) - set(SECTIONS)):
         if key.split(".")[0] in SECTIONS:
             # `pulumi config set web.count 3` (no --path) stores one key named "web.count".
             problems.append(
-                f"{PROJECT}:{key}: set as a flat key named {key!r}; set it inside its section with "
+                f"{key}: set as a flat key named {key!r}; set it inside its section with "
                 f"`pulumi config set --path {key} VALUE` and remove this one (`pulumi config rm {key}`)"
             )
         else:
-            problems.append(f"{PROJECT}:{key}: unknown key; allowed keys here: {', '.join(SECTIONS)}")
+            problems.append(f"{key}: unknown key; allowed keys here: {', '.join(SECTIONS)}")
     values, replaced = _without_replaced_keys(values)
     problems += replaced
 
@@ -800,20 +864,43 @@ def load_settings(raw: Mapping[str, Any], *, stack: str, region: str | None) -> 
             sections[key] = msgspec.convert(values.get(key, {}), section, strict=False)
         except msgspec.ValidationError as error:
             problems.append(_describe(key, values.get(key, {}), str(error)))
-    if not problems:
+    if not problems and not stack_problems:
         problems += _across_sections(sections, region)
     key_region = sections["security"].kms_key_region() if "security" in sections else None
     if key_region and region and key_region != region:
-        problems.append(
-            f"{PROJECT}:security.kmsKeyArn: the key is in {key_region}; it must be in the stack's region ({region})"
-        )
-    if problems:
-        raise ConfigError("\n".join(problems))
+        problems.append(f"security.kmsKeyArn: the key is in {key_region}; it must be in the stack's region ({region})")
+    if stack_problems or problems:
+        raise ConfigError("\n".join([*stack_problems, *(f"{project}:{line}" for line in problems)]))
     attributes = {_snake(key): section for key, section in sections.items()}
-    settings = Settings(project=PROJECT, stack=stack, region=region or "", **attributes)
+    settings = Settings(project=project, stack=stack, region=region or "", **attributes)
     if problems := machine_problems(settings):
         raise ConfigError("\n".join(problems))
     return settings
+
+
+# Starts AWS names that allow only these (the load balancer's, ElastiCache's lowercase group id).
+PROJECT_NAME = re.compile(r"[a-z][a-z0-9-]*")
+# The longest auto-named resource: `<prefix>-alb` plus Pulumi's 8-character suffix in the load
+# balancer's (and target group's) 32 characters.
+LONGEST_PREFIX = 32 - len("-alb") - 8
+
+
+def _name_problems(project: str, stack: str) -> list[str]:
+    """A project's name begins its stacks' AWS names (ORIGINAL_PROJECT's stacks keep theirs)."""
+    if project == ORIGINAL_PROJECT:
+        return []
+    if not PROJECT_NAME.fullmatch(project):
+        return [
+            f"Pulumi.yaml name: got {project!r}; use lowercase letters, digits and '-', starting with a letter "
+            "(it begins the stack's AWS names, such as the load balancer's)"
+        ]
+    prefix = resource_prefix(project, stack)
+    if len(prefix) > LONGEST_PREFIX:
+        return [
+            f"Pulumi.yaml name: {prefix!r} (project-stack) is {len(prefix)} characters; at most {LONGEST_PREFIX} "
+            "fit the load balancer's 32-character name with Pulumi's suffix: use a shorter project or stack name"
+        ]
+    return []
 
 
 def _snake(key: str) -> str:
@@ -829,7 +916,7 @@ def _without_replaced_keys(values: dict[str, Any]) -> tuple[dict[str, Any], list
         body = values.get(section)
         if isinstance(body, dict) and "count" in body:
             problems.append(
-                f"{PROJECT}:{section}.count: replaced by the Auto Scaling group's sizes; "
+                f"{section}.count: replaced by the Auto Scaling group's sizes; "
                 "set minSize, desiredCapacity and maxSize"
                 + ("; the Beat instance is its own group, not counted here" if section == "worker" else "")
             )
@@ -837,7 +924,7 @@ def _without_replaced_keys(values: dict[str, Any]) -> tuple[dict[str, Any], list
     beat = (cleaned.get("worker") or {}).get("beat") if isinstance(cleaned.get("worker"), dict) else None
     if isinstance(beat, (int, str)) and not isinstance(beat, bool) and str(beat).isdigit() and int(beat) > 1:
         problems.append(
-            f"{PROJECT}:worker.beat: got {beat!r}; Beat's Auto Scaling group has exactly one instance "
+            f"worker.beat: got {beat!r}; Beat's Auto Scaling group has exactly one instance "
             "(two Beats send every periodic task twice); allowed: true, false"
         )
         cleaned["worker"] = {k: v for k, v in cleaned["worker"].items() if k != "beat"}
@@ -850,24 +937,31 @@ def _across_sections(sections: dict[str, Any], region: str | None) -> list[str]:
     app, instances, network, web = sections["app"], sections["instances"], sections["network"], sections["web"]
     load_balancer: LoadBalancerSettings = sections["loadBalancer"]
     if app.source == "ami" and not instances.ami_id:
-        problems.append(f"{PROJECT}:instances.amiId: required when app.source is 'ami' (the AMI carries the release)")
+        problems.append("instances.amiId: required when app.source is 'ami' (the AMI carries the release)")
     if load_balancer.enabled:
         if load_balancer.certificate_region and load_balancer.certificate_region != region:
             problems.append(
-                f"{PROJECT}:loadBalancer.certificateArn: a certificate in {load_balancer.certificate_region}; "
+                f"loadBalancer.certificateArn: a certificate in {load_balancer.certificate_region}; "
                 f"an ALB in {region} needs one from ACM in {region}"
             )
         if network.vpc_id and not network.public_subnet_ids:
             problems.append(
-                f"{PROJECT}:network.publicSubnetIds: required with vpcId while loadBalancer.enabled is true "
+                "network.publicSubnetIds: required with vpcId while loadBalancer.enabled is true "
                 "(the internet-facing load balancer's subnets)"
             )
         for key in ("targetGroupArns", "ingressCidrs", "ingressSecurityGroupIds"):
             if getattr(web, _snake(key)):
                 problems.append(
-                    f"{PROJECT}:web.{key}: only with loadBalancer.enabled false; "
+                    f"web.{key}: only with loadBalancer.enabled false; "
                     "the stack's load balancer is then the web group's only ingress and target"
                 )
+    database: DatabaseSettings = sections["database"]
+    if database.mode == "existing" and not set(DATABASE_SECRET_NAMES) & set(app.secret_parameters):
+        problems.append(
+            "app.secretParameters: database.mode 'existing' needs the connection here, from a SecureString you "
+            f"create: DATABASE_URL (postgres://user:password@host:{database.database_port}/name), or its password "
+            "as DATABASE_PASSWORD or PGPASSWORD"
+        )
     return problems
 
 
@@ -892,9 +986,9 @@ def machine_problems(settings: Settings) -> list[str]:
         try:
             user_data_base64(machine)
         except SettingError as error:
-            problems.append(f"{PROJECT}:{error.key}: {error.message}")
+            problems.append(f"{settings.project}:{error.key}: {error.message}")
         except ValueError as error:
-            problems.append(f"{PROJECT}: the {machine.role} instances' user-data cannot be rendered: {error}")
+            problems.append(f"{settings.project}: the {machine.role} instances' user-data cannot be rendered: {error}")
     return list(dict.fromkeys(problems))  # a rule both roles break is reported once
 
 
@@ -911,10 +1005,10 @@ _AT = re.compile(r"(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.S)
 
 
 def _describe(section: str, value: Any, error: str) -> str:
-    """One line from msgspec's message: `django-stack:<section><path>: ...` with the value."""
+    """One line from msgspec's message: `<section><path>: ...` with the value."""
     match = _AT.fullmatch(error)
     message, path = (match["message"], match["path"] or "") if match else (error, "")
-    where = f"{PROJECT}:{section}{path}"
+    where = f"{section}{path}"
     if unknown := re.match(r"Object contains unknown field `([^`]+)`", message):
         model = _model_at(SECTIONS[section], path)
         allowed = ", ".join(f.encode_name for f in msgspec.structs.fields(model)) if model else "see the README"

@@ -54,7 +54,7 @@ class KeyPolicyInputs:
     administrator_arn: str
     # The instances' roles, one per kind of machine: each reads the stack's SecureStrings.
     instance_role_arns: list[str]
-    # The stack's parameter tree, `/django-stack/<stack>/`.
+    # The stack's parameter tree, `/<project>/<stack>/`.
     parameter_path: str
     # The names of the stack's log groups start with one of these.
     log_group_prefixes: tuple[str, ...]

@@ -23,7 +23,7 @@ AGENT_LOG_ACTIONS = ("logs:CreateLogStream", "logs:DescribeLogStreams", "logs:Pu
 
 @dataclass(frozen=True)
 class InstanceLogsArgs:
-    # One group per role, by name (`/django-stack/<stack>/<role>`): the agent's config names them.
+    # One group per role, by name (`/<project>/<stack>/<role>`): the agent's config names them.
     group_names: Sequence[str]
     retention_days: int
     kms_key_arn: pulumi.Input[str]

@@ -56,7 +56,7 @@ def pick_zones(available: list[str], wanted: int, region: str) -> list[str]:
     has is only known once AWS answers."""
     if wanted > len(available):
         raise pulumi.RunError(
-            f"django-stack:network.availabilityZones: {wanted} requested; {region} has only "
+            f"network.availabilityZones: {wanted} requested; {region} has only "
             f"{len(available)} available ({', '.join(available)}); use 2 to {len(available)}"
         )
     return available[:wanted]

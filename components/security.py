@@ -1,5 +1,6 @@
 """Security groups: Redis reachable only from the web and worker hosts, nothing reachable by SSH,
-and the load balancer's group the only one the internet reaches (80 and 443).
+and the load balancer's group the only one the internet reaches (80 and 443). The app's database,
+when the stack names one, is reached on its port at exactly the group or networks named.
 
 Rules are separate resources (aws.vpc.SecurityGroup*Rule), one per port and source, so each one
 is visible in a preview and a policy can judge it alone. Instances are reached with SSM Session
@@ -35,6 +36,24 @@ LISTENER_PORTS = {443: "HTTPS from the internet", 80: "HTTP from the internet (r
 
 
 @dataclass(frozen=True)
+class DatabasePeer:
+    """Where the app's database listens: the web and worker hosts may connect to this port at
+    this security group and/or these CIDRs, nothing else."""
+
+    port: int
+    security_group_id: pulumi.Input[str] | None = None
+    cidrs: Sequence[str] = ()
+    # The group is the stack's to change: it admits the web and worker hosts on the port.
+    manage_ingress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.security_group_id is None and not self.cidrs:
+            raise ValueError("DatabasePeer: a security_group_id and/or cidrs")
+        if self.manage_ingress and self.security_group_id is None:
+            raise ValueError("DatabasePeer: manage_ingress needs security_group_id")
+
+
+@dataclass(frozen=True)
 class SecurityArgs:
     vpc_id: pulumi.Input[str]
     web_port: int
@@ -45,6 +64,7 @@ class SecurityArgs:
     web_ingress_cidrs: Sequence[str]
     web_ingress_security_group_ids: Sequence[pulumi.Input[str]]
     tags: dict[str, str]
+    database: DatabasePeer | None = None
 
 
 class SecurityGroups(pulumi.ComponentResource):
@@ -82,6 +102,8 @@ class SecurityGroups(pulumi.ComponentResource):
                 self._rule(
                     aws.vpc.SecurityGroupEgressRule, f"{name}-{role}-out-{port}", group, port, why, args, cidr=ANYWHERE
                 )
+            if args.database:
+                self._database_rules(name, role, group, args.database, args)
 
         port = args.web_port
         self.load_balancer_security_group_id = None
@@ -145,6 +167,42 @@ class SecurityGroups(pulumi.ComponentResource):
             }
         )
 
+    def _database_rules(
+        self, name: str, role: str, group: aws.ec2.SecurityGroup, database: DatabasePeer, args: SecurityArgs
+    ) -> None:
+        """The role's egress to the database, and its ingress there when the group is the stack's to change."""
+        port = database.port
+        if database.security_group_id is not None:
+            self._rule(
+                aws.vpc.SecurityGroupEgressRule,
+                f"{name}-{role}-to-database",
+                group,
+                port,
+                "the app's database",
+                args,
+                source=database.security_group_id,
+            )
+        for index, cidr in enumerate(database.cidrs):
+            self._rule(
+                aws.vpc.SecurityGroupEgressRule,
+                f"{name}-{role}-to-database-{index}",
+                group,
+                port,
+                "the app's database",
+                args,
+                cidr=str(cidr),
+            )
+        if database.manage_ingress and database.security_group_id is not None:
+            self._rule(
+                aws.vpc.SecurityGroupIngressRule,
+                f"{name}-database-from-{role}",
+                database.security_group_id,
+                port,
+                f"the app's database from {role} hosts",
+                args,
+                source=group.id,
+            )
+
     def _group(self, resource_name: str, description: str, args: SecurityArgs) -> aws.ec2.SecurityGroup:
         # No inline rules: inline and separate rules on one group fight over its rule set.
         return aws.ec2.SecurityGroup(
@@ -159,7 +217,7 @@ class SecurityGroups(pulumi.ComponentResource):
         self,
         kind: type[aws.vpc.SecurityGroupIngressRule] | type[aws.vpc.SecurityGroupEgressRule],
         resource_name: str,
-        group: aws.ec2.SecurityGroup,
+        group: aws.ec2.SecurityGroup | pulumi.Input[str],
         port: int,
         description: str,
         args: SecurityArgs,
@@ -167,10 +225,11 @@ class SecurityGroups(pulumi.ComponentResource):
         cidr: str | None = None,
         source: pulumi.Input[str] | None = None,
     ) -> None:
-        """One TCP port, one peer: a CIDR or another security group, never both."""
+        """One TCP port, one peer: a CIDR or another security group, never both. The rule goes on
+        `group`: one of the stack's, or a group of the user's by id (the database's)."""
         kind(
             resource_name,
-            security_group_id=group.id,
+            security_group_id=group.id if isinstance(group, aws.ec2.SecurityGroup) else group,
             cidr_ipv4=cidr,
             referenced_security_group_id=source,
             ip_protocol="tcp",

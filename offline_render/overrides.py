@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-PROJECT = "django-stack"
+from ops.stack import program_project
 
 
-def apply_overrides(config: dict[str, Any], overrides: dict[str, Any], project: str = PROJECT) -> dict[str, Any]:
-    """Sets dotted paths (`web.desiredCapacity`, `redis.caCertFile`, `aws:region`) in a copy of the config."""
+def apply_overrides(config: dict[str, Any], overrides: dict[str, Any], project: str | None = None) -> dict[str, Any]:
+    """Sets dotted paths (`web.desiredCapacity`, `redis.caCertFile`, `aws:region`) in a copy of the
+    config, the project's own keys under its name (`<project>:web`; default: Pulumi.yaml's)."""
+    project = project or program_project()
     merged = copy.deepcopy(config)
     for path, value in overrides.items():
         if ":" in path:

@@ -29,8 +29,9 @@ from offline_render.fake_aws import (
     RecordingMocks,
     mock_id,
 )
-from offline_render.overrides import PROJECT, apply_overrides
-from userdata.layout import NAME_TAG, ROLE_TAG, STACK_TAG
+from offline_render.overrides import apply_overrides
+from ops.stack import program_project
+from userdata.layout import NAME_TAG, PROJECT_TAG, ROLE_TAG, STACK_TAG, resource_prefix
 from userdata.render import decode_user_data
 
 # Where Pulumi.yaml, the stack files and __main__.py live.
@@ -108,20 +109,28 @@ def without_declaration_stacks() -> Iterator[None]:
         yield
 
 
-def run_program(stack: str, config: dict[str, Any], mocks: RecordingMocks, preview: bool = False) -> dict[str, Any]:
-    """Runs __main__.py under these mocks with this config; returns the stack's outputs as plain
-    values, a secret one wrapped in Pulumi's secret signature as the engine stores it."""
+def run_program(
+    stack: str, config: dict[str, Any], mocks: RecordingMocks, preview: bool = False, project: str | None = None
+) -> dict[str, Any]:
+    """Runs __main__.py under these mocks with this config, as a stack of `project` (default:
+    Pulumi.yaml's); returns the stack's outputs as plain values, a secret one wrapped in Pulumi's
+    secret signature as the engine stores it."""
     with fresh_event_loop() as loop, without_declaration_stacks():
-        return _run_program(stack, config, mocks, preview, loop)
+        return _run_program(stack, config, mocks, preview, project or program_project(PROGRAM_DIR), loop)
 
 
 def _run_program(
-    stack: str, config: dict[str, Any], mocks: RecordingMocks, preview: bool, loop: asyncio.AbstractEventLoop
+    stack: str,
+    config: dict[str, Any],
+    mocks: RecordingMocks,
+    preview: bool,
+    project: str,
+    loop: asyncio.AbstractEventLoop,
 ) -> dict[str, Any]:
     # set_mocks keeps an existing root stack: a fresh one per run, or one render's exports (a
     # load balancer's url) would show up in the next render's outputs.
     pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview)
     pulumi.runtime.set_all_config(_engine_config(config))
     outputs: dict[str, Any] = {}
     try:
@@ -150,11 +159,22 @@ async def _stored(value: Any) -> Any:
 
 
 def render_stack(
-    stack: str = "prod", overrides: dict[str, Any] | None = None, redis_endpoint: str | None = None
+    stack: str = "prod",
+    overrides: dict[str, Any] | None = None,
+    redis_endpoint: str | None = None,
+    project: str | None = None,
 ) -> StackRender:
-    config = apply_overrides(stack_file_config(stack), overrides or {})
+    """project: render the stack as another project's (as if Pulumi.yaml named it, with the stack
+    file's config under that name); default: Pulumi.yaml's own."""
+    own = program_project(PROGRAM_DIR)
+    project = project or own
+    config = {
+        f"{project}:{key.removeprefix(f'{own}:')}" if key.startswith(f"{own}:") else key: value
+        for key, value in stack_file_config(stack).items()
+    }
+    config = apply_overrides(config, overrides or {}, project)
     mocks = RecordingMocks(str(config.get("aws:region") or "eu-west-1"), redis_endpoint)
-    outputs = run_program(stack, config, mocks)
+    outputs = run_program(stack, config, mocks, project=project)
     return StackRender(stack, launched_instances(mocks.resources), mocks.resources, outputs)
 
 
@@ -169,7 +189,7 @@ def launched_instances(resources: list[RecordedResource]) -> list[RenderedInstan
             name = f"{tags[NAME_TAG]}-{index}"
             instances.append(
                 RenderedInstance(
-                    logical_name=name.removeprefix(f"{tags[STACK_TAG]}-"),
+                    logical_name=name.removeprefix(f"{resource_prefix(tags[PROJECT_TAG], tags[STACK_TAG])}-"),
                     role=tags[ROLE_TAG],
                     tags={**tags, NAME_TAG: name},
                     user_data=decode_user_data(template["userData"]),

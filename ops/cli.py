@@ -237,8 +237,10 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
         outputs = load_outputs(args.outputs) if args.outputs else None
         location = resolve_stack(args.stack, args.region, outputs)
         ec2, ssm, autoscaling = aws_clients(location)
-        instances = discover(ec2, location.stack)
-        live = LiveReleaseParameter(ssm, (outputs or {}).get("releaseParameter") or default_parameter(location.stack))
+        instances = discover(ec2, location.project, location.stack)
+        live = LiveReleaseParameter(
+            ssm, (outputs or {}).get("releaseParameter") or default_parameter(location.project, location.stack)
+        )
         executor = executor or SsmExecutor(ssm, poll_interval=args.poll_interval)
         return run_command(args, location, instances, executor, live, autoscaling)
     except UsageError as error:
@@ -303,7 +305,7 @@ def rollout_command(
     live: LiveReleaseParameter,
     autoscaling: Any,
 ) -> int:
-    store = StateStore(args.state_dir, location.stack)
+    store = StateStore(args.state_dir, location.project, location.stack)
     release = args.release
     if release is None:  # rollback without --release
         record = store.load()
@@ -331,6 +333,6 @@ def rollout_command(
         out=out,
         poll_interval=args.poll_interval,
     )
-    with scaling_held(autoscaling, location.stack, out):
+    with scaling_held(autoscaling, location.project, location.stack, out):
         rollout.run()
     return 0

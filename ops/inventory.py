@@ -1,5 +1,6 @@
 """The stack's instances, found by the tags the machine contract (userdata/layout.py) defines (never by instance
-ids passed around), so what the tool touches is what the program tagged."""
+ids passed around), so what the tool touches is what the program tagged: this project's stack, never another
+project's stack of the same name in the account."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ops.errors import OpsError, UsageError
-from userdata.layout import BEAT_TAG, BEAT_TAG_VALUE, NAME_TAG, ROLE_TAG, ROLES, STACK_TAG, WORKER_ROLE
+from userdata.layout import BEAT_TAG, BEAT_TAG_VALUE, NAME_TAG, PROJECT_TAG, ROLE_TAG, ROLES, STACK_TAG, WORKER_ROLE
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,16 @@ def instance_from_description(description: dict[str, Any]) -> Instance:
     )
 
 
-def discover(ec2: Any, stack: str) -> list[Instance]:
-    """Running instances tagged Stack=<stack> with a known Role, web first, then by name.
-    Stopped or terminating instances are not part of the stack an operator can act on."""
+def stack_filters(project: str, stack: str) -> list[dict[str, Any]]:
+    """The stack's own tags, as EC2's and Auto Scaling's describe calls filter (every filter must match)."""
+    return [{"Name": f"tag:{PROJECT_TAG}", "Values": [project]}, {"Name": f"tag:{STACK_TAG}", "Values": [stack]}]
+
+
+def discover(ec2: Any, project: str, stack: str) -> list[Instance]:
+    """Running instances tagged Project=<project>, Stack=<stack> with a known Role, web first, then
+    by name. Stopped or terminating instances are not part of the stack an operator can act on."""
     filters = [
-        {"Name": f"tag:{STACK_TAG}", "Values": [stack]},
+        *stack_filters(project, stack),
         {"Name": f"tag:{ROLE_TAG}", "Values": list(ROLES)},
         {"Name": "instance-state-name", "Values": ["running"]},
     ]
@@ -48,7 +54,8 @@ def discover(ec2: Any, stack: str) -> list[Instance]:
     ]
     if not instances:
         raise UsageError(
-            f"--stack: no running instance is tagged {STACK_TAG}={stack} (check the stack name and region)"
+            f"--stack: no running instance is tagged {PROJECT_TAG}={project}, {STACK_TAG}={stack} "
+            "(check the stack name, the project and the region)"
         )
     return sorted(instances, key=lambda i: (ROLES.index(i.role), i.beat, i.name))
 

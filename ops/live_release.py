@@ -1,4 +1,4 @@
-"""The live release: the String parameter (`releaseParameter` output, `/django-stack/<stack>/release`)
+"""The live release: the String parameter (`releaseParameter` output, `/<project>/<stack>/release`)
 that says which release every instance runs and a new instance boots (app-release `ensure`
 reads it). The program only seeds it; this tool records each deploy or rollback in it once every
 instance has been switched, confirmed and verified."""
@@ -10,6 +10,7 @@ from typing import Any
 
 from ops.errors import OpsError, UsageError
 from ops.stack import checked_release
+from userdata.layout import RELEASE_PARAMETER, parameter_name
 
 
 @dataclass(frozen=True)
@@ -20,10 +21,10 @@ class LiveReleaseParameter:
     name: str
 
 
-def default_parameter(stack: str) -> str:
+def default_parameter(project: str, stack: str) -> str:
     """The name the program gives it (settings.parameter_name("release")), for runs without
     --outputs; tests/ops checks the two agree."""
-    return f"/django-stack/{stack}/release"
+    return parameter_name(project, stack, RELEASE_PARAMETER)
 
 
 def record(ssm: Any, parameter: str, release: str) -> None:

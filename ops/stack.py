@@ -1,4 +1,5 @@
-"""Which stack to act on: `pulumi stack output --json` (a file or stdin) and/or flags."""
+"""Which stack to act on: `pulumi stack output --json` (a file or stdin) and/or flags, and the
+Pulumi project it belongs to (the outputs' `project`, else the one Pulumi.yaml names)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 import release_name
 from ops.errors import UsageError
 from userdata.layout import REGION_PATTERN
 
 REGION_NAME = re.compile(REGION_PATTERN)
 STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+# The program this tool ships with: its Pulumi.yaml names the project.
+PROGRAM_DIR = Path(__file__).resolve().parent.parent
+
+
+def program_project(program_dir: Path = PROGRAM_DIR) -> str:
+    """The Pulumi project's name, as Pulumi.yaml gives it: the program's config namespace, the
+    `Project` tag and the first part of its resource names (userdata.layout.resource_prefix)."""
+    path = program_dir / "Pulumi.yaml"
+    try:
+        name = (yaml.safe_load(path.read_text()) or {}).get("name")
+    except (OSError, yaml.YAMLError) as error:
+        raise UsageError(f"--outputs: without a 'project' output the project comes from {path}: {error}") from None
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"--outputs: without a 'project' output the project comes from {path}, which names none")
+    return name
 
 
 @dataclass(frozen=True)
 class StackLocation:
-    """Which stack, and the AWS region it lives in."""
+    """Which stack of which Pulumi project, and the AWS region it lives in."""
 
     stack: str
     region: str | None  # from --region or the outputs; None: the environment decides (region_from_environment)
+    project: str  # the instances' and groups' Project tag
 
 
 def load_outputs(source: str) -> dict[str, Any]:
@@ -60,7 +79,11 @@ def resolve_stack(stack: str | None, region: str | None, outputs: dict[str, Any]
         raise UsageError("--stack: required (or --outputs with a 'stack' output)")
     if not isinstance(name, str) or not STACK_NAME.fullmatch(name):
         raise UsageError(f"--stack: {name!r} is not a stack name (letters, digits, '_', '.', '-')")
-    return StackLocation(name, first_region(("--region", region), ("the outputs' region", outputs.get("region"))))
+    project = outputs.get("project") or program_project()
+    if not isinstance(project, str):
+        raise UsageError(f"--outputs: the 'project' output is {project!r}, not a Pulumi project name")
+    region_given = first_region(("--region", region), ("the outputs' region", outputs.get("region")))
+    return StackLocation(name, region_given, project)
 
 
 def region_from_environment() -> str | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import release_name
 from ops.errors import OpsError
+from userdata.layout import resource_prefix
 
 
 def default_state_dir() -> Path:
@@ -25,8 +26,9 @@ class RolloutRecord:
 
 
 class StateStore:
-    def __init__(self, directory: Path, stack: str) -> None:
-        self.path = directory / f"{stack}.json"
+    def __init__(self, directory: Path, project: str, stack: str) -> None:
+        # Named as the stack's resources are: another project's `prod` has its own record.
+        self.path = directory / f"{resource_prefix(project, stack)}.json"
 
     def load(self) -> RolloutRecord | None:
         """The record, or None when there is none; anything this tool did not write (a truncated

@@ -19,6 +19,7 @@ from offline_render.program import StackRender, fresh_event_loop, render_stack, 
 from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
 from settings import Settings, load_settings
 from tests import REPO_ROOT
+from userdata.layout import ORIGINAL_PROJECT
 
 TESTS = Path(__file__).resolve().parent
 # Lane by directory under tests/ ("" = tests/ itself); the markers are registered in pyproject.toml.
@@ -71,15 +72,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @functools.cache
-def _render_once(stack: str, overrides_json: str, redis_endpoint: str | None) -> StackRender:
-    return render_stack(stack, overrides=json.loads(overrides_json), redis_endpoint=redis_endpoint)
+def _render_once(stack: str, overrides_json: str, redis_endpoint: str | None, project: str | None) -> StackRender:
+    return render_stack(stack, overrides=json.loads(overrides_json), redis_endpoint=redis_endpoint, project=project)
 
 
-def rendered(stack: str, overrides: dict[str, Any] | None = None, redis_endpoint: str | None = None) -> StackRender:
-    """A stack run under mocks with these config overrides (dotted paths). A render is a pure
-    function of its config (test_offline_render proves two are byte-identical), so each distinct
-    config runs once per session and tests share the result: read it, never change it."""
-    return _render_once(stack, json.dumps(overrides or {}), redis_endpoint)
+def rendered(
+    stack: str, overrides: dict[str, Any] | None = None, redis_endpoint: str | None = None, project: str | None = None
+) -> StackRender:
+    """A stack run under mocks with these config overrides (dotted paths), as a stack of
+    `project` (default: Pulumi.yaml's). A render is a pure function of its config
+    (test_offline_render proves two are byte-identical), so each distinct config runs once per
+    session and tests share the result: read it, never change it."""
+    return _render_once(stack, json.dumps(overrides or {}), redis_endpoint, project)
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +106,7 @@ def build_alone() -> Callable[[Callable[[], object]], list[RecordedResource]]:
     def build(construct: Callable[[], object]) -> list[RecordedResource]:
         with fresh_event_loop(), without_declaration_stacks():
             mocks = RecordingMocks("eu-west-1", None)
-            pulumi.runtime.set_mocks(mocks, project="django-stack", stack="alone", preview=False)
+            pulumi.runtime.set_mocks(mocks, project=ORIGINAL_PROJECT, stack="alone", preview=False)
 
             @pulumi.runtime.test
             def run() -> None:
@@ -119,7 +123,7 @@ def of_type(resources: list[RecordedResource], type_: str) -> list[RecordedResou
 
 
 def prod_config_values() -> dict[str, Any]:
-    """The prod stack file's `django-stack:*` values, keyed as load_settings receives them (a
+    """The prod stack file's `<project>:*` values, keyed as load_settings receives them (a
     fresh dict each call: tests change their copy)."""
     return dict(_prod_config_values())
 
@@ -127,7 +131,7 @@ def prod_config_values() -> dict[str, Any]:
 @functools.cache
 def _prod_config_values() -> dict[str, Any]:
     config = yaml.load((REPO_ROOT / "Pulumi.prod.yaml").read_text(), Loader=yaml.CSafeLoader)["config"]
-    return {k.split(":", 1)[1]: json.dumps(v) for k, v in config.items() if k.startswith("django-stack:")}
+    return {k.split(":", 1)[1]: json.dumps(v) for k, v in config.items() if k.startswith(f"{ORIGINAL_PROJECT}:")}
 
 
 @pytest.fixture

@@ -202,8 +202,8 @@ def test_the_doc_names_every_path_unit_variable_tag_and_parameter_of_the_contrac
         f"{layout.BEAT_TAG}={layout.BEAT_TAG_VALUE}",
         layout.INSTANCE_PARAMETER_ACTION,
         layout.RELEASE_PARAMETER_ACTION,
-        *(layout.parameter_name("django-stack", "<stack>", p) for p in layout.INSTANCE_PARAMETERS),
-        layout.parameter_name("django-stack", "<stack>", layout.RELEASE_PARAMETER),
+        *(layout.parameter_name("<project>", "<stack>", p) for p in layout.INSTANCE_PARAMETERS),
+        layout.parameter_name("<project>", "<stack>", layout.RELEASE_PARAMETER),
     }
     missing = sorted(term for term in expected if term not in text)
     assert missing == [], f"docs/machine-layout.md does not mention: {missing}"

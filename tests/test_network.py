@@ -80,7 +80,7 @@ def test_more_zones_than_the_region_has_is_one_line_naming_the_key(render):
     with pytest.raises(pulumi.RunError) as raised:
         render({"network.availabilityZones": 4})
     assert str(raised.value) == (
-        "django-stack:network.availabilityZones: 4 requested; eu-west-1 has only 3 available "
+        "network.availabilityZones: 4 requested; eu-west-1 has only 3 available "
         "(eu-west-1a, eu-west-1b, eu-west-1c); use 2 to 3"
     )
 

@@ -100,6 +100,19 @@ def is_app_unit(unit: str) -> bool:
     return unit in (GUNICORN_UNIT, BEAT_UNIT) or queue_of_worker_unit(unit) is not None
 
 
+# --- names ---------------------------------------------------------------------------------------
+
+# The Pulumi project this program ships as (Pulumi.yaml's name). Its stacks were created before
+# names carried the project, and keep the names they have: renaming one replaces the resource.
+ORIGINAL_PROJECT = "django-stack"
+
+
+def resource_prefix(project: str, stack: str) -> str:
+    """What the stack's resource names (Pulumi's and AWS's) start with: `<project>-<stack>`, so two
+    projects' `prod` stacks coexist in one account; the stack alone for ORIGINAL_PROJECT."""
+    return stack if project == ORIGINAL_PROJECT else f"{project}-{stack}"
+
+
 # --- tags ----------------------------------------------------------------------------------------
 
 STACK_TAG = "Stack"

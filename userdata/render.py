@@ -69,6 +69,7 @@ from userdata.layout import (
     WARM_STOP_UNIT,
     log_group_name,
     log_stream_name,
+    resource_prefix,
     worker_env_file,
     worker_unit,
 )
@@ -332,7 +333,7 @@ def queue_metrics_units(settings: Settings) -> dict[str, str]:
             secrets_unit=SECRETS_UNIT,
             region=settings.region,
             namespace=METRICS_NAMESPACE,
-            stack=settings.stack,
+            stack=resource_prefix(settings.project, settings.stack),
             queues=",".join(queue.name for queue in settings.worker.queues),
             beat_unit=BEAT_UNIT,
             backlog_metric=QUEUE_BACKLOG_METRIC,

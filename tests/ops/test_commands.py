@@ -139,7 +139,8 @@ def test_verify_marks_every_check_failed_when_the_command_never_finishes(stack, 
     [
         (
             ["verify", "--stack", "nope"],
-            "python -m ops: error: --stack: no running instance is tagged Stack=nope (check the stack name and region)",
+            "python -m ops: error: --stack: no running instance is tagged Project=django-stack, Stack=nope "
+            "(check the stack name, the project and the region)",
         ),
         (
             ["verify", "--stack", "prod", "--check-timeout", "soon"],

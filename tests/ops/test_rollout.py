@@ -216,12 +216,12 @@ def test_a_failed_activate_reports_the_release_the_instance_really_has(stack, ss
 def test_deploy_records_the_release_it_replaced_and_rollback_returns_to_it(stack, ssm_client, capsys, tmp_path) -> None:
     answers = fake(stack)
     assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 0
-    assert StateStore(tmp_path, "prod").load() == RolloutRecord("r2", "r1", complete=True)
+    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r2", "r1", complete=True)
     run = deploy(stack, ssm_client, capsys, tmp_path, answers, command="rollback")
     assert run.code == 0, run.err
     assert named(stack, run) == expected_sequence("r1")
     assert set(answers.releases.values()) == {"r1"}
-    assert StateStore(tmp_path, "prod").load() == RolloutRecord("r1", "r2", complete=True)
+    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r1", "r2", complete=True)
 
 
 def test_continuing_an_interrupted_deploy_keeps_the_way_back_and_skips_switched_instances(
@@ -229,20 +229,20 @@ def test_continuing_an_interrupted_deploy_keeps_the_way_back_and_skips_switched_
 ) -> None:
     answers = fake(stack, failures={("install r2", stack[WEB0]): ("Failed", 1, "", "no space left\n")})
     assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 1
-    assert StateStore(tmp_path, "prod").load() == RolloutRecord("r2", "r1", complete=False)
+    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r2", "r1", complete=False)
     answers.failures.clear()
     run = deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2")
     assert run.code == 0, run.err
     assert (stack[WORKER1], "install r2") not in run.purposes()  # already on r2: verified only
     assert f"{stack[WORKER1]} ({WORKER1}): already on r2; verifying only" in run.out
-    assert StateStore(tmp_path, "prod").load() == RolloutRecord("r2", "r1", complete=True)
+    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r2", "r1", complete=True)
 
 
 def test_repeating_a_finished_deploy_keeps_the_recorded_way_back(stack, ssm_client, capsys, tmp_path) -> None:
     answers = fake(stack)
     assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 0
     assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 0
-    assert StateStore(tmp_path, "prod").load() == RolloutRecord("r2", "r1", complete=True)
+    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r2", "r1", complete=True)
 
 
 def test_rollback_without_a_recorded_release_is_refused_before_anything_is_sent(
@@ -337,7 +337,7 @@ def test_a_state_file_the_tool_did_not_write_is_one_line_and_nothing_is_sent(
 def test_a_state_file_written_before_the_release_field_was_renamed_still_reads(tmp_path) -> None:
     # Operators' machines keep state files from earlier versions: {"target": ...} is the release.
     (tmp_path / "prod.json").write_text('{"target": "r2", "previous": "r1", "complete": true}\n')
-    assert StateStore(tmp_path, "prod").load() == RolloutRecord("r2", "r1", complete=True)
+    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r2", "r1", complete=True)
 
 
 # --- the live release parameter -------------------------------------------------------------
@@ -348,7 +348,7 @@ def live_value(ssm_client, release_parameter: str) -> str:
 
 
 def test_the_tools_default_parameter_is_the_one_the_program_creates(release_parameter) -> None:
-    assert default_parameter("prod") == release_parameter
+    assert default_parameter("django-stack", "prod") == release_parameter
 
 
 def test_deploy_and_rollback_record_the_live_release_after_verify(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ops.scaling import HELD_PROCESSES
-from tests.ops.conftest import aws_client
+from tests.ops.conftest import aws_client, launch
 from tests.ops.fake_instances import FakeInstances
 from tests.ops.helpers import run_ops
 from tests.ops.test_rollout import WORKER1, deploy, fake
@@ -21,22 +21,36 @@ def suspended(autoscaling: Any) -> dict[str, set[str]]:
     }
 
 
+# Another project's prod in the same account: its own Stack=prod tag, its own Project tag.
+LOOK_ALIKE = "shop"
+
+
 @pytest.fixture
 def groups(aws: str) -> Any:
-    """prod's three groups and a staging group, empty (their instances are the tests' own)."""
+    """prod's three groups, a staging group and another project's prod web group, empty (their
+    instances are the tests' own), tagged as the program tags them."""
     ec2, autoscaling = aws_client("ec2"), aws_client("autoscaling")
     template = ec2.create_launch_template(
         LaunchTemplateName="t", LaunchTemplateData={"ImageId": "ami-0123456789abcdef0"}
     )["LaunchTemplate"]["LaunchTemplateId"]
-    for stack, kind in (("prod", "web"), ("prod", "worker"), ("prod", "worker-beat"), ("staging", "web")):
+    for project, stack, kind in (
+        ("django-stack", "prod", "web"),
+        ("django-stack", "prod", "worker"),
+        ("django-stack", "prod", "worker-beat"),
+        ("django-stack", "staging", "web"),
+        (LOOK_ALIKE, "prod", "web"),
+    ):
         autoscaling.create_auto_scaling_group(
-            AutoScalingGroupName=f"{stack}-{kind}-abc123",
+            AutoScalingGroupName=f"{stack}-{kind}-abc123" if project == "django-stack" else f"{project}-{stack}-{kind}",
             LaunchTemplate={"LaunchTemplateId": template, "Version": "1"},
             MinSize=0,
             MaxSize=2,
             DesiredCapacity=0,
             AvailabilityZones=["eu-west-1a"],
-            Tags=[{"Key": "Stack", "Value": stack, "PropagateAtLaunch": True}],
+            Tags=[
+                {"Key": "Project", "Value": project, "PropagateAtLaunch": True},
+                {"Key": "Stack", "Value": stack, "PropagateAtLaunch": True},
+            ],
         )
     return autoscaling
 
@@ -67,6 +81,7 @@ def test_a_deploy_suspends_launches_and_replacements_on_the_stacks_groups_then_r
         "prod-worker-abc123": held,
         "prod-worker-beat-abc123": held,
         "staging-web-abc123": set(),
+        "shop-prod-web": set(),
     }
     assert all(not processes for processes in suspended(groups).values())
     prod = "prod-web-abc123, prod-worker-abc123, prod-worker-beat-abc123"
@@ -81,3 +96,18 @@ def test_a_stopped_deploy_resumes_the_groups_too(stack, groups, ssm_client, caps
     assert run.code == 1
     assert all(not processes for processes in suspended(groups).values())
     assert "resumed on prod-web-abc123" in run.out
+
+
+def test_another_projects_prod_is_never_suspended_nor_sent_a_command(
+    stack, groups, program_tags, ssm_client, capsys, tmp_path
+) -> None:
+    # Every instance of the program's prod once more, as another project's (Names and all alike).
+    look_alike = {launch(tags | {"Project": LOOK_ALIKE}) for tags in program_tags}
+    watching = Watching(fake(stack), groups)
+    argv = ["deploy", "--stack", "prod", "--state-dir", str(tmp_path), "--poll-interval", "0.01", "--release", "r2"]
+    run = run_ops(argv, watching, ssm_client, capsys)
+    assert run.code == 0, run.err
+    assert watching.during is not None and watching.during["shop-prod-web"] == set()
+    assert {sent.instance_id for sent in run.ssm.sent} == set(stack.values())
+    assert not look_alike & {sent.instance_id for sent in run.ssm.sent}
+    assert "shop-prod-web" not in run.out
