@@ -304,6 +304,13 @@ class AppSettings(_Section, frozen=True):
                     raise _problem(f"{key}.{name}", f'got {value!r}, not text; quote it in the stack file: "{value}"')
                 if not rule.fullmatch(value):
                     raise _problem(f"{key}.{name}", f"got {value!r}; use {allowed}")
+        for name, value in self.environment.items():
+            if looks := credential_problem(name, str(value)):
+                raise _problem(
+                    f"environment.{name}",
+                    f"{looks}: app.environment lands in plain user-data, readable by anyone who may describe "
+                    "the instances; store it in Parameter Store (SecureString) and name it in app.secretParameters",
+                )
         if both := sorted(set(self.environment) & set(self.secret_parameters)):
             raise _problem("secretParameters", f"{', '.join(both)} also set in environment; set each name once")
 
@@ -328,6 +335,21 @@ ENV_VALUE_RULE = "up to 4096 characters without single quotes or line breaks"
 # Parameter Store's own rule for a name in a hierarchy (a path), and no `aws`/`ssm` prefix.
 PARAMETER_NAME = re.compile(r"/(?![Aa][Ww][Ss]|[Ss][Ss][Mm])[A-Za-z0-9_.\-/]{1,1010}")
 PARAMETER_NAME_RULE = 'a Parameter Store path, e.g. "/myapp/prod/email-api-key"'
+
+# Names and values that carry a credential (issue 22): these belong in app.secretParameters.
+_CREDENTIAL_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|_KEY\Z")
+# scheme://user:password@ (a password in the URL's userinfo, user name possibly empty).
+_URL_WITH_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#@\s:]*:[^/?#@\s]+@")
+
+
+def credential_problem(name: str, value: str) -> str | None:
+    """Why an env name or value looks like a credential, in words, or None."""
+    if found := _CREDENTIAL_NAME.search(name):
+        return "the name ends in _KEY" if found[0] == "_KEY" else f"the name contains {found[0]}"
+    if _URL_WITH_PASSWORD.search(value):
+        return "the value is a URL with a password (user:password@)"
+    return None
+
 
 _BUCKET_CHARACTERS = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IP_LIKE = re.compile(r"\d+\.\d+\.\d+\.\d+")

@@ -386,13 +386,61 @@ def test_messages_say_what_to_do(overrides, expected):
             "django-stack:app.secretParameters.EMAIL_API_KEY: got '/aws/reserved'; use a Parameter Store path",
         ),
         (
-            {"app.environment": {"EMAIL_API_KEY": "x"}, "app.secretParameters": {"EMAIL_API_KEY": "/myapp/k"}},
-            "django-stack:app.secretParameters: EMAIL_API_KEY also set in environment; set each name once",
+            {"app.environment": {"EMAIL_HOST": "x"}, "app.secretParameters": {"EMAIL_HOST": "/myapp/k"}},
+            "django-stack:app.secretParameters: EMAIL_HOST also set in environment; set each name once",
         ),
     ],
 )
 def test_the_apps_own_settings_are_checked_by_name(overrides, expected):
     assert expected in errors_for(overrides)
+
+
+POINTER = "store it in Parameter Store (SecureString) and name it in app.secretParameters"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "why"),
+    [
+        ("DATABASE_PASSWORD", "hunter2", "the name contains PASSWORD"),
+        ("SMTP_PASSWD", "hunter2", "the name contains PASSWD"),
+        ("STRIPE_SECRET", "sk_live_x", "the name contains SECRET"),
+        ("GITHUB_TOKEN_FILE", "x", "the name contains TOKEN"),
+        ("EMAIL_API_KEY", "abc", "the name ends in _KEY"),
+        (
+            "DATABASE_URL",
+            "postgres://app:hunter2@db.internal/app",
+            "the value is a URL with a password (user:password@)",
+        ),
+        ("CACHE_URL", "rediss://:hunter2@cache.internal:6379/0", "the value is a URL with a password (user:password@)"),
+    ],
+)
+def test_credential_like_environment_is_refused_pointing_to_secret_parameters(name, value, why):
+    message = settings_error({"app": {**json.loads(prod_config_values()["app"]), "environment": {name: value}}})
+    assert message == f"django-stack:app.environment.{name}: {why}: app.environment lands in plain user-data, " + (
+        f"readable by anyone who may describe the instances; {POINTER}"
+    )
+    assert value not in message  # the credential itself is never echoed
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATABASE_URL", "postgres://app@db.internal/app"),  # no password: IAM or .pgpass
+        ("SENTRY_DSN_HOST", "https://o1.ingest.sentry.io/1"),
+        ("KEY_PREFIX", "myapp"),  # _KEY only at the end
+        ("DOCS_URL", "https://example.com/a:b@c"),  # `@` in the path, not in userinfo
+    ],
+)
+def test_plain_environment_values_pass(name, value):
+    app = {**json.loads(prod_config_values()["app"]), "environment": {name: value}}
+    settings = load_settings({**prod_config_values(), "app": json.dumps(app)}, stack="prod", region="eu-west-1")
+    assert settings.app.environment == {name: value}
+
+
+def test_credential_like_environment_stops_before_any_resource():
+    assert "django-stack:app.environment.DATABASE_PASSWORD: the name contains PASSWORD" in errors_for(
+        {"app.environment": {"DATABASE_PASSWORD": "hunter2"}}
+    )
 
 
 def settings_error(overrides: dict[str, object]) -> str:
