@@ -856,6 +856,11 @@ def _across_sections(sections: dict[str, Any], region: str | None) -> list[str]:
     problems = []
     app, instances, network, web = sections["app"], sections["instances"], sections["network"], sections["web"]
     load_balancer: LoadBalancerSettings = sections["loadBalancer"]
+    if sections["security"].protect and not sections["alerts"].emails:
+        problems.append(
+            f"{PROJECT}:alerts.emails: empty while security.protect is true; a protected stack's alarms and "
+            "broker events would reach nobody: list at least one address (each confirms by mail)"
+        )
     if app.source == "ami" and not instances.ami_id:
         problems.append(f"{PROJECT}:instances.amiId: required when app.source is 'ami' (the AMI carries the release)")
     if load_balancer.enabled:

@@ -84,15 +84,16 @@ def alarm_topic_policy(arn: str, region: str, account: str, alarm_prefix: str) -
 
 
 def events_topic_policy(arn: str, account: str) -> dict[str, Any]:
-    """ElastiCache publishes as the account (AWS: the condition must be AWS:SourceOwner, not
-    aws:SourceAccount, or it marks the topic inactive)."""
+    """ElastiCache's service principal publishes for the account's groups only (AWS: the condition
+    must be AWS:SourceOwner, not aws:SourceAccount, or it marks the topic inactive); never
+    `{"AWS": "*"}`, which lets any principal that can claim the account publish (checkov CKV_AWS_385)."""
     return {
         "Version": "2012-10-17",
         "Statement": [
             {
                 "Sid": "ElastiCacheEventsPublish",
                 "Effect": "Allow",
-                "Principal": {"AWS": "*"},
+                "Principal": {"Service": "elasticache.amazonaws.com"},
                 "Action": "SNS:Publish",
                 "Resource": arn,
                 "Condition": {"StringEquals": {"AWS:SourceOwner": account}},

@@ -126,12 +126,13 @@ def test_only_the_stacks_alarms_may_publish_to_the_alert_topic(prod: StackRender
     assert all(name.startswith("prod-") for name in alarms(prod))
 
 
-def test_elasticache_publishes_events_as_the_account_with_source_owner(prod: StackRender) -> None:
+def test_elasticache_alone_publishes_events_for_the_account_with_source_owner(prod: StackRender) -> None:
     statements = topic_policy(prod, "prod-broker-events")
     assert statements["ElastiCacheEventsPublish"] == {
         "Sid": "ElastiCacheEventsPublish",
         "Effect": "Allow",
-        "Principal": {"AWS": "*"},
+        # ElastiCache's publisher, not {"AWS": "*"} (checkov CKV_AWS_385).
+        "Principal": {"Service": "elasticache.amazonaws.com"},
         "Action": "SNS:Publish",
         "Resource": EVENTS_TOPIC,
         # AWS: aws:SourceAccount makes ElastiCache mark the topic inactive.
@@ -142,10 +143,17 @@ def test_elasticache_publishes_events_as_the_account_with_source_owner(prod: Sta
         assert statements["AccountOwnsTopic"]["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
         assert statements["PublishOverTlsOnly"]["Effect"] == "Deny"
         assert statements["PublishOverTlsOnly"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        wildcard = [
+            sid
+            for sid, statement in statements.items()
+            if statement["Effect"] == "Allow" and "*" in str(statement["Principal"])
+        ]
+        assert wildcard == [], name
 
 
-def test_each_email_subscribes_to_both_topics(prod: StackRender, tuned: StackRender) -> None:
-    assert prod.of_type(SUBSCRIPTION) == []  # alerts.emails may be empty
+def test_each_email_subscribes_to_both_topics(tuned: StackRender) -> None:
+    unprotected = rendered("prod", {"security.protect": False, "alerts.emails": []})
+    assert unprotected.of_type(SUBSCRIPTION) == []  # alerts.emails may be empty on an unprotected stack
     subscriptions = sorted(
         (r.inputs["topic"], r.inputs["endpoint"], r.inputs["protocol"]) for r in tuned.of_type(SUBSCRIPTION)
     )

@@ -535,3 +535,16 @@ def test_bad_alert_and_scaling_keys_stop_before_any_resource():
     message = errors_for({"alerts.backlogMinutes": 0, "worker.scaling.targetBacklogPerInstance": -1})
     assert "django-stack:alerts.backlogMinutes: got 0" in message
     assert "django-stack:worker.scaling.targetBacklogPerInstance: got -1" in message
+
+
+def test_a_protected_stack_without_an_alert_subscriber_is_refused():
+    message = errors_for({"alerts.emails": []})
+    assert message.splitlines()[1:] == [
+        "django-stack:alerts.emails: empty while security.protect is true; a protected stack's alarms and "
+        "broker events would reach nobody: list at least one address (each confirms by mail)"
+    ]
+
+
+def test_an_unprotected_stack_may_have_no_alert_subscriber():
+    values = {**prod_config_values(), "alerts": json.dumps({}), "security": json.dumps({"protect": False})}
+    assert load_settings(values, stack="prod", region="eu-west-1").alerts.emails == ()
