@@ -87,7 +87,7 @@ access = InstanceAccess(
         tags=tags,
         kinds=["web", "worker", *([beat_kind] if beat_kind else [])],
         metrics_kind=beat_kind,
-        metrics_namespace=layout.METRICS_NAMESPACE,
+        metrics_namespace=layout.metrics_namespace(settings.project, settings.stack),
     ),
 )
 # The instances' log groups, one per role: /django-stack/<stack>/<role>.
@@ -264,7 +264,7 @@ def sizes(role: WebSettings | WorkerSettings) -> GroupSize:
 # What the Beat instance publishes (the machine contract), read by the alarms, the dashboard and
 # the worker group's scaling policy.
 celery_metrics = CeleryMetrics(
-    namespace=layout.METRICS_NAMESPACE,
+    namespace=layout.metrics_namespace(settings.project, settings.stack),
     backlog_metric=layout.QUEUE_BACKLOG_METRIC,
     heartbeat_metric=layout.BEAT_HEARTBEAT_METRIC,
     stack_dimension=layout.STACK_DIMENSION,

@@ -24,6 +24,7 @@ ALARM_TOPIC = f"arn:aws:sns:eu-west-1:{ACCOUNT}:prod-alerts"
 EVENTS_TOPIC = f"arn:aws:sns:eu-west-1:{ACCOUNT}:prod-broker-events"
 NODES = ("prod-redis-group-id-001", "prod-redis-group-id-002")  # the mock group's id, -001, -002
 EMAILS = ["ops@example.com", "oncall+django@example.org"]
+PROD_METRICS = "DjangoStack/Celery/django-stack/prod"  # the prod stack's own metrics namespace
 # One render per override set: every config key of `alerts` changed at once.
 TUNED = {
     "alerts": {
@@ -232,7 +233,7 @@ def test_each_queue_alarms_on_its_backlog_and_beat_on_its_heartbeat(prod: StackR
     for queue in ("default", "long"):
         alarm = found[f"prod-queue-backlog-{queue}"]
         assert reading(alarm) == (
-            "DjangoStack/Celery",
+            PROD_METRICS,
             "QueueBacklog",
             {"Stack": "prod", "Queue": queue},
             "Maximum",
@@ -241,7 +242,7 @@ def test_each_queue_alarms_on_its_backlog_and_beat_on_its_heartbeat(prod: StackR
         assert rule(alarm) == ("GreaterThanThreshold", 100, 10, 10, "notBreaching")
         assert rule(alarms(tuned)[f"prod-queue-backlog-{queue}"])[:3] == ("GreaterThanThreshold", 250, 20)
     heartbeat = found["prod-beat-heartbeat"]
-    assert reading(heartbeat) == ("DjangoStack/Celery", "BeatHeartbeat", {"Stack": "prod"}, "Minimum", 60)
+    assert reading(heartbeat) == (PROD_METRICS, "BeatHeartbeat", {"Stack": "prod"}, "Minimum", 60)
     # 2 periods without a heartbeat (missing data counts) pages.
     assert rule(heartbeat) == ("LessThanThreshold", 1, 2, 2, "breaching")
 
@@ -366,7 +367,7 @@ def test_the_worker_group_tracks_backlog_per_in_service_instance(prod: StackRend
     for qid, queue in (("backlog_0", "default"), ("backlog_1", "long")):
         assert metrics[qid]["metricStat"] == {
             "metric": {
-                "namespace": "DjangoStack/Celery",
+                "namespace": PROD_METRICS,
                 "metricName": "QueueBacklog",
                 "dimensions": [{"name": "Stack", "value": "prod"}, {"name": "Queue", "value": queue}],
             },
@@ -426,7 +427,7 @@ def test_the_dashboard_draws_what_the_issue_asks_for(prod: StackRender) -> None:
         "Instances missing (desired - in service)",
     ]
     assert [line[:6] for line in panels["Queue backlog (messages waiting)"]] == [
-        ["DjangoStack/Celery", "QueueBacklog", "Stack", "prod", "Queue", queue] for queue in ("default", "long")
+        [PROD_METRICS, "QueueBacklog", "Stack", "prod", "Queue", queue] for queue in ("default", "long")
     ]
     assert [line[:4] for line in panels["Broker memory used (%)"]] == [
         ["AWS/ElastiCache", "DatabaseMemoryUsagePercentage", "CacheClusterId", node] for node in NODES
