@@ -7,7 +7,7 @@ import gc
 
 import pulumi
 import pulumi_aws as aws
-from pulumi.runtime.config import CONFIG, get_config_env
+from pulumi.runtime.config import CONFIG, get_config_env, get_config_secret_keys_env, is_config_secret
 
 from components.access import AccessArgs, InstanceAccess
 from components.alerting import AlertTopics, AlertTopicsArgs, Monitoring, MonitoringArgs
@@ -40,15 +40,43 @@ def stack_config() -> dict[str, object]:
     return {key.removeprefix(prefix): value for key, value in values.items() if key.startswith(prefix)}
 
 
+def secret_keys(keys: list[str]) -> list[str]:
+    """The keys the engine marks secret (`pulumi config set --secret`): it hands them over decrypted."""
+    marked = set(get_config_secret_keys_env())
+    return [key for key in keys if f"{PROJECT}:{key}" in marked or is_config_secret(f"{PROJECT}:{key}")]
+
+
 def read_settings() -> Settings:
+    config = stack_config()
     try:
-        return load_settings(stack_config(), stack=pulumi.get_stack(), region=pulumi.Config("aws").get("region"))
+        return load_settings(
+            config,
+            stack=pulumi.get_stack(),
+            region=pulumi.Config("aws").get("region"),
+            secret_keys=secret_keys(list(config)),
+        )
     except ConfigError as error:
         # RunError: the engine prints the message alone, without a Python traceback.
         raise pulumi.RunError(f"invalid stack config ({pulumi.get_stack()}):\n{error}") from None
 
 
+def check_pinned_image(settings: Settings) -> None:
+    """A pinned amiId must be an image of the stack's architecture: only AWS knows, so ask it (one
+    lookup, in the preview too) before any resource, rather than boot instances that cannot run it."""
+    ami_id = settings.instances.ami_id
+    if ami_id is None:
+        return  # the program looks up Debian's image for instances.architecture itself
+    image = aws.ec2.get_ami(filters=[{"name": "image-id", "values": [ami_id]}])
+    if image.architecture != settings.instances.architecture:
+        raise pulumi.RunError(
+            f"invalid stack config ({pulumi.get_stack()}):\n{PROJECT}:instances.amiId: {ami_id} is an "
+            f"{image.architecture} image while instances.architecture is {settings.instances.architecture}: "
+            "pin an image of that architecture or change instances.architecture"
+        )
+
+
 settings = read_settings()
+check_pinned_image(settings)
 tags = {layout.PROJECT_TAG: settings.project, layout.STACK_TAG: settings.stack}
 name = settings.stack
 
@@ -138,7 +166,7 @@ network = Network(
         vpc_id=settings.network.vpc_id,
         private_subnet_ids=settings.network.private_subnet_ids,
         public_subnet_ids=settings.network.public_subnet_ids,
-        vpc_cidr=settings.network.vpc_cidr,
+        vpc_cidr=settings.network.cidr,
         availability_zones=settings.network.availability_zones,
         nat_gateways=settings.network.nat_gateways,
         region=settings.region,
