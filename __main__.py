@@ -79,6 +79,8 @@ settings = read_settings()
 check_pinned_image(settings)
 tags = {layout.PROJECT_TAG: settings.project, layout.STACK_TAG: settings.stack}
 name = settings.stack
+# What every ARN the program writes starts with: arn:aws, arn:aws-us-gov, arn:aws-cn...
+partition = layout.partition(settings.region)
 
 account_id = aws.get_caller_identity_output().account_id
 secret_parameters = [
@@ -88,7 +90,7 @@ secret_parameters = [
 
 
 def parameter_arn(parameter: str) -> pulumi.Output[str]:
-    return account_id.apply(lambda account: f"arn:aws:ssm:{settings.region}:{account}:parameter{parameter}")
+    return account_id.apply(lambda account: f"arn:{partition}:ssm:{settings.region}:{account}:parameter{parameter}")
 
 
 release_parameter = settings.parameter_name(layout.RELEASE_PARAMETER)
@@ -116,6 +118,7 @@ access = InstanceAccess(
         kinds=["web", "worker", *([beat_kind] if beat_kind else [])],
         metrics_kind=beat_kind,
         metrics_namespace=layout.metrics_namespace(settings.project, settings.stack),
+        partition=partition,
     ),
 )
 # The instances' log groups, one per role: /django-stack/<stack>/<role>.
@@ -135,7 +138,7 @@ else:
             region=settings.region,
             account_id=account_id,
             administrator_arn=security_settings.key_administrator_arn
-            or account_id.apply(lambda account: f"arn:aws:iam::{account}:root"),
+            or account_id.apply(lambda account: f"arn:{partition}:iam::{account}:root"),
             instance_role_arns=list(access.role_arns.values()),
             parameter_path=settings.parameter_name(""),
             log_group_prefixes=(f"{name}-", instance_log_group_prefix),
@@ -144,6 +147,7 @@ else:
             protect=security_settings.protect,
             tags=tags,
             alarm_topic_name=alarm_topic_name,
+            partition=partition,
         ),
     ).key_arn
 alerts = settings.alerts
@@ -158,6 +162,7 @@ alert_topics = AlertTopics(
         kms_key_arn=kms_key_arn,
         emails=alerts.emails,
         tags=tags,
+        partition=partition,
     ),
 )
 network = Network(
@@ -176,6 +181,7 @@ network = Network(
         artifact_location=artifact_location,
         log_agent_bucket=settings.logs.agent == "install",
         tags=tags,
+        partition=partition,
     ),
 )
 secrets = Secrets(

@@ -483,10 +483,11 @@ _PARAMETER_READS: Final = (
     "ssm:GetParametersByPath",
     "ssm:GetParameterHistory",
 )
-# AWS-managed policies that allow ssm:GetParameter* on "*" (their published documents).
+# AWS-managed policies that allow ssm:GetParameter* on "*" (their published documents), in any
+# partition (arn:aws-us-gov:iam::aws:policy/..., arn:aws-cn:...).
+_MANAGED_POLICY_ARN = re.compile(r"\Aarn:aws(-[a-z]+)*:iam::aws:policy/(?P<name>.+)\Z")
 _MANAGED_PARAMETER_READERS: Final = frozenset(
-    f"arn:aws:iam::aws:policy/{name}"
-    for name in (
+    {
         "AmazonSSMManagedInstanceCore",
         "service-role/AmazonEC2RoleforSSM",
         "AmazonSSMReadOnlyAccess",
@@ -494,7 +495,7 @@ _MANAGED_PARAMETER_READERS: Final = frozenset(
         "ReadOnlyAccess",
         "PowerUserAccess",
         "AdministratorAccess",
-    )
+    }
 )
 
 
@@ -544,7 +545,7 @@ def no_parameter_reads_on_everything(resource_type: str, props: Mapping[str, Any
     problems = [
         f"{arn} allows ssm:GetParameter* on every parameter: grant the stack's parameters by ARN instead"
         for arn in attached
-        if arn in _MANAGED_PARAMETER_READERS
+        if (managed := _MANAGED_POLICY_ARN.match(str(arn))) and managed["name"] in _MANAGED_PARAMETER_READERS
     ]
     for statement in _statements(resource_type, props):
         if not _reads_parameters(statement):

@@ -7,6 +7,7 @@ by statement, never matched as text."""
 from __future__ import annotations
 
 import json
+import re
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -237,3 +238,19 @@ def test_the_per_stack_namespace_updates_an_existing_stack_in_place(prod, monkey
     }
     for (type_, name), inputs in changed.items():
         assert not inputs & REPLACED_ON_CHANGE[type_], (type_, name, inputs)
+
+
+ARN_PARTITION = re.compile(r"\barn:([a-z-]*):")
+
+
+def partitions_named(value: Any) -> set[str]:
+    """The partition of every ARN in a resource's inputs, policy documents (JSON text) included."""
+    return set(ARN_PARTITION.findall(json.dumps(value)))
+
+
+@pytest.mark.parametrize(("region", "partition"), [("us-gov-west-1", "aws-us-gov"), ("cn-north-1", "aws-cn")])
+def test_every_arn_the_program_writes_names_the_regions_partition(region: str, partition: str) -> None:
+    stack = render_stack("prod", {"aws:region": region})
+    wrong = {r.name: found for r in stack.resources if (found := partitions_named(r.inputs) - {partition})}
+    assert wrong == {}
+    assert partition in partitions_named([r.inputs for r in stack.resources])

@@ -150,6 +150,14 @@ RELEASE_PARAMETER_ACTION = "ssm:GetParameter"
 REGION_PATTERN = r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d"
 
 
+# Region prefix -> the partition its ARNs name (arn:<partition>:...); every other region is "aws".
+PARTITIONS = (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"), ("us-isob-", "aws-iso-b"), ("us-iso-", "aws-iso"))
+
+
+def partition(region: str) -> str:
+    return next((name for prefix, name in PARTITIONS if region.startswith(prefix)), "aws")
+
+
 def parameter_name(project: str, stack: str, purpose: str) -> str:
     """One tree per stack, so IAM can grant exactly a stack's parameters."""
     return f"/{project}/{stack}/{purpose}"

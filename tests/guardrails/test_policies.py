@@ -669,8 +669,10 @@ def test_a_read_of_another_named_tree_or_a_deny_passes(prod: StackRender) -> Non
     assert rules.no_parameter_reads_on_everything(rules.ROLE_POLICY, policy) == []
 
 
-def test_ssm_managed_instance_core_attached_violates(prod: StackRender) -> None:
-    attachment = {"role": "prod-worker-role", "policyArn": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"}
+@pytest.mark.parametrize("partition", ["aws", "aws-us-gov", "aws-cn"])
+def test_ssm_managed_instance_core_attached_violates(prod: StackRender, partition: str) -> None:
+    arn = f"arn:{partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    attachment = {"role": "prod-worker-role", "policyArn": arn}
     problems = rules.no_parameter_reads_on_everything(rules.POLICY_ATTACHMENT, attachment)
     assert len(problems) == 1 and "AmazonSSMManagedInstanceCore" in problems[0]
     role = {**inputs_of(prod, "prod-worker-role", rules.ROLE), "managedPolicyArns": [attachment["policyArn"]]}
