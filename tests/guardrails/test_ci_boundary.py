@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from offline_render.release_location import release_location
 from tests import REPO_ROOT
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
@@ -257,3 +258,44 @@ def test_the_stack_jobs_take_role_and_secrets_from_their_environment_only() -> N
     # Nothing passes repository secrets down: only the environment's reach the called job.
     for name, caller in load(WORKFLOWS / "deploy.yml")["jobs"].items():
         assert "secrets" not in caller, name
+
+
+def shipping(jobs: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """stack -> (job, environment) of each job shipping a release."""
+    return {
+        job["with"]["stack"]: (name, job["with"]["environment"])
+        for name, job in jobs.items()
+        if job.get("uses") == "./.github/workflows/ship-release.yml"
+    }
+
+
+def release_road_problems(jobs: dict[str, Any]) -> list[str]:
+    ships = shipping(jobs)
+    (staging, staging_environment), (prod, prod_environment) = ships["staging"], ships["prod"]
+    problems = []
+    if staging not in needed(jobs, prod) or "if" in jobs[prod]:
+        problems.append(f"{prod} may ship before {staging} shipped and verified")
+    if (staging_environment, prod_environment) != ("staging", "production"):
+        problems.append(f"environments {staging_environment}, {prod_environment}")
+    return problems
+
+
+def test_an_app_release_is_built_without_credentials_then_shipped_to_staging_then_prod() -> None:
+    workflow = load(WORKFLOWS / "release.yml")
+    assert events(workflow) == {"workflow_dispatch"}
+    jobs = workflow["jobs"]
+    assert reach(jobs["build"]) == []
+    assert 'bash scripts/build-release.sh "$RELEASE"' in step_commands(jobs["build"])
+    assert release_road_problems(jobs) == []
+    # One queue with the stack updates: an app deploy never overlaps a `pulumi up`.
+    assert workflow["concurrency"] == load(WORKFLOWS / "deploy.yml")["concurrency"]
+    skipping = {**jobs, "prod": {**jobs["prod"], "needs": "build"}}
+    assert release_road_problems(skipping) == ["prod may ship before staging shipped and verified"]
+    (ship,) = load(WORKFLOWS / "ship-release.yml")["jobs"].values()
+    commands = step_commands(ship)
+    assert '.venv/bin/python -m ops deploy --stack "$STACK" --region "$REGION" --release "$RELEASE"' in commands
+    assert '.venv/bin/python -m ops verify --stack "$STACK" --region "$REGION"' in commands
+
+
+def test_the_ship_job_reads_where_releases_go_from_the_stack_file() -> None:
+    assert release_location("prod") == ("eu-west-1", "s3://example-django-stack-releases/releases/")
