@@ -666,10 +666,11 @@ def test_every_graviton_family_the_provider_knows_is_arm64():
     assert instance_type_architecture("g5g.xlarge") == "arm64"
 
 
-def test_a_pinned_image_of_another_architecture_is_refused_before_any_resource():
+@pytest.mark.parametrize("preview", [True, False], ids=["preview", "up"])
+def test_a_pinned_image_of_another_architecture_is_refused_before_any_resource(preview):
     # The mocked lookup answers an x86_64 image, as AWS would for an amd64 Debian AMI.
     arm64 = {"instances.architecture": "arm64", "web.instanceType": "t4g.small", "worker.instanceType": "t4g.medium"}
-    message = errors_for({**arm64, "instances.amiId": "ami-0123456789abcdef0"})
+    message = errors_for({**arm64, "instances.amiId": "ami-0123456789abcdef0"}, preview=preview)
     assert message.splitlines()[1:] == [
         "django-stack:instances.amiId: ami-0123456789abcdef0 is an x86_64 image while instances.architecture is "
         "arm64: pin an image of that architecture or change instances.architecture"
