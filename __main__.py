@@ -7,7 +7,7 @@ import gc
 
 import pulumi
 import pulumi_aws as aws
-from pulumi.runtime.config import CONFIG, get_config_env
+from pulumi.runtime.config import CONFIG, get_config_env, get_config_secret_keys_env, is_config_secret
 
 from components.access import AccessArgs, InstanceAccess
 from components.alerting import AlertTopics, AlertTopicsArgs, Monitoring, MonitoringArgs
@@ -41,23 +41,50 @@ def stack_config() -> dict[str, object]:
     return {key.removeprefix(prefix): value for key, value in values.items() if key.startswith(prefix)}
 
 
+def secret_keys(keys: list[str]) -> list[str]:
+    """The keys the engine marks secret (`pulumi config set --secret`): it hands them over decrypted."""
+    marked = set(get_config_secret_keys_env())
+    project = pulumi.get_project()
+    return [key for key in keys if f"{project}:{key}" in marked or is_config_secret(f"{project}:{key}")]
+
+
 def read_settings() -> Settings:
+    config = stack_config()
     try:
         return load_settings(
-            stack_config(),
+            config,
             project=pulumi.get_project(),
             stack=pulumi.get_stack(),
             region=pulumi.Config("aws").get("region"),
+            secret_keys=secret_keys(list(config)),
         )
     except ConfigError as error:
         # RunError: the engine prints the message alone, without a Python traceback.
         raise pulumi.RunError(f"invalid stack config ({pulumi.get_stack()}):\n{error}") from None
 
 
+def check_pinned_image(settings: Settings) -> None:
+    """A pinned amiId must be an image of the stack's architecture: only AWS knows, so ask it (one
+    lookup, in the preview too) before any resource, rather than boot instances that cannot run it."""
+    ami_id = settings.instances.ami_id
+    if ami_id is None:
+        return  # the program looks up Debian's image for instances.architecture itself
+    image = aws.ec2.get_ami(filters=[{"name": "image-id", "values": [ami_id]}])
+    if image.architecture != settings.instances.architecture:
+        raise pulumi.RunError(
+            f"invalid stack config ({pulumi.get_stack()}):\n{pulumi.get_project()}:instances.amiId: {ami_id} is an "
+            f"{image.architecture} image while instances.architecture is {settings.instances.architecture}: "
+            "pin an image of that architecture or change instances.architecture"
+        )
+
+
 settings = read_settings()
+check_pinned_image(settings)
 tags = {layout.PROJECT_TAG: settings.project, layout.STACK_TAG: settings.stack}
 # Every resource's name starts with it; AWS's names that must be unique in an account too.
 name = layout.resource_prefix(settings.project, settings.stack)
+# What every ARN the program writes starts with: arn:aws, arn:aws-us-gov, arn:aws-cn...
+partition = layout.partition(settings.region)
 
 account_id = aws.get_caller_identity_output().account_id
 secret_parameters = [
@@ -67,7 +94,7 @@ secret_parameters = [
 
 
 def parameter_arn(parameter: str) -> pulumi.Output[str]:
-    return account_id.apply(lambda account: f"arn:aws:ssm:{settings.region}:{account}:parameter{parameter}")
+    return account_id.apply(lambda account: f"arn:{partition}:ssm:{settings.region}:{account}:parameter{parameter}")
 
 
 release_parameter = settings.parameter_name(layout.RELEASE_PARAMETER)
@@ -94,7 +121,8 @@ access = InstanceAccess(
         tags=tags,
         kinds=["web", "worker", *([beat_kind] if beat_kind else [])],
         metrics_kind=beat_kind,
-        metrics_namespace=layout.METRICS_NAMESPACE,
+        metrics_namespace=layout.metrics_namespace(settings.project, settings.stack),
+        partition=partition,
     ),
 )
 # The instances' log groups, one per role: /<project>/<stack>/<role>.
@@ -114,7 +142,7 @@ else:
             region=settings.region,
             account_id=account_id,
             administrator_arn=security_settings.key_administrator_arn
-            or account_id.apply(lambda account: f"arn:aws:iam::{account}:root"),
+            or account_id.apply(lambda account: f"arn:{partition}:iam::{account}:root"),
             instance_role_arns=list(access.role_arns.values()),
             parameter_path=settings.parameter_name(""),
             log_group_prefixes=(f"{name}-", instance_log_group_prefix),
@@ -123,6 +151,7 @@ else:
             protect=security_settings.protect,
             tags=tags,
             alarm_topic_name=alarm_topic_name,
+            partition=partition,
         ),
     ).key_arn
 alerts = settings.alerts
@@ -137,6 +166,7 @@ alert_topics = AlertTopics(
         kms_key_arn=kms_key_arn,
         emails=alerts.emails,
         tags=tags,
+        partition=partition,
     ),
 )
 network = Network(
@@ -145,7 +175,7 @@ network = Network(
         vpc_id=settings.network.vpc_id,
         private_subnet_ids=settings.network.private_subnet_ids,
         public_subnet_ids=settings.network.public_subnet_ids,
-        vpc_cidr=settings.network.vpc_cidr,
+        vpc_cidr=settings.network.cidr,
         availability_zones=settings.network.availability_zones,
         nat_gateways=settings.network.nat_gateways,
         region=settings.region,
@@ -155,6 +185,7 @@ network = Network(
         artifact_location=artifact_location,
         log_agent_bucket=settings.logs.agent == "install",
         tags=tags,
+        partition=partition,
     ),
 )
 secrets = Secrets(
@@ -282,7 +313,7 @@ def sizes(role: WebSettings | WorkerSettings) -> GroupSize:
 # What the Beat instance publishes (the machine contract), read by the alarms, the dashboard and
 # the worker group's scaling policy.
 celery_metrics = CeleryMetrics(
-    namespace=layout.METRICS_NAMESPACE,
+    namespace=layout.metrics_namespace(settings.project, settings.stack),
     backlog_metric=layout.QUEUE_BACKLOG_METRIC,
     heartbeat_metric=layout.BEAT_HEARTBEAT_METRIC,
     stack_dimension=layout.STACK_DIMENSION,

@@ -10,10 +10,13 @@ validated on its own, so every broken section is reported in one run.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from importlib.metadata import version
 from ipaddress import IPv4Network, collapse_addresses
 from typing import Annotated, Any, Literal, get_args
 
@@ -99,6 +102,12 @@ def _problem(key: str, message: str) -> ValueError:
     return ValueError(f"{key}: {message}")
 
 
+SubnetId = Annotated[
+    str, Meta(pattern=_full(r"subnet-[0-9a-f]{8,17}"), description='a subnet id, e.g. "subnet-0a1b2c3d4e5f67890"')
+]
+DEFAULT_VPC_CIDR = "10.40.0.0/16"
+
+
 class NetworkSettings(_Section, frozen=True):
     """An existing VPC (`vpcId` + `privateSubnetIds`) or, when none is given, a new one."""
 
@@ -106,20 +115,22 @@ class NetworkSettings(_Section, frozen=True):
         Annotated[str, Meta(pattern=_full(r"vpc-[0-9a-f]{8,17}"), description='a VPC id, e.g. "vpc-0a1b2c3d4e5f67890"')]
         | None
     ) = None
-    private_subnet_ids: tuple[
-        Annotated[
-            str,
-            Meta(pattern=_full(r"subnet-[0-9a-f]{8,17}"), description='a subnet id, e.g. "subnet-0a1b2c3d4e5f67890"'),
-        ],
-        ...,
-    ] = ()
-    vpc_cidr: Cidr = "10.40.0.0/16"
+    private_subnet_ids: tuple[SubnetId, ...] = ()
+    # A new VPC's range; None: DEFAULT_VPC_CIDR (read it through `cidr`). Refused beside vpcId,
+    # where it would be silently ignored.
+    vpc_cidr: Cidr | None = None
     availability_zones: Annotated[int, Meta(ge=2, le=6)] = 2
     nat_gateways: Literal["single", "perAz"] = "single"
     # An existing VPC's public subnets: where the load balancer goes (a new VPC has its own).
-    public_subnet_ids: tuple[Annotated[str, Meta(pattern=r"^subnet-[0-9a-f]{8,17}$")], ...] = ()
+    public_subnet_ids: tuple[SubnetId, ...] = ()
+
+    @property
+    def cidr(self) -> str:
+        return self.vpc_cidr or DEFAULT_VPC_CIDR
 
     def __post_init__(self) -> None:
+        if self.vpc_id and self.vpc_cidr:
+            raise _problem("vpcCidr", "only for a new VPC; an existing VPC (vpcId) keeps its own range: remove vpcCidr")
         if not self.vpc_id and self.public_subnet_ids:
             raise _problem("publicSubnetIds", "only allowed together with vpcId")
         if self.public_subnet_ids and len(set(self.public_subnet_ids)) < 2:
@@ -132,13 +143,13 @@ class NetworkSettings(_Section, frozen=True):
             )
         if not self.vpc_id and self.private_subnet_ids:
             raise _problem("privateSubnetIds", "only allowed together with vpcId")
-        prefix = _network("vpcCidr", self.vpc_cidr).prefixlen
+        prefix = _network("vpcCidr", self.cidr).prefixlen
         if prefix < 16:
-            raise _problem("vpcCidr", f"{self.vpc_cidr} is larger than AWS allows; use a /16 to /20")
+            raise _problem("vpcCidr", f"{self.cidr} is larger than AWS allows; use a /16 to /20")
         # AWS accepts down to /28, but the subnet plan (network.py) cuts the VPC into 16 blocks
         # and gives each zone's private subnet one: a /20 leaves each a /24 (251 addresses).
         if prefix > 20:
-            raise _problem("vpcCidr", f"{self.vpc_cidr} is too small for one /24 per zone; use a /16 to /20")
+            raise _problem("vpcCidr", f"{self.cidr} is too small for one /24 per zone; use a /16 to /20")
 
 
 def _network(key: str, cidr: str) -> IPv4Network:
@@ -328,6 +339,13 @@ class AppSettings(_Section, frozen=True):
                     raise _problem(f"{key}.{name}", f'got {value!r}, not text; quote it in the stack file: "{value}"')
                 if not rule.fullmatch(value):
                     raise _problem(f"{key}.{name}", f"got {value!r}; use {allowed}")
+        for name, value in self.environment.items():
+            if looks := credential_problem(name, str(value)):
+                raise _problem(
+                    f"environment.{name}",
+                    f"{looks}: app.environment lands in plain user-data, readable by anyone who may describe "
+                    "the instances; store it in Parameter Store (SecureString) and name it in app.secretParameters",
+                )
         if both := sorted(set(self.environment) & set(self.secret_parameters)):
             raise _problem("secretParameters", f"{', '.join(both)} also set in environment; set each name once")
 
@@ -352,6 +370,21 @@ ENV_VALUE_RULE = "up to 4096 characters without single quotes or line breaks"
 # Parameter Store's own rule for a name in a hierarchy (a path), and no `aws`/`ssm` prefix.
 PARAMETER_NAME = re.compile(r"/(?![Aa][Ww][Ss]|[Ss][Ss][Mm])[A-Za-z0-9_.\-/]{1,1010}")
 PARAMETER_NAME_RULE = 'a Parameter Store path, e.g. "/myapp/prod/email-api-key"'
+
+# Names and values that carry a credential (issue 22): these belong in app.secretParameters.
+_CREDENTIAL_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|_KEY\Z")
+# scheme://user:password@ (a password in the URL's userinfo, user name possibly empty).
+_URL_WITH_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#@\s:]*:[^/?#@\s]+@")
+
+
+def credential_problem(name: str, value: str) -> str | None:
+    """Why an env name or value looks like a credential, in words, or None."""
+    if found := _CREDENTIAL_NAME.search(name):
+        return "the name ends in _KEY" if found[0] == "_KEY" else f"the name contains {found[0]}"
+    if _URL_WITH_PASSWORD.search(value):
+        return "the value is a URL with a password (user:password@)"
+    return None
+
 
 _BUCKET_CHARACTERS = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IP_LIKE = re.compile(r"\d+\.\d+\.\d+\.\d+")
@@ -406,7 +439,11 @@ def _check_sizes(min_size: int, desired_capacity: int, max_size: int) -> None:
 
 
 TargetGroupArn = Annotated[
-    str, Meta(pattern=r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/\S+$")
+    str,
+    Meta(
+        pattern=_full(r"arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/\S+"),
+        description='a target group ARN, e.g. "arn:aws:elasticloadbalancing:<region>:<account>:targetgroup/web/<id>"',
+    ),
 ]
 
 
@@ -582,17 +619,44 @@ class LoadBalancerSettings(_Section, frozen=True):
 
     enabled: bool = True
     certificate_arn: (
-        Annotated[str, Meta(pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$")] | None
+        Annotated[
+            str,
+            Meta(
+                pattern=_full(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+"),
+                description='an ACM certificate ARN, e.g. "arn:aws:acm:eu-west-1:123456789012:certificate/<id>"',
+            ),
+        ]
+        | None
     ) = None
-    domain: Annotated[str, Meta(pattern=rf"^{_HOST_NAME}$")] | None = None
-    hosted_zone_id: Annotated[str, Meta(pattern=r"^Z[A-Z0-9]{1,31}$")] | None = None
+    domain: (
+        Annotated[str, Meta(pattern=_full(_HOST_NAME), description='a lowercase DNS name, e.g. "app.example.com"')]
+        | None
+    ) = None
+    hosted_zone_id: (
+        Annotated[str, Meta(pattern=_full(r"Z[A-Z0-9]{1,31}"), description='a Route 53 zone id, e.g. "Z0123456789ABC"')]
+        | None
+    ) = None
     # Liveness, not readiness: the group replaces instances that fail it, so it must not depend on
     # the shared broker (a Redis outage would otherwise replace every web instance, in a loop).
     health_check_path: str = "/livez"
     # A bucket whose policy already lets Elastic Load Balancing write to it (AWS's access-log
     # guide); none: no access logs.
-    access_logs_bucket: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")] | None = None
-    access_logs_prefix: Annotated[str, Meta(pattern=r"^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$")] = ""
+    access_logs_bucket: (
+        Annotated[
+            str,
+            Meta(
+                pattern=_full(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"), description='an S3 bucket name, e.g. "my-alb-logs"'
+            ),
+        ]
+        | None
+    ) = None
+    access_logs_prefix: Annotated[
+        str,
+        Meta(
+            pattern=_full(r"([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?"),
+            description='"" or folders without leading or trailing "/", e.g. "alb/prod"',
+        ),
+    ] = ""
 
     def __post_init__(self) -> None:
         # The ALB's own rule (1-1024 characters, from /); checked here for a message naming the key.
@@ -676,7 +740,16 @@ class SecuritySettings(_Section, frozen=True):
     kms_key_arn: str | None = None
     # Who administers the stack key (never uses it to decrypt outside SSM, ElastiCache, EC2):
     # the account (its IAM policies decide) unless a deploy role is named here.
-    key_administrator_arn: Annotated[str, Meta(pattern=_IAM_PRINCIPAL_ARN)] | None = None
+    key_administrator_arn: (
+        Annotated[
+            str,
+            Meta(
+                pattern=_IAM_PRINCIPAL_ARN,
+                description='an IAM root, role or user ARN, e.g. "arn:aws:iam::123456789012:role/deploy"',
+            ),
+        ]
+        | None
+    ) = None
     flow_log_retention_days: int = 90
     # Refuse to delete the Redis replication group and the stack key (`pulumi destroy` and
     # replacements fail) until this is turned off on purpose.
@@ -829,11 +902,17 @@ REGION_NAME = re.compile(REGION_PATTERN)
 
 
 def load_settings(
-    raw: Mapping[str, Any], *, stack: str, region: str | None, project: str = ORIGINAL_PROJECT
+    raw: Mapping[str, Any],
+    *,
+    stack: str,
+    region: str | None,
+    project: str = ORIGINAL_PROJECT,
+    secret_keys: Collection[str] = (),
 ) -> Settings:
     """Builds the settings from the project's config values (key without namespace -> value).
 
     Values arrive as Pulumi passes them: objects and lists as JSON text, scalars as strings.
+    `secret_keys`: the keys the engine marks secret (set with `pulumi config set --secret`).
     Raises ConfigError listing every problem, one line each, named as it is set: `aws:region`,
     and the project's own keys in its namespace (`<project>:<key>`, written here without it).
     """
@@ -856,9 +935,17 @@ def load_settings(
             problems.append(f"{key}: unknown key; allowed keys here: {', '.join(SECTIONS)}")
     values, replaced = _without_replaced_keys(values)
     problems += replaced
+    # The engine hands the program a secret decrypted and marks its whole key; the stack file (and
+    # so the offline render) holds it as {"secure": ...}. Either way it would go out in plain text.
+    secret = [(key, "") for key in sorted(set(secret_keys) & set(values))]
+    secret += [(key, path) for key, value in values.items() for path in _secure_paths(value) if key not in secret_keys]
+    problems += [f"{key}{path}: {SECRET_IN_CONFIG}" for key, path in secret]
+    unread = {key for key, _ in secret}  # reported above: not judged again as a wrongly typed value
 
     sections: dict[str, Any] = {}
     for key, section in SECTIONS.items():
+        if key in unread:
+            continue
         try:
             # strict=False: the CLI stores `pulumi config set --path web.desiredCapacity 3` as a string.
             sections[key] = msgspec.convert(values.get(key, {}), section, strict=False)
@@ -903,6 +990,23 @@ def _name_problems(project: str, stack: str) -> list[str]:
     return []
 
 
+SECRET_IN_CONFIG = (
+    "a `pulumi config set --secret` value; stack config lands in plain user-data or in the state, so "
+    "no key here takes a secret: store it in Parameter Store (SecureString) and name it in app.secretParameters"
+)
+
+
+def _secure_paths(value: Any, path: str = "") -> list[str]:
+    """Where a stack file's encrypted values ({"secure": "v1:..."}) sit in one key's value."""
+    if isinstance(value, dict):
+        if list(value) == ["secure"]:
+            return [path]
+        return [found for key, inner in value.items() for found in _secure_paths(inner, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [found for index, inner in enumerate(value) for found in _secure_paths(inner, f"{path}[{index}]")]
+    return []
+
+
 def _snake(key: str) -> str:
     return re.sub(r"[A-Z]", lambda upper: "_" + upper[0].lower(), key)
 
@@ -931,14 +1035,82 @@ def _without_replaced_keys(values: dict[str, Any]) -> tuple[dict[str, Any], list
     return cleaned, problems
 
 
+# The Graviton families (every other family is x86_64), for the instance types the provider
+# knows (ec2_instance_types); tests/test_config.py fails when a newer pulumi-aws brings a family
+# named like Graviton's (generation digit, then "g") that is missing here.
+ARM64_FAMILIES = frozenset(
+    {
+        *("a1", "g5g", "hpc7g", "i4g", "i8g", "i8ge", "im4gn", "is4gen", "t4g", "x2gd", "x8g", "p6e-gb200"),
+        *("c6g", "c6gd", "c6gn", "c7g", "c7gd", "c7gn", "c8g", "c8gb", "c8gd", "c8gn", "c9g", "c9gd"),
+        *("m6g", "m6gd", "m7g", "m7gd", "m8g", "m8gb", "m8gd", "m8gn", "m9g", "m9gd"),
+        *("r6g", "r6gd", "r7g", "r7gd", "r8g", "r8gb", "r8gd", "r8gn"),
+    }
+)
+
+
+@functools.cache
+def ec2_instance_types() -> tuple[frozenset[str], str]:
+    """Every EC2 instance type the installed AWS provider knows (its ec2.InstanceType, generated
+    from AWS's API model), and where the list comes from, for the error."""
+    # Imported here: only a stack's check needs it (pulumi_aws is the program's own dependency).
+    from pulumi_aws.ec2 import InstanceType
+
+    return frozenset(member.value for member in InstanceType), f"pulumi-aws {version('pulumi_aws')}'s ec2.InstanceType"
+
+
+def instance_type_architecture(instance_type: str) -> str:
+    return "arm64" if instance_type.split(".")[0] in ARM64_FAMILIES else "x86_64"
+
+
+def instance_type_problem(instance_type: str, architecture: str) -> str | None:
+    """Why AWS would refuse (or the image could not boot on) this type, in words, or None."""
+    known, source = ec2_instance_types()
+    if instance_type not in known:
+        near = difflib.get_close_matches(instance_type, known, n=1)
+        return (
+            f"not an EC2 instance type{f' (did you mean {near[0]!r}?)' if near else ''}; checked against "
+            f"{source}, so a type newer than that needs a newer pulumi-aws"
+        )
+    if instance_type.startswith("mac"):
+        return "Mac instances run on dedicated hosts only, which an Auto Scaling group cannot launch"
+    if (found := instance_type_architecture(instance_type)) != architecture:
+        return (
+            f"an {found} type while instances.architecture is {architecture} (the image's): "
+            f"choose a {architecture} type or set instances.architecture: {found}"
+        )
+    return None
+
+
+# The target group's deregistration_delay.timeout_seconds: 0 to 3600 (ELB's target group attributes).
+MAX_DEREGISTRATION_DELAY_SECONDS = 3600
+
+
 def _across_sections(sections: dict[str, Any], region: str | None) -> list[str]:
     """Rules that join two sections (or a section and the region)."""
     problems = []
     app, instances, network, web = sections["app"], sections["instances"], sections["network"], sections["web"]
+    for role, role_settings in (("web", web), ("worker", sections["worker"])):
+        if problem := instance_type_problem(role_settings.instance_type, instances.architecture):
+            problems.append(f"{role}.instanceType: got {role_settings.instance_type!r}; {problem}")
     load_balancer: LoadBalancerSettings = sections["loadBalancer"]
+    if sections["security"].protect and not sections["alerts"].emails:
+        problems.append(
+            f"alerts.emails: empty while security.protect is true; a protected stack's alarms and "
+            "broker events would reach nobody: list at least one address (each confirms by mail)"
+        )
     if app.source == "ami" and not instances.ami_id:
         problems.append("instances.amiId: required when app.source is 'ami' (the AMI carries the release)")
     if load_balancer.enabled:
+        # Imported here: userdata.render builds on this module's types.
+        from userdata.render import GUNICORN_GRACE_SECONDS
+
+        if web.gunicorn_timeout + GUNICORN_GRACE_SECONDS > MAX_DEREGISTRATION_DELAY_SECONDS:
+            problems.append(
+                f"web.gunicornTimeout: got {web.gunicorn_timeout}; at most "
+                f"{MAX_DEREGISTRATION_DELAY_SECONDS - GUNICORN_GRACE_SECONDS}: the load balancer drains an instance "
+                f"for gunicornTimeout + {GUNICORN_GRACE_SECONDS} s and allows at most "
+                f"{MAX_DEREGISTRATION_DELAY_SECONDS} s"
+            )
         if load_balancer.certificate_region and load_balancer.certificate_region != region:
             problems.append(
                 f"loadBalancer.certificateArn: a certificate in {load_balancer.certificate_region}; "

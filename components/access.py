@@ -64,6 +64,8 @@ class AccessArgs:
     # The kind whose role may cloudwatch:PutMetricData, only into metrics_namespace; None: none.
     metrics_kind: str | None = None
     metrics_namespace: str = ""
+    # The region's partition: what the ARNs this component writes start with (arn:<partition>:).
+    partition: str = "aws"
 
     def __post_init__(self) -> None:
         if self.metrics_kind is not None and (self.metrics_kind not in self.kinds or not self.metrics_namespace):
@@ -132,7 +134,7 @@ class InstanceAccess(pulumi.ComponentResource):
             f"{name}-{kind}-read-secrets-and-releases",
             role=role.id,
             policy=pulumi.Output.all(args.release_parameter_arn, *args.secret_parameter_arns).apply(
-                lambda arns: _policy_document(list(arns[1:]), arns[0], args.artifact_location)
+                lambda arns: _policy_document(list(arns[1:]), arns[0], args.artifact_location, args.partition)
             ),
             opts=self._options(kind, f"{name}-read-secrets-and-releases"),
         )
@@ -162,13 +164,18 @@ def metrics_policy(namespace: str) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, sort_keys=True)
 
 
-def release_artifacts_arns(artifact_location: str) -> list[str]:
+def release_artifacts_arns(artifact_location: str, partition: str) -> list[str]:
     """The release artifacts under "bucket/prefix" and the SHA-256 file beside each, which
     app-release checks before unpacking (the instance role and the S3 endpoint)."""
-    return [f"arn:aws:s3:::{artifact_location}*.tar.gz", f"arn:aws:s3:::{artifact_location}*.tar.gz.sha256"]
+    return [
+        f"arn:{partition}:s3:::{artifact_location}*.tar.gz",
+        f"arn:{partition}:s3:::{artifact_location}*.tar.gz.sha256",
+    ]
 
 
-def _policy_document(parameter_arns: list[str], release_parameter_arn: str, artifact_location: str | None) -> str:
+def _policy_document(
+    parameter_arns: list[str], release_parameter_arn: str, artifact_location: str | None, partition: str
+) -> str:
     # No kms:Decrypt here: the stack key's policy grants it to this role, through SSM only.
     statements: list[dict[str, object]] = [
         {"Sid": "ReadStackSecrets", "Effect": "Allow", "Action": "ssm:GetParameters", "Resource": parameter_arns},
@@ -181,7 +188,7 @@ def _policy_document(parameter_arns: list[str], release_parameter_arn: str, arti
                 "Sid": "ReadReleaseArtifacts",
                 "Effect": "Allow",
                 "Action": "s3:GetObject",
-                "Resource": release_artifacts_arns(artifact_location),
+                "Resource": release_artifacts_arns(artifact_location, partition),
             }
         )
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)

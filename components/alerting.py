@@ -33,20 +33,16 @@ TOPIC_OWNER_ACTIONS = (
 )
 
 
-def topic_arn(region: str, account: str, topic_name: str) -> str:
-    return f"arn:aws:sns:{region}:{account}:{topic_name}"
+def alarm_arn_pattern(partition: str, region: str, account: str, alarm_prefix: str) -> str:
+    return f"arn:{partition}:cloudwatch:{region}:{account}:alarm:{alarm_prefix}*"
 
 
-def alarm_arn_pattern(region: str, account: str, alarm_prefix: str) -> str:
-    return f"arn:aws:cloudwatch:{region}:{account}:alarm:{alarm_prefix}*"
-
-
-def _owner_and_tls(arn: str, account: str) -> list[dict[str, Any]]:
+def _owner_and_tls(arn: str, partition: str, account: str) -> list[dict[str, Any]]:
     return [
         {
             "Sid": "AccountOwnsTopic",
             "Effect": "Allow",
-            "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+            "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
             "Action": list(TOPIC_OWNER_ACTIONS),
             "Resource": arn,
         },
@@ -62,7 +58,7 @@ def _owner_and_tls(arn: str, account: str) -> list[dict[str, Any]]:
     ]
 
 
-def alarm_topic_policy(arn: str, region: str, account: str, alarm_prefix: str) -> dict[str, Any]:
+def alarm_topic_policy(arn: str, partition: str, region: str, account: str, alarm_prefix: str) -> dict[str, Any]:
     """CloudWatch may publish the stack's alarms (by their names) here, nothing else outside the account."""
     return {
         "Version": "2012-10-17",
@@ -74,30 +70,31 @@ def alarm_topic_policy(arn: str, region: str, account: str, alarm_prefix: str) -
                 "Action": "SNS:Publish",
                 "Resource": arn,
                 "Condition": {
-                    "ArnLike": {"aws:SourceArn": alarm_arn_pattern(region, account, alarm_prefix)},
+                    "ArnLike": {"aws:SourceArn": alarm_arn_pattern(partition, region, account, alarm_prefix)},
                     "StringEquals": {"aws:SourceAccount": account},
                 },
             },
-            *_owner_and_tls(arn, account),
+            *_owner_and_tls(arn, partition, account),
         ],
     }
 
 
-def events_topic_policy(arn: str, account: str) -> dict[str, Any]:
-    """ElastiCache publishes as the account (AWS: the condition must be AWS:SourceOwner, not
-    aws:SourceAccount, or it marks the topic inactive)."""
+def events_topic_policy(arn: str, partition: str, account: str) -> dict[str, Any]:
+    """ElastiCache's service principal publishes for the account's groups only (AWS: the condition
+    must be AWS:SourceOwner, not aws:SourceAccount, or it marks the topic inactive); never
+    `{"AWS": "*"}`, which lets any principal that can claim the account publish (checkov CKV_AWS_385)."""
     return {
         "Version": "2012-10-17",
         "Statement": [
             {
                 "Sid": "ElastiCacheEventsPublish",
                 "Effect": "Allow",
-                "Principal": {"AWS": "*"},
+                "Principal": {"Service": "elasticache.amazonaws.com"},
                 "Action": "SNS:Publish",
                 "Resource": arn,
                 "Condition": {"StringEquals": {"AWS:SourceOwner": account}},
             },
-            *_owner_and_tls(arn, account),
+            *_owner_and_tls(arn, partition, account),
         ],
     }
 
@@ -114,6 +111,7 @@ class AlertTopicsArgs:
     kms_key_arn: pulumi.Input[str]
     emails: Sequence[str]
     tags: dict[str, str]
+    partition: str = "aws"  # the region's: the topic policies' ARNs start with arn:<partition>
 
     def __post_init__(self) -> None:
         lowered = [email.lower() for email in self.emails]
@@ -141,7 +139,8 @@ class AlertTopics(pulumi.ComponentResource):
             arn=alarms.arn,
             policy=pulumi.Output.all(alarms.arn, account).apply(
                 lambda values: json.dumps(
-                    alarm_topic_policy(values[0], args.region, values[1], args.alarm_prefix), sort_keys=True
+                    alarm_topic_policy(values[0], args.partition, args.region, values[1], args.alarm_prefix),
+                    sort_keys=True,
                 )
             ),
             opts=child,
@@ -152,7 +151,7 @@ class AlertTopics(pulumi.ComponentResource):
             f"{name}-broker-events",
             arn=events.arn,
             policy=pulumi.Output.all(events.arn, account).apply(
-                lambda values: json.dumps(events_topic_policy(values[0], values[1]), sort_keys=True)
+                lambda values: json.dumps(events_topic_policy(values[0], args.partition, values[1]), sort_keys=True)
             ),
             opts=child,
         )

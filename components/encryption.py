@@ -62,6 +62,8 @@ class KeyPolicyInputs:
     autoscaling: bool
     # The SNS topic (encrypted with this key) the stack's CloudWatch alarms publish to.
     alarm_topic_name: str | None = None
+    # The region's partition: the ARNs here start with arn:<partition>.
+    partition: str = "aws"
 
 
 def key_policy(inputs: KeyPolicyInputs) -> dict[str, Any]:
@@ -112,7 +114,7 @@ def key_policy(inputs: KeyPolicyInputs) -> dict[str, Any]:
                     # SSM puts the parameter's ARN in the encryption context: only this tree.
                     "ArnLike": {
                         "kms:EncryptionContext:PARAMETER_ARN": (
-                            f"arn:aws:ssm:{region}:{account}:parameter{inputs.parameter_path}*"
+                            f"arn:{inputs.partition}:ssm:{region}:{account}:parameter{inputs.parameter_path}*"
                         )
                     },
                 },
@@ -128,7 +130,7 @@ def key_policy(inputs: KeyPolicyInputs) -> dict[str, Any]:
                 "Condition": {
                     "ArnLike": {
                         "kms:EncryptionContext:aws:logs:arn": [
-                            f"arn:aws:logs:{region}:{account}:log-group:{prefix}*"
+                            f"arn:{inputs.partition}:logs:{region}:{account}:log-group:{prefix}*"
                             for prefix in inputs.log_group_prefixes
                         ]
                     }
@@ -144,7 +146,7 @@ def _alarm_topic_statement(inputs: KeyPolicyInputs, topic_name: str) -> dict[str
     """AWS (SNS, "compatibility between event sources from AWS services and encrypted topics"):
     CloudWatch needs the key to publish to an encrypted topic; here only this account's alarms,
     only to the stack's alarm topic (SNS's encryption context names the topic)."""
-    region, account = inputs.region, inputs.account_id
+    region, account, arn = inputs.region, inputs.account_id, f"arn:{inputs.partition}"
     return {
         "Sid": "CloudWatchAlarmsPublishToStackTopic",
         "Effect": "Allow",
@@ -153,10 +155,10 @@ def _alarm_topic_statement(inputs: KeyPolicyInputs, topic_name: str) -> dict[str
         "Resource": "*",
         "Condition": {
             "StringEquals": {
-                "kms:EncryptionContext:aws:sns:topicArn": f"arn:aws:sns:{region}:{account}:{topic_name}",
+                "kms:EncryptionContext:aws:sns:topicArn": f"{arn}:sns:{region}:{account}:{topic_name}",
                 "aws:SourceAccount": account,
             },
-            "ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:{region}:{account}:alarm:*"},
+            "ArnLike": {"aws:SourceArn": f"{arn}:cloudwatch:{region}:{account}:alarm:*"},
         },
     }
 
@@ -166,7 +168,7 @@ def services(region: str, names: tuple[str, ...]) -> list[str]:
 
 
 def _autoscaling_statements(inputs: KeyPolicyInputs) -> list[dict[str, Any]]:
-    role = {"AWS": f"arn:aws:iam::{inputs.account_id}:{AUTOSCALING_SERVICE_ROLE}"}
+    role = {"AWS": f"arn:{inputs.partition}:iam::{inputs.account_id}:{AUTOSCALING_SERVICE_ROLE}"}
     through_ec2 = {"kms:ViaService": f"ec2.{inputs.region}.amazonaws.com"}
     return [
         {
@@ -203,6 +205,7 @@ class StackKeyArgs:
     protect: bool
     tags: dict[str, str]
     alarm_topic_name: str | None = None
+    partition: str = "aws"  # the region's: the ARNs in the key policy start with arn:<partition>
 
 
 class StackKey(pulumi.ComponentResource):
@@ -222,6 +225,7 @@ class StackKey(pulumi.ComponentResource):
                         log_group_prefixes=args.log_group_prefixes,
                         autoscaling=args.autoscaling,
                         alarm_topic_name=args.alarm_topic_name,
+                        partition=args.partition,
                     )
                 ),
                 sort_keys=True,

@@ -43,6 +43,8 @@ class NetworkArgs:
     public_subnet_ids: Sequence[str] = ()
     # The instances install AWS's CloudWatch agent at boot: they may read its bucket too.
     log_agent_bucket: bool = False
+    # The region's partition: the policies' ARNs start with arn:<partition>.
+    partition: str = "aws"
 
     def __post_init__(self) -> None:
         if self.vpc_id and not self.private_subnet_ids:
@@ -169,7 +171,8 @@ class Network(pulumi.ComponentResource):
             vpc_endpoint_type="Gateway",
             route_table_ids=[table.id for table in private_route_tables],
             policy=json.dumps(
-                s3_endpoint_policy(args.region, args.artifact_location, args.log_agent_bucket), sort_keys=True
+                s3_endpoint_policy(args.region, args.partition, args.artifact_location, args.log_agent_bucket),
+                sort_keys=True,
             ),
             tags=tags,
             opts=child,
@@ -198,7 +201,7 @@ class Network(pulumi.ComponentResource):
             f"{name}-flow-logs",
             description="VPC flow logs delivery to CloudWatch Logs",
             assume_role_policy=pulumi.Output.from_input(args.account_id).apply(
-                lambda account: json.dumps(_flow_logs_trust(args.region, account), sort_keys=True)
+                lambda account: json.dumps(_flow_logs_trust(args.partition, args.region, account), sort_keys=True)
             ),
             tags=args.tags,
             opts=child,
@@ -231,7 +234,9 @@ SSM_AGENT_BUCKETS = ("amazon-ssm-{region}", "aws-ssm-{region}")
 CLOUDWATCH_AGENT_BUCKET = "amazoncloudwatch-agent-{region}"
 
 
-def s3_endpoint_policy(region: str, artifact_location: str | None, log_agent_bucket: bool = False) -> dict[str, Any]:
+def s3_endpoint_policy(
+    region: str, partition: str, artifact_location: str | None, log_agent_bucket: bool = False
+) -> dict[str, Any]:
     """Reads of the release artifacts and the agents' buckets; any other S3 request from the
     private subnets is refused at the endpoint, whatever credentials make it."""
     statements: list[dict[str, Any]] = [
@@ -240,7 +245,7 @@ def s3_endpoint_policy(region: str, artifact_location: str | None, log_agent_buc
             "Effect": "Allow",
             "Principal": "*",
             "Action": "s3:GetObject",
-            "Resource": [f"arn:aws:s3:::{bucket.format(region=region)}/*" for bucket in SSM_AGENT_BUCKETS],
+            "Resource": [f"arn:{partition}:s3:::{bucket.format(region=region)}/*" for bucket in SSM_AGENT_BUCKETS],
         }
     ]
     if log_agent_bucket:
@@ -250,7 +255,7 @@ def s3_endpoint_policy(region: str, artifact_location: str | None, log_agent_buc
                 "Effect": "Allow",
                 "Principal": "*",
                 "Action": "s3:GetObject",
-                "Resource": f"arn:aws:s3:::{CLOUDWATCH_AGENT_BUCKET.format(region=region)}/*",
+                "Resource": f"arn:{partition}:s3:::{CLOUDWATCH_AGENT_BUCKET.format(region=region)}/*",
             }
         )
     if artifact_location:
@@ -260,13 +265,13 @@ def s3_endpoint_policy(region: str, artifact_location: str | None, log_agent_buc
                 "Effect": "Allow",
                 "Principal": "*",
                 "Action": "s3:GetObject",
-                "Resource": release_artifacts_arns(artifact_location),
+                "Resource": release_artifacts_arns(artifact_location, partition),
             }
         )
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def _flow_logs_trust(region: str, account: str) -> dict[str, Any]:
+def _flow_logs_trust(partition: str, region: str, account: str) -> dict[str, Any]:
     # The confused-deputy conditions AWS documents for the flow logs service.
     return {
         "Version": "2012-10-17",
@@ -277,7 +282,7 @@ def _flow_logs_trust(region: str, account: str) -> dict[str, Any]:
                 "Action": "sts:AssumeRole",
                 "Condition": {
                     "StringEquals": {"aws:SourceAccount": account},
-                    "ArnLike": {"aws:SourceArn": f"arn:aws:ec2:{region}:{account}:vpc-flow-log/*"},
+                    "ArnLike": {"aws:SourceArn": f"arn:{partition}:ec2:{region}:{account}:vpc-flow-log/*"},
                 },
             }
         ],

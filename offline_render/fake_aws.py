@@ -10,6 +10,8 @@ from typing import Any
 
 import pulumi
 
+from userdata.layout import partition
+
 ACCOUNT = "123456789012"
 # How the engine marks a secret value on the wire (pulumi.runtime.rpc).
 SECRET_SIG_KEY, SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
@@ -72,7 +74,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             "LaunchTemplate": "lt",
         }
         resource_id = mock_id(prefixes[kind], args.name) if kind in prefixes else f"{args.name}-id"
-        arn_base = f"arn:aws:{{}}:{self.region}:{ACCOUNT}"
+        arn_base = f"arn:{partition(self.region)}:{{}}:{self.region}:{ACCOUNT}"
         if args.typ == "random:index/randomPassword:RandomPassword":
             length = int(inputs.get("length", 32))
             state["result"] = ("Mock0" + hashlib.sha256(args.name.encode()).hexdigest() * 4)[:length]
@@ -133,7 +135,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             # The program's own name when it gives one (state's name is the input's).
             state["arn"] = arn_base.format("logs") + f":log-group:{state['name']}"
         elif args.typ.startswith("aws:iam/"):
-            state["arn"] = f"arn:aws:iam::{ACCOUNT}:{kind[0].lower() + kind[1:]}/{args.name}"
+            state["arn"] = f"arn:{partition(self.region)}:iam::{ACCOUNT}:{kind[0].lower() + kind[1:]}/{args.name}"
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -145,6 +147,6 @@ class RecordingMocks(pulumi.runtime.Mocks):
             ami = {"id": "ami-0a1b2c3d4e5f67890", "name": "debian-12-amd64-20261101-1000", "architecture": "x86_64"}
             return ami, []
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            deployer = f"arn:aws:sts::{ACCOUNT}:assumed-role/django-stack-deploy/github-actions"
+            deployer = f"arn:{partition(self.region)}:sts::{ACCOUNT}:assumed-role/django-stack-deploy/github-actions"
             return {"accountId": ACCOUNT, "arn": deployer, "userId": "AROAEXAMPLE:github-actions", "id": ACCOUNT}, []
         raise NotImplementedError(f"no mock for invoke {args.token}")

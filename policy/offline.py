@@ -14,23 +14,25 @@ import sys
 
 import pulumi
 
+from offline_render.overrides import PROJECT
 from offline_render.program import StackRender, available_stacks, render_stack
 from policy import rules
 
 
 def violations(render: StackRender) -> list[str]:
     """One line per violation: `<resource>: <policy>: <message>`."""
+    where = rules.StackId(PROJECT, render.stack)
     found = [
         f"{resource.name}: {policy.name}: {message}"
         for resource in render.resources
         for policy in rules.RESOURCE_POLICIES
-        for message in policy.check(resource.type_, resource.inputs)
+        for message in policy.check(resource.type_, resource.inputs, where)
     ]
     stack = [(r.type_, r.name, r.inputs) for r in render.resources]
     return found + [
         f"{render.stack}: {policy.name}: {message}"
         for policy in rules.STACK_POLICIES
-        for message in policy.check(stack)
+        for message in policy.check(stack, where)
     ]
 
 

@@ -27,7 +27,7 @@ NAME = "django-stack-guardrails"
 
 def _resource_validation(check: rules.ResourceCheck) -> Callable[[ResourceValidationArgs, ReportViolation], None]:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        for message in check(args.resource_type, args.props):
+        for message in check(args.resource_type, args.props, rules.StackId.of_urn(args.urn)):
             report_violation(message, None)
 
     return validate
@@ -36,7 +36,9 @@ def _resource_validation(check: rules.ResourceCheck) -> Callable[[ResourceValida
 def _stack_validation(check: rules.StackCheck) -> Callable[[StackValidationArgs, ReportViolation], None]:
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         resources = [(r.resource_type, r.name, r.props) for r in args.resources]
-        for message in check(resources):
+        # The engine names the stack only in its resources' URNs (an empty stack: no namespace).
+        stack = rules.StackId.of_urn(args.resources[0].urn) if args.resources else rules.StackId("", "")
+        for message in check(resources, stack):
             report_violation(message, None)
 
     return validate

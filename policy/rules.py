@@ -69,7 +69,28 @@ BEAT_TAG: Final = "celery-beat"
 # What a stack must page on (userdata/layout.py's metric contract; a test holds the two equal): a
 # full broker refuses new tasks (noeviction), and a growing backlog means tasks wait.
 BROKER_MEMORY_METRIC: Final = ("AWS/ElastiCache", "DatabaseMemoryUsagePercentage")
-QUEUE_BACKLOG_METRIC: Final = ("DjangoStack/Celery", "QueueBacklog")
+QUEUE_BACKLOG_METRIC_NAME: Final = "QueueBacklog"
+METRICS_NAMESPACE_ROOT: Final = "DjangoStack/Celery"
+
+
+@dataclass(frozen=True)
+class StackId:
+    """The project and stack a resource belongs to, as its URN names them."""
+
+    project: str
+    stack: str
+
+    @classmethod
+    def of_urn(cls, urn: str) -> StackId:
+        # urn:pulumi:<stack>::<project>::<type chain>::<name>
+        stack, project = urn.removeprefix("urn:pulumi:").split("::")[:2]
+        return cls(project, stack)
+
+    @property
+    def metrics_namespace(self) -> str:
+        """The one namespace this stack's Beat may write (userdata/layout.py metrics_namespace)."""
+        return f"{METRICS_NAMESPACE_ROOT}/{self.project}/{self.stack}"
+
 
 # How the engine marks a secret on the wire; the mocks record secrets in this form, the policy
 # SDK hands them over already unwrapped.
@@ -462,10 +483,11 @@ _PARAMETER_READS: Final = (
     "ssm:GetParametersByPath",
     "ssm:GetParameterHistory",
 )
-# AWS-managed policies that allow ssm:GetParameter* on "*" (their published documents).
+# AWS-managed policies that allow ssm:GetParameter* on "*" (their published documents), in any
+# partition (arn:aws-us-gov:iam::aws:policy/..., arn:aws-cn:...).
+_MANAGED_POLICY_ARN = re.compile(r"\Aarn:aws(-[a-z]+)*:iam::aws:policy/(?P<name>.+)\Z")
 _MANAGED_PARAMETER_READERS: Final = frozenset(
-    f"arn:aws:iam::aws:policy/{name}"
-    for name in (
+    {
         "AmazonSSMManagedInstanceCore",
         "service-role/AmazonEC2RoleforSSM",
         "AmazonSSMReadOnlyAccess",
@@ -473,7 +495,7 @@ _MANAGED_PARAMETER_READERS: Final = frozenset(
         "ReadOnlyAccess",
         "PowerUserAccess",
         "AdministratorAccess",
-    )
+    }
 )
 
 
@@ -523,7 +545,7 @@ def no_parameter_reads_on_everything(resource_type: str, props: Mapping[str, Any
     problems = [
         f"{arn} allows ssm:GetParameter* on every parameter: grant the stack's parameters by ARN instead"
         for arn in attached
-        if arn in _MANAGED_PARAMETER_READERS
+        if (managed := _MANAGED_POLICY_ARN.match(str(arn))) and managed["name"] in _MANAGED_PARAMETER_READERS
     ]
     for statement in _statements(resource_type, props):
         if not _reads_parameters(statement):
@@ -552,10 +574,11 @@ def _statements(resource_type: str, props: Mapping[str, Any]) -> Iterator[Mappin
 # --- IAM: what one machine may do to the others ---------------------------------------------------
 
 
-def instance_grants_scoped(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    """PutMetricData only into named namespaces (the action has no resource ARN: without the
-    condition a role could write any metric, the backlog the workers scale on included), and
-    lifecycle actions only on named groups (or a worker could release another group's hold)."""
+def instance_grants_scoped(resource_type: str, props: Mapping[str, Any], stack: StackId) -> list[str]:
+    """PutMetricData only into the stack's own namespace (the action has no resource ARN: without
+    the condition a role could write any metric, the backlog the workers scale on included; with
+    another stack's namespace, that stack's), and lifecycle actions only on named groups (or a
+    worker could release another group's hold)."""
     problems = []
     for statement in _statements(resource_type, props):
         if _allows(statement, "cloudwatch:PutMetricData"):
@@ -566,6 +589,11 @@ def instance_grants_scoped(resource_type: str, props: Mapping[str, Any]) -> list
                 problems.append(
                     "cloudwatch:PutMetricData without a StringEquals cloudwatch:namespace condition naming "
                     "the namespace: the role could write any metric"
+                )
+            elif others := sorted(set(namespaces) - {stack.metrics_namespace}):
+                problems.append(
+                    f"cloudwatch:PutMetricData into {', '.join(others)}: only the stack's own namespace "
+                    f"({stack.metrics_namespace}), or one stack's machines write another's metrics"
                 )
         if _allows(statement, "autoscaling:CompleteLifecycleAction"):
             resources = [str(r) for r in _as_list(statement.get("Resource"))]
@@ -699,7 +727,7 @@ def _alarmed_metrics(props: Mapping[str, Any]) -> set[tuple[Any, Any]]:
     return found
 
 
-def broker_and_backlog_alarms(resources: Sequence[tuple[str, str, Mapping[str, Any]]]) -> list[str]:
+def broker_and_backlog_alarms(resources: Sequence[tuple[str, str, Mapping[str, Any]]], stack: StackId) -> list[str]:
     """The stack pages someone when the broker fills up and when a queue's backlog grows: an alarm
     on each metric, with an alarm action."""
     paged = set()
@@ -712,14 +740,19 @@ def broker_and_backlog_alarms(resources: Sequence[tuple[str, str, Mapping[str, A
         f"no alarm with an action on {namespace} {metric}: {why}"
         for (namespace, metric), why in (
             (BROKER_MEMORY_METRIC, "a full broker (noeviction) refuses new tasks and nobody is told"),
-            (QUEUE_BACKLOG_METRIC, "tasks pile up in a queue and nobody is told"),
+            ((stack.metrics_namespace, QUEUE_BACKLOG_METRIC_NAME), "tasks pile up in a queue and nobody is told"),
         )
         if (namespace, metric) not in paged
     ]
 
 
-ResourceCheck = Callable[[str, Mapping[str, Any]], list[str]]
-StackCheck = Callable[[Sequence[tuple[str, str, Mapping[str, Any]]]], list[str]]
+# Each check is told which stack it judges (some rules hold a resource to its own stack's names).
+ResourceCheck = Callable[[str, Mapping[str, Any], StackId], list[str]]
+StackCheck = Callable[[Sequence[tuple[str, str, Mapping[str, Any]]], StackId], list[str]]
+
+
+def _in_any_stack(check: Callable[[str, Mapping[str, Any]], list[str]]) -> ResourceCheck:
+    return lambda resource_type, props, _stack: check(resource_type, props)
 
 
 @dataclass(frozen=True)
@@ -733,60 +766,61 @@ RESOURCE_POLICIES: Final = (
     ResourcePolicy(
         "elasticache-encrypted-with-auth",
         "ElastiCache Redis has transit (required) and at-rest encryption and an AUTH token.",
-        elasticache_encrypted_with_auth,
+        _in_any_stack(elasticache_encrypted_with_auth),
     ),
     ResourcePolicy(
         "no-redis-ingress-from-cidr",
         "No security group ingress to 6379 from a CIDR or prefix list; only from security groups.",
-        no_redis_ingress_from_cidr,
+        _in_any_stack(no_redis_ingress_from_cidr),
     ),
-    ResourcePolicy("no-ssh-ingress", "No security group ingress to port 22.", no_ssh_ingress),
+    ResourcePolicy("no-ssh-ingress", "No security group ingress to port 22.", _in_any_stack(no_ssh_ingress)),
     ResourcePolicy(
         "no-world-ingress-outside-web",
         "Ingress from 0.0.0.0/0 or ::/0 only to port 80 or 443.",
-        no_world_ingress_outside_web,
+        _in_any_stack(no_world_ingress_outside_web),
     ),
     ResourcePolicy(
         "instance-hardened",
         "EC2 instances and launch templates: IMDSv2 required, no public IP (nor an Elastic IP), no key pair, "
         "encrypted volumes.",
-        instance_hardened,
+        _in_any_stack(instance_hardened),
     ),
     ResourcePolicy(
         "listener-https-only",
         "Load balancer listeners: HTTPS with a TLS 1.3/1.2 policy and a certificate; HTTP only redirects to HTTPS.",
-        listener_https_only,
+        _in_any_stack(listener_https_only),
     ),
     ResourcePolicy(
         "beat-group-of-one",
         f"An Auto Scaling group tagged {BEAT_TAG}=true has at most one instance.",
-        beat_group_of_one,
+        _in_any_stack(beat_group_of_one),
     ),
     ResourcePolicy(
         "no-parameter-reads-on-everything",
         "No role policy or attached AWS-managed policy allows ssm:GetParameter* beyond named parameter trees.",
-        no_parameter_reads_on_everything,
+        _in_any_stack(no_parameter_reads_on_everything),
     ),
     ResourcePolicy(
         "instance-grants-scoped",
-        "cloudwatch:PutMetricData only with a cloudwatch:namespace condition; autoscaling:CompleteLifecycleAction "
+        "cloudwatch:PutMetricData only with a cloudwatch:namespace condition naming the stack's own namespace; "
+        "autoscaling:CompleteLifecycleAction "
         "only on named Auto Scaling groups.",
         instance_grants_scoped,
     ),
     ResourcePolicy(
         "customer-managed-keys",
         "ElastiCache at rest, SecureString parameters and log groups are encrypted with a customer managed key.",
-        customer_managed_keys,
+        _in_any_stack(customer_managed_keys),
     ),
     ResourcePolicy(
         "default-security-group-without-rules",
         "The VPC's default security group has no ingress and no egress rules.",
-        default_security_group_without_rules,
+        _in_any_stack(default_security_group_without_rules),
     ),
     ResourcePolicy(
         "user-data-verifies-redis-tls",
         "User-data contains no rediss:// URL without ssl_cert_reqs=required.",
-        user_data_verifies_redis_tls,
+        _in_any_stack(user_data_verifies_redis_tls),
     ),
 )
 SINGLE_BEAT_POLICY: Final = "single-celery-beat"
@@ -801,7 +835,7 @@ class StackPolicy:
 
 
 STACK_POLICIES: Final = (
-    StackPolicy(SINGLE_BEAT_POLICY, SINGLE_BEAT_DESCRIPTION, single_beat),
+    StackPolicy(SINGLE_BEAT_POLICY, SINGLE_BEAT_DESCRIPTION, lambda resources, _stack: single_beat(resources)),
     StackPolicy(
         "broker-and-backlog-alarms",
         "The stack has an alarm with an action on the broker's DatabaseMemoryUsagePercentage and on QueueBacklog.",

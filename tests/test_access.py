@@ -7,15 +7,19 @@ by statement, never matched as text."""
 from __future__ import annotations
 
 import json
+import re
 from fnmatch import fnmatchcase
 from typing import Any
 
 import pytest
 
+import userdata.render
 from components.access import SSM_AGENT_ACTIONS, AccessArgs, InstanceAccess
-from offline_render.fake_aws import ACCOUNT, RecordedResource
-from offline_render.program import StackRender
+from offline_render.fake_aws import ACCOUNT, AUTOSCALING_GROUP_TYPE, RecordedResource
+from offline_render.program import StackRender, render_stack
 from tests.conftest import named, of_type
+from tests.test_fleet import REPLACED_ON_CHANGE as FLEET_REPLACED_ON_CHANGE
+from tests.test_fleet import changed_inputs
 from userdata import layout
 
 ROLE = "aws:iam/role:Role"
@@ -115,7 +119,7 @@ def test_only_the_beat_kind_publishes_metrics_and_only_in_the_stacks_namespace(p
     assert publishing["web"] == publishing["worker"] == []
     (statement,) = publishing["worker-beat"]
     assert statement["Resource"] == "*"  # PutMetricData has no resource ARN: the condition scopes it
-    assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": layout.METRICS_NAMESPACE}}
+    assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "DjangoStack/Celery/django-stack/prod"}}
     assert as_list(statement["Action"]) == ["cloudwatch:PutMetricData"]
 
 
@@ -205,3 +209,48 @@ def test_access_alone_grants_metrics_only_to_the_kind_it_names(build_alone) -> N
 def test_a_metrics_kind_that_is_not_a_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="metrics_kind: 'beat'"):
         AccessArgs([], RELEASE_ARN, None, {}, ("web", "worker"), "beat", "Ns/Celery")
+
+
+# What AWS replaces a resource for (the provider's ForceNew inputs), for each type the namespace reaches.
+REPLACED_ON_CHANGE = {
+    **FLEET_REPLACED_ON_CHANGE,
+    "aws:cloudwatch/metricAlarm:MetricAlarm": {"name"},
+    "aws:cloudwatch/dashboard:Dashboard": {"dashboardName"},
+    "aws:iam/rolePolicy:RolePolicy": {"name", "namePrefix", "role"},
+    "aws:autoscaling/policy:Policy": {"name", "autoscalingGroupName"},
+}
+
+
+def test_the_per_stack_namespace_updates_an_existing_stack_in_place(prod, monkeypatch) -> None:
+    """Stacks created with the one shared namespace: moving to their own changes the alarms, the
+    dashboard, the scaling policy, the Beat's grant and the user-data, and replaces nothing."""
+
+    def shared(project: str, stack: str) -> str:
+        return layout.METRICS_NAMESPACE_ROOT
+
+    monkeypatch.setattr(layout, "metrics_namespace", shared)
+    monkeypatch.setattr(userdata.render, "metrics_namespace", shared)
+    changed = changed_inputs(render_stack("prod"), prod)
+    assert {type_ for type_, _ in changed} == set(REPLACED_ON_CHANGE) - {
+        AUTOSCALING_GROUP_TYPE,
+        "aws:lb/loadBalancer:LoadBalancer",
+        "aws:lb/targetGroup:TargetGroup",
+    }
+    for (type_, name), inputs in changed.items():
+        assert not inputs & REPLACED_ON_CHANGE[type_], (type_, name, inputs)
+
+
+ARN_PARTITION = re.compile(r"\barn:([a-z-]*):")
+
+
+def partitions_named(value: Any) -> set[str]:
+    """The partition of every ARN in a resource's inputs, policy documents (JSON text) included."""
+    return set(ARN_PARTITION.findall(json.dumps(value)))
+
+
+@pytest.mark.parametrize(("region", "partition"), [("us-gov-west-1", "aws-us-gov"), ("cn-north-1", "aws-cn")])
+def test_every_arn_the_program_writes_names_the_regions_partition(region: str, partition: str) -> None:
+    stack = render_stack("prod", {"aws:region": region})
+    wrong = {r.name: found for r in stack.resources if (found := partitions_named(r.inputs) - {partition})}
+    assert wrong == {}
+    assert partition in partitions_named([r.inputs for r in stack.resources])

@@ -24,6 +24,7 @@ ALARM_TOPIC = f"arn:aws:sns:eu-west-1:{ACCOUNT}:prod-alerts"
 EVENTS_TOPIC = f"arn:aws:sns:eu-west-1:{ACCOUNT}:prod-broker-events"
 NODES = ("prod-redis-group-id-001", "prod-redis-group-id-002")  # the mock group's id, -001, -002
 EMAILS = ["ops@example.com", "oncall+django@example.org"]
+PROD_METRICS = "DjangoStack/Celery/django-stack/prod"  # the prod stack's own metrics namespace
 # One render per override set: every config key of `alerts` changed at once.
 TUNED = {
     "alerts": {
@@ -126,12 +127,13 @@ def test_only_the_stacks_alarms_may_publish_to_the_alert_topic(prod: StackRender
     assert all(name.startswith("prod-") for name in alarms(prod))
 
 
-def test_elasticache_publishes_events_as_the_account_with_source_owner(prod: StackRender) -> None:
+def test_elasticache_alone_publishes_events_for_the_account_with_source_owner(prod: StackRender) -> None:
     statements = topic_policy(prod, "prod-broker-events")
     assert statements["ElastiCacheEventsPublish"] == {
         "Sid": "ElastiCacheEventsPublish",
         "Effect": "Allow",
-        "Principal": {"AWS": "*"},
+        # ElastiCache's publisher, not {"AWS": "*"} (checkov CKV_AWS_385).
+        "Principal": {"Service": "elasticache.amazonaws.com"},
         "Action": "SNS:Publish",
         "Resource": EVENTS_TOPIC,
         # AWS: aws:SourceAccount makes ElastiCache mark the topic inactive.
@@ -142,10 +144,17 @@ def test_elasticache_publishes_events_as_the_account_with_source_owner(prod: Sta
         assert statements["AccountOwnsTopic"]["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
         assert statements["PublishOverTlsOnly"]["Effect"] == "Deny"
         assert statements["PublishOverTlsOnly"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        wildcard = [
+            sid
+            for sid, statement in statements.items()
+            if statement["Effect"] == "Allow" and "*" in str(statement["Principal"])
+        ]
+        assert wildcard == [], name
 
 
-def test_each_email_subscribes_to_both_topics(prod: StackRender, tuned: StackRender) -> None:
-    assert prod.of_type(SUBSCRIPTION) == []  # alerts.emails may be empty
+def test_each_email_subscribes_to_both_topics(tuned: StackRender) -> None:
+    unprotected = rendered("prod", {"security.protect": False, "alerts.emails": []})
+    assert unprotected.of_type(SUBSCRIPTION) == []  # alerts.emails may be empty on an unprotected stack
     subscriptions = sorted(
         (r.inputs["topic"], r.inputs["endpoint"], r.inputs["protocol"]) for r in tuned.of_type(SUBSCRIPTION)
     )
@@ -224,7 +233,7 @@ def test_each_queue_alarms_on_its_backlog_and_beat_on_its_heartbeat(prod: StackR
     for queue in ("default", "long"):
         alarm = found[f"prod-queue-backlog-{queue}"]
         assert reading(alarm) == (
-            "DjangoStack/Celery",
+            PROD_METRICS,
             "QueueBacklog",
             {"Stack": "prod", "Queue": queue},
             "Maximum",
@@ -233,7 +242,7 @@ def test_each_queue_alarms_on_its_backlog_and_beat_on_its_heartbeat(prod: StackR
         assert rule(alarm) == ("GreaterThanThreshold", 100, 10, 10, "notBreaching")
         assert rule(alarms(tuned)[f"prod-queue-backlog-{queue}"])[:3] == ("GreaterThanThreshold", 250, 20)
     heartbeat = found["prod-beat-heartbeat"]
-    assert reading(heartbeat) == ("DjangoStack/Celery", "BeatHeartbeat", {"Stack": "prod"}, "Minimum", 60)
+    assert reading(heartbeat) == (PROD_METRICS, "BeatHeartbeat", {"Stack": "prod"}, "Minimum", 60)
     # 2 periods without a heartbeat (missing data counts) pages.
     assert rule(heartbeat) == ("LessThanThreshold", 1, 2, 2, "breaching")
 
@@ -358,7 +367,7 @@ def test_the_worker_group_tracks_backlog_per_in_service_instance(prod: StackRend
     for qid, queue in (("backlog_0", "default"), ("backlog_1", "long")):
         assert metrics[qid]["metricStat"] == {
             "metric": {
-                "namespace": "DjangoStack/Celery",
+                "namespace": PROD_METRICS,
                 "metricName": "QueueBacklog",
                 "dimensions": [{"name": "Stack", "value": "prod"}, {"name": "Queue", "value": queue}],
             },
@@ -418,7 +427,7 @@ def test_the_dashboard_draws_what_the_issue_asks_for(prod: StackRender) -> None:
         "Instances missing (desired - in service)",
     ]
     assert [line[:6] for line in panels["Queue backlog (messages waiting)"]] == [
-        ["DjangoStack/Celery", "QueueBacklog", "Stack", "prod", "Queue", queue] for queue in ("default", "long")
+        [PROD_METRICS, "QueueBacklog", "Stack", "prod", "Queue", queue] for queue in ("default", "long")
     ]
     assert [line[:4] for line in panels["Broker memory used (%)"]] == [
         ["AWS/ElastiCache", "DatabaseMemoryUsagePercentage", "CacheClusterId", node] for node in NODES

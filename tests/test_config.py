@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pulumi
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from offline_render.fake_aws import RecordingMocks
 from offline_render.overrides import apply_overrides
 from offline_render.program import run_program, stack_file_config
-from settings import ConfigError, load_settings
+from settings import ARM64_FAMILIES, ConfigError, ec2_instance_types, instance_type_architecture, load_settings
 from tests.conftest import prod_config_values
 
 
@@ -95,8 +96,10 @@ def test_prod_stack_file_is_valid(prod_settings):
         ),
         (
             {
-                "network.vpcId": "vpc-0123456789abcdef0",
-                "network.privateSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+                "network": {
+                    "vpcId": "vpc-0123456789abcdef0",
+                    "privateSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+                }
             },
             "django-stack:network.publicSubnetIds: required with vpcId while loadBalancer.enabled is true",
         ),
@@ -230,6 +233,10 @@ def test_what_the_renderer_refuses_stops_before_any_resource(overrides, expected
         ("redis.snapshotWindow", "03:00-04:00"),
         ("web.instanceType", "t3.small"),
         ("worker.instanceType", "t3.medium"),
+        ("loadBalancer.domain", "app.example.com"),
+        ("loadBalancer.hostedZoneId", "Z0123456789ABCDEFGHIJ"),
+        ("loadBalancer.accessLogsBucket", "my-alb-logs"),
+        ("loadBalancer.accessLogsPrefix", "alb/prod"),
     ],
 )
 def test_a_trailing_newline_is_refused(key, value):
@@ -394,13 +401,61 @@ def test_messages_say_what_to_do(overrides, expected):
             "django-stack:app.secretParameters.EMAIL_API_KEY: got '/aws/reserved'; use a Parameter Store path",
         ),
         (
-            {"app.environment": {"EMAIL_API_KEY": "x"}, "app.secretParameters": {"EMAIL_API_KEY": "/myapp/k"}},
-            "django-stack:app.secretParameters: EMAIL_API_KEY also set in environment; set each name once",
+            {"app.environment": {"EMAIL_HOST": "x"}, "app.secretParameters": {"EMAIL_HOST": "/myapp/k"}},
+            "django-stack:app.secretParameters: EMAIL_HOST also set in environment; set each name once",
         ),
     ],
 )
 def test_the_apps_own_settings_are_checked_by_name(overrides, expected):
     assert expected in errors_for(overrides)
+
+
+POINTER = "store it in Parameter Store (SecureString) and name it in app.secretParameters"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "why"),
+    [
+        ("DATABASE_PASSWORD", "hunter2", "the name contains PASSWORD"),
+        ("SMTP_PASSWD", "hunter2", "the name contains PASSWD"),
+        ("STRIPE_SECRET", "sk_live_x", "the name contains SECRET"),
+        ("GITHUB_TOKEN_FILE", "x", "the name contains TOKEN"),
+        ("EMAIL_API_KEY", "abc", "the name ends in _KEY"),
+        (
+            "DATABASE_URL",
+            "postgres://app:hunter2@db.internal/app",
+            "the value is a URL with a password (user:password@)",
+        ),
+        ("CACHE_URL", "rediss://:hunter2@cache.internal:6379/0", "the value is a URL with a password (user:password@)"),
+    ],
+)
+def test_credential_like_environment_is_refused_pointing_to_secret_parameters(name, value, why):
+    message = settings_error({"app": {**json.loads(prod_config_values()["app"]), "environment": {name: value}}})
+    assert message == f"django-stack:app.environment.{name}: {why}: app.environment lands in plain user-data, " + (
+        f"readable by anyone who may describe the instances; {POINTER}"
+    )
+    assert value not in message  # the credential itself is never echoed
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATABASE_URL", "postgres://app@db.internal/app"),  # no password: IAM or .pgpass
+        ("SENTRY_DSN_HOST", "https://o1.ingest.sentry.io/1"),
+        ("KEY_PREFIX", "myapp"),  # _KEY only at the end
+        ("DOCS_URL", "https://example.com/a:b@c"),  # `@` in the path, not in userinfo
+    ],
+)
+def test_plain_environment_values_pass(name, value):
+    app = {**json.loads(prod_config_values()["app"]), "environment": {name: value}}
+    settings = load_settings({**prod_config_values(), "app": json.dumps(app)}, stack="prod", region="eu-west-1")
+    assert settings.app.environment == {name: value}
+
+
+def test_credential_like_environment_stops_before_any_resource():
+    assert "django-stack:app.environment.DATABASE_PASSWORD: the name contains PASSWORD" in errors_for(
+        {"app.environment": {"DATABASE_PASSWORD": "hunter2"}}
+    )
 
 
 def settings_error(overrides: dict[str, object]) -> str:
@@ -495,3 +550,136 @@ def test_bad_alert_and_scaling_keys_stop_before_any_resource():
     message = errors_for({"alerts.backlogMinutes": 0, "worker.scaling.targetBacklogPerInstance": -1})
     assert "django-stack:alerts.backlogMinutes: got 0" in message
     assert "django-stack:worker.scaling.targetBacklogPerInstance: got -1" in message
+
+
+def test_a_protected_stack_without_an_alert_subscriber_is_refused():
+    message = errors_for({"alerts.emails": []})
+    assert message.splitlines()[1:] == [
+        "django-stack:alerts.emails: empty while security.protect is true; a protected stack's alarms and "
+        "broker events would reach nobody: list at least one address (each confirms by mail)"
+    ]
+
+
+def test_an_unprotected_stack_may_have_no_alert_subscriber():
+    values = {**prod_config_values(), "alerts": json.dumps({}), "security": json.dumps({"protect": False})}
+    assert load_settings(values, stack="prod", region="eu-west-1").alerts.emails == ()
+
+
+# --- what AWS would refuse, refused first (issue 23.5) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"web.instanceType": "t4g.gigantic"},
+            "django-stack:web.instanceType: got 't4g.gigantic'; not an EC2 instance type",
+        ),
+        (
+            {"worker.instanceType": "t4g.smal"},
+            "django-stack:worker.instanceType: got 't4g.smal'; not an EC2 instance type (did you mean 't4g.small'?); "
+            "checked against pulumi-aws ",
+        ),
+        (
+            {"web.instanceType": "t4g.small"},
+            "django-stack:web.instanceType: got 't4g.small'; an arm64 type while instances.architecture is x86_64 "
+            "(the image's): choose a x86_64 type or set instances.architecture: arm64",
+        ),
+        (
+            {"instances.architecture": "arm64", "web.instanceType": "t4g.small"},
+            "django-stack:worker.instanceType: got 't3.medium'; an x86_64 type while instances.architecture is arm64",
+        ),
+        (
+            {"web.instanceType": "mac2.metal"},
+            "django-stack:web.instanceType: got 'mac2.metal'; Mac instances run on dedicated hosts only",
+        ),
+        (
+            {
+                "network": {
+                    "vpcId": "vpc-0123456789abcdef0",
+                    "vpcCidr": "10.40.0.0/16",
+                    "privateSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+                    "publicSubnetIds": ["subnet-0123456789abcdef2", "subnet-0123456789abcdef3"],
+                }
+            },
+            "django-stack:network.vpcCidr: only for a new VPC; an existing VPC (vpcId) keeps its own range",
+        ),
+        (
+            {"web.gunicornTimeout": 3600},
+            "django-stack:web.gunicornTimeout: got 3600; at most 3570: the load balancer drains an instance for "
+            "gunicornTimeout + 30 s and allows at most 3600 s",
+        ),
+        (
+            {"network.publicSubnetIds": ["subnet-0123456789abcdef0\n"]},
+            "django-stack:network.publicSubnetIds[0]: got 'subnet-0123456789abcdef0\\n'; use a subnet id",
+        ),
+        (
+            {
+                "loadBalancer": {
+                    "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-4444\n"
+                }
+            },
+            "django-stack:loadBalancer.certificateArn: got 'arn:aws:acm:eu-west-1:123456789012:certificate/"
+            "0a1b2c3d-1111-2222-3333-4444\\n'; use an ACM certificate ARN",
+        ),
+        (
+            {"security.keyAdministratorArn": "arn:aws:iam::123456789012:role/deploy\n"},
+            "django-stack:security.keyAdministratorArn: got 'arn:aws:iam::123456789012:role/deploy\\n'; "
+            "use an IAM root, role or user ARN",
+        ),
+        (
+            {"app.environment": {"API_HOST": {"secure": "v1:c2FsdA==:Y2lwaGVy"}}},
+            "django-stack:app.environment.API_HOST: a `pulumi config set --secret` value; stack config lands in "
+            "plain user-data or in the state, so no key here takes a secret: store it in Parameter Store "
+            "(SecureString) and name it in app.secretParameters",
+        ),
+    ],
+)
+def test_what_aws_would_refuse_is_refused_first_in_one_line(overrides, expected):
+    message = errors_for(overrides)
+    assert expected in message
+    assert len(message.splitlines()) == 2, message  # the heading and this one line
+
+
+def test_an_arm64_stack_with_graviton_types_and_a_bounded_timeout_pass():
+    values = prod_config_values()
+    for section, changes in (
+        ("instances", {"architecture": "arm64"}),
+        ("web", {"instanceType": "t4g.small", "gunicornTimeout": 3570}),
+        ("worker", {"instanceType": "m7g.large"}),
+    ):
+        values[section] = json.dumps({**json.loads(values[section]), **changes})
+    settings = load_settings(values, stack="prod", region="eu-west-1")
+    assert (settings.web.instance_type, settings.worker.instance_type) == ("t4g.small", "m7g.large")
+
+
+def test_a_secret_the_engine_hands_over_decrypted_is_refused_by_its_key(monkeypatch):
+    # `pulumi config set --secret --path alerts.emails[0] ...`: the engine decrypts it and lists the key.
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["django-stack:alerts"]))
+    message = errors_for({})
+    assert message.splitlines()[1:] == [
+        "django-stack:alerts: a `pulumi config set --secret` value; stack config lands in plain user-data or "
+        "in the state, so no key here takes a secret: store it in Parameter Store (SecureString) and name it in "
+        "app.secretParameters"
+    ]
+
+
+def test_every_graviton_family_the_provider_knows_is_arm64():
+    known, source = ec2_instance_types()
+    families = {instance_type.split(".")[0] for instance_type in known}
+    graviton_named = {family for family in families if re.fullmatch(r"[a-z]+\d+g[a-z]*", family)}
+    assert graviton_named <= ARM64_FAMILIES, f"{source}: add {sorted(graviton_named - ARM64_FAMILIES)}"
+    assert ARM64_FAMILIES <= families, f"not in {source}: {sorted(ARM64_FAMILIES - families)}"
+    assert instance_type_architecture("t3.small") == "x86_64"
+    assert instance_type_architecture("g5g.xlarge") == "arm64"
+
+
+@pytest.mark.parametrize("preview", [True, False], ids=["preview", "up"])
+def test_a_pinned_image_of_another_architecture_is_refused_before_any_resource(preview):
+    # The mocked lookup answers an x86_64 image, as AWS would for an amd64 Debian AMI.
+    arm64 = {"instances.architecture": "arm64", "web.instanceType": "t4g.small", "worker.instanceType": "t4g.medium"}
+    message = errors_for({**arm64, "instances.amiId": "ami-0123456789abcdef0"}, preview=preview)
+    assert message.splitlines()[1:] == [
+        "django-stack:instances.amiId: ami-0123456789abcdef0 is an x86_64 image while instances.architecture is "
+        "arm64: pin an image of that architecture or change instances.architecture"
+    ]

@@ -90,7 +90,7 @@ def test_the_beat_instance_publishes_the_backlog_every_minute_with_the_contracts
     )
     assert environment == {
         "AWS_REGION": "eu-west-1",
-        "METRICS_NAMESPACE": "DjangoStack/Celery",
+        "METRICS_NAMESPACE": "DjangoStack/Celery/django-stack/prod",
         "STACK": "prod",
         "QUEUES": "default,long",
         "BEAT_UNIT": "celery-beat.service",

@@ -169,6 +169,14 @@ RELEASE_PARAMETER_ACTION = "ssm:GetParameter"
 REGION_PATTERN = r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d"
 
 
+# Region prefix -> the partition its ARNs name (arn:<partition>:...); every other region is "aws".
+PARTITIONS = (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"), ("us-isob-", "aws-iso-b"), ("us-iso-", "aws-iso"))
+
+
+def partition(region: str) -> str:
+    return next((name for prefix, name in PARTITIONS if region.startswith(prefix)), "aws")
+
+
 def parameter_name(project: str, stack: str, purpose: str) -> str:
     """One tree per stack, so IAM can grant exactly a stack's parameters."""
     return f"/{project}/{stack}/{purpose}"
@@ -178,8 +186,16 @@ def parameter_name(project: str, stack: str, purpose: str) -> str:
 
 # Published once a minute by the Beat instance (it exists exactly once), read by the alarms, the
 # dashboard and the worker groups' scaling policy. Only the Beat instances' role may PutMetricData,
-# and only here (condition cloudwatch:namespace).
-METRICS_NAMESPACE = "DjangoStack/Celery"
+# and only into its own stack's namespace (condition cloudwatch:namespace): PutMetricData has no
+# resource ARN and a dimension cannot be conditioned on, so one namespace per stack is what keeps
+# a staging Beat from writing prod's backlog (scaling prod) or heartbeat (silencing its alarm).
+METRICS_NAMESPACE_ROOT = "DjangoStack/Celery"
+
+
+def metrics_namespace(project: str, stack: str) -> str:
+    return f"{METRICS_NAMESPACE_ROOT}/{project}/{stack}"
+
+
 QUEUE_BACKLOG_METRIC = "QueueBacklog"  # messages waiting in one queue (all priorities), Count
 BEAT_HEARTBEAT_METRIC = "BeatHeartbeat"  # 1 while Beat is alive by the ops tool's definition
 STACK_DIMENSION = "Stack"

@@ -16,8 +16,11 @@ from e2e_harness.deployment import Deployment, wait_until
 from e2e_harness.machine import SimulatedMachine
 from e2e_harness.systemd import SystemdStandin
 
+from settings import PROJECT
 from userdata import layout
 
+# The rendered prod stack's own namespace, as the Beat's unit passes it.
+NAMESPACE = layout.metrics_namespace(PROJECT, "prod")
 # Sent by the app: record_execution goes to `default`, generate_report is routed to `long`.
 # None: no priority given. Each lands in the list of its kombu priority step (0, 3, 6, 9).
 SENT = {
@@ -86,7 +89,7 @@ def published(stack: Deployment, statistic: str) -> dict[str, float | None]:
                 "Id": f"m{index}",
                 "Label": name,
                 "MetricStat": {
-                    "Metric": {"Namespace": layout.METRICS_NAMESPACE, **metric},
+                    "Metric": {"Namespace": NAMESPACE, **metric},
                     "Period": 600,
                     "Stat": statistic,
                 },
@@ -116,7 +119,7 @@ def test_published_backlog_equals_the_queue_lengths_and_the_heartbeat_follows_be
         machine.run_oneshot(layout.QUEUE_METRICS_UNIT, extra_env=systemd.environment(layout.QUEUE_METRICS_UNIT))
         log = machine.log(layout.QUEUE_METRICS_UNIT)
         assert "backlog default=8 long=3; beat down" in log, log[-2000:]
-        listed = beat_only.store.client("cloudwatch").list_metrics(Namespace=layout.METRICS_NAMESPACE)["Metrics"]
+        listed = beat_only.store.client("cloudwatch").list_metrics(Namespace=NAMESPACE)["Metrics"]
         assert sorted((m["MetricName"], len(m["Dimensions"])) for m in listed) == [
             (layout.BEAT_HEARTBEAT_METRIC, 1),
             (layout.QUEUE_BACKLOG_METRIC, 2),

@@ -21,13 +21,16 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from components.front_door import TLS_POLICY
 from components.security import REDIS_PORT
+from offline_render.overrides import PROJECT
 from offline_render.program import StackRender
 from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
 from policy import rules
-from userdata.layout import BEAT_TAG, METRICS_NAMESPACE, QUEUE_BACKLOG_METRIC
+from userdata.layout import BEAT_TAG, QUEUE_BACKLOG_METRIC, metrics_namespace
 from userdata.render import decode_user_data
 
 Props = dict[str, Any]
+# The stack every rendered resource here belongs to (the `prod` fixture's).
+PROD = rules.StackId(PROJECT, "prod")
 
 
 def inputs_of(render: StackRender, name: str, resource_type: str | None = None) -> Props:
@@ -76,7 +79,7 @@ def edited(props: Props, change: dict[str, Any]) -> Props:
 def policy_problems(render: StackRender) -> dict[tuple[str, str], list[str]]:
     """(resource, policy) -> what the policy found, for each resource a policy refuses."""
     found = {
-        (r.name, policy.name): policy.check(r.type_, r.inputs)
+        (r.name, policy.name): policy.check(r.type_, r.inputs, PROD)
         for r in render.resources
         for policy in rules.RESOURCE_POLICIES
     }
@@ -86,7 +89,7 @@ def policy_problems(render: StackRender) -> dict[tuple[str, str], list[str]]:
 def test_every_prod_resource_passes_every_policy(prod: StackRender) -> None:
     assert policy_problems(prod) == {}
     for policy in rules.STACK_POLICIES:
-        assert policy.check([(r.type_, r.name, r.inputs) for r in prod.resources]) == [], policy.name
+        assert policy.check([(r.type_, r.name, r.inputs) for r in prod.resources], PROD) == [], policy.name
 
 
 def test_a_valkey_stack_passes_every_policy(render: Callable[..., StackRender]) -> None:
@@ -117,7 +120,8 @@ def test_the_pack_judges_the_resource_types_the_program_creates(prod: StackRende
 
 def test_policy_constants_match_the_program() -> None:
     assert rules.BEAT_TAG == BEAT_TAG
-    assert rules.QUEUE_BACKLOG_METRIC == (METRICS_NAMESPACE, QUEUE_BACKLOG_METRIC)
+    assert rules.QUEUE_BACKLOG_METRIC_NAME == QUEUE_BACKLOG_METRIC
+    assert rules.StackId("proj", "stage").metrics_namespace == metrics_namespace("proj", "stage")
     assert TLS_POLICY.startswith(rules.MODERN_TLS_POLICY_PREFIX)
     assert rules.REDIS_PORT == REDIS_PORT
     assert (rules._SECRET_SIG_KEY, rules._SECRET_SIG) == (SECRET_SIG_KEY, SECRET_SIG)
@@ -229,7 +233,7 @@ def test_redis_from_cidr_in_the_other_rule_forms_violates(
 
 def test_security_group_without_inline_rules_passes(prod: StackRender) -> None:
     for policy in rules.RESOURCE_POLICIES:
-        assert policy.check(rules.SECURITY_GROUP, inputs_of(prod, "prod-web", rules.SECURITY_GROUP)) == []
+        assert policy.check(rules.SECURITY_GROUP, inputs_of(prod, "prod-web", rules.SECURITY_GROUP), PROD) == []
 
 
 def test_egress_rule_is_not_ingress() -> None:
@@ -530,25 +534,25 @@ def test_the_programs_broker_memory_and_backlog_alarms_pass(prod: StackRender) -
         "prod-queue-backlog-default",
         "prod-queue-backlog-long",
     ]
-    assert rules.broker_and_backlog_alarms(resources) == []
+    assert rules.broker_and_backlog_alarms(resources, PROD) == []
 
 
 @pytest.mark.parametrize(
     ("metric", "complaint"),
     [
         ("DatabaseMemoryUsagePercentage", "AWS/ElastiCache DatabaseMemoryUsagePercentage"),
-        ("QueueBacklog", "DjangoStack/Celery QueueBacklog"),
+        ("QueueBacklog", f"DjangoStack/Celery/{PROJECT}/prod QueueBacklog"),
     ],
 )
 def test_a_stack_without_the_alarm_or_its_action_violates(prod: StackRender, metric: str, complaint: str) -> None:
     resources = stack_resources(prod)
     alarmed = set(alarms_reading(resources, metric))
     without = [r for r in resources if r[1] not in alarmed]
-    (problem,) = rules.broker_and_backlog_alarms(without)
+    (problem,) = rules.broker_and_backlog_alarms(without, PROD)
     assert complaint in problem
     # The alarm is there but tells nobody.
     silent = [(t, n, {**p, "alarmActions": []} if n in alarmed else p) for t, n, p in resources]
-    (problem,) = rules.broker_and_backlog_alarms(silent)
+    (problem,) = rules.broker_and_backlog_alarms(silent, PROD)
     assert complaint in problem
 
 
@@ -571,7 +575,7 @@ def test_a_backlog_alarm_in_metric_math_and_an_action_unknown_in_preview_pass(pr
         )
         for t, n, p in resources
     ]
-    assert rules.broker_and_backlog_alarms(as_math) == []
+    assert rules.broker_and_backlog_alarms(as_math, PROD) == []
 
 
 # --- what the policy SDK hands over: proxies that raise on values unknown during preview ---------
@@ -614,7 +618,7 @@ def test_unknown_key_name_is_still_a_key_pair(prod: StackRender) -> None:
 def test_engine_view_of_every_prod_resource_passes(prod: StackRender) -> None:
     for resource in prod.resources:
         for policy in rules.RESOURCE_POLICIES:
-            assert policy.check(resource.type_, engine_view(resource.inputs)) == [], (resource.name, policy.name)
+            assert policy.check(resource.type_, engine_view(resource.inputs), PROD) == [], (resource.name, policy.name)
 
 
 # --- IAM: Parameter Store reads ------------------------------------------------------------------
@@ -665,8 +669,10 @@ def test_a_read_of_another_named_tree_or_a_deny_passes(prod: StackRender) -> Non
     assert rules.no_parameter_reads_on_everything(rules.ROLE_POLICY, policy) == []
 
 
-def test_ssm_managed_instance_core_attached_violates(prod: StackRender) -> None:
-    attachment = {"role": "prod-worker-role", "policyArn": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"}
+@pytest.mark.parametrize("partition", ["aws", "aws-us-gov", "aws-cn"])
+def test_ssm_managed_instance_core_attached_violates(prod: StackRender, partition: str) -> None:
+    arn = f"arn:{partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    attachment = {"role": "prod-worker-role", "policyArn": arn}
     problems = rules.no_parameter_reads_on_everything(rules.POLICY_ATTACHMENT, attachment)
     assert len(problems) == 1 and "AmazonSSMManagedInstanceCore" in problems[0]
     role = {**inputs_of(prod, "prod-worker-role", rules.ROLE), "managedPolicyArns": [attachment["policyArn"]]}
@@ -694,7 +700,7 @@ LIFECYCLE_POLICY = "prod-worker-complete-termination"
 
 @pytest.mark.parametrize("name", [METRICS_POLICY, LIFECYCLE_POLICY, "prod-worker-beat-complete-termination"])
 def test_the_programs_metrics_and_lifecycle_grants_are_scoped(prod: StackRender, name: str) -> None:
-    assert rules.instance_grants_scoped(rules.ROLE_POLICY, inputs_of(prod, name, rules.ROLE_POLICY)) == []
+    assert rules.instance_grants_scoped(rules.ROLE_POLICY, inputs_of(prod, name, rules.ROLE_POLICY), PROD) == []
 
 
 @pytest.mark.parametrize(
@@ -720,7 +726,27 @@ def test_the_programs_metrics_and_lifecycle_grants_are_scoped(prod: StackRender,
 )
 def test_an_unscoped_metrics_or_lifecycle_grant_violates(prod: StackRender, statement: dict[str, Any]) -> None:
     policy = with_statement(inputs_of(prod, LIFECYCLE_POLICY, rules.ROLE_POLICY), statement)
-    assert rules.instance_grants_scoped(rules.ROLE_POLICY, policy)
+    assert rules.instance_grants_scoped(rules.ROLE_POLICY, policy, PROD)
+
+
+def test_metrics_into_another_stacks_namespace_violate(prod: StackRender) -> None:
+    grant = inputs_of(prod, METRICS_POLICY, rules.ROLE_POLICY)
+    assert rules.instance_grants_scoped(rules.ROLE_POLICY, grant, PROD) == []
+    # prod's own Beat grant, judged as staging's: it writes another stack's metrics.
+    staging = rules.StackId(PROJECT, "staging")
+    assert rules.instance_grants_scoped(rules.ROLE_POLICY, grant, staging) == [
+        f"cloudwatch:PutMetricData into DjangoStack/Celery/{PROJECT}/prod: only the stack's own namespace "
+        f"(DjangoStack/Celery/{PROJECT}/staging), or one stack's machines write another's metrics"
+    ]
+    # The namespace every stack shared before namespaces were per stack.
+    shared = set_path(grant, "policy", grant["policy"].replace(f"/{PROJECT}/prod", ""))
+    (problem,) = rules.instance_grants_scoped(rules.ROLE_POLICY, shared, PROD)
+    assert "into DjangoStack/Celery:" in problem
+
+
+def test_the_stack_is_read_from_the_engines_urn() -> None:
+    urn = "urn:pulumi:staging::django-stack::djangostack:access:InstanceAccess$aws:iam/rolePolicy:RolePolicy::x"
+    assert rules.StackId.of_urn(urn) == rules.StackId("django-stack", "staging")
 
 
 # --- customer managed keys -----------------------------------------------------------------------

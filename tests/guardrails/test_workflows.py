@@ -92,7 +92,7 @@ def test_remote_actions_are_pinned_to_a_commit_with_its_version() -> None:
 
 def test_inputs_of_pinned_actions_match_their_metadata(tmp_path: Path) -> None:
     project = copy_of_github_dir(tmp_path, major_version_pins)
-    assert "@v7\n" in (project / ".github" / "workflows" / "deploy.yml").read_text()
+    assert "@v7\n" in (project / ".github" / "workflows" / "pulumi.yml").read_text()
     result = actionlint(project)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -101,9 +101,9 @@ BREAKAGES = {
     # a misspelled permission value
     "permission": ("id-token: write", "id-token: writ", "permissions"),
     # a job that needs a job that does not exist
-    "needs": ("needs: [tests, stacks]", "needs: [tests, stack]", "job-needs"),
+    "needs": ("needs: [up-staging, preview-prod]", "needs: [up-staging, preview]", "job-needs"),
     # a misspelled input of the local composite action
-    "composite-input": ("role-to-assume: ${{ vars.AWS_PREVIEW_ROLE_ARN }}", "role-to-asume: x", "action"),
+    "composite-input": ("role-to-assume: ${{ vars.AWS_ROLE_ARN }}", "role-to-asume: x", "action"),
     # a misspelled input of pulumi/actions (checked against its metadata)
     "action-input": ("policyPacks: policy", "policyPack: policy", "action"),
     # a PR title (attacker-controlled) pasted into a shell script
@@ -112,6 +112,8 @@ BREAKAGES = {
     "shellcheck": ('>> "$GITHUB_OUTPUT"', ">> $GITHUB_OUTPUT", "shellcheck"),
     # an expression that does not parse
     "expression": ("${{ matrix.stack }}", "${{ matrix.stack ", "expression"),
+    # an input the reusable workflow does not declare
+    "workflow-call-input": ("      command: preview\n", "      comand: preview\n", "workflow-call"),
 }
 
 
@@ -169,31 +171,19 @@ def test_preview_matrix_lists_every_stack_file(tmp_path: Path) -> None:
     assert {"prod", "staging"} <= set(names)
 
 
-def test_every_preview_runs_the_policy_pack_and_comments_on_the_pull_request() -> None:
-    preview = workflow("pull-request.yml")["jobs"]["preview"]
-    pulumi = step_using(preview, "pulumi/actions")["with"]
-    assert pulumi["command"] == "preview"
-    assert pulumi["stack-name"] == "${{ matrix.stack }}"
-    assert pulumi["policyPacks"] == "policy"
-    assert pulumi["comment-on-pr"] is True
-    assert preview["permissions"]["pull-requests"] == "write"
-    assert set(preview["needs"]) == {"tests", "stacks"}
-
-
-def test_prod_updates_wait_for_reviewers_and_the_tests() -> None:
-    workflow_file = workflow("deploy.yml")
-    # PyYAML reads the key `on` as True
-    assert workflow_file[True] == {"push": {"branches": ["main"]}}
-    up = workflow_file["jobs"]["up"]
-    assert up["environment"]["name"] == "production"
-    assert up["needs"] == "tests"
-    pulumi = step_using(up, "pulumi/actions")["with"]
-    assert (pulumi["command"], pulumi["stack-name"], pulumi["policyPacks"]) == ("up", "prod", "policy")
-    assert workflow_file["concurrency"]["cancel-in-progress"] is False
+def test_every_stack_job_runs_the_policy_pack() -> None:
+    (job,) = workflow("pulumi.yml")["jobs"].values()
+    pulumi = step_using(job, "pulumi/actions")["with"]
+    assert (pulumi["command"], pulumi["stack-name"], pulumi["policyPacks"]) == (
+        "${{ inputs.command }}",
+        "${{ inputs.stack }}",
+        "policy",
+    )
+    assert set(workflow("pulumi.yml")[True]["workflow_call"]["inputs"]) == {"command", "stack", "environment"}
 
 
 def test_aws_credentials_come_from_oidc_only() -> None:
-    for name in ("pull-request.yml", "deploy.yml"):
+    for name in ("pull-request.yml", "deploy.yml", "pulumi.yml"):
         for job_name, job in workflow(name)["jobs"].items():
             if "steps" in job and any(step.get("uses") == "./.github/actions/pulumi-setup" for step in job["steps"]):
                 assert job["permissions"]["id-token"] == "write", f"{name}: {job_name}"
