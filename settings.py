@@ -298,6 +298,9 @@ class AppSettings(_Section, frozen=True):
     # gunicorn and Celery reach the instance metadata service (the role's credentials) only when
     # the app itself calls AWS with the role (S3 media, SES).
     aws_credentials: bool = False
+    # A new value stores a newly generated Django SECRET_KEY (docs/secrets.md: sessions and signed
+    # values made with the old key stop validating once instances have the new one).
+    secret_key_version: Annotated[int, Meta(ge=1)] = 1
 
     def __post_init__(self) -> None:
         if self.source == "s3" and not self.artifact_bucket:
