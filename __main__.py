@@ -192,7 +192,11 @@ secrets = Secrets(
     name,
     SecretsArgs(
         django_secret_key_parameter=secret_parameters[1],
+        django_secret_key_version=settings.app.secret_key_version,
+        auth_token_next_parameter=settings.parameter_name(layout.AUTH_TOKEN_NEXT_PARAMETER),
         auth_token_version=settings.redis.auth_token_version,
+        # A preview's role cannot decrypt, and needs nothing: write-only values are never diffed.
+        reads_back=not pulumi.runtime.is_dry_run(),
         kms_key_arn=kms_key_arn,
         tags=tags,
     ),
@@ -243,6 +247,7 @@ redis = Redis(
         subnet_ids=network.private_subnet_ids,
         security_group_id=security.redis_security_group_id,
         auth_token=secrets.auth_token,
+        auth_token_version=settings.redis.auth_token_version,
         auth_token_parameter=secret_parameters[0],
         kms_key_arn=kms_key_arn,
         protect=security_settings.protect,

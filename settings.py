@@ -322,6 +322,9 @@ class AppSettings(_Section, frozen=True):
     # gunicorn and Celery reach the instance metadata service (the role's credentials) only when
     # the app itself calls AWS with the role (S3 media, SES).
     aws_credentials: bool = False
+    # A new value stores a newly generated Django SECRET_KEY (docs/secrets.md: sessions and signed
+    # values made with the old key stop validating once instances have the new one).
+    secret_key_version: Annotated[int, Meta(ge=1)] = 1
 
     def __post_init__(self) -> None:
         if self.source == "s3" and not self.artifact_bucket:
@@ -1095,7 +1098,7 @@ def _across_sections(sections: dict[str, Any], region: str | None) -> list[str]:
     load_balancer: LoadBalancerSettings = sections["loadBalancer"]
     if sections["security"].protect and not sections["alerts"].emails:
         problems.append(
-            f"alerts.emails: empty while security.protect is true; a protected stack's alarms and "
+            "alerts.emails: empty while security.protect is true; a protected stack's alarms and "
             "broker events would reach nobody: list at least one address (each confirms by mail)"
         )
     if app.source == "ami" and not instances.ami_id:

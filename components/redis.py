@@ -36,7 +36,10 @@ class RedisArgs:
     auth_token_update_strategy: Literal["ROTATE", "SET"]
     subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
+    # The token (a secret Output) and its version: sent to ElastiCache and to the parameter only
+    # when the version changes, through write-only inputs that never enter the state.
     auth_token: pulumi.Input[str]
+    auth_token_version: int
     # Encrypts the data at rest, its snapshots and both logs. Changing it replaces the group.
     kms_key_arn: pulumi.Input[str]
     # `pulumi destroy` and replacements of the group fail while set (README "Deleting a stack on purpose").
@@ -119,7 +122,8 @@ class Redis(pulumi.ComponentResource):
             kms_key_id=args.kms_key_arn,
             transit_encryption_enabled=True,
             transit_encryption_mode="required",
-            auth_token=args.auth_token,
+            auth_token_wo=args.auth_token,
+            auth_token_wo_version=args.auth_token_version,
             auth_token_update_strategy=args.auth_token_update_strategy,
             snapshot_retention_limit=args.snapshot_retention_days,
             snapshot_window=args.snapshot_window,
@@ -140,7 +144,7 @@ class Redis(pulumi.ComponentResource):
                 for log, log_type in ((slow_log, "slow-log"), (engine_log, "engine-log"))
             ],
             tags=tags,
-            opts=renamed_from("group", additional_secret_outputs=["auth_token"], protect=args.protect),
+            opts=renamed_from("group", protect=args.protect),
         )
 
         # Stored only once the group has taken the token (with ROTATE, once the modification is
@@ -151,12 +155,12 @@ class Redis(pulumi.ComponentResource):
             description="Redis AUTH token (ElastiCache)",
             type="SecureString",
             key_id=args.kms_key_arn,
-            value=args.auth_token,
+            value_wo=args.auth_token,
+            value_wo_version=args.auth_token_version,
             tags=tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[group],
-                additional_secret_outputs=["value"],
                 # It was the Secrets component's child: the alias keeps it the same resource.
                 aliases=[pulumi.Alias(parent=pulumi.create_urn(name, secrets.TYPE))],
             ),

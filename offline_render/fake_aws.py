@@ -19,6 +19,19 @@ LAUNCH_TEMPLATE_TYPE = "aws:ec2/launchTemplate:LaunchTemplate"
 AUTOSCALING_GROUP_TYPE = "aws:autoscaling/group:Group"
 REPLICATION_GROUP_TYPE = "aws:elasticache/replicationGroup:ReplicationGroup"
 KMS_KEY_TYPE = "aws:kms/key:Key"
+PARAMETER_TYPE = "aws:ssm/parameter:Parameter"
+
+
+def write_only(key: str) -> bool:
+    """The provider's write-only inputs (value_wo, auth_token_wo): sent to AWS, never in its state."""
+    return key.endswith("Wo")
+
+
+def revealed(value: Any) -> Any:
+    """A value as sent, without the engine's secret wrapper."""
+    if isinstance(value, dict) and value.get(SECRET_SIG_KEY) == SECRET_SIG:
+        return value.get("value")
+    return value
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.resources: list[RecordedResource] = []
         # (type, name) of every resource registered with protect=True; filled by record_options.
         self.protected: set[tuple[str, str]] = set()
+        # Parameter Store as the program wrote it (value_wo), read back by ssm.getParameter.
+        self.parameter_values: dict[str, str] = {}
 
     def record_options(self, args: pulumi.ResourceTransformationArgs) -> None:
         """A stack transformation: the mocks see inputs only, resource options come this way."""
@@ -58,7 +73,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         inputs = dict(args.inputs)
         protected = (args.typ, args.name) in self.protected
         self.resources.append(RecordedResource(args.typ, args.name, copy.deepcopy(inputs), protected))
-        state = {"name": args.name, **inputs}
+        if args.typ == PARAMETER_TYPE and "valueWo" in inputs:
+            self.parameter_values[inputs["name"]] = revealed(inputs["valueWo"])
+        # AWS keeps what a write-only input sent; the provider's state (the outputs) never has it.
+        state = {"name": args.name, **{key: value for key, value in inputs.items() if not write_only(key)}}
         kind = args.typ.split(":")[-1]
         prefixes = {
             "Vpc": "vpc",
@@ -75,10 +93,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         }
         resource_id = mock_id(prefixes[kind], args.name) if kind in prefixes else f"{args.name}-id"
         arn_base = f"arn:{partition(self.region)}:{{}}:{self.region}:{ACCOUNT}"
-        if args.typ == "random:index/randomPassword:RandomPassword":
-            length = int(inputs.get("length", 32))
-            state["result"] = ("Mock0" + hashlib.sha256(args.name.encode()).hexdigest() * 4)[:length]
-        elif args.typ == REPLICATION_GROUP_TYPE:
+        if args.typ == REPLICATION_GROUP_TYPE:
             host = self.redis_endpoint or f"master.{args.name}.abc123.euw1.cache.amazonaws.com"
             state |= {
                 "primaryEndpointAddress": host,
@@ -149,4 +164,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             deployer = f"arn:{partition(self.region)}:sts::{ACCOUNT}:assumed-role/django-stack-deploy/github-actions"
             return {"accountId": ACCOUNT, "arn": deployer, "userId": "AROAEXAMPLE:github-actions", "id": ACCOUNT}, []
+        if args.token == "aws:ssm/getParameter:getParameter":
+            name = args.args["name"]
+            return {"name": name, "value": self.parameter_values[name], "type": "SecureString", "id": name}, []
         raise NotImplementedError(f"no mock for invoke {args.token}")

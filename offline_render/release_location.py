@@ -15,17 +15,18 @@ import json
 import sys
 
 from offline_render.program import stack_file_config
-from settings import PROJECT, ConfigError, load_settings
+from ops.stack import program_project
+from settings import ConfigError, load_settings
 
 
 def release_location(stack: str) -> tuple[str, str]:
     """(region, "s3://bucket/prefix") of the stack's release artifacts."""
-    config = stack_file_config(stack)
-    prefix = f"{PROJECT}:"
+    config, project = stack_file_config(stack), program_project()
+    prefix = f"{project}:"
     raw = {key.removeprefix(prefix): json.dumps(value) for key, value in config.items() if key.startswith(prefix)}
-    settings = load_settings(raw, stack=stack, region=config.get("aws:region"))
+    settings = load_settings(raw, stack=stack, region=config.get("aws:region"), project=project)
     if settings.app.source != "s3":
-        raise ConfigError(f"{PROJECT}:app.source: {settings.app.source}; the stack's image carries its release")
+        raise ConfigError(f"{project}:app.source: {settings.app.source}; the stack's image carries its release")
     return settings.region, f"s3://{settings.app.artifact_bucket}/{settings.app.artifact_prefix}"
 
 

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from offline_render.fake_aws import SECRET_SIG, SECRET_SIG_KEY
+from offline_render.fake_aws import SECRET_SIG, SECRET_SIG_KEY, write_only
 from offline_render.program import StackRender
 from userdata.render import written_files
 
@@ -18,7 +18,8 @@ def _hide_secrets(value: Any) -> Any:
     if isinstance(value, dict):
         if value.get(SECRET_SIG_KEY) == SECRET_SIG:
             return "[secret]"
-        return {k: _hide_secrets(v) for k, v in value.items()}
+        # A write-only input's value is made afresh on each run and never stored: not shown.
+        return {k: "[write-only]" if write_only(k) else _hide_secrets(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_hide_secrets(v) for v in value]
     return value

@@ -14,14 +14,14 @@ import sys
 
 import pulumi
 
-from offline_render.overrides import PROJECT
 from offline_render.program import StackRender, available_stacks, render_stack
+from ops.stack import program_project
 from policy import rules
 
 
 def violations(render: StackRender) -> list[str]:
     """One line per violation: `<resource>: <policy>: <message>`."""
-    where = rules.StackId(PROJECT, render.stack)
+    where = rules.StackId(program_project(), render.stack)
     found = [
         f"{resource.name}: {policy.name}: {message}"
         for resource in render.resources

@@ -183,9 +183,20 @@ def elasticache_encrypted_with_auth(resource_type: str, props: Mapping[str, Any]
         problems.append("transitEncryptionMode 'preferred' still accepts plaintext clients; use 'required'")
     if field(props, "atRestEncryptionEnabled") not in (True, UNKNOWN):
         problems.append("atRestEncryptionEnabled must be true (snapshots and swap encrypted)")
-    if not _is_set(field(props, "authToken")):
+    if not (_is_set(field(props, "authToken")) or _is_set(field(props, "authTokenWo"))):
         problems.append("authToken is missing: every client must authenticate (Redis AUTH)")
     return problems
+
+
+def secrets_write_only(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """A secret value goes to AWS through a write-only input, which the provider never stores:
+    an `authToken` or a SecureString's `value` would sit in the state, which previews and anyone
+    holding the state's key can read."""
+    if resource_type == REPLICATION_GROUP and _is_set(field(props, "authToken")):
+        return ["authToken is stored in the Pulumi state; send it as authTokenWo with authTokenWoVersion"]
+    if resource_type == PARAMETER and field(props, "type") == "SecureString" and _is_set(field(props, "value")):
+        return ["a SecureString's value is stored in the Pulumi state; send it as valueWo with valueWoVersion"]
+    return []
 
 
 # --- security group ingress ----------------------------------------------------------------------
@@ -811,6 +822,11 @@ RESOURCE_POLICIES: Final = (
         "customer-managed-keys",
         "ElastiCache at rest, SecureString parameters and log groups are encrypted with a customer managed key.",
         _in_any_stack(customer_managed_keys),
+    ),
+    ResourcePolicy(
+        "secrets-write-only",
+        "The Redis AUTH token and SecureString values reach AWS through write-only inputs, never the state.",
+        _in_any_stack(secrets_write_only),
     ),
     ResourcePolicy(
         "default-security-group-without-rules",

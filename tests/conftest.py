@@ -14,7 +14,7 @@ import pulumi
 import pytest
 import yaml
 
-from offline_render.fake_aws import RecordedResource, RecordingMocks
+from offline_render.fake_aws import RecordedResource, RecordingMocks, write_only
 from offline_render.program import StackRender, fresh_event_loop, render_stack, without_declaration_stacks
 from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
 from settings import Settings, load_settings
@@ -116,6 +116,12 @@ def build_alone() -> Callable[[Callable[[], object]], list[RecordedResource]]:
         return mocks.resources
 
     return build
+
+
+def diffed(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The inputs Pulumi diffs: a write-only input's value is made afresh on every run and never
+    compared (its version says when it is sent)."""
+    return {key: value for key, value in inputs.items() if not write_only(key)}
 
 
 def of_type(resources: list[RecordedResource], type_: str) -> list[RecordedResource]:

@@ -44,7 +44,7 @@ def test_the_stack_key_rotates_and_outlives_a_mistaken_deletion(prod: StackRende
 
 def test_every_secure_string_is_encrypted_with_the_stack_key(prod: StackRender) -> None:
     parameters = [p.inputs for p in prod.of_type(PARAMETER) if p.inputs["type"] == "SecureString"]
-    assert len(parameters) == 2
+    assert len(parameters) == 3  # the Redis token, its next value, the Django key
     key_arn = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/"
     assert all(p["keyId"].startswith(key_arn) for p in parameters)
 
@@ -141,7 +141,7 @@ def test_a_configured_key_replaces_the_stack_key(render) -> None:
     configured = render({"security.kmsKeyArn": CONFIGURED_KEY})
     assert configured.of_type(KEY) == []
     secure = [p.inputs for p in configured.of_type(PARAMETER) if p.inputs["type"] == "SecureString"]
-    assert len(secure) == 2 and {p["keyId"] for p in secure} == {CONFIGURED_KEY}
+    assert len(secure) == 3 and {p["keyId"] for p in secure} == {CONFIGURED_KEY}
     assert only(configured, "aws:elasticache/replicationGroup:ReplicationGroup")["kmsKeyId"] == CONFIGURED_KEY
     templates = configured.of_type("aws:ec2/launchTemplate:LaunchTemplate")
     assert {t.inputs["blockDeviceMappings"][0]["ebs"]["kmsKeyId"] for t in templates} == {CONFIGURED_KEY}

@@ -41,7 +41,7 @@ def test_writes_each_instances_user_data_files_and_the_resource_table(prod_writt
     assert stat.S_IMODE(script.stat().st_mode) == 0o755
     table = (out / "resources.md").read_text()
     assert "| `aws:elasticache/replicationGroup:ReplicationGroup` | `prod-redis-group` |" in table
-    assert '"authToken": "[secret]"' in table and "Mock0" not in table
+    assert '"authTokenWo": "[write-only]"' in table and '"valueWo": "[write-only]"' in table
 
 
 def test_unknown_stack_is_named(capsys):

@@ -154,6 +154,8 @@ def log_stream_name(source: str) -> str:
 # --- Parameter Store -----------------------------------------------------------------------------
 
 AUTH_TOKEN_PARAMETER = "redis/auth-token"
+# A new token waits here until ElastiCache has taken it (the deploy role reads it, no instance).
+AUTH_TOKEN_NEXT_PARAMETER = "redis/auth-token-next"
 DJANGO_SECRET_KEY_PARAMETER = "django/secret-key"
 # The parameters the instance role may read (ssm:GetParameters), nothing else.
 INSTANCE_PARAMETERS = (AUTH_TOKEN_PARAMETER, DJANGO_SECRET_KEY_PARAMETER)

@@ -68,8 +68,8 @@ from userdata.layout import (
     WARM_STOP_UNIT,
     log_group_name,
     log_stream_name,
-    resource_prefix,
     metrics_namespace,
+    resource_prefix,
     worker_env_file,
     worker_unit,
 )

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from offline_render.fake_aws import mock_id
+from ops.stack import program_project
 from policy import rules
 from policy.offline import violations
 from tests.test_database import DATABASE_GROUP, INGRESS, with_database
@@ -34,7 +35,8 @@ def test_the_database_port_open_to_the_internet_on_its_group_violates() -> None:
         and r.inputs["referencedSecurityGroupId"] == mock_id("sg", "prod-web")
     ]
     world = {k: v for k, v in from_web.items() if k != "referencedSecurityGroupId"} | {"cidrIpv4": "0.0.0.0/0"}
-    problems = [message for policy in rules.RESOURCE_POLICIES for message in policy.check(INGRESS, world)]
+    stack = rules.StackId(program_project(), "prod")
+    problems = [message for policy in rules.RESOURCE_POLICIES for message in policy.check(INGRESS, world, stack)]
     assert problems == [
         "ingress from 0.0.0.0/0 to tcp 5432-5432: the internet may reach ports [80, 443] only, each alone"
     ]

@@ -113,9 +113,9 @@ def test_a_secret_auth_token_arrives_and_satisfies_the_policy(
     analyzer: analyzer_pb2_grpc.AnalyzerStub, prod: StackRender
 ) -> None:
     group = resource(prod, "prod-redis-group")
-    assert SECRET_SIG_KEY in group.inputs["authToken"], "the token travels as a secret"
+    assert SECRET_SIG_KEY in group.inputs["authTokenWo"], "the token travels as a secret"
     assert analyze(analyzer, group.type_, group.name, group.inputs) == []
-    without = {k: v for k, v in group.inputs.items() if k != "authToken"}
+    without = {k: v for k, v in group.inputs.items() if k != "authTokenWo"}
     (diagnostic,) = analyze(analyzer, group.type_, group.name, without)
     assert diagnostic.policyName == "elasticache-encrypted-with-auth"
 

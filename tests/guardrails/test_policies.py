@@ -21,15 +21,16 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from components.front_door import TLS_POLICY
 from components.security import REDIS_PORT
-from offline_render.overrides import PROJECT
 from offline_render.program import StackRender
 from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
+from ops.stack import program_project
 from policy import rules
 from userdata.layout import BEAT_TAG, QUEUE_BACKLOG_METRIC, metrics_namespace
 from userdata.render import decode_user_data
 
 Props = dict[str, Any]
 # The stack every rendered resource here belongs to (the `prod` fixture's).
+PROJECT = program_project()
 PROD = rules.StackId(PROJECT, "prod")
 
 
@@ -140,8 +141,8 @@ GROUP = "prod-redis-group"
         ("transitEncryptionMode", "preferred", "transitEncryptionMode"),
         ("atRestEncryptionEnabled", False, "atRestEncryptionEnabled"),
         ("atRestEncryptionEnabled", None, "atRestEncryptionEnabled"),
-        ("authToken", None, "authToken"),
-        ("authToken", "", "authToken"),
+        ("authTokenWo", None, "authToken"),
+        ("authTokenWo", "", "authToken"),
     ],
 )
 def test_elasticache_without_encryption_or_auth_violates(
@@ -154,8 +155,22 @@ def test_elasticache_without_encryption_or_auth_violates(
 
 def test_elasticache_replication_group_of_the_program_passes(prod: StackRender) -> None:
     group = inputs_of(prod, GROUP)
-    assert rules.field(group, "authToken"), "the mock records the token (as a secret)"
+    assert rules.field(group, "authTokenWo"), "the mock records the token (as a secret)"
     assert rules.elasticache_encrypted_with_auth(rules.REPLICATION_GROUP, group) == []
+
+
+def test_secrets_sent_write_only_pass_and_kept_in_the_state_violate(prod: StackRender) -> None:
+    group = inputs_of(prod, GROUP)
+    parameters = [r.inputs for r in prod.of_type(rules.PARAMETER) if r.inputs["type"] == "SecureString"]
+    assert len(parameters) == 3 and all("valueWo" in p for p in parameters)
+    for resource_type, props in [(rules.REPLICATION_GROUP, group), *((rules.PARAMETER, p) for p in parameters)]:
+        assert rules.secrets_write_only(resource_type, props) == []
+    (stored_token,) = rules.secrets_write_only(rules.REPLICATION_GROUP, {**group, "authToken": "in-the-state"})
+    assert "authTokenWo" in stored_token
+    (stored_value,) = rules.secrets_write_only(rules.PARAMETER, {**parameters[0], "value": "in-the-state"})
+    assert "valueWo" in stored_value
+    # A String parameter (the live release) is no secret: its value may stay in the state.
+    assert rules.secrets_write_only(rules.PARAMETER, {"type": "String", "value": "2026.11.25-1"}) == []
 
 
 def test_standalone_cache_cluster_violates_and_member_of_a_group_passes(prod: StackRender) -> None:
@@ -605,7 +620,7 @@ def test_unknown_user_data_is_left_for_the_update_while_known_fields_are_judged(
 
 
 def test_unknown_auth_token_will_be_set_and_passes(prod: StackRender) -> None:
-    group = {**inputs_of(prod, GROUP), "authToken": UNKNOWN_STRING_VALUE, "atRestEncryptionEnabled": False}
+    group = {**inputs_of(prod, GROUP), "authTokenWo": UNKNOWN_STRING_VALUE, "atRestEncryptionEnabled": False}
     problems = rules.elasticache_encrypted_with_auth(rules.REPLICATION_GROUP, engine_view(group))
     assert len(problems) == 1 and "atRest" in problems[0]
 
