@@ -7,7 +7,8 @@ kind's role may complete actions only on its own group (web's, none).
 
 Auto Scaling replaces a failed instance, and a changed template (image, user-data, type) rolls
 out by instance refresh, a few instances at a time, never the whole fleet in one step. Celery
-Beat runs on its own group of exactly one, replaced terminate-first, so two Beats never overlap.
+Beat runs on its own group of exactly one, replaced terminate-first by every kind of replacement
+(its instance maintenance policy), so two Beats never overlap.
 
 The image is pinned per stack: `ami_id` when given, else Debian's newest image at the first
 `up`, kept (ignore_changes) until the user names a newer one, so an `up` never replaces machines
@@ -183,6 +184,7 @@ class Fleet(pulumi.ComponentResource):
                 BEAT_SIZE,
                 args.beat_instance_profile_name,
                 min_healthy_percentage=0,
+                terminate_first=True,
             )
             self._hold_terminating_workers("worker-beat", beat, args.beat_role_name)
         if args.worker_scaling is not None:
@@ -287,6 +289,7 @@ class Fleet(pulumi.ComponentResource):
         *,
         min_healthy_percentage: int,
         target_group_arns: Sequence[pulumi.Input[str]] = (),
+        terminate_first: bool = False,
     ) -> tuple[aws.ec2.LaunchTemplate, aws.autoscaling.Group]:
         """One kind of machine: its launch template and the group that launches it."""
         args = self._args
@@ -337,6 +340,7 @@ class Fleet(pulumi.ComponentResource):
             kind_tags,
             min_healthy_percentage=min_healthy_percentage,
             target_group_arns=target_group_arns,
+            terminate_first=terminate_first,
         )
         return template, group
 
@@ -349,6 +353,7 @@ class Fleet(pulumi.ComponentResource):
         *,
         min_healthy_percentage: int,
         target_group_arns: Sequence[pulumi.Input[str]] = (),
+        terminate_first: bool = False,
     ) -> aws.autoscaling.Group:
         resource_name = f"{self._name}-{kind}"
         tags = {**kind_tags, "Name": resource_name}
@@ -381,6 +386,13 @@ class Fleet(pulumi.ComponentResource):
                     "auto_rollback": True,
                 },
             },
+            # terminate_first: every replacement (health, rebalance, refresh) terminates the old
+            # instance before launching the new one; the instance refresh preferences above cover
+            # refreshes only, and without this policy the others follow the account's default,
+            # which may launch first (two Beats firing every schedule twice).
+            instance_maintenance_policy=(
+                {"min_healthy_percentage": 0, "max_healthy_percentage": 100} if terminate_first else None
+            ),
             tags=[{"key": key, "value": value, "propagate_at_launch": True} for key, value in tags.items()],
             opts=pulumi.ResourceOptions(parent=self),
         )

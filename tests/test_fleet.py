@@ -153,6 +153,15 @@ def test_beat_is_replaced_terminate_first_whatever_the_config(prod, render):
         assert (preferences["minHealthyPercentage"], preferences["maxHealthyPercentage"]) == (0, 100)
 
 
+def test_every_beat_replacement_terminates_before_it_launches(prod, render):
+    """Health and rebalance replacements follow the group's instance maintenance policy (not
+    the refresh preferences): terminate-then-launch on Beat's group, the default elsewhere."""
+    for stack in (prod, render({"instances.minHealthyPercentage": 100})):
+        web, worker, beat = (groups(stack)[kind] for kind in KINDS)
+        assert beat["instanceMaintenancePolicy"] == {"minHealthyPercentage": 0, "maxHealthyPercentage": 100}
+        assert "instanceMaintenancePolicy" not in web and "instanceMaintenancePolicy" not in worker
+
+
 def test_beat_is_tagged_and_installed_on_exactly_one_kind(prod):
     for kind, template in templates(prod).items():
         units = enabled_units(decode_user_data(template["userData"]))
