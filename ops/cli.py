@@ -15,11 +15,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ops.errors import OpsError, UsageError
 from ops.executor import MAX_EXECUTION_TIMEOUT, Executor, SsmExecutor
+from ops.interrupt import Interrupted, stop_on_signals
 from ops.inventory import Instance, discover
 from ops.live_release import LiveReleaseParameter, default_parameter
 from ops.rollout import RESTART_MARGIN_SECONDS, Rollout, RolloutFailed, Timeouts, switch_beat
 from ops.rotation import TokenRotation
-from ops.scaling import scaling_held
+from ops.scaling import recover_left_suspended, scaling_held
 from ops.stack import StackLocation, checked_release, load_outputs, region_from_environment, resolve_stack
 from ops.state import StateStore, default_state_dir
 from ops.verify import DEFAULT_HEALTHCHECK_TASK, TABLE_HEADER, VerifyOptions, format_cells, table_row, verify_all
@@ -53,6 +54,11 @@ def positive_seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
     return value
+
+
+# The commands that suspend Auto Scaling processes or put instances in Standby: a run of one
+# resumes what an earlier, killed run left suspended; other commands only say so.
+SUSPENDING_COMMANDS = ("deploy", "rollback", "rotate-token")
 
 
 def out(line: str) -> None:
@@ -234,19 +240,27 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        outputs = load_outputs(args.outputs) if args.outputs else None
-        location = resolve_stack(args.stack, args.region, outputs)
-        ec2, ssm, autoscaling = aws_clients(location)
-        instances = discover(ec2, location.stack)
-        live = LiveReleaseParameter(ssm, (outputs or {}).get("releaseParameter") or default_parameter(location.stack))
-        executor = executor or SsmExecutor(ssm, poll_interval=args.poll_interval)
-        return run_command(args, location, instances, executor, live, autoscaling)
+        with stop_on_signals():
+            outputs = load_outputs(args.outputs) if args.outputs else None
+            location = resolve_stack(args.stack, args.region, outputs)
+            ec2, ssm, autoscaling = aws_clients(location)
+            # Before anything else: what a run killed outright left suspended.
+            recover_left_suspended(autoscaling, location.stack, out, resume_them=args.command in SUSPENDING_COMMANDS)
+            instances = discover(ec2, location.stack)
+            live = LiveReleaseParameter(
+                ssm, (outputs or {}).get("releaseParameter") or default_parameter(location.stack)
+            )
+            executor = executor or SsmExecutor(ssm, poll_interval=args.poll_interval)
+            return run_command(args, location, instances, executor, live, autoscaling)
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     except RolloutFailed as error:
         print(str(error), file=sys.stderr, flush=True)
-        return 1
+        return error.exit_code
+    except Interrupted as error:  # before any step began: nothing to report but the stop
+        print(f"{parser.prog}: {error}", file=sys.stderr)
+        return error.exit_code
     except OpsError as error:
         print(f"{parser.prog}: failed: {error}", file=sys.stderr)
         return 1
@@ -331,6 +345,6 @@ def rollout_command(
         out=out,
         poll_interval=args.poll_interval,
     )
-    with scaling_held(autoscaling, location.stack, out):
+    with scaling_held(autoscaling, location.stack, out, args.command):
         rollout.run()
     return 0

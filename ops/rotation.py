@@ -20,8 +20,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ops.errors import OpsError
 from ops.executor import Executor
+from ops.interrupt import Interrupted
 from ops.inventory import Instance, beat_instance, by_role
-from ops.rollout import Print, RolloutFailed, Timeouts, require_passed, restart_timeout, run_checked, switch_beat
+from ops.rollout import (
+    Print,
+    RolloutFailed,
+    Timeouts,
+    exit_code,
+    require_passed,
+    restart_timeout,
+    run_checked,
+    switch_beat,
+)
 from ops.scripts import refresh_secrets_script, token_check_script
 from ops.verify import VerifyOptions, table_row, verify_instance
 
@@ -87,7 +97,18 @@ class TokenRotation:
         try:
             action()
         except (OpsError, BotoCoreError, ClientError) as error:
-            raise RolloutFailed(self._report(name, str(error))) from None
+            if isinstance(error, Interrupted) and self.beat_paused:
+                self._resume_after_interrupt()
+            raise RolloutFailed(self._report(name, str(error)), exit_code(error)) from None
+
+    def _resume_after_interrupt(self) -> None:
+        """Stopped by the operator: Beat runs again (units restarted so far are on the new
+        token, the others on the old one; ElastiCache accepts both under ROTATE)."""
+        try:
+            self._beat("resume")
+            self.out("Beat resumed (the command was interrupted)")
+        except (OpsError, BotoCoreError, ClientError) as error:
+            self.out(f"Beat could not be resumed: {error}")
 
     def _report(self, step: str, detail: str) -> str:
         lines = [f"rotate-token STOPPED at step '{step}': {detail}"]
