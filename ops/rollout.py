@@ -34,6 +34,7 @@ from ops.scripts import (
 )
 from ops.state import RolloutRecord, StateStore
 from ops.verify import CheckRow, VerifyOptions, table_row, verify_all, verify_instance
+from ops.web_drain import WebDrain
 
 Print = Callable[[str], None]
 
@@ -166,6 +167,7 @@ class Rollout:
     live: LiveReleaseParameter
     identity_flags: str  # e.g. "--stack prod --region eu-west-1", for the continue/rollback hints
     out: Print
+    drain: WebDrain  # takes each web instance out of the load balancer while its units restart
     poll_interval: float = 5.0
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
@@ -278,13 +280,14 @@ class Rollout:
         self._step("verify", instance, lambda: self._verify_one(instance))
 
     def _activate(self, instance: Instance) -> None:
-        run_checked(
-            self.executor,
-            instance,
-            f"activate {self.release}",
-            switch_release_script(instance.role, self.release),
-            self.restart_timeouts[instance.instance_id],
-        )
+        with self.drain.around_restart(instance):
+            run_checked(
+                self.executor,
+                instance,
+                f"activate {self.release}",
+                switch_release_script(instance.role, self.release),
+                self.restart_timeouts[instance.instance_id],
+            )
         self.releases[instance.instance_id] = self.release
 
     def _verify_one(self, instance: Instance) -> None:

@@ -34,6 +34,7 @@ from ops.rollout import (
 )
 from ops.scripts import refresh_secrets_script, token_check_script
 from ops.verify import VerifyOptions, table_row, verify_instance
+from ops.web_drain import WebDrain
 
 NEXT_STEPS = (
     "pulumi config set --path redis.authTokenUpdateStrategy SET && pulumi up",
@@ -49,6 +50,7 @@ class TokenRotation:
     verify_options: VerifyOptions
     identity_flags: str
     out: Print
+    drain: WebDrain  # takes each web instance out of the load balancer while its units restart
     restart_timeouts: dict[str, int] = field(default_factory=dict)  # instance id -> seconds
     on_new_token: list[str] = field(default_factory=list)  # instance labels, in order
     beat_paused: bool = False
@@ -80,7 +82,8 @@ class TokenRotation:
     def _move(self, instance: Instance) -> None:
         self.out(f"{instance.label}: fetching the secrets again and restarting its units ...")
         timeout = self.restart_timeouts[instance.instance_id]
-        run_checked(self.executor, instance, "refresh secrets", refresh_secrets_script(instance.role), timeout)
+        with self.drain.around_restart(instance):
+            run_checked(self.executor, instance, "refresh secrets", refresh_secrets_script(instance.role), timeout)
         self._check_token(instance, expect_beat=False)
         rows = verify_instance(self.executor, instance, self.verify_options, beat_running=False)
         for row in rows:

@@ -53,26 +53,20 @@ def resume(autoscaling: Any, group: str) -> None:
     _mark(autoscaling, group, None)
 
 
-def left_suspended(autoscaling: Any, stack: str) -> dict[str, str]:
-    """Group name -> the SUSPENDED_BY value, for the stack's groups a run did not resume."""
-    found = {}
-    for group in stack_groups(autoscaling, stack):
+def recover_left_suspended(autoscaling: Any, groups: list[dict[str, Any]], out: Print, *, resume_them: bool) -> None:
+    """Before anything else: groups an earlier run left suspended (the SUSPENDED_BY tag) are
+    resumed (resume_them) or named, with the commands that resume them."""
+    for group in groups:
         tags = {tag["Key"]: tag["Value"] for tag in group.get("Tags", [])}
-        if SUSPENDED_BY in tags:
-            found[str(group["AutoScalingGroupName"])] = tags[SUSPENDED_BY]
-    return found
-
-
-def recover_left_suspended(autoscaling: Any, stack: str, out: Print, *, resume_them: bool) -> None:
-    """Before anything else: groups an earlier run left suspended are resumed (resume_them) or
-    named, with the command that resumes them."""
-    for group, by in left_suspended(autoscaling, stack).items():
+        if SUSPENDED_BY not in tags:
+            continue
+        name, by = str(group["AutoScalingGroupName"]), tags[SUSPENDED_BY]
         if resume_them:
-            resume(autoscaling, group)
-            out(f"Auto Scaling: {group} was left suspended ({by}) by a run that did not finish; resumed it")
+            resume(autoscaling, name)
+            out(f"Auto Scaling: {name} was left suspended ({by}) by a run that did not finish; resumed it")
         else:
             out(
-                f"WARNING: Auto Scaling {group} was left suspended ({by}) by a run that did not finish: "
+                f"WARNING: Auto Scaling {name} was left suspended ({by}) by a run that did not finish: "
                 "it launches and replaces nothing; the next deploy, rollback or rotate-token resumes it"
             )
 
