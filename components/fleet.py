@@ -96,9 +96,11 @@ class FleetArgs:
     # The stack key: the root volumes are encrypted with it, not the account's aws/ebs key.
     kms_key_arn: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
-    # Each kind's instance profile (a role per kind); the worker kinds' roles are allowed here
-    # to complete their own group's lifecycle actions.
+    # Each kind's instance profile (a role per kind); each kind's role is allowed here to report
+    # its own group's instances unhealthy (a failed boot), the worker kinds' also to complete
+    # their own group's lifecycle actions.
     web_instance_profile_name: pulumi.Input[str]
+    web_role_name: pulumi.Input[str]
     worker_instance_profile_name: pulumi.Input[str]
     worker_role_name: pulumi.Input[str]
     beat_instance_profile_name: pulumi.Input[str] | None
@@ -166,6 +168,8 @@ class Fleet(pulumi.ComponentResource):
             args.worker_instance_profile_name,
             min_healthy_percentage=refresh,
         )
+        self._report_failed_boots("web", web, args.web_role_name)
+        self._report_failed_boots("worker", worker, args.worker_role_name)
         self._hold_terminating_workers("worker", worker, args.worker_role_name)
         beat = None
         if (
@@ -186,6 +190,7 @@ class Fleet(pulumi.ComponentResource):
                 min_healthy_percentage=0,
                 terminate_first=True,
             )
+            self._report_failed_boots("worker-beat", beat, args.beat_role_name)
             self._hold_terminating_workers("worker-beat", beat, args.beat_role_name)
         if args.worker_scaling is not None:
             self._scale_on_backlog(worker, args.worker_scaling)
@@ -225,6 +230,16 @@ class Fleet(pulumi.ComponentResource):
             role=role_name,
             policy=group.arn.apply(_complete_lifecycle_policy),
             opts=child,
+        )
+
+    def _report_failed_boots(self, kind: str, group: aws.autoscaling.Group, role_name: pulumi.Input[str]) -> None:
+        """A kind's role may mark its own group's instances unhealthy (app-boot-failed, when a
+        boot fails), no other group's: the group then replaces the instance."""
+        aws.iam.RolePolicy(
+            f"{self._name}-{kind}-report-failed-boot",
+            role=role_name,
+            policy=group.arn.apply(_report_health_policy),
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _scale_on_backlog(self, group: aws.autoscaling.Group, scaling: WorkerScaling) -> None:
@@ -415,3 +430,13 @@ def _complete_lifecycle_policy(group_arn: str) -> str:
         },
     ]
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
+
+
+def _report_health_policy(group_arn: str) -> str:
+    statement = {
+        "Sid": "ReportOwnHealth",
+        "Effect": "Allow",
+        "Action": "autoscaling:SetInstanceHealth",
+        "Resource": group_arn,
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, sort_keys=True)

@@ -278,6 +278,7 @@ def fleet_args(**changes: object) -> FleetArgs:
         "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
         "web_instance_profile_name": "t-web-profile",
         "worker_instance_profile_name": "t-worker-profile",
+        "web_role_name": "t-web-role",
         "worker_role_name": "t-worker-role",
         "beat_instance_profile_name": "t-worker-beat-profile",
         "beat_role_name": "t-worker-beat-role",
@@ -314,7 +315,12 @@ def test_fleet_alone_without_beat_has_no_beat_group(build_alone):
         lambda: Fleet("t", fleet_args(beat_user_data=None, beat_instance_profile_name=None, beat_role_name=None))
     )
     assert sorted(r.name for r in of_type(built, AUTOSCALING_GROUP_TYPE)) == ["t-web", "t-worker"]
-    assert [r.inputs["role"] for r in of_type(built, "aws:iam/rolePolicy:RolePolicy")] == ["t-worker-role"]
+    policies = {r.name: r.inputs["role"] for r in of_type(built, "aws:iam/rolePolicy:RolePolicy")}
+    assert policies == {
+        "t-web-report-failed-boot": "t-web-role",
+        "t-worker-report-failed-boot": "t-worker-role",
+        "t-worker-complete-termination": "t-worker-role",
+    }
 
 
 def test_fleet_refuses_beat_user_data_without_beats_own_profile_and_role():
