@@ -6,6 +6,7 @@ models of AWS that moto does not); the rest of each instance is the ops tests' f
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from ops.errors import OpsError
 from ops.inventory import Instance
+from ops.scaling import HELD_PROCESSES
 from ops.web_drain import IN_STANDBY, WebDrain
 from tests.ops.conftest import aws_client
 from tests.ops.fake_instances import Answer, FakeInstances
@@ -22,6 +24,7 @@ from tests.ops.helpers import Run
 from tests.ops.load_balancer import APP, Gunicorn, LoadBalancer, model_aws
 from tests.ops.test_rollout import WEB0, WEB1, deploy, fake
 from tests.ops.test_rotation import rotate
+from tests.ops.test_scaling import SignalAt, suspended
 
 GROUP = "prod-web-abc123"
 RESTARTS = ("activate r1", "activate r2", "refresh secrets")
@@ -211,3 +214,17 @@ def test_an_instance_a_killed_run_left_in_standby_is_returned_first(
         f"Auto Scaling: {stack[WEB0]} was left in Standby in {GROUP} by a run that did not finish; returned it"
     )
     assert group_state(autoscaling) == (2, 2, ["InService", "InService"], [])
+
+
+def test_a_signal_while_a_web_instance_is_out_returns_it_and_resumes_everything(
+    stack, ssm_client, capsys, tmp_path, web_group, balancer
+) -> None:
+    autoscaling, _ = web_group
+    answers = SignalAt(fake(stack), autoscaling, "activate r2", stack[WEB0], signal.SIGTERM)
+    run = deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2")
+    assert run.code == 128 + signal.SIGTERM
+    assert answers.then is not None and answers.then[0][GROUP] == set(HELD_PROCESSES)  # it was out, group held
+    assert f"{stack[WEB0]} ({WEB0}): back in service in {GROUP} (its health not waited for)" in run.out
+    assert run.err.startswith("deploy r2 STOPPED at step 'activate and restart': interrupted by SIGTERM")
+    assert group_state(autoscaling) == (2, 2, ["InService", "InService"], [])
+    assert suspended(autoscaling)[GROUP] == set()
