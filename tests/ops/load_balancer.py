@@ -39,6 +39,11 @@ import pytest
 from moto.autoscaling.models import AutoScalingBackend
 from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
 
+from tests.ops.fake_instances import Answer, FakeInstances
+
+GROUP = "prod-web-abc123"
+WEB_INSTANCES = ("prod-web-0", "prod-web-1")
+
 APP = """\
 import time
 def app(environ, start_response):
@@ -46,6 +51,41 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"ok"]
 """
+
+
+def attach_web_group(ec2: Any, autoscaling: Any, elbv2: Any, stack: dict[str, str]) -> tuple[Any, str]:
+    """prod's web group with the two web instances (stack: Name tag -> instance id), attached to
+    a target group as the program makes it (health check every 15 s, 2 to be healthy), at its
+    minimum size. Returns the Auto Scaling client and the target group's ARN."""
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    target_group = elbv2.create_target_group(
+        Name="prod-web",
+        Protocol="HTTP",
+        Port=8000,
+        VpcId=vpc,
+        TargetType="instance",
+        HealthCheckIntervalSeconds=15,
+        HealthyThresholdCount=2,
+    )["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.modify_target_group_attributes(
+        TargetGroupArn=target_group, Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "30"}]
+    )
+    template = ec2.create_launch_template(
+        LaunchTemplateName="prod-web", LaunchTemplateData={"ImageId": "ami-0123456789abcdef0"}
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=GROUP,
+        LaunchTemplate={"LaunchTemplateId": template, "Version": "1"},
+        MinSize=0,
+        MaxSize=6,
+        DesiredCapacity=0,
+        AvailabilityZones=["eu-west-1a"],
+        TargetGroupARNs=[target_group],
+        Tags=[{"Key": "Stack", "Value": "prod", "PropagateAtLaunch": True}],
+    )
+    autoscaling.attach_instances(InstanceIds=[stack[name] for name in WEB_INSTANCES], AutoScalingGroupName=GROUP)
+    autoscaling.update_auto_scaling_group(AutoScalingGroupName=GROUP, MinSize=2)
+    return autoscaling, target_group
 
 
 def free_port() -> int:
@@ -183,6 +223,23 @@ class LoadBalancer:
         if target_id in target_group.deregistered_targets and self.in_flight[target_id] > 0:
             return FakeHealthStatus(target_id, port, port, "draining", "Target.DeregistrationInProgress")
         return original(target_group, target)
+
+
+# What restarts a web instance's units: a release switch and a token refresh.
+RESTARTS = ("activate r1", "activate r2", "refresh secrets")
+
+
+class Restarting:
+    """The fake instances, except that a web instance's restart restarts its real gunicorn."""
+
+    def __init__(self, answers: FakeInstances, balancer: LoadBalancer) -> None:
+        self.answers, self.balancer = answers, balancer
+
+    def __call__(self, instance: str, purpose: str, script: str) -> Answer:
+        answer = self.answers(instance, purpose, script)
+        if purpose in RESTARTS and instance in self.balancer.backends and answer[0] == "Success":
+            self.balancer.backends[instance].restart()
+        return answer
 
 
 @contextmanager

@@ -19,51 +19,16 @@ from ops.inventory import Instance
 from ops.scaling import HELD_PROCESSES
 from ops.web_drain import IN_STANDBY, WebDrain
 from tests.ops.conftest import aws_client
-from tests.ops.fake_instances import Answer, FakeInstances
 from tests.ops.helpers import Run
-from tests.ops.load_balancer import APP, Gunicorn, LoadBalancer, model_aws
+from tests.ops.load_balancer import APP, GROUP, Gunicorn, LoadBalancer, Restarting, attach_web_group, model_aws
 from tests.ops.test_rollout import WEB0, WEB1, deploy, fake
 from tests.ops.test_rotation import rotate
 from tests.ops.test_scaling import SignalAt, suspended
 
-GROUP = "prod-web-abc123"
-RESTARTS = ("activate r1", "activate r2", "refresh secrets")
-
 
 @pytest.fixture
 def web_group(stack: dict[str, str]) -> tuple[Any, str]:
-    """prod's web group with the two web instances, attached to a target group (as the program
-    makes them: health check every 15 s, 2 to be healthy), at its minimum size."""
-    ec2, autoscaling, elbv2 = (aws_client(service) for service in ("ec2", "autoscaling", "elbv2"))
-    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
-    target_group = elbv2.create_target_group(
-        Name="prod-web",
-        Protocol="HTTP",
-        Port=8000,
-        VpcId=vpc,
-        TargetType="instance",
-        HealthCheckIntervalSeconds=15,
-        HealthyThresholdCount=2,
-    )["TargetGroups"][0]["TargetGroupArn"]
-    elbv2.modify_target_group_attributes(
-        TargetGroupArn=target_group, Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "30"}]
-    )
-    template = ec2.create_launch_template(
-        LaunchTemplateName="prod-web", LaunchTemplateData={"ImageId": "ami-0123456789abcdef0"}
-    )["LaunchTemplate"]["LaunchTemplateId"]
-    autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName=GROUP,
-        LaunchTemplate={"LaunchTemplateId": template, "Version": "1"},
-        MinSize=0,
-        MaxSize=6,
-        DesiredCapacity=0,
-        AvailabilityZones=["eu-west-1a"],
-        TargetGroupARNs=[target_group],
-        Tags=[{"Key": "Stack", "Value": "prod", "PropagateAtLaunch": True}],
-    )
-    autoscaling.attach_instances(InstanceIds=[stack[WEB0], stack[WEB1]], AutoScalingGroupName=GROUP)
-    autoscaling.update_auto_scaling_group(AutoScalingGroupName=GROUP, MinSize=2)
-    return autoscaling, target_group
+    return attach_web_group(aws_client("ec2"), aws_client("autoscaling"), aws_client("elbv2"), stack)
 
 
 @pytest.fixture
@@ -81,19 +46,6 @@ def balancer(
     finally:
         for backend in backends.values():
             backend.stop()
-
-
-class Restarting:
-    """The fake instances, except that a web instance's restart restarts its real gunicorn."""
-
-    def __init__(self, answers: FakeInstances, balancer: LoadBalancer) -> None:
-        self.answers, self.balancer = answers, balancer
-
-    def __call__(self, instance: str, purpose: str, script: str) -> Answer:
-        answer = self.answers(instance, purpose, script)
-        if purpose in RESTARTS and instance in self.balancer.backends and answer[0] == "Success":
-            self.balancer.backends[instance].restart()
-        return answer
 
 
 def deploy_rollback_rotate(stack, ssm_client, capsys, tmp_path, balancer: LoadBalancer) -> list[Run]:
