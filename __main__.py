@@ -357,6 +357,7 @@ fleet = Fleet(
         subnet_ids=network.private_subnet_ids,
         web_instance_profile_name=access.instance_profile_names["web"],
         worker_instance_profile_name=access.instance_profile_names["worker"],
+        web_role_name=access.role_names["web"],
         worker_role_name=access.role_names["worker"],
         beat_instance_profile_name=access.instance_profile_names[beat_kind] if beat_kind else None,
         beat_role_name=access.role_names[beat_kind] if beat_kind else None,

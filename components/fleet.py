@@ -7,7 +7,8 @@ kind's role may complete actions only on its own group (web's, none).
 
 Auto Scaling replaces a failed instance, and a changed template (image, user-data, type) rolls
 out by instance refresh, a few instances at a time, never the whole fleet in one step. Celery
-Beat runs on its own group of exactly one, replaced terminate-first, so two Beats never overlap.
+Beat runs on its own group of exactly one, replaced terminate-first by every kind of replacement
+(its instance maintenance policy), so two Beats never overlap.
 
 The image is pinned per stack: `ami_id` when given, else Debian's newest image at the first
 `up`, kept (ignore_changes) until the user names a newer one, so an `up` never replaces machines
@@ -95,9 +96,11 @@ class FleetArgs:
     # The stack key: the root volumes are encrypted with it, not the account's aws/ebs key.
     kms_key_arn: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
-    # Each kind's instance profile (a role per kind); the worker kinds' roles are allowed here
-    # to complete their own group's lifecycle actions.
+    # Each kind's instance profile (a role per kind); each kind's role is allowed here to report
+    # its own group's instances unhealthy (a failed boot), the worker kinds' also to complete
+    # their own group's lifecycle actions.
     web_instance_profile_name: pulumi.Input[str]
+    web_role_name: pulumi.Input[str]
     worker_instance_profile_name: pulumi.Input[str]
     worker_role_name: pulumi.Input[str]
     beat_instance_profile_name: pulumi.Input[str] | None
@@ -165,6 +168,8 @@ class Fleet(pulumi.ComponentResource):
             args.worker_instance_profile_name,
             min_healthy_percentage=refresh,
         )
+        self._report_failed_boots("web", web, args.web_role_name)
+        self._report_failed_boots("worker", worker, args.worker_role_name)
         self._hold_terminating_workers("worker", worker, args.worker_role_name)
         beat = None
         if (
@@ -183,7 +188,9 @@ class Fleet(pulumi.ComponentResource):
                 BEAT_SIZE,
                 args.beat_instance_profile_name,
                 min_healthy_percentage=0,
+                terminate_first=True,
             )
+            self._report_failed_boots("worker-beat", beat, args.beat_role_name)
             self._hold_terminating_workers("worker-beat", beat, args.beat_role_name)
         if args.worker_scaling is not None:
             self._scale_on_backlog(worker, args.worker_scaling)
@@ -223,6 +230,16 @@ class Fleet(pulumi.ComponentResource):
             role=role_name,
             policy=group.arn.apply(_complete_lifecycle_policy),
             opts=child,
+        )
+
+    def _report_failed_boots(self, kind: str, group: aws.autoscaling.Group, role_name: pulumi.Input[str]) -> None:
+        """A kind's role may mark its own group's instances unhealthy (app-boot-failed, when a
+        boot fails), no other group's: the group then replaces the instance."""
+        aws.iam.RolePolicy(
+            f"{self._name}-{kind}-report-failed-boot",
+            role=role_name,
+            policy=group.arn.apply(_report_health_policy),
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _scale_on_backlog(self, group: aws.autoscaling.Group, scaling: WorkerScaling) -> None:
@@ -287,6 +304,7 @@ class Fleet(pulumi.ComponentResource):
         *,
         min_healthy_percentage: int,
         target_group_arns: Sequence[pulumi.Input[str]] = (),
+        terminate_first: bool = False,
     ) -> tuple[aws.ec2.LaunchTemplate, aws.autoscaling.Group]:
         """One kind of machine: its launch template and the group that launches it."""
         args = self._args
@@ -337,6 +355,7 @@ class Fleet(pulumi.ComponentResource):
             kind_tags,
             min_healthy_percentage=min_healthy_percentage,
             target_group_arns=target_group_arns,
+            terminate_first=terminate_first,
         )
         return template, group
 
@@ -349,6 +368,7 @@ class Fleet(pulumi.ComponentResource):
         *,
         min_healthy_percentage: int,
         target_group_arns: Sequence[pulumi.Input[str]] = (),
+        terminate_first: bool = False,
     ) -> aws.autoscaling.Group:
         resource_name = f"{self._name}-{kind}"
         tags = {**kind_tags, "Name": resource_name}
@@ -381,6 +401,13 @@ class Fleet(pulumi.ComponentResource):
                     "auto_rollback": True,
                 },
             },
+            # terminate_first: every replacement (health, rebalance, refresh) terminates the old
+            # instance before launching the new one; the instance refresh preferences above cover
+            # refreshes only, and without this policy the others follow the account's default,
+            # which may launch first (two Beats firing every schedule twice).
+            instance_maintenance_policy=(
+                {"min_healthy_percentage": 0, "max_healthy_percentage": 100} if terminate_first else None
+            ),
             tags=[{"key": key, "value": value, "propagate_at_launch": True} for key, value in tags.items()],
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -403,3 +430,13 @@ def _complete_lifecycle_policy(group_arn: str) -> str:
         },
     ]
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
+
+
+def _report_health_policy(group_arn: str) -> str:
+    statement = {
+        "Sid": "ReportOwnHealth",
+        "Effect": "Allow",
+        "Action": "autoscaling:SetInstanceHealth",
+        "Resource": group_arn,
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, sort_keys=True)

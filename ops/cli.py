@@ -15,14 +15,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ops.errors import OpsError, UsageError
 from ops.executor import MAX_EXECUTION_TIMEOUT, Executor, SsmExecutor
+from ops.interrupt import Interrupted, stop_on_signals
 from ops.inventory import Instance, discover
 from ops.live_release import LiveReleaseParameter, default_parameter
 from ops.rollout import RESTART_MARGIN_SECONDS, Rollout, RolloutFailed, Timeouts, switch_beat
 from ops.rotation import TokenRotation
-from ops.scaling import scaling_held
+from ops.scaling import recover_left_suspended, scaling_held, stack_groups
 from ops.stack import StackLocation, checked_release, load_outputs, region_from_environment, resolve_stack
 from ops.state import StateStore, default_state_dir
 from ops.verify import DEFAULT_HEALTHCHECK_TASK, TABLE_HEADER, VerifyOptions, format_cells, table_row, verify_all
+from ops.web_drain import WebDrain, recover_left_in_standby
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -53,6 +55,11 @@ def positive_seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
     return value
+
+
+# The commands that suspend Auto Scaling processes or put instances in Standby: a run of one
+# resumes what an earlier, killed run left suspended; other commands only say so.
+SUSPENDING_COMMANDS = ("deploy", "rollback", "rotate-token")
 
 
 def out(line: str) -> None:
@@ -220,13 +227,13 @@ def identity_flags(location: StackLocation) -> str:
     return " ".join(shlex.quote(flag) for flag in flags)
 
 
-def aws_clients(location: StackLocation) -> tuple[Any, Any, Any]:
+def aws_clients(location: StackLocation) -> tuple[Any, Any, Any, Any]:
     session = boto3.session.Session(region_name=location.region or region_from_environment())
     if not session.region_name:
         raise UsageError(
             "--region: none given, none in the outputs, AWS_REGION, AWS_DEFAULT_REGION or the AWS config file"
         )
-    return session.client("ec2"), session.client("ssm"), session.client("autoscaling")
+    return session.client("ec2"), session.client("ssm"), session.client("autoscaling"), session.client("elbv2")
 
 
 def main(argv: Sequence[str] | None = None, executor: Executor | None = None) -> int:
@@ -234,21 +241,31 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        outputs = load_outputs(args.outputs) if args.outputs else None
-        location = resolve_stack(args.stack, args.region, outputs)
-        ec2, ssm, autoscaling = aws_clients(location)
-        instances = discover(ec2, location.project, location.stack)
-        live = LiveReleaseParameter(
-            ssm, (outputs or {}).get("releaseParameter") or default_parameter(location.project, location.stack)
-        )
-        executor = executor or SsmExecutor(ssm, poll_interval=args.poll_interval)
-        return run_command(args, location, instances, executor, live, autoscaling)
+        with stop_on_signals():
+            outputs = load_outputs(args.outputs) if args.outputs else None
+            location = resolve_stack(args.stack, args.region, outputs)
+            ec2, ssm, autoscaling, elbv2 = aws_clients(location)
+            # Before anything else: what a run killed outright left suspended or in Standby.
+            groups = stack_groups(autoscaling, location.project, location.stack)
+            recover = args.command in SUSPENDING_COMMANDS
+            recover_left_suspended(autoscaling, groups, out, resume_them=recover)
+            recover_left_in_standby(autoscaling, groups, out, resume_them=recover)
+            instances = discover(ec2, location.project, location.stack)
+            live = LiveReleaseParameter(
+                ssm, (outputs or {}).get("releaseParameter") or default_parameter(location.project, location.stack)
+            )
+            executor = executor or SsmExecutor(ssm, poll_interval=args.poll_interval)
+            drain = WebDrain(autoscaling, elbv2, out, poll_interval=args.poll_interval)
+            return run_command(args, location, instances, executor, live, autoscaling, drain)
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     except RolloutFailed as error:
         print(str(error), file=sys.stderr, flush=True)
-        return 1
+        return error.exit_code
+    except Interrupted as error:  # before any step began: nothing to report but the stop
+        print(f"{parser.prog}: {error}", file=sys.stderr)
+        return error.exit_code
     except OpsError as error:
         print(f"{parser.prog}: failed: {error}", file=sys.stderr)
         return 1
@@ -264,6 +281,7 @@ def run_command(
     executor: Executor,
     live: LiveReleaseParameter,
     autoscaling: Any,
+    drain: WebDrain,
 ) -> int:
     if args.command == "verify":
         return verify_command(args, instances, executor)
@@ -278,9 +296,10 @@ def run_command(
             verify_options=checks_from(args),
             identity_flags=identity_flags(location),
             out=out,
+            drain=drain,
         ).run()
         return 0
-    return rollout_command(args, location, instances, executor, live, autoscaling)
+    return rollout_command(args, location, instances, executor, live, autoscaling, drain)
 
 
 def checks_from(args: argparse.Namespace) -> VerifyOptions:
@@ -304,6 +323,7 @@ def rollout_command(
     executor: Executor,
     live: LiveReleaseParameter,
     autoscaling: Any,
+    drain: WebDrain,
 ) -> int:
     store = StateStore(args.state_dir, location.project, location.stack)
     release = args.release
@@ -331,8 +351,9 @@ def rollout_command(
         live=live,
         identity_flags=identity_flags(location),
         out=out,
+        drain=drain,
         poll_interval=args.poll_interval,
     )
-    with scaling_held(autoscaling, location.project, location.stack, out):
+    with scaling_held(autoscaling, location.project, location.stack, out, args.command):
         rollout.run()
     return 0

@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ops import live_release
 from ops.errors import OpsError
 from ops.executor import MAX_EXECUTION_TIMEOUT, CommandResult, Executor
+from ops.interrupt import Interrupted
 from ops.inventory import Instance, beat_instance, by_role
 from ops.live_release import LiveReleaseParameter
 from ops.scripts import (
@@ -33,6 +34,7 @@ from ops.scripts import (
 )
 from ops.state import RolloutRecord, StateStore
 from ops.verify import CheckRow, VerifyOptions, table_row, verify_all, verify_instance
+from ops.web_drain import WebDrain
 
 Print = Callable[[str], None]
 
@@ -52,7 +54,16 @@ RESTART_MARGIN_SECONDS = 120
 
 
 class RolloutFailed(OpsError):
-    pass
+    """The sequence stopped; the message is the state report. exit_code: 1, or 128 + the
+    signal that stopped it."""
+
+    def __init__(self, report: str, exit_code: int = 1) -> None:
+        super().__init__(report)
+        self.exit_code = exit_code
+
+
+def exit_code(error: Exception) -> int:
+    return error.exit_code if isinstance(error, Interrupted) else 1
 
 
 def run_checked(executor: Executor, instance: Instance, purpose: str, script: str, timeout: int) -> CommandResult:
@@ -156,13 +167,15 @@ class Rollout:
     live: LiveReleaseParameter
     identity_flags: str  # e.g. "--stack prod --region eu-west-1", for the continue/rollback hints
     out: Print
+    drain: WebDrain  # takes each web instance out of the load balancer while its units restart
     poll_interval: float = 5.0
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     releases: dict[str, str] = field(default_factory=dict)  # instance id -> release it runs
     notes: dict[str, str] = field(default_factory=dict)  # instance id -> what went wrong there
     restart_timeouts: dict[str, int] = field(default_factory=dict)  # instance id -> activate's timeout
-    beat_state: str = "running"  # running | paused | unknown (a stop that did not confirm)
+    # running | paused | unknown (a stop that did not confirm) | resumed (after an interruption)
+    beat_state: str = "running"
     previous: str | None = None
 
     def run(self) -> None:
@@ -267,13 +280,14 @@ class Rollout:
         self._step("verify", instance, lambda: self._verify_one(instance))
 
     def _activate(self, instance: Instance) -> None:
-        run_checked(
-            self.executor,
-            instance,
-            f"activate {self.release}",
-            switch_release_script(instance.role, self.release),
-            self.restart_timeouts[instance.instance_id],
-        )
+        with self.drain.around_restart(instance):
+            run_checked(
+                self.executor,
+                instance,
+                f"activate {self.release}",
+                switch_release_script(instance.role, self.release),
+                self.restart_timeouts[instance.instance_id],
+            )
         self.releases[instance.instance_id] = self.release
 
     def _verify_one(self, instance: Instance) -> None:
@@ -314,7 +328,20 @@ class Rollout:
                 self.notes[instance.instance_id] = f"<- {name} failed here"
                 if name == "activate and restart":
                     self._reread(instance)
-            raise RolloutFailed(self.failure_report(name, str(error))) from None
+            if isinstance(error, Interrupted):
+                self._resume_after_interrupt()
+            raise RolloutFailed(self.failure_report(name, str(error)), exit_code(error)) from None
+
+    def _resume_after_interrupt(self) -> None:
+        """An operator who stops the command gets the stack back as it runs: Beat resumed. (A
+        failed step leaves it paused instead, for the operator to decide.)"""
+        if self.beat_state == "running":
+            return
+        try:
+            self._resume()
+            self.beat_state = "resumed"
+        except (OpsError, BotoCoreError, ClientError) as error:
+            self.out(f"Beat could not be resumed: {error}")
 
     def _reread(self, instance: Instance) -> None:
         """After a failed activate/restart the symlink may or may not have moved: ask."""
@@ -338,6 +365,7 @@ class Rollout:
                 "paused": f"  Beat: PAUSED (celery-beat.service stopped on {beat.label})",
                 "unknown": f"  Beat: UNKNOWN (the stop on {beat.label} did not confirm; it may be stopped)",
                 "running": "  Beat: running (never paused)",
+                "resumed": f"  Beat: running (resumed on {beat.label} when the command was interrupted)",
             }[self.beat_state]
         )
         lines.append(f"to continue: {self.hint(self.kind, '--release', self.release)}")
@@ -346,6 +374,6 @@ class Rollout:
         else:
             unknown = " (no single previous release is known)"
             lines.append(f"to roll back: {self.hint('rollback')} --release <release>{unknown}")
-        if self.beat_state != "running":
+        if self.beat_state not in ("running", "resumed"):
             lines.append(f"to resume Beat as it is: {self.hint('beat', 'resume')}")
         return "\n".join(lines)

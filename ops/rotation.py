@@ -20,10 +20,21 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ops.errors import OpsError
 from ops.executor import Executor
+from ops.interrupt import Interrupted
 from ops.inventory import Instance, beat_instance, by_role
-from ops.rollout import Print, RolloutFailed, Timeouts, require_passed, restart_timeout, run_checked, switch_beat
+from ops.rollout import (
+    Print,
+    RolloutFailed,
+    Timeouts,
+    exit_code,
+    require_passed,
+    restart_timeout,
+    run_checked,
+    switch_beat,
+)
 from ops.scripts import refresh_secrets_script, token_check_script
 from ops.verify import VerifyOptions, table_row, verify_instance
+from ops.web_drain import WebDrain
 
 NEXT_STEPS = (
     "pulumi config set --path redis.authTokenUpdateStrategy SET && pulumi up",
@@ -39,6 +50,7 @@ class TokenRotation:
     verify_options: VerifyOptions
     identity_flags: str
     out: Print
+    drain: WebDrain  # takes each web instance out of the load balancer while its units restart
     restart_timeouts: dict[str, int] = field(default_factory=dict)  # instance id -> seconds
     on_new_token: list[str] = field(default_factory=list)  # instance labels, in order
     beat_paused: bool = False
@@ -70,7 +82,8 @@ class TokenRotation:
     def _move(self, instance: Instance) -> None:
         self.out(f"{instance.label}: fetching the secrets again and restarting its units ...")
         timeout = self.restart_timeouts[instance.instance_id]
-        run_checked(self.executor, instance, "refresh secrets", refresh_secrets_script(instance.role), timeout)
+        with self.drain.around_restart(instance):
+            run_checked(self.executor, instance, "refresh secrets", refresh_secrets_script(instance.role), timeout)
         self._check_token(instance, expect_beat=False)
         rows = verify_instance(self.executor, instance, self.verify_options, beat_running=False)
         for row in rows:
@@ -87,7 +100,18 @@ class TokenRotation:
         try:
             action()
         except (OpsError, BotoCoreError, ClientError) as error:
-            raise RolloutFailed(self._report(name, str(error))) from None
+            if isinstance(error, Interrupted) and self.beat_paused:
+                self._resume_after_interrupt()
+            raise RolloutFailed(self._report(name, str(error)), exit_code(error)) from None
+
+    def _resume_after_interrupt(self) -> None:
+        """Stopped by the operator: Beat runs again (units restarted so far are on the new
+        token, the others on the old one; ElastiCache accepts both under ROTATE)."""
+        try:
+            self._beat("resume")
+            self.out("Beat resumed (the command was interrupted)")
+        except (OpsError, BotoCoreError, ClientError) as error:
+            self.out(f"Beat could not be resumed: {error}")
 
     def _report(self, step: str, detail: str) -> str:
         lines = [f"rotate-token STOPPED at step '{step}': {detail}"]

@@ -268,15 +268,25 @@ def stop_timeouts_script(role: str) -> str:
 
 
 def refresh_secrets_script(role: str) -> str:
-    """Token rotation on one instance: fetch the secrets again (app-secrets.service reads the
-    token now in Parameter Store) and restart the role's units so they load it. Workers stop
-    warm, as in a release switch."""
+    """Token rotation on one instance: fetch the secrets again (a reload of app-secrets.service
+    reads the token now in Parameter Store), then restart the role's units once so they load it.
+    Not a restart of app-secrets: its Requires= dependents would restart with it (twice in all),
+    and stay stopped if the fetch failed. A failed fetch changes nothing and says so: the units
+    keep running on the token they have, which ElastiCache still accepts under ROTATE. Workers
+    stop warm, as in a release switch."""
     return (
-        f"# ops refresh secrets ({role})\n" + _HELPERS + "set -e\n"
-        f"systemctl restart {SECRETS_UNIT}\n"
+        f"# ops refresh secrets ({role})\n"
+        + _HELPERS
+        + "set -e\n"
         + _restarted_units(role)
+        + "units=$(echo $units)\n"
+        + f"if ! systemctl reload {SECRETS_UNIT}; then\n"
+        + f'  echo "fetching the secrets from Parameter Store failed (journalctl -u {SECRETS_UNIT}); '
+        + 'nothing was restarted: $units still run on the token they had" >&2\n'
+        + "  exit 1\n"
+        + "fi\n"
         + "systemctl restart $units\n"
-        + 'echo "secrets fetched again; restarted:$units"\n'
+        + 'echo "secrets fetched again; restarted: $units"\n'
     )
 
 

@@ -588,8 +588,9 @@ def _statements(resource_type: str, props: Mapping[str, Any]) -> Iterator[Mappin
 def instance_grants_scoped(resource_type: str, props: Mapping[str, Any], stack: StackId) -> list[str]:
     """PutMetricData only into the stack's own namespace (the action has no resource ARN: without
     the condition a role could write any metric, the backlog the workers scale on included; with
-    another stack's namespace, that stack's), and lifecycle actions only on named groups (or a
-    worker could release another group's hold)."""
+    another stack's namespace, that stack's), and lifecycle actions and health reports only on
+    named groups (or a worker could release another group's hold, or have another group's
+    instances replaced)."""
     problems = []
     for statement in _statements(resource_type, props):
         if _allows(statement, "cloudwatch:PutMetricData"):
@@ -606,13 +607,14 @@ def instance_grants_scoped(resource_type: str, props: Mapping[str, Any], stack: 
                     f"cloudwatch:PutMetricData into {', '.join(others)}: only the stack's own namespace "
                     f"({stack.metrics_namespace}), or one stack's machines write another's metrics"
                 )
-        if _allows(statement, "autoscaling:CompleteLifecycleAction"):
+        for action in ("autoscaling:CompleteLifecycleAction", "autoscaling:SetInstanceHealth"):
+            if not _allows(statement, action):
+                continue
             resources = [str(r) for r in _as_list(statement.get("Resource"))]
             unnamed = [r for r in resources if ":autoScalingGroupName/" not in r or "*" in r or "?" in r]
             if "NotResource" in statement or unnamed:
                 problems.append(
-                    f"autoscaling:CompleteLifecycleAction on {', '.join(unnamed) or 'NotResource'}: "
-                    "name the instance's own Auto Scaling group"
+                    f"{action} on {', '.join(unnamed) or 'NotResource'}: name the instance's own Auto Scaling group"
                 )
     return problems
 
@@ -814,8 +816,7 @@ RESOURCE_POLICIES: Final = (
     ResourcePolicy(
         "instance-grants-scoped",
         "cloudwatch:PutMetricData only with a cloudwatch:namespace condition naming the stack's own namespace; "
-        "autoscaling:CompleteLifecycleAction "
-        "only on named Auto Scaling groups.",
+        "autoscaling:CompleteLifecycleAction and autoscaling:SetInstanceHealth only on named Auto Scaling groups.",
         instance_grants_scoped,
     ),
     ResourcePolicy(

@@ -111,6 +111,14 @@ def test_each_worker_kind_completes_lifecycle_actions_on_its_own_group_only_and_
         assert resources == ([] if kind == "web" else [arn.format(kind)]), kind
 
 
+def test_each_kind_reports_failed_boots_on_its_own_group_only(prod: StackRender) -> None:
+    arn = "arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:prod-{0}-id:autoScalingGroupName/prod-{0}"
+    for kind, role in instance_roles(prod).items():
+        granted = allowed(role_statements(prod, role), "autoscaling:SetInstanceHealth")
+        assert [resource for s in granted for resource in as_list(s["Resource"])] == [arn.format(kind)], kind
+        assert all(as_list(s["Action"]) == ["autoscaling:SetInstanceHealth"] for s in granted), kind
+
+
 def test_only_the_beat_kind_publishes_metrics_and_only_in_the_stacks_namespace(prod: StackRender) -> None:
     publishing = {
         kind: allowed(role_statements(prod, role), "cloudwatch:PutMetricData")

@@ -153,6 +153,15 @@ def test_beat_is_replaced_terminate_first_whatever_the_config(prod, render):
         assert (preferences["minHealthyPercentage"], preferences["maxHealthyPercentage"]) == (0, 100)
 
 
+def test_every_beat_replacement_terminates_before_it_launches(prod, render):
+    """Health and rebalance replacements follow the group's instance maintenance policy (not
+    the refresh preferences): terminate-then-launch on Beat's group, the default elsewhere."""
+    for stack in (prod, render({"instances.minHealthyPercentage": 100})):
+        web, worker, beat = (groups(stack)[kind] for kind in KINDS)
+        assert beat["instanceMaintenancePolicy"] == {"minHealthyPercentage": 0, "maxHealthyPercentage": 100}
+        assert "instanceMaintenancePolicy" not in web and "instanceMaintenancePolicy" not in worker
+
+
 def test_beat_is_tagged_and_installed_on_exactly_one_kind(prod):
     for kind, template in templates(prod).items():
         units = enabled_units(decode_user_data(template["userData"]))
@@ -269,6 +278,7 @@ def fleet_args(**changes: object) -> FleetArgs:
         "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
         "web_instance_profile_name": "t-web-profile",
         "worker_instance_profile_name": "t-worker-profile",
+        "web_role_name": "t-web-role",
         "worker_role_name": "t-worker-role",
         "beat_instance_profile_name": "t-worker-beat-profile",
         "beat_role_name": "t-worker-beat-role",
@@ -305,7 +315,12 @@ def test_fleet_alone_without_beat_has_no_beat_group(build_alone):
         lambda: Fleet("t", fleet_args(beat_user_data=None, beat_instance_profile_name=None, beat_role_name=None))
     )
     assert sorted(r.name for r in of_type(built, AUTOSCALING_GROUP_TYPE)) == ["t-web", "t-worker"]
-    assert [r.inputs["role"] for r in of_type(built, "aws:iam/rolePolicy:RolePolicy")] == ["t-worker-role"]
+    policies = {r.name: r.inputs["role"] for r in of_type(built, "aws:iam/rolePolicy:RolePolicy")}
+    assert policies == {
+        "t-web-report-failed-boot": "t-web-role",
+        "t-worker-report-failed-boot": "t-worker-role",
+        "t-worker-complete-termination": "t-worker-role",
+    }
 
 
 def test_fleet_refuses_beat_user_data_without_beats_own_profile_and_role():

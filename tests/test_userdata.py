@@ -166,7 +166,14 @@ def test_app_units_read_the_plain_env_then_the_secrets(prod_settings):
 
 
 @pytest.mark.parametrize(
-    "name", ["gunicorn.service", "app-secrets.service", "app-release.service", "app-queue-metrics.service"]
+    "name",
+    [
+        "gunicorn.service",
+        "app-secrets.service",
+        "app-release.service",
+        "app-queue-metrics.service",
+        "app-boot-failed@.service",
+    ],
 )
 def test_every_unit_carries_the_sandbox(prod_settings, name):
     units = {**render.unit_files(machine(prod_settings, "web")), **render.unit_files(machine(prod_settings, beat=True))}
@@ -434,3 +441,21 @@ def test_a_shipped_script_is_its_source_without_comments_and_docstrings(name):
     assert shipped_text.splitlines()[0] == source.splitlines()[0] == "#!/usr/bin/python3"
     assert "#" not in "".join(line for line in shipped_text.splitlines()[1:] if line.lstrip().startswith("#"))
     assert len(shipped_text) < 0.8 * len(source)  # the explanations were most of it
+
+
+@pytest.mark.parametrize("role, beat", [("web", False), ("worker", False), ("worker", True)])
+def test_a_failed_boot_unit_reports_the_instance_unhealthy_after_its_logs_shipped(prod_settings, role, beat):
+    m = machine(prod_settings, role, beat)
+    units = render.unit_files(m)
+    for oneshot in ("app-secrets.service", "app-release.service"):
+        assert unit(units[oneshot])["Unit"]["OnFailure"] == "app-boot-failed@%N.service", oneshot
+    handler = unit(units["app-boot-failed@.service"])
+    assert "Install" not in handler  # started by OnFailure= only
+    assert handler["Service"]["ExecStart"] == "/usr/bin/python3 /usr/local/sbin/app-boot-failed %i"
+    environment = dict(word.split("=", 1) for word in handler["Service"]["Environment"].split())
+    # Well past the CloudWatch agent's 5 s flush: the failure's lines leave before the instance.
+    assert environment == {"AWS_REGION": "eu-west-1", "REPORT_DELAY_SECONDS": "60"}
+    assert int(handler["Service"]["TimeoutStartSec"]) > 60
+    assert "app-boot-failed@.service" not in render.units_to_enable(m)
+    script = files_by_path(m)["/usr/local/sbin/app-boot-failed"]
+    assert (script.content, script.permissions) == (shipped_script("app-boot-failed"), "0755")

@@ -54,6 +54,7 @@ AGENT_VERSIONS = {SSM_AGENT_PACKAGE: "3.3.4851.0", CLOUDWATCH_AGENT_PACKAGE: "1.
 # What the CloudWatch agent ships where (userdata.render.cloudwatch_agent_config).
 CLOUDWATCH_AGENT_CONFIG = f"{ETC_DIR}/cloudwatch-agent.json"
 WARM_STOP_BIN = f"{SBIN_DIR}/app-warm-stop"
+BOOT_FAILED_BIN = f"{SBIN_DIR}/app-boot-failed"
 QUEUE_METRICS_BIN = f"{SBIN_DIR}/app-queue-metrics"
 UNIT_DIR = "/etc/systemd/system"
 # The machine scripts run with Debian's own interpreter and python3-boto3, never the app's venv.
@@ -78,6 +79,10 @@ WORKER_UNIT_PREFIX = "celery-worker-"
 WORKER_UNIT_SUFFIX = ".service"
 # Every machine runs these two first; the role's long-running units require both.
 ONESHOT_UNITS = (SECRETS_UNIT, RELEASE_UNIT)
+# A template unit, started by OnFailure= of each ONESHOT_UNITS unit with the failed unit's name
+# (without .service) as its instance: reports the instance unhealthy to Auto Scaling.
+BOOT_FAILED_UNIT = "app-boot-failed@.service"
+BOOT_FAILED_ON_FAILURE = "app-boot-failed@%N.service"
 
 
 def worker_unit(queue: str) -> str:

@@ -31,6 +31,9 @@ from userdata.layout import (
     BEAT_SCHEDULE,
     BEAT_STATE_DIR_NAME,
     BEAT_UNIT,
+    BOOT_FAILED_BIN,
+    BOOT_FAILED_ON_FAILURE,
+    BOOT_FAILED_UNIT,
     CLOUDWATCH_AGENT_CONFIG,
     CLOUDWATCH_AGENT_PACKAGE,
     DJANGO_SECRET_KEY_PARAMETER,
@@ -254,6 +257,12 @@ def _render_unit(template: str, **values: Any) -> str:
     )
 
 
+# How long a failed boot waits before it reports the instance unhealthy (app-boot-failed): the
+# CloudWatch agent ships journal lines every 5 s (its force_flush_interval), so the failure's
+# lines leave the instance well before it is terminated; and a boot that keeps failing is
+# replaced at most once per boot plus this, not in a tight loop.
+BOOT_FAILURE_REPORT_DELAY_SECONDS = 60
+
 # The instance metadata service (IPv4, and IPv6 on Nitro): its credentials endpoint hands out
 # the instance role's keys to any process that asks.
 INSTANCE_METADATA_ADDRESSES = ("169.254.169.254", "fd00:ec2::254")
@@ -281,6 +290,7 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
             secrets_dir_name=SECRETS_DIR_NAME,
             secrets_source_env=SECRETS_SOURCE_ENV,
             fetch_secrets_bin=FETCH_SECRETS_BIN,
+            boot_failed_unit=BOOT_FAILED_ON_FAILURE,
         ),
         RELEASE_UNIT: _render_unit(
             RELEASE_UNIT,
@@ -288,6 +298,14 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
             release_bin=RELEASE_BIN,
             releases_dir=RELEASES_DIR,
             app_root=APP_ROOT,
+            boot_failed_unit=BOOT_FAILED_ON_FAILURE,
+        ),
+        BOOT_FAILED_UNIT: _render_unit(
+            BOOT_FAILED_UNIT,
+            region=settings.region,
+            report_delay=BOOT_FAILURE_REPORT_DELAY_SECONDS,
+            start_timeout=BOOT_FAILURE_REPORT_DELAY_SECONDS + 120,
+            boot_failed_bin=BOOT_FAILED_BIN,
         ),
     }
     if machine.role == "web":
@@ -358,6 +376,7 @@ def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
         for path in (
             FETCH_SECRETS_BIN,
             RELEASE_BIN,
+            BOOT_FAILED_BIN,
             *([AGENT_INSTALLER_BIN] if runs_agents else []),
             *([WARM_STOP_BIN] if machine.role == "worker" else []),
             *([QUEUE_METRICS_BIN] if machine.runs_beat else []),

@@ -731,13 +731,22 @@ def test_the_programs_metrics_and_lifecycle_grants_are_scoped(prod: StackRender,
         },
         {"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"},
         {"Effect": "Allow", "Action": "autoscaling:CompleteLifecycleAction", "Resource": "*"},
+        {"Effect": "Allow", "Action": "autoscaling:SetInstanceHealth", "Resource": "*"},
         {
             "Effect": "Allow",
             "Action": "autoscaling:*",
             "Resource": "arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:*:autoScalingGroupName/prod-*",
         },
     ],
-    ids=["metrics-anywhere", "put-star", "namespace-pattern", "not-action", "lifecycle-on-star", "lifecycle-wildcard"],
+    ids=[
+        "metrics-anywhere",
+        "put-star",
+        "namespace-pattern",
+        "not-action",
+        "lifecycle-on-star",
+        "health-on-star",
+        "lifecycle-wildcard",
+    ],
 )
 def test_an_unscoped_metrics_or_lifecycle_grant_violates(prod: StackRender, statement: dict[str, Any]) -> None:
     policy = with_statement(inputs_of(prod, LIFECYCLE_POLICY, rules.ROLE_POLICY), statement)
