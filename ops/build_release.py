@@ -51,16 +51,20 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from release_name import RULE as RELEASE_RULE
 from release_name import is_release_name
-from userdata.layout import APP_ENV_VARIABLES, SECRETS_ENV_VARIABLES, VERSION_ENV_VARIABLES
+from userdata.layout import (
+    APP_ENV_VARIABLES,
+    RELEASE_MACHINES,
+    RELEASE_MANIFEST,
+    RELEASE_PYTHON,
+    SECRETS_ENV_VARIABLES,
+    VERSION_ENV_VARIABLES,
+)
 
 REPO = Path(__file__).resolve().parent.parent
-# Debian 12's python3 and glibc: what every instance runs, whatever the instance type.
-TARGET_PYTHON = "3.11"
+TARGET_PYTHON = RELEASE_PYTHON
+MACHINES = RELEASE_MACHINES
+# Debian 12's glibc: the newest manylinux its instances run, whatever the instance type.
 TARGET_GLIBC_MINOR = 36
-# The stack's instances.architecture -> the machine's `uname -m` (platform.machine()), which is
-# also the architecture in manylinux wheel tags.
-MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
-MANIFEST = "manifest.json"
 CHECKSUM_SUFFIX = ".sha256"
 REQUIREMENT_FILES = ("requirements.lock", "requirements.txt")
 BUILDER_DIR = REPO / "build" / "release-builder"
@@ -465,7 +469,7 @@ def build(args: argparse.Namespace, out: Any = print) -> Path:
         venv = collectstatic_venv(pip, requirements, staging / "wheels", target.architecture, hashed=hashed)
         note = collect_static(venv, staging / "src", staging / "static", project, release)
         document = manifest(release, target.architecture, project.app_module, wheel_hashes)
-        (staging / MANIFEST).write_text(json.dumps(document, indent=2) + "\n")
+        (staging / RELEASE_MANIFEST).write_text(json.dumps(document, indent=2) + "\n")
         out_dir.mkdir(parents=True, exist_ok=True)
         artifact = out_dir / f"{release}.tar.gz"
         partial = out_dir / f".{release}.tar.gz.partial"
