@@ -76,6 +76,7 @@ SKIPPED_SUFFIXES = (".pyc", ".pyo")
 # What the project's settings get at build time: collectstatic imports them, and a settings module
 # that refuses to start without its environment must still import. Stand-ins that parse (JSON,
 # whole seconds, URLs), never a real secret; the build passes nothing else from the caller's env.
+STAND_IN = "build-time-stand-in"
 BUILD_TIME_VALUES = {
     "CELERY_TASK_ROUTES": "{}",
     "CELERY_TASK_DEFAULT_QUEUE": "default",
@@ -199,7 +200,8 @@ def settings_module_of(manage_py: str) -> str | None:
 def build_environment(static_root: Path, settings_module: str, release: str) -> dict[str, str]:
     """The only environment collectstatic runs with: the stack's names with stand-in values."""
     names = (*APP_ENV_VARIABLES, *SECRETS_ENV_VARIABLES, *VERSION_ENV_VARIABLES)
-    env = {name: BUILD_TIME_VALUES.get(name, "") for name in names} | {
+    # A name the stack adds later still gets a value, so a settings module that requires it imports.
+    env = {name: BUILD_TIME_VALUES.get(name, STAND_IN) for name in names} | {
         name: value for name, value in BUILD_TIME_VALUES.items() if name not in names
     }
     return env | {

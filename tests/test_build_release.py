@@ -125,6 +125,7 @@ def test_collectstatic_gets_the_stacks_names_with_stand_ins_and_nothing_of_the_c
     assert env["DJANGO_STATIC_ROOT"] == "/tmp/static" and env["APP_RELEASE"] == "r1"
     assert env["DJANGO_SETTINGS_MODULE"] == "bookshelf.settings"
     assert all(".invalid" in env[name] for name in ("CELERY_BROKER_URL", "DATABASE_URL"))
+    assert all(env[name] for name in layout.APP_ENV_VARIABLES)  # a settings module may require any of them
 
 
 def test_the_artifact_tar_is_the_same_bytes_for_the_same_tree(tmp_path):
