@@ -1,5 +1,5 @@
 """python -m ops: verify, beat pause|resume, deploy, rollback, rotate-token (see README: "Deploying and
-rolling back" and "Rotating the Redis token")."""
+rolling back" and "Rotating the Redis token"), build-release (README: "Ship your app")."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ops import build_release
 from ops.errors import OpsError, UsageError
 from ops.executor import MAX_EXECUTION_TIMEOUT, Executor, SsmExecutor
 from ops.interrupt import Interrupted, stop_on_signals
@@ -209,6 +210,10 @@ def build_parser() -> OneLineParser:
         "the units warm, check every unit runs with the token now in Parameter Store, verify; "
         "resume Beat; then print the pulumi steps to SET and back to ROTATE.",
     )
+    # Listed here for --help; it needs no stack or AWS, so main() hands it its arguments first.
+    commands.add_parser(
+        "build-release", add_help=False, help="build a Django project's release artifact for the stack's architecture"
+    )
     return parser
 
 
@@ -238,6 +243,9 @@ def aws_clients(location: StackLocation) -> tuple[Any, Any, Any, Any]:
 
 def main(argv: Sequence[str] | None = None, executor: Executor | None = None) -> int:
     """executor: tests and the local proof pass their own; operators get SSM."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["build-release"]:
+        return build_release.main(arguments[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1,39 +1,21 @@
 #!/usr/bin/env bash
-# Builds the release artifact the instances install: <out-dir>/<release>.tar.gz holding
-#   src/     the sample Django project (sample_app/, without caches)
-#   wheels/  every wheel of sample_app/requirements.lock (sample_app/requirements.txt, hash-locked
-#            by scripts/lock.sh), each checked against its recorded hashes, so `app-release
-#            install` builds the venv offline (pip --no-index) on a machine that cannot reach PyPI.
-# and beside it <release>.tar.gz.sha256 (sha256sum's format), uploaded with it: app-release checks
-# the artifact against it before unpacking and refuses a mismatch or a missing checksum.
+# The sample Django project's release artifact, for the tests, the VM image and the benchmarks:
+# python -m ops build-release (ops/build_release.py) on sample_app/ with its hash lock, for this
+# machine's architecture. Writes <out-dir>/<release>.tar.gz (src/, wheels/, static/, manifest.json)
+# and its .sha256, which app-release checks before unpacking.
 # Usage: scripts/build-release.sh RELEASE [OUT_DIR]     (OUT_DIR defaults to build/releases)
-# The wheels are built by the instances' own interpreter, Debian 12's /usr/bin/python3 (through a
-# builder venv in build/release-builder): dependency markers such as redis's
-# `async-timeout; python_full_version < "3.11.3"` must be decided for 3.11.2, not for whatever
-# Python this machine's .venv has. PYTHON overrides it for an image with another Python.
+# Any other project: python -m ops build-release --app PATH --release R --stack S (README "Ship your app").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 release=${1:?usage: scripts/build-release.sh RELEASE [OUT_DIR]}
 out_dir=${2:-build/releases}
-python=${PYTHON:-/usr/bin/python3}
-# The stack config's and the ops tool's own rule (release_name.py), not a copy of it.
-if ! problem=$("$python" release_name.py "$release" 2>&1); then
-  echo "build-release: $problem" >&2
-  exit 2
-fi
-builder=build/release-builder/$(basename "$python")
-[ -x "$builder/bin/pip" ] || "$python" -m venv "$builder"
-
-staging=$(mktemp -d)
-trap 'rm -rf "$staging"' EXIT
-mkdir -p "$staging/src" "$staging/wheels" "$out_dir"
-tar -C sample_app --exclude=__pycache__ --exclude='*.pyc' -cf - . | tar -C "$staging/src" -xf -
-# Released wheels only: building an sdist would run build tools that no hash covers.
-"$builder/bin/pip" wheel --quiet --disable-pip-version-check --require-hashes --only-binary :all: \
-  --wheel-dir "$staging/wheels" -r sample_app/requirements.lock
-# Sorted names, fixed owner and mtime: the same inputs give the same bytes.
-tar -C "$staging" --sort=name --owner=0 --group=0 --numeric-owner --mtime='@0' \
-  -czf "$out_dir/$release.tar.gz" src wheels
-(cd "$out_dir" && sha256sum "$release.tar.gz" >"$release.tar.gz.sha256")
+case $(uname -m) in
+  aarch64) architecture=arm64 ;;
+  *) architecture=x86_64 ;;
+esac
+# The lock's wheels only, each checked against its recorded hashes (pip --require-hashes). The
+# builder's report goes to stderr; stdout is the artifact's path, as callers (scripts/vm) read it.
+.venv/bin/python -m ops build-release --app sample_app --requirements sample_app/requirements.lock \
+  --architecture "$architecture" --release="$release" --out "$out_dir" >&2
 echo "$out_dir/$release.tar.gz"

@@ -8,7 +8,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import json
 import os
+import platform
 import re
 import stat
 import subprocess
@@ -17,6 +19,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from userdata.layout import RELEASE_MACHINES, RELEASE_MANIFEST, RELEASE_PYTHON
 from userdata.shipped import FILES, shipped_script
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -49,11 +52,38 @@ def tiny_wheel(directory: Path) -> Path:
     return path
 
 
-def artifact(tmp_path: Path, release: str, extra: dict[str, bytes] | None = None) -> Path:
+def this_architecture() -> str:
+    """The stack's name for this machine's architecture (x86_64 | arm64)."""
+    return next(arch for arch, machine in RELEASE_MACHINES.items() if machine == platform.machine())
+
+
+def manifest(release: str, wheels: dict[str, bytes], overrides: dict[str, str] | None = None) -> bytes:
+    """manifest.json as python -m ops build-release writes it, for this machine by default."""
+    document = {
+        "release": release,
+        "architecture": this_architecture(),
+        "python": RELEASE_PYTHON,
+        "app_module": "proj",
+        "wheels": {name: hashlib.sha256(data).hexdigest() for name, data in wheels.items()},
+    }
+    return json.dumps(document | (overrides or {})).encode()
+
+
+def artifact(
+    tmp_path: Path,
+    release: str,
+    extra: dict[str, bytes] | None = None,
+    manifest_overrides: dict[str, str] | None = None,
+) -> Path:
     wheel = tiny_wheel(tmp_path)
     path = tmp_path / f"{release}.tar.gz"
+    wheels = {wheel.name: wheel.read_bytes()}
     with tarfile.open(path, "w:gz") as archive:
-        members = {"src/manage.py": b"print('manage')\n", f"wheels/{wheel.name}": wheel.read_bytes()} | (extra or {})
+        members = {
+            "src/manage.py": b"print('manage')\n",
+            RELEASE_MANIFEST: manifest(release, wheels, manifest_overrides),
+            **{f"wheels/{name}": data for name, data in wheels.items()},
+        } | (extra or {})
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)

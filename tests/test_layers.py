@@ -42,5 +42,9 @@ def test_the_machine_contract_needs_only_the_standard_library():
 
 
 def test_the_ops_tool_shares_only_the_contract_with_the_program():
-    shared = {module for path in (REPO_ROOT / "ops").glob("*.py") for module in imported_modules(path)}
-    assert {m for m in shared if top_level({m}) & {"userdata", "settings", "components"}} == {"userdata.layout"}
+    # The release builder alone also reads a stack file the way the program does (settings.py:
+    # its validation and defaults, e.g. instances.architecture), instead of a copy of them.
+    allowed = {"build_release.py": {"userdata.layout", "settings"}}
+    for path in (REPO_ROOT / "ops").glob("*.py"):
+        shared = {m for m in imported_modules(path) if top_level({m}) & {"userdata", "settings", "components"}}
+        assert shared <= allowed.get(path.name, {"userdata.layout"}), path.name

@@ -4,6 +4,7 @@ The real script, run by Debian's python under the units' umask; no root, no netw
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import shutil
 import stat
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.machine_scripts import artifact, release_tool, unreadable_for_others, write_checksum
+from tests.machine_scripts import FILES, artifact, release_tool, tiny_wheel, unreadable_for_others, write_checksum
+from userdata import layout
 
 # One xdist worker runs them all (scripts/test.sh: --dist loadgroup): the release they share is made once.
 pytestmark = pytest.mark.xdist_group("release-tool")
@@ -79,3 +81,74 @@ def test_release_refuses_an_artifact_without_its_checksum(tmp_path):
         f"app-release: release r1: no checksum {unchecked}.sha256 beside the artifact\n",
     )
     assert release_tool(root, "list").stdout.split() == []
+
+
+def refused_beside_r1(r1_installed: Path, tmp_path: Path, refused_artifact: Path) -> str:
+    """Installs refused_artifact as r2 next to an active r1; the one stderr line, after checking
+    that nothing was installed and `current` did not move."""
+    shutil.copytree(r1_installed, tmp_path / "host", symlinks=True, dirs_exist_ok=True)
+    root = tmp_path / "host" / "srv-app"
+    refused = release_tool(root, "install", "r2", "--artifact", str(refused_artifact))
+    assert refused.returncode == 1, refused.stdout
+    assert release_tool(root, "list").stdout.split() == ["r1"]
+    assert release_tool(root, "current").stdout.strip() == "r1"
+    assert sorted(p.name for p in (root / "releases").iterdir()) == ["r1"]  # nothing unpacked
+    (line,) = refused.stderr.splitlines()
+    return line
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"architecture": "sparc"}, "app-release: release r2 is built for sparc, this instance is "),
+        (
+            {"python": "3.13"},
+            "app-release: release r2 is built for Python 3.13, this instance runs 3.11; not installed",
+        ),
+        ({"release": "r7"}, "app-release: release r2: the artifact's manifest.json is for release 'r7'; not installed"),
+    ],
+)
+def test_release_refuses_an_artifact_built_for_another_machine_python_or_release(
+    r1_installed, tmp_path, overrides, expected
+):
+    (tmp_path / "build").mkdir()
+    line = refused_beside_r1(r1_installed, tmp_path, artifact(tmp_path / "build", "r2", manifest_overrides=overrides))
+    assert line.startswith(expected)
+
+
+def test_release_refuses_an_artifact_without_a_manifest(r1_installed, tmp_path):
+    (tmp_path / "build").mkdir()
+    unlisted = artifact(tmp_path / "build", "r2", {"manifest.json": b"[]"})
+    line = refused_beside_r1(r1_installed, tmp_path, unlisted)
+    assert line == "app-release: release r2: the artifact's manifest.json has no wheels mapping of file name -> sha256"
+
+
+def test_release_installs_wheels_only_with_the_manifests_hashes(r1_installed, tmp_path):
+    """A wheel changed after the build (the artifact's own checksum rewritten to match) fails
+    pip --require-hashes: the venv never holds code the manifest did not record."""
+    (tmp_path / "build").mkdir()
+    wheel = tiny_wheel(tmp_path)
+    tampered = wheel.read_bytes().replace(b"GREETING = 'hello'", b"GREETING = 'owned'")
+    assert tampered != wheel.read_bytes()
+    changed = artifact(tmp_path / "build", "r2", {f"wheels/{wheel.name}": tampered})
+    shutil.copytree(r1_installed, tmp_path / "host", symlinks=True, dirs_exist_ok=True)
+    root = tmp_path / "host" / "srv-app"
+    refused = release_tool(root, "install", "r2", "--artifact", str(changed))
+    assert refused.returncode != 0
+    assert "THESE PACKAGES DO NOT MATCH THE HASHES" in refused.stderr
+    assert release_tool(root, "list").stdout.split() == ["r1"]
+    assert release_tool(root, "current").stdout.strip() == "r1"
+
+
+def test_the_tools_manifest_names_are_the_machine_contracts():
+    """app-release runs alone on the instance (no import of userdata.layout): its literals are
+    checked against the contract the builder writes by."""
+    tree = ast.parse((FILES / "app-release").read_text())
+    values = {
+        target.id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name) and target.id in ("MANIFEST", "MACHINES")
+    }
+    assert values == {"MANIFEST": layout.RELEASE_MANIFEST, "MACHINES": layout.RELEASE_MACHINES}

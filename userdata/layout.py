@@ -40,6 +40,14 @@ BEAT_SCHEDULE = f"{BEAT_STATE_DIR}/schedule"
 SBIN_DIR = "/usr/local/sbin"
 FETCH_SECRETS_BIN = f"{SBIN_DIR}/app-fetch-secrets"
 RELEASE_BIN = f"{SBIN_DIR}/app-release"
+# Inside each release artifact, written by `python -m ops build-release` and checked by app-release
+# before anything is installed: release, architecture, python, app module, each wheel's sha256.
+RELEASE_MANIFEST = "manifest.json"
+# The stack's instances.architecture -> the instance's `uname -m` (platform.machine()), which is
+# also the architecture in manylinux wheel tags.
+RELEASE_MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
+# Debian 12's python3 (major.minor): what every release's venv is built with.
+RELEASE_PYTHON = "3.11"
 # Installs one of AWS's agents after checking its package's signature against AGENT_KEYRING.
 AGENT_INSTALLER_BIN = f"{SBIN_DIR}/install-aws-agent"
 AGENT_KEYRING = f"{ETC_DIR}/aws-agent-keys.asc"

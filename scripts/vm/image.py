@@ -116,6 +116,7 @@ def input_files() -> list[Path]:
         REPO / "userdata/files/install-aws-agent",
         REPO / "userdata/layout.py",
         REPO / "scripts/build-release.sh",
+        REPO / "ops/build_release.py",
     ]
     found = [
         p

@@ -15,6 +15,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from ops import build_release
 from tests import REPO_ROOT
 
 DEPLOY_LOCK = REPO_ROOT / "requirements" / "deploy.lock"
@@ -125,7 +126,10 @@ def test_the_deploy_lane_installs_the_lock_with_require_hashes_and_nothing_unhas
 
 
 def test_the_release_build_downloads_its_wheels_from_the_lock_with_require_hashes() -> None:
-    (wheel,) = [c for c in pip_commands(REPO_ROOT / "scripts" / "build-release.sh") if " wheel " in c]
-    options = wheel.split()
-    assert "--require-hashes" in options and "--only-binary" in options
-    assert options[options.index("-r") + 1] == "sample_app/requirements.lock"
+    script = (REPO_ROOT / "scripts" / "build-release.sh").read_text().replace("\\\n", " ")
+    (build,) = [line for line in script.splitlines() if "-m ops build-release" in line and line[:1] != "#"]
+    options = build.split()
+    assert options[options.index("--requirements") + 1] == "sample_app/requirements.lock"
+    assert build_release.is_hash_locked(RELEASE_LOCK.read_text())
+    download = build_release.download_command(["pip"], RELEASE_LOCK, Path("wheels"), "x86_64", hashed=True)
+    assert "--require-hashes" in download and download[download.index("--only-binary") + 1] == ":all:"

@@ -9,6 +9,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -85,13 +86,14 @@ def with_extra_member(artifact: bytes, name: str, data: bytes) -> bytes:
     return out.getvalue()
 
 
-def build_release(release: str, out_dir: Path) -> Path:
-    subprocess.run(
-        ["bash", str(REPO / "scripts/build-release.sh"), release, str(out_dir)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+def build_release(release: str, out_dir: Path, app: Path | None = None) -> Path:
+    """The sample app's release (scripts/build-release.sh), or another project's through the
+    builder the README gives teams (python -m ops build-release)."""
+    build = ["bash", str(REPO / "scripts/build-release.sh"), release, str(out_dir)]
+    if app is not None:
+        build = [sys.executable, "-m", "ops", "build-release", "--app", str(app), "--release", release]
+        build += ["--architecture", "x86_64", "--out", str(out_dir)]
+    subprocess.run(build, check=True, capture_output=True, text=True)
     return out_dir / f"{release}.tar.gz"
 
 
@@ -123,9 +125,14 @@ class Deployment:
         engine: str = "redis",
         engine_version: str = "7.1",
         address_salt: int = 0,
+        app: Path | None = None,
+        app_overrides: dict | None = None,
+        app_secrets: dict[str, str] | None = None,
     ) -> Deployment:
         """`engine` picks the server program and the stack's `redis.engine`; a second deployment
-        in the same run needs an `address_salt` of its own (its server's loopback address)."""
+        in the same run needs an `address_salt` of its own (its server's loopback address).
+        `app` ships another Django project than sample_app/, with its own stack keys
+        (`app_overrides`) and Parameter Store values (`app_secrets`, name -> value)."""
         from offline_render.program import render_stack
         from userdata.render import enabled_units, written_files
 
@@ -160,7 +167,7 @@ class Deployment:
             # The app's own settings: the sample app reads one of each (GET /app-settings).
             "app.environment": {"SAMPLE_GREETING": SAMPLE_GREETING},
             "app.secretParameters": {"SAMPLE_API_KEY": SAMPLE_API_KEY_PARAMETER},
-        }
+        } | (app_overrides or {})
         render = render_stack("prod", overrides=overrides, redis_endpoint=host)
         sample = {f.path: f.content for f in written_files(render.instances[0].user_data)}
         source_env = parse_env_file(sample[layout.SECRETS_SOURCE_ENV])
@@ -173,11 +180,13 @@ class Deployment:
             store.put_secret(source_env["AUTH_TOKEN_PARAMETER"], token)
             store.put_secret(source_env["DJANGO_SECRET_KEY_PARAMETER"], secrets.token_urlsafe(50))
             store.put_secret(SAMPLE_API_KEY_PARAMETER, SAMPLE_API_KEY)
+            for name, value in (app_secrets or {}).items():
+                store.put_secret(name, value)
             # What exists before the first instance boots: the live release parameter as the
             # program creates it, and the artifact the README has the operator build and upload.
             # The machines install it themselves, through app-release.service (see boot()).
             store.put_release(release_env["RELEASE_PARAMETER"], release)
-            artifact = build_release(release, base / "artifacts")
+            artifact = build_release(release, base / "artifacts", app)
             key = f"{release_env['ARTIFACT_PREFIX']}{release}.tar.gz"
             # Both files build-release.sh wrote: app-release checks the artifact against the checksum.
             store.upload_artifact(release_env["ARTIFACT_BUCKET"], key, artifact)
@@ -264,7 +273,8 @@ class Deployment:
         self, machine: SimulatedMachine, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess:
         unit = next(u for u in machine.units if layout.is_app_unit(u))
-        return run_like(machine, unit, [CELERY, "--app", "proj", *args], extra_env, timeout)
+        app = machine.environment(machine.service(unit))["CELERY_APP"]  # app.module, as the units read it
+        return run_like(machine, unit, [CELERY, "--app", app, *args], extra_env, timeout)
 
     def django(
         self,
