@@ -287,8 +287,12 @@ class AppSettings(_Section, frozen=True):
     # gunicorn and Celery reach the instance metadata service (the role's credentials) only when
     # the app itself calls AWS with the role (S3 media, SES).
     aws_credentials: bool = False
+    # Run once per release before any instance serves it (docs/release-command.md); "" disables it.
+    release_command: str = "python manage.py migrate --noinput"
 
     def __post_init__(self) -> None:
+        if not RELEASE_COMMAND.fullmatch(self.release_command):
+            raise _problem("releaseCommand", f"got {self.release_command!r}; use {RELEASE_COMMAND_RULE}")
         if self.source == "s3" and not self.artifact_bucket:
             raise _problem("artifactBucket", "required when source is 's3'")
         if self.artifact_bucket is not None and (problem := bucket_name_problem(self.artifact_bucket)):
@@ -328,6 +332,10 @@ ENV_VALUE_RULE = "up to 4096 characters without single quotes or line breaks"
 # Parameter Store's own rule for a name in a hierarchy (a path), and no `aws`/`ssm` prefix.
 PARAMETER_NAME = re.compile(r"/(?![Aa][Ww][Ss]|[Ss][Ss][Mm])[A-Za-z0-9_.\-/]{1,1010}")
 PARAMETER_NAME_RULE = 'a Parameter Store path, e.g. "/myapp/prod/email-api-key"'
+# One shell line for /bin/sh in the release's src with its venv first on PATH, e.g.
+# "python manage.py migrate --noinput && python manage.py createcachetable".
+RELEASE_COMMAND = re.compile(r"(?=[^\s])[^'\n\r\x00]{1,4096}|")
+RELEASE_COMMAND_RULE = '"" (none) or one shell command line of up to 4096 characters, no single quotes or line breaks'
 
 _BUCKET_CHARACTERS = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IP_LIKE = re.compile(r"\d+\.\d+\.\d+\.\d+")
