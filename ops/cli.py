@@ -1,5 +1,5 @@
-"""python -m ops: verify, beat pause|resume, deploy, rollback, rotate-token (see README: "Deploying and
-rolling back" and "Rotating the Redis token")."""
+"""python -m ops: verify, beat pause|resume, deploy, rollback, rotate-token, exec (see README: "Deploying
+and rolling back", "Rotating the Redis token" and docs/release-command.md)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ from ops.errors import OpsError, UsageError
 from ops.executor import MAX_EXECUTION_TIMEOUT, Executor, SsmExecutor
 from ops.inventory import Instance, discover
 from ops.live_release import LiveReleaseParameter, default_parameter
+from ops.one_off import pick_instance, run_one_off
 from ops.rollout import RESTART_MARGIN_SECONDS, Rollout, RolloutFailed, Timeouts, switch_beat
 from ops.rotation import TokenRotation
 from ops.scaling import scaling_held
 from ops.stack import StackLocation, checked_release, load_outputs, region_from_environment, resolve_stack
 from ops.state import StateStore, default_state_dir
 from ops.verify import DEFAULT_HEALTHCHECK_TASK, TABLE_HEADER, VerifyOptions, format_cells, table_row, verify_all
+from userdata.layout import ROLES
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -180,10 +182,18 @@ def build_parser() -> OneLineParser:
         "deploy",
         parents=[common, checks, rollout, restart],
         help="roll a release out",
-        description="Pause Beat, wait for tasks in flight, then per worker and per web "
-        "instance: install, activate, restart, verify; verify all; resume Beat.",
+        description="Install the release on every instance, run app.releaseCommand once (on the "
+        "Beat instance), pause Beat, wait for tasks in flight, then per worker and per web "
+        "instance: activate, restart, verify; verify all; resume Beat.",
     )
     deploy.add_argument("--release", required=True, type=release_argument, help="the release to roll out")
+    deploy.add_argument(
+        "--release-command-timeout",
+        type=seconds,
+        default=Timeouts.release_command,
+        metavar="SECONDS",
+        help=f"how long app.releaseCommand may take (default {Timeouts.release_command})",
+    )
     rollback = commands.add_parser(
         "rollback",
         parents=[common, checks, rollout, restart],
@@ -202,6 +212,18 @@ def build_parser() -> OneLineParser:
         "the units warm, check every unit runs with the token now in Parameter Store, verify; "
         "resume Beat; then print the pulumi steps to SET and back to ROTATE.",
     )
+    one_off = commands.add_parser(
+        "exec",
+        parents=[common],
+        help="run a one-off command (manage.py ...) on one instance",
+        description="Run a command as the app user in the current release of one instance, with the "
+        "app units' env files, over SSM; print its output and exit with its exit code. "
+        "`-- manage.py ARGS` runs the release's python manage.py; any other command is looked up in "
+        "the release's venv first. The whole run is bounded by --command-timeout.",
+    )
+    one_off.add_argument("--role", choices=ROLES, help="an instance of this role (default: the first, web first)")
+    one_off.add_argument("--instance", metavar="ID", help="this instance of the stack")
+    one_off.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...", help="what to run")
     return parser
 
 
@@ -233,6 +255,10 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
     """executor: tests and the local proof pass their own; operators get SSM."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "exec":
+        args.argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        if not args.argv or args.argv[0].startswith("-"):
+            parser.error("exec: give the command after --, e.g. `-- manage.py showmigrations`")
     try:
         outputs = load_outputs(args.outputs) if args.outputs else None
         location = resolve_stack(args.stack, args.region, outputs)
@@ -268,6 +294,9 @@ def run_command(
     if args.command == "beat":
         switch_beat(executor, instances, args.action, args.command_timeout, out)
         return 0
+    if args.command == "exec":
+        instance = pick_instance(instances, args.role, args.instance)
+        return run_one_off(executor, instance, args.argv, args.command_timeout)
     if args.command == "rotate-token":
         TokenRotation(
             executor=executor,
@@ -323,6 +352,8 @@ def rollout_command(
             drain=args.drain_timeout,
             install=args.install_timeout,
             restart=args.restart_timeout,
+            # A rollback runs no release command (docs/release-command.md).
+            release_command=getattr(args, "release_command_timeout", Timeouts.release_command),
         ),
         verify_options=checks_from(args),
         store=store,
