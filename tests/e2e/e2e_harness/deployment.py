@@ -123,9 +123,11 @@ class Deployment:
         engine: str = "redis",
         engine_version: str = "7.1",
         address_salt: int = 0,
+        config: dict | None = None,
     ) -> Deployment:
         """`engine` picks the server program and the stack's `redis.engine`; a second deployment
-        in the same run needs an `address_salt` of its own (its server's loopback address)."""
+        in the same run needs an `address_salt` of its own (its server's loopback address).
+        `config`: more stack settings, e.g. {"app.releaseCommand": ...}."""
         from offline_render.program import render_stack
         from userdata.render import enabled_units, written_files
 
@@ -160,7 +162,7 @@ class Deployment:
             # The app's own settings: the sample app reads one of each (GET /app-settings).
             "app.environment": {"SAMPLE_GREETING": SAMPLE_GREETING},
             "app.secretParameters": {"SAMPLE_API_KEY": SAMPLE_API_KEY_PARAMETER},
-        }
+        } | (config or {})
         render = render_stack("prod", overrides=overrides, redis_endpoint=host)
         sample = {f.path: f.content for f in written_files(render.instances[0].user_data)}
         source_env = parse_env_file(sample[layout.SECRETS_SOURCE_ENV])
