@@ -169,11 +169,23 @@ def test_a_boot_and_a_deploy_of_the_next_release_run_it_once(stack: Deployment, 
             instance(stack.beat_machine), "release command", release_command_script(SECOND_RELEASE), 120
         )
 
+    # Failing first, as the deploy sees it: the status and the command's own output come back.
+    flag = host_file(stack, FAIL_FLAG)
+    flag.touch()
+    try:
+        failed = deploy_step()
+    finally:
+        flag.unlink()
+    assert (failed.ok, failed.exit_code) == (False, 3), failed
+    assert "migration exploded\n" in failed.stdout
+    assert f"release {SECOND_RELEASE}: the command exited 3" in failed.stdout
+    assert records(stack, SECOND_RELEASE) == {"lock": None, "done": None}
+
     boot, deployed = together(boot_run(stack.web), deploy_step)
     assert isinstance(deployed, CommandResult) and deployed.ok, deployed
     assert isinstance(boot, str) and not boot.startswith("FAILED"), boot
-    assert len(runs(stack, SECOND_RELEASE)) == 1
-    assert str(records(stack, SECOND_RELEASE)["done"]).endswith(f" on {runs(stack, SECOND_RELEASE)[0]}")
+    assert len(runs(stack, SECOND_RELEASE)) == 2  # the failed run, then one of the two
+    assert str(records(stack, SECOND_RELEASE)["done"]).endswith(f" on {runs(stack, SECOND_RELEASE)[1]}")
     assert "already ran" in boot + deployed.stdout
 
     # The deploy's step for a release not installed on the instance: one line, nothing run.
