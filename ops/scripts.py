@@ -249,6 +249,8 @@ def release_command_script(release: str) -> str:
     return (
         "# ops release command\n" + _HELPERS + "set -e\n"
         f"[ -r {release_dir}/version.env ] || {{ echo 'release not installed here'; exit 1; }}\n"
+        f"[ -r {RELEASE_COMMAND_ENV} ] || {{ echo 'no {RELEASE_COMMAND_ENV}: the instance predates "
+        "app.releaseCommand; pulumi up replaces it'; exit 1; }\n"
         f"load_env\nset -a\n. {release_dir}/version.env\n. {RELEASE_COMMAND_ENV}\nset +a\n"
         f"as_app {release_dir}/venv/bin/python {RELEASE_COMMAND_BIN} 2>&1\n"
     )

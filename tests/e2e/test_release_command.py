@@ -191,6 +191,21 @@ def test_a_boot_and_a_deploy_of_the_next_release_run_it_once(stack: Deployment, 
     # The deploy's step for a release not installed on the instance: one line, nothing run.
     missing = executor.run(instance(stack.beat_machine), "release command", release_command_script("r-nowhere"), 60)
     assert (missing.ok, missing.stdout) == (False, "release not installed here\n")
+    # An instance from before app.releaseCommand (the ops tool updated before `pulumi up`).
+    env_file = stack.beat_machine.host_path(layout.RELEASE_COMMAND_ENV)
+    kept = env_file.read_bytes()
+    env_file.unlink()
+    try:
+        older = executor.run(
+            instance(stack.beat_machine), "release command", release_command_script(SECOND_RELEASE), 60
+        )
+    finally:
+        env_file.write_bytes(kept)
+        env_file.chmod(0o640)
+    assert not older.ok
+    assert older.stdout == (
+        f"no {layout.RELEASE_COMMAND_ENV}: the instance predates app.releaseCommand; pulumi up replaces it\n"
+    )
 
 
 def test_ops_exec_runs_manage_py_as_the_app_user_with_the_env_files(
