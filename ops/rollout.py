@@ -5,8 +5,9 @@
   worker in turn: activate + restart, verify -> each web instance the same -> verify all ->
   confirm every instance runs the target -> record it as the live release -> resume Beat.
 
-Any failure stops the sequence where it is, leaves Beat paused, and raises RolloutFailed whose
-message says which instance runs which release and the commands to continue or roll back.
+Any failure stops the sequence where it is, leaves Beat as it is (running until the switches
+begin, paused after), and raises RolloutFailed whose message says which instance runs which
+release and the commands to continue or roll back.
 """
 
 from __future__ import annotations
