@@ -14,6 +14,7 @@ import hashlib
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -36,7 +37,7 @@ COMMAND = (
     f'echo "$APP_RELEASE $(hostname)" >> {RUNS}; sleep 2; '
     f"test ! -e {FAIL_FLAG} || {{ echo migration exploded >&2; exit 3; }}"
 )
-SECOND_RELEASE = "e2e-release-2"
+SECOND_RELEASE, THIRD_RELEASE = "e2e-release-2", "e2e-release-3"
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +113,19 @@ def instance(machine: SimulatedMachine) -> Instance:
     return Instance(machine.hostname, machine.hostname, "worker" if "worker" in machine.hostname else "web", False)
 
 
+def install_and_activate(stack: Deployment, release: str, scratch: Path) -> None:
+    """Another release, installed by app-release from an artifact (the first one's content under
+    a new name, with its checksum), as `ops deploy` installs it on every instance first, then
+    made current (the harness's machines share the release tree)."""
+    artifact = scratch / f"{release}.tar.gz"
+    shutil.copyfile(stack.base / "artifacts" / f"{stack.release}.tar.gz", artifact)
+    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    Path(f"{artifact}.sha256").write_text(f"{digest}  {artifact.name}\n")
+    for step in (["install", release, "--artifact", str(artifact)], ["activate", release]):
+        done = run_as_root(stack.web, [layout.SYSTEM_PYTHON, layout.RELEASE_BIN, *step])
+        assert done.returncode == 0, done.stderr
+
+
 def test_a_failing_command_leaves_no_record_and_returns_its_status_and_output(stack: Deployment) -> None:
     flag = host_file(stack, FAIL_FLAG)
     flag.touch()
@@ -146,22 +160,10 @@ def test_two_instances_booting_together_run_it_once_and_a_reboot_does_not_run_it
 
 
 def test_a_boot_and_a_deploy_of_the_next_release_run_it_once(stack: Deployment, tmp_path: Path) -> None:
-    # The next release, installed by app-release from an artifact (the first one's content under
-    # a new name and its checksum), as `ops deploy` installs it on every instance first.
-    artifacts = stack.base / "artifacts"
-    artifact = tmp_path / f"{SECOND_RELEASE}.tar.gz"
-    shutil.copyfile(artifacts / f"{stack.release}.tar.gz", artifact)
-    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
-    Path(f"{artifact}.sha256").write_text(f"{digest}  {artifact.name}\n")
-    install = [layout.SYSTEM_PYTHON, layout.RELEASE_BIN, "install", SECOND_RELEASE, "--artifact", str(artifact)]
-    installed = run_as_root(stack.web, install)
-    assert installed.returncode == 0, installed.stderr
+    install_and_activate(stack, SECOND_RELEASE, tmp_path)
     assert records(stack, SECOND_RELEASE) == {"lock": None, "done": None}
-
     # The deploy's step on the Beat instance, while the web instance boots with that release
     # active (a new instance launched just after the deploy recorded it, say).
-    activated = run_as_root(stack.web, [layout.SYSTEM_PYTHON, layout.RELEASE_BIN, "activate", SECOND_RELEASE])
-    assert activated.returncode == 0, activated.stderr
     executor = executor_for(stack)
 
     def deploy_step() -> CommandResult:
@@ -206,6 +208,20 @@ def test_a_boot_and_a_deploy_of_the_next_release_run_it_once(stack: Deployment, 
     assert older.stdout == (
         f"no {layout.RELEASE_COMMAND_ENV}: the instance predates app.releaseCommand; pulumi up replaces it\n"
     )
+
+
+def test_a_lock_whose_holder_died_expires_and_a_waiting_instance_runs_it(stack: Deployment, tmp_path: Path) -> None:
+    install_and_activate(stack, THIRD_RELEASE, tmp_path)
+    # What an instance that died holding the lock leaves: its token, expiring (here in 4 s).
+    stack.redis.client().set(layout.release_command_key(THIRD_RELEASE, "lock"), "prod-gone:4242:0f0f", ex=4)
+    started = time.monotonic()
+    (log,) = together(boot_run(stack.web))
+    waited = time.monotonic() - started
+    assert f"release {THIRD_RELEASE}: waiting while prod-gone:4242 runs it" in str(log)
+    assert f"release {THIRD_RELEASE}: the command exited 0" in str(log)
+    assert runs(stack, THIRD_RELEASE) == [stack.web.hostname]
+    assert waited > 3, waited
+    assert records(stack, THIRD_RELEASE)["lock"] is None
 
 
 def test_ops_exec_runs_manage_py_as_the_app_user_with_the_env_files(
