@@ -325,8 +325,12 @@ class AppSettings(_Section, frozen=True):
     # A new value stores a newly generated Django SECRET_KEY (docs/secrets.md: sessions and signed
     # values made with the old key stop validating once instances have the new one).
     secret_key_version: Annotated[int, Meta(ge=1)] = 1
+    # Run once per release before any instance serves it (docs/release-command.md); "" disables it.
+    release_command: str = "python manage.py migrate --noinput"
 
     def __post_init__(self) -> None:
+        if not RELEASE_COMMAND.fullmatch(self.release_command):
+            raise _problem("releaseCommand", f"got {self.release_command!r}; use {RELEASE_COMMAND_RULE}")
         if self.source == "s3" and not self.artifact_bucket:
             raise _problem("artifactBucket", "required when source is 's3'")
         if self.artifact_bucket is not None and (problem := bucket_name_problem(self.artifact_bucket)):
@@ -373,6 +377,10 @@ ENV_VALUE_RULE = "up to 4096 characters without single quotes or line breaks"
 # Parameter Store's own rule for a name in a hierarchy (a path), and no `aws`/`ssm` prefix.
 PARAMETER_NAME = re.compile(r"/(?![Aa][Ww][Ss]|[Ss][Ss][Mm])[A-Za-z0-9_.\-/]{1,1010}")
 PARAMETER_NAME_RULE = 'a Parameter Store path, e.g. "/myapp/prod/email-api-key"'
+# One shell line for /bin/sh in the release's src with its venv first on PATH, e.g.
+# "python manage.py migrate --noinput && python manage.py createcachetable".
+RELEASE_COMMAND = re.compile(r"(?=[^\s])[^'\n\r\x00]{1,4096}|")
+RELEASE_COMMAND_RULE = '"" (none) or one shell command line of up to 4096 characters, no single quotes or line breaks'
 
 # Names and values that carry a credential (issue 22): these belong in app.secretParameters.
 _CREDENTIAL_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|_KEY\Z")

@@ -1,5 +1,6 @@
-"""python -m ops: verify, beat pause|resume, deploy, rollback, rotate-token (see README: "Deploying and
-rolling back" and "Rotating the Redis token"), build-release (README: "Ship your app")."""
+"""python -m ops: verify, beat pause|resume, deploy, rollback, rotate-token, exec (see README: "Deploying
+and rolling back", "Rotating the Redis token" and docs/release-command.md), build-release (README:
+"Ship your app")."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ops.executor import MAX_EXECUTION_TIMEOUT, Executor, SsmExecutor
 from ops.interrupt import Interrupted, stop_on_signals
 from ops.inventory import Instance, discover
 from ops.live_release import LiveReleaseParameter, default_parameter
+from ops.one_off import pick_instance, run_one_off
 from ops.rollout import RESTART_MARGIN_SECONDS, Rollout, RolloutFailed, Timeouts, switch_beat
 from ops.rotation import TokenRotation
 from ops.scaling import recover_left_suspended, scaling_held, stack_groups
@@ -26,6 +28,7 @@ from ops.stack import StackLocation, checked_release, load_outputs, region_from_
 from ops.state import StateStore, default_state_dir
 from ops.verify import DEFAULT_HEALTHCHECK_TASK, TABLE_HEADER, VerifyOptions, format_cells, table_row, verify_all
 from ops.web_drain import WebDrain, recover_left_in_standby
+from userdata.layout import ROLES
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -188,10 +191,18 @@ def build_parser() -> OneLineParser:
         "deploy",
         parents=[common, checks, rollout, restart],
         help="roll a release out",
-        description="Pause Beat, wait for tasks in flight, then per worker and per web "
-        "instance: install, activate, restart, verify; verify all; resume Beat.",
+        description="Install the release on every instance, run app.releaseCommand once (on the "
+        "Beat instance), pause Beat, wait for tasks in flight, then per worker and per web "
+        "instance: activate, restart, verify; verify all; resume Beat.",
     )
     deploy.add_argument("--release", required=True, type=release_argument, help="the release to roll out")
+    deploy.add_argument(
+        "--release-command-timeout",
+        type=seconds,
+        default=Timeouts.release_command,
+        metavar="SECONDS",
+        help=f"how long app.releaseCommand may take (default {Timeouts.release_command})",
+    )
     rollback = commands.add_parser(
         "rollback",
         parents=[common, checks, rollout, restart],
@@ -214,6 +225,18 @@ def build_parser() -> OneLineParser:
     commands.add_parser(
         "build-release", add_help=False, help="build a Django project's release artifact for the stack's architecture"
     )
+    one_off = commands.add_parser(
+        "exec",
+        parents=[common],
+        help="run a one-off command (manage.py ...) on one instance",
+        description="Run a command as the app user in the current release of one instance, with the "
+        "app units' env files, over SSM; print its output and exit with its exit code. "
+        "`-- manage.py ARGS` runs the release's python manage.py; any other command is looked up in "
+        "the release's venv first. The whole run is bounded by --command-timeout.",
+    )
+    one_off.add_argument("--role", choices=ROLES, help="an instance of this role (default: the first, web first)")
+    one_off.add_argument("--instance", metavar="ID", help="this instance of the stack")
+    one_off.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...", help="what to run")
     return parser
 
 
@@ -248,6 +271,10 @@ def main(argv: Sequence[str] | None = None, executor: Executor | None = None) ->
         return build_release.main(arguments[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "exec":
+        args.argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        if not args.argv or args.argv[0].startswith("-"):
+            parser.error("exec: give the command after --, e.g. `-- manage.py showmigrations`")
     try:
         with stop_on_signals():
             outputs = load_outputs(args.outputs) if args.outputs else None
@@ -296,6 +323,9 @@ def run_command(
     if args.command == "beat":
         switch_beat(executor, instances, args.action, args.command_timeout, out)
         return 0
+    if args.command == "exec":
+        instance = pick_instance(instances, args.role, args.instance)
+        return run_one_off(executor, instance, args.argv, args.command_timeout)
     if args.command == "rotate-token":
         TokenRotation(
             executor=executor,
@@ -353,6 +383,8 @@ def rollout_command(
             drain=args.drain_timeout,
             install=args.install_timeout,
             restart=args.restart_timeout,
+            # A rollback runs no release command (docs/release-command.md).
+            release_command=getattr(args, "release_command_timeout", Timeouts.release_command),
         ),
         verify_options=checks_from(args),
         store=store,

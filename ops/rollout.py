@@ -1,11 +1,13 @@
 """Beat pause/resume and the deploy/rollback sequence (the guide's runbook as code):
 
-  read releases -> pause Beat -> wait until no task is active or reserved -> each worker in
-  turn: install, activate + restart, verify -> each web instance the same -> verify all ->
+  read releases -> install the release on every instance -> (deploy only) app.releaseCommand
+  once, on the Beat instance -> pause Beat -> wait until no task is active or reserved -> each
+  worker in turn: activate + restart, verify -> each web instance the same -> verify all ->
   confirm every instance runs the target -> record it as the live release -> resume Beat.
 
-Any failure stops the sequence where it is, leaves Beat paused, and raises RolloutFailed whose
-message says which instance runs which release and the commands to continue or roll back.
+Any failure stops the sequence where it is, leaves Beat as it is (running until the switches
+begin, paused after), and raises RolloutFailed whose message says which instance runs which
+release and the commands to continue or roll back.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ops.scripts import (
     beat_script,
     current_release_script,
     install_release_script,
+    release_command_script,
     stop_timeouts_script,
     switch_release_script,
     tasks_in_flight_script,
@@ -44,6 +47,7 @@ class Timeouts:
     command: int = 120  # any short command (read release, Beat, in-flight query)
     drain: int = 300  # waiting for active and reserved tasks to finish
     install: int = 900  # download and build one release (app-release.service allows as much)
+    release_command: int = 3600  # app.releaseCommand (app-release-command.service allows as much)
     # Warm restart: workers finish their running tasks first. None: per instance, the longest
     # TimeoutStopSec of the units it restarts plus RESTART_MARGIN_SECONDS.
     restart: int | None = None
@@ -184,6 +188,10 @@ class Rollout:
         self._step("read releases", None, self._read_releases)
         self._step("read stop timeouts", None, self._read_stop_timeouts)
         self._remember(complete=False)
+        for instance in self.instances:
+            self._install(instance)
+        if self.kind == "deploy":  # a rollback returns to code whose database changes are done
+            self._step("release command", beat, lambda: self._release_command(beat))
         self._step("pause Beat", beat, self._pause)
         self._step("wait for tasks in flight", None, self._drain)
         for instance in by_role(self.instances, "worker") + by_role(self.instances, "web"):
@@ -259,22 +267,43 @@ class Rollout:
             self.out(f"waiting for {summary}")
             self.sleep(self.poll_interval)
 
+    def _install(self, instance: Instance) -> None:
+        """Every instance has the release before the release command runs and any switches."""
+        if self.releases.get(instance.instance_id) == self.release:
+            return
+        self.out(f"{instance.label}: installing {self.release} ...")
+        self._step(
+            "install",
+            instance,
+            lambda: run_checked(
+                self.executor,
+                instance,
+                f"install {self.release}",
+                install_release_script(self.release),
+                self.timeouts.install,
+            ),
+        )
+
+    def _release_command(self, instance: Instance) -> None:
+        """app.releaseCommand once for the release, in its venv, before any instance runs it; a
+        failure stops the deploy with nothing switched, the command's output in the report."""
+        self.out(f"{instance.label}: release command for {self.release} ...")
+        result = self.executor.run(
+            instance,
+            f"release command {self.release}",
+            release_command_script(self.release),
+            self.timeouts.release_command,
+        )
+        output = (result.stdout + result.stderr).rstrip()
+        if not result.ok:
+            raise OpsError(f"{result.status} (exit {result.exit_code}); nothing switched; its output:\n{output}")
+        for line in output.splitlines():
+            self.out(f"  {line}")
+
     def _switch(self, instance: Instance) -> None:
         if self.releases.get(instance.instance_id) == self.release:
             self.out(f"{instance.label}: already on {self.release}; verifying only")
         else:
-            self.out(f"{instance.label}: installing {self.release} ...")
-            self._step(
-                "install",
-                instance,
-                lambda: run_checked(
-                    self.executor,
-                    instance,
-                    f"install {self.release}",
-                    install_release_script(self.release),
-                    self.timeouts.install,
-                ),
-            )
             self.out(f"{instance.label}: activating {self.release} and restarting its units ...")
             self._step("activate and restart", instance, lambda: self._activate(instance))
         self._step("verify", instance, lambda: self._verify_one(instance))

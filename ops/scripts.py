@@ -23,7 +23,10 @@ from userdata.layout import (
     GUNICORN_UNIT,
     ONESHOT_UNITS,
     RELEASE_BIN,
+    RELEASE_COMMAND_BIN,
+    RELEASE_COMMAND_ENV,
     RELEASE_ENV,
+    RELEASES_DIR,
     REQUIRED_APP_VARIABLES,
     SECRETS_ENV,
     SECRETS_SOURCE_ENV,
@@ -235,6 +238,32 @@ def install_release_script(release: str) -> str:
         f"# ops install release\nset -eu\n"
         f"set -a\n. {RELEASE_ENV}\nset +a\n"
         f"{SYSTEM_PYTHON} {RELEASE_BIN} install {shlex.quote(release)}\n"
+    )
+
+
+def release_command_script(release: str) -> str:
+    """app.releaseCommand for an installed release that is not active yet: the machine script
+    app-release-command.service runs at boot, as the app user with the app units' env files but
+    that release's version.env and venv (its lock makes a concurrent boot wait, not run it)."""
+    release_dir = f"{RELEASES_DIR}/{shlex.quote(release)}"
+    return (
+        "# ops release command\n" + _HELPERS + "set -e\n"
+        f"[ -r {release_dir}/version.env ] || {{ echo 'release not installed here'; exit 1; }}\n"
+        f"[ -r {RELEASE_COMMAND_ENV} ] || {{ echo 'no {RELEASE_COMMAND_ENV}: the instance predates "
+        "app.releaseCommand; pulumi up replaces it'; exit 1; }\n"
+        f"load_env\nset -a\n. {release_dir}/version.env\n. {RELEASE_COMMAND_ENV}\nset +a\n"
+        f"as_app {release_dir}/venv/bin/python {RELEASE_COMMAND_BIN} 2>&1\n"
+    )
+
+
+def exec_script(argv: list[str]) -> str:
+    """A one-off command as the app user in the current release, with the app units' env files
+    and its venv first on PATH; `manage.py ...` runs with the venv's python."""
+    words = ["python", *argv] if argv[0] == "manage.py" else argv
+    return (
+        "# ops exec\n" + _HELPERS + "set -e\nload_env\n"
+        f"cd {APP_SRC}\nPATH={APP_BIN}:$PATH\n"
+        f"as_app {shlex.join(words)}\n"
     )
 
 

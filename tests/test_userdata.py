@@ -41,11 +41,13 @@ def test_each_role_gets_its_units(prod_settings):
     assert render.units_to_enable(machine(prod_settings, "web")) == [
         "app-release.service",
         "app-secrets.service",
+        "app-release-command.service",
         "gunicorn.service",
     ]
     assert render.units_to_enable(machine(prod_settings)) == [
         "app-release.service",
         "app-secrets.service",
+        "app-release-command.service",
         "celery-worker-default.service",
         "celery-worker-long.service",
         "app-warm-stop.service",

@@ -20,6 +20,8 @@ APP_ENV = f"{ETC_DIR}/app.env"
 GUNICORN_ENV = f"{ETC_DIR}/gunicorn.env"
 SECRETS_SOURCE_ENV = f"{ETC_DIR}/secrets-source.env"
 RELEASE_ENV = f"{ETC_DIR}/release.env"
+# app.releaseCommand and where its lock and done records live in the broker (docs/release-command.md).
+RELEASE_COMMAND_ENV = f"{ETC_DIR}/release-command.env"
 # Written by app-release into each release it installs: APP_RELEASE=<that release>. Read through
 # `current` when a unit starts, so a process always reports the release whose code it runs.
 VERSION_ENV = f"{APP_CURRENT}/version.env"
@@ -48,6 +50,7 @@ RELEASE_MANIFEST = "manifest.json"
 RELEASE_MACHINES = {"x86_64": "x86_64", "arm64": "aarch64"}
 # Debian 12's python3 (major.minor): what every release's venv is built with.
 RELEASE_PYTHON = "3.11"
+RELEASE_COMMAND_BIN = f"{SBIN_DIR}/app-release-command"
 # Installs one of AWS's agents after checking its package's signature against AGENT_KEYRING.
 AGENT_INSTALLER_BIN = f"{SBIN_DIR}/install-aws-agent"
 AGENT_KEYRING = f"{ETC_DIR}/aws-agent-keys.asc"
@@ -76,6 +79,8 @@ PER_MACHINE_DIRS = (ETC_DIR, SECRETS_DIR, GUNICORN_RUNTIME_DIR, BEAT_STATE_DIR, 
 
 SECRETS_UNIT = "app-secrets.service"
 RELEASE_UNIT = "app-release.service"
+# Runs app.releaseCommand for the current release once across the stack (a lock in the broker).
+RELEASE_COMMAND_UNIT = "app-release-command.service"
 GUNICORN_UNIT = "gunicorn.service"
 BEAT_UNIT = "celery-beat.service"
 # Workers only: holds an Auto Scaling termination until the Celery units have stopped warm.
@@ -85,10 +90,10 @@ QUEUE_METRICS_UNIT = "app-queue-metrics.service"
 QUEUE_METRICS_TIMER = "app-queue-metrics.timer"  # what the user-data enables: every minute
 WORKER_UNIT_PREFIX = "celery-worker-"
 WORKER_UNIT_SUFFIX = ".service"
-# Every machine runs these two first; the role's long-running units require both.
-ONESHOT_UNITS = (SECRETS_UNIT, RELEASE_UNIT)
-# A template unit, started by OnFailure= of each ONESHOT_UNITS unit with the failed unit's name
-# (without .service) as its instance: reports the instance unhealthy to Auto Scaling.
+# Every machine runs these first; the role's long-running units require them all.
+ONESHOT_UNITS = (SECRETS_UNIT, RELEASE_UNIT, RELEASE_COMMAND_UNIT)
+# A template unit, started by OnFailure= of the secrets and release units with the failed unit's
+# name (without .service) as its instance: reports the instance unhealthy to Auto Scaling.
 BOOT_FAILED_UNIT = "app-boot-failed@.service"
 BOOT_FAILED_ON_FAILURE = "app-boot-failed@%N.service"
 
@@ -197,6 +202,17 @@ def parameter_name(project: str, stack: str, purpose: str) -> str:
     return f"/{project}/{stack}/{purpose}"
 
 
+# --- the release command's records in the broker (Redis db of CELERY_BROKER_URL) ----------------
+
+RELEASE_COMMAND_KEYS = "app:release-command:"
+
+
+def release_command_key(release: str, record: str) -> str:
+    """`lock` (SET NX with an expiry, refreshed while the command runs) or `done` (set once it
+    succeeded, never expires) for one release; app-release-command builds the same names."""
+    return f"{RELEASE_COMMAND_KEYS}{release}:{record}"
+
+
 # --- CloudWatch metrics the Beat instance publishes ------------------------------------------------
 
 # Published once a minute by the Beat instance (it exists exactly once), read by the alarms, the
@@ -246,6 +262,7 @@ SECRETS_SOURCE_VARIABLES = (
 )
 RELEASE_VARIABLES = ("RELEASE_PARAMETER", "AWS_REGION", "ARTIFACT_BUCKET", "ARTIFACT_PREFIX")
 VERSION_ENV_VARIABLES = ("APP_RELEASE",)
+RELEASE_COMMAND_VARIABLES = ("RELEASE_COMMAND", "RELEASE_COMMAND_KEYS")
 # What every app unit needs set to start at all (ops verify's env_file check).
 REQUIRED_APP_VARIABLES = (
     "DJANGO_SETTINGS_MODULE",
@@ -264,6 +281,7 @@ ENV_FILE_VARIABLES = {
     SECRETS_ENV: SECRETS_ENV_VARIABLES,
     SECRETS_SOURCE_ENV: SECRETS_SOURCE_VARIABLES,
     RELEASE_ENV: RELEASE_VARIABLES,
+    RELEASE_COMMAND_ENV: RELEASE_COMMAND_VARIABLES,
 }
 
 

@@ -49,6 +49,10 @@ from userdata.layout import (
     QUEUE_METRICS_TIMER,
     QUEUE_METRICS_UNIT,
     RELEASE_BIN,
+    RELEASE_COMMAND_BIN,
+    RELEASE_COMMAND_ENV,
+    RELEASE_COMMAND_KEYS,
+    RELEASE_COMMAND_UNIT,
     RELEASE_ENV,
     RELEASE_PARAMETER,
     RELEASE_UNIT,
@@ -125,7 +129,7 @@ def app_units(machine: UserDataInputs) -> list[str]:
 def units_to_enable(machine: UserDataInputs) -> list[str]:
     agent = [WARM_STOP_UNIT] if machine.role == "worker" else []
     metrics = [QUEUE_METRICS_TIMER] if machine.runs_beat else []
-    return [RELEASE_UNIT, SECRETS_UNIT, *app_units(machine), *agent, *metrics]
+    return [RELEASE_UNIT, SECRETS_UNIT, RELEASE_COMMAND_UNIT, *app_units(machine), *agent, *metrics]
 
 
 # --- environment files ---------------------------------------------------------------------
@@ -229,6 +233,11 @@ def release_env(settings: Settings) -> dict[str, str | int]:
     return values
 
 
+def release_command_env(settings: Settings) -> dict[str, str | int]:
+    """app-release-command's input: what to run, and the prefix of its broker keys."""
+    return {"RELEASE_COMMAND": settings.app.release_command, "RELEASE_COMMAND_KEYS": RELEASE_COMMAND_KEYS}
+
+
 # --- units -------------------------------------------------------------------------------------
 
 
@@ -307,6 +316,14 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
             start_timeout=BOOT_FAILURE_REPORT_DELAY_SECONDS + 120,
             boot_failed_bin=BOOT_FAILED_BIN,
         ),
+        RELEASE_COMMAND_UNIT: _render_unit(
+            RELEASE_COMMAND_UNIT,
+            secrets_unit=SECRETS_UNIT,
+            release_unit=RELEASE_UNIT,
+            release_command_env=RELEASE_COMMAND_ENV,
+            release_command_bin=RELEASE_COMMAND_BIN,
+            metadata_access=metadata_access,
+        ),
     }
     if machine.role == "web":
         units[GUNICORN_UNIT] = _render_unit(
@@ -377,6 +394,7 @@ def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
             FETCH_SECRETS_BIN,
             RELEASE_BIN,
             BOOT_FAILED_BIN,
+            RELEASE_COMMAND_BIN,
             *([AGENT_INSTALLER_BIN] if runs_agents else []),
             *([WARM_STOP_BIN] if machine.role == "worker" else []),
             *([QUEUE_METRICS_BIN] if machine.runs_beat else []),
@@ -396,6 +414,7 @@ def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
     envs = [
         WrittenFile(SECRETS_SOURCE_ENV, render_env(secrets_source_env(machine)), "root:root", "0640"),
         WrittenFile(RELEASE_ENV, render_env(release_env(settings)), "root:root", "0640"),
+        WrittenFile(RELEASE_COMMAND_ENV, render_env(release_command_env(settings)), "root:root", "0640"),
         readable_by_services(APP_ENV, app_env(settings)),
     ]
     if machine.role == "web":

@@ -66,6 +66,9 @@ class FakeInstances:
         if purpose.startswith("activate "):
             self.releases[instance] = purpose.removeprefix("activate ")
             return "Success", 0, f"{self.releases[instance]} is active; units restarted\n", ""
+        if purpose.startswith("release command "):
+            release = purpose.removeprefix("release command ")
+            return "Success", 0, f"app-release-command: release {release}: the command exited 0 after 3 s\n", ""
         if purpose.startswith("install "):
             return "Success", 0, f"app-release: installed {purpose.removeprefix('install ')}\n", ""
         if purpose in ("beat pause", "beat resume"):

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from ops.live_release import default_parameter
 from ops.rollout import RESTART_MARGIN_SECONDS
-from ops.scripts import install_release_script, stop_timeouts_script, switch_release_script
+from ops.scripts import install_release_script, release_command_script, stop_timeouts_script, switch_release_script
 from ops.state import RolloutRecord, StateStore
 from tests.ops.fake_instances import FakeInstances, check_lines
 from tests.ops.helpers import Run, run_ops
@@ -37,18 +37,21 @@ def named(stack: dict[str, str], run: Run) -> list[tuple[str, str]]:
     return [(names[iid], purpose) for iid, purpose in run.purposes()]
 
 
-def expected_sequence(release: str) -> list[tuple[str, str]]:
+def expected_sequence(release: str, command: str = "deploy") -> list[tuple[str, str]]:
     reads = [(name, "read current release") for name in (WEB0, WEB1, WORKER1, BEAT)]
     stop_timeouts = [(name, "read stop timeouts") for name in (WEB0, WEB1, WORKER1, BEAT)]
+    # Installed everywhere, then the release command once (deploy only), before any switch.
+    installs = [(name, f"install {release}") for name in (WEB0, WEB1, WORKER1, BEAT)]
+    release_command = [(BEAT, f"release command {release}")] if command == "deploy" else []
     switch = [
         step
         for name, role in ((WORKER1, "worker"), (BEAT, "worker"), (WEB0, "web"), (WEB1, "web"))
-        for step in ((name, f"install {release}"), (name, f"activate {release}"), (name, f"verify {role}"))
+        for step in ((name, f"activate {release}"), (name, f"verify {role}"))
     ]
     verify_all = [(WEB0, "verify web"), (WEB1, "verify web"), (WORKER1, "verify worker"), (BEAT, "verify worker")]
     pause, drain, resume = (BEAT, "beat pause"), (WORKER1, "tasks in flight"), (BEAT, "beat resume")
     # reads again at the end: the confirmation
-    return [*reads, *stop_timeouts, pause, drain, *switch, *verify_all, *reads, resume]
+    return [*reads, *stop_timeouts, *installs, *release_command, pause, drain, *switch, *verify_all, *reads, resume]
 
 
 def test_deploy_runs_the_runbook_in_order(stack, ssm_client, capsys, tmp_path) -> None:
@@ -107,7 +110,7 @@ def test_tasks_still_running_at_the_drain_timeout_stop_the_deploy_before_any_swi
         "deploy r2 STOPPED at step 'wait for tasks in flight': still running after 1 s: "
         "1 active, 0 reserved: myapp.tasks.generate_report[6f1c] on default@ip-10-0-1-5"
     )
-    assert not any(p.startswith(("install", "activate")) for _, p in run.purposes())
+    assert not any(p.startswith("activate") for _, p in run.purposes())
     assert f"Beat: PAUSED (celery-beat.service stopped on {stack[BEAT]} ({BEAT}))" in lines
 
 
@@ -116,9 +119,10 @@ FAILURES = [
     ("read current release", WORKER1, "read releases", {WORKER1: "not read", BEAT: "not read"}),
     ("beat pause", BEAT, "pause Beat", {}),
     ("install r2", WORKER1, "install", {}),
+    ("install r2", WEB1, "install", {}),
+    ("release command r2", BEAT, "release command", {}),
     ("activate r2", BEAT, "activate and restart", {WORKER1: "r2"}),
     ("verify worker", WORKER1, "verify", {WORKER1: "r2"}),
-    ("install r2", WEB1, "install", {WORKER1: "r2", BEAT: "r2", WEB0: "r2"}),
     ("verify web", WEB0, "verify", {WORKER1: "r2", BEAT: "r2", WEB0: "r2"}),
     ("beat resume", BEAT, "resume Beat", {WORKER1: "r2", BEAT: "r2", WEB0: "r2", WEB1: "r2"}),
 ]
@@ -141,15 +145,18 @@ def test_a_failing_step_stops_the_deploy_and_prints_the_stacks_state(
     assert run.code == 1
     lines = state_lines(run)
     assert lines[0].startswith(f"deploy r2 STOPPED at step '{step}': ")
-    assert lines[1] == "state of the stack now:"
+    # The release command's output comes between the two (its own test checks it).
+    state = lines.index("state of the stack now:")
+    assert state == 1 or step == "release command"
     for name in (WEB0, WEB1, WORKER1, BEAT):
-        row = next(line for line in lines[2:] if f"({name})" in line)
+        row = next(line for line in lines[state + 1 :] if f"({name})" in line)
         expected = switched.get(name, "r1")
         assert f"release {expected}" in row
         assert row.endswith(f"<- {step} failed here") == (name == where and step not in ("read releases", "verify all"))
     beat_line = next(line for line in lines if line.startswith("Beat:"))
+    before_pause = ("read releases", "install", "release command")
     assert beat_line.startswith(
-        {"read releases": "Beat: running", "pause Beat": "Beat: UNKNOWN"}.get(step, "Beat: PAUSED")
+        "Beat: running" if step in before_pause else "Beat: UNKNOWN" if step == "pause Beat" else "Beat: PAUSED"
     )
     assert "to continue: python -m ops deploy --release r2 --stack prod" in lines
     assert "to roll back: python -m ops rollback --release r1 --stack prod" in lines or step == "read releases"
@@ -172,7 +179,7 @@ def test_aws_refusing_a_call_mid_deploy_stops_with_the_state_report(stack, ssm_c
         "SSM refused: An error occurred (AccessDeniedException) when calling the GetCommandInvocation "
         "operation: not authorized"
     )
-    assert f"Beat: PAUSED (celery-beat.service stopped on {stack[BEAT]} ({BEAT}))" in lines
+    assert "Beat: running (never paused)" in lines  # installs come before Beat is paused
 
 
 def test_a_failed_check_in_the_final_verify_names_instance_and_check(stack, ssm_client, capsys, tmp_path) -> None:
@@ -219,7 +226,7 @@ def test_deploy_records_the_release_it_replaced_and_rollback_returns_to_it(stack
     assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r2", "r1", complete=True)
     run = deploy(stack, ssm_client, capsys, tmp_path, answers, command="rollback")
     assert run.code == 0, run.err
-    assert named(stack, run) == expected_sequence("r1")
+    assert named(stack, run) == expected_sequence("r1", command="rollback")
     assert set(answers.releases.values()) == {"r1"}
     assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r1", "r2", complete=True)
 
@@ -227,7 +234,8 @@ def test_deploy_records_the_release_it_replaced_and_rollback_returns_to_it(stack
 def test_continuing_an_interrupted_deploy_keeps_the_way_back_and_skips_switched_instances(
     stack, ssm_client, capsys, tmp_path
 ) -> None:
-    answers = fake(stack, failures={("install r2", stack[WEB0]): ("Failed", 1, "", "no space left\n")})
+    broken = ("Failed", 1, check_lines("web", {"healthcheck": "TimeoutError"}), "")
+    answers = fake(stack, failures={("verify web", stack[WEB0]): broken})
     assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 1
     assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r2", "r1", complete=False)
     answers.failures.clear()
@@ -405,3 +413,56 @@ def test_a_parameter_that_is_not_a_release_name_stops_the_deploy_before_anything
         f"STOPPED at step 'read releases': {release_parameter} holds '../etc', which is not a release name" in run.err
     )
     assert (stack[BEAT], "beat pause") not in run.purposes()
+
+
+# --- the release command (app.releaseCommand) ------------------------------------------------
+
+
+def test_deploy_runs_the_release_command_once_after_every_install_and_before_any_switch(
+    stack, ssm_client, capsys, tmp_path
+) -> None:
+    run = deploy(
+        stack, ssm_client, capsys, tmp_path, fake(stack), "--release", "r2", "--release-command-timeout", "900"
+    )
+    assert run.code == 0, run.err
+    purposes = [purpose for _, purpose in run.purposes()]
+    (command_at,) = [i for i, purpose in enumerate(purposes) if purpose == "release command r2"]
+    installs = [i for i, purpose in enumerate(purposes) if purpose == "install r2"]
+    switches = [i for i, purpose in enumerate(purposes) if purpose == "activate r2"]
+    assert len(installs) == len(switches) == 4
+    assert max(installs) < command_at < min(switches)
+    (sent,) = [s for s in run.ssm.sent if s.purpose == "release command r2"]
+    assert (sent.instance_id, sent.script, sent.execution_timeout) == (stack[BEAT], release_command_script("r2"), "900")
+    assert "app-release-command: release r2: the command exited 0 after 3 s" in run.out
+
+
+def test_a_failing_release_command_stops_the_deploy_with_nothing_switched_and_its_output_shown(
+    stack, ssm_client, capsys, tmp_path, release_parameter
+) -> None:
+    output = (
+        "app-release-command: release r2: running python manage.py migrate --noinput\n"
+        "  Applying shop.0002_price... \n"
+        'django.db.utils.IntegrityError: column "price" of relation "shop_item" contains null values\n'
+        "app-release-command: release r2: the command exited 1 after 2 s\n"
+        "app-release-command: it failed: nothing recorded, the next attempt runs it again\n"
+    )
+    answers = fake(stack, failures={("release command r2", stack[BEAT]): ("Failed", 1, output, "")})
+    run = deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2")
+    assert run.code == 1
+    assert run.err.startswith(
+        "deploy r2 STOPPED at step 'release command': Failed (exit 1); nothing switched; its output:\n" + output
+    )
+    assert not any(purpose.startswith(("activate", "beat")) for _, purpose in run.purposes())
+    assert set(answers.releases.values()) == {"r1"}
+    assert live_value(ssm_client, release_parameter) == "r1"
+    assert "  Beat: running (never paused)" in run.err
+    row = next(line for line in state_lines(run) if f"({BEAT})" in line)
+    assert row.endswith("release r1 <- release command failed here")
+
+
+def test_rollback_runs_no_release_command(stack, ssm_client, capsys, tmp_path) -> None:
+    answers = fake(stack, release="r2")
+    run = deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r1", command="rollback")
+    assert run.code == 0, run.err
+    assert not any(purpose.startswith("release command") for _, purpose in run.purposes())
+    assert set(answers.releases.values()) == {"r1"}

@@ -24,7 +24,7 @@ LONG_RUNNING = {
     "worker-beat": ["celery-worker-default.service", "celery-worker-long.service", "celery-beat.service"],
     "worker": ["celery-worker-default.service", "celery-worker-long.service"],
 }
-ONESHOTS = ["app-release.service", "app-secrets.service"]
+ONESHOTS = ["app-release.service", "app-secrets.service", "app-release-command.service"]
 # Root agents beside the app units (same sandbox, not User=app): workers hold their termination
 # lifecycle hook until the Celery units have stopped warm.
 AGENTS = {"web": [], "worker-beat": ["app-warm-stop.service"], "worker": ["app-warm-stop.service"]}

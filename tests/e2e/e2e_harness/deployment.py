@@ -128,11 +128,13 @@ class Deployment:
         app: Path | None = None,
         app_overrides: dict | None = None,
         app_secrets: dict[str, str] | None = None,
+        config: dict | None = None,
     ) -> Deployment:
         """`engine` picks the server program and the stack's `redis.engine`; a second deployment
         in the same run needs an `address_salt` of its own (its server's loopback address).
         `app` ships another Django project than sample_app/, with its own stack keys
-        (`app_overrides`) and Parameter Store values (`app_secrets`, name -> value)."""
+        (`app_overrides`) and Parameter Store values (`app_secrets`, name -> value).
+        `config`: more stack settings, e.g. {"app.releaseCommand": ...}."""
         from offline_render.program import render_stack
         from userdata.render import enabled_units, written_files
 
@@ -147,27 +149,31 @@ class Deployment:
         token = secrets.token_hex(24)
         redis_server = RedisServer(host, token, cert, base / "redis", plain_port, SERVER_BINARY[engine])
         web_port = free_port()
-        overrides = {
-            "redis.engine": engine,
-            "redis.engineVersion": engine_version,
-            "redis.caCertFile": str(cert.ca_file),
-            # worker_count includes the Beat instance, its own group of one. A fixed worker
-            # group (min = max): the harness runs exactly these machines, and a scaling group
-            # needs minSize >= 1, which a Beat-only stack does not have.
-            "web.minSize": 0,
-            "web.desiredCapacity": web_count,
-            "web.port": web_port,
-            "worker.minSize": worker_count - 1,
-            "worker.desiredCapacity": worker_count - 1,
-            "worker.maxSize": worker_count - 1,
-            "worker.queues": queues or TEST_QUEUES,
-            "worker.stopMarginSeconds": 10,
-            "worker.visibilityTimeout": visibility_timeout,
-            "app.allowedHosts": ["localhost", "127.0.0.1"],
-            # The app's own settings: the sample app reads one of each (GET /app-settings).
-            "app.environment": {"SAMPLE_GREETING": SAMPLE_GREETING},
-            "app.secretParameters": {"SAMPLE_API_KEY": SAMPLE_API_KEY_PARAMETER},
-        } | (app_overrides or {})
+        overrides = (
+            {
+                "redis.engine": engine,
+                "redis.engineVersion": engine_version,
+                "redis.caCertFile": str(cert.ca_file),
+                # worker_count includes the Beat instance, its own group of one. A fixed worker
+                # group (min = max): the harness runs exactly these machines, and a scaling group
+                # needs minSize >= 1, which a Beat-only stack does not have.
+                "web.minSize": 0,
+                "web.desiredCapacity": web_count,
+                "web.port": web_port,
+                "worker.minSize": worker_count - 1,
+                "worker.desiredCapacity": worker_count - 1,
+                "worker.maxSize": worker_count - 1,
+                "worker.queues": queues or TEST_QUEUES,
+                "worker.stopMarginSeconds": 10,
+                "worker.visibilityTimeout": visibility_timeout,
+                "app.allowedHosts": ["localhost", "127.0.0.1"],
+                # The app's own settings: the sample app reads one of each (GET /app-settings).
+                "app.environment": {"SAMPLE_GREETING": SAMPLE_GREETING},
+                "app.secretParameters": {"SAMPLE_API_KEY": SAMPLE_API_KEY_PARAMETER},
+            }
+            | (app_overrides or {})
+            | (config or {})
+        )
         render = render_stack("prod", overrides=overrides, redis_endpoint=host)
         sample = {f.path: f.content for f in written_files(render.instances[0].user_data)}
         source_env = parse_env_file(sample[layout.SECRETS_SOURCE_ENV])
