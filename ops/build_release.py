@@ -49,6 +49,7 @@ import yaml
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from ops.stack import program_project
 from release_name import RULE as RELEASE_RULE
 from release_name import is_release_name
 from userdata.layout import (
@@ -315,16 +316,17 @@ def find_project(app: Path, requirements: Path | None, settings_module: str | No
 
 def stack_target(stack: str, release: str, program_dir: Path = REPO) -> Target:
     """The stack's architecture, settings module and artifact location, from its validated config."""
-    from settings import PROJECT, ConfigError, load_settings
+    from settings import ConfigError, load_settings
 
     path = program_dir / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         raise BuildRefused(f"--stack {stack}: no {path.name} in {program_dir}")
     config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
-    raw = {key.removeprefix(f"{PROJECT}:"): value for key, value in config.items() if key.startswith(f"{PROJECT}:")}
+    project = program_project(program_dir)
+    raw = {key.removeprefix(f"{project}:"): value for key, value in config.items() if key.startswith(f"{project}:")}
     raw = {key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()}
     try:
-        stack_settings = load_settings(raw, stack=stack, region=config.get("aws:region"))
+        stack_settings = load_settings(raw, stack=stack, region=config.get("aws:region"), project=project)
     except ConfigError as error:
         raise BuildRefused(f"--stack {stack}: {str(error).splitlines()[0]}") from None
     app = stack_settings.app

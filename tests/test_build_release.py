@@ -164,9 +164,15 @@ def test_the_project_is_found_in_a_src_layout_with_pyproject_dependencies():
 
 
 def stack_file(directory: Path, architecture: str) -> None:
-    config = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())
-    config["config"]["django-stack:instances"]["architecture"] = architecture
-    (directory / "Pulumi.graviton.yaml").write_text(yaml.safe_dump(config))
+    """A program directory with prod's stack file as `graviton`, on this architecture (Graviton
+    instance types with arm64: the config refuses an x86 type there)."""
+    (directory / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
+    config = yaml.safe_load((REPO_ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    config["django-stack:instances"]["architecture"] = architecture
+    if architecture == "arm64":
+        config["django-stack:web"]["instanceType"] = "t4g.small"
+        config["django-stack:worker"]["instanceType"] = "t4g.medium"
+    (directory / "Pulumi.graviton.yaml").write_text(yaml.safe_dump({"config": config}))
 
 
 def test_the_stack_names_the_architecture_settings_module_and_artifact_location(tmp_path):

@@ -379,7 +379,7 @@ def test_user_data_names_the_token_parameter_and_only_a_verifying_url_template(p
         text = decode_user_data(template["userData"])
         assert "/django-stack/prod/redis/auth-token" in text  # the parameter's name, not its value
         # The only broker URL is the fetch script's template, filled in on boot, and it verifies.
-        assert re.findall(r"rediss://\S*", text) == ['rediss://:{token}@{host}:{port}/{db}?ssl_cert_reqs=required"']
+        assert re.findall(r'rediss://[^"\s]*', text) == ["rediss://:{token}@{host}:{port}/{db}?ssl_cert_reqs=required"]
     assert SECRET_SIG_KEY not in json.dumps(prod.outputs)
 
 

@@ -17,7 +17,7 @@ import yaml
 from tests.machine_scripts import shipped
 from userdata import layout, render
 from userdata.render import UserDataInputs
-from userdata.shipped import shipped_script
+from userdata.shipped import SHIPPED, generated, shipped_script
 
 FILES = Path(render.__file__).parent / "files"
 
@@ -421,28 +421,67 @@ def test_app_units_cannot_reach_the_instance_metadata_service_unless_the_stack_o
         assert ip_address_deny(text) == []
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in FILES.iterdir()))
-def test_a_shipped_script_is_its_source_without_comments_and_docstrings(name):
-    def program(source: str) -> str:
-        """The syntax tree with docstrings cut to what ships: the module's first line, nothing
-        of a function's or class's (comments are not in the tree at all)."""
-        tree = ast.parse(source)
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-                continue
-            if ast.get_docstring(node, clean=False) is None:
-                continue
-            if isinstance(node, ast.Module):
-                node.body[0].value.value = node.body[0].value.value.split("\n")[0]  # type: ignore[attr-defined]
-            elif len(node.body) > 1:
-                node.body = node.body[1:]
-        return ast.dump(tree)
+class _WithoutAnnotations(ast.NodeTransformer):
+    """A syntax tree as python-minifier leaves it with remove_annotations: no argument or return
+    annotation, an annotated assignment outside a class plain (or gone without a value)."""
 
+    def __init__(self) -> None:
+        self.in_class: list[bool] = []
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.ClassDef:
+        self.in_class.append(True)
+        self.generic_visit(node)
+        self.in_class.pop()
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+        self.in_class.append(False)
+        node.returns = None
+        self.generic_visit(node)
+        self.in_class.pop()
+        return node
+
+    def visit_arg(self, node: ast.arg) -> ast.arg:
+        node.annotation = None
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | None:
+        if self.in_class and self.in_class[-1]:
+            return node  # a dataclass field: kept whole
+        return None if node.value is None else ast.Assign(targets=[node.target], value=node.value, lineno=0)
+
+
+def _program(source: str) -> str:
+    """The syntax tree with docstrings cut to what ships (the module's first line, nothing of a
+    function's or class's) and without annotations; comments are not in the tree at all."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        if ast.get_docstring(node, clean=False) is None:
+            continue
+        if isinstance(node, ast.Module):
+            node.body[0].value.value = node.body[0].value.value.split("\n")[0]  # type: ignore[attr-defined]
+        elif len(node.body) > 1:
+            node.body = node.body[1:]
+    return ast.dump(_WithoutAnnotations().visit(tree), annotate_fields=False)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FILES.iterdir()))
+def test_a_shipped_script_is_its_source_without_explanations_or_annotations(name):
     source, shipped_text = (FILES / name).read_text(), shipped_script(name)
-    assert program(shipped_text) == program(source)
+    assert _program(shipped_text) == _program(source)
     assert shipped_text.splitlines()[0] == source.splitlines()[0] == "#!/usr/bin/python3"
-    assert "#" not in "".join(line for line in shipped_text.splitlines()[1:] if line.lstrip().startswith("#"))
-    assert len(shipped_text) < 0.8 * len(source)  # the explanations were most of it
+    assert not [line for line in shipped_text.splitlines()[1:] if line.lstrip().startswith("#")]
+    assert "\t" not in shipped_text  # YAML would write the whole file as one escaped line
+    assert len(shipped_text) < 0.7 * len(source)  # the explanations and the layout were most of it
+
+
+def test_the_committed_shipped_scripts_are_generated_from_their_sources():
+    # userdata/shipped/ is what machines get: regenerated here, it must be byte for byte the same.
+    assert sorted(p.name for p in SHIPPED.iterdir()) == sorted(p.name for p in FILES.iterdir())
+    stale = [name for name in sorted(p.name for p in FILES.iterdir()) if shipped_script(name) != generated(name)]
+    assert stale == [], "run: .venv/bin/python -m userdata.shipped"
 
 
 @pytest.mark.parametrize("role, beat", [("web", False), ("worker", False), ("worker", True)])

@@ -250,7 +250,10 @@ class _UnitTemplate(Template):
 
 @cache
 def _template(name: str) -> _UnitTemplate:
-    return _UnitTemplate((_HERE / "templates" / name).read_text())
+    """The template without its comment lines: they explain the unit here, in the repository, and
+    would take a twelfth of the 16 KiB user-data on the machine."""
+    lines = (_HERE / "templates" / name).read_text().splitlines(keepends=True)
+    return _UnitTemplate("".join(line for line in lines if not line.lstrip().startswith(("#", ";"))))
 
 
 def _render_unit(template: str, **values: Any) -> str:
