@@ -11,8 +11,10 @@ import sys
 import msgspec
 import pytest
 
-from settings import LoadBalancerSettings
+from settings import LoadBalancerSettings, load_settings
 from tests import REPO_ROOT
+from tests.conftest import prod_config_values
+from userdata.render import behind_load_balancer_env
 
 # Django, its production settings and the requests, in a fresh interpreter (settings are global).
 # Each request: [method, path, extra WSGI environ]; answered [status, request.is_secure()]; then
@@ -52,11 +54,22 @@ SITE = {"HTTP_HOST": "app.example.com"}
 # As the load balancer forwards a client's request: from the ALB's private address, with the
 # client's address in X-Forwarded-For.
 VIA_ALB = {**SITE, "REMOTE_ADDR": "10.40.1.23", "HTTP_X_FORWARDED_FOR": "203.0.113.9"}
+HTTPS_VIA_ALB = {**VIA_ALB, "HTTP_X_FORWARDED_PROTO": "https"}
+# A browser's form POST: the CSRF cookie, the same secret as the token, and its page's origin.
+CSRF_SECRET = "abcdefghijklmnopqrstuvwxyzABCDEF"  # CSRF_SECRET_LENGTH letters
+CSRF = {"HTTP_COOKIE": f"csrftoken={CSRF_SECRET}", "HTTP_X_CSRFTOKEN": CSRF_SECRET}
+# Sent to every configuration: what changes is whether Django trusts the load balancer.
+THROUGH_THE_SITE = {
+    "page over https": ["GET", "/", HTTPS_VIA_ALB],
+    "form post from the site": ["POST", "/", {**HTTPS_VIA_ALB, **CSRF, "HTTP_ORIGIN": "https://app.example.com"}],
+    "form post from another site": ["POST", "/", {**HTTPS_VIA_ALB, **CSRF, "HTTP_ORIGIN": "https://evil.example.net"}],
+}
 # The requests each configuration answers, by name: [method, path, extra WSGI environ].
 DIRECT = {
     "livez by ip": ["GET", "/livez", IP_HOST],
     "healthz by ip": ["GET", "/healthz", IP_HOST],
     "enqueue by ip": ["POST", "/tasks/healthcheck", IP_HOST],
+    **THROUGH_THE_SITE,
 }
 # The instance's own probe (loopback, Django's test client's REMOTE_ADDR) first: it must enqueue
 # one message, which is what shows that the requests after it would have been counted.
@@ -67,11 +80,19 @@ BEHIND_ALB = {
     "settings via alb": ["GET", "/app-settings", VIA_ALB],
     "enqueue via a loopback proxy": ["POST", "/tasks/healthcheck", {**SITE, "HTTP_X_FORWARDED_FOR": "203.0.113.9"}],
     "enqueue from a private peer": ["POST", "/tasks/healthcheck", {**SITE, "REMOTE_ADDR": "10.40.1.23"}],
+    **THROUGH_THE_SITE,
+}
+# What the prod stack (its load balancer, domain app.example.com) writes into app.env for that.
+ALB_TRUST = {
+    name: str(value)
+    for name, value in behind_load_balancer_env(
+        load_settings(prod_config_values(), stack="prod", region="eu-west-1")
+    ).items()
 }
 CONFIGURATIONS = {
     "direct": (ENV, DIRECT),
     # kombu's in-memory broker: the process itself counts what was enqueued.
-    "behind the alb": (ENV | {"CELERY_BROKER_URL": "memory://"}, BEHIND_ALB),
+    "behind the alb": (ENV | ALB_TRUST | {"CELERY_BROKER_URL": "memory://"}, BEHIND_ALB),
 }
 
 # One xdist worker runs them all (scripts/test.sh: --dist loadgroup): the Django processes they share are made once.
@@ -135,3 +156,23 @@ def test_a_request_through_the_load_balancer_finds_no_internal_endpoint(request_
 def test_requests_through_the_load_balancer_enqueue_nothing():
     # The instance's own request enqueued the one message; the three POSTs from outside none.
     assert answered("behind the alb")["queued"] == 1
+
+
+def test_behind_the_load_balancer_a_request_it_forwarded_from_https_is_secure():
+    assert set(ALB_TRUST) == {"DJANGO_SECURE_PROXY_SSL_HEADER", "DJANGO_CSRF_TRUSTED_ORIGINS"}
+    assert answered("behind the alb")["page over https"] == (200, True)
+
+
+def test_without_the_stacks_trust_a_forwarded_proto_is_ignored():
+    assert answered("direct")["page over https"] == (200, False)
+
+
+def test_behind_the_load_balancer_a_form_post_from_the_sites_origin_passes_the_csrf_check():
+    assert status("behind the alb", "form post from the site") == 200
+    assert status("behind the alb", "form post from another site") == 403
+
+
+def test_without_the_stacks_trust_the_same_form_post_fails_the_origin_check():
+    # What a team sees with SECURE_PROXY_SSL_HEADER and CSRF_TRUSTED_ORIGINS unset behind TLS
+    # termination: "Origin checking failed - https://app.example.com does not match any trusted origins".
+    assert status("direct", "form post from the site") == 403

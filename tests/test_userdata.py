@@ -419,3 +419,47 @@ def test_a_shipped_script_is_its_source_without_comments_and_docstrings(name):
     assert shipped_text.splitlines()[0] == source.splitlines()[0] == "#!/usr/bin/python3"
     assert "#" not in "".join(line for line in shipped_text.splitlines()[1:] if line.lstrip().startswith("#"))
     assert len(shipped_text) < 0.8 * len(source)  # the explanations were most of it
+
+
+# --- Django behind the load balancer (docs/django-settings.md) ---------------------------------------
+
+CERTIFICATE_ONLY = {
+    "loadBalancer": {
+        "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-aaaa-bbbb-cccc-0123456789ab"
+    }
+}
+OWN_LOAD_BALANCER = {"loadBalancer": {"enabled": False}}
+
+
+def rendered_app_env(stack) -> dict[str, str]:
+    """app.env as the web instance's user-data writes it, read back as systemd would."""
+    (web,) = {i.user_data for i in stack.instances if i.tags["Role"] == "web"}
+    (app_env,) = [f for f in render.written_files(web) if f.path == "/etc/app/app.env"]
+    lines = (line.split("=", 1) for line in app_env.content.splitlines())
+    return {name: value.removeprefix("'").removesuffix("'") for name, value in lines}
+
+
+def test_behind_the_stacks_load_balancer_with_a_domain_django_trusts_its_proxy_header_and_origin(prod):
+    env = rendered_app_env(prod)
+    assert env["DJANGO_SECURE_PROXY_SSL_HEADER"] == "HTTP_X_FORWARDED_PROTO,https"
+    assert env["DJANGO_CSRF_TRUSTED_ORIGINS"] == "https://app.example.com"
+    assert env["DJANGO_ALLOWED_HOSTS"] == "app.example.com"  # listed once though both name it
+
+
+def test_the_load_balancers_domain_is_an_allowed_host_even_when_allowed_hosts_omit_it(render):
+    env = rendered_app_env(render({"app.allowedHosts": ["www.example.com"]}))
+    assert env["DJANGO_ALLOWED_HOSTS"] == "www.example.com,app.example.com"
+
+
+def test_a_load_balancer_without_a_domain_is_trusted_for_the_scheme_and_adds_no_origin(render):
+    env = rendered_app_env(render(CERTIFICATE_ONLY))
+    assert env["DJANGO_SECURE_PROXY_SSL_HEADER"] == "HTTP_X_FORWARDED_PROTO,https"
+    assert "DJANGO_CSRF_TRUSTED_ORIGINS" not in env
+    assert env["DJANGO_ALLOWED_HOSTS"] == "app.example.com"
+
+
+def test_without_the_stacks_load_balancer_no_forwarded_header_is_trusted(render):
+    # Whoever web.ingress* lets in could set X-Forwarded-Proto: the stack cannot vouch for it.
+    env = rendered_app_env(render(OWN_LOAD_BALANCER))
+    assert "DJANGO_SECURE_PROXY_SSL_HEADER" not in env
+    assert "DJANGO_CSRF_TRUSTED_ORIGINS" not in env

@@ -173,6 +173,9 @@ APP_ENV_VARIABLES = (
     "DJANGO_SETTINGS_MODULE",
     "CELERY_APP",
     "DJANGO_ALLOWED_HOSTS",
+    # Only with the stack's load balancer (userdata.render.behind_load_balancer_env).
+    "DJANGO_SECURE_PROXY_SSL_HEADER",
+    "DJANGO_CSRF_TRUSTED_ORIGINS",
     "CELERY_TASK_DEFAULT_QUEUE",
     "CELERY_TASK_ROUTES",
     "CELERY_TASK_SOFT_TIME_LIMIT",

@@ -5,8 +5,10 @@ from functools import wraps
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
+from django.utils.html import format_html
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from proj.celery import app as celery_app
 
 from myapp import ledger
@@ -16,6 +18,22 @@ from myapp.tasks import healthcheck_task
 LIVENESS_PATH = "/livez"
 # The deep check (the broker over TLS + AUTH) for operators and deploy verification.
 HEALTH_PATH = "/healthz"
+
+
+@require_http_methods(["GET", "POST"])
+def home(request: HttpRequest) -> HttpResponse:
+    """The site's page: a form that posts back to itself, CSRF-checked as a browser's POST is."""
+    if request.method == "POST":
+        return HttpResponse(format_html("<p>Thank you, {}.</p>", request.POST.get("name", "")))
+    return HttpResponse(
+        format_html(
+            '<!doctype html><html><head><title>Sample app {}</title></head><body><form method="post">'
+            '<input type="hidden" name="csrfmiddlewaretoken" value="{}"><input name="name"><button>Send</button>'
+            "</form></body></html>",
+            settings.APP_RELEASE,
+            get_token(request),
+        )
+    )
 
 
 @require_GET
