@@ -5,8 +5,11 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -17,22 +20,33 @@ from tests.conftest import prod_config_values
 from userdata.render import behind_load_balancer_env
 
 # Django, its production settings and the requests, in a fresh interpreter (settings are global).
-# Each request: [method, path, extra WSGI environ]; answered [status, request.is_secure()]; then
-# how many messages wait in the default queue (null unless the broker is kombu's in-memory one).
+# First collectstatic into DJANGO_STATIC_ROOT, as the release build does. Each request:
+# [method, path, extra WSGI environ]; answered [status, request.is_secure(), Cache-Control]. Then
+# the page's stylesheet fetched as a browser would, and how many messages wait in the default
+# queue (null unless the broker is kombu's in-memory one).
 REQUESTS = """
-import json, sys, django
+import json, re, sys, django
 django.setup()
+from django.core.management import call_command
 from django.test import Client
+call_command("collectstatic", interactive=False, verbosity=0)
 answers = []
 for method, path, environ in json.loads(sys.argv[1]):
     response = getattr(Client(enforce_csrf_checks=True), method.lower())(path, **environ)
-    answers.append([response.status_code, response.wsgi_request.is_secure()])
+    answers.append([response.status_code, response.wsgi_request.is_secure(), response.get("Cache-Control")])
+page = Client().get("/", HTTP_HOST="app.example.com").content.decode()
+href = re.search(r'rel="stylesheet" href="([^"]+)"', page).group(1)
+stylesheet = Client().get(href)
 queued = None
 if django.conf.settings.CELERY_BROKER_URL.startswith("memory://"):
     from proj.celery import app
     with app.connection_for_write() as connection:
         queued = connection.SimpleQueue("default").qsize()
-print(json.dumps({"answers": answers, "queued": queued}))
+print(json.dumps({
+    "answers": answers,
+    "stylesheet": [href, stylesheet.status_code, stylesheet.get("Cache-Control")],
+    "queued": queued,
+}))
 """
 ENV = {
     "PYTHONPATH": str(REPO_ROOT / "sample_app"),
@@ -89,10 +103,18 @@ ALB_TRUST = {
         load_settings(prod_config_values(), stack="prod", region="eu-west-1")
     ).items()
 }
+# Another release's stylesheet, as app-release keeps it in the bridge during a rolling deploy.
+BRIDGED = "sample/site.0123456789ab.css"
+ASSETS = {
+    "another release's asset": ["GET", f"/static/{BRIDGED}", {}],
+    "an asset no release has": ["GET", "/static/sample/site.ffffffffffff.css", SITE],
+    # A naive join would find the bridged file: scratch/static-bridge/../static-bridge/...
+    "a path out of the bridge": ["GET", "/static/../static-bridge/" + BRIDGED, SITE],
+}
 CONFIGURATIONS = {
     "direct": (ENV, DIRECT),
     # kombu's in-memory broker: the process itself counts what was enqueued.
-    "behind the alb": (ENV | ALB_TRUST | {"CELERY_BROKER_URL": "memory://"}, BEHIND_ALB),
+    "behind the alb": (ENV | ALB_TRUST | {"CELERY_BROKER_URL": "memory://"}, BEHIND_ALB | ASSETS),
 }
 
 # One xdist worker runs them all (scripts/test.sh: --dist loadgroup): the Django processes they share are made once.
@@ -102,19 +124,24 @@ pytestmark = pytest.mark.xdist_group("sample-app")
 @functools.cache
 def answered(configuration: str) -> dict[str, object]:
     """Each of the configuration's requests answered by one Django process (starting one is most
-    of the cost): name -> (status, is_secure), and "queued" -> messages in the default queue."""
+    of the cost): name -> (status, is_secure, Cache-Control), "stylesheet" -> (its URL, status,
+    Cache-Control), and "queued" -> messages in the default queue."""
     env, requests = CONFIGURATIONS[configuration]
-    result = subprocess.run(
-        [sys.executable, "-c", REQUESTS, json.dumps(list(requests.values()))],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        static_root, bridge = Path(scratch, "static"), Path(scratch, "static-bridge")
+        (bridge / BRIDGED).parent.mkdir(parents=True)
+        (bridge / BRIDGED).write_text("body { margin: 1rem; }\n")
+        result = subprocess.run(
+            [sys.executable, "-c", REQUESTS, json.dumps(list(requests.values()))],
+            env={**os.environ, **env, "DJANGO_STATIC_ROOT": str(static_root), "DJANGO_STATIC_BRIDGE_ROOT": str(bridge)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
     out = json.loads(result.stdout.strip().splitlines()[-1])
     answers = {name: tuple(answer) for name, answer in zip(requests, out["answers"], strict=True)}
-    return answers | {"queued": out["queued"]}
+    return answers | {"stylesheet": tuple(out["stylesheet"]), "queued": out["queued"]}
 
 
 def status(configuration: str, request: str) -> int:
@@ -160,11 +187,11 @@ def test_requests_through_the_load_balancer_enqueue_nothing():
 
 def test_behind_the_load_balancer_a_request_it_forwarded_from_https_is_secure():
     assert set(ALB_TRUST) == {"DJANGO_SECURE_PROXY_SSL_HEADER", "DJANGO_CSRF_TRUSTED_ORIGINS"}
-    assert answered("behind the alb")["page over https"] == (200, True)
+    assert answered("behind the alb")["page over https"][:2] == (200, True)
 
 
 def test_without_the_stacks_trust_a_forwarded_proto_is_ignored():
-    assert answered("direct")["page over https"] == (200, False)
+    assert answered("direct")["page over https"][:2] == (200, False)
 
 
 def test_behind_the_load_balancer_a_form_post_from_the_sites_origin_passes_the_csrf_check():
@@ -176,3 +203,21 @@ def test_without_the_stacks_trust_the_same_form_post_fails_the_origin_check():
     # What a team sees with SECURE_PROXY_SSL_HEADER and CSRF_TRUSTED_ORIGINS unset behind TLS
     # termination: "Origin checking failed - https://app.example.com does not match any trusted origins".
     assert status("direct", "form post from the site") == 403
+
+
+FOREVER = "max-age=315360000, public, immutable"
+
+
+def test_the_page_names_its_stylesheet_by_content_hash_and_whitenoise_serves_it_for_ever():
+    href, code, cache = answered("direct")["stylesheet"]
+    assert re.fullmatch(r"/static/sample/site\.[0-9a-f]{12}\.css", href)
+    assert (code, cache) == (200, FOREVER)
+
+
+def test_another_releases_hashed_asset_is_served_from_the_bridge():
+    assert answered("behind the alb")["another release's asset"] == (200, False, FOREVER)
+
+
+def test_an_asset_in_no_release_and_a_path_out_of_the_bridge_are_not_found():
+    assert status("behind the alb", "an asset no release has") == 404
+    assert status("behind the alb", "a path out of the bridge") == 404

@@ -6,6 +6,7 @@ from functools import wraps
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
+from django.templatetags.static import static
 from django.utils.html import format_html
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -22,15 +23,17 @@ HEALTH_PATH = "/healthz"
 
 @require_http_methods(["GET", "POST"])
 def home(request: HttpRequest) -> HttpResponse:
-    """The site's page: a form that posts back to itself, CSRF-checked as a browser's POST is."""
+    """The site's page: its stylesheet under the release's hashed name, and a form that posts back
+    to itself, CSRF-checked as a browser's POST is."""
     if request.method == "POST":
         return HttpResponse(format_html("<p>Thank you, {}.</p>", request.POST.get("name", "")))
     return HttpResponse(
         format_html(
-            '<!doctype html><html><head><title>Sample app {}</title></head><body><form method="post">'
-            '<input type="hidden" name="csrfmiddlewaretoken" value="{}"><input name="name"><button>Send</button>'
-            "</form></body></html>",
+            '<!doctype html><html><head><title>Sample app {}</title><link rel="stylesheet" href="{}"></head>'
+            '<body><form method="post"><input type="hidden" name="csrfmiddlewaretoken" value="{}">'
+            '<input name="name"><button>Send</button></form></body></html>',
             settings.APP_RELEASE,
+            static("sample/site.css"),
             get_token(request),
         )
     )
