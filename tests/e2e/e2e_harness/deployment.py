@@ -85,14 +85,24 @@ def with_extra_member(artifact: bytes, name: str, data: bytes) -> bytes:
     return out.getvalue()
 
 
-def build_release(release: str, out_dir: Path) -> Path:
+def build_release(release: str, out_dir: Path, source: Path | None = None) -> Path:
+    """scripts/build-release.sh; `source`: a variant of the sample project to pack instead."""
     subprocess.run(
         ["bash", str(REPO / "scripts/build-release.sh"), release, str(out_dir)],
         check=True,
         capture_output=True,
         text=True,
+        env={**os.environ, "APP_SOURCE": str(source)} if source else None,
     )
     return out_dir / f"{release}.tar.gz"
+
+
+def upload_release(store: ParameterStore, release_env: dict[str, str], artifact: Path) -> None:
+    """Both files build-release.sh wrote, where app-release looks: it checks the artifact against
+    the checksum."""
+    key = f"{release_env['ARTIFACT_PREFIX']}{artifact.name}"
+    store.upload_artifact(release_env["ARTIFACT_BUCKET"], key, artifact)
+    store.upload_artifact(release_env["ARTIFACT_BUCKET"], f"{key}.sha256", Path(f"{artifact}.sha256"))
 
 
 @dataclass
@@ -123,9 +133,11 @@ class Deployment:
         engine: str = "redis",
         engine_version: str = "7.1",
         address_salt: int = 0,
+        own_app_roots: bool = False,
     ) -> Deployment:
         """`engine` picks the server program and the stack's `redis.engine`; a second deployment
-        in the same run needs an `address_salt` of its own (its server's loopback address)."""
+        in the same run needs an `address_salt` of its own (its server's loopback address).
+        `own_app_roots`: each machine installs releases into an APP_ROOT of its own."""
         from offline_render.program import render_stack
         from userdata.render import enabled_units, written_files
 
@@ -177,15 +189,11 @@ class Deployment:
             # program creates it, and the artifact the README has the operator build and upload.
             # The machines install it themselves, through app-release.service (see boot()).
             store.put_release(release_env["RELEASE_PARAMETER"], release)
-            artifact = build_release(release, base / "artifacts")
-            key = f"{release_env['ARTIFACT_PREFIX']}{release}.tar.gz"
-            # Both files build-release.sh wrote: app-release checks the artifact against the checksum.
-            store.upload_artifact(release_env["ARTIFACT_BUCKET"], key, artifact)
-            store.upload_artifact(release_env["ARTIFACT_BUCKET"], f"{key}.sha256", Path(f"{artifact}.sha256"))
+            upload_release(store, release_env, build_release(release, base / "artifacts"))
             site = Site.create(base / "site", store.instance_environment())
             machines = {
                 instance.tags[layout.NAME_TAG]: SimulatedMachine(
-                    site,
+                    site.with_own_app_root(instance.tags[layout.NAME_TAG]) if own_app_roots else site,
                     instance.tags[layout.NAME_TAG],
                     written_files(instance.user_data),
                     enabled_units(instance.user_data),
