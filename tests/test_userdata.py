@@ -463,3 +463,12 @@ def test_without_the_stacks_load_balancer_no_forwarded_header_is_trusted(render)
     env = rendered_app_env(render(OWN_LOAD_BALANCER))
     assert "DJANGO_SECURE_PROXY_SSL_HEADER" not in env
     assert "DJANGO_CSRF_TRUSTED_ORIGINS" not in env
+
+
+def test_the_app_serves_the_running_releases_static_files_and_bridges_the_installed_ones(prod):
+    env = rendered_app_env(prod)
+    assert env["DJANGO_STATIC_ROOT"] == "/srv/app/current/static"  # the artifact's static/, via current
+    assert env["DJANGO_STATIC_BRIDGE_ROOT"] == "/srv/app/static"
+    # ... which is where the machine's app-release keeps the installed releases' hashed files.
+    tool = runpy.run_path(str(FILES / "app-release"), run_name="app_release")
+    assert str(tool["STATIC_BRIDGE"]) == env["DJANGO_STATIC_BRIDGE_ROOT"]
