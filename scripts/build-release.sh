@@ -4,6 +4,8 @@
 # machine's architecture. Writes <out-dir>/<release>.tar.gz (src/, wheels/, static/, manifest.json)
 # and its .sha256, which app-release checks before unpacking.
 # Usage: scripts/build-release.sh RELEASE [OUT_DIR]     (OUT_DIR defaults to build/releases)
+# APP_SOURCE packs a variant of the sample project instead (same requirements; the tests change
+# its stylesheet to build a second release with other hashed static names).
 # Any other project: python -m ops build-release --app PATH --release R --stack S (README "Ship your app").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +18,6 @@ case $(uname -m) in
 esac
 # The lock's wheels only, each checked against its recorded hashes (pip --require-hashes). The
 # builder's report goes to stderr; stdout is the artifact's path, as callers (scripts/vm) read it.
-.venv/bin/python -m ops build-release --app sample_app --requirements sample_app/requirements.lock \
+.venv/bin/python -m ops build-release --app "${APP_SOURCE:-sample_app}" --requirements sample_app/requirements.lock \
   --architecture "$architecture" --release="$release" --out "$out_dir" >&2
 echo "$out_dir/$release.tar.gz"

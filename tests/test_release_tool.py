@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
+import os
 import shutil
 import stat
 from pathlib import Path
@@ -152,3 +154,60 @@ def test_the_tools_manifest_names_are_the_machine_contracts():
         if isinstance(target, ast.Name) and target.id in ("MANIFEST", "MACHINES")
     }
     assert values == {"MANIFEST": layout.RELEASE_MANIFEST, "MACHINES": layout.RELEASE_MACHINES}
+
+
+def static_tree(css: dict[str, str]) -> dict[str, bytes]:
+    """An artifact's static/ as collectstatic with a manifest storage leaves it: each original
+    name, its hashed copy (+ .gz) and staticfiles.json mapping one to the other."""
+    members: dict[str, bytes] = {}
+    paths = {}
+    for name, body in css.items():
+        stem, dot, ext = name.rpartition(".")
+        hashed = f"{stem}.{hashlib.md5(body.encode()).hexdigest()[:12]}{dot}{ext}"
+        paths[name] = hashed
+        members |= {f"static/{name}": body.encode(), f"static/{hashed}": body.encode(), f"static/{hashed}.gz": b"gz"}
+    manifest = json.dumps({"paths": paths, "version": "1.1", "hash": "x"}).encode()
+    return members | {"static/staticfiles.json": manifest}
+
+
+def bridge_files(root: Path) -> set[str]:
+    bridge = root / "static"
+    return {str(p.relative_to(bridge)) for p in bridge.rglob("*") if p.is_file()}
+
+
+def test_the_static_bridge_holds_every_installed_releases_hashed_files_and_drops_removed_ones(tmp_path):
+    root = tmp_path / "srv-app"
+    shared = {"base.css": "body { margin: 0 }"}  # unchanged between releases: one file, one name
+    trees = {
+        "r1": static_tree({"site.css": "r1 { }"} | shared),
+        "r2": static_tree({"site.css": "r2 { }"} | shared),
+        "r3": static_tree({"site.css": "r3 { }"} | shared),
+    }
+    hashed = {
+        release: {name.removeprefix("static/") for name in tree if name.count(".") > 1 and "staticfiles" not in name}
+        for release, tree in trees.items()
+    }
+    for release in ("r1", "r2"):
+        (tmp_path / release).mkdir()
+        done = release_tool(
+            root, "install", release, "--artifact", str(artifact(tmp_path / release, release, trees[release]))
+        )
+        assert done.returncode == 0, done.stderr
+    # Installed, not yet active: r1's and r2's hashed files side by side, no original names, no manifest.
+    assert bridge_files(root) == hashed["r1"] | hashed["r2"]
+    assert unreadable_for_others(root / "static") == []
+    assert all(p.stat().st_uid == os.getuid() and p.stat().st_mode & 0o022 == 0 for p in (root / "static").rglob("*"))
+    shutil.rmtree(root / "releases" / "r1")  # r1 no longer installed
+    (tmp_path / "r3").mkdir()
+    done = release_tool(root, "install", "r3", "--artifact", str(artifact(tmp_path / "r3", "r3", trees["r3"])))
+    assert done.returncode == 0, done.stderr
+    assert bridge_files(root) == hashed["r2"] | hashed["r3"]
+
+
+def test_a_manifest_naming_a_file_outside_static_is_refused_and_not_installed(tmp_path):
+    root = tmp_path / "srv-app"
+    hostile = {"static/staticfiles.json": json.dumps({"paths": {"a.css": "../src/manage.py"}}).encode()}
+    done = release_tool(root, "install", "r1", "--artifact", str(artifact(tmp_path, "r1", hostile)))
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith("names '../src/manage.py', outside its static directory")
+    assert release_tool(root, "list").stdout.split() == []

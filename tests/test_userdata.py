@@ -500,3 +500,56 @@ def test_a_failed_boot_unit_reports_the_instance_unhealthy_after_its_logs_shippe
     assert "app-boot-failed@.service" not in render.units_to_enable(m)
     script = files_by_path(m)["/usr/local/sbin/app-boot-failed"]
     assert (script.content, script.permissions) == (shipped_script("app-boot-failed"), "0755")
+
+
+# --- Django behind the load balancer (docs/django-settings.md) ---------------------------------------
+
+CERTIFICATE_ONLY = {
+    "loadBalancer": {
+        "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-aaaa-bbbb-cccc-0123456789ab"
+    }
+}
+OWN_LOAD_BALANCER = {"loadBalancer": {"enabled": False}}
+
+
+def rendered_app_env(stack) -> dict[str, str]:
+    """app.env as the web instance's user-data writes it, read back as systemd would."""
+    (web,) = {i.user_data for i in stack.instances if i.tags["Role"] == "web"}
+    (app_env,) = [f for f in render.written_files(web) if f.path == "/etc/app/app.env"]
+    lines = (line.split("=", 1) for line in app_env.content.splitlines())
+    return {name: value.removeprefix("'").removesuffix("'") for name, value in lines}
+
+
+def test_behind_the_stacks_load_balancer_with_a_domain_django_trusts_its_proxy_header_and_origin(prod):
+    env = rendered_app_env(prod)
+    assert env["DJANGO_SECURE_PROXY_SSL_HEADER"] == "HTTP_X_FORWARDED_PROTO,https"
+    assert env["DJANGO_CSRF_TRUSTED_ORIGINS"] == "https://app.example.com"
+    assert env["DJANGO_ALLOWED_HOSTS"] == "app.example.com"  # listed once though both name it
+
+
+def test_the_load_balancers_domain_is_an_allowed_host_even_when_allowed_hosts_omit_it(render):
+    env = rendered_app_env(render({"app.allowedHosts": ["www.example.com"]}))
+    assert env["DJANGO_ALLOWED_HOSTS"] == "www.example.com,app.example.com"
+
+
+def test_a_load_balancer_without_a_domain_is_trusted_for_the_scheme_and_adds_no_origin(render):
+    env = rendered_app_env(render(CERTIFICATE_ONLY))
+    assert env["DJANGO_SECURE_PROXY_SSL_HEADER"] == "HTTP_X_FORWARDED_PROTO,https"
+    assert "DJANGO_CSRF_TRUSTED_ORIGINS" not in env
+    assert env["DJANGO_ALLOWED_HOSTS"] == "app.example.com"
+
+
+def test_without_the_stacks_load_balancer_no_forwarded_header_is_trusted(render):
+    # Whoever web.ingress* lets in could set X-Forwarded-Proto: the stack cannot vouch for it.
+    env = rendered_app_env(render(OWN_LOAD_BALANCER))
+    assert "DJANGO_SECURE_PROXY_SSL_HEADER" not in env
+    assert "DJANGO_CSRF_TRUSTED_ORIGINS" not in env
+
+
+def test_the_app_serves_the_running_releases_static_files_and_bridges_the_installed_ones(prod):
+    env = rendered_app_env(prod)
+    assert env["DJANGO_STATIC_ROOT"] == "/srv/app/current/static"  # the artifact's static/, via current
+    assert env["DJANGO_STATIC_BRIDGE_ROOT"] == "/srv/app/static"
+    # ... which is where the machine's app-release keeps the installed releases' hashed files.
+    tool = runpy.run_path(str(FILES / "app-release"), run_name="app_release")
+    assert str(tool["STATIC_BRIDGE"]) == env["DJANGO_STATIC_BRIDGE_ROOT"]

@@ -15,6 +15,11 @@ RELEASES_DIR = f"{APP_ROOT}/releases"
 APP_CURRENT = f"{APP_ROOT}/current"
 APP_SRC = f"{APP_CURRENT}/src"
 APP_BIN = f"{APP_CURRENT}/venv/bin"
+# The running release's collectstatic output (the artifact's static/): DJANGO_STATIC_ROOT.
+APP_STATIC = f"{APP_CURRENT}/static"
+# Every installed release's hashed static files, kept by app-release so an instance still on one
+# release answers the other's assets during a rolling deploy: DJANGO_STATIC_BRIDGE_ROOT.
+STATIC_BRIDGE_DIR = f"{APP_ROOT}/static"
 ETC_DIR = "/etc/app"
 APP_ENV = f"{ETC_DIR}/app.env"
 GUNICORN_ENV = f"{ETC_DIR}/gunicorn.env"
@@ -239,6 +244,11 @@ APP_ENV_VARIABLES = (
     "DJANGO_SETTINGS_MODULE",
     "CELERY_APP",
     "DJANGO_ALLOWED_HOSTS",
+    # Only with the stack's load balancer (userdata.render.behind_load_balancer_env).
+    "DJANGO_SECURE_PROXY_SSL_HEADER",
+    "DJANGO_CSRF_TRUSTED_ORIGINS",
+    "DJANGO_STATIC_ROOT",
+    "DJANGO_STATIC_BRIDGE_ROOT",
     "CELERY_TASK_DEFAULT_QUEUE",
     "CELERY_TASK_ROUTES",
     "CELERY_TASK_SOFT_TIME_LIMIT",

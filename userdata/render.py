@@ -26,6 +26,7 @@ from userdata.layout import (
     APP_CURRENT,
     APP_ENV,
     APP_ROOT,
+    APP_STATIC,
     AUTH_TOKEN_PARAMETER,
     BEAT_HEARTBEAT_METRIC,
     BEAT_SCHEDULE,
@@ -66,6 +67,7 @@ from userdata.layout import (
     SSM_AGENT_PACKAGE,
     SSM_AGENT_UNIT,
     STACK_DIMENSION,
+    STATIC_BRIDGE_DIR,
     TERMINATION_HOOK,
     UNIT_DIR,
     USER,
@@ -171,7 +173,10 @@ def _stack_app_env(settings: Settings) -> dict[str, str | int]:
     return {
         "DJANGO_SETTINGS_MODULE": app.django_settings_module,
         "CELERY_APP": app.module,
-        "DJANGO_ALLOWED_HOSTS": ",".join(app.allowed_hosts),
+        "DJANGO_ALLOWED_HOSTS": ",".join(allowed_hosts(settings)),
+        **behind_load_balancer_env(settings),
+        "DJANGO_STATIC_ROOT": APP_STATIC,
+        "DJANGO_STATIC_BRIDGE_ROOT": STATIC_BRIDGE_DIR,
         "CELERY_TASK_DEFAULT_QUEUE": worker.default_queue.name,
         "CELERY_TASK_ROUTES": json.dumps(routes, separators=(",", ":"), sort_keys=True),
         "CELERY_TASK_SOFT_TIME_LIMIT": worker.default_queue.soft_time_limit,
@@ -179,6 +184,27 @@ def _stack_app_env(settings: Settings) -> dict[str, str | int]:
         "CELERY_VISIBILITY_TIMEOUT": worker.broker_visibility_timeout,
         "CELERY_RESULT_EXPIRES": app.result_expires,
     }
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """app.allowedHosts, and the load balancer's domain: the name its certificate and alias serve."""
+    hosts = list(settings.app.allowed_hosts)
+    domain = settings.load_balancer.domain if settings.load_balancer.enabled else None
+    return hosts + [domain] if domain and domain not in hosts else hosts
+
+
+def behind_load_balancer_env(settings: Settings) -> dict[str, str | int]:
+    """What Django needs to trust the stack's ALB (docs/django-settings.md). It ends TLS and sets
+    X-Forwarded-Proto itself, and by the security groups it is the only peer that reaches gunicorn
+    (web.ingress* are refused beside it): the header is trusted only then. A load balancer of your
+    own is not known to the stack, so its header is not trusted for you."""
+    load_balancer = settings.load_balancer
+    if not load_balancer.enabled:
+        return {}
+    env: dict[str, str | int] = {"DJANGO_SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO,https"}
+    if load_balancer.domain:
+        env["DJANGO_CSRF_TRUSTED_ORIGINS"] = f"https://{load_balancer.domain}"
+    return env
 
 
 def worker_env(queue: QueueSettings) -> dict[str, str | int]:

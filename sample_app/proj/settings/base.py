@@ -4,11 +4,13 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
-INSTALLED_APPS = ["myapp"]
+INSTALLED_APPS = ["django.contrib.staticfiles", "myapp"]
 MIDDLEWARE = [
     # First: the load balancer's health checks carry an IP as Host, which ALLOWED_HOSTS refuses.
     "myapp.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # WhiteNoise right after SecurityMiddleware (its docs), with the rolling-deploy bridge.
+    "myapp.static_bridge.BridgingWhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -20,6 +22,14 @@ WSGI_APPLICATION = "proj.wsgi.application"
 DATABASES: dict = {}
 TEMPLATES: list = []
 USE_TZ = True
+
+# Static files: collected when the release is built (hashed, compressed names), served by
+# WhiteNoise from the release; STATIC_ROOT comes from DJANGO_STATIC_ROOT (docs/django-settings.md).
+STATIC_URL = "/static/"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 TIME_ZONE = "UTC"
 LOGGING = {
     "version": 1,

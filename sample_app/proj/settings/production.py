@@ -29,6 +29,21 @@ ALLOWED_HOSTS = [host for host in _required("DJANGO_ALLOWED_HOSTS").split(",") i
 APP_RELEASE = _required("APP_RELEASE")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
+# The running release's collected static files (its manifest says which hashed names its pages
+# use), pinned when the process starts: `current` may move to the next release before the unit
+# restarts, and a page must not name another release's files. Files of every installed release
+# stay reachable through the bridge during a rolling deploy (myapp/static_bridge.py).
+STATIC_ROOT = os.path.realpath(_required("DJANGO_STATIC_ROOT"))
+STATIC_BRIDGE_ROOT = os.environ.get("DJANGO_STATIC_BRIDGE_ROOT") or None
+
+# Behind the stack's load balancer (docs/django-settings.md): it ends TLS and says so in
+# X-Forwarded-Proto, and only it reaches gunicorn; the stack sets these only then.
+_PROXY_SSL_HEADER = os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER", "")
+SECURE_PROXY_SSL_HEADER = tuple(_PROXY_SSL_HEADER.split(",", 1)) if _PROXY_SSL_HEADER else None
+CSRF_TRUSTED_ORIGINS = [origin for origin in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if origin]
+# Over HTTPS the browser must never send these cookies in clear.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_PROXY_SSL_HEADER is not None
+
 # The app's own settings, as the stack passes them: a plain value from app.environment (in
 # app.env) and a secret from app.secretParameters (fetched at boot into the secrets file).
 SAMPLE_GREETING = os.environ.get("SAMPLE_GREETING", "")

@@ -86,15 +86,25 @@ def with_extra_member(artifact: bytes, name: str, data: bytes) -> bytes:
     return out.getvalue()
 
 
-def build_release(release: str, out_dir: Path, app: Path | None = None) -> Path:
-    """The sample app's release (scripts/build-release.sh), or another project's through the
-    builder the README gives teams (python -m ops build-release)."""
+def build_release(release: str, out_dir: Path, app: Path | None = None, source: Path | None = None) -> Path:
+    """The sample app's release (scripts/build-release.sh; `source`: a variant of the sample
+    project to pack instead), or another project's through the builder the README gives teams
+    (python -m ops build-release)."""
     build = ["bash", str(REPO / "scripts/build-release.sh"), release, str(out_dir)]
     if app is not None:
         build = [sys.executable, "-m", "ops", "build-release", "--app", str(app), "--release", release]
         build += ["--architecture", "x86_64", "--out", str(out_dir)]
-    subprocess.run(build, check=True, capture_output=True, text=True)
+    environment = {**os.environ, "APP_SOURCE": str(source)} if source else None
+    subprocess.run(build, check=True, capture_output=True, text=True, env=environment)
     return out_dir / f"{release}.tar.gz"
+
+
+def upload_release(store: ParameterStore, release_env: dict[str, str], artifact: Path) -> None:
+    """Both files build-release.sh wrote, where app-release looks: it checks the artifact against
+    the checksum."""
+    key = f"{release_env['ARTIFACT_PREFIX']}{artifact.name}"
+    store.upload_artifact(release_env["ARTIFACT_BUCKET"], key, artifact)
+    store.upload_artifact(release_env["ARTIFACT_BUCKET"], f"{key}.sha256", Path(f"{artifact}.sha256"))
 
 
 @dataclass
@@ -129,12 +139,14 @@ class Deployment:
         app_overrides: dict | None = None,
         app_secrets: dict[str, str] | None = None,
         config: dict | None = None,
+        own_app_roots: bool = False,
     ) -> Deployment:
         """`engine` picks the server program and the stack's `redis.engine`; a second deployment
         in the same run needs an `address_salt` of its own (its server's loopback address).
         `app` ships another Django project than sample_app/, with its own stack keys
         (`app_overrides`) and Parameter Store values (`app_secrets`, name -> value).
-        `config`: more stack settings, e.g. {"app.releaseCommand": ...}."""
+        `config`: more stack settings, e.g. {"app.releaseCommand": ...}.
+        `own_app_roots`: each machine installs releases into an APP_ROOT of its own."""
         from offline_render.program import render_stack
         from userdata.render import enabled_units, written_files
 
@@ -192,15 +204,11 @@ class Deployment:
             # program creates it, and the artifact the README has the operator build and upload.
             # The machines install it themselves, through app-release.service (see boot()).
             store.put_release(release_env["RELEASE_PARAMETER"], release)
-            artifact = build_release(release, base / "artifacts", app)
-            key = f"{release_env['ARTIFACT_PREFIX']}{release}.tar.gz"
-            # Both files build-release.sh wrote: app-release checks the artifact against the checksum.
-            store.upload_artifact(release_env["ARTIFACT_BUCKET"], key, artifact)
-            store.upload_artifact(release_env["ARTIFACT_BUCKET"], f"{key}.sha256", Path(f"{artifact}.sha256"))
+            upload_release(store, release_env, build_release(release, base / "artifacts", app))
             site = Site.create(base / "site", store.instance_environment())
             machines = {
                 instance.tags[layout.NAME_TAG]: SimulatedMachine(
-                    site,
+                    site.with_own_app_root(instance.tags[layout.NAME_TAG]) if own_app_roots else site,
                     instance.tags[layout.NAME_TAG],
                     written_files(instance.user_data),
                     enabled_units(instance.user_data),

@@ -5,7 +5,7 @@ Production paths are bind-mounted per process (`unshare --mount`), so every unit
 exact paths its file names (userdata/layout.py):
   APP_ROOT                  shared by all machines of a run: the first machine's
                             app-release.service installs the live release, the others
-                            find it active
+                            find it active (or one per machine: Site.with_own_app_root)
   PER_MACHINE_DIRS          per machine (the unit directory among them)
   /etc/passwd, /etc/group   the host's plus the `app` system user cloud-init would create
 What is not emulated: the units' sandboxing directives (ProtectSystem=, SystemCallFilter=, ...),
@@ -15,6 +15,7 @@ timers (a test runs the service a timer starts, when it wants a run).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -64,6 +65,14 @@ class Site:
         for path in (passwd, group):
             path.chmod(0o644)
         return cls(base, srv_app, passwd, group, dict(instance_environment))
+
+    def with_own_app_root(self, hostname: str) -> Site:
+        """This site, but with an APP_ROOT of the machine's own: separate instances, each
+        installing and switching releases by itself (a rolling deploy)."""
+        srv_app = self.base / f"srv-app-{hostname}"
+        srv_app.mkdir(exist_ok=True)
+        srv_app.chmod(0o750)
+        return dataclasses.replace(self, srv_app=srv_app)
 
 
 def _id(name: str | None) -> int:

@@ -24,7 +24,8 @@ sys.exit(reply["status"])
 
 
 class SystemdStandin:
-    """What `systemctl list-units`, `is-active` and `stop` do, done by the harness on one machine."""
+    """What `systemctl list-units`, `is-active`, `stop` and `restart` do, done by the harness on
+    one machine."""
 
     def __init__(self, machine: SimulatedMachine, bin_dir: Path) -> None:
         self.machine = machine
@@ -68,6 +69,12 @@ class SystemdStandin:
         if argv[0] == "is-active":
             (unit,) = argv[1:]
             return ("active\n", 0) if self.running(unit) else ("inactive\n", 3)
+        if argv[0] == "restart":  # a release switch (ops.scripts.switch_release_script)
+            for unit in argv[1:]:
+                if self.running(unit):
+                    self.machine.stop(unit)
+                self.machine.start(unit)
+            return "", 0
         assert argv[0] == "stop", argv
         for unit in argv[1:]:
             _, status = self.machine.stop(unit)
