@@ -16,11 +16,11 @@ from e2e_harness.deployment import Deployment, wait_until
 from e2e_harness.machine import SimulatedMachine
 from e2e_harness.systemd import SystemdStandin
 
-from settings import PROJECT
+from ops.stack import program_project
 from userdata import layout
 
 # The rendered prod stack's own namespace, as the Beat's unit passes it.
-NAMESPACE = layout.metrics_namespace(PROJECT, "prod")
+NAMESPACE = layout.metrics_namespace(program_project(), "prod")
 # Sent by the app: record_execution goes to `default`, generate_report is routed to `long`.
 # None: no priority given. Each lands in the list of its kombu priority step (0, 3, 6, 9).
 SENT = {
