@@ -45,8 +45,12 @@ def test_writes_each_instances_user_data_files_and_the_resource_table(prod_writt
 
 
 def test_unknown_stack_is_named(capsys):
-    with pytest.raises(SystemExit, match=r"--stack 'qa': no Pulumi.qa.yaml \(stacks: prod"):
-        main(["--stack", "qa"])
+    # The stacks this checkout has (a user's own Pulumi.dev.yaml among them), not a list by hand.
+    stacks = sorted(p.name.split(".")[1] for p in REPO_ROOT.glob("Pulumi.*.yaml"))
+    missing = "qa" + "x" * max(map(len, stacks))
+    expected = f"--stack '{missing}': no Pulumi.{missing}.yaml (stacks: {', '.join(stacks)})"
+    with pytest.raises(SystemExit, match=re.escape(expected) + "$"):
+        main(["--stack", missing])
 
 
 def test_two_renders_are_byte_identical(prod_written, tmp_path):

@@ -538,10 +538,16 @@ def parse_user_data(document: str) -> dict[str, Any]:
     return parsed
 
 
+# cloud-init's write_files defaults for the keys it makes optional (cc_write_files).
+WRITE_FILES_DEFAULTS = {"content": "", "owner": "root:root", "permissions": "0644"}
+
+
 def written_files(document: str) -> list[WrittenFile]:
+    """Any #cloud-config's files, read as cloud-init does: owner, permissions and content are
+    optional there, so a document that leaves them out (not only the program's) is read too."""
     return [
         WrittenFile(f["path"], f["content"], f["owner"], f["permissions"], bool(f.get("defer")))
-        for f in parse_user_data(document).get("write_files", [])
+        for f in ({**WRITE_FILES_DEFAULTS, **entry} for entry in parse_user_data(document).get("write_files", []))
     ]
 
 
