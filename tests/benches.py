@@ -17,6 +17,7 @@ BENCH_DIR = REPO_ROOT / "bench"
 LANE_OF_BENCH = {
     "config_check.py": "guardrails",
     "program_eval.py": "guardrails",
+    "render_diff.py": "guardrails",
     "scaling_sim.py": "guardrails",
     "ops_verify_local.py": "e2e",
     "queue_isolation.py": "e2e",

@@ -532,7 +532,8 @@ def decode_user_data(encoded: str) -> str:
 def parse_user_data(document: str) -> dict[str, Any]:
     if not document.startswith("#cloud-config\n"):
         raise ValueError("user-data does not start with '#cloud-config'")
-    parsed = yaml.safe_load(document)
+    # libyaml's loader when PyYAML has it: a pure-Python parse of a 60 KB document is ~0.14 s.
+    parsed = yaml.load(document, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     if not isinstance(parsed, dict):
         raise ValueError("user-data is not a YAML mapping")
     return parsed
