@@ -4,11 +4,12 @@ the median seconds per check and role and the wall time per instance script; exi
 
 Use the figures to size --check-timeout and --command-timeout; over SSM add the agent's
 delivery and polling (seconds, not measurable here: there is no AWS account).
-Run: .venv/bin/python bench/ops_verify_local.py
+Run: .venv/bin/python bench/ops_verify_local.py [--quick]
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import tempfile
 import time
@@ -21,10 +22,22 @@ from ops.verify import VerifyOptions, verify_instance
 from tests.e2e.test_ops_verify import SYSTEMCTL_SHIM, executor_for, instances_of
 
 ROUNDS = 5
+QUICK_ROUNDS = 1
 
 
-def main() -> None:
-    shim_dir = Path(tempfile.mkdtemp(prefix="ops-bench-shim-"))
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench/ops_verify_local.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smallest settings: one pass, to prove the bench runs (tests/e2e/test_benches.py)",
+    )
+    rounds = QUICK_ROUNDS if parser.parse_args(argv).quick else ROUNDS
+    with tempfile.TemporaryDirectory(prefix="ops-bench-shim-") as shim:
+        measure(Path(shim), rounds)
+
+
+def measure(shim_dir: Path, rounds: int) -> None:
     shim_dir.chmod(0o755)
     (shim_dir / "systemctl").write_text(SYSTEMCTL_SHIM)
     (shim_dir / "systemctl").chmod(0o755)
@@ -35,7 +48,7 @@ def main() -> None:
         checks: dict[tuple[str, str], list[float]] = defaultdict(list)
         scripts: dict[str, list[float]] = defaultdict(list)
         failed = 0
-        for _ in range(ROUNDS):
+        for _ in range(rounds):
             for instance in instances_of(stack):
                 started = time.monotonic()
                 rows = verify_instance(executor, instance, options, beat_running=True)
@@ -44,7 +57,7 @@ def main() -> None:
                     checks[(instance.role, row.check)].append(row.seconds)
                     failed += not row.ok
         print(
-            f"ops verify through the local executor, {ROUNDS} rounds over {len(stack.machines)} machines "
+            f"ops verify through the local executor, {rounds} rounds over {len(stack.machines)} machines "
             f"({failed} failed checks)"
         )
         for (role, check), times in sorted(checks.items()):

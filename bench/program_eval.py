@@ -4,11 +4,12 @@ these providers pays: `python -c 'import pulumi, pulumi_aws'` plus touching ever
 pulumi_aws submodule the components use (pulumi_aws loads them lazily). Alternating runs,
 medians reported.
 
-    .venv/bin/python bench/program_eval.py
+    .venv/bin/python bench/program_eval.py [--quick]
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import statistics
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 RUNS = 7
+QUICK_RUNS = 1
 
 
 def aws_names() -> list[str]:
@@ -41,7 +43,10 @@ def wall_time(args: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/program_eval.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smallest settings, once: what CI runs (tests/benches.py)")
+    runs = QUICK_RUNS if parser.parse_args(argv).quick else RUNS
     names = aws_names()
     modules = sorted({name.split(".")[0] for name in names})
     floor_args = [sys.executable, "-c", floor_code(names)]
@@ -50,11 +55,11 @@ def main() -> int:
         render_args = [sys.executable, "-m", "offline_render", "--stack", "prod", "--out", out]
         wall_time(render_args)  # warm the page cache and __pycache__ for both
         wall_time(floor_args)
-        for _ in range(RUNS):
+        for _ in range(runs):
             times["render"].append(wall_time(render_args))
             times["floor"].append(wall_time(floor_args))
     render, floor = statistics.median(times["render"]), statistics.median(times["floor"])
-    print(f"program evaluation: {RUNS} alternating runs each, whole-process wall time")
+    print(f"program evaluation: {runs} alternating runs each, whole-process wall time")
     print(
         f"  floor  (import pulumi, pulumi_aws + pulumi_aws.{{{', '.join(modules)}}}): "
         f"median {floor:.2f} s  (min {min(times['floor']):.2f})"

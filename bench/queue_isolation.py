@@ -8,41 +8,52 @@ naive: one worker on one queue with Celery's default prefetch multiplier (4), no
 Both run on one simulated worker machine (the e2e harness: the rendered units, TLS Redis, AUTH).
 Latency = first start of the task (its ledger entry) minus the moment it was sent.
 
-    .venv/bin/python bench/queue_isolation.py
+    .venv/bin/python bench/queue_isolation.py [--quick]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
+from dataclasses import dataclass
 
 from e2e_harness.deployment import CELERY, Deployment, wait_until
 
-LONG_TASKS, LONG_SECONDS = 12, 2.0
-SHORT_TASKS, SHORT_GAP = 150, 0.03
+
+@dataclass(frozen=True)
+class Workload:
+    long_tasks: int
+    long_seconds: float
+    short_tasks: int
+    short_gap: float
+
+
+FULL = Workload(long_tasks=12, long_seconds=2.0, short_tasks=150, short_gap=0.03)
+QUICK = Workload(long_tasks=2, long_seconds=0.5, short_tasks=10, short_gap=0.03)
 NAIVE_PREFETCH = 4  # Celery's default worker_prefetch_multiplier
 
 
-def producer_code(tag: str) -> str:
+def producer_code(tag: str, load: Workload) -> str:
     return f"""
 import json, time
 from myapp.tasks import generate_report, record_execution
-for n in range({LONG_TASKS}):
-    generate_report.delay("{tag}-long-%d" % n, {LONG_SECONDS})
+for n in range({load.long_tasks}):
+    generate_report.delay("{tag}-long-%d" % n, {load.long_seconds})
 time.sleep(0.5)
 sent = {{}}
-for n in range({SHORT_TASKS}):
+for n in range({load.short_tasks}):
     key = "{tag}-short-%d" % n
     sent[key] = time.time()
     record_execution.delay(key, 0.0)
-    time.sleep({SHORT_GAP})
+    time.sleep({load.short_gap})
 print(json.dumps(sent))
 """
 
 
-def latencies(stack: Deployment, tag: str, extra_env: dict[str, str]) -> list[float]:
-    result = stack.django(producer_code(tag), extra_env=extra_env, timeout=300)
+def latencies(stack: Deployment, tag: str, load: Workload, extra_env: dict[str, str]) -> list[float]:
+    result = stack.django(producer_code(tag, load), extra_env=extra_env, timeout=300)
     if result.returncode != 0:
         raise SystemExit(f"producer failed: {result.stderr[-2000:]}")
     sent = json.loads(result.stdout.strip().splitlines()[-1])
@@ -60,7 +71,14 @@ def percentile(values: list[float], fraction: float) -> float:
     return values[min(len(values) - 1, round(fraction * (len(values) - 1)))]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/queue_isolation.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smallest settings: one pass, to prove the bench runs (tests/e2e/test_benches.py)",
+    )
+    load = QUICK if parser.parse_args(argv).quick else FULL
     stack = Deployment.create(worker_count=1, web_count=0)
     try:
         stack.boot()
@@ -69,7 +87,7 @@ def main() -> int:
         queues = {q["name"]: q for q in stack.overrides["worker.queues"]}
         total = sum(q["concurrency"] for q in queues.values())
 
-        ours = latencies(stack, "ours", {})
+        ours = latencies(stack, "ours", load, {})
 
         for unit in [u for u in machine.units if u.startswith("celery-worker-")]:
             machine.kill(unit)
@@ -93,13 +111,14 @@ def main() -> int:
         ]
         machine.start("celery-worker-default.service", naive_env, as_name="naive-worker", argv=argv)
         stack.wait_for_workers({f"naive@{machine.hostname}"})
-        naive = latencies(stack, "naive", naive_env)
+        naive = latencies(stack, "naive", load, naive_env)
     finally:
         stack.close()
 
     print(
-        f"queue isolation: {LONG_TASKS} long tasks x {LONG_SECONDS} s queued, then {SHORT_TASKS} short tasks "
-        f"every {SHORT_GAP * 1000:.0f} ms; total concurrency {total} in both layouts"
+        f"queue isolation: {load.long_tasks} long tasks x {load.long_seconds} s queued, "
+        f"then {load.short_tasks} short tasks "
+        f"every {load.short_gap * 1000:.0f} ms; total concurrency {total} in both layouts"
     )
     for name, values in (
         ("ours  (default + long queue, prefetch 1)", ours),

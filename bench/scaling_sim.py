@@ -19,11 +19,12 @@ What it models (and what AWS does):
 Not modelled: Auto Scaling's cooldown details, instance warmup excluded from the metric, the
 publisher's jitter. Each figure is the mean over SEEDS runs with different random durations.
 
-    .venv/bin/python bench/scaling_sim.py
+    .venv/bin/python bench/scaling_sim.py [--quick]
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
 import statistics
@@ -192,8 +193,8 @@ def _peak(fleet: list[Instance], end: int) -> int:
     return peak
 
 
-def averaged(policy_target: float | None, initial: int, boot: int) -> Outcome:
-    runs = [simulate(WORKLOAD, Policy(policy_target), initial, boot, seed) for seed in SEEDS]
+def averaged(policy_target: float | None, initial: int, boot: int, seeds: tuple[int, ...]) -> Outcome:
+    runs = [simulate(WORKLOAD, Policy(policy_target), initial, boot, seed) for seed in seeds]
     return Outcome(
         drain_seconds=tuple(statistics.mean(r.drain_seconds[b] for r in runs) for b in range(len(WORKLOAD.bursts))),
         wait_p95=statistics.mean(r.wait_p95 for r in runs),
@@ -203,19 +204,22 @@ def averaged(policy_target: float | None, initial: int, boot: int) -> Outcome:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench/scaling_sim.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smallest settings, once: what CI runs (tests/benches.py)")
+    seeds = SEEDS[:1] if parser.parse_args(argv).quick else SEEDS
     bursts = ", ".join(f"{b.tasks} tasks over {b.over} s at t={b.start} s" for b in WORKLOAD.bursts)
     print(
         f"workload: {WORKLOAD.seconds} s, {WORKLOAD.baseline_per_second}/s baseline, bursts: {bursts}; "
         f"tasks exp(mean {MEAN_TASK_SECONDS} s), concurrency {CONCURRENCY}/instance; "
-        f"bounds {MIN_SIZE}..{MAX_SIZE}; mean of {len(SEEDS)} seeds"
+        f"bounds {MIN_SIZE}..{MAX_SIZE}; mean of {len(seeds)} seeds"
     )
     rows: list[tuple[str, str, Outcome]] = []
     for size in (MIN_SIZE, 4, MAX_SIZE):
-        rows.append((f"fixed {size}", "-", averaged(None, size, MEASURED_BOOT)))
+        rows.append((f"fixed {size}", "-", averaged(None, size, MEASURED_BOOT, seeds)))
     for boot in (MEASURED_BOOT, REALISTIC_BOOT):
         for target in (20, 100, 400):
-            rows.append((f"target {target}/instance", f"{boot} s", averaged(target, MIN_SIZE, boot)))
+            rows.append((f"target {target}/instance", f"{boot} s", averaged(target, MIN_SIZE, boot, seeds)))
     header = ("fleet", "boot", "drain 1 (s)", "drain 2 (s)", "wait p95 (s)", "wait max (s)", "inst-min", "peak")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

@@ -9,11 +9,12 @@ plain one on broker/result dbs 3/4, so their queues are separate); measurements 
 headline compares the best round of each mode (load from neighbours only ever slows a round
 down); medians are printed too.
 
-    .venv/bin/python bench/tls_cost.py
+    .venv/bin/python bench/tls_cost.py [--quick]
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import statistics
 import subprocess
@@ -23,8 +24,9 @@ from e2e_harness.deployment import Deployment, wait_until
 from e2e_harness.parameter_store import free_port
 from e2e_harness.redis_server import PORT
 
-TASKS = 300
-ROUNDS = 6
+# (round trips per measurement, rounds per mode, redis-benchmark PINGs): full and --quick.
+FULL = (300, 6, 100_000)
+QUICK = (20, 1, 1_000)
 QUEUES = [
     {"name": "default", "concurrency": 4, "softTimeLimit": 6, "hardTimeLimit": 8},
     {
@@ -35,15 +37,15 @@ QUEUES = [
         "routes": ["myapp.tasks.generate_report"],
     },
 ]
-PRODUCER = f"""
+PRODUCER = """
 import time
 from myapp.tasks import healthcheck_task
 healthcheck_task.delay().get(timeout=30)  # connections warm
 started = time.perf_counter()
-results = [healthcheck_task.delay() for _ in range({TASKS})]
+results = [healthcheck_task.delay() for _ in range({tasks})]
 for result in results:
     result.get(timeout=120)
-print({TASKS} / (time.perf_counter() - started))
+print({tasks} / (time.perf_counter() - started))
 """
 UNIT = "celery-worker-default.service"
 
@@ -52,25 +54,32 @@ def connections_received(stack: Deployment) -> int:
     return int(stack.redis.client().info("stats")["total_connections_received"])
 
 
-def round_trips_per_second(stack: Deployment, env: dict[str, str]) -> tuple[float, int]:
+def round_trips_per_second(stack: Deployment, env: dict[str, str], tasks: int) -> tuple[float, int]:
     """(round trips per second, connections Redis accepted meanwhile: handshakes paid)."""
     before = connections_received(stack)
-    result = stack.django(PRODUCER, extra_env=env, timeout=600)
+    result = stack.django(PRODUCER.format(tasks=tasks), extra_env=env, timeout=600)
     if result.returncode != 0:
         raise SystemExit(f"producer failed: {result.stderr[-2000:]}")
     return float(result.stdout.strip().splitlines()[-1]), connections_received(stack) - before - 1
 
 
-def ping_ceiling(stack: Deployment, tls: bool) -> float:
+def ping_ceiling(stack: Deployment, tls: bool, pings: int) -> float:
     redis = stack.redis
-    args = ["redis-benchmark", "-h", redis.host, "-a", redis.password, "-t", "ping", "-n", "100000", "-c", "50", "-q"]
+    args = ["redis-benchmark", "-h", redis.host, "-a", redis.password, "-t", "ping", "-n", str(pings), "-c", "50", "-q"]
     args += ["-p", str(PORT), "--tls", "--cacert", str(redis.cert.ca_file)] if tls else ["-p", str(redis.plain_port)]
     output = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     rates = [float(rate) for rate in re.findall(r"PING_\w+: ([\d.]+) requests per second", output)]
     return max(rates)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/tls_cost.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smallest settings: one pass, to prove the bench runs (tests/e2e/test_benches.py)",
+    )
+    tasks, rounds, pings = QUICK if parser.parse_args(argv).quick else FULL
     stack = Deployment.create(worker_count=1, web_count=0, queues=QUEUES, plain_port=free_port())
     try:
         stack.boot()
@@ -83,22 +92,22 @@ def main() -> int:
         modes = {"rediss:// + AUTH": {}, "redis:// + AUTH": plain}
         rates: dict[str, list[float]] = {name: [] for name in modes}
         connections: dict[str, list[int]] = {name: [] for name in modes}
-        for _ in range(ROUNDS):
+        for _ in range(rounds):
             for name, env in modes.items():
-                rate, opened = round_trips_per_second(stack, env)
+                rate, opened = round_trips_per_second(stack, env, tasks)
                 rates[name].append(rate)
                 connections[name].append(opened)
-        ping = {"TLS": ping_ceiling(stack, tls=True), "plain": ping_ceiling(stack, tls=False)}
+        ping = {"TLS": ping_ceiling(stack, True, pings), "plain": ping_ceiling(stack, False, pings)}
     finally:
         stack.close()
 
     print(
-        f"TLS + AUTH cost: {TASKS} round trips per measurement, {ROUNDS} rounds per mode, "
+        f"TLS + AUTH cost: {tasks} round trips per measurement, {rounds} rounds per mode, "
         f"worker concurrency {QUEUES[0]['concurrency']}, same redis-server"
     )
     for name, values in rates.items():
         runs = ", ".join(f"{v:.1f}" for v in values)
-        print(f"  {name:18s} connections opened per round of {TASKS}: {max(connections[name])} at most")
+        print(f"  {name:18s} connections opened per round of {tasks}: {max(connections[name])} at most")
         print(f"  {name:18s} best {max(values):7.1f}  median {statistics.median(values):7.1f} tasks/s  (runs: {runs})")
     print(
         f"  redis-benchmark PING (50 clients): TLS {ping['TLS']:,.0f} req/s, plain {ping['plain']:,.0f} req/s "

@@ -3,13 +3,14 @@ on the default path (app.source s3: the release downloaded and its venv built at
 side with a trivial cloud-init boot (one oneshot unit enabled by runcmd) of the same image in the
 same run, and the ratio. Same harness as the VM tests.
 
-    .venv/bin/python bench/vm_boot.py [--cold]
+    .venv/bin/python bench/vm_boot.py [--cold] [--quick]
 
 The trivial boot runs first and last, and the ratio uses their mean, so load that drifts during
 the run weighs on both sides. Where the time goes: the guest's `systemd-analyze blame`,
 `critical-chain` and `cloud-init analyze blame`, as the probe prints them. --cold also builds the
 image into an empty cache first (Debian's .debs reused from the machine's cache). Run it alone:
-it takes both cores for about 10 minutes.
+it takes both cores for about 10 minutes. --quick boots the trivial user-data once and the web role
+only (the VM lane runs it so: tests/vm/test_bench.py).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def where_the_time_goes(result: harness.Boot) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/vm_boot.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cold", action="store_true", help="also time a cold image build into an empty cache")
+    parser.add_argument("--quick", action="store_true", help="smallest settings: one trivial boot, then web")
     args = parser.parse_args(argv)
 
     accel = "KVM" if harness.has_hardware_virtualisation() else "TCG"
@@ -102,9 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     boots: dict[str, harness.Boot] = {}
     trivial: list[float] = []
     with tempfile.TemporaryDirectory(prefix="vm-bench-") as scratch:
+        roles = ("web",) if args.quick else harness.ROLES
         plan = [("trivial-1", "web", trivial_user_data())]
-        plan += [(role, role, stack.roles[role][0]) for role in harness.ROLES]
-        plan += [("trivial-2", "web", trivial_user_data())]
+        plan += [(role, role, stack.roles[role][0]) for role in roles]
+        plan += [] if args.quick else [("trivial-2", "web", trivial_user_data())]
         for name, role, user_data in plan:
             # The live release as `pulumi up` seeds it: the configured one.
             data = {"parameters": harness.seeded_parameters(stack, stack.store.release)}

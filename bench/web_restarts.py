@@ -7,11 +7,15 @@ instances that are real gunicorn processes, and the load-balancer stand-in (with
 and draining behaviour moto lacks, tests/ops/load_balancer.py) under two clients sending back to
 back. Prints, per mode, requests sent, failed and why; exits 0.
 
-    .venv/bin/python bench/web_restarts.py
+    .venv/bin/python bench/web_restarts.py [--quick]
+
+One run per mode is already its smallest setting: --quick (what CI runs, tests/benches.py) changes
+nothing.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import os
@@ -74,7 +78,10 @@ def one_run(prod: StackRender, drained: bool, base: Path) -> tuple[Counter[str],
         return balancer.outcomes, codes
 
 
-def main_bench() -> int:
+def main_bench(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/web_restarts.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smallest settings, once: the same run here")
+    parser.parse_args(argv)
     os.environ |= {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -90,7 +97,11 @@ def main_bench() -> int:
         failed = sent - outcomes["200"]
         why = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()) if outcome != "200")
         mode = "drained (Standby)" if drained else "in place (no drain)"
-        print(f"  {mode:<20} commands exit {codes}: {sent} requests, {failed} failed{f' ({why})' if why else ''}")
+        share = 100 * failed / sent if sent else 0.0
+        print(
+            f"  {mode:<20} commands exit {codes}: {sent} requests, {failed} failed ({share:.1f} %)"
+            + (f": {why}" if why else "")
+        )
     return 0
 
 

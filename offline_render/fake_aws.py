@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +42,35 @@ class RecordedResource:
     inputs: dict[str, Any]
     # ResourceOptions.protect: the engine refuses to delete (or replace) the resource.
     protected: bool = False
+    # The component it was declared in (`type::name`), None at the stack's top: Pulumi's tree.
+    parent: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.type_}::{self.name}"
 
 
 def mock_id(prefix: str, name: str) -> str:
     return f"{prefix}-{hashlib.sha256(name.encode()).hexdigest()[:17]}"
+
+
+def region_code(region: str) -> str:
+    """AWS's short region code, as in ElastiCache endpoints and zone ids: eu-west-1 -> euw1,
+    ap-southeast-2 -> apse2, us-gov-west-1 -> usgw1."""
+    short = {"northeast": "ne", "northwest": "nw", "southeast": "se", "southwest": "sw", "central": "c", "gov": "g"}
+    area, *words, number = region.split("-")
+    return area + "".join(short.get(word, word[:1]) for word in words) + number
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
 
 
 def mock_uuid(name: str) -> str:
@@ -63,16 +89,25 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.protected: set[tuple[str, str]] = set()
         # Parameter Store as the program wrote it (value_wo), read back by ssm.getParameter.
         self.parameter_values: dict[str, str] = {}
+        # (type, name) -> its parent component's `type::name`; filled by record_options.
+        self.parents: dict[tuple[str, str], str] = {}
+        # Every value these mocks made up (ids, ARNs, endpoints, the account): what AWS would
+        # answer instead, so the render's report can mark it as a placeholder.
+        self.placeholders: set[str] = {ACCOUNT}
 
     def record_options(self, args: pulumi.ResourceTransformationArgs) -> None:
         """A stack transformation: the mocks see inputs only, resource options come this way."""
         if args.opts and args.opts.protect:
             self.protected.add((args.type_, args.name))
+        parent = args.opts.parent if args.opts else None
+        if parent is not None and parent._type != "pulumi:pulumi:Stack":
+            self.parents[(args.type_, args.name)] = f"{parent._type}::{parent._name}"
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)
         protected = (args.typ, args.name) in self.protected
-        self.resources.append(RecordedResource(args.typ, args.name, copy.deepcopy(inputs), protected))
+        parent = self.parents.get((args.typ, args.name))
+        self.resources.append(RecordedResource(args.typ, args.name, copy.deepcopy(inputs), protected, parent))
         if args.typ == PARAMETER_TYPE and "valueWo" in inputs:
             self.parameter_values[inputs["name"]] = revealed(inputs["valueWo"])
         # AWS keeps what a write-only input sent; the provider's state (the outputs) never has it.
@@ -94,10 +129,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         resource_id = mock_id(prefixes[kind], args.name) if kind in prefixes else f"{args.name}-id"
         arn_base = f"arn:{partition(self.region)}:{{}}:{self.region}:{ACCOUNT}"
         if args.typ == REPLICATION_GROUP_TYPE:
-            host = self.redis_endpoint or f"master.{args.name}.abc123.euw1.cache.amazonaws.com"
+            domain = f"{args.name}.abc123.{region_code(self.region)}.cache.amazonaws.com"
             state |= {
-                "primaryEndpointAddress": host,
-                "readerEndpointAddress": self.redis_endpoint or f"replica.{args.name}.abc123.euw1.cache.amazonaws.com",
+                "primaryEndpointAddress": self.redis_endpoint or f"master.{domain}",
+                "readerEndpointAddress": self.redis_endpoint or f"replica.{domain}",
                 "port": inputs.get("port", 6379),
                 "arn": arn_base.format("elasticache") + f":replicationgroup:{args.name}",
             }
@@ -151,18 +186,27 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["arn"] = arn_base.format("logs") + f":log-group:{state['name']}"
         elif args.typ.startswith("aws:iam/"):
             state["arn"] = f"arn:{partition(self.region)}:iam::{ACCOUNT}:{kind[0].lower() + kind[1:]}/{args.name}"
+        # What the mocks add to the inputs, except the values they only copy (a record's fqdn).
+        made_up = {key: value for key, value in state.items() if key not in inputs and key != "name"}
+        given = [*strings_in(inputs), self.redis_endpoint or ""]
+        self.placeholders.update(v for v in strings_in(made_up) if not any(v in text for text in given))
+        self.placeholders.add(resource_id)
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         # (result, check failures): pulumi iterates the failures, so none is [], never None.
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             zones = [f"{self.region}{letter}" for letter in "abc"]
-            return {"names": zones, "zoneIds": [f"euw1-az{i}" for i in range(1, 4)], "id": self.region}, []
+            zone_ids = [f"{region_code(self.region)}-az{i}" for i in range(1, 4)]
+            self.placeholders.update(zone_ids)
+            return {"names": zones, "zoneIds": zone_ids, "id": self.region}, []
         if args.token == "aws:ec2/getAmi:getAmi":
             ami = {"id": "ami-0a1b2c3d4e5f67890", "name": "debian-12-amd64-20261101-1000", "architecture": "x86_64"}
+            self.placeholders.update([ami["id"], ami["name"]])
             return ami, []
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             deployer = f"arn:{partition(self.region)}:sts::{ACCOUNT}:assumed-role/django-stack-deploy/github-actions"
+            self.placeholders.add(deployer)
             return {"accountId": ACCOUNT, "arn": deployer, "userId": "AROAEXAMPLE:github-actions", "id": ACCOUNT}, []
         if args.token == "aws:ssm/getParameter:getParameter":
             name = args.args["name"]

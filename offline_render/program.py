@@ -1,7 +1,7 @@
 """Runs the real Pulumi program (__main__.py) for a stack under the fake AWS, with the stack
 file's config (plus overrides), and collects what it would create: every resource with its
-inputs, and each instance the Auto Scaling groups would launch, with its user-data as cloud-init
-would read it."""
+inputs, each kind of machine (one per launch template) and each instance the Auto Scaling groups
+would launch, with its user-data as cloud-init would read it."""
 
 from __future__ import annotations
 
@@ -52,27 +52,47 @@ class RenderedInstance:
 
 
 @dataclass(frozen=True)
+class MachineKind:
+    """One launch template and its Auto Scaling group: every instance of the group boots the same
+    user-data, so a kind is what a reviewer reads (`web`, `worker`, `worker-beat`)."""
+
+    name: str
+    role: str
+    template: str  # the launch template's logical name
+    capacity: int  # the group's desiredCapacity
+    tags: dict[str, str]  # what the group propagates to each instance
+    user_data: str
+
+
+@dataclass(frozen=True)
 class StackRender:
     stack: str
     instances: list[RenderedInstance]
     resources: list[RecordedResource]
     outputs: dict[str, Any] = field(default_factory=dict)
+    # Values the fake AWS made up (ids, ARNs, endpoints): marked as such in the report.
+    placeholders: frozenset[str] = frozenset()
 
     def of_type(self, type_: str) -> list[RecordedResource]:
         return [r for r in self.resources if r.type_ == type_]
 
+    @property
+    def kinds(self) -> list[MachineKind]:
+        return machine_kinds(self.resources)
 
-def stack_file_config(stack: str) -> dict[str, Any]:
+
+def stack_file_config(stack: str, program_dir: Path = PROGRAM_DIR) -> dict[str, Any]:
     """The stack file's config, as plain values (Pulumi.<stack>.yaml)."""
-    path = PROGRAM_DIR / f"Pulumi.{stack}.yaml"
+    path = program_dir / f"Pulumi.{stack}.yaml"
     if not path.is_file():
-        raise SystemExit(f"offline_render: --stack {stack!r}: no {path.name} (stacks: {', '.join(available_stacks())})")
+        stacks = ", ".join(available_stacks(program_dir))
+        raise SystemExit(f"offline_render: --stack {stack!r}: no {path.name} (stacks: {stacks})")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     return dict((yaml.load(path.read_text(), Loader=loader) or {}).get("config") or {})
 
 
-def available_stacks() -> list[str]:
-    return sorted(p.name.split(".")[1] for p in PROGRAM_DIR.glob("Pulumi.*.yaml"))
+def available_stacks(program_dir: Path = PROGRAM_DIR) -> list[str]:
+    return sorted(p.name.split(".")[1] for p in program_dir.glob("Pulumi.*.yaml"))
 
 
 def _engine_config(config: dict[str, Any]) -> dict[str, str]:
@@ -110,13 +130,19 @@ def without_declaration_stacks() -> Iterator[None]:
 
 
 def run_program(
-    stack: str, config: dict[str, Any], mocks: RecordingMocks, preview: bool = False, project: str | None = None
+    stack: str,
+    config: dict[str, Any],
+    mocks: RecordingMocks,
+    preview: bool = False,
+    project: str | None = None,
+    program_dir: Path = PROGRAM_DIR,
 ) -> dict[str, Any]:
     """Runs __main__.py under these mocks with this config, as a stack of `project` (default:
     Pulumi.yaml's); returns the stack's outputs as plain values, a secret one wrapped in Pulumi's
     secret signature as the engine stores it."""
     with fresh_event_loop() as loop, without_declaration_stacks():
-        return _run_program(stack, config, mocks, preview, project or program_project(PROGRAM_DIR), loop)
+        project = project or program_project(program_dir)
+        return _run_program(stack, config, mocks, preview, project, loop, program_dir)
 
 
 def _run_program(
@@ -126,6 +152,7 @@ def _run_program(
     preview: bool,
     project: str,
     loop: asyncio.AbstractEventLoop,
+    program_dir: Path,
 ) -> dict[str, Any]:
     # set_mocks keeps an existing root stack: a fresh one per run, or one render's exports (a
     # load balancer's url) would show up in the next render's outputs.
@@ -138,7 +165,7 @@ def _run_program(
         @pulumi.runtime.test  # type: ignore[untyped-decorator]  # pulumi's decorator is untyped
         def program() -> None:
             pulumi.runtime.register_stack_transformation(mocks.record_options)
-            runpy.run_path(str(PROGRAM_DIR / "__main__.py"), run_name="__main__")
+            runpy.run_path(str(program_dir / "__main__.py"), run_name="__main__")
 
         program()
         outputs = {name: loop.run_until_complete(_stored(value)) for name, value in _exported().items()}
@@ -163,36 +190,53 @@ def render_stack(
     overrides: dict[str, Any] | None = None,
     redis_endpoint: str | None = None,
     project: str | None = None,
+    program_dir: Path = PROGRAM_DIR,
 ) -> StackRender:
     """project: render the stack as another project's (as if Pulumi.yaml named it, with the stack
     file's config under that name); default: Pulumi.yaml's own."""
-    own = program_project(PROGRAM_DIR)
+    own = program_project(program_dir)
     project = project or own
     config = {
         f"{project}:{key.removeprefix(f'{own}:')}" if key.startswith(f"{own}:") else key: value
-        for key, value in stack_file_config(stack).items()
+        for key, value in stack_file_config(stack, program_dir).items()
     }
     config = apply_overrides(config, overrides or {}, project)
     mocks = RecordingMocks(str(config.get("aws:region") or "eu-west-1"), redis_endpoint)
-    outputs = run_program(stack, config, mocks, project=project)
-    return StackRender(stack, launched_instances(mocks.resources), mocks.resources, outputs)
+    outputs = run_program(stack, config, mocks, project=project, program_dir=program_dir)
+    placeholders = frozenset(mocks.placeholders)
+    return StackRender(stack, launched_instances(mocks.resources), mocks.resources, outputs, placeholders)
 
 
-def launched_instances(resources: list[RecordedResource]) -> list[RenderedInstance]:
-    """desiredCapacity instances per Auto Scaling group, from the group's launch template."""
-    templates = {mock_id("lt", r.name): r.inputs for r in resources if r.type_ == LAUNCH_TEMPLATE_TYPE}
-    instances = []
+def machine_kinds(resources: list[RecordedResource]) -> list[MachineKind]:
+    """One kind per Auto Scaling group and its launch template, named by the group's Name tag
+    without the stack (`prod-worker-beat` -> `worker-beat`), by name (registration order varies)."""
+    templates = {mock_id("lt", r.name): r for r in resources if r.type_ == LAUNCH_TEMPLATE_TYPE}
+    kinds = []
     for group in (r for r in resources if r.type_ == AUTOSCALING_GROUP_TYPE):
         template = templates[group.inputs["launchTemplate"]["id"]]
         tags = {tag["key"]: tag["value"] for tag in group.inputs["tags"] if tag["propagateAtLaunch"]}
-        for index in range(int(group.inputs["desiredCapacity"])):
-            name = f"{tags[NAME_TAG]}-{index}"
-            instances.append(
-                RenderedInstance(
-                    logical_name=name.removeprefix(f"{resource_prefix(tags[PROJECT_TAG], tags[STACK_TAG])}-"),
-                    role=tags[ROLE_TAG],
-                    tags={**tags, NAME_TAG: name},
-                    user_data=decode_user_data(template["userData"]),
-                )
+        kinds.append(
+            MachineKind(
+                name=tags[NAME_TAG].removeprefix(f"{resource_prefix(tags[PROJECT_TAG], tags[STACK_TAG])}-"),
+                role=tags[ROLE_TAG],
+                template=template.name,
+                capacity=int(group.inputs["desiredCapacity"]),
+                tags=tags,
+                user_data=decode_user_data(template.inputs["userData"]),
             )
-    return instances
+        )
+    return sorted(kinds, key=lambda kind: kind.name)
+
+
+def launched_instances(resources: list[RecordedResource]) -> list[RenderedInstance]:
+    """desiredCapacity instances per Auto Scaling group, each booting its kind's user-data."""
+    return [
+        RenderedInstance(
+            logical_name=f"{kind.name}-{index}",
+            role=kind.role,
+            tags={**kind.tags, NAME_TAG: f"{kind.tags[NAME_TAG]}-{index}"},
+            user_data=kind.user_data,
+        )
+        for kind in machine_kinds(resources)
+        for index in range(kind.capacity)
+    ]

@@ -7,6 +7,7 @@ for pkg in "$@"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 ((${#missing[@]})) || exit 0
+echo "setup: apt installs ${#missing[@]} of $# Debian packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 # Several setup steps (and developers) may run apt at once: wait for the lock instead of failing.
 apt-get -o DPkg::Lock::Timeout=600 update -q

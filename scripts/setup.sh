@@ -21,9 +21,10 @@ case $lane in
   all)
     # Every extra at once: one pip run on a fresh machine; the steps' own venv calls are then no-ops.
     bash scripts/setup.d/10-venv.sh test lint policy
-    for step in scripts/setup.d/*-e2e.sh scripts/setup.d/*-guardrails.sh scripts/setup.d/*-vm.sh; do
-      echo "setup: $step"
-      bash "$step"
+    steps=(scripts/setup.d/*-e2e.sh scripts/setup.d/*-guardrails.sh scripts/setup.d/*-vm.sh)
+    for i in "${!steps[@]}"; do
+      echo "setup: step $((i + 1)) of ${#steps[@]}: ${steps[i]}"
+      bash "${steps[i]}"
     done
     ;;
   *)

@@ -436,8 +436,11 @@ def test_the_dashboard_draws_what_the_issue_asks_for(prod: StackRender) -> None:
 
 
 def test_every_alarm_is_a_line_on_the_dashboard_reading_the_same_metrics(prod: StackRender) -> None:
+    # CloudWatch names a metric by its namespace, name and the *set* of its dimensions: an alarm's
+    # dimensions are a map (the engine hands them over in no fixed order), a dashboard line lists
+    # them as name, value pairs in any order. Compared as sets, as CloudWatch does.
     lines = [line for panel in dashboard(prod).values() for line in panel]
-    drawn = {tuple(line[:-1]) for line in lines if isinstance(line[0], str)}
+    drawn = {metric_identity(line[0], line[1], line[2:-1]) for line in lines if isinstance(line[0], str)}
     expressions = {line[0]["expression"] for line in lines if isinstance(line[0], dict)}
     for name, alarm in alarms(prod).items():
         if "metricQueries" in alarm:
@@ -448,7 +451,12 @@ def test_every_alarm_is_a_line_on_the_dashboard_reading_the_same_metrics(prod: S
             metrics = [alarm]
         for metric in metrics:
             dims = [part for pair in metric["dimensions"].items() for part in pair]
-            assert (metric["namespace"], metric["metricName"], *dims) in drawn, name
+            assert metric_identity(metric["namespace"], metric["metricName"], dims) in drawn, name
+
+
+def metric_identity(namespace: str, name: str, dimensions: list[str]) -> tuple[str, str, frozenset[tuple[str, str]]]:
+    """(namespace, metric, {(dimension, value)}) from a dashboard line's flat name, value list."""
+    return namespace, name, frozenset(zip(dimensions[::2], dimensions[1::2], strict=True))
 
 
 def test_metric_ids_are_unique_in_every_widget(prod: StackRender, small: StackRender) -> None:

@@ -244,6 +244,18 @@ def test_reading_back_a_document(prod_settings):
         render.parse_user_data(yaml.safe_dump({"runcmd": []}))
 
 
+def test_reading_back_any_cloud_config_with_cloud_inits_defaults():
+    # Owner, permissions and content are optional in cloud-init's write_files (bench/vm_boot.py's
+    # trivial boot leaves the first two out): read with cloud-init's defaults, not a KeyError.
+    document = "#cloud-config\n" + yaml.safe_dump(
+        {"write_files": [{"path": "/etc/x", "content": "y\n"}, {"path": "/e"}]}
+    )
+    assert render.written_files(document) == [
+        render.WrittenFile("/etc/x", "y\n", "root:root", "0644"),
+        render.WrittenFile("/e", "", "root:root", "0644"),
+    ]
+
+
 def test_templates_refuse_a_placeholder_without_a_value_and_keep_systemd_syntax():
     template = render._UnitTemplate("ExecStart=x ${CELERY_QUEUE}@%H $MAINPID {{ user }}\n")
     assert template.substitute(user="app") == "ExecStart=x ${CELERY_QUEUE}@%H $MAINPID app\n"

@@ -603,16 +603,23 @@ def decode_user_data(encoded: str) -> str:
 def parse_user_data(document: str) -> dict[str, Any]:
     if not document.startswith("#cloud-config\n"):
         raise ValueError("user-data does not start with '#cloud-config'")
-    parsed = yaml.safe_load(document)
+    # libyaml's loader when PyYAML has it: a pure-Python parse of a 60 KB document is ~0.14 s.
+    parsed = yaml.load(document, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     if not isinstance(parsed, dict):
         raise ValueError("user-data is not a YAML mapping")
     return parsed
 
 
+# cloud-init's write_files defaults for the keys it makes optional (cc_write_files).
+WRITE_FILES_DEFAULTS = {"content": "", "owner": "root:root", "permissions": "0644"}
+
+
 def written_files(document: str) -> list[WrittenFile]:
+    """Any #cloud-config's files, read as cloud-init does: owner, permissions and content are
+    optional there, so a document that leaves them out (not only the program's) is read too."""
     return [
         WrittenFile(f["path"], f["content"], f["owner"], f["permissions"], bool(f.get("defer")))
-        for f in parse_user_data(document).get("write_files", [])
+        for f in ({**WRITE_FILES_DEFAULTS, **entry} for entry in parse_user_data(document).get("write_files", []))
     ]
 
 

@@ -23,7 +23,10 @@ if [ -z "$python" ]; then
   bash scripts/apt-install.sh python3 python3-venv
   python=/usr/bin/python3
 fi
-[ -x .venv/bin/python ] || "$python" -m venv .venv
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $python"
+  "$python" -m venv .venv
+fi
 
 # What each part is installed from: the test extra also brings the sample Django project's
 # packages, from the release's own list.
@@ -42,5 +45,14 @@ spec=.
 (($#)) && spec=".[$(IFS=,; echo "$*")]"
 requirements=()
 [[ " $* " == *" test "* ]] && requirements=(-r sample_app/requirements.txt)
+# Progress, since pip is quiet and a fresh machine's install takes a minute or more: what is
+# installed and why, then how many packages the venv holds after it.
+installed() { .venv/bin/python -c 'import importlib.metadata as m; print(len({d.name for d in m.distributions()}))'; }
+before=$(installed)
+started=$SECONDS
+echo "setup: pip installs this repository (editable) with ${*:-no extras}${requirements:+ + sample_app/requirements.txt}" \
+  "into .venv (changed: ${stale[*]%%=*}; $before packages there now)..."
 .venv/bin/pip install -q --disable-pip-version-check -e "$spec" "${requirements[@]}"
+after=$(installed)
+echo "setup: .venv ready in $((SECONDS - started)) s: $after packages ($((after - before)) new)"
 for entry in "${stale[@]}"; do echo "${entry#*=}" >".venv/.installed-${entry%%=*}"; done

@@ -14,5 +14,6 @@ if [ -z "$python" ]; then
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 pip=(.venv/bin/pip install -q --disable-pip-version-check)
+echo "setup: pip installs the $(grep -c '==' requirements/deploy.lock) packages of requirements/deploy.lock (hash-checked), then this repository"
 "${pip[@]}" --require-hashes --only-binary :all: -r requirements/deploy.lock
 "${pip[@]}" --no-deps --no-build-isolation --no-index -e .

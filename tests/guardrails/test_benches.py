@@ -1,0 +1,24 @@
+"""Every benchmark runs: the pure ones here, once with their smallest settings; the others in the
+lane that can run them (tests/benches.py), and each of those at least imports and takes --quick here."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.benches import BENCH_DIR, LANE_OF_BENCH, benches_of, run_bench, run_quick
+from tests.conftest import LANES
+
+
+def test_every_bench_belongs_to_a_lane_that_exists() -> None:
+    assert sorted(LANE_OF_BENCH) == sorted(p.name for p in BENCH_DIR.glob("*.py"))
+    assert set(LANE_OF_BENCH.values()) <= set(LANES.values())
+
+
+@pytest.mark.parametrize("name", sorted(LANE_OF_BENCH))
+def test_every_bench_imports_and_takes_quick(name: str) -> None:
+    assert "--quick" in run_bench(name, "--help", timeout=120)
+
+
+@pytest.mark.parametrize("name", benches_of("guardrails"))
+def test_runs_once_with_its_smallest_settings(name: str) -> None:
+    run_quick(name, timeout=300)
