@@ -187,7 +187,9 @@ def test_pull_requests_render_every_stack_offline_and_upload_it_without_credenti
     render = jobs["render"]
     assert render["strategy"]["matrix"]["stack"] == "${{ fromJSON(needs.stacks.outputs.names) }}"
     commands = step_commands(render)
-    assert '.venv/bin/python -m offline_render --stack "$STACK"' in commands
+    # Rendered and compared with the base branch's render, the diff on the run's page.
+    (compare,) = [c for c in commands if '.venv/bin/python -m offline_render --stack "$STACK"' in c]
+    assert '--compare "origin/$BASE_REF"' in compare and '"$GITHUB_STEP_SUMMARY"' in compare
     assert '.venv/bin/python -m policy.offline --stack "$STACK"' in commands
     (upload,) = [s for s in render["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
     assert upload["with"]["path"] == "build/${{ matrix.stack }}/"
