@@ -8,58 +8,27 @@ serves from the release's static/, and the Celery worker from its rendered unit 
 from __future__ import annotations
 
 import re
-import shutil
 import urllib.request
 
 import pytest
-from e2e_harness.deployment import PYTHON, Deployment, loopback_address, make_base, wait_until
+from e2e_harness.deployment import PYTHON, Deployment, wait_until
+from e2e_harness.example_project import example_database, example_stack
 from e2e_harness.machine import run_like
-from e2e_harness.parameter_store import free_port
-from e2e_harness.pki import issue_server_cert, make_ca
-from e2e_harness.postgres_server import PostgresServer
 
-from tests import REPO_ROOT
 from userdata import layout
 
-EXAMPLE = REPO_ROOT / "examples" / "bookshelf"
-DATABASE_URL_PARAMETER = "/bookshelf/e2e/database-url"
 pytestmark = pytest.mark.xdist_group("example-project")
 
 
 @pytest.fixture(scope="module")
 def database():
-    base = make_base()
-    host = loopback_address(7)
-    ca = make_ca(base / "pki", "database")
-    cert = issue_server_cert(base / "pki", "postgres", ca, host)
-    for path in (base / "pki").iterdir():  # the app user reads the CA (sslrootcert)
-        path.chmod(0o600 if path.suffix == ".key" else 0o644)
-    (base / "pki").chmod(0o755)
-    server = PostgresServer(host, free_port(), cert, base / "postgres")
-    server.start()
-    try:
+    with example_database(address_salt=7) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def stack(database):
-    deployment = Deployment.create(
-        worker_count=2,
-        web_count=1,
-        address_salt=8,
-        app=EXAMPLE,
-        app_overrides={
-            "app.module": "bookshelf",
-            "app.settingsModule": "bookshelf.settings",
-            # Where the release's collectstatic output is (the artifact's static/, via `current`).
-            "app.environment": {"DJANGO_STATIC_ROOT": f"{layout.APP_CURRENT}/static"},
-            "app.secretParameters": {"DATABASE_URL": DATABASE_URL_PARAMETER},
-        },
-        app_secrets={DATABASE_URL_PARAMETER: database.url()},
-    )
+    deployment = example_stack(database, worker_count=2, web_count=1, address_salt=8)
     try:
         deployment.boot()
         yield deployment

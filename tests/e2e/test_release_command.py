@@ -10,21 +10,16 @@ machines, as the release tree is the same everywhere) and fails while a flag fil
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_harness.deployment import Deployment
-from e2e_harness.machine import APP_UID, SimulatedMachine, run_as_root
-from e2e_harness.units import SYSTEM_PATH
+from e2e_harness.deployment import Deployment, build_release
+from e2e_harness.machine import APP_UID, run_as_root
+from e2e_harness.release_command import boot_run, executor_for, instance, records, together
 
-from ops.executor import CommandResult, LocalExecutor
-from ops.inventory import Instance
+from ops.executor import CommandResult
 from ops.one_off import run_one_off
 from ops.scripts import release_command_script
 from userdata import layout
@@ -67,60 +62,11 @@ def runs(stack: Deployment, release: str) -> list[str]:
     return [host for run_release, host in (line.split() for line in lines) if run_release == release]
 
 
-def records(stack: Deployment, release: str) -> dict[str, str | None]:
-    broker = stack.redis.client()
-    found = {record: broker.get(layout.release_command_key(release, record)) for record in ("lock", "done")}
-    return {record: value.decode() if value else None for record, value in found.items()}
-
-
-def boot_run(machine: SimulatedMachine) -> Callable[[], str]:
-    """Runs the machine's app-release-command.service once; returns what it logged (or the
-    harness's error, which carries the log, when it exits non-zero)."""
-
-    def run() -> str:
-        before = len(machine.log(layout.RELEASE_COMMAND_UNIT))
-        try:
-            machine.run_oneshot(layout.RELEASE_COMMAND_UNIT, timeout=120)
-        except RuntimeError as failed:
-            return f"FAILED {failed}"
-        return machine.log(layout.RELEASE_COMMAND_UNIT)[before:]
-
-    return run
-
-
-def together(*runs: Callable[[], object]) -> list[object]:
-    results: list[object] = [None] * len(runs)
-
-    def one(index: int) -> None:
-        results[index] = runs[index]()
-
-    threads = [threading.Thread(target=one, args=(index,)) for index in range(len(runs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=180)
-    return results
-
-
-def executor_for(stack: Deployment) -> LocalExecutor:
-    def enter_machine(instance: Instance, argv: list[str], timeout: int) -> subprocess.CompletedProcess[str]:
-        return run_as_root(stack.machines[instance.name], ["/usr/bin/env", f"PATH={SYSTEM_PATH}", *argv], timeout)
-
-    return LocalExecutor(enter_machine)
-
-
-def instance(machine: SimulatedMachine) -> Instance:
-    return Instance(machine.hostname, machine.hostname, "worker" if "worker" in machine.hostname else "web", False)
-
-
 def install_and_activate(stack: Deployment, release: str, scratch: Path) -> None:
-    """Another release, installed by app-release from an artifact (the first one's content under
-    a new name, with its checksum), as `ops deploy` installs it on every instance first, then
+    """Another release of the sample project, built under its own name and installed by
+    app-release from the artifact, as `ops deploy` installs it on every instance first, then
     made current (the harness's machines share the release tree)."""
-    artifact = scratch / f"{release}.tar.gz"
-    shutil.copyfile(stack.base / "artifacts" / f"{stack.release}.tar.gz", artifact)
-    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
-    Path(f"{artifact}.sha256").write_text(f"{digest}  {artifact.name}\n")
+    artifact = build_release(release, scratch)
     for step in (["install", release, "--artifact", str(artifact)], ["activate", release]):
         done = run_as_root(stack.web, [layout.SYSTEM_PYTHON, layout.RELEASE_BIN, *step])
         assert done.returncode == 0, done.stderr
