@@ -30,6 +30,7 @@ from userdata.layout import (
     ETC_DIR,
     FETCH_SECRETS_BIN,
     GUNICORN_UNIT,
+    RELEASE_COMMAND_UNIT,
     RELEASE_UNIT,
     SECRETS_SOURCE_ENV,
     SECRETS_UNIT,
@@ -94,6 +95,9 @@ def machine(prod, tmp_path: Path):
                 + f"ExecStart={directive(secrets_unit, 'ExecStart').replace(FETCH_SECRETS_BIN, fetch)}\n"
                 + f"ExecReload={directive(secrets_unit, 'ExecReload').replace(FETCH_SECRETS_BIN, fetch)}\n",
                 RELEASE_UNIT: unit_section(web[f"{UNIT_DIR}/{RELEASE_UNIT}"]) + ONESHOT + "ExecStart=/bin/true\n",
+                RELEASE_COMMAND_UNIT: unit_section(web[f"{UNIT_DIR}/{RELEASE_COMMAND_UNIT}"])
+                + ONESHOT
+                + "ExecStart=/bin/true\n",
             }
             app_units = {f"{UNIT_DIR}/{GUNICORN_UNIT}": web} | {
                 path: worker for path in worker if path.startswith(f"{UNIT_DIR}/{WORKER_UNIT_PREFIX}")
