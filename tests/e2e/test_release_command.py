@@ -11,8 +11,10 @@ machines, as the release tree is the same everywhere) and fails while a flag fil
 from __future__ import annotations
 
 import hashlib
-import shutil
+import io
+import json
 import subprocess
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -113,12 +115,26 @@ def instance(machine: SimulatedMachine) -> Instance:
     return Instance(machine.hostname, machine.hostname, "worker" if "worker" in machine.hostname else "web", False)
 
 
+def renamed(artifact: Path, release: str) -> bytes:
+    """The artifact with its manifest.json naming `release` (app-release refuses a manifest made
+    for another release)."""
+    out = io.BytesIO()
+    with tarfile.open(artifact, "r:gz") as source, tarfile.open(fileobj=out, mode="w:gz") as target:
+        for member in source.getmembers():
+            data = source.extractfile(member) if member.isfile() else None
+            if member.name == "manifest.json" and data is not None:
+                manifest = json.dumps({**json.loads(data.read()), "release": release}).encode()
+                member.size, data = len(manifest), io.BytesIO(manifest)
+            target.addfile(member, data)
+    return out.getvalue()
+
+
 def install_and_activate(stack: Deployment, release: str, scratch: Path) -> None:
     """Another release, installed by app-release from an artifact (the first one's content under
     a new name, with its checksum), as `ops deploy` installs it on every instance first, then
     made current (the harness's machines share the release tree)."""
     artifact = scratch / f"{release}.tar.gz"
-    shutil.copyfile(stack.base / "artifacts" / f"{stack.release}.tar.gz", artifact)
+    artifact.write_bytes(renamed(stack.base / "artifacts" / f"{stack.release}.tar.gz", release))
     digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
     Path(f"{artifact}.sha256").write_text(f"{digest}  {artifact.name}\n")
     for step in (["install", release, "--artifact", str(artifact)], ["activate", release]):
