@@ -1,5 +1,7 @@
 """The shell scripts the tool runs on instances: data, built by pure functions, so a test can
-diff them and the local executor can run the very same text on real processes.
+diff them and the local executor can run the very same text on real processes. Each is a file
+of ops/remote/ (docs/ops-remote-scripts.md) filled by the units' strict template: shellcheck and
+mypy read the files' rendered form and the Python parts (scripts/lint.sh).
 
 Rules every script here follows:
 - POSIX sh (SSM's AWS-RunShellScript runs the text with /bin/sh, dash on Debian).
@@ -7,12 +9,19 @@ Rules every script here follows:
   Django key are read ON the instance from the env files (docs/machine-layout.md), and nothing
   prints them (redis-cli gets the password through REDISCLI_AUTH, never argv).
 - Paths, units and variables come from the machine contract, userdata/layout.py.
-- Anything interpolated from Python is shell-quoted.
+- Anything interpolated from Python is shell-quoted: a value of this call (a release, a role,
+  argv, a Python part's text) with shlex, where it stands as a word of its own; a name of the
+  contract is refused unless it needs no quoting, since it also stands inside double quotes.
+- The Python parts (ops/remote/*.py) take their input through argv, stdin and the environment.
 """
 
 from __future__ import annotations
 
+import argparse
 import shlex
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
 
 from userdata.layout import (
     APP_BIN,
@@ -42,6 +51,7 @@ from userdata.layout import (
     WORKER_UNIT_PREFIX,
     WORKER_UNIT_SUFFIX,
 )
+from userdata.template import StrictTemplate
 
 CHECK_MARK = "ops-check"  # first field of each result line a verify script prints
 
@@ -51,249 +61,150 @@ CHECKS_BY_ROLE: dict[str, tuple[str, ...]] = {
     WEB_ROLE: ("env_file", "services", "redis_ping", "healthcheck"),
     WORKER_ROLE: ("env_file", "services", "redis_ping", "celery_ping"),
 }
-# The units of a worker's queues, listed from its per-queue env files.
-_WORKER_UNITS = f'for q in $(worker_queues); do units="$units {WORKER_UNIT_PREFIX}$q{WORKER_UNIT_SUFFIX}"; done'
-_NO_WORKER_ENV = f"no {WORKER_ENV_PREFIX}*{WORKER_ENV_SUFFIX}: no worker units here"
 
-# Shared helpers. Every function runs in its own subshell (see run_check), so loading the
-# environment never leaks from one check into another.
-_HELPERS = f"""\
-set -u
-load_env() {{
-  set -a
-  . {APP_ENV}
-  . {VERSION_ENV}
-  . {SECRETS_ENV}
-  set +a
-}}
-# The app user, without PAM and keeping the environment: what the units' User=/Group= do.
-as_app() {{
-  setpriv --reuid={USER} --regid={GROUP} --clear-groups -- "$@"
-}}
-# One {WORKER_UNIT_PREFIX}<queue>{WORKER_UNIT_SUFFIX} per {WORKER_ENV_PREFIX}<queue>{WORKER_ENV_SUFFIX} (the contract).
-worker_queues() {{
-  for f in {WORKER_ENV_PREFIX}*{WORKER_ENV_SUFFIX}; do
-    [ -e "$f" ] || continue
-    q=${{f#{WORKER_ENV_PREFIX}}}
-    echo "${{q%{WORKER_ENV_SUFFIX}}}"
-  done
-}}
-"""
+REMOTE = Path(__file__).parent / "remote"
 
-_CHECK_FUNCTIONS = f"""\
-check_env_file() {{
-  for f in {APP_ENV} {VERSION_ENV} {SECRETS_ENV}; do
-    [ -r "$f" ] || {{ echo "$f is missing"; return 1; }}
-  done
-  load_env
-  for v in {" ".join(REQUIRED_APP_VARIABLES)}; do
-    eval "[ -n \\"\\${{$v:-}}\\" ]" || {{ echo "$v is not set"; return 1; }}
-  done
-  echo "env files present"
-}}
-check_services() {{
-  units="{" ".join(ONESHOT_UNITS)}"
-  if [ "$ROLE" = {WEB_ROLE} ]; then units="$units {GUNICORN_UNIT}"; fi
-  {_WORKER_UNITS}
-  if [ "$EXPECT_BEAT" = yes ]; then units="$units {BEAT_UNIT}"; fi
-  bad=""
-  for u in $units; do
-    state=$(systemctl is-active "$u")
-    [ "$state" = active ] || bad="$bad $u=$state"
-  done
-  [ -z "$bad" ] || {{ echo "not active:$bad"; return 1; }}
-  echo "active: $units"
-}}
-check_redis_ping() {{
-  load_env
-  rest=${{CELERY_BROKER_URL#rediss://}}
-  [ "$rest" != "$CELERY_BROKER_URL" ] || {{ echo "CELERY_BROKER_URL is not a rediss:// URL"; return 1; }}
-  auth=${{rest%%@*}}
-  REDISCLI_AUTH=${{auth#:}}
-  export REDISCLI_AUTH
-  hostport=${{rest#*@}}
-  hostport=${{hostport%%/*}}
-  host=${{hostport%:*}}
-  port=${{hostport##*:}}
-  # The CA file is URL-encoded in the query (app-fetch-secrets urlencodes it); the URL goes
-  # through stdin, never argv, because it holds the token.
-  ca=$(printf '%s' "$CELERY_BROKER_URL" | {SYSTEM_PYTHON} -c '
-import sys, urllib.parse as url
-print(url.parse_qs(url.urlsplit(sys.stdin.read()).query).get("ssl_ca_certs", [""])[0])')
-  reply=$(timeout "$CHECK_TIMEOUT" redis-cli --tls ${{ca:+--cacert "$ca"}} -h "$host" -p "$port" PING 2>&1)
-  [ "$reply" = PONG ] || {{ echo "redis $host:$port: $reply"; return 1; }}
-  echo "PONG from $host:$port over TLS with AUTH"
-}}
-check_celery_ping() {{
-  load_env
-  nodes=""
-  for q in $(worker_queues); do nodes="$nodes $q@$(uname -n)"; done
-  [ -n "$nodes" ] || {{ echo "{_NO_WORKER_ENV}"; return 1; }}
-  destination=$(echo $nodes | tr ' ' ,)
-  # A broadcast reaches only workers already listening: a worker just restarted misses a ping
-  # sent before it is ready, so ask again until every node answered or CHECK_TIMEOUT ran out.
-  deadline=$(( $(date +%s) + CHECK_TIMEOUT ))
-  while :; do
-    reply=$(cd {APP_SRC} && as_app {APP_BIN}/celery --app "$CELERY_APP" \\
-      inspect ping --json --timeout 2 --destination "$destination" 2>&1)
-    missing=""
-    for n in $nodes; do
-      case "$reply" in *"\\"$n\\""*) ;; *) missing="$missing $n" ;; esac
-    done
-    [ -n "$missing" ] || break
-    [ "$(date +%s)" -lt "$deadline" ] || {{ echo "no pong from:$missing ($(echo "$reply" | tail -n 1))"; return 1; }}
-    sleep 1
-  done
-  echo "pong from$nodes"
-}}
-check_healthcheck() {{
-  load_env
-  # Needs no result backend: a worker accepting the task shows in its `inspect stats` total.
-  reply=$(cd {APP_SRC} && as_app {APP_BIN}/python -c '
-import os, sys, time
-from celery.app.utils import find_app
-app = find_app(os.environ["CELERY_APP"])
-name, limit = sys.argv[1], float(sys.argv[2])
-def accepted():
-    replies = app.control.inspect(timeout=1.0).stats() or {{}}
-    if not replies:
-        raise SystemExit("no worker answered inspect stats")
-    return sum(reply.get("total", {{}}).get(name, 0) for reply in replies.values())
-before = accepted()
-started = time.monotonic()
-app.send_task(name)
-while accepted() <= before:
-    if time.monotonic() - started > limit:
-        raise SystemExit(f"no worker accepted {{name}} within {{limit:g}} s")
-print(f"{{name}} accepted by a worker after {{time.monotonic() - started:.1f}} s")
-' "$HEALTHCHECK_TASK" "$CHECK_TIMEOUT" 2>&1) || {{ echo "$reply" | tail -n 1; return 1; }}
-  echo "$reply" | tail -n 1
-}}
-# Runs check_NAME in a subshell and prints one tab-separated line:
-# ops-check NAME ok|FAIL MILLISECONDS LAST-LINE-OF-OUTPUT
-run_check() {{
-  started=$(date +%s%N)
-  if detail=$("check_$1" 2>&1); then result=ok; else result=FAIL; status=1; fi
-  elapsed=$(( ($(date +%s%N) - started) / 1000000 ))
-  last=$(printf '%s' "$detail" | tail -n 1 | tr '\\t' ' ')
-  printf '{CHECK_MARK}\\t%s\\t%s\\t%s\\t%s\\n' "$1" "$result" "$elapsed" "$last"
-}}
-"""
+# The machine contract's names the files use (and the mark of a check's line), by placeholder.
+_CONTRACT_NAMES = {
+    "app_bin": APP_BIN,
+    "app_env": APP_ENV,
+    "app_src": APP_SRC,
+    "beat_unit": BEAT_UNIT,
+    "group": GROUP,
+    "gunicorn_unit": GUNICORN_UNIT,
+    "release_bin": RELEASE_BIN,
+    "release_command_bin": RELEASE_COMMAND_BIN,
+    "release_command_env": RELEASE_COMMAND_ENV,
+    "release_env": RELEASE_ENV,
+    "releases_dir": RELEASES_DIR,
+    "secrets_env": SECRETS_ENV,
+    "secrets_source_env": SECRETS_SOURCE_ENV,
+    "secrets_unit": SECRETS_UNIT,
+    "system_python": SYSTEM_PYTHON,
+    "unit_dir": UNIT_DIR,
+    "user": USER,
+    "version_env": VERSION_ENV,
+    "web_role": WEB_ROLE,
+    "worker_env_prefix": WORKER_ENV_PREFIX,
+    "worker_env_suffix": WORKER_ENV_SUFFIX,
+    "worker_unit_prefix": WORKER_UNIT_PREFIX,
+    "worker_unit_suffix": WORKER_UNIT_SUFFIX,
+    "check_mark": CHECK_MARK,
+}
+_CONTRACT_LISTS = {"oneshot_units": ONESHOT_UNITS, "required_app_variables": REQUIRED_APP_VARIABLES}
 
 
-def _settings(**values: str) -> str:
-    return "".join(f"{name}={shlex.quote(value)}\n" for name, value in values.items())
+def _contract_word(value: str) -> str:
+    if shlex.quote(value) != value:
+        raise ValueError(f"contract value {value!r} needs shell quoting; the remote scripts take plain words only")
+    return value
+
+
+@cache
+def _contract() -> dict[str, str]:
+    values = {name: _contract_word(value) for name, value in _CONTRACT_NAMES.items()}
+    values |= {name: " ".join(map(_contract_word, words)) for name, words in _CONTRACT_LISTS.items()}
+    values["worker_units"] = _render("worker_units.sh", contract=values)
+    return values
+
+
+def _render(
+    name: str,
+    code: Mapping[str, str] | None = None,
+    contract: Mapping[str, str] | None = None,
+    **values: str | Sequence[str],
+) -> str:
+    """ops/remote/<name> filled: `values` shell-quoted (a sequence as one word each), `code`
+    (pieces rendered from ops/remote/ or built here) and the contract's names as they are."""
+    quoted = {key: shlex.quote(value) if isinstance(value, str) else shlex.join(value) for key, value in values.items()}
+    return _template(name).substitute({**(_contract() if contract is None else contract), **(code or {}), **quoted})
+
+
+@cache
+def _template(name: str) -> StrictTemplate:
+    return StrictTemplate((REMOTE / name).read_text())
+
+
+@cache
+def _program(name: str) -> str:
+    """A Python part, sent as the text of `python -c` (it is shell-quoted where it is placed)."""
+    return (REMOTE / name).read_text()
+
+
+def _helpers() -> str:
+    # Every function runs in its own subshell (see run_check), so loading the environment never
+    # leaks from one check into another.
+    return _render("helpers.sh")
+
+
+def _restarted_units(role: str) -> str:
+    """Sets $units to what a release switch restarts on this role."""
+    return _render(f"restarted_units_{role}.sh")
 
 
 def verify_script(role: str, *, expect_beat: bool, healthcheck_task: str, check_timeout: int) -> str:
     """One script per instance: every check of its role, one result line each; exit 1 if any
     failed. expect_beat: the instance carries the Beat tag and Beat should be running now."""
-    checks = CHECKS_BY_ROLE[role]
-    settings = _settings(
-        ROLE=role,
-        EXPECT_BEAT="yes" if expect_beat else "no",
-        HEALTHCHECK_TASK=healthcheck_task,
-        CHECK_TIMEOUT=str(check_timeout),
+    runs = "".join(f"run_check {shlex.quote(check)}\n" for check in CHECKS_BY_ROLE[role])
+    checks = _render("checks.sh", broker_ca_py=_program("broker_ca.py"), healthcheck_py=_program("healthcheck.py"))
+    return _render(
+        "verify.sh",
+        code={"helpers": _helpers(), "checks": checks, "runs": runs},
+        role=role,
+        expect_beat="yes" if expect_beat else "no",
+        healthcheck_task=healthcheck_task,
+        check_timeout=str(check_timeout),
     )
-    runs = "".join(f"run_check {name}\n" for name in checks)
-    return f"# ops verify ({role})\n{settings}{_HELPERS}{_CHECK_FUNCTIONS}status=0\n{runs}exit $status\n"
 
 
 def beat_script(action: str) -> str:
     """Stops or starts Beat and prints its resulting state; fails unless the state is the one
     asked for (a Beat that dies right after start is caught here, not at the next tick)."""
     wanted = {"stop": "inactive", "start": "active"}[action]
-    return (
-        f"# ops beat {action}\n"
-        "set -u\n"
-        f"systemctl {action} {BEAT_UNIT}\n"
-        f"state=$(systemctl is-active {BEAT_UNIT})\n"
-        f'echo "{BEAT_UNIT}: $state"\n'
-        f'[ "$state" = {wanted} ]\n'
-    )
+    return _render("beat.sh", action=action, wanted=wanted)
 
 
 def tasks_in_flight_script(check_timeout: int) -> str:
     """Asks every worker of the broker (a broadcast, so one instance is enough) for its active
     and reserved tasks; prints `active <json>` and `reserved <json>`."""
-    return (
-        "# ops tasks in flight\n" + _settings(CHECK_TIMEOUT=str(check_timeout)) + _HELPERS + "set -e\n"
-        "load_env\n"
-        f"cd {APP_SRC}\n"
-        "for what in active reserved; do\n"
-        f'  reply=$(as_app {APP_BIN}/celery --app "$CELERY_APP" \\\n'
-        '    inspect "$what" --json --timeout "$CHECK_TIMEOUT")\n'
-        '  echo "$what $(echo "$reply" | tail -n 1)"\n'
-        "done\n"
-    )
+    return _render("tasks_in_flight.sh", code={"helpers": _helpers()}, check_timeout=str(check_timeout))
 
 
 def current_release_script() -> str:
-    return f"# ops current release\nset -eu\n{SYSTEM_PYTHON} {RELEASE_BIN} current\n"
+    return _render("current_release.sh")
 
 
 def install_release_script(release: str) -> str:
     """Installs (downloads and builds) a release without touching the running one."""
-    return (
-        f"# ops install release\nset -eu\n"
-        f"set -a\n. {RELEASE_ENV}\nset +a\n"
-        f"{SYSTEM_PYTHON} {RELEASE_BIN} install {shlex.quote(release)}\n"
-    )
+    return _render("install_release.sh", release=release)
 
 
 def release_command_script(release: str) -> str:
     """app.releaseCommand for an installed release that is not active yet: the machine script
     app-release-command.service runs at boot, as the app user with the app units' env files but
     that release's version.env and venv (its lock makes a concurrent boot wait, not run it)."""
-    release_dir = f"{RELEASES_DIR}/{shlex.quote(release)}"
-    return (
-        "# ops release command\n" + _HELPERS + "set -e\n"
-        f"[ -r {release_dir}/version.env ] || {{ echo 'release not installed here'; exit 1; }}\n"
-        f"[ -r {RELEASE_COMMAND_ENV} ] || {{ echo 'no {RELEASE_COMMAND_ENV}: the instance predates "
-        "app.releaseCommand; pulumi up replaces it'; exit 1; }\n"
-        f"load_env\nset -a\n. {release_dir}/version.env\n. {RELEASE_COMMAND_ENV}\nset +a\n"
-        f"as_app {release_dir}/venv/bin/python {RELEASE_COMMAND_BIN} 2>&1\n"
-    )
+    return _render("release_command.sh", code={"helpers": _helpers()}, release=release)
 
 
 def exec_script(argv: list[str]) -> str:
     """A one-off command as the app user in the current release, with the app units' env files
     and its venv first on PATH; `manage.py ...` runs with the venv's python."""
     words = ["python", *argv] if argv[0] == "manage.py" else argv
-    return (
-        "# ops exec\n" + _HELPERS + "set -e\nload_env\n"
-        f"cd {APP_SRC}\nPATH={APP_BIN}:$PATH\n"
-        f"as_app {shlex.join(words)}\n"
-    )
-
-
-def _restarted_units(role: str) -> str:
-    """Sets $units to what a release switch restarts on this role."""
-    if role == WEB_ROLE:
-        return f"units={GUNICORN_UNIT}\n"
-    return f'units=""\n{_WORKER_UNITS}\n[ -n "$units" ] || {{ echo \'{_NO_WORKER_ENV}\'; exit 1; }}\n'
+    return _render("exec.sh", code={"helpers": _helpers()}, command=words)
 
 
 def switch_release_script(role: str, release: str) -> str:
     """Points `current` at the release and restarts the role's units so they run it. Workers
     stop warm (the unit's TimeoutStopSec outlasts the hard time limit), so no task is killed."""
-    return (
-        f"# ops switch release ({role})\n" + _HELPERS + "set -e\n"
-        f"{SYSTEM_PYTHON} {RELEASE_BIN} activate {shlex.quote(release)}\n"
-        + _restarted_units(role)
-        + "systemctl restart $units\n"
-        + f'echo "$({SYSTEM_PYTHON} {RELEASE_BIN} current) is active; units restarted"\n'
-    )
+    code = {"helpers": _helpers(), "restarted_units": _restarted_units(role)}
+    return _render("switch_release.sh", code=code, role=role, release=release)
 
 
 def stop_timeouts_script(role: str) -> str:
     """Prints `UNIT SECONDS` for each unit a switch restarts: the TimeoutStopSec= the program
     rendered into it, which a warm restart may take before systemd kills a running task."""
-    return (
-        f"# ops stop timeouts ({role})\n" + _HELPERS + "set -e\n" + _restarted_units(role) + "for u in $units; do\n"
-        f'  printf \'%s %s\\n\' "$u" "$(sed -n \'s/^TimeoutStopSec=//p\' {UNIT_DIR}/"$u")"\n'
-        "done\n"
-    )
+    code = {"helpers": _helpers(), "restarted_units": _restarted_units(role)}
+    return _render("stop_timeouts.sh", code=code, role=role)
 
 
 def refresh_secrets_script(role: str) -> str:
@@ -303,20 +214,8 @@ def refresh_secrets_script(role: str) -> str:
     and stay stopped if the fetch failed. A failed fetch changes nothing and says so: the units
     keep running on the token they have, which ElastiCache still accepts under ROTATE. Workers
     stop warm, as in a release switch."""
-    return (
-        f"# ops refresh secrets ({role})\n"
-        + _HELPERS
-        + "set -e\n"
-        + _restarted_units(role)
-        + "units=$(echo $units)\n"
-        + f"if ! systemctl reload {SECRETS_UNIT}; then\n"
-        + f'  echo "fetching the secrets from Parameter Store failed (journalctl -u {SECRETS_UNIT}); '
-        + 'nothing was restarted: $units still run on the token they had" >&2\n'
-        + "  exit 1\n"
-        + "fi\n"
-        + "systemctl restart $units\n"
-        + 'echo "secrets fetched again; restarted: $units"\n'
-    )
+    code = {"helpers": _helpers(), "restarted_units": _restarted_units(role)}
+    return _render("refresh_secrets.sh", code=code, role=role)
 
 
 def token_check_script(role: str, *, expect_beat: bool) -> str:
@@ -324,40 +223,46 @@ def token_check_script(role: str, *, expect_beat: bool) -> str:
     Parameter Store: the broker URL in each main process's own environment, compared on the
     instance (nothing secret is printed or sent back). With the old token this fails, although
     ElastiCache still accepts both during the rotation."""
-    beat = f'units="$units {BEAT_UNIT}"\n' if expect_beat else ""
-    return (
-        f"# ops token check ({role})\n"
-        + _HELPERS
-        + "set -e\n"
-        + _restarted_units(role)
-        + beat
-        + f"set -a\n. {SECRETS_SOURCE_ENV}\nset +a\n"
-        + f"{SYSTEM_PYTHON} - $units <<'PYTHON'\n"
-        + _TOKEN_CHECK
-        + "PYTHON\n"
-    )
+    code = {
+        "helpers": _helpers(),
+        "restarted_units": _restarted_units(role),
+        "beat": _render("beat_unit.sh") if expect_beat else "",
+    }
+    return _render("token_check.sh", code=code, role=role, token_check_py=_program("token_check.py"))
 
 
-_TOKEN_CHECK = """\
-import os, subprocess, sys, urllib.parse
-import boto3
-endpoint = os.environ.get("AWS_ENDPOINT_URL_SSM") or os.environ.get("AWS_ENDPOINT_URL") or None
-ssm = boto3.client("ssm", region_name=os.environ["AWS_REGION"], endpoint_url=endpoint)
-name = os.environ["AUTH_TOKEN_PARAMETER"]
-current = ssm.get_parameters(Names=[name], WithDecryption=True)["Parameters"][0]["Value"]
-stale = []
-for unit in sys.argv[1:]:
-    pid = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", unit],
-                         capture_output=True, text=True).stdout.strip()
-    if pid in ("", "0"):
-        stale.append(unit + " (not running)")
-        continue
-    with open(f"/proc/{pid}/environ", "rb") as environ:
-        variables = dict(item.partition(b"=")[::2] for item in environ.read().split(b"\\0") if item)
-    url = variables.get(b"CELERY_BROKER_URL", b"").decode()
-    if urllib.parse.urlsplit(url).password != current:
-        stale.append(unit)
-if stale:
-    sys.exit("not on the token in Parameter Store: " + ", ".join(stale))
-print(f"{len(sys.argv) - 1} units use the token in Parameter Store: " + " ".join(sys.argv[1:]))
-"""
+def every_script() -> dict[str, str]:
+    """Each script for each role, with representative values: what scripts/lint.sh shellchecks."""
+    scripts = {
+        "beat-stop": beat_script("stop"),
+        "beat-start": beat_script("start"),
+        "tasks-in-flight": tasks_in_flight_script(5),
+        "current-release": current_release_script(),
+        "install-release": install_release_script("2026.11.25-1"),
+        "release-command": release_command_script("2026.11.25-1"),
+        "exec": exec_script(["manage.py", "migrate", "--noinput"]),
+    }
+    for role in CHECKS_BY_ROLE:
+        for beat in (False, True):
+            suffix = f"{role}-beat" if beat else role
+            scripts[f"verify-{suffix}"] = verify_script(
+                role, expect_beat=beat, healthcheck_task="myapp.tasks.healthcheck", check_timeout=5
+            )
+            scripts[f"token-check-{suffix}"] = token_check_script(role, expect_beat=beat)
+        scripts[f"switch-release-{role}"] = switch_release_script(role, "2026.11.25-1")
+        scripts[f"stop-timeouts-{role}"] = stop_timeouts_script(role)
+        scripts[f"refresh-secrets-{role}"] = refresh_secrets_script(role)
+    return scripts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m ops.scripts", description=__doc__.splitlines()[0])
+    parser.add_argument("--render-all", metavar="DIR", type=Path, required=True, help="write every script to DIR")
+    directory = parser.parse_args().render_all
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in every_script().items():
+        (directory / f"{name}.sh").write_text(text)
+
+
+if __name__ == "__main__":
+    main()

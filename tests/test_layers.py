@@ -41,10 +41,24 @@ def test_the_machine_contract_needs_only_the_standard_library():
     assert imported_modules(REPO_ROOT / "userdata/layout.py") == {"__future__"}
 
 
-def test_the_ops_tool_shares_only_the_contract_with_the_program():
+def test_the_ops_tool_shares_only_the_contract_and_the_template_with_the_program():
     # The release builder alone also reads a stack file the way the program does (settings.py:
-    # its validation and defaults, e.g. instances.architecture), instead of a copy of them.
+    # its validation and defaults, e.g. instances.architecture), instead of a copy of them. The
+    # remote scripts are filled by the units' own strict template (userdata/template.py, standard
+    # library only), so both fail the same way on a missing value.
     allowed = {"build_release.py": {"userdata.layout", "settings"}}
-    for path in (REPO_ROOT / "ops").glob("*.py"):
+    for path in (REPO_ROOT / "ops").rglob("*.py"):
         shared = {m for m in imported_modules(path) if top_level({m}) & {"userdata", "settings", "components"}}
-        assert shared <= allowed.get(path.name, {"userdata.layout"}), path.name
+        assert shared <= allowed.get(path.name, {"userdata.layout", "userdata.template"}), path.name
+
+
+def test_the_template_needs_only_the_standard_library():
+    assert imported_modules(REPO_ROOT / "userdata/template.py") == {"__future__", "string"}
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "ops/remote").glob("*.py")), ids=lambda p: p.name)
+def test_the_remote_python_parts_import_nothing_of_the_repository(path: Path):
+    # They run on the instance (its /usr/bin/python3, or the release's venv for the healthcheck),
+    # where the repository is not.
+    own = {"ops", "userdata", "settings", "components", "offline_render", "policy", "release_name", "tests"}
+    assert top_level(imported_modules(path)) & own == set()

@@ -74,19 +74,15 @@ def names_outside_the_contract(text: str) -> list[str]:
 
 
 def every_ops_script() -> Iterable[str]:
-    for role in layout.ROLES:
-        for beat in (True, False):
-            yield scripts.verify_script(role, expect_beat=beat, healthcheck_task="myapp.tasks.x", check_timeout=5)
-        yield scripts.switch_release_script(role, "2026.11.25-1")
-    yield from (scripts.beat_script("stop"), scripts.beat_script("start"), scripts.tasks_in_flight_script(5))
-    yield from (scripts.current_release_script(), scripts.install_release_script("2026.11.25-1"))
+    return scripts.every_script().values()
 
 
 CONSUMER_SOURCES = [
     *sorted((REPO_ROOT / "tests/e2e/e2e_harness").glob("*.py")),
     REPO_ROOT / "scripts/vm/guest/probe.py",
     REPO_ROOT / "scripts/vm/boot.py",
-    *sorted((REPO_ROOT / "ops").glob("*.py")),
+    *sorted((REPO_ROOT / "ops").rglob("*.py")),
+    *sorted((REPO_ROOT / "ops/remote").glob("*.sh")),
 ]
 
 

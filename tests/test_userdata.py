@@ -18,6 +18,7 @@ from tests.machine_scripts import shipped
 from userdata import layout, render
 from userdata.render import UserDataInputs
 from userdata.shipped import SHIPPED, generated, shipped_script
+from userdata.template import StrictTemplate
 
 FILES = Path(render.__file__).parent / "files"
 
@@ -257,12 +258,12 @@ def test_reading_back_any_cloud_config_with_cloud_inits_defaults():
 
 
 def test_templates_refuse_a_placeholder_without_a_value_and_keep_systemd_syntax():
-    template = render._UnitTemplate("ExecStart=x ${CELERY_QUEUE}@%H $MAINPID {{ user }}\n")
+    template = StrictTemplate("ExecStart=x ${CELERY_QUEUE}@%H $MAINPID {{ user }}\n")
     assert template.substitute(user="app") == "ExecStart=x ${CELERY_QUEUE}@%H $MAINPID app\n"
     with pytest.raises(KeyError, match="user"):
         template.substitute()
     with pytest.raises(ValueError, match="Invalid placeholder"):
-        render._UnitTemplate("{{ Not-A-Name }}").substitute()
+        StrictTemplate("{{ Not-A-Name }}").substitute()
 
 
 def with_agents(settings, ssm_agent="install", log_agent="install"):

@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from string import Template
 from typing import Any, Literal
 
 import yaml
@@ -83,6 +82,7 @@ from userdata.layout import (
     worker_unit,
 )
 from userdata.shipped import shipped_script
+from userdata.template import StrictTemplate
 
 Role = Literal["web", "worker"]
 
@@ -267,19 +267,12 @@ def release_command_env(settings: Settings) -> dict[str, str | int]:
 # --- units -------------------------------------------------------------------------------------
 
 
-class _UnitTemplate(Template):
-    """`{{ name }}` placeholders: systemd's own `${VAR}`, `$MAINPID` and `%i` pass through
-    untouched, and a placeholder without a value raises instead of rendering empty."""
-
-    pattern = r"""\{\{(?:\s*(?P<named>[a-z_]+)\s*\}\}|(?P<braced>(?!))|(?P<escaped>(?!))|(?P<invalid>))"""  # type: ignore[assignment]  # Template compiles it
-
-
 @cache
-def _template(name: str) -> _UnitTemplate:
+def _template(name: str) -> StrictTemplate:
     """The template without its comment lines: they explain the unit here, in the repository, and
     would take a twelfth of the 16 KiB user-data on the machine."""
     lines = (_HERE / "templates" / name).read_text().splitlines(keepends=True)
-    return _UnitTemplate("".join(line for line in lines if not line.lstrip().startswith(("#", ";"))))
+    return StrictTemplate("".join(line for line in lines if not line.lstrip().startswith(("#", ";"))))
 
 
 def _render_unit(template: str, **values: Any) -> str:

@@ -87,3 +87,18 @@ def test_shellcheck_rejects_an_unquoted_variable(tmp_path: Path) -> None:
     bad.write_text("#!/usr/bin/env bash\nrm -rf $1/tmp\n")
     result = run("shellcheck", bad)
     assert result.returncode != 0 and "SC2086" in result.stdout
+
+
+def test_shellcheck_reads_every_rendered_remote_script_and_rejects_a_bad_one(tmp_path: Path) -> None:
+    # lint.sh checks the ops tool's remote scripts as SSM runs them: rendered, read as POSIX sh.
+    lint = (REPO_ROOT / "scripts/lint.sh").read_text()
+    command = 'check shellcheck --shell=sh --exclude=SC1091,SC2317 "$remote"/*.sh'
+    assert '-m ops.scripts --render-all "$remote"' in lint and command in lint
+    assert run(BIN / "python", "-m", "ops.scripts", "--render-all", tmp_path).returncode == 0
+    rendered = sorted(tmp_path.glob("*.sh"))
+    assert {"verify-web.sh", "verify-worker.sh", "switch-release-worker.sh"} <= {p.name for p in rendered}
+    flags = ["--shell=sh", "--exclude=SC1091,SC2317"]
+    assert run("shellcheck", *flags, *rendered).returncode == 0
+    (tmp_path / "verify-web.sh").write_text((tmp_path / "verify-web.sh").read_text() + "[[ -n $ROLE ]]\n")
+    result = run("shellcheck", *flags, tmp_path / "verify-web.sh")
+    assert result.returncode != 0 and "SC3010" in result.stdout  # [[ ]] is not POSIX sh

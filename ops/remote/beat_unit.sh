@@ -1,0 +1,1 @@
+units="$units {{ beat_unit }}"

@@ -1,0 +1,3 @@
+# ops current release
+set -eu
+{{ system_python }} {{ release_bin }} current

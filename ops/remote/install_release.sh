@@ -1,0 +1,6 @@
+# ops install release
+set -eu
+set -a
+. {{ release_env }}
+set +a
+{{ system_python }} {{ release_bin }} install {{ release }}
