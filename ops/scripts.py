@@ -232,12 +232,13 @@ def current_release_script() -> str:
     return f"# ops current release\nset -eu\n{SYSTEM_PYTHON} {RELEASE_BIN} current\n"
 
 
-def install_release_script(release: str) -> str:
-    """Installs (downloads and builds) a release without touching the running one."""
+def install_release_script(release: str, sha256: str) -> str:
+    """Installs (downloads and builds) a release without touching the running one: its artifact
+    only with this digest, and an installed copy only if it was installed with it."""
     return (
         f"# ops install release\nset -eu\n"
         f"set -a\n. {RELEASE_ENV}\nset +a\n"
-        f"{SYSTEM_PYTHON} {RELEASE_BIN} install {shlex.quote(release)}\n"
+        f"{SYSTEM_PYTHON} {RELEASE_BIN} install {shlex.quote(release)} --sha256 {shlex.quote(sha256)}\n"
     )
 
 

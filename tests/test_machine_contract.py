@@ -79,7 +79,7 @@ def every_ops_script() -> Iterable[str]:
             yield scripts.verify_script(role, expect_beat=beat, healthcheck_task="myapp.tasks.x", check_timeout=5)
         yield scripts.switch_release_script(role, "2026.11.25-1")
     yield from (scripts.beat_script("stop"), scripts.beat_script("start"), scripts.tasks_in_flight_script(5))
-    yield from (scripts.current_release_script(), scripts.install_release_script("2026.11.25-1"))
+    yield from (scripts.current_release_script(), scripts.install_release_script("2026.11.25-1", "ab" * 32))
 
 
 CONSUMER_SOURCES = [
