@@ -30,6 +30,7 @@ from userdata.layout import (
     CLOUDWATCH_AGENT_PACKAGE,
     ORIGINAL_PROJECT,
     REGION_PATTERN,
+    RELEASE_DIGEST_SEPARATOR,
     SSM_AGENT_PACKAGE,
     parameter_name,
     resource_prefix,
@@ -67,6 +68,16 @@ AgentVersion = Annotated[
     str, Meta(pattern=_full(AGENT_VERSION_PATTERN), description='an agent release AWS publishes, e.g. "3.3.4851.0"')
 ]
 ReleaseName = Annotated[str, Meta(pattern=_full(release_name.PATTERN), description=release_name.RULE)]
+# app.release: a release name, optionally pinned to its artifact's SHA-256 as the live release
+# records it (userdata/layout.py RELEASE_DIGEST_SEPARATOR; docs/release-digest.md).
+PinnedReleaseName = Annotated[
+    str,
+    Meta(
+        pattern=_full(rf"{release_name.PATTERN}({re.escape(RELEASE_DIGEST_SEPARATOR)}[0-9a-f]{{64}})?"),
+        description=f"a release name ({release_name.RULE}), optionally pinned: @sha256:<the artifact's 64 hex digits> "
+        "as build-release prints it",
+    ),
+]
 # Django's ALLOWED_HOSTS entries (a host, `.domain`, `*`, an IP or `[v6]`); joined with commas
 # into one env value, so neither a comma nor a quote may appear in one.
 AllowedHost = Annotated[
@@ -292,7 +303,7 @@ def _overlap(first: Window, second: Window) -> bool:
 
 
 class AppSettings(_Section, frozen=True):
-    release: ReleaseName
+    release: PinnedReleaseName
     module: PythonModule = "proj"
     settings_module: PythonModule | None = None
     wsgi_app: (
@@ -366,7 +377,7 @@ class AppSettings(_Section, frozen=True):
 
     @property
     def artifact_key(self) -> str:
-        return f"{self.artifact_prefix}{self.release}.tar.gz"
+        return f"{self.artifact_prefix}{self.release.partition(RELEASE_DIGEST_SEPARATOR)[0]}.tar.gz"
 
 
 ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")

@@ -9,8 +9,9 @@ writes DIR/R.tar.gz (default DIR: build/releases) holding
                  python3, what the instances run) on manylinux x86_64 or aarch64, or pure Python
   static/        `manage.py collectstatic --noinput` run here with DJANGO_STATIC_ROOT pointing at it
   manifest.json  release, architecture, python, the app's module and each wheel's sha256
-and DIR/R.tar.gz.sha256 (sha256sum's format), which app-release checks before unpacking; then it
-prints the `aws s3 cp` commands (or uploads, with --upload and --stack).
+and DIR/R.tar.gz.sha256 (sha256sum's format); then it prints the digest, which the live release
+pins (`python -m ops deploy --sha256`, or app.release R@sha256:HEX for a new stack: app-release
+installs no other artifact), and the `aws s3 cp` commands (or uploads, with --upload and --stack).
 
 The requirements are --requirements FILE, else the project's requirements.lock, requirements.txt,
 or pyproject.toml's [project] dependencies. A file with `--hash=` lines is installed with
@@ -54,6 +55,7 @@ from release_name import RULE as RELEASE_RULE
 from release_name import is_release_name
 from userdata.layout import (
     APP_ENV_VARIABLES,
+    RELEASE_DIGEST_SEPARATOR,
     RELEASE_MACHINES,
     RELEASE_MANIFEST,
     RELEASE_PYTHON,
@@ -245,6 +247,13 @@ def lock_text(wheels_by_architecture: Mapping[str, Mapping[str, str]]) -> str:
         pin = f"{pinned_name}=={pinned_version}"
         lines.append(" \\\n    ".join([pin, *(f"--hash=sha256:{h}" for h in sorted(pinned_hashes))]))
     return "\n".join(lines) + "\n"
+
+
+def pin_hint(release: str, digest: str, stack: str | None) -> str:
+    """The artifact's digest, which the live release pins (docs/release-digest.md), and where it goes."""
+    pinned = f"{release}{RELEASE_DIGEST_SEPARATOR}{digest}"
+    deploy = f"python -m ops deploy --stack {stack or '<stack>'} --release {release} --sha256 {digest}"
+    return f"build-release: sha256 {digest}: the first release of a new stack is app.release {pinned}; later: {deploy}"
 
 
 def upload_commands(artifact: Path, bucket: str | None, key: str | None) -> list[str]:
@@ -484,6 +493,7 @@ def build(args: argparse.Namespace, out: Any = print) -> Path:
         if args.write_lock:
             shutil.copyfile(scratch / "lock.txt", args.write_lock)
     out(f"build-release: {artifact} ({target.architecture}, {len(wheel_hashes)} wheels; {note})")
+    out(pin_hint(release, digest, args.stack))
     if args.write_lock:
         out(f"build-release: wrote the hash lock {args.write_lock}; pass it as --requirements from now on")
     if args.upload:

@@ -19,13 +19,13 @@ from ops.errors import OpsError, UsageError
 from ops.executor import MAX_EXECUTION_TIMEOUT, Executor, SsmExecutor
 from ops.interrupt import Interrupted, stop_on_signals
 from ops.inventory import Instance, discover
-from ops.live_release import LiveReleaseParameter, default_parameter
+from ops.live_release import LiveReleaseParameter, built_sha256, checked_sha256, default_parameter
 from ops.one_off import pick_instance, run_one_off
 from ops.rollout import RESTART_MARGIN_SECONDS, Rollout, RolloutFailed, Timeouts, switch_beat
 from ops.rotation import TokenRotation
 from ops.scaling import recover_left_suspended, scaling_held, stack_groups
 from ops.stack import StackLocation, checked_release, load_outputs, region_from_environment, resolve_stack
-from ops.state import StateStore, default_state_dir
+from ops.state import RolloutRecord, StateStore, default_state_dir
 from ops.verify import DEFAULT_HEALTHCHECK_TASK, TABLE_HEADER, VerifyOptions, format_cells, table_row, verify_all
 from ops.web_drain import WebDrain, recover_left_in_standby
 from userdata.layout import ROLES
@@ -196,6 +196,7 @@ def build_parser() -> OneLineParser:
         "instance: activate, restart, verify; verify all; resume Beat.",
     )
     deploy.add_argument("--release", required=True, type=release_argument, help="the release to roll out")
+    deploy.add_argument("--sha256", type=sha256_argument, metavar="HEX", help=SHA256_HELP)
     deploy.add_argument(
         "--release-command-timeout",
         type=seconds,
@@ -212,6 +213,7 @@ def build_parser() -> OneLineParser:
     rollback.add_argument(
         "--release", type=release_argument, help="release to go back to (default: the recorded previous one)"
     )
+    rollback.add_argument("--sha256", type=sha256_argument, metavar="HEX", help=SHA256_HELP + "; or the recorded one")
     commands.add_parser(
         "rotate-token",
         parents=[common, checks, restart_options()],
@@ -245,6 +247,34 @@ def release_argument(text: str) -> str:
         return checked_release(text)
     except UsageError as error:
         raise argparse.ArgumentTypeError(str(error).removeprefix("--release: ")) from None
+
+
+SHA256_HELP = (
+    "the artifact's SHA-256, pinned in the live release (default: build/releases/RELEASE.tar.gz.sha256 "
+    "as build-release wrote it)"
+)
+
+
+def sha256_argument(text: str) -> str:
+    try:
+        return checked_sha256(text)
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--sha256: ")) from None
+
+
+def rollout_sha256(release: str, given: str | None, record: RolloutRecord | None) -> str:
+    """The digest the live release will pin: --sha256, else the one recorded with the release
+    in the state, else the one build-release wrote here."""
+    recorded = {}
+    if record:
+        recorded = {record.previous: record.previous_sha256, record.release: record.sha256}
+    digest = given or recorded.get(release) or built_sha256(release)
+    if digest is None:
+        raise UsageError(
+            f"--sha256: no digest known for release {release}; give the one build-release printed "
+            f"(its {release}.tar.gz.sha256)"
+        )
+    return digest
 
 
 def identity_flags(location: StackLocation) -> str:
@@ -365,8 +395,8 @@ def rollout_command(
 ) -> int:
     store = StateStore(args.state_dir, location.project, location.stack)
     release = args.release
+    record = store.load()
     if release is None:  # rollback without --release
-        record = store.load()
         if record is None or record.previous is None:
             raise UsageError(
                 f"--release: no previous release recorded for stack {location.stack} in {store.path}; "
@@ -376,6 +406,7 @@ def rollout_command(
     rollout = Rollout(
         kind=args.command,
         release=release,
+        sha256=rollout_sha256(release, args.sha256, record),
         executor=executor,
         instances=instances,
         timeouts=Timeouts(

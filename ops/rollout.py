@@ -25,7 +25,7 @@ from ops.errors import OpsError
 from ops.executor import MAX_EXECUTION_TIMEOUT, CommandResult, Executor
 from ops.interrupt import Interrupted
 from ops.inventory import Instance, beat_instance, by_role
-from ops.live_release import LiveReleaseParameter
+from ops.live_release import LiveReleaseParameter, PinnedRelease
 from ops.scripts import (
     beat_script,
     current_release_script,
@@ -163,6 +163,7 @@ class Rollout:
 
     kind: str  # "deploy" or "rollback": only wording
     release: str
+    sha256: str  # the artifact's digest: installs check it, the live release records it
     executor: Executor
     instances: list[Instance]
     timeouts: Timeouts
@@ -181,6 +182,8 @@ class Rollout:
     # running | paused | unknown (a stop that did not confirm) | resumed (after an interruption)
     beat_state: str = "running"
     previous: str | None = None
+    previous_sha256: str | None = None
+    live_before: PinnedRelease | None = None  # the live release as the rollout found it
 
     def run(self) -> None:
         beat = beat_instance(self.instances)  # refuse a stack without exactly one Beat up front
@@ -214,7 +217,9 @@ class Rollout:
                 result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "none"
             )
             self.out(f"  {instance.label}: {self.releases[instance.instance_id]}")
-        self.out(f"  live release ({self.live.name}): {live_release.read(self.live.ssm, self.live.name)}")
+        live = live_release.read(self.live.ssm, self.live.name)
+        self.live_before = self.live_before or live
+        self.out(f"  live release ({self.live.name}): {live}")
 
     def _read_stop_timeouts(self) -> None:
         """Each switching instance's restart timeout, from its own units, before Beat is paused:
@@ -227,12 +232,15 @@ class Rollout:
         record = self.store.load()
         if record and record.release == self.release:
             # Continuing (or repeating) this rollout: the release it replaced is still the way back.
-            self.previous = record.previous
+            self.previous, self.previous_sha256 = record.previous, record.previous_sha256
         else:
             before = {release for release in self.releases.values() if release != self.release}
             # Mixed releases and no record of this rollout: no single way back is known.
             self.previous = before.pop() if len(before) == 1 else None
-        self.store.save(RolloutRecord(self.release, self.previous, complete))
+            # The way back's digest is the one the live release pinned for it.
+            live = self.live_before
+            self.previous_sha256 = live.sha256 if live and live.release == self.previous else None
+        self.store.save(RolloutRecord(self.release, self.previous, complete, self.sha256, self.previous_sha256))
 
     def _pause(self) -> None:
         self.beat_state = "unknown"  # a stop that fails may still have stopped it
@@ -268,10 +276,11 @@ class Rollout:
             self.sleep(self.poll_interval)
 
     def _install(self, instance: Instance) -> None:
-        """Every instance has the release before the release command runs and any switches."""
-        if self.releases.get(instance.instance_id) == self.release:
-            return
-        self.out(f"{instance.label}: installing {self.release} ...")
+        """Every instance has the release before the release command runs and any switches. One
+        already on it is sent the install too: app-release checks that its copy came from the
+        artifact with this digest, which the live release is about to pin."""
+        on_it = self.releases.get(instance.instance_id) == self.release
+        self.out(f"{instance.label}: {'checking the digest of' if on_it else 'installing'} {self.release} ...")
         self._step(
             "install",
             instance,
@@ -279,7 +288,7 @@ class Rollout:
                 self.executor,
                 instance,
                 f"install {self.release}",
-                install_release_script(self.release),
+                install_release_script(self.release, self.sha256),
                 self.timeouts.install,
             ),
         )
@@ -344,8 +353,9 @@ class Rollout:
             raise OpsError(f"not on {self.release}: {', '.join(behind)}")
 
     def _record_live(self) -> None:
-        live_release.record(self.live.ssm, self.live.name, self.release)
-        self.out(f"live release ({self.live.name}): {self.release}; new instances boot it")
+        pinned = PinnedRelease(self.release, self.sha256)
+        live_release.record(self.live.ssm, self.live.name, pinned)
+        self.out(f"live release ({self.live.name}): {pinned}; new instances boot it")
 
     # --- failure --------------------------------------------------------------------------------
 
@@ -397,9 +407,10 @@ class Rollout:
                 "resumed": f"  Beat: running (resumed on {beat.label} when the command was interrupted)",
             }[self.beat_state]
         )
-        lines.append(f"to continue: {self.hint(self.kind, '--release', self.release)}")
+        lines.append(f"to continue: {self.hint(self.kind, '--release', self.release, '--sha256', self.sha256)}")
         if self.previous:
-            lines.append(f"to roll back: {self.hint('rollback', '--release', self.previous)}")
+            digest = ("--sha256", self.previous_sha256) if self.previous_sha256 else ()
+            lines.append(f"to roll back: {self.hint('rollback', '--release', self.previous, *digest)}")
         else:
             unknown = " (no single previous release is known)"
             lines.append(f"to roll back: {self.hint('rollback')} --release <release>{unknown}")

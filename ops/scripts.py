@@ -174,9 +174,10 @@ def current_release_script() -> str:
     return _render("current_release.sh")
 
 
-def install_release_script(release: str) -> str:
-    """Installs (downloads and builds) a release without touching the running one."""
-    return _render("install_release.sh", release=release)
+def install_release_script(release: str, sha256: str) -> str:
+    """Installs (downloads and builds) a release without touching the running one: its artifact
+    only with this digest, and an installed copy only if it was installed with it."""
+    return _render("install_release.sh", release=release, digest=sha256)
 
 
 def release_command_script(release: str) -> str:
@@ -238,7 +239,7 @@ def every_script() -> dict[str, str]:
         "beat-start": beat_script("start"),
         "tasks-in-flight": tasks_in_flight_script(5),
         "current-release": current_release_script(),
-        "install-release": install_release_script("2026.11.25-1"),
+        "install-release": install_release_script("2026.11.25-1", "ab" * 32),
         "release-command": release_command_script("2026.11.25-1"),
         "exec": exec_script(["manage.py", "migrate", "--noinput"]),
     }

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import release_name
 from ops.errors import OpsError
+from ops.live_release import SHA256
 from userdata.layout import resource_prefix
 
 
@@ -23,6 +24,14 @@ class RolloutRecord:
     release: str  # the release being rolled out
     previous: str | None
     complete: bool
+    # Their artifacts' digests, recorded with them in the live release (None: not known, e.g. a
+    # record written before digests were pinned).
+    sha256: str | None = None
+    previous_sha256: str | None = None
+
+
+REQUIRED_FIELDS = {"release", "previous", "complete"}
+DIGEST_FIELDS = ("sha256", "previous_sha256")
 
 
 class StateStore:
@@ -41,8 +50,8 @@ class StateStore:
             raise self._corrupt(str(error).splitlines()[0]) from None
         if isinstance(record, dict) and "target" in record:  # written before the field was named for what it holds
             record["release"] = record.pop("target")
-        if not isinstance(record, dict) or set(record) != {"release", "previous", "complete"}:
-            raise self._corrupt("expected an object with release, previous and complete")
+        if not isinstance(record, dict) or not REQUIRED_FIELDS <= set(record) <= REQUIRED_FIELDS | set(DIGEST_FIELDS):
+            raise self._corrupt("expected an object with release, previous, complete, sha256 and previous_sha256")
         release, previous, complete = record["release"], record["previous"], record["complete"]
         if not release_name.is_release_name(release):
             raise self._corrupt(f"release {release!r} is not a release name")
@@ -50,7 +59,11 @@ class StateStore:
             raise self._corrupt(f"previous {previous!r} is not a release name")
         if not isinstance(complete, bool):
             raise self._corrupt(f"complete {complete!r} is not true or false")
-        return RolloutRecord(release, previous, complete)
+        digests = [record.get(key) for key in DIGEST_FIELDS]
+        for key, digest in zip(DIGEST_FIELDS, digests, strict=True):
+            if digest is not None and not (isinstance(digest, str) and SHA256.fullmatch(digest)):
+                raise self._corrupt(f"{key} {digest!r} is not a SHA-256")
+        return RolloutRecord(release, previous, complete, *digests)
 
     def _corrupt(self, detail: str) -> OpsError:
         return OpsError(

@@ -205,6 +205,15 @@ def test_upload_puts_the_artifact_and_its_checksum_at_the_stacks_key(tmp_path, m
     assert stored == {"releases/r1.tar.gz": b"artifact", "releases/r1.tar.gz.sha256": b"digest  r1.tar.gz\n"}
 
 
+def test_the_printed_digest_comes_with_where_the_live_release_pins_it():
+    digest = "ab" * 32
+    assert build_release.pin_hint("r1", digest, "prod") == (
+        f"build-release: sha256 {digest}: the first release of a new stack is app.release r1@sha256:{digest}; "
+        f"later: python -m ops deploy --stack prod --release r1 --sha256 {digest}"
+    )
+    assert "--stack <stack> --release r1" in build_release.pin_hint("r1", digest, None)
+
+
 def test_the_printed_upload_commands_name_the_stacks_bucket_or_placeholders():
     artifact = Path("build/releases/r1.tar.gz")
     assert build_release.upload_commands(artifact, "b", "releases/r1.tar.gz") == [

@@ -166,6 +166,25 @@ def test_bad_config_stops_before_any_resource_with_the_key_named(overrides, expe
     assert expected in errors_for(overrides)
 
 
+@pytest.mark.parametrize(
+    "release", ["r1@sha256:abc", f"r1@sha256:{'A' * 64}", f"r1@sha512:{'a' * 64}", f"r1@sha256:{'a' * 64}\n"]
+)
+def test_a_release_pinned_to_anything_but_a_sha256_is_refused_naming_app_release(release):
+    lines = errors_for({"app.release": release}).splitlines()
+    assert lines[1:] == [
+        f"django-stack:app.release: got {release!r}; use a release name (up to 64 letters, digits, '.', '_' or '-', "
+        'starting with a letter or digit, e.g. "2026.11.25-1"), optionally pinned: @sha256:<the artifact\'s 64 hex '
+        "digits> as build-release prints it"
+    ]
+
+
+def test_a_release_pinned_to_its_artifact_is_taken_whole():
+    values = prod_config_values()
+    pinned = f"2026.11.25-1@sha256:{'0a' * 32}"
+    values["app"] = json.dumps(json.loads(values["app"]) | {"release": pinned})
+    assert load_settings(values, stack="prod", region="eu-west-1").app.release == pinned
+
+
 def test_missing_release_is_named():
     values = prod_config_values()
     app = json.loads(values["app"])

@@ -61,3 +61,9 @@ def test_live_release_alone_creates_the_named_string_parameter(build_alone):
         "String",
         "r1",
     )
+
+
+def test_a_pinned_app_release_seeds_the_parameter_with_its_artifacts_digest():
+    pinned = f"2026.12.01-1@sha256:{'0a' * 32}"
+    render = render_stack("prod", {"app.release": pinned})
+    assert named(render, PARAMETER_TYPE, "prod-live-release")["insecureValue"] == pinned

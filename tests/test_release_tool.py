@@ -66,7 +66,7 @@ def test_release_refuses_an_artifact_that_is_not_the_one_its_checksum_names(r1_i
     assert refused.returncode == 1
     (line,) = refused.stderr.splitlines()
     assert line.startswith("app-release: release r2: artifact sha256 ")
-    assert line.endswith(f", its checksum file says {recorded}; not installed")
+    assert line.endswith(f", expected {recorded}; not installed")
     assert hashlib.sha256(swapped.read_bytes()).hexdigest() in line
     assert release_tool(root, "list").stdout.split() == ["r1"]
     assert release_tool(root, "current").stdout.strip() == "r1"

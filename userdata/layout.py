@@ -186,6 +186,9 @@ INSTANCE_PARAMETER_ACTION = "ssm:GetParameters"
 # The live release (String): seeded by the program from app.release, written by the ops tool after
 # each deploy/rollback, read by app-release at boot. The instance role may ssm:GetParameter on it.
 RELEASE_PARAMETER = "release"
+# Its value: RELEASE@sha256:HEX, the release and its artifact's SHA-256, so app-release installs
+# that artifact only, whatever lies beside it in the bucket (docs/release-digest.md).
+RELEASE_DIGEST_SEPARATOR = "@sha256:"
 RELEASE_PARAMETER_ACTION = "ssm:GetParameter"
 
 

@@ -89,6 +89,10 @@ class Image:
     def initrd(self) -> Path:
         return self.directory / "initrd.img"
 
+    def artifact_sha256(self, release: str) -> str:
+        """The digest of the release artifact the guest's S3 stand-in serves (what deploy pins)."""
+        return (self.directory / f"{release}.tar.gz.sha256").read_text().split()[0]
+
     @property
     def agent_keyring(self) -> str:
         """The public key the stand-in agent packages are signed with (armored)."""
@@ -227,6 +231,8 @@ def build(target: Path, mirror: str, cache: Path, store: ReleaseStore) -> None:
             check=True,
         )
         (target / SIGNING_KEY).write_text(gpg(signing_home, "--armor", "--export"))
+        for release in (store.release, NEXT_RELEASE):
+            shutil.copyfile(objects / f"{store.artifact_key(release)}.sha256", target / f"{release}.tar.gz.sha256")
 
 
 def prune(images: Path, keep: str) -> None:

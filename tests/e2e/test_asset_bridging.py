@@ -16,6 +16,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from e2e_harness.deployment import REPO, Deployment, build_release, loopback_address, upload_release, wait_until
@@ -73,8 +74,9 @@ def wait_for_live(host: str, port: int) -> None:
     wait_until(live, timeout=90, interval=0.3)
 
 
-def build_release_2(deployment: Deployment) -> None:
-    """The sample project with one more rule in its stylesheet, built and uploaded as release 2."""
+def build_release_2(deployment: Deployment) -> str:
+    """The sample project with one more rule in its stylesheet, built and uploaded as release 2;
+    returns the artifact's digest as the builder wrote it (what deploy pins)."""
     source = deployment.base / "release-2-source"
     shutil.copytree(REPO / "sample_app", source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     stylesheet = source / "myapp/static/sample/site.css"
@@ -82,6 +84,7 @@ def build_release_2(deployment: Deployment) -> None:
     artifact = build_release(RELEASE_2, deployment.base / "artifacts", source)
     (release_env,) = {m.host_path(layout.RELEASE_ENV).read_text() for m in deployment.by_role(layout.WEB_ROLE)}
     upload_release(deployment.store, parse_env_file(release_env), artifact)
+    return Path(f"{artifact}.sha256").read_text().split()[0]
 
 
 def as_root(deployment: Deployment, machine: SimulatedMachine, script: str, **env: str) -> str:
@@ -126,7 +129,7 @@ class Browser:
 def test_a_rolling_deploy_answers_every_asset_of_either_release(two_web: Deployment, report) -> None:
     web = two_web.by_role(layout.WEB_ROLE)
     release_1 = two_web.release
-    build_release_2(two_web)
+    digest_2 = build_release_2(two_web)
     balancer = RoundRobinBalancer([(address(index), two_web.web_port) for index in range(2)])
     standins = [SystemdStandin(machine, machine.root / "systemctl-bin") for machine in web]
     browser = Browser(f"http://127.0.0.1:{balancer.port}")
@@ -134,7 +137,7 @@ def test_a_rolling_deploy_answers_every_asset_of_either_release(two_web: Deploym
         browser.browse_for(2)
         # ops deploy: install on every instance first (nothing restarts) ...
         for machine in web:
-            assert f"installed {RELEASE_2}" in as_root(two_web, machine, install_release_script(RELEASE_2))
+            assert f"installed {RELEASE_2}" in as_root(two_web, machine, install_release_script(RELEASE_2, digest_2))
         browser.browse_for(2)
         # ... then switch one at a time; between the two, each release's pages are served.
         for index, (machine, standin) in enumerate(zip(web, standins, strict=True)):

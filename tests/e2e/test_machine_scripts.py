@@ -269,11 +269,10 @@ def test_ensure_refuses_an_artifact_swapped_in_s3_and_keeps_the_active_release(
     set_live(parameter_store, live_parameter, "r2")
     refused = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store))
     assert refused.returncode == 1
-    (line,) = refused.stderr.splitlines()
+    warning, line = refused.stderr.splitlines()  # a value recorded before pinning: the checksum beside it
+    assert warning == f"app-release: WARNING: {live_parameter} pins no digest"
     actual = hashlib.sha256(swapped.read_bytes()).hexdigest()
-    assert (
-        line == f"app-release: release r2: artifact sha256 {actual}, its checksum file says {recorded}; not installed"
-    )
+    assert line == f"app-release: release r2: artifact sha256 {actual}, expected {recorded}; not installed"
     assert release_tool(root, "current").stdout.strip() == "r1"
     assert release_tool(root, "list").stdout.split() == ["r1"]
 
@@ -284,9 +283,118 @@ def test_ensure_refuses_an_artifact_without_its_checksum_in_s3(parameter_store, 
     set_live(parameter_store, live_parameter, "r3")
     root = tmp_path / "srv-app"
     refused = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store))
-    assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1
-    assert refused.stderr.startswith(
+    warning, line = refused.stderr.splitlines()  # a value recorded before pinning: the checksum beside it
+    assert refused.returncode == 1 and "pins no digest" in warning
+    assert line.startswith(
         f"app-release: release r3: cannot read its checksum s3://{BUCKET}/{PREFIX}r3.tar.gz.sha256: "
     )
     assert "NoSuchKey" in refused.stderr or "Not Found" in refused.stderr
     assert release_tool(root, "list").stdout.split() == []
+
+
+# --- the live release pins its artifact's digest (docs/release-digest.md) --------------------
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_ensure_refuses_an_artifact_replaced_with_its_checksum_when_the_live_release_pins_the_digest(
+    parameter_store, live_parameter, tmp_path
+):
+    publish(parameter_store, tmp_path, "r1", "r2")
+    genuine = sha256_of(tmp_path / "r2.tar.gz")  # what build-release printed and deploy recorded
+    root = tmp_path / "srv-app"
+    release_tool(root, "install", "r1", "--artifact", str(tmp_path / "r1.tar.gz"))
+    release_tool(root, "activate", "r1")
+    # Someone who may write the bucket replaces r2 and the checksum beside it: a consistent pair.
+    (tmp_path / "attacker").mkdir()
+    replaced = artifact(tmp_path / "attacker", "r2", {"src/x.py": b"1"})
+    s3 = client(parameter_store, "s3")
+    s3.upload_file(str(replaced), BUCKET, f"{PREFIX}r2.tar.gz")
+    s3.upload_file(f"{replaced}.sha256", BUCKET, f"{PREFIX}r2.tar.gz.sha256")
+    set_live(parameter_store, live_parameter, f"r2@sha256:{genuine}")
+    refused = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store))
+    assert refused.returncode == 1
+    (line,) = refused.stderr.splitlines()
+    assert line == (
+        f"app-release: release r2: artifact sha256 {sha256_of(replaced)}, expected {genuine}; not installed"
+    )
+    assert release_tool(root, "current").stdout.strip() == "r1"
+    assert release_tool(root, "list").stdout.split() == ["r1"]
+
+
+def test_ensure_installs_the_artifact_the_live_release_pins_and_records_its_digest(
+    parameter_store, live_parameter, tmp_path
+):
+    publish(parameter_store, tmp_path, "r2")
+    genuine = sha256_of(tmp_path / "r2.tar.gz")
+    # What lies beside it no longer matters: the pinned digest is the reference.
+    client(parameter_store, "s3").put_object(Bucket=BUCKET, Key=f"{PREFIX}r2.tar.gz.sha256", Body=b"stale\n")
+    set_live(parameter_store, live_parameter, f"r2@sha256:{genuine}")
+    root = tmp_path / "srv-app"
+    booted = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store))
+    assert (booted.returncode, booted.stderr) == (0, "")
+    assert release_tool(root, "current").stdout.strip() == "r2"
+    assert (root / "releases/r2/.installed").read_text() == f"r2\n{genuine}\n"
+    again = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store))
+    assert (again.returncode, again.stdout.strip()) == (0, "app-release: r2 (the live release) is active")
+
+
+def test_an_installed_release_is_not_activated_under_another_digest_than_its_artifacts(
+    parameter_store, live_parameter, tmp_path
+):
+    # A reboot catch-up or a deploy's install of a release already on disk: the tree must come
+    # from the artifact the live release pins, or it is refused and nothing switches.
+    root = tmp_path / "srv-app"
+    for release in ("r1", "r2"):
+        assert release_tool(root, "install", release, "--artifact", str(artifact(tmp_path, release))).returncode == 0
+    release_tool(root, "activate", "r1")
+    installed_from, pinned = sha256_of(tmp_path / "r2.tar.gz"), "f" * 64
+    set_live(parameter_store, live_parameter, f"r2@sha256:{pinned}")
+    env = aws_standins(parameter_store) | {"ARTIFACT_BUCKET": ""}
+    expected = f"app-release: release r2: installed from sha256 {installed_from}, expected {pinned}; not activated\n"
+    refused = release_tool(root, "ensure", RELEASE_PARAMETER=live_parameter, **env)
+    assert (refused.returncode, refused.stderr) == (1, expected)
+    assert release_tool(root, "current").stdout.strip() == "r1"
+    deploy_install = release_tool(root, "install", "r2", "--sha256", pinned)  # ops deploy's install script
+    assert (deploy_install.returncode, deploy_install.stderr) == (1, expected)
+
+
+def test_install_from_a_file_checks_the_pinned_digest_not_the_file_beside_it(tmp_path):
+    root = tmp_path / "srv-app"
+    built = artifact(tmp_path, "r1")
+    Path(f"{built}.sha256").write_text(f"{'0' * 64}  r1.tar.gz\n")  # wrong, and ignored
+    wrong = release_tool(root, "install", "r1", "--artifact", str(built), "--sha256", "e" * 64)
+    assert wrong.returncode == 1
+    assert wrong.stderr == (
+        f"app-release: release r1: artifact sha256 {sha256_of(built)}, expected {'e' * 64}; not installed\n"
+    )
+    right = release_tool(root, "install", "r1", "--artifact", str(built), "--sha256", sha256_of(built))
+    assert right.returncode == 0, right.stderr
+    assert release_tool(root, "list").stdout.split() == ["r1"]
+
+
+def test_a_live_release_pinned_to_something_that_is_no_sha256_fails_in_one_line(
+    parameter_store, live_parameter, tmp_path
+):
+    set_live(parameter_store, live_parameter, "r2@sha256:abc")
+    refused = release_tool(
+        tmp_path / "srv-app", "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store)
+    )
+    assert (refused.returncode, refused.stderr) == (
+        1,
+        f"app-release: cannot read the live release from {live_parameter}: 'r2@sha256:abc' pins no sha256\n",
+    )
+
+
+def test_a_live_release_recorded_before_pinning_installs_with_a_warning(parameter_store, live_parameter, tmp_path):
+    # The transition (docs/release-digest.md): a value without a digest still boots, checked
+    # against the checksum beside the artifact, and says so in the unit's journal.
+    publish(parameter_store, tmp_path, "r2")
+    set_live(parameter_store, live_parameter, "r2")
+    booted = release_tool(
+        tmp_path / "srv-app", "ensure", RELEASE_PARAMETER=live_parameter, **aws_standins(parameter_store)
+    )
+    assert booted.returncode == 0
+    assert booted.stderr == f"app-release: WARNING: {live_parameter} pins no digest\n"

@@ -170,13 +170,22 @@ def test_the_in_flight_query_reads_the_workers_real_replies(running: Deployment,
     assert all(task.startswith("myapp.tasks.beat_heartbeat[") for task in found["active"] + found["reserved"]), found
 
 
+def artifact_digest(running: Deployment, machine_name: str) -> str:
+    """The SHA-256 of the release the stack booted, as the builder wrote it beside the artifact."""
+    env = parse_env_file(running.machines[machine_name].host_path(layout.RELEASE_ENV).read_text())
+    key = f"{env['ARTIFACT_PREFIX']}{running.release}.tar.gz.sha256"
+    checksum = running.store.client("s3").get_object(Bucket=env["ARTIFACT_BUCKET"], Key=key)["Body"].read()
+    return checksum.decode().split()[0]
+
+
 def test_the_release_scripts_drive_the_machines_app_release(running: Deployment, shim_dir: Path) -> None:
     # What deploy runs first on each instance, against the program's own app-release: the
     # release the machines booted with is read back, and installing it again is a no-op.
     executor, worker = executor_for(running, shim_dir), first_of_role(running, "worker")
     current = executor.run(worker, "read current release", current_release_script(), 60)
     assert (current.ok, current.stdout.strip()) == (True, running.release), current.stderr
-    install = executor.run(worker, f"install {running.release}", install_release_script(running.release), 120)
+    genuine = artifact_digest(running, worker.name)
+    install = executor.run(worker, f"install {running.release}", install_release_script(running.release, genuine), 120)
     assert install.ok, install.stderr
     assert install.stdout.strip() == f"app-release: {running.release} already installed"
 
@@ -185,7 +194,8 @@ def test_the_install_script_refuses_an_artifact_swapped_in_s3_and_installs_nothi
     running: Deployment, shim_dir: Path
 ) -> None:
     # What deploy runs first on each instance, with the instance role as on AWS: app-release
-    # downloads the artifact and its checksum and refuses the pair that does not match.
+    # downloads the artifact and refuses it unless it has the digest deploy pins, whatever the
+    # checksum beside it says (here the replaced artifact's own).
     worker = first_of_role(running, "worker")
     machine = running.machines[worker.name]
     env = parse_env_file(machine.host_path(layout.RELEASE_ENV).read_text())
@@ -193,14 +203,15 @@ def test_the_install_script_refuses_an_artifact_swapped_in_s3_and_installs_nothi
     key = f"{prefix}{running.release}.tar.gz"
     tampered = with_extra_member(s3.get_object(Bucket=bucket, Key=key)["Body"].read(), "src/x.py", b"1")
     s3.put_object(Bucket=bucket, Key=f"{prefix}swapped-1.tar.gz", Body=tampered)
-    recorded = s3.get_object(Bucket=bucket, Key=f"{key}.sha256")["Body"].read()
-    s3.put_object(Bucket=bucket, Key=f"{prefix}swapped-1.tar.gz.sha256", Body=recorded)
+    beside = f"{hashlib.sha256(tampered).hexdigest()}  swapped-1.tar.gz\n"
+    s3.put_object(Bucket=bucket, Key=f"{prefix}swapped-1.tar.gz.sha256", Body=beside.encode())
+    pinned = artifact_digest(running, worker.name)
     executor = executor_for(running, shim_dir, instance_role=True)
-    install = executor.run(worker, "install swapped-1", install_release_script("swapped-1"), 120)
+    install = executor.run(worker, "install swapped-1", install_release_script("swapped-1", pinned), 120)
     assert not install.ok
     assert (
         f"app-release: release swapped-1: artifact sha256 {hashlib.sha256(tampered).hexdigest()}, "
-        f"its checksum file says {recorded.decode().split()[0]}; not installed"
+        f"expected {pinned}; not installed"
     ) in install.stderr
     assert not machine.host_path(f"{layout.RELEASES_DIR}/swapped-1").exists()
 

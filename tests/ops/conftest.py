@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -15,6 +16,7 @@ import pytest
 from moto import mock_aws
 
 from offline_render.program import StackRender
+from ops import live_release
 
 REGION = "eu-west-1"
 # Any id: moto launches from an unknown image, and listing its built-in images takes seconds.
@@ -88,11 +90,26 @@ def release_parameter(prod: StackRender) -> str:
     return str(parameter["name"])
 
 
+# The artifacts' digests, as `build-release` wrote them beside r1.tar.gz and r2.tar.gz.
+DIGESTS = {"r1": "1" * 64, "r2": "2" * 64}
+
+
+@pytest.fixture(autouse=True)
+def built_releases(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """build/releases/ as `build-release` left it on the operator's machine: where deploy takes a
+    release's digest from when --sha256 is not given."""
+    build_dir = tmp_path_factory.mktemp("releases")
+    for release, digest in DIGESTS.items():
+        (build_dir / f"{release}.tar.gz.sha256").write_text(f"{digest}  {release}.tar.gz\n")
+    monkeypatch.setattr(live_release, "BUILD_DIR", build_dir)
+    return build_dir
+
+
 @pytest.fixture()
 def stack(aws: str, program_tags: list[dict[str, str]], release_parameter: str) -> dict[str, str]:
     """prod as the program creates it, in moto: the instances (Name tag -> instance id) and the
     live release parameter, seeded with the release every instance runs (FakeInstances' r1)."""
-    aws_client("ssm").put_parameter(Name=release_parameter, Value="r1", Type="String")
+    aws_client("ssm").put_parameter(Name=release_parameter, Value=f"r1@sha256:{DIGESTS['r1']}", Type="String")
     return {tags["Name"]: launch(tags) for tags in program_tags}
 
 

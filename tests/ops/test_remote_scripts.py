@@ -58,9 +58,10 @@ def run(machine: Path, script: str) -> list[list[str]]:
     return [json.loads(line) for line in (machine / "calls.jsonl").read_text().splitlines()]
 
 
-def test_a_hostile_release_name_reaches_app_release_as_one_argument(machine: Path) -> None:
+def test_a_hostile_release_name_and_digest_reach_app_release_as_one_argument_each(machine: Path) -> None:
     release_bin = scripts._contract()["release_bin"]
-    assert run(machine, scripts.install_release_script(HOSTILE)) == [["python3", release_bin, "install", HOSTILE]]
+    calls = run(machine, scripts.install_release_script(HOSTILE, HOSTILE))
+    assert calls == [["python3", release_bin, "install", HOSTILE, "--sha256", HOSTILE]]
 
 
 def test_a_hostile_release_name_is_activated_as_one_argument_then_the_units_restart(machine: Path) -> None:

@@ -11,14 +11,17 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from ops.cli import main
 from ops.live_release import default_parameter
 from ops.rollout import RESTART_MARGIN_SECONDS
 from ops.scripts import install_release_script, release_command_script, stop_timeouts_script, switch_release_script
 from ops.state import RolloutRecord, StateStore
+from tests.ops.conftest import DIGESTS
 from tests.ops.fake_instances import FakeInstances, check_lines
 from tests.ops.helpers import Run, run_ops
 
 WEB0, WEB1, WORKER1, BEAT = "prod-web-0", "prod-web-1", "prod-worker-0", "prod-worker-beat-0"
+R1, R2 = DIGESTS["r1"], DIGESTS["r2"]  # the artifacts' digests build-release wrote
 
 
 def fake(stack: dict[str, str], **options: Any) -> FakeInstances:
@@ -77,7 +80,7 @@ def test_deploy_sends_the_release_scripts_each_role_needs(stack, ssm_client, cap
     )
     sent = {(s.instance_id, s.purpose): s for s in run.ssm.sent}
     install = sent[(stack[WORKER1], "install r2")]
-    assert (install.script, install.execution_timeout) == (install_release_script("r2"), "600")
+    assert (install.script, install.execution_timeout) == (install_release_script("r2", DIGESTS["r2"]), "600")
     worker_switch = sent[(stack[WORKER1], "activate r2")]
     assert (worker_switch.script, worker_switch.execution_timeout) == (switch_release_script("worker", "r2"), "1900")
     assert sent[(stack[WEB0], "activate r2")].script == switch_release_script("web", "r2")
@@ -158,8 +161,11 @@ def test_a_failing_step_stops_the_deploy_and_prints_the_stacks_state(
     assert beat_line.startswith(
         "Beat: running" if step in before_pause else "Beat: UNKNOWN" if step == "pause Beat" else "Beat: PAUSED"
     )
-    assert "to continue: python -m ops deploy --release r2 --stack prod" in lines
-    assert "to roll back: python -m ops rollback --release r1 --stack prod" in lines or step == "read releases"
+    assert f"to continue: python -m ops deploy --release r2 --sha256 {R2} --stack prod" in lines
+    assert (
+        f"to roll back: python -m ops rollback --release r1 --sha256 {R1} --stack prod" in lines
+        or step == "read releases"
+    )
     # Nothing is sent after the failing command.
     (failed_at,) = [i for i, sent in enumerate(run.purposes()) if sent == (stack[where], purpose)]
     after = run.purposes()[failed_at + 1 :]
@@ -223,12 +229,12 @@ def test_a_failed_activate_reports_the_release_the_instance_really_has(stack, ss
 def test_deploy_records_the_release_it_replaced_and_rollback_returns_to_it(stack, ssm_client, capsys, tmp_path) -> None:
     answers = fake(stack)
     assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 0
-    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r2", "r1", complete=True)
+    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r2", "r1", True, R2, R1)
     run = deploy(stack, ssm_client, capsys, tmp_path, answers, command="rollback")
     assert run.code == 0, run.err
     assert named(stack, run) == expected_sequence("r1", command="rollback")
     assert set(answers.releases.values()) == {"r1"}
-    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r1", "r2", complete=True)
+    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r1", "r2", True, R1, R2)
 
 
 def test_continuing_an_interrupted_deploy_keeps_the_way_back_and_skips_switched_instances(
@@ -237,20 +243,21 @@ def test_continuing_an_interrupted_deploy_keeps_the_way_back_and_skips_switched_
     broken = ("Failed", 1, check_lines("web", {"healthcheck": "TimeoutError"}), "")
     answers = fake(stack, failures={("verify web", stack[WEB0]): broken})
     assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 1
-    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r2", "r1", complete=False)
+    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r2", "r1", False, R2, R1)
     answers.failures.clear()
     run = deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2")
     assert run.code == 0, run.err
-    assert (stack[WORKER1], "install r2") not in run.purposes()  # already on r2: verified only
+    assert (stack[WORKER1], "activate r2") not in run.purposes()  # already on r2: verified only
+    assert f"{stack[WORKER1]} ({WORKER1}): checking the digest of r2 ..." in run.out  # its copy is r2's artifact
     assert f"{stack[WORKER1]} ({WORKER1}): already on r2; verifying only" in run.out
-    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r2", "r1", complete=True)
+    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r2", "r1", True, R2, R1)
 
 
 def test_repeating_a_finished_deploy_keeps_the_recorded_way_back(stack, ssm_client, capsys, tmp_path) -> None:
     answers = fake(stack)
     assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 0
     assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 0
-    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r2", "r1", complete=True)
+    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r2", "r1", True, R2, R1)
 
 
 def test_rollback_without_a_recorded_release_is_refused_before_anything_is_sent(
@@ -325,7 +332,7 @@ def test_a_stop_timeout_beyond_ssms_maximum_stops_before_beat_is_paused(stack, s
             "previous 'r1; rm -rf ~' is not a release name",
         ),
         (b'{"target": "r2", "previous": 7, "complete": true}', "previous 7 is not a release name"),
-        (b'["r2", "r1"]', "expected an object with release, previous and complete"),
+        (b'["r2", "r1"]', "expected an object with release, previous, complete, sha256 and previous_sha256"),
     ],
 )
 def test_a_state_file_the_tool_did_not_write_is_one_line_and_nothing_is_sent(
@@ -365,15 +372,15 @@ def test_deploy_and_rollback_record_the_live_release_after_verify(
     answers = fake(stack)
     run = deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2")
     assert run.code == 0, run.err
-    assert live_value(ssm_client, release_parameter) == "r2"
-    assert f"  live release ({release_parameter}): r1" in run.out  # read before anything changed
-    assert f"live release ({release_parameter}): r2; new instances boot it" in run.out
+    assert live_value(ssm_client, release_parameter) == f"r2@sha256:{R2}"
+    assert f"  live release ({release_parameter}): r1@sha256:{R1}" in run.out  # read before anything changed
+    assert f"live release ({release_parameter}): r2@sha256:{R2}; new instances boot it" in run.out
     described = ssm_client.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [release_parameter]}])[
         "Parameters"
     ]
     assert [p["Type"] for p in described] == ["String"]
     assert deploy(stack, ssm_client, capsys, tmp_path, answers, command="rollback").code == 0
-    assert live_value(ssm_client, release_parameter) == "r1"
+    assert live_value(ssm_client, release_parameter) == f"r1@sha256:{R1}"
 
 
 def test_a_failed_deploy_leaves_the_live_release_alone(stack, ssm_client, capsys, tmp_path, release_parameter) -> None:
@@ -381,7 +388,7 @@ def test_a_failed_deploy_leaves_the_live_release_alone(stack, ssm_client, capsys
         stack, failures={("verify web", stack[WEB1]): ("Failed", 1, check_lines("web", {"healthcheck": "x"}), "")}
     )
     assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 1
-    assert live_value(ssm_client, release_parameter) == "r1"
+    assert live_value(ssm_client, release_parameter) == f"r1@sha256:{R1}"
 
 
 def test_an_instance_that_fell_back_is_not_recorded_as_switched(
@@ -400,7 +407,7 @@ def test_an_instance_that_fell_back_is_not_recorded_as_switched(
     run = deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2")
     assert run.code == 1
     assert f"STOPPED at step 'confirm releases': not on r2: {stack[WORKER1]} ({WORKER1})" in run.err
-    assert live_value(ssm_client, release_parameter) == "r1"
+    assert live_value(ssm_client, release_parameter) == f"r1@sha256:{R1}"
 
 
 def test_a_parameter_that_is_not_a_release_name_stops_the_deploy_before_anything_changes(
@@ -454,7 +461,7 @@ def test_a_failing_release_command_stops_the_deploy_with_nothing_switched_and_it
     )
     assert not any(purpose.startswith(("activate", "beat")) for _, purpose in run.purposes())
     assert set(answers.releases.values()) == {"r1"}
-    assert live_value(ssm_client, release_parameter) == "r1"
+    assert live_value(ssm_client, release_parameter) == f"r1@sha256:{R1}"
     assert "  Beat: running (never paused)" in run.err
     row = next(line for line in state_lines(run) if f"({BEAT})" in line)
     assert row.endswith("release r1 <- release command failed here")
@@ -466,3 +473,63 @@ def test_rollback_runs_no_release_command(stack, ssm_client, capsys, tmp_path) -
     assert run.code == 0, run.err
     assert not any(purpose.startswith("release command") for _, purpose in run.purposes())
     assert set(answers.releases.values()) == {"r1"}
+
+
+# --- the artifact's digest, pinned with the live release (docs/release-digest.md) --------------
+
+
+def test_deploy_pins_the_given_digest_in_every_install_and_in_the_live_release(
+    stack, ssm_client, capsys, tmp_path, release_parameter
+) -> None:
+    given = "c" * 64
+    run = deploy(stack, ssm_client, capsys, tmp_path, fake(stack), "--release", "r2", "--sha256", given)
+    assert run.code == 0, run.err
+    installs = [s.script for s in run.ssm.sent if s.purpose == "install r2"]
+    assert installs == [install_release_script("r2", given)] * 4
+    assert f"install r2 --sha256 {given}\n" in installs[0]
+    assert live_value(ssm_client, release_parameter) == f"r2@sha256:{given}"
+
+
+def test_rollback_pins_the_digest_the_live_release_had_not_a_local_build(
+    stack, ssm_client, capsys, tmp_path, release_parameter, built_releases
+) -> None:
+    (built_releases / "r1.tar.gz.sha256").unlink()  # only the state remembers r1's digest
+    answers = fake(stack)
+    assert deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2").code == 0
+    run = deploy(stack, ssm_client, capsys, tmp_path, answers, command="rollback")
+    assert run.code == 0, run.err
+    assert [s.script for s in run.ssm.sent if s.purpose == "install r1"] == [install_release_script("r1", R1)] * 4
+    assert live_value(ssm_client, release_parameter) == f"r1@sha256:{R1}"
+    assert StateStore(tmp_path, "django-stack", "prod").load() == RolloutRecord("r1", "r2", True, R1, R2)
+
+
+def test_a_deploy_without_a_known_digest_is_refused_in_one_line_before_anything_is_sent(
+    stack, ssm_client, capsys, tmp_path, release_parameter
+) -> None:
+    run = deploy(stack, ssm_client, capsys, tmp_path, fake(stack), "--release", "r3")
+    assert run.code == 2
+    assert run.err == (
+        "python -m ops: error: --sha256: no digest known for release r3; give the one build-release printed "
+        "(its r3.tar.gz.sha256)\n"
+    )
+    assert run.ssm.sent == [] and live_value(ssm_client, release_parameter) == f"r1@sha256:{R1}"
+    with pytest.raises(SystemExit) as refused:  # argparse's own refusal
+        main(["deploy", "--stack", "prod", "--release", "r2", "--sha256", "ABC"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err == (
+        "python -m ops deploy: error: argument --sha256: 'ABC' is not a SHA-256 (64 lowercase hex digits)\n"
+    )
+
+
+def test_an_instance_already_on_the_release_from_another_artifact_stops_the_deploy_before_any_switch(
+    stack, ssm_client, capsys, tmp_path, release_parameter
+) -> None:
+    refused = f"app-release: release r2: installed from sha256 {'9' * 64}, expected {R2}; "
+    answers = fake(stack, failures={("install r2", stack[WORKER1]): ("Failed", 1, "", refused + "not activated\n")})
+    answers.releases[stack[WORKER1]] = "r2"  # installed and active earlier, from another artifact
+    run = deploy(stack, ssm_client, capsys, tmp_path, answers, "--release", "r2")
+    assert run.code == 1
+    assert "STOPPED at step 'install'" in run.err and "not activated" in run.err
+    assert (stack[WORKER1], "install r2") in run.purposes()
+    assert not [purpose for _, purpose in run.purposes() if purpose.startswith("activate")]
+    assert live_value(ssm_client, release_parameter) == f"r1@sha256:{R1}"

@@ -15,7 +15,7 @@ from ops.scaling import HELD_PROCESSES, SUSPENDED_BY, suspend
 from tests.ops.conftest import aws_client, launch
 from tests.ops.fake_instances import Answer, FakeInstances
 from tests.ops.helpers import run_ops
-from tests.ops.test_rollout import BEAT, WEB0, WORKER1, deploy, fake
+from tests.ops.test_rollout import BEAT, R1, R2, WEB0, WORKER1, deploy, fake
 from tests.ops.test_rotation import rotate
 
 
@@ -172,8 +172,8 @@ def test_a_signal_mid_deploy_resumes_groups_and_beat_and_prints_the_state_report
     name = signal.Signals(signum).name
     assert report[0] == f"deploy r2 STOPPED at step 'activate and restart': interrupted by {name}"
     assert f"  Beat: running (resumed on {stack[BEAT]} ({BEAT}) when the command was interrupted)" in report
-    assert "to continue: python -m ops deploy --release r2 --stack prod" in report
-    assert "to roll back: python -m ops rollback --release r1 --stack prod" in report
+    assert f"to continue: python -m ops deploy --release r2 --sha256 {R2} --stack prod" in report
+    assert f"to roll back: python -m ops rollback --release r1 --sha256 {R1} --stack prod" in report
     assert "Auto Scaling: Launch, ReplaceUnhealthy, AZRebalance, InstanceRefresh resumed on prod-web-abc123" in run.out
     assert signal.getsignal(signal.SIGTERM) is before  # the tool's handlers are gone again
 

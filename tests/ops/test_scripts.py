@@ -29,7 +29,7 @@ ALL_SCRIPTS = {
     "beat start": beat_script("start"),
     "tasks in flight": tasks_in_flight_script(5),
     "current release": current_release_script(),
-    "install": install_release_script("2026.11.25-2"),
+    "install": install_release_script("2026.11.25-2", "ab" * 32),
     "switch web": switch_release_script("web", "2026.11.25-2"),
     "switch worker": switch_release_script("worker", "2026.11.25-2"),
     "stop timeouts web": stop_timeouts_script("web"),

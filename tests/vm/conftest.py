@@ -89,7 +89,7 @@ def booted(
         if name == "web":
             deploy = {
                 "release": vm_image.NEXT_RELEASE,
-                "install": install_release_script(vm_image.NEXT_RELEASE),
+                "install": install_release_script(vm_image.NEXT_RELEASE, image.artifact_sha256(vm_image.NEXT_RELEASE)),
                 "switch": switch_release_script("web", vm_image.NEXT_RELEASE),
             }
             boots[name] = start(name, "web", stack.roles["web"][0], image.base, scenario="deploy", deploy=deploy)
@@ -110,14 +110,17 @@ def booted(
 
 
 @pytest.fixture(scope="session")
-def replaced_web(booted: Callable[[str], harness.Boot], stack: harness.VmStack, parameter_store: Any) -> harness.Boot:
+def replaced_web(
+    booted: Callable[[str], harness.Boot], stack: harness.VmStack, parameter_store: Any, image: vm_image.Image
+) -> harness.Boot:
     """After the deploy on `web` succeeded, the ops tool records the live release; then a fresh
     web instance boots (same user-data, app.release still the old one)."""
-    from ops.live_release import record
+    from ops.live_release import PinnedRelease, record
 
     deploy = booted("web").first("deploy")
     assert deploy["switch"] and deploy["switch"]["rc"] == 0, deploy
-    record(parameter_store, stack.release_parameter, deploy["active_after"])
+    release = deploy["active_after"]
+    record(parameter_store, stack.release_parameter, PinnedRelease(release, image.artifact_sha256(release)))
     return booted("web-replaced")
 
 
