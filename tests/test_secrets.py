@@ -14,7 +14,15 @@ import pytest
 from components import secrets
 from components.secrets import Secrets, SecretsArgs
 from offline_render.fake_aws import RecordedResource, RecordingMocks, revealed, write_only
-from offline_render.program import StackRender, apply_overrides, decode_user_data, run_program, stack_file_config
+from offline_render.program import (
+    StackRender,
+    apply_overrides,
+    decode_user_data,
+    launched_instances,
+    run_program,
+    stack_file_config,
+)
+from offline_render.report import render_files
 from tests.conftest import is_secret, of_type
 
 KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab"
@@ -75,6 +83,9 @@ def test_no_secret_value_reaches_the_state_the_outputs_or_user_data(markers: Non
     assert revealed(by_name["prod-django-secret-key"]["valueWo"]) == DJANGO_KEY
     assert all(is_secret(by_name[name][key]) for name, key in [("prod-redis-group", "authTokenWo")])
     assert not [r for r in render.resources if r.type_.startswith("random:")]
+    # Nor the offline render's files (what a reviewer reads, what CI uploads from every pull request).
+    for path, file in render_files(StackRender("prod", launched_instances(render.resources), render.resources)).items():
+        assert TOKEN not in file.content and DJANGO_KEY not in file.content, path
 
 
 def test_the_group_takes_the_token_read_back_from_the_next_parameter(markers: None, monkeypatch) -> None:
