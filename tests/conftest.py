@@ -19,6 +19,7 @@ from offline_render.program import StackRender, fresh_event_loop, render_stack, 
 from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
 from settings import Settings, load_settings
 from tests import REPO_ROOT
+from tests.machine_scripts import sweep_shipped_dirs
 from userdata.layout import ORIGINAL_PROJECT
 
 TESTS = Path(__file__).resolve().parent
@@ -43,6 +44,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     # pytest-xdist registers it too; a run with `-p no:xdist` still meets it in the test modules.
     config.addinivalue_line("markers", "xdist_group(name): tests that share a costly setup, run by one xdist worker")
+    if not hasattr(config, "workerinput"):  # once per run, in the controlling process
+        sweep_shipped_dirs()
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

@@ -5,6 +5,7 @@ Shared by the unit lane (app-release without AWS) and the e2e lane (with moto an
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import io
@@ -12,6 +13,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import stat
 import subprocess
 import tarfile
@@ -27,10 +29,30 @@ _SANDBOX = (FILES.parent / "templates" / "sandbox.conf").read_text()
 UNIT_UMASK = int(re.search(r"^UMask=([0-7]+)$", _SANDBOX, re.MULTILINE).group(1), 8)
 
 
+# The shipped copies go into one directory per process, named by its pid: removed when the
+# process exits, and by the next run's sweep (tests/conftest.py) when it was killed.
+SHIPPED_PREFIX = "shipped-"
+
+
+@functools.cache
+def _shipped_dir() -> Path:
+    directory = Path(tempfile.mkdtemp(prefix=f"{SHIPPED_PREFIX}{os.getpid()}-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
+
+
+def sweep_shipped_dirs() -> None:
+    """What a killed run left: copies whose process is gone (a running suite's stay)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{SHIPPED_PREFIX}*-*"):
+        pid = path.name.removeprefix(SHIPPED_PREFIX).split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 @functools.cache
 def shipped(name: str) -> Path:
     """userdata/files/<name> as machines get it, as an executable file to run."""
-    path = Path(tempfile.mkdtemp(prefix="shipped-")) / name
+    path = _shipped_dir() / name
     path.write_text(shipped_script(name))
     path.chmod(0o755)
     return path

@@ -566,3 +566,18 @@ def test_the_app_serves_the_running_releases_static_files_and_bridges_the_instal
     # ... which is where the machine's app-release keeps the installed releases' hashed files.
     tool = runpy.run_path(str(FILES / "app-release"), run_name="app_release")
     assert str(tool["STATIC_BRIDGE"]) == env["DJANGO_STATIC_BRIDGE_ROOT"]
+
+
+def test_the_sweep_removes_shipped_copies_of_dead_runs_only(monkeypatch, tmp_path):
+    import os
+
+    from tests import machine_scripts
+
+    monkeypatch.setattr(machine_scripts.tempfile, "gettempdir", lambda: str(tmp_path))
+    child = subprocess.Popen(["true"])  # its pid names a process that has exited (and been reaped)
+    child.wait()
+    mine, gone = tmp_path / f"shipped-{os.getpid()}-abc", tmp_path / f"shipped-{child.pid}-def"
+    mine.mkdir()
+    gone.mkdir()
+    machine_scripts.sweep_shipped_dirs()
+    assert mine.is_dir() and not gone.exists()
