@@ -145,13 +145,16 @@ def test_a_failing_migration_stops_the_deploy_with_every_instance_on_release_1(
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (source / "src/shelf/migrations/0003_subtitle.py").write_text(FAILING_MIGRATION)
     release_env = parse_env_file(stack.web.host_path(layout.RELEASE_ENV).read_text())
-    upload_release(stack.store, release_env, build_release(FAILING_RELEASE, tmp_path / "artifacts", app=source))
+    artifact = build_release(FAILING_RELEASE, tmp_path / "artifacts", app=source)
+    upload_release(stack.store, release_env, artifact)
+    digest = Path(f"{artifact}.sha256").read_text().split()[0]  # what the builder printed
 
     live = LiveReleaseParameter(stack.store.client("ssm"), release_env["RELEASE_PARAMETER"])
     printed: list[str] = []
     rollout = Rollout(
         kind="deploy",
         release=FAILING_RELEASE,
+        sha256=digest,
         executor=executor_for(stack),
         instances=instances(stack),
         timeouts=Timeouts(),
