@@ -966,8 +966,6 @@ def load_settings(
             )
         else:
             problems.append(f"{key}: unknown key; allowed keys here: {', '.join(SECTIONS)}")
-    values, replaced = _without_replaced_keys(values)
-    problems += replaced
     # The engine hands the program a secret decrypted and marks its whole key; the stack file (and
     # so the offline render) holds it as {"secure": ...}. Either way it would go out in plain text.
     secret = [(key, "") for key in sorted(set(secret_keys) & set(values))]
@@ -1042,30 +1040,6 @@ def _secure_paths(value: Any, path: str = "") -> list[str]:
 
 def _snake(key: str) -> str:
     return re.sub(r"[A-Z]", lambda upper: "_" + upper[0].lower(), key)
-
-
-def _without_replaced_keys(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Keys of the instance-per-resource fleet, refused with what replaces them (the Auto
-    Scaling groups); dropped so the rest of the section is still checked."""
-    problems = []
-    cleaned = dict(values)
-    for section in ("web", "worker"):
-        body = values.get(section)
-        if isinstance(body, dict) and "count" in body:
-            problems.append(
-                f"{section}.count: replaced by the Auto Scaling group's sizes; "
-                "set minSize, desiredCapacity and maxSize"
-                + ("; the Beat instance is its own group, not counted here" if section == "worker" else "")
-            )
-            cleaned[section] = {k: v for k, v in body.items() if k != "count"}
-    beat = (cleaned.get("worker") or {}).get("beat") if isinstance(cleaned.get("worker"), dict) else None
-    if isinstance(beat, (int, str)) and not isinstance(beat, bool) and str(beat).isdigit() and int(beat) > 1:
-        problems.append(
-            f"worker.beat: got {beat!r}; Beat's Auto Scaling group has exactly one instance "
-            "(two Beats send every periodic task twice); allowed: true, false"
-        )
-        cleaned["worker"] = {k: v for k, v in cleaned["worker"].items() if k != "beat"}
-    return cleaned, problems
 
 
 # The Graviton families (every other family is x86_64), for the instance types the provider
