@@ -24,6 +24,7 @@ import msgspec
 from msgspec import Meta
 
 import release_name
+from aws_limits import MAX_LIFECYCLE_HOLD_SECONDS
 from userdata.layout import (
     AGENT_VERSION_PATTERN,
     AGENT_VERSIONS,
@@ -529,9 +530,6 @@ class QueueSettings(_Section, frozen=True):
                 f"({self.hard_time_limit}) so the task can clean up before it is killed",
             )
 
-
-# Auto Scaling's limit on a lifecycle hook's heartbeat timeout.
-MAX_LIFECYCLE_HOLD_SECONDS = 7200
 
 DEFAULT_QUEUES = (
     QueueSettings(name="default", concurrency=4, soft_time_limit=240, hard_time_limit=300),
