@@ -112,10 +112,14 @@ def _value_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return f"`{int(value)}`"
     if isinstance(value, (list, tuple)) and value and all(isinstance(item, dict) and "name" in item for item in value):
-        return " and ".join(f"`{item['name']}`" for item in value) + " (below)"
+        return " and ".join(f"`{item['name']}` ({_fields_text(item)})" for item in value)
     if isinstance(value, (list, tuple)):
         return f"`[{', '.join(str(item) for item in value)}]`"
     return f"`{json.dumps(value)}`"
+
+
+def _fields_text(item: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in item.items() if key != "name" and value not in ([], ()))
 
 
 def _cell(text: str) -> str:
