@@ -90,8 +90,8 @@ def _range_text(low: Any, high: Any) -> str:
 
 def _number_text(kind: str, prop: dict[str, Any]) -> str:
     if "exclusiveMinimum" in prop:
-        bounds = [f"> {prop['exclusiveMinimum']}"] + ([f"<= {prop['maximum']}"] if "maximum" in prop else [])
-        return f"{kind} {', '.join(bounds)}"
+        limits = [f"> {prop['exclusiveMinimum']}"] + ([f"<= {prop['maximum']}"] if "maximum" in prop else [])
+        return f"{kind} {', '.join(limits)}"
     bounds = _range_text(prop.get("minimum"), prop.get("maximum"))
     return f"{kind} {bounds}" if bounds else kind
 
