@@ -24,6 +24,7 @@ import msgspec
 from msgspec import Meta
 
 import release_name
+from aws_limits import MAX_LIFECYCLE_HOLD_SECONDS
 from userdata.layout import (
     AGENT_VERSION_PATTERN,
     AGENT_VERSIONS,
@@ -50,7 +51,10 @@ _PYTHON_MODULE = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 
 Count = Annotated[int, Meta(ge=0, le=50)]
 Percent = Annotated[int, Meta(ge=0, le=100)]
-Seconds = Annotated[int, Meta(ge=1, le=7 * 24 * 3600)]
+Seconds = Annotated[int, Meta(ge=1, le=7 * 24 * 3600, description="seconds")]
+LogRetentionDays = Annotated[
+    int, Meta(description="days, one of CloudWatch Logs' retentions: 1, 3, 5, 7, 14, 30, 60, 90, ..., 3653")
+]
 InstanceType = Annotated[
     str, Meta(pattern=_full(r"[a-z][a-z0-9-]*\.[a-z0-9]+"), description='an EC2 instance type, e.g. "t3.small"')
 ]
@@ -194,7 +198,7 @@ class EngineVersions:
 
 # ElastiCache's parameter group families follow engine and major version (redis7, valkey7,
 # valkey8: "Engine specific parameters"); Valkey starts at 7.2. Cluster mode and Serverless are
-# not offered for either engine: kombu's Redis transport needs one keyspace (README).
+# not offered for either engine: kombu's Redis transport needs one keyspace (docs/architecture.md).
 ENGINE_VERSIONS: dict[str, EngineVersions] = {
     "redis": EngineVersions(r"7\.[0-9]+", '7.x, e.g. "7.1"', "7.1"),
     "valkey": EngineVersions(r"7\.2|8\.[0-9]+", '7.2 or 8.x, e.g. "8.1"', "8.1"),
@@ -225,7 +229,7 @@ class RedisSettings(_Section, frozen=True):
         ),
     ] = "sun:05:00-sun:06:00"
     apply_immediately: bool = False
-    slow_log_retention_days: Annotated[int, Meta(ge=1, le=3653)] = 14
+    slow_log_retention_days: Annotated[LogRetentionDays, Meta(ge=1, le=3653)] = 14
     # A CA bundle on the instances for a Redis whose certificate is not publicly trusted
     # (self-managed Redis, the tests). ElastiCache's certificates chain to the system store.
     ca_cert_file: (
@@ -238,7 +242,7 @@ class RedisSettings(_Section, frozen=True):
         ]
         | None
     ) = None
-    # Token rotation (README): bump the version with strategy ROTATE (old and new token both
+    # Token rotation (docs/operations.md): bump the version with strategy ROTATE (old and new token both
     # valid), move every client to the new one, then apply once more with SET.
     auth_token_version: Annotated[int, Meta(ge=1)] = 1
     auth_token_update_strategy: Literal["ROTATE", "SET"] = "ROTATE"
@@ -318,7 +322,9 @@ class AppSettings(_Section, frozen=True):
     ) = None
     # s3: new instances download the release artifact; ami: the AMI already carries it.
     source: Literal["s3", "ami"] = "s3"
-    artifact_bucket: str | None = None  # checked by S3's naming rules below
+    artifact_bucket: (  # checked by S3's naming rules below
+        Annotated[str, Meta(description='an S3 bucket name (no s3://, no path), e.g. "my-releases"')] | None
+    ) = None
     artifact_prefix: Annotated[
         str, Meta(pattern=_full(r"([A-Za-z0-9._-]+/)*"), description='"" or folders ending in "/", e.g. "releases/"')
     ] = "releases/"
@@ -525,9 +531,6 @@ class QueueSettings(_Section, frozen=True):
             )
 
 
-# Auto Scaling's limit on a lifecycle hook's heartbeat timeout.
-MAX_LIFECYCLE_HOLD_SECONDS = 7200
-
 DEFAULT_QUEUES = (
     QueueSettings(name="default", concurrency=4, soft_time_limit=240, hard_time_limit=300),
     QueueSettings(name="long", concurrency=2, soft_time_limit=1500, hard_time_limit=1800),
@@ -535,7 +538,7 @@ DEFAULT_QUEUES = (
 
 
 class WorkerScalingSettings(_Section, frozen=True):
-    """How the worker group follows the queues (README "Worker scaling")."""
+    """How the worker group follows the queues (docs/monitoring.md, "Worker scaling")."""
 
     # The backlog (messages waiting, all queues) each in-service worker instance should carry:
     # above it the group launches instances, below it terminates them (warm, through the hook).
@@ -660,7 +663,7 @@ class LoadBalancerSettings(_Section, frozen=True):
     ) = None
     # Liveness, not readiness: the group replaces instances that fail it, so it must not depend on
     # the shared broker (a Redis outage would otherwise replace every web instance, in a loop).
-    health_check_path: str = "/livez"
+    health_check_path: Annotated[str, Meta(description='a URL path from /, e.g. "/livez"')] = "/livez"
     # A bucket whose policy already lets Elastic Load Balancing write to it (AWS's access-log
     # guide); none: no access logs.
     access_logs_bucket: (
@@ -755,11 +758,17 @@ _IAM_PRINCIPAL_ARN = r"\Aarn:aws(-[a-z]+)*:iam::\d{12}:(root|role/[\w+=,.@/-]+|u
 
 
 class SecuritySettings(_Section, frozen=True):
-    """The stack key, VPC flow logs and deletion protection (README "Security")."""
+    """The stack key, VPC flow logs and deletion protection (docs/security.md)."""
 
     # Encrypt with this key instead of creating one per stack; its policy must grant what the
-    # stack key's grants (README "Security").
-    kms_key_arn: str | None = None
+    # stack key's grants (docs/security.md).
+    kms_key_arn: (
+        Annotated[
+            str,
+            Meta(description='a KMS key ARN in the stack\'s region, e.g. "arn:aws:kms:<region>:<account>:key/<id>"'),
+        ]
+        | None
+    ) = None
     # Who administers the stack key (never uses it to decrypt outside SSM, ElastiCache, EC2):
     # the account (its IAM policies decide) unless a deploy role is named here.
     key_administrator_arn: (
@@ -772,7 +781,7 @@ class SecuritySettings(_Section, frozen=True):
         ]
         | None
     ) = None
-    flow_log_retention_days: int = 90
+    flow_log_retention_days: LogRetentionDays = 90
     # Refuse to delete the Redis replication group and the stack key (`pulumi destroy` and
     # replacements fail) until this is turned off on purpose.
     protect: bool = False
@@ -791,14 +800,14 @@ class SecuritySettings(_Section, frozen=True):
 
 
 class LogSettings(_Section, frozen=True):
-    """The instances' logs in CloudWatch Logs (README "Logs"): one group per role, shipped by AWS's
+    """The instances' logs in CloudWatch Logs (docs/monitoring.md): one group per role, shipped by AWS's
     CloudWatch agent, installed at first boot like the SSM agent unless the image has it
     (`preinstalled`) or the stack ships no logs (`off`)."""
 
     agent: Literal["install", "preinstalled", "off"] = "install"
     # The CloudWatch agent release installed at first boot (its bucket's debian/<arch>/<version>/).
     agent_version: AgentVersion = AGENT_VERSIONS[CLOUDWATCH_AGENT_PACKAGE]
-    retention_days: int = 30
+    retention_days: LogRetentionDays = 30
 
     def __post_init__(self) -> None:
         _check_retention("retentionDays", self.retention_days)
@@ -861,7 +870,7 @@ EmailAddress = Annotated[
 
 
 class AlertsSettings(_Section, frozen=True):
-    """Who is told and when: the alarms' thresholds (README "Alarms")."""
+    """Who is told and when: the alarms' thresholds (docs/monitoring.md)."""
 
     # Subscribed to the stack's alert topics; each confirms by mail before anything reaches it.
     emails: tuple[EmailAddress, ...] = ()
@@ -955,8 +964,6 @@ def load_settings(
             )
         else:
             problems.append(f"{key}: unknown key; allowed keys here: {', '.join(SECTIONS)}")
-    values, replaced = _without_replaced_keys(values)
-    problems += replaced
     # The engine hands the program a secret decrypted and marks its whole key; the stack file (and
     # so the offline render) holds it as {"secure": ...}. Either way it would go out in plain text.
     secret = [(key, "") for key in sorted(set(secret_keys) & set(values))]
@@ -1031,30 +1038,6 @@ def _secure_paths(value: Any, path: str = "") -> list[str]:
 
 def _snake(key: str) -> str:
     return re.sub(r"[A-Z]", lambda upper: "_" + upper[0].lower(), key)
-
-
-def _without_replaced_keys(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Keys of the instance-per-resource fleet, refused with what replaces them (the Auto
-    Scaling groups); dropped so the rest of the section is still checked."""
-    problems = []
-    cleaned = dict(values)
-    for section in ("web", "worker"):
-        body = values.get(section)
-        if isinstance(body, dict) and "count" in body:
-            problems.append(
-                f"{section}.count: replaced by the Auto Scaling group's sizes; "
-                "set minSize, desiredCapacity and maxSize"
-                + ("; the Beat instance is its own group, not counted here" if section == "worker" else "")
-            )
-            cleaned[section] = {k: v for k, v in body.items() if k != "count"}
-    beat = (cleaned.get("worker") or {}).get("beat") if isinstance(cleaned.get("worker"), dict) else None
-    if isinstance(beat, (int, str)) and not isinstance(beat, bool) and str(beat).isdigit() and int(beat) > 1:
-        problems.append(
-            f"worker.beat: got {beat!r}; Beat's Auto Scaling group has exactly one instance "
-            "(two Beats send every periodic task twice); allowed: true, false"
-        )
-        cleaned["worker"] = {k: v for k, v in cleaned["worker"].items() if k != "beat"}
-    return cleaned, problems
 
 
 # The Graviton families (every other family is x86_64), for the instance types the provider
@@ -1205,10 +1188,12 @@ def _describe(section: str, value: Any, error: str) -> str:
     where = f"{section}{path}"
     if unknown := re.match(r"Object contains unknown field `([^`]+)`", message):
         model = _model_at(SECTIONS[section], path)
-        allowed = ", ".join(f.encode_name for f in msgspec.structs.fields(model)) if model else "see the README"
+        allowed = (
+            ", ".join(f.encode_name for f in msgspec.structs.fields(model)) if model else "see docs/configuration.md"
+        )
         return f"{where}.{unknown[1]}: unknown key; allowed keys here: {allowed}"
     if missing := re.match(r"Object missing required field `([^`]+)`", message):
-        return f"{where}.{missing[1]}: missing; this key is required (see the README's config reference)"
+        return f"{where}.{missing[1]}: missing; this key is required (see docs/configuration.md)"
     if key_problem := re.fullmatch(r"([A-Za-z]+(?:\.[A-Za-z0-9_]+)?): (.*)", message, re.S):  # from __post_init__
         return f"{where}.{key_problem[1]}: {key_problem[2]}"
     field = _field_at(SECTIONS[section], path)

@@ -39,7 +39,7 @@ SCALE_IN_FRACTION = 0.9
 CONCURRENCY = 4  # Pulumi.prod.yaml: the default queue's concurrency
 MEAN_TASK_SECONDS = 5.0
 MIN_SIZE, MAX_SIZE = 1, 10
-MEASURED_BOOT = 254  # README "Benchmarks": bench/vm_boot.py, worker, TCG (2026-11-26)
+MEASURED_BOOT = 254  # docs/performance.md: bench/vm_boot.py, worker, TCG (2026-11-26)
 REALISTIC_BOOT = 90
 
 

@@ -72,8 +72,7 @@ class AccessArgs:
             raise ValueError(f"metrics_kind: {self.metrics_kind!r}; needs to be one of kinds and a metrics_namespace")
 
 
-# The role that was shared by web and workers before roles were split per kind: it lives on as
-# the worker kind's (aliases), so the split creates the web and Beat roles and replaces nothing.
+# The kind whose role and profile keep the names of the role all kinds once shared (UPGRADE.md).
 SHARED_ROLE_KIND = "worker"
 
 

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_aws as aws
 
+from aws_limits import MAX_LIFECYCLE_HOLD_SECONDS, MIN_LIFECYCLE_HOLD_SECONDS
 from components.signals import GROUP_METRICS, CeleryMetrics, backlog_per_instance
 
 # Debian's own AWS account: the official Debian 12 AMIs. Debian 12 is what this repository's VM
@@ -33,9 +34,9 @@ DEBIAN_AMI_OWNER = "136693071363"
 DEBIAN_ARCHITECTURES = {"x86_64": "amd64", "arm64": "arm64"}
 # Debian's AMIs boot from this device.
 ROOT_DEVICE = "/dev/xvda"
-# From launch to serving: docs/vm.md measured at most 138 s boot-to-ready (every unit active)
-# on a loaded 2-core host under emulation; twice that, so a slow first boot (package installs
-# from the mirrors) is not killed as unhealthy before it is ready.
+# From launch to serving: longer than the slowest boot-to-ready measured (docs/performance.md,
+# bench/vm_boot.py; tests/test_fleet.py holds the two together), so a slow first boot is not
+# replaced as unhealthy before it is ready.
 BOOT_GRACE_SECONDS = 300
 
 
@@ -49,9 +50,6 @@ class GroupSize:
         if not 0 <= self.min_size <= self.desired_capacity <= self.max_size:
             raise ValueError(f"sizes: {self}; need 0 <= min_size <= desired_capacity <= max_size")
 
-
-# Auto Scaling's bounds on a lifecycle hook's heartbeat timeout.
-MAX_HOOK_HOLD_SECONDS = 7200
 
 # Beat: exactly one instance, always.
 BEAT_SIZE = GroupSize(1, 1, 1)
@@ -123,9 +121,10 @@ class FleetArgs:
             raise ValueError(f"min_healthy_percentage: {self.min_healthy_percentage}; allowed: 0 to 100")
         if (self.beat_user_data is None) != (self.beat_instance_profile_name is None or self.beat_role_name is None):
             raise ValueError("beat_instance_profile_name, beat_role_name: needed exactly when beat_user_data is")
-        if not 30 <= self.termination_hold_seconds <= MAX_HOOK_HOLD_SECONDS:
+        if not MIN_LIFECYCLE_HOLD_SECONDS <= self.termination_hold_seconds <= MAX_LIFECYCLE_HOLD_SECONDS:
             raise ValueError(
-                f"termination_hold_seconds: {self.termination_hold_seconds}; allowed: 30 to {MAX_HOOK_HOLD_SECONDS}"
+                f"termination_hold_seconds: {self.termination_hold_seconds}; "
+                f"allowed: {MIN_LIFECYCLE_HOLD_SECONDS} to {MAX_LIFECYCLE_HOLD_SECONDS}"
             )
 
 

@@ -42,7 +42,7 @@ class RedisArgs:
     auth_token_version: int
     # Encrypts the data at rest, its snapshots and both logs. Changing it replaces the group.
     kms_key_arn: pulumi.Input[str]
-    # `pulumi destroy` and replacements of the group fail while set (README "Deleting a stack on purpose").
+    # `pulumi destroy` and replacements of the group fail while set (docs/operations.md, "Deleting a stack on purpose").
     protect: bool
     # The Parameter Store name the instances read the token from.
     auth_token_parameter: str
@@ -66,8 +66,7 @@ class Redis(pulumi.ComponentResource):
         tags = args.tags
 
         def renamed_from(old_suffix: str, **options: Any) -> pulumi.ResourceOptions:
-            # These children were once named `<name>-<old_suffix>`, which did not say they are
-            # Redis's: the alias lets existing stacks keep (not replace) them under the new name.
+            # Existing stacks keep (not replace) these under their current names (UPGRADE.md).
             return pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=f"{name}-{old_suffix}")], **options)
 
         subnets = aws.elasticache.SubnetGroup(
@@ -161,7 +160,7 @@ class Redis(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[group],
-                # It was the Secrets component's child: the alias keeps it the same resource.
+                # Existing stacks keep this parameter (UPGRADE.md, "The token parameter moved").
                 aliases=[pulumi.Alias(parent=pulumi.create_urn(name, secrets.TYPE))],
             ),
         )

@@ -54,7 +54,7 @@ class SecretsArgs:
     django_secret_key_version: int
     # Where a new token waits until ElastiCache has it; only the deploy role reads it.
     auth_token_next_parameter: str
-    # A new version generates a new token (rotation, see the README).
+    # A new version generates a new token (rotation, docs/operations.md).
     auth_token_version: int
     # The stack key (or the configured one): never the account-wide aws/ssm key.
     kms_key_arn: pulumi.Input[str]

@@ -68,7 +68,7 @@ class AlarmRule:
     threshold: float
     periods: int
     missing: Missing
-    # What it means and what to do: the alarm's description, and its line in the README.
+    # What it means and what to do: the alarm's description, and its line in docs/monitoring.md.
     meaning: str
 
 

@@ -1,5 +1,5 @@
-"""python -m ops: verify, beat pause|resume, deploy, rollback, rotate-token, exec (see README: "Deploying
-and rolling back", "Rotating the Redis token" and docs/release-command.md), build-release (README:
+"""python -m ops: verify, beat pause|resume, deploy, rollback, rotate-token, exec (see docs/operations.md
+and docs/release-command.md), build-release (README:
 "Ship your app")."""
 
 from __future__ import annotations

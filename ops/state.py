@@ -48,7 +48,7 @@ class StateStore:
             return None
         except (OSError, ValueError) as error:  # JSON and UTF-8 errors are ValueErrors
             raise self._corrupt(str(error).splitlines()[0]) from None
-        if isinstance(record, dict) and "target" in record:  # written before the field was named for what it holds
+        if isinstance(record, dict) and "target" in record:  # an older record's name (UPGRADE.md)
             record["release"] = record.pop("target")
         if not isinstance(record, dict) or not REQUIRED_FIELDS <= set(record) <= REQUIRED_FIELDS | set(DIGEST_FIELDS):
             raise self._corrupt("expected an object with release, previous, complete, sha256 and previous_sha256")

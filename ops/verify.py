@@ -10,7 +10,7 @@ from ops.inventory import Instance
 from ops.scripts import CHECK_MARK, CHECKS_BY_ROLE, verify_script
 
 # Registered in every Celery app (celery/app/builtins.py) and does nothing: the check needs no
-# task of the user's own. The healthcheck contract is in the README's "Django side".
+# task of the user's own. The healthcheck contract is in docs/django-settings.md.
 DEFAULT_HEALTHCHECK_TASK = "celery.accumulate"
 
 

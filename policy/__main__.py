@@ -1,4 +1,4 @@
-"""The guardrails policy pack: `pulumi preview --policy-pack policy` (README: "Pull requests and previews")."""
+"""The guardrails policy pack: `pulumi preview --policy-pack policy` (docs/security.md, docs/ci.md)."""
 
 from pulumi_policy import EnforcementLevel, PolicyPack
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lint and types (README: "Lint and types"): ruff format and lint, strict mypy on everything that runs in
+# Lint and types (docs/development.md, "Lint and types"): ruff format and lint, strict mypy on everything that runs in
 # production or operations (pyproject.toml), actionlint and zizmor on the GitHub workflows, shellcheck on
 # the shell scripts. Runs every check, prints what failed, exits non-zero if any did. Needs
 # `bash scripts/setup.sh guardrails` first; the guardrails lane runs it (tests/guardrails/test_lint.py).

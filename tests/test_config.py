@@ -42,16 +42,14 @@ def test_prod_stack_file_is_valid(prod_settings):
         ({"web.minSize": -1}, "django-stack:web.minSize: got -1; expected `int` >= 0"),
         (
             {"web.count": 3},
-            "django-stack:web.count: replaced by the Auto Scaling group's sizes; "
-            "set minSize, desiredCapacity and maxSize",
+            "django-stack:web.count: unknown key; allowed keys here: minSize, desiredCapacity, maxSize",
         ),
-        ({"worker.count": 2}, "django-stack:worker.count: replaced by the Auto Scaling group's sizes"),
         ({"web.maxSize": 1}, "django-stack:web.maxSize: 1 is below minSize (2)"),
         (
             {"worker.desiredCapacity": 9},
             "django-stack:worker.desiredCapacity: 9 must be between minSize (1) and maxSize (4)",
         ),
-        ({"worker.beat": 2}, "django-stack:worker.beat: got 2; Beat's Auto Scaling group has exactly one instance"),
+        ({"worker.beat": 2}, "django-stack:worker.beat: got 2; expected `bool`"),
         (
             {"instances.minHealthyPercentage": 101},
             "django-stack:instances.minHealthyPercentage: got 101; expected `int` <= 100",

@@ -3,7 +3,7 @@
 A pull request runs its own version of the workflows, so nothing a pull-request-triggered job
 holds may read a stack's state or parameters: no OIDC token (no role), no environment, no secret.
 The real boundary is GitHub's (secrets only in environments that deploy from main, roles trusted
-for those environments' tokens only: README "Pull requests and previews"); these tests keep our
+for those environments' tokens only: docs/ci.md); these tests keep our
 own workflows inside it, and each rule is shown to catch a seeded breach.
 """
 

@@ -44,6 +44,7 @@ PRODUCTION_CODE = {
     "__main__.py",
     "settings.py",
     "release_name.py",
+    "aws_limits.py",
     "components",
     "userdata",
     "ops",
