@@ -24,7 +24,7 @@ from components.security import DatabasePeer, SecurityArgs, SecurityGroups
 from components.signals import CeleryMetrics, LoadBalancerIds, Thresholds, WatchTargets
 from settings import ConfigError, Settings, WebSettings, WorkerSettings, load_settings
 from userdata import layout
-from userdata.render import GUNICORN_GRACE_SECONDS, Role, UserDataInputs, user_data_base64
+from userdata.render import GUNICORN_GRACE_SECONDS, DatabaseEndpoint, Role, UserDataInputs, user_data_base64
 
 # Each Output and task of Pulumi's SDK is a few containers: at Python's default pace the program
 # ran a full collection over the ~200,000 objects the SDKs import every few resources. A hundred
@@ -134,7 +134,7 @@ security_settings = settings.security
 alarm_topic_name, alarm_prefix = f"{name}-alerts", f"{name}-"
 # database.mode rds: the stack's PostgreSQL (components/database.py), named for its log groups.
 creates_database = settings.database.mode == "rds"
-database_identifier = f"{name}-postgres"
+database_identifier = layout.database_identifier(settings.project, settings.stack)
 if security_settings.kms_key_arn:
     kms_key_arn: pulumi.Input[str] = security_settings.kms_key_arn
 else:
@@ -317,9 +317,18 @@ if settings.logs.agent != "off":
 def user_data(role: Role, runs_beat: bool = False) -> pulumi.Output[str]:
     """One kind of machine's user-data, once Redis's endpoint is known: the one place where
     Outputs meet the (pure) renderer."""
-    return pulumi.Output.all(redis.primary_endpoint, redis.port).apply(
+    # database.mode rds: where the database is and its secret's ARN (never the password).
+    database_parts = [database.address, database.secret_arn] if database else []
+    return pulumi.Output.all(redis.primary_endpoint, redis.port, *database_parts).apply(
         lambda endpoint: user_data_base64(
-            UserDataInputs(settings, role, runs_beat, redis_host=endpoint[0], redis_port=int(endpoint[1]))
+            UserDataInputs(
+                settings,
+                role,
+                runs_beat,
+                redis_host=endpoint[0],
+                redis_port=int(endpoint[1]),
+                database=DatabaseEndpoint(endpoint[2], endpoint[3]) if database else None,
+            )
         )
     )
 

@@ -32,6 +32,7 @@ from userdata.layout import (
     REGION_PATTERN,
     RELEASE_DIGEST_SEPARATOR,
     SSM_AGENT_PACKAGE,
+    database_identifier,
     parameter_name,
     resource_prefix,
 )
@@ -821,7 +822,7 @@ RDS_BACKUP_RETENTION_DAYS = (1, 35)
 PROTECTED_BACKUP_RETENTION_DAYS = 7
 _RDS_ONLY = (
     *("engineVersion", "instanceClass", "allocatedStorageGb", "maxAllocatedStorageGb", "backupRetentionDays"),
-    *("multiAz", "name", "username"),
+    *("multiAz", "name", "username", "caBundleSha256"),
 )
 
 
@@ -859,6 +860,11 @@ class DatabaseSettings(_Section, frozen=True):
     ) = None
     username: (
         Annotated[str, Meta(pattern=_full(r"[a-z][a-z0-9_]{0,15}"), description='a user name, e.g. "django"')] | None
+    ) = None
+    # The SHA-256 of AWS's RDS CA bundle for the region, which the machines fetch at boot and
+    # refuse unless it matches: pinned here, a network attacker cannot swap it (docs/database.md).
+    ca_bundle_sha256: (
+        Annotated[str, Meta(pattern=_full(r"[0-9a-f]{64}"), description="64 lowercase hex digits (sha256sum)")] | None
     ) = None
 
     def __post_init__(self) -> None:
@@ -919,6 +925,12 @@ class DatabaseSettings(_Section, frozen=True):
                 "maxAllocatedStorageGb",
                 f"got {ceiling}; storage autoscaling's ceiling is above allocatedStorageGb "
                 f"({self.rds_allocated_storage_gb}) and at most {high}; leave it unset for no autoscaling",
+            )
+        if self.ca_bundle_sha256 is None:
+            raise _problem(
+                "caBundleSha256",
+                "missing; mode 'rds' pins AWS's RDS CA bundle the machines verify the database with: "
+                "curl -s https://truststore.pki.rds.amazonaws.com/<region>/<region>-bundle.pem | sha256sum",
             )
         low, high = RDS_BACKUP_RETENTION_DAYS
         if not low <= self.rds_backup_retention_days <= high:
@@ -1308,6 +1320,9 @@ def _rds_problems(database: DatabaseSettings, protect: bool, app: AppSettings) -
 # As long as ElastiCache's longest primary endpoint (a 40-character replication group id): a
 # stand-in for the endpoint that a preview of a new stack does not know yet.
 PLACEHOLDER_REDIS_HOST = f"master.{'x' * 40}.abcdef.euw1.cache.amazonaws.com"
+# Likewise the database's endpoint and its secret's ARN, as long as RDS makes them.
+PLACEHOLDER_DATABASE_HOST = "{identifier}.abcdefghijkl.{region}.rds.amazonaws.com"
+PLACEHOLDER_DATABASE_SECRET = f"arn:aws:secretsmanager:{{region}}:123456789012:secret:rds!db-{'0' * 36}-AbCdEf"
 
 
 def machine_problems(settings: Settings) -> list[str]:
@@ -1316,12 +1331,22 @@ def machine_problems(settings: Settings) -> list[str]:
     its first resource, in a preview as in an update: the real render only runs once Redis's
     endpoint is known, half-way through `pulumi up`."""
     # Imported here: userdata.render builds on this module's types.
-    from userdata.render import UserDataInputs, user_data_base64
+    from userdata.render import DatabaseEndpoint, UserDataInputs, user_data_base64
 
+    rds = settings.database.mode == "rds"
+    identifier, region = database_identifier(settings.project, settings.stack), settings.region
+    database = (
+        DatabaseEndpoint(
+            PLACEHOLDER_DATABASE_HOST.format(identifier=identifier, region=region),
+            PLACEHOLDER_DATABASE_SECRET.format(region=region),
+        )
+        if rds
+        else None
+    )
     problems = []
     for machine in (
-        UserDataInputs(settings, "web", False, PLACEHOLDER_REDIS_HOST, 6379),
-        UserDataInputs(settings, "worker", settings.worker.beat, PLACEHOLDER_REDIS_HOST, 6379),
+        UserDataInputs(settings, "web", False, PLACEHOLDER_REDIS_HOST, 6379, database),
+        UserDataInputs(settings, "worker", settings.worker.beat, PLACEHOLDER_REDIS_HOST, 6379, database),
     ):
         try:
             user_data_base64(machine)
@@ -1355,7 +1380,9 @@ def _describe(section: str, value: Any, error: str) -> str:
         return f"{where}.{unknown[1]}: unknown key; allowed keys here: {allowed}"
     if missing := re.match(r"Object missing required field `([^`]+)`", message):
         return f"{where}.{missing[1]}: missing; this key is required (see the README's config reference)"
-    if key_problem := re.fullmatch(r"([A-Za-z]+(?:\.[A-Za-z0-9_]+)?): (.*)", message, re.S):  # from __post_init__
+    if key_problem := re.fullmatch(
+        r"([A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z0-9_]+)?): (.*)", message, re.S
+    ):  # from __post_init__
         return f"{where}.{key_problem[1]}: {key_problem[2]}"
     field = _field_at(SECTIONS[section], path)
     rule = _description_in(field.type) if field else None

@@ -225,7 +225,7 @@ def errors_for(database: dict[str, Any], secrets: dict[str, str] | None = None) 
             {"mode": "existing", "host": "db.internal"},
             "django-stack:database.host: unknown key; allowed keys here: mode, securityGroupId, cidrs, port, "
             "manageIngress, engineVersion, instanceClass, allocatedStorageGb, maxAllocatedStorageGb, "
-            "backupRetentionDays, multiAz, name, username",
+            "backupRetentionDays, multiAz, name, username, caBundleSha256",
         ),
     ],
 )

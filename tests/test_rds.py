@@ -6,6 +6,7 @@ policies parsed as JSON."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -15,13 +16,20 @@ from offline_render.fake_aws import mock_id
 from offline_render.program import StackRender
 from settings import ConfigError, load_settings
 from tests.conftest import diffed, named, only, prod_config_values, rendered
+from userdata.layout import DATABASE_URL_BIN, DATABASE_URL_DROP_IN, SECRETS_SOURCE_ENV, UNIT_DIR
+from userdata.render import USER_DATA_LIMIT, written_files
+from userdata.shipped import shipped_script
 
 RDS = "aws:rds/instance:Instance"
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 # prod is protected: a standby and a week of backups are what it must have.
-PROD_RDS = {"mode": "rds", "multiAz": True}
+# The digest of AWS's RDS CA bundle the machines pin (a made-up one: nothing is fetched here).
+CA_SHA256 = "5" * 64
+PROD_RDS = {"mode": "rds", "multiAz": True, "caBundleSha256": CA_SHA256}
+STAGING_RDS = {"mode": "rds", "caBundleSha256": CA_SHA256}
 
 
 def with_rds(database: dict[str, Any] | None = None, stack: str = "prod") -> StackRender:
@@ -73,7 +81,7 @@ def test_tls_is_forced_by_its_own_parameter_group_whose_family_follows_the_versi
 def test_protect_turns_on_deletion_protection_and_a_final_snapshot_is_always_taken() -> None:
     protected = [r for r in with_rds().resources if r.type_ == RDS]
     assert protected[0].protected and protected[0].inputs["deletionProtection"] is True
-    staging = [r for r in with_rds({"mode": "rds"}, stack="staging").resources if r.type_ == RDS]
+    staging = [r for r in with_rds(STAGING_RDS, stack="staging").resources if r.type_ == RDS]
     assert not staging[0].protected and staging[0].inputs["deletionProtection"] is False
     for instance in (protected[0].inputs, staging[0].inputs):
         assert instance["skipFinalSnapshot"] is False
@@ -168,12 +176,20 @@ def test_cpu_storage_and_connection_alarms_and_the_dashboard_watch_it() -> None:
 
 def test_adding_the_database_replaces_nothing_the_stack_had() -> None:
     """Every resource of the stack without it stays, same name and type; the only inputs that
-    change are the key's policy and the dashboard's body, both updated in place."""
+    change are the key's policy, the dashboard's body and the launch templates' user-data (a new
+    template version: the groups' instance refresh rolls the machines onto the database)."""
     before = {(r.type_, r.name): diffed(r.inputs) for r in rendered("prod").resources}
     after = {(r.type_, r.name): diffed(r.inputs) for r in with_rds().resources}
     assert before.keys() <= after.keys()
-    changed = sorted(name for key, name in before if before[(key, name)] != after[(key, name)])
-    assert changed == ["prod-dashboard", "prod-key"]
+    changed = {key: sorted(k for k in after[key] if after[key].get(k) != before[key].get(k)) for key in before}
+    assert {key[1]: keys for key, keys in changed.items() if keys} == {
+        "prod-dashboard": ["dashboardBody"],
+        "prod-key": ["policy"],
+        "prod-web": ["userData"],
+        "prod-worker": ["userData"],
+        "prod-worker-beat": ["userData"],
+    }
+    assert {key[0] for key, keys in changed.items() if keys == ["userData"]} == {LAUNCH_TEMPLATE}
     assert {type_ for type_, _ in after.keys() - before.keys()} == {
         "aws:ec2/securityGroup:SecurityGroup",
         "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
@@ -186,6 +202,48 @@ def test_adding_the_database_replaces_nothing_the_stack_had() -> None:
         "aws:cloudwatch/metricAlarm:MetricAlarm",
         "djangostack:database:Database",
     }
+
+
+# --- the machines: DATABASE_URL composed at boot, shipped only on rds stacks ------------------------
+
+
+def machine_files(render: StackRender, role: str) -> dict[str, str]:
+    instance = next(i for i in render.instances if i.role == role)
+    return {file.path: file.content for file in written_files(instance.user_data)}
+
+
+def test_each_machine_gets_the_database_url_script_its_drop_in_and_where_the_secret_is() -> None:
+    render = with_rds()
+    for instance in render.instances:
+        files = {file.path: file.content for file in written_files(instance.user_data)}
+        assert files[DATABASE_URL_BIN] == shipped_script("app-database-url")
+        assert files[f"{UNIT_DIR}/{DATABASE_URL_DROP_IN}"] == (
+            f"[Service]\nExecStartPost={DATABASE_URL_BIN}\nExecReload={DATABASE_URL_BIN}\n"
+        )
+        source = dict(
+            line.split("=", 1) for line in files[SECRETS_SOURCE_ENV].splitlines() if line.startswith("DATABASE_")
+        )
+        secret_name = secret_arn(render).split(":secret:")[1].removesuffix("-AbCdEf")
+        assert source == {
+            "DATABASE_SECRET": f"'{secret_name}'",
+            "DATABASE_LOCATION": "prod-postgres.abcdefghijkl.eu-west-1.rds.amazonaws.com/app",
+            "DATABASE_CA_SHA256": CA_SHA256,
+        }, instance.logical_name
+
+
+def test_stacks_without_the_database_ship_none_of_it(prod: StackRender) -> None:
+    for instance in prod.instances:
+        assert "DATABASE" not in instance.user_data and "app-database-url" not in instance.user_data
+
+
+def test_the_user_data_of_prod_with_its_database_fits_ec2s_limit() -> None:
+    """The machine side costs ~560 bytes gzipped; prod's Beat worker had ~580 to spare."""
+    render = with_rds()
+    sizes = {
+        i.logical_name.rsplit("-", 1)[0]: len(gzip.compress(i.user_data.encode(), 9, mtime=0)) for i in render.instances
+    }
+    assert set(sizes) == {"web", "worker", "worker-beat"}
+    assert max(sizes.values()) <= USER_DATA_LIMIT, sizes
 
 
 # --- bad input: one line naming the key, before any resource ---------------------------------------
@@ -207,54 +265,60 @@ def errors_for(database: dict[str, Any], *, protect: bool = True, secrets: dict[
     ("database", "protect", "line"),
     [
         (
-            {"mode": "rds", "multiAz": True, "engineVersion": "15"},
+            {**PROD_RDS, "engineVersion": "15"},
             True,
             'database.engineVersion: got \'15\'; allowed majors: 16, 17 (e.g. "17" or "17.4")',
         ),
         (
-            {"mode": "rds", "multiAz": True, "engineVersion": "seventeen"},
+            {**PROD_RDS, "engineVersion": "seventeen"},
             True,
             'database.engineVersion: got \'seventeen\'; use a PostgreSQL major, e.g. "17" (or "17.4")',
         ),
         (
-            {"mode": "rds", "multiAz": True, "instanceClass": "db.x2g.large"},
+            {**PROD_RDS, "instanceClass": "db.x2g.large"},
             True,
             "database.instanceClass: got 'db.x2g.large'; the 'x2g' family does not run RDS for PostgreSQL here; "
             "allowed families: m5, m5d, m6g, m6gd, m6i, m6id, m7g, m7i, m8g, r5, r5b, r5d, r6g, r6gd, r6i, r6id, "
             "r7g, r7i, r8g, t3, t4g",
         ),
         (
-            {"mode": "rds", "multiAz": True, "instanceClass": "t4g.small"},
+            {**PROD_RDS, "instanceClass": "t4g.small"},
             True,
             "database.instanceClass: got 't4g.small'; use an RDS instance class, e.g. \"db.t4g.small\"",
         ),
         (
-            {"mode": "rds", "multiAz": True, "allocatedStorageGb": 10},
+            {**PROD_RDS, "allocatedStorageGb": 10},
             True,
             "database.allocatedStorageGb: got 10; allowed: 20 to 65536 (gp3)",
         ),
         (
-            {"mode": "rds", "multiAz": True, "allocatedStorageGb": 100, "maxAllocatedStorageGb": 50},
+            {**PROD_RDS, "allocatedStorageGb": 100, "maxAllocatedStorageGb": 50},
             True,
             "database.maxAllocatedStorageGb: got 50; storage autoscaling's ceiling is above allocatedStorageGb (100) "
             "and at most 65536; leave it unset for no autoscaling",
         ),
         (
-            {"mode": "rds", "multiAz": True, "backupRetentionDays": 36},
+            {**PROD_RDS, "backupRetentionDays": 36},
             True,
             "database.backupRetentionDays: got 36; allowed: 1 to 35 days",
         ),
         (
-            {"mode": "rds"},
+            STAGING_RDS,
             True,
             "database.multiAz: false while security.protect is true; a protected stack's database keeps a standby "
             "in a second zone: set multiAz: true (or security.protect: false for a test stack)",
         ),
         (
-            {"mode": "rds", "multiAz": True, "backupRetentionDays": 3},
+            {**PROD_RDS, "backupRetentionDays": 3},
             True,
             "database.backupRetentionDays: got 3 while security.protect is true; a protected stack keeps at least "
             "7 days of backups",
+        ),
+        (
+            {"mode": "rds", "multiAz": True},
+            True,
+            "database.caBundleSha256: missing; mode 'rds' pins AWS's RDS CA bundle the machines verify the database "
+            "with: curl -s https://truststore.pki.rds.amazonaws.com/<region>/<region>-bundle.pem | sha256sum",
         ),
         (
             {"mode": "none", "engineVersion": "17"},
@@ -281,7 +345,7 @@ def test_rds_composes_the_connection_so_a_database_url_secret_is_refused() -> No
 
 def test_a_test_stack_may_have_a_single_zone_database_with_a_day_of_backups() -> None:
     values = prod_config_values()
-    values["database"] = json.dumps({"mode": "rds", "backupRetentionDays": 1})
+    values["database"] = json.dumps({**STAGING_RDS, "backupRetentionDays": 1})
     values["security"] = json.dumps({**json.loads(values["security"]), "protect": False})
     database = load_settings(values, stack="prod", region="eu-west-1").database
     assert (database.rds_multi_az, database.rds_backup_retention_days) == (False, 1)

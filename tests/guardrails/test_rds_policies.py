@@ -10,12 +10,12 @@ import pytest
 from ops.stack import program_project
 from policy import rules
 from policy.offline import violations
-from tests.test_rds import PROD_RDS, RDS, with_rds
+from tests.test_rds import PROD_RDS, RDS, STAGING_RDS, with_rds
 
 PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
 
 
-@pytest.mark.parametrize(("database", "stack"), [(PROD_RDS, "prod"), ({"mode": "rds"}, "staging")])
+@pytest.mark.parametrize(("database", "stack"), [(PROD_RDS, "prod"), (STAGING_RDS, "staging")])
 def test_a_stack_with_its_own_database_passes_every_policy(database: dict[str, Any], stack: str) -> None:
     assert violations(with_rds(database, stack=stack)) == []
 
