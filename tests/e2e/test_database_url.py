@@ -202,3 +202,13 @@ def test_a_swapped_ca_bundle_is_refused_and_nothing_is_written(database, secrets
 
 def test_the_program_pins_the_digest_the_config_gives() -> None:
     assert rendered_source()["DATABASE_CA_SHA256"] == CA_SHA256
+
+
+def test_cloud_init_schema_accepts_the_user_data_of_every_rds_machine(tmp_path) -> None:
+    for instance in with_rds().instances:
+        document = tmp_path / f"{instance.logical_name}.yaml"
+        document.write_text(instance.user_data)
+        result = subprocess.run(
+            ["cloud-init", "schema", "--config-file", str(document)], capture_output=True, text=True
+        )
+        assert result.returncode == 0 and "Valid cloud-config" in result.stdout, result.stdout + result.stderr
