@@ -265,7 +265,6 @@ if creates_database:
             log_retention_days=settings.logs.retention_days,
             protect=security_settings.protect,
             tags=tags,
-            partition=partition,
         ),
     )
 redis_settings = settings.redis

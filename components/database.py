@@ -60,7 +60,6 @@ class DatabaseArgs:
     # Deletion protection: `pulumi destroy` and replacements of the instance fail while set.
     protect: bool
     tags: dict[str, str]
-    partition: str = "aws"
 
 
 class Database(pulumi.ComponentResource):
