@@ -11,6 +11,7 @@ from pulumi.runtime.config import CONFIG, get_config_env, get_config_secret_keys
 
 from components.access import AccessArgs, InstanceAccess
 from components.alerting import AlertTopics, AlertTopicsArgs, Monitoring, MonitoringArgs
+from components.database import Database, DatabaseArgs, rds_log_group_name
 from components.encryption import StackKey, StackKeyArgs
 from components.fleet import BOOT_GRACE_SECONDS, Fleet, FleetArgs, GroupSize, WorkerScaling
 from components.front_door import FrontDoor, FrontDoorArgs
@@ -23,7 +24,7 @@ from components.security import DatabasePeer, SecurityArgs, SecurityGroups
 from components.signals import CeleryMetrics, LoadBalancerIds, Thresholds, WatchTargets
 from settings import ConfigError, Settings, WebSettings, WorkerSettings, load_settings
 from userdata import layout
-from userdata.render import GUNICORN_GRACE_SECONDS, Role, UserDataInputs, user_data_base64
+from userdata.render import GUNICORN_GRACE_SECONDS, DatabaseEndpoint, Role, UserDataInputs, user_data_base64
 
 # Each Output and task of Pulumi's SDK is a few containers: at Python's default pace the program
 # ran a full collection over the ~200,000 objects the SDKs import every few resources. A hundred
@@ -131,6 +132,9 @@ security_settings = settings.security
 # Fixed names: the stack key's policy names the alarm topic before it exists; only alarms named
 # with the prefix may publish to it.
 alarm_topic_name, alarm_prefix = f"{name}-alerts", f"{name}-"
+# database.mode rds: the stack's PostgreSQL (components/database.py), named for its log groups.
+creates_database = settings.database.mode == "rds"
+database_identifier = layout.database_identifier(settings.project, settings.stack)
 if security_settings.kms_key_arn:
     kms_key_arn: pulumi.Input[str] = security_settings.kms_key_arn
 else:
@@ -145,13 +149,18 @@ else:
             or account_id.apply(lambda account: f"arn:{partition}:iam::{account}:root"),
             instance_role_arns=list(access.role_arns.values()),
             parameter_path=settings.parameter_name(""),
-            log_group_prefixes=(f"{name}-", instance_log_group_prefix),
+            log_group_prefixes=(
+                f"{name}-",
+                instance_log_group_prefix,
+                *([rds_log_group_name(database_identifier, "")] if creates_database else []),
+            ),
             # Auto Scaling's service-linked role launches the instances: it encrypts their root volumes.
             autoscaling=True,
             protect=security_settings.protect,
             tags=tags,
             alarm_topic_name=alarm_topic_name,
             partition=partition,
+            database=creates_database,
         ),
     ).key_arn
 alerts = settings.alerts
@@ -228,6 +237,36 @@ security = SecurityGroups(
         ),
     ),
 )
+database = None
+if creates_database:
+    database_settings = settings.database
+    database = Database(
+        name,
+        DatabaseArgs(
+            description=f"PostgreSQL for {settings.project} {settings.stack}",
+            identifier=database_identifier,
+            engine_version=database_settings.rds_engine_version,
+            parameter_family=database_settings.rds_parameter_family,
+            instance_class=database_settings.rds_instance_class,
+            allocated_storage_gb=database_settings.rds_allocated_storage_gb,
+            max_allocated_storage_gb=database_settings.max_allocated_storage_gb,
+            backup_retention_days=database_settings.rds_backup_retention_days,
+            multi_az=database_settings.rds_multi_az,
+            db_name=database_settings.rds_name,
+            username=database_settings.rds_username,
+            vpc_id=network.vpc_id,
+            subnet_ids=network.private_subnet_ids,
+            client_security_group_ids={
+                "web": security.web_security_group_id,
+                "worker": security.worker_security_group_id,
+            },
+            reader_role_names=access.role_names,
+            kms_key_arn=kms_key_arn,
+            log_retention_days=settings.logs.retention_days,
+            protect=security_settings.protect,
+            tags=tags,
+        ),
+    )
 redis_settings = settings.redis
 redis = Redis(
     name,
@@ -277,9 +316,18 @@ if settings.logs.agent != "off":
 def user_data(role: Role, runs_beat: bool = False) -> pulumi.Output[str]:
     """One kind of machine's user-data, once Redis's endpoint is known: the one place where
     Outputs meet the (pure) renderer."""
-    return pulumi.Output.all(redis.primary_endpoint, redis.port).apply(
+    # database.mode rds: where the database is and its secret's ARN (never the password).
+    database_parts = [database.address, database.secret_arn] if database else []
+    return pulumi.Output.all(redis.primary_endpoint, redis.port, *database_parts).apply(
         lambda endpoint: user_data_base64(
-            UserDataInputs(settings, role, runs_beat, redis_host=endpoint[0], redis_port=int(endpoint[1]))
+            UserDataInputs(
+                settings,
+                role,
+                runs_beat,
+                redis_host=endpoint[0],
+                redis_port=int(endpoint[1]),
+                database=DatabaseEndpoint(endpoint[2], endpoint[3]) if database else None,
+            )
         )
     )
 
@@ -393,9 +441,12 @@ monitoring = Monitoring(
                 web_p99_seconds=alerts.web_p99_seconds,
                 backlog_threshold=alerts.backlog_threshold,
                 backlog_minutes=alerts.backlog_minutes,
+                # A tenth of the storage left: time to grow it before writes fail.
+                database_free_storage_bytes=settings.database.rds_allocated_storage_gb * 1024**3 / 10,
             ),
             scaling_group="worker" if worker_scaling else None,
             target_backlog_per_instance=worker_scaling.target_backlog_per_instance if worker_scaling else None,
+            database=database.instance_identifier if database else None,
         ),
         alarm_prefix=alarm_prefix,
         alarm_topic_arn=alert_topics.alarm_topic_arn,
@@ -430,3 +481,7 @@ pulumi.export("kmsKeyArn", kms_key_arn)
 pulumi.export("alarmTopicArn", alert_topics.alarm_topic_arn)
 pulumi.export("brokerEventsTopicArn", alert_topics.events_topic_arn)
 pulumi.export("dashboardName", monitoring.dashboard_name)
+if database:
+    pulumi.export("databaseAddress", database.address)
+    pulumi.export("databaseSecretArn", database.secret_arn)
+    pulumi.export("databaseSecurityGroupId", database.security_group_id)

@@ -33,6 +33,7 @@ from userdata.layout import (
     REGION_PATTERN,
     RELEASE_DIGEST_SEPARATOR,
     SSM_AGENT_PACKAGE,
+    database_identifier,
     parameter_name,
     resource_prefix,
 )
@@ -813,28 +814,78 @@ class LogSettings(_Section, frozen=True):
         _check_retention("retentionDays", self.retention_days)
 
 
+# RDS for PostgreSQL: the majors the stack creates (AWS's current ones); the parameter group's
+# family follows the major (postgres16, postgres17).
+RDS_ENGINE_MAJORS = ("16", "17")
+# Instance class families RDS offers PostgreSQL on: burstable, general purpose, memory optimized.
+RDS_INSTANCE_FAMILIES = frozenset(
+    {
+        *("t3", "t4g", "m5", "m5d", "m6g", "m6gd", "m6i", "m6id", "m7g", "m7i", "m8g"),
+        *("r5", "r5b", "r5d", "r6g", "r6gd", "r6i", "r6id", "r7g", "r7i", "r8g"),
+    }
+)
+# gp3's range for RDS (its minimum is 20 GiB), and RDS's backup retention (0 would turn backups off).
+RDS_STORAGE_GB = (20, 65536)
+RDS_BACKUP_RETENTION_DAYS = (1, 35)
+# What security.protect asks of a database the stack creates: a standby, and a week of backups.
+PROTECTED_BACKUP_RETENTION_DAYS = 7
+_RDS_ONLY = (
+    *("engineVersion", "instanceClass", "allocatedStorageGb", "maxAllocatedStorageGb", "backupRetentionDays"),
+    *("multiAz", "name", "username", "caBundleSha256"),
+)
+
+
 class DatabaseSettings(_Section, frozen=True):
     """The app's database (docs/database.md): `none` opens nothing; `existing` is one the user
     runs, its connection in app.secretParameters, and opens exactly the egress from the web and
-    worker hosts to where it lives (its security group and/or CIDRs, on its port)."""
+    worker hosts to where it lives (its security group and/or CIDRs, on its port); `rds` is a
+    PostgreSQL the stack creates (components/database.py)."""
 
-    mode: Literal["none", "existing"] = "none"
+    mode: Literal["none", "existing", "rds"] = "none"
     security_group_id: SecurityGroupId | None = None
     cidrs: tuple[Cidr, ...] = ()
     port: Annotated[int, Meta(ge=1, le=65535)] | None = None  # default: DATABASE_PORT
     # The group is the user's to change: it admits the web and worker hosts on the port.
     manage_ingress: bool = False
+    # mode rds: None is "not set" (each has a default there, and is refused in the other modes).
+    engine_version: (
+        Annotated[str, Meta(pattern=_full(r"\d+(\.\d+)?"), description='a PostgreSQL major, e.g. "17" (or "17.4")')]
+        | None
+    ) = None
+    instance_class: (
+        Annotated[
+            str,
+            Meta(pattern=_full(r"db\.[a-z0-9]+\.[a-z0-9]+"), description='an RDS instance class, e.g. "db.t4g.small"'),
+        ]
+        | None
+    ) = None
+    allocated_storage_gb: int | None = None
+    # Storage autoscaling's ceiling; None: the storage stays at allocatedStorageGb.
+    max_allocated_storage_gb: int | None = None
+    backup_retention_days: int | None = None
+    multi_az: bool | None = None
+    name: (
+        Annotated[str, Meta(pattern=_full(r"[a-z][a-z0-9_]{0,62}"), description='a database name, e.g. "app"')] | None
+    ) = None
+    username: (
+        Annotated[str, Meta(pattern=_full(r"[a-z][a-z0-9_]{0,15}"), description='a user name, e.g. "django"')] | None
+    ) = None
+    # The SHA-256 of AWS's RDS CA bundle for the region, which the machines fetch at boot and
+    # refuse unless it matches: pinned here, a network attacker cannot swap it (docs/database.md).
+    ca_bundle_sha256: (
+        Annotated[str, Meta(pattern=_full(r"[0-9a-f]{64}"), description="64 lowercase hex digits (sha256sum)")] | None
+    ) = None
 
     def __post_init__(self) -> None:
+        if self.mode != "rds":
+            for key in _RDS_ONLY:
+                if getattr(self, _snake(key)) is not None:
+                    raise _problem(key, f"only with mode 'rds' (a database the stack creates); mode is {self.mode!r}")
+        if self.mode == "rds":
+            self._check_rds()
+            return
         if self.mode == "none":
-            for key, value in (
-                ("securityGroupId", self.security_group_id),
-                ("cidrs", self.cidrs),
-                ("port", self.port),
-                ("manageIngress", self.manage_ingress),
-            ):
-                if value:
-                    raise _problem(key, "only with mode 'existing'; with mode 'none' no database is reached")
+            self._refuse_existing_keys("with mode 'none' no database is reached")
             return
         if not self.security_group_id and not self.cidrs:
             raise _problem(
@@ -850,9 +901,92 @@ class DatabaseSettings(_Section, frozen=True):
         if self.manage_ingress and not self.security_group_id:
             raise _problem("manageIngress", "needs securityGroupId: the database's group whose ingress the stack adds")
 
+    def _refuse_existing_keys(self, why: str) -> None:
+        for key, value in (
+            ("securityGroupId", self.security_group_id),
+            ("cidrs", self.cidrs),
+            ("port", self.port),
+            ("manageIngress", self.manage_ingress),
+        ):
+            if value:
+                raise _problem(key, f"only with mode 'existing'; {why}")
+
+    def _check_rds(self) -> None:
+        self._refuse_existing_keys("with mode 'rds' the stack makes the database's group")
+        if self.rds_engine_major not in RDS_ENGINE_MAJORS:
+            raise _problem(
+                "engineVersion",
+                f'got {self.engine_version!r}; allowed majors: {", ".join(RDS_ENGINE_MAJORS)} (e.g. "17" or "17.4")',
+            )
+        family = self.rds_instance_class.split(".")[1]
+        if family not in RDS_INSTANCE_FAMILIES:
+            raise _problem(
+                "instanceClass",
+                f"got {self.rds_instance_class!r}; the {family!r} family does not run RDS for PostgreSQL here; "
+                f"allowed families: {', '.join(sorted(RDS_INSTANCE_FAMILIES))}",
+            )
+        low, high = RDS_STORAGE_GB
+        if not low <= self.rds_allocated_storage_gb <= high:
+            raise _problem("allocatedStorageGb", f"got {self.rds_allocated_storage_gb}; allowed: {low} to {high} (gp3)")
+        ceiling = self.max_allocated_storage_gb
+        if ceiling is not None and not self.rds_allocated_storage_gb < ceiling <= high:
+            raise _problem(
+                "maxAllocatedStorageGb",
+                f"got {ceiling}; storage autoscaling's ceiling is above allocatedStorageGb "
+                f"({self.rds_allocated_storage_gb}) and at most {high}; leave it unset for no autoscaling",
+            )
+        if self.ca_bundle_sha256 is None:
+            raise _problem(
+                "caBundleSha256",
+                "missing; mode 'rds' pins AWS's RDS CA bundle the machines verify the database with: "
+                "curl -s https://truststore.pki.rds.amazonaws.com/<region>/<region>-bundle.pem | sha256sum",
+            )
+        low, high = RDS_BACKUP_RETENTION_DAYS
+        if not low <= self.rds_backup_retention_days <= high:
+            raise _problem(
+                "backupRetentionDays", f"got {self.rds_backup_retention_days}; allowed: {low} to {high} days"
+            )
+
     @property
     def database_port(self) -> int:
         return self.port or DATABASE_PORT
+
+    # mode rds: the values with their defaults (a small, single-AZ database with a week of backups).
+    @property
+    def rds_engine_version(self) -> str:
+        return self.engine_version or RDS_ENGINE_MAJORS[-1]
+
+    @property
+    def rds_engine_major(self) -> str:
+        return self.rds_engine_version.split(".")[0]
+
+    @property
+    def rds_parameter_family(self) -> str:
+        return f"postgres{self.rds_engine_major}"
+
+    @property
+    def rds_instance_class(self) -> str:
+        return self.instance_class or "db.t4g.small"
+
+    @property
+    def rds_allocated_storage_gb(self) -> int:
+        return 20 if self.allocated_storage_gb is None else self.allocated_storage_gb
+
+    @property
+    def rds_backup_retention_days(self) -> int:
+        return PROTECTED_BACKUP_RETENTION_DAYS if self.backup_retention_days is None else self.backup_retention_days
+
+    @property
+    def rds_multi_az(self) -> bool:
+        return bool(self.multi_az)
+
+    @property
+    def rds_name(self) -> str:
+        return self.name or "app"
+
+    @property
+    def rds_username(self) -> str:
+        return self.username or "django"
 
 
 # PostgreSQL's port: an existing database's unless database.port says otherwise.
@@ -1133,6 +1267,7 @@ def _across_sections(sections: dict[str, Any], region: str | None) -> list[str]:
                     "the stack's load balancer is then the web group's only ingress and target"
                 )
     database: DatabaseSettings = sections["database"]
+    problems += _rds_problems(database, sections["security"].protect, app)
     if database.mode == "existing" and not set(DATABASE_SECRET_NAMES) & set(app.secret_parameters):
         problems.append(
             "app.secretParameters: database.mode 'existing' needs the connection here, from a SecureString you "
@@ -1142,9 +1277,35 @@ def _across_sections(sections: dict[str, Any], region: str | None) -> list[str]:
     return problems
 
 
+def _rds_problems(database: DatabaseSettings, protect: bool, app: AppSettings) -> list[str]:
+    """A database the stack creates: what security.protect asks of it, and its connection is the stack's."""
+    if database.mode != "rds":
+        return []
+    problems = []
+    if protect and not database.rds_multi_az:
+        problems.append(
+            "database.multiAz: false while security.protect is true; a protected stack's database keeps a "
+            "standby in a second zone: set multiAz: true (or security.protect: false for a test stack)"
+        )
+    if protect and database.rds_backup_retention_days < PROTECTED_BACKUP_RETENTION_DAYS:
+        problems.append(
+            f"database.backupRetentionDays: got {database.rds_backup_retention_days} while security.protect is "
+            f"true; a protected stack keeps at least {PROTECTED_BACKUP_RETENTION_DAYS} days of backups"
+        )
+    if taken := sorted(set(DATABASE_SECRET_NAMES) & set(app.secret_parameters)):
+        problems.append(
+            f"app.secretParameters.{taken[0]}: database.mode 'rds' composes the connection at boot from the "
+            "database's own secret; remove it"
+        )
+    return problems
+
+
 # As long as ElastiCache's longest primary endpoint (a 40-character replication group id): a
 # stand-in for the endpoint that a preview of a new stack does not know yet.
 PLACEHOLDER_REDIS_HOST = f"master.{'x' * 40}.abcdef.euw1.cache.amazonaws.com"
+# Likewise the database's endpoint and its secret's ARN, as long as RDS makes them.
+PLACEHOLDER_DATABASE_HOST = "{identifier}.abcdefghijkl.{region}.rds.amazonaws.com"
+PLACEHOLDER_DATABASE_SECRET = f"arn:aws:secretsmanager:{{region}}:123456789012:secret:rds!db-{'0' * 36}-AbCdEf"
 
 
 def machine_problems(settings: Settings) -> list[str]:
@@ -1153,12 +1314,22 @@ def machine_problems(settings: Settings) -> list[str]:
     its first resource, in a preview as in an update: the real render only runs once Redis's
     endpoint is known, half-way through `pulumi up`."""
     # Imported here: userdata.render builds on this module's types.
-    from userdata.render import UserDataInputs, user_data_base64
+    from userdata.render import DatabaseEndpoint, UserDataInputs, user_data_base64
 
+    rds = settings.database.mode == "rds"
+    identifier, region = database_identifier(settings.project, settings.stack), settings.region
+    database = (
+        DatabaseEndpoint(
+            PLACEHOLDER_DATABASE_HOST.format(identifier=identifier, region=region),
+            PLACEHOLDER_DATABASE_SECRET.format(region=region),
+        )
+        if rds
+        else None
+    )
     problems = []
     for machine in (
-        UserDataInputs(settings, "web", False, PLACEHOLDER_REDIS_HOST, 6379),
-        UserDataInputs(settings, "worker", settings.worker.beat, PLACEHOLDER_REDIS_HOST, 6379),
+        UserDataInputs(settings, "web", False, PLACEHOLDER_REDIS_HOST, 6379, database),
+        UserDataInputs(settings, "worker", settings.worker.beat, PLACEHOLDER_REDIS_HOST, 6379, database),
     ):
         try:
             user_data_base64(machine)
@@ -1194,7 +1365,9 @@ def _describe(section: str, value: Any, error: str) -> str:
         return f"{where}.{unknown[1]}: unknown key; allowed keys here: {allowed}"
     if missing := re.match(r"Object missing required field `([^`]+)`", message):
         return f"{where}.{missing[1]}: missing; this key is required (see docs/configuration.md)"
-    if key_problem := re.fullmatch(r"([A-Za-z]+(?:\.[A-Za-z0-9_]+)?): (.*)", message, re.S):  # from __post_init__
+    if key_problem := re.fullmatch(
+        r"([A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z0-9_]+)?): (.*)", message, re.S
+    ):  # from __post_init__
         return f"{where}.{key_problem[1]}: {key_problem[2]}"
     field = _field_at(SECTIONS[section], path)
     rule = _description_in(field.type) if field else None

@@ -163,6 +163,13 @@ def metrics_policy(namespace: str) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]}, sort_keys=True)
 
 
+def database_secret_policy(secret_arn: str) -> str:
+    """Exactly the stack database's master user secret (database.mode rds), read by app-secrets at
+    boot; decrypting it is the stack key's policy's grant, through Secrets Manager only."""
+    statement = {"Sid": "ReadDatabaseSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue"}
+    return json.dumps({"Version": "2012-10-17", "Statement": [{**statement, "Resource": secret_arn}]}, sort_keys=True)
+
+
 def release_artifacts_arns(artifact_location: str, partition: str) -> list[str]:
     """The release artifacts under "bucket/prefix" and the SHA-256 file beside each, which
     app-release checks before unpacking (the instance role and the S3 endpoint)."""

@@ -265,12 +265,14 @@ class Monitoring(pulumi.ComponentResource):
             *targets.cache_node_ids,
             *([balancer.load_balancer, balancer.target_group] if balancer else []),
             *targets.groups.values(),
+            *([targets.database] if targets.database is not None else []),
         ]
 
         def render(values: list[str]) -> str:
             nodes = len(targets.cache_node_ids)
             rest = values[nodes:]
             resolved_balancer = LoadBalancerIds(rest[0], rest[1]) if balancer else None
+            database = values.pop() if targets.database is not None else None
             groups = values[len(values) - len(targets.groups) :]
             resolved = WatchTargets[str](
                 cache_node_ids=values[:nodes],
@@ -282,6 +284,7 @@ class Monitoring(pulumi.ComponentResource):
                 thresholds=targets.thresholds,
                 scaling_group=targets.scaling_group,
                 target_backlog_per_instance=targets.target_backlog_per_instance,
+                database=database,
             )
             return dashboard_body(plan(resolved), self._args.region)
 

@@ -64,6 +64,9 @@ class KeyPolicyInputs:
     alarm_topic_name: str | None = None
     # The region's partition: the ARNs here start with arn:<partition>.
     partition: str = "aws"
+    # The stack creates its database (database.mode rds): RDS encrypts it, Secrets Manager its
+    # master user's secret, which the instance roles decrypt.
+    database: bool = False
 
 
 def key_policy(inputs: KeyPolicyInputs) -> dict[str, Any]:
@@ -80,29 +83,10 @@ def key_policy(inputs: KeyPolicyInputs) -> dict[str, Any]:
                 "Action": list(ADMINISTER_ACTIONS),
                 "Resource": "*",
             },
-            {
-                # SSM: the provider writes SecureStrings and reads them back (with decryption) on
-                # refresh; ElastiCache and EC2: Redis at rest and the root volumes it creates.
-                "Sid": "DeployerUsesKeyThroughServices",
-                "Effect": "Allow",
-                "Principal": {"AWS": inputs.administrator_arn},
-                "Action": list(USE_ACTIONS),
-                "Resource": "*",
-                "Condition": {
-                    "StringEquals": {"kms:ViaService": services(region, DEPLOY_SERVICES), "kms:CallerAccount": account}
-                },
-            },
-            {
-                "Sid": "ServicesHoldGrantsForTheirResources",
-                "Effect": "Allow",
-                "Principal": {"AWS": inputs.administrator_arn},
-                "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
-                "Resource": "*",
-                "Condition": {
-                    "StringEquals": {"kms:ViaService": services(region, ("elasticache", "ec2"))},
-                    "Bool": {"kms:GrantIsForAWSResource": "true"},
-                },
-            },
+            # SSM: the provider writes SecureStrings and reads them back (with decryption) on
+            # refresh; ElastiCache and EC2: Redis at rest and the root volumes it creates.
+            _deployer_uses_through("DeployerUsesKeyThroughServices", inputs, DEPLOY_SERVICES),
+            _services_hold_grants("ServicesHoldGrantsForTheirResources", inputs, ("elasticache", "ec2")),
             {
                 "Sid": "InstanceRolesReadStackSecrets",
                 "Effect": "Allow",
@@ -138,7 +122,68 @@ def key_policy(inputs: KeyPolicyInputs) -> dict[str, Any]:
             },
             *(_autoscaling_statements(inputs) if inputs.autoscaling else []),
             *([_alarm_topic_statement(inputs, inputs.alarm_topic_name)] if inputs.alarm_topic_name else []),
+            *(_database_statements(inputs) if inputs.database else []),
         ],
+    }
+
+
+# What RDS creates for its own resources (storage, Performance Insights) and the master user's
+# secret, all encrypted with the stack key (AWS: "Key management" in the RDS guide).
+DATABASE_SERVICES = ("rds", "secretsmanager")
+
+
+def _database_statements(inputs: KeyPolicyInputs) -> list[dict[str, Any]]:
+    region, account = inputs.region, inputs.account_id
+    return [
+        _deployer_uses_through("DeployerUsesKeyThroughDatabaseServices", inputs, DATABASE_SERVICES),
+        _services_hold_grants("RdsHoldsGrantsForItsResources", inputs, ("rds",)),
+        {
+            # Secrets Manager puts the secret's ARN in the encryption context: RDS names its
+            # managed secrets rds!db-<id>, and only this stack's database uses this key.
+            "Sid": "InstanceRolesReadDatabaseSecret",
+            "Effect": "Allow",
+            "Principal": {"AWS": inputs.instance_role_arns},
+            "Action": "kms:Decrypt",
+            "Resource": "*",
+            "Condition": {
+                "StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"},
+                "ArnLike": {
+                    "kms:EncryptionContext:SecretARN": (
+                        f"arn:{inputs.partition}:secretsmanager:{region}:{account}:secret:rds!db-*"
+                    )
+                },
+            },
+        },
+    ]
+
+
+def _deployer_uses_through(sid: str, inputs: KeyPolicyInputs, names: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"AWS": inputs.administrator_arn},
+        "Action": list(USE_ACTIONS),
+        "Resource": "*",
+        "Condition": {
+            "StringEquals": {
+                "kms:ViaService": services(inputs.region, names),
+                "kms:CallerAccount": inputs.account_id,
+            }
+        },
+    }
+
+
+def _services_hold_grants(sid: str, inputs: KeyPolicyInputs, names: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"AWS": inputs.administrator_arn},
+        "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+        "Resource": "*",
+        "Condition": {
+            "StringEquals": {"kms:ViaService": services(inputs.region, names)},
+            "Bool": {"kms:GrantIsForAWSResource": "true"},
+        },
     }
 
 
@@ -206,6 +251,7 @@ class StackKeyArgs:
     tags: dict[str, str]
     alarm_topic_name: str | None = None
     partition: str = "aws"  # the region's: the ARNs in the key policy start with arn:<partition>
+    database: bool = False  # the stack creates its database (KeyPolicyInputs.database)
 
 
 class StackKey(pulumi.ComponentResource):
@@ -226,6 +272,7 @@ class StackKey(pulumi.ComponentResource):
                         autoscaling=args.autoscaling,
                         alarm_topic_name=args.alarm_topic_name,
                         partition=args.partition,
+                        database=args.database,
                     )
                 ),
                 sort_keys=True,

@@ -20,6 +20,7 @@ PERIOD_SECONDS = 60
 ELASTICACHE = "AWS/ElastiCache"
 LOAD_BALANCER = "AWS/ApplicationELB"
 AUTO_SCALING = "AWS/AutoScaling"
+RDS = "AWS/RDS"
 # What the groups must publish for the capacity alarms and the dashboard (1-minute group metrics
 # are free of charge).
 GROUP_METRICS = (
@@ -92,6 +93,10 @@ class Thresholds:
     web_p99_seconds: float
     backlog_threshold: float
     backlog_minutes: int
+    # The stack's database (database.mode rds); unused without one.
+    database_cpu_percent: float = 80
+    database_free_storage_bytes: float = 2 * 1024**3
+    database_connections: float = 150
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,8 @@ class WatchTargets(Generic[Id]):
     thresholds: Thresholds
     scaling_group: str | None = None  # the kind that scales on backlog per instance
     target_backlog_per_instance: float | None = None
+    # The RDS instance identifier of the stack's database (database.mode rds), or None.
+    database: Id | None = None
 
 
 def query_id(*parts: str) -> str:
@@ -172,6 +179,7 @@ def plan(targets: WatchTargets[Id]) -> list[Signal[Id]]:
     """Every signal of the stack, in dashboard order."""
     return [
         *_broker(targets),
+        *_database(targets),
         *_celery(targets),
         *_web(targets),
         *_groups(targets),
@@ -263,6 +271,58 @@ def _broker(targets: WatchTargets[Id]) -> list[Signal[Id]]:
                 )
             )
     return signals
+
+
+def _database(targets: WatchTargets[Id]) -> list[Signal[Id]]:
+    if targets.database is None:
+        return []
+    limits, identifier = targets.thresholds, targets.database
+
+    def rds(name: str, stat: str, label: str) -> Query[Id]:
+        dimension: tuple[str, Id | str] = ("DBInstanceIdentifier", identifier)
+        return Query((Metric(query_id("database", name), RDS, name, (dimension,), stat, label),))
+
+    return [
+        Signal(
+            "database-cpu",
+            "Database CPU (%)",
+            rds("CPUUtilization", "Average", "CPU"),
+            AlarmRule(
+                "GreaterThanThreshold",
+                limits.database_cpu_percent,
+                5,
+                "missing",
+                "PostgreSQL is busy: queries queue and requests slow down. Performance Insights "
+                "shows the top statements; add an index, or a larger database.instanceClass.",
+            ),
+        ),
+        Signal(
+            "database-free-storage",
+            "Database free storage (bytes)",
+            rds("FreeStorageSpace", "Minimum", "free storage"),
+            AlarmRule(
+                "LessThanThreshold",
+                limits.database_free_storage_bytes,
+                5,
+                "missing",
+                "The database is running out of storage; when it is full, writes fail. Raise "
+                "database.allocatedStorageGb (or set maxAllocatedStorageGb for autoscaling).",
+            ),
+        ),
+        Signal(
+            "database-connections",
+            "Database connections",
+            rds("DatabaseConnections", "Maximum", "connections"),
+            AlarmRule(
+                "GreaterThanThreshold",
+                limits.database_connections,
+                5,
+                "missing",
+                "More connections than the fleet should open: a leak, or more gunicorn and Celery "
+                "processes than the instance class allows (max_connections follows its memory).",
+            ),
+        ),
+    ]
 
 
 def _celery(targets: WatchTargets[Id]) -> list[Signal[Id]]:

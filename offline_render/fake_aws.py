@@ -136,6 +136,16 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "port": inputs.get("port", 6379),
                 "arn": arn_base.format("elasticache") + f":replicationgroup:{args.name}",
             }
+        elif args.typ == "aws:rds/instance:Instance":
+            identifier = inputs.get("identifier", args.name)
+            secret = arn_base.format("secretsmanager") + f":secret:rds!db-{mock_uuid(args.name)}-AbCdEf"
+            state |= {
+                "address": f"{identifier}.abcdefghijkl.{self.region}.rds.amazonaws.com",
+                "port": inputs.get("port", 5432),
+                "identifier": identifier,
+                "arn": arn_base.format("rds") + f":db:{identifier}",
+                "masterUserSecrets": [{"secretArn": secret, "secretStatus": "active", "kmsKeyId": "key"}],
+            }
         elif args.typ == "aws:ssm/parameter:Parameter":
             state["arn"] = arn_base.format("ssm") + f":parameter{inputs['name']}"
         elif args.typ == LAUNCH_TEMPLATE_TYPE:

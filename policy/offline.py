@@ -28,6 +28,12 @@ def violations(render: StackRender) -> list[str]:
         for policy in rules.RESOURCE_POLICIES
         for message in policy.check(resource.type_, resource.inputs, where)
     ]
+    found += [
+        f"{resource.name}: {policy.name}: {message}"
+        for resource in render.resources
+        for policy in rules.PROTECTION_POLICIES
+        for message in policy.check(resource.type_, resource.inputs, resource.protected)
+    ]
     stack = [(r.type_, r.name, r.inputs) for r in render.resources]
     return found + [
         f"{render.stack}: {policy.name}: {message}"
@@ -48,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"policy.offline: {error}", file=sys.stderr)
             return 2
         found = violations(render)
-        policies = len(rules.RESOURCE_POLICIES) + len(rules.STACK_POLICIES)
+        policies = len(rules.RESOURCE_POLICIES) + len(rules.PROTECTION_POLICIES) + len(rules.STACK_POLICIES)
         print(f"stack {stack}: {len(render.resources)} resources, {policies} policies, {len(found)} violations")
         for line in found:
             print(f"  {line}")

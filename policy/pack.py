@@ -8,7 +8,8 @@ and policy.offline do.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -28,6 +29,16 @@ NAME = "django-stack-guardrails"
 def _resource_validation(check: rules.ResourceCheck) -> Callable[[ResourceValidationArgs, ReportViolation], None]:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         for message in check(args.resource_type, args.props, rules.StackId.of_urn(args.urn)):
+            report_violation(message, None)
+
+    return validate
+
+
+def _protection_validation(
+    check: Callable[[str, Mapping[str, Any], bool], list[str]],
+) -> Callable[[ResourceValidationArgs, ReportViolation], None]:
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        for message in check(args.resource_type, args.props, bool(args.opts.protect)):
             report_violation(message, None)
 
     return validate
@@ -53,6 +64,15 @@ def policies() -> list[Policy]:
             enforcement_level=EnforcementLevel.MANDATORY,
         )
         for policy in rules.RESOURCE_POLICIES
+    ]
+    found += [
+        ResourceValidationPolicy(
+            name=policy.name,
+            description=policy.description,
+            validate=_protection_validation(policy.check),
+            enforcement_level=EnforcementLevel.MANDATORY,
+        )
+        for policy in rules.PROTECTION_POLICIES
     ]
     found += [
         StackValidationPolicy(

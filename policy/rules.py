@@ -56,6 +56,8 @@ POLICY_ATTACHMENT: Final = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 PARAMETER: Final = "aws:ssm/parameter:Parameter"
 LOG_GROUP: Final = "aws:cloudwatch/logGroup:LogGroup"
 METRIC_ALARM: Final = "aws:cloudwatch/metricAlarm:MetricAlarm"
+RDS_INSTANCE: Final = "aws:rds/instance:Instance"
+RDS_PARAMETER_GROUP: Final = "aws:rds/parameterGroup:ParameterGroup"
 
 REDIS_PORT: Final = 6379
 SSH_PORT: Final = 22
@@ -197,6 +199,72 @@ def secrets_write_only(resource_type: str, props: Mapping[str, Any]) -> list[str
     if resource_type == PARAMETER and field(props, "type") == "SecureString" and _is_set(field(props, "value")):
         return ["a SecureString's value is stored in the Pulumi state; send it as valueWo with valueWoVersion"]
     return []
+
+
+# --- RDS ------------------------------------------------------------------------------------------
+
+
+def rds_private(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """A database only the stack's hosts reach: no public address, in a subnet group the stack names."""
+    if resource_type != RDS_INSTANCE:
+        return []
+    problems = []
+    if field(props, "publiclyAccessible") not in (False, UNKNOWN):
+        problems.append("publiclyAccessible must be false: the database gets no public address")
+    if not _is_set(field(props, "dbSubnetGroupName")):
+        problems.append("dbSubnetGroupName is not set: RDS would use the default VPC's subnets; name private ones")
+    return problems
+
+
+def rds_encrypted(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Storage, snapshots, the managed password's secret and Performance Insights under the stack's key;
+    the master password made by RDS (manageMasterUserPassword), never an input the state keeps."""
+    if resource_type != RDS_INSTANCE:
+        return []
+    problems = []
+    if field(props, "storageEncrypted") not in (True, UNKNOWN):
+        problems.append("storageEncrypted must be true (storage, backups and snapshots encrypted)")
+    if not _customer_key(field(props, "kmsKeyId")):
+        problems.append("kmsKeyId is not set: encrypt the database with the stack's key, not aws/rds")
+    if _is_set(field(props, "password")) or _is_set(field(props, "passwordWo")):
+        problems.append("a master password input: use manageMasterUserPassword (RDS keeps it in Secrets Manager)")
+    elif field(props, "manageMasterUserPassword") not in (True, UNKNOWN):
+        problems.append("manageMasterUserPassword must be true: RDS makes and rotates the password")
+    elif not _customer_key(field(props, "masterUserSecretKmsKeyId")):
+        problems.append("masterUserSecretKmsKeyId is not set: keep the password's secret under the stack's key")
+    return problems
+
+
+def rds_tls_forced(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """PostgreSQL refuses plain-text connections: the instance's own parameter group sets rds.force_ssl=1."""
+    if resource_type == RDS_INSTANCE and not _is_set(field(props, "parameterGroupName")):
+        return ["parameterGroupName is not set: name a parameter group with rds.force_ssl=1"]
+    family = field(props, "family")
+    if resource_type != RDS_PARAMETER_GROUP or not (isinstance(family, str) and family.startswith("postgres")):
+        return []
+    forced = [
+        field(parameter, "value")
+        for parameter in elements(field(props, "parameters"))
+        if field(parameter, "name") == "rds.force_ssl"
+    ]
+    if not any(value in ("1", UNKNOWN) for value in forced):
+        return ["rds.force_ssl is not 1: the server would accept plain-text connections"]
+    return []
+
+
+def rds_deletion_protection_with_protect(resource_type: str, props: Mapping[str, Any], protected: bool) -> list[str]:
+    """A protected database (the resource option, security.protect) refuses deletion in AWS too,
+    and leaves a final snapshot whatever deletes it."""
+    if resource_type != RDS_INSTANCE or not protected:
+        return []
+    problems = []
+    if field(props, "deletionProtection") not in (True, UNKNOWN):
+        problems.append("deletionProtection must be true on a protected database")
+    if field(props, "skipFinalSnapshot") not in (False, UNKNOWN) or not _is_set(
+        field(props, "finalSnapshotIdentifier")
+    ):
+        problems.append("a protected database keeps a final snapshot: skipFinalSnapshot false, finalSnapshotIdentifier")
+    return problems
 
 
 # --- security group ingress ----------------------------------------------------------------------
@@ -838,6 +906,40 @@ RESOURCE_POLICIES: Final = (
         "user-data-verifies-redis-tls",
         "User-data contains no rediss:// URL without ssl_cert_reqs=required.",
         _in_any_stack(user_data_verifies_redis_tls),
+    ),
+    ResourcePolicy(
+        "rds-private",
+        "RDS instances: not publicly accessible, in a subnet group the stack names.",
+        _in_any_stack(rds_private),
+    ),
+    ResourcePolicy(
+        "rds-encrypted",
+        "RDS instances: storage encrypted with a customer managed key; the master password managed by RDS, "
+        "its secret under a customer managed key.",
+        _in_any_stack(rds_encrypted),
+    ),
+    ResourcePolicy(
+        "rds-tls-forced",
+        "RDS instances name a parameter group; PostgreSQL parameter groups set rds.force_ssl=1.",
+        _in_any_stack(rds_tls_forced),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class ProtectionPolicy:
+    """A rule that also reads the resource's `protect` option (the engine passes its options)."""
+
+    name: str
+    description: str
+    check: Callable[[str, Mapping[str, Any], bool], list[str]]
+
+
+PROTECTION_POLICIES: Final = (
+    ProtectionPolicy(
+        "rds-deletion-protection-with-protect",
+        "A protected RDS instance has deletionProtection and takes a final snapshot.",
+        rds_deletion_protection_with_protect,
     ),
 )
 SINGLE_BEAT_POLICY: Final = "single-celery-beat"

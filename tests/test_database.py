@@ -220,11 +220,12 @@ def errors_for(database: dict[str, Any], secrets: dict[str, str] | None = None) 
             {"securityGroupId": DATABASE_GROUP},
             "django-stack:database.securityGroupId: only with mode 'existing'; with mode 'none' no database is reached",
         ),
-        ({"mode": "rds"}, "django-stack:database.mode: got 'rds'; allowed: 'none', 'existing'"),
+        ({"mode": "aurora"}, "django-stack:database.mode: got 'aurora'; allowed: 'none', 'existing', 'rds'"),
         (
             {"mode": "existing", "host": "db.internal"},
             "django-stack:database.host: unknown key; allowed keys here: mode, securityGroupId, cidrs, port, "
-            "manageIngress",
+            "manageIngress, engineVersion, instanceClass, allocatedStorageGb, maxAllocatedStorageGb, "
+            "backupRetentionDays, multiAz, name, username, caBundleSha256",
         ),
     ],
 )

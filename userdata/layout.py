@@ -46,6 +46,14 @@ BEAT_STATE_DIR = f"/var/lib/{BEAT_STATE_DIR_NAME}"
 BEAT_SCHEDULE = f"{BEAT_STATE_DIR}/schedule"
 SBIN_DIR = "/usr/local/sbin"
 FETCH_SECRETS_BIN = f"{SBIN_DIR}/app-fetch-secrets"
+# database.mode rds only: adds DATABASE_URL to SECRETS_ENV after app-fetch-secrets (a drop-in of
+# app-secrets.service), with AWS's RDS CA bundle for the region, fetched and checked at boot.
+DATABASE_URL_BIN = f"{SBIN_DIR}/app-database-url"
+DATABASE_URL_DROP_IN = "app-secrets.service.d/database.conf"
+# Written by app-database-url beside the env file: what DATABASE_URL's sslrootcert names.
+DATABASE_CA_FILE = f"{SECRETS_DIR}/rds-ca.pem"
+
+
 RELEASE_BIN = f"{SBIN_DIR}/app-release"
 # Inside each release artifact, written by `python -m ops build-release` and checked by app-release
 # before anything is installed: release, architecture, python, app module, each wheel's sha256.
@@ -128,6 +136,11 @@ def is_app_unit(unit: str) -> bool:
 # The Pulumi project this program ships as (Pulumi.yaml's name). Its stacks were created before
 # names carried the project, and keep the names they have: renaming one replaces the resource.
 ORIGINAL_PROJECT = "django-stack"
+
+
+def database_identifier(project: str, stack: str) -> str:
+    """The RDS instance of a database.mode rds stack: its name in AWS, its host name's first label."""
+    return f"{resource_prefix(project, stack)}-postgres"
 
 
 def resource_prefix(project: str, stack: str) -> str:
@@ -272,6 +285,7 @@ SECRETS_SOURCE_VARIABLES = (
     "RESULT_DB",
     "SECRETS_ENV_FILE",
     "REDIS_CA_FILE",
+    *("DATABASE_SECRET", "DATABASE_LOCATION", "DATABASE_CA_SHA256"),
 )
 RELEASE_VARIABLES = ("RELEASE_PARAMETER", "AWS_REGION", "ARTIFACT_BUCKET", "ARTIFACT_PREFIX")
 VERSION_ENV_VARIABLES = ("APP_RELEASE",)

@@ -36,6 +36,8 @@ from userdata.layout import (
     BOOT_FAILED_UNIT,
     CLOUDWATCH_AGENT_CONFIG,
     CLOUDWATCH_AGENT_PACKAGE,
+    DATABASE_URL_BIN,
+    DATABASE_URL_DROP_IN,
     DJANGO_SECRET_KEY_PARAMETER,
     FETCH_SECRETS_BIN,
     GROUP,
@@ -101,6 +103,15 @@ AWS_AGENT_KEYRING = _KEYRING_FILE[_KEYRING_FILE.index("-----BEGIN PGP") :]
 
 
 @dataclass(frozen=True)
+class DatabaseEndpoint:
+    """The stack's RDS PostgreSQL (database.mode rds), as the program knows it once it exists;
+    it listens on PostgreSQL's own port."""
+
+    host: str
+    secret_arn: str
+
+
+@dataclass(frozen=True)
 class UserDataInputs:
     """Everything one kind of machine's user-data depends on (web, worker, worker with Beat)."""
 
@@ -109,6 +120,7 @@ class UserDataInputs:
     runs_beat: bool
     redis_host: str
     redis_port: int
+    database: DatabaseEndpoint | None = None
 
 
 @dataclass(frozen=True)
@@ -243,7 +255,23 @@ def secrets_source_env(machine: UserDataInputs) -> dict[str, str | int]:
     if settings.app.secret_parameters:
         # NAME=/parameter pairs; both sides are restricted to characters that need no quoting.
         values["SECRET_PARAMETERS"] = ",".join(f"{k}={v}" for k, v in sorted(settings.app.secret_parameters.items()))
-    return values
+    return values | database_source_env(machine)
+
+
+def database_source_env(machine: UserDataInputs) -> dict[str, str | int]:
+    """app-database-url's input (database.mode rds): where the database is, its secret's ARN and
+    the CA bundle it is verified with. The password never: it stays in Secrets Manager."""
+    database, settings = machine.database, machine.settings.database
+    if database is None:
+        return {}
+    return {
+        # Its name (rds!db-<id>) is enough for Secrets Manager: the ARN only adds what the
+        # machine knows (region, account) and a random suffix.
+        "DATABASE_SECRET": database.secret_arn.split(":secret:", 1)[1][: -len("-AbCdEf")],
+        # No port: RDS listens on PostgreSQL's own (components/database.py), libpq's default.
+        "DATABASE_LOCATION": f"{database.host}/{settings.rds_name}",
+        "DATABASE_CA_SHA256": settings.ca_bundle_sha256 or "",
+    }
 
 
 def release_env(settings: Settings) -> dict[str, str | int]:
@@ -420,6 +448,7 @@ def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
             *([AGENT_INSTALLER_BIN] if runs_agents else []),
             *([WARM_STOP_BIN] if machine.role == "worker" else []),
             *([QUEUE_METRICS_BIN] if machine.runs_beat else []),
+            *([DATABASE_URL_BIN] if machine.database else []),
         )
     ]
     agents = [WrittenFile(AGENT_KEYRING, AWS_AGENT_KEYRING, "root:root", "0644")] if runs_agents else []
@@ -427,6 +456,9 @@ def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
         config = json.dumps(cloudwatch_agent_config(machine), separators=(",", ":"), sort_keys=True) + "\n"
         agents.append(WrittenFile(CLOUDWATCH_AGENT_CONFIG, config, "root:root", "0644"))
     units = [WrittenFile(f"{UNIT_DIR}/{name}", text, "root:root", "0644") for name, text in unit_files(machine).items()]
+    if machine.database:
+        drop_in = _template("app-secrets-database.conf").substitute(database_url_bin=DATABASE_URL_BIN)
+        units.append(WrittenFile(f"{UNIT_DIR}/{DATABASE_URL_DROP_IN}", drop_in, "root:root", "0644"))
 
     def readable_by_services(path: str, values: dict[str, str | int]) -> WrittenFile:
         # Owned by a group cloud-init creates in this same boot: written late (`defer`), after

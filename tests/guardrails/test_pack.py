@@ -85,7 +85,7 @@ def resource(render: StackRender, name: str) -> RecordedResource:
 def test_every_policy_is_registered_as_mandatory(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
     info = analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
     names = {policy.name: policy.enforcementLevel for policy in info.policies}
-    expected = {policy.name for policy in [*rules.RESOURCE_POLICIES, *rules.STACK_POLICIES]}
+    expected = {policy.name for policy in [*rules.RESOURCE_POLICIES, *rules.PROTECTION_POLICIES, *rules.STACK_POLICIES]}
     assert names == dict.fromkeys(expected, MANDATORY)
 
 
@@ -118,6 +118,26 @@ def test_a_secret_auth_token_arrives_and_satisfies_the_policy(
     without = {k: v for k, v in group.inputs.items() if k != "authTokenWo"}
     (diagnostic,) = analyze(analyzer, group.type_, group.name, without)
     assert diagnostic.policyName == "elasticache-encrypted-with-auth"
+
+
+def test_the_engines_protect_option_reaches_the_rds_deletion_rule(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
+    from tests.test_rds import with_rds
+
+    (instance,) = [r for r in with_rds().resources if r.type_ == rules.RDS_INSTANCE]
+    props = {**instance.inputs, "deletionProtection": False}
+
+    def diagnostics(protect: bool) -> list[str]:
+        request = analyzer_pb2.AnalyzeRequest(
+            type=instance.type_,
+            properties=struct(props),
+            urn=urn(instance.type_, instance.name),
+            name=instance.name,
+            options=analyzer_pb2.AnalyzerResourceOptions(protect=protect),
+        )
+        return [d.policyName for d in analyzer.Analyze(request, timeout=30).diagnostics]
+
+    assert diagnostics(True) == ["rds-deletion-protection-with-protect"]
+    assert diagnostics(False) == []
 
 
 def test_two_beat_groups_fail_the_stack(analyzer: analyzer_pb2_grpc.AnalyzerStub, prod: StackRender) -> None:
