@@ -21,7 +21,7 @@ from components.redis import Redis, RedisArgs
 from components.secrets import Secrets, SecretsArgs
 from components.security import DatabasePeer, SecurityArgs, SecurityGroups
 from components.signals import CeleryMetrics, LoadBalancerIds, Thresholds, WatchTargets
-from settings import ConfigError, Settings, WebSettings, WorkerSettings, load_settings
+from config import ConfigError, Settings, WebSettings, WorkerSettings, load_settings
 from userdata import layout
 from userdata.render import GUNICORN_GRACE_SECONDS, Role, UserDataInputs, user_data_base64
 

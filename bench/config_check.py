@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from settings import load_settings, machine_problems
+from config import load_settings, machine_problems
 
 REPO = Path(__file__).resolve().parents[1]
 

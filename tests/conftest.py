@@ -14,10 +14,10 @@ import pulumi
 import pytest
 import yaml
 
+from config import Settings, load_settings
 from offline_render.fake_aws import RecordedResource, RecordingMocks, write_only
 from offline_render.program import StackRender, fresh_event_loop, render_stack, without_declaration_stacks
 from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
-from settings import Settings, load_settings
 from tests import REPO_ROOT
 from tests.machine_scripts import sweep_shipped_dirs
 from userdata.layout import ORIGINAL_PROJECT

@@ -10,10 +10,10 @@ import re
 import pulumi
 import pytest
 
+from config import ARM64_FAMILIES, ConfigError, ec2_instance_types, instance_type_architecture, load_settings
 from offline_render.fake_aws import RecordingMocks
 from offline_render.overrides import apply_overrides
 from offline_render.program import run_program, stack_file_config
-from settings import ARM64_FAMILIES, ConfigError, ec2_instance_types, instance_type_architecture, load_settings
 from tests.conftest import prod_config_values
 
 

@@ -1,4 +1,4 @@
-"""The layers point one way: settings.py -> __main__.py -> components. Components take flat,
+"""The layers point one way: config/ -> __main__.py -> components. Components take flat,
 typed args and import neither the settings nor the renderer, so each can be built alone; the
 renderer and the machine contract know nothing of Pulumi."""
 

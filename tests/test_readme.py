@@ -6,7 +6,7 @@ import re
 
 import msgspec
 
-from settings import SECTIONS, QueueSettings
+from config import SECTIONS, QueueSettings
 from tests import REPO_ROOT
 
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from settings import QueueSettings, SettingError, Settings
+from config import QueueSettings, SettingError, Settings
 from userdata.layout import (
     AGENT_INSTALLER_BIN,
     AGENT_KEYRING,

@@ -9,8 +9,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from config import load_settings
 from ops.scripts import CHECK_MARK, CHECKS_BY_ROLE
-from settings import load_settings
 from tests.conftest import prod_config_values
 from userdata.render import GUNICORN_GRACE_SECONDS, GUNICORN_UNIT, worker_unit
 
