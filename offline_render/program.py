@@ -1,14 +1,13 @@
-"""Runs the real Pulumi program (__main__.py) for a stack under the fake AWS, with the stack
-file's config (plus overrides), and collects what it would create: every resource with its
-inputs, each kind of machine (one per launch template) and each instance the Auto Scaling groups
-would launch, with its user-data as cloud-init would read it."""
+"""Runs the real Pulumi program (program.py's `build(read_settings())`, as __main__.py does) for a
+stack under the fake AWS, with the stack file's config (plus overrides), and collects what it
+would create: every resource with its inputs, each kind of machine (one per launch template) and
+each instance the Auto Scaling groups would launch, with its user-data as cloud-init would read it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import runpy
 import unittest.mock
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from ops.stack import program_project
 from userdata.layout import NAME_TAG, PROJECT_TAG, ROLE_TAG, STACK_TAG, resource_prefix
 from userdata.render import decode_user_data
 
-# Where Pulumi.yaml, the stack files and __main__.py live.
+# Where Pulumi.yaml, the stack files and the program live.
 PROGRAM_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -137,7 +136,7 @@ def run_program(
     project: str | None = None,
     program_dir: Path = PROGRAM_DIR,
 ) -> dict[str, Any]:
-    """Runs __main__.py under these mocks with this config, as a stack of `project` (default:
+    """Runs the program under these mocks with this config, as a stack of `project` (default:
     Pulumi.yaml's); returns the stack's outputs as plain values, a secret one wrapped in Pulumi's
     secret signature as the engine stores it."""
     with fresh_event_loop() as loop, without_declaration_stacks():
@@ -165,7 +164,10 @@ def _run_program(
         @pulumi.runtime.test  # type: ignore[untyped-decorator]  # pulumi's decorator is untyped
         def program() -> None:
             pulumi.runtime.register_stack_transformation(mocks.record_options)
-            runpy.run_path(str(program_dir / "__main__.py"), run_name="__main__")
+            # Imported when it runs: a --compare copy's program (cli.use_program) replaces this one's.
+            from program import build, read_settings
+
+            build(read_settings())
 
         program()
         outputs = {name: loop.run_until_complete(_stored(value)) for name, value in _exported().items()}

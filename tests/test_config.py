@@ -210,7 +210,7 @@ def test_visibility_timeout_defaults_above_every_hard_limit(prod_settings):
     assert worker.broker_visibility_timeout > worker.max_hard_time_limit == 1800
 
 
-# Values that used to pass settings.py and fail only while rendering user-data, after ~48
+# Values that used to pass the config checks and fail only while rendering user-data, after ~48
 # resources were registered, and never in a preview of a new stack (no Redis endpoint yet).
 # Hashes do not compress: enough of them push the worker's user-data past EC2's 16 KiB.
 MANY_ROUTES = [f"app.t{hashlib.sha256(str(i).encode()).hexdigest()[:24]}" for i in range(900)]

@@ -1,4 +1,4 @@
-"""The README's config reference names every key settings.py accepts, and no other."""
+"""The README's config reference names every key config/ accepts, and no other."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from config import QueueSettings, SettingError, Settings
+from config import QueueSettings, Settings
 from userdata.layout import (
     AGENT_INSTALLER_BIN,
     AGENT_KEYRING,
@@ -40,6 +40,7 @@ from userdata.layout import (
     FETCH_SECRETS_BIN,
     GROUP,
     GUNICORN_ENV,
+    GUNICORN_GRACE_SECONDS,
     GUNICORN_RUNTIME_DIR,
     GUNICORN_RUNTIME_DIR_NAME,
     GUNICORN_UNIT,
@@ -86,12 +87,20 @@ from userdata.template import StrictTemplate
 
 Role = Literal["web", "worker"]
 
+
+class SettingError(ValueError):
+    """A value that passed its section's rules but cannot go onto a machine (found while
+    rendering); `key` is the config key, as in `app.environment.NAME`."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
 BROKER_DB, RESULT_DB = 0, 1
 # What the units and scripts need from Debian beyond a stock cloud image (gpgv is on it already,
 # as apt's own verifier: listed because install-aws-agent depends on it).
 PACKAGES = ("python3-boto3", "python3-venv", "redis-tools", "gpgv")
-# Gunicorn's own graceful timeout is 30 s after the request timeout.
-GUNICORN_GRACE_SECONDS = 30
 
 _HERE = Path(__file__).parent
 # The public keys AWS signs its agent packages with: the armored blocks only (provenance and

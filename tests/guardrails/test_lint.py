@@ -42,6 +42,7 @@ PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 # Everything that runs in production or operations (the offline render included).
 PRODUCTION_CODE = {
     "__main__.py",
+    "program.py",
     "config",
     "release_name.py",
     "components",
