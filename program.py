@@ -11,10 +11,10 @@ import pulumi
 import pulumi_aws as aws
 from pulumi.runtime.config import CONFIG, get_config_env, get_config_secret_keys_env, is_config_secret
 
-from components.access import AccessArgs, InstanceAccess
+from components.access import AccessArgs, InstanceAccess, KindAccess
 from components.alerting import AlertTopics, AlertTopicsArgs, Monitoring, MonitoringArgs
 from components.encryption import StackKey, StackKeyArgs
-from components.fleet import BOOT_GRACE_SECONDS, Fleet, FleetArgs, GroupSize, WorkerScaling
+from components.fleet import BOOT_GRACE_SECONDS, Fleet, FleetArgs, GroupSize, MachineGroupArgs, WorkerScaling
 from components.front_door import FrontDoor, FrontDoorArgs
 from components.live_release import LiveRelease, LiveReleaseArgs
 from components.logs import InstanceLogs, InstanceLogsArgs
@@ -23,10 +23,11 @@ from components.redis import Redis, RedisArgs
 from components.secrets import Secrets, SecretsArgs
 from components.security import DatabasePeer, SecurityArgs, SecurityGroups
 from components.signals import CeleryMetrics, LoadBalancerIds, Thresholds, WatchTargets
-from config import ConfigError, Settings, WebSettings, WorkerSettings, load_settings
+from config import ConfigError, Settings, load_settings
+from config.kinds import MachineKind, kind_tags, machine_kinds
 from userdata import layout
 from userdata.layout import GUNICORN_GRACE_SECONDS
-from userdata.render import Role, SettingError, UserDataInputs, user_data_base64
+from userdata.render import SettingError, UserDataInputs, user_data_base64
 
 # Each Output and task of Pulumi's SDK is a few containers: at Python's default pace the program
 # ran a full collection over the ~200,000 objects the SDKs import every few resources. A hundred
@@ -96,17 +97,15 @@ def machine_problems(settings: Settings) -> list[str]:
     its first resource, in a preview as in an update: the real render only runs once Redis's
     endpoint is known, half-way through `pulumi up`."""
     problems = []
-    for machine in (
-        UserDataInputs(settings, "web", False, PLACEHOLDER_REDIS_HOST, 6379),
-        UserDataInputs(settings, "worker", settings.worker.beat, PLACEHOLDER_REDIS_HOST, 6379),
-    ):
+    for kind in machine_kinds(settings):
+        machine = UserDataInputs(settings, kind, PLACEHOLDER_REDIS_HOST, 6379)
         try:
             user_data_base64(machine)
         except SettingError as error:
             problems.append(f"{settings.project}:{error.key}: {error.message}")
         except ValueError as error:
             problems.append(f"{settings.project}: the {machine.role} instances' user-data cannot be rendered: {error}")
-    return list(dict.fromkeys(problems))  # a rule both roles break is reported once
+    return list(dict.fromkeys(problems))  # a rule several kinds break is reported once
 
 
 def build(settings: Settings) -> None:
@@ -138,8 +137,7 @@ def build(settings: Settings) -> None:
     # The roles first, their grants by name: the stack key's policy names the roles, and the
     # parameters are encrypted with that key. One role per kind of machine; Beat's alone publishes
     # the queue metrics (it runs app-queue-metrics).
-    beat_kind = "worker-beat" if settings.worker.beat else None
-    role_of_kind = {"web": layout.WEB_ROLE, "worker": layout.WORKER_ROLE, "worker-beat": layout.WORKER_ROLE}
+    kinds = {kind.name: kind for kind in machine_kinds(settings)}
     access = InstanceAccess(
         name,
         AccessArgs(
@@ -151,8 +149,7 @@ def build(settings: Settings) -> None:
             release_parameter_arn=parameter_arn(release_parameter),
             artifact_location=artifact_location,
             tags=tags,
-            kinds=["web", "worker", *([beat_kind] if beat_kind else [])],
-            metrics_kind=beat_kind,
+            kinds=[KindAccess(kind.name, kind.publishes_metrics) for kind in kinds.values()],
             metrics_namespace=layout.metrics_namespace(settings.project, settings.stack),
             partition=partition,
         ),
@@ -297,24 +294,21 @@ def build(settings: Settings) -> None:
                 kms_key_arn=kms_key_arn,
                 # Each kind writes into its role's group (the Beat instance is a worker).
                 writers={
-                    kind: (role_name, layout.log_group_name(settings.project, settings.stack, role_of_kind[kind]))
+                    kind: (role_name, layout.log_group_name(settings.project, settings.stack, kinds[kind].role))
                     for kind, role_name in access.role_names.items()
                 },
                 tags=tags,
             ),
         )
 
-    def user_data(role: Role, runs_beat: bool = False) -> pulumi.Output[str]:
+    def user_data(kind: MachineKind) -> pulumi.Output[str]:
         """One kind of machine's user-data, once Redis's endpoint is known: the one place where
         Outputs meet the (pure) renderer."""
         return pulumi.Output.all(redis.primary_endpoint, redis.port).apply(
             lambda endpoint: user_data_base64(
-                UserDataInputs(settings, role, runs_beat, redis_host=endpoint[0], redis_port=int(endpoint[1]))
+                UserDataInputs(settings, kind, redis_host=endpoint[0], redis_port=int(endpoint[1]))
             )
         )
-
-    def role_tags(role: Role) -> dict[str, str]:
-        return {**tags, layout.ROLE_TAG: role}
 
     load_balancer = settings.load_balancer
     front_door = None
@@ -338,9 +332,6 @@ def build(settings: Settings) -> None:
             ),
         )
 
-    def sizes(role: WebSettings | WorkerSettings) -> GroupSize:
-        return GroupSize(role.min_size, role.desired_capacity, role.max_size)
-
     # What the Beat instance publishes (the machine contract), read by the alarms, the dashboard and
     # the worker group's scaling policy.
     celery_metrics = CeleryMetrics(
@@ -359,43 +350,39 @@ def build(settings: Settings) -> None:
         else None
     )
 
+    security_groups = {"web": security.web_security_group_id, "worker": security.worker_security_group_id}
+    web_targets = [front_door.target_group_arn] if front_door else settings.web.target_group_arns
     fleet = Fleet(
         name,
         FleetArgs(
-            web_size=sizes(settings.web),
-            web_instance_type=settings.web.instance_type,
-            web_security_group_id=security.web_security_group_id,
-            web_user_data=user_data("web"),
-            web_tags=role_tags("web"),
-            web_target_group_arns=[front_door.target_group_arn] if front_door else settings.web.target_group_arns,
-            worker_size=sizes(settings.worker),
-            worker_instance_type=settings.worker.instance_type,
-            worker_security_group_id=security.worker_security_group_id,
-            worker_user_data=user_data("worker"),
-            worker_tags=role_tags("worker"),
-            beat_user_data=user_data("worker", runs_beat=True) if settings.worker.beat else None,
-            beat_tags={**role_tags("worker"), layout.BEAT_TAG: layout.BEAT_TAG_VALUE},
+            kinds=[
+                MachineGroupArgs(
+                    kind=kind.name,
+                    size=GroupSize(kind.min_size, kind.desired_capacity, kind.max_size),
+                    instance_type=kind.instance_type,
+                    security_group_id=security_groups[kind.role],
+                    user_data=user_data(kind),
+                    tags=kind_tags(tags, kind),
+                    instance_profile_name=access.instance_profile_names[kind.name],
+                    role_name=access.role_names[kind.name],
+                    min_healthy_percentage=kind.min_healthy_percentage,
+                    terminate_first=kind.terminate_first,
+                    target_group_arns=web_targets if kind.serves_web else (),
+                    termination_hold_seconds=kind.termination_hold_seconds,
+                    scaling=worker_scaling if kind.scales_on_backlog else None,
+                )
+                for kind in kinds.values()
+            ],
             ami_id=settings.instances.ami_id,
             architecture=settings.instances.architecture,
             root_volume_gb=settings.instances.root_volume_gb,
             kms_key_arn=kms_key_arn,
             subnet_ids=network.private_subnet_ids,
-            web_instance_profile_name=access.instance_profile_names["web"],
-            worker_instance_profile_name=access.instance_profile_names["worker"],
-            web_role_name=access.role_names["web"],
-            worker_role_name=access.role_names["worker"],
-            beat_instance_profile_name=access.instance_profile_names[beat_kind] if beat_kind else None,
-            beat_role_name=access.role_names[beat_kind] if beat_kind else None,
-            min_healthy_percentage=settings.instances.min_healthy_percentage,
             termination_hook_name=layout.TERMINATION_HOOK,
-            termination_hold_seconds=settings.worker.termination_hold_seconds,
-            worker_scaling=worker_scaling,
         ),
     )
 
-    groups: dict[str, pulumi.Input[str]] = {"web": fleet.web_group_name, "worker": fleet.worker_group_name}
-    if fleet.beat_group_name is not None:
-        groups["worker-beat"] = fleet.beat_group_name
+    groups: dict[str, pulumi.Input[str]] = dict(fleet.group_names)
     monitoring = Monitoring(
         name,
         MonitoringArgs(
@@ -419,7 +406,7 @@ def build(settings: Settings) -> None:
                     backlog_threshold=alerts.backlog_threshold,
                     backlog_minutes=alerts.backlog_minutes,
                 ),
-                scaling_group="worker" if worker_scaling else None,
+                scaling_group=next((kind.name for kind in kinds.values() if kind.scales_on_backlog), None),
                 target_backlog_per_instance=worker_scaling.target_backlog_per_instance if worker_scaling else None,
             ),
             alarm_prefix=alarm_prefix,
@@ -442,9 +429,9 @@ def build(settings: Settings) -> None:
     pulumi.export("webSecurityGroupId", security.web_security_group_id)
     pulumi.export("workerSecurityGroupId", security.worker_security_group_id)
     pulumi.export("redisSecurityGroupId", security.redis_security_group_id)
-    pulumi.export("webGroupName", fleet.web_group_name)
-    pulumi.export("workerGroupName", fleet.worker_group_name)
-    pulumi.export("beatGroupName", fleet.beat_group_name)
+    pulumi.export("webGroupName", fleet.group_names["web"])
+    pulumi.export("workerGroupName", fleet.group_names["worker"])
+    pulumi.export("beatGroupName", fleet.group_names.get("worker-beat"))
     pulumi.export("imageId", fleet.image_id)
     pulumi.export("latestDebianImageId", fleet.latest_debian_image_id)
     if front_door:
