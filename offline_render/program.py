@@ -71,6 +71,8 @@ class StackRender:
     outputs: dict[str, Any] = field(default_factory=dict)
     # Values the fake AWS made up (ids, ARNs, endpoints): marked as such in the report.
     placeholders: frozenset[str] = frozenset()
+    # Each resource's URN -> its aliases' (RecordingMocks.urns).
+    urns: dict[str, list[str]] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[RecordedResource]:
         return [r for r in self.resources if r.type_ == type_]
@@ -206,7 +208,7 @@ def render_stack(
     mocks = RecordingMocks(str(config.get("aws:region") or "eu-west-1"), redis_endpoint)
     outputs = run_program(stack, config, mocks, project=project, program_dir=program_dir)
     placeholders = frozenset(mocks.placeholders)
-    return StackRender(stack, launched_instances(mocks.resources), mocks.resources, outputs, placeholders)
+    return StackRender(stack, launched_instances(mocks.resources), mocks.resources, outputs, placeholders, mocks.urns)
 
 
 def machine_kinds(resources: list[RecordedResource]) -> list[MachineKind]:

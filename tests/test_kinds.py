@@ -7,57 +7,24 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import pulumi
 import pytest
 
 import program
 from config.kinds import machine_kinds, worker_kind
-from offline_render.fake_aws import AUTOSCALING_GROUP_TYPE, LAUNCH_TEMPLATE_TYPE, RecordingMocks
-from offline_render.program import render_stack, run_program, stack_file_config
+from offline_render.fake_aws import AUTOSCALING_GROUP_TYPE, LAUNCH_TEMPLATE_TYPE
+from offline_render.program import render_stack
+from tests.conftest import rendered
 from userdata.layout import worker_unit
 from userdata.render import decode_user_data, enabled_units
 
 URNS = Path(__file__).resolve().parent / "urns"
 
 
-class UrnRecordingMocks(RecordingMocks):
-    """Also records each resource's URN type chain (`parent-type$type::name`, as the engine
-    builds it) and the URNs of its aliases."""
-
-    def __init__(self, region: str) -> None:
-        super().__init__(region, None)
-        self.qualified: dict[int, str] = {}
-        self.urns: dict[str, list[str]] = {}
-
-    def record_options(self, args: pulumi.ResourceTransformationArgs) -> None:
-        super().record_options(args)
-        parent = args.opts.parent if args.opts else None
-        within = self.qualified.get(id(parent)) if parent is not None else None
-        self.qualified[id(args.resource)] = f"{within}${args.type_}" if within else args.type_
-        aliases = []
-        for alias in (args.opts.aliases or []) if args.opts else []:
-            # Each part the alias leaves out (Pulumi: `...`) is the resource's own: name, type, parent.
-            assert isinstance(alias, pulumi.Alias) and alias.stack is ... and alias.project is ..., alias
-            if isinstance(alias.parent, pulumi.Output):
-                continue  # a parent named by URN: an earlier move's (Redis's token), not needed here
-            former = self.qualified[id(alias.parent)] if isinstance(alias.parent, pulumi.Resource) else within
-            type_ = args.type_ if alias.type_ is ... else alias.type_
-            name = args.name if alias.name is ... else alias.name
-            aliases.append(f"{former}${type_}::{name}" if former else f"{type_}::{name}")
-        self.urns[f"{self.qualified[id(args.resource)]}::{args.name}"] = aliases
-
-
-def current_urns(stack: str) -> dict[str, list[str]]:
-    mocks = UrnRecordingMocks("eu-west-1")
-    run_program(stack, stack_file_config(stack), mocks)
-    return mocks.urns
-
-
 @pytest.mark.parametrize("stack", ["prod", "staging"])
 def test_every_resource_of_the_existing_stacks_keeps_its_urn_or_carries_it_as_an_alias(stack):
     # tests/urns/<stack>.txt: every URN of the stack before machine kinds had their own component.
     before = set((URNS / f"{stack}.txt").read_text().split())
-    urns = current_urns(stack)
+    urns = rendered(stack).urns
     adopted = set(urns) | {alias for aliases in urns.values() for alias in aliases}
     assert before - adopted == set()
     # What is new (neither an old URN nor aliased to one) is the kinds' components alone.
