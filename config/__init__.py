@@ -6,6 +6,7 @@ of the program, the renderer or Pulumi's runtime.
 - rules.py: the rules that join sections, the project's name, the instance types;
 - messages.py: msgspec's errors rewritten as one line naming the key;
 - load.py: `load_settings`, config values in, `Settings` out (or one `ConfigError`).
+- kinds.py: the machine kinds (`MachineKind`, `machine_kinds(settings)`), one per group.
 
 Whether each machine kind's user-data can be rendered and fits EC2's limit is not a config
 rule: program.py's `build` checks it, before the first resource.
