@@ -1,4 +1,4 @@
-"""The one release-name rule, shared by the stack config (settings.py), the ops tool and
+"""The one release-name rule, shared by the stack config (config/), the ops tool and
 scripts/build-release.sh. A release name becomes a directory on every instance, an S3 key and
 an argument in printed shell hints, so all three must agree on it.
 

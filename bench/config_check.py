@@ -1,6 +1,6 @@
-"""What checking the config before the first resource costs: `load_settings` on the prod stack
-file, of which the part that renders each role's user-data once with a placeholder Redis
-endpoint (`machine_problems`), side by side with the rest (msgspec and the section rules).
+"""What checking the config before the first resource costs on the prod stack file: `load_settings`
+(msgspec and the section rules) and the build step's render of each kind's user-data once with a
+placeholder Redis endpoint (program.py `machine_problems`), side by side.
 Alternating in-process runs, medians reported; compare with bench/program_eval.py's whole run.
 
     .venv/bin/python bench/config_check.py [--quick]
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from settings import load_settings, machine_problems
+from config import load_settings
+from program import machine_problems
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,14 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     render: list[float] = []
     for _ in range(runs):
         started = time.perf_counter()
-        load_settings(raw, stack="prod", region="eu-west-1")
+        machine_problems(load_settings(raw, stack="prod", region="eu-west-1"))
         whole.append(time.perf_counter() - started)
         started = time.perf_counter()
         machine_problems(settings)
         render.append(time.perf_counter() - started)
     load_ms, render_ms = statistics.median(whole) * 1000, statistics.median(render) * 1000
     print(f"config check: {runs} alternating in-process runs, prod stack file")
-    print(f"  load_settings, all checks:                 median {load_ms:.2f} ms")
+    print(f"  load_settings + machine_problems:          median {load_ms:.2f} ms")
     print(f"  of which the placeholder user-data render: median {render_ms:.2f} ms ({render_ms / load_ms:.0%})")
     print(f"  the rest (msgspec + section rules):        median {load_ms - render_ms:.2f} ms")
     return 0

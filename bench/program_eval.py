@@ -27,7 +27,7 @@ QUICK_RUNS = 1
 def aws_names() -> list[str]:
     """Every `aws.<module>.<Name>` the program's sources use (pulumi_aws imports a submodule
     only when one of its names is first touched, so the floor touches exactly these)."""
-    sources = [REPO / "__main__.py", *sorted((REPO / "components").glob("*.py"))]
+    sources = [REPO / "__main__.py", REPO / "program.py", *sorted((REPO / "components").glob("*.py"))]
     pattern = r"\baws\.([a-z0-9_]+)\.([A-Za-z_][A-Za-z0-9_]*)(?![\w*])"  # not prose like "Group*Rule"
     return sorted({f"{m}.{n}" for path in sources for m, n in re.findall(pattern, path.read_text())})
 

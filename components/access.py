@@ -48,6 +48,15 @@ SSM_AGENT_ACTIONS = (
 
 
 @dataclass(frozen=True)
+class KindAccess:
+    """One machine kind as its role sees it: its name (`<stack>-<name>-role`) and whether it
+    publishes the queue metrics."""
+
+    name: str
+    publishes_metrics: bool = False
+
+
+@dataclass(frozen=True)
 class AccessArgs:
     # Exactly the parameters the instances read; SecureStrings here must be encrypted with a key
     # whose policy lets these roles decrypt (the stack key does).
@@ -59,17 +68,17 @@ class AccessArgs:
     tags: dict[str, str]
     # One role and instance profile per kind of machine (web, worker, the Beat worker), so a kind
     # gets only its own grants: the Fleet lets each worker kind complete its own group's
-    # lifecycle actions, and only metrics_kind may publish metrics.
-    kinds: Sequence[str] = ("web", "worker")
-    # The kind whose role may cloudwatch:PutMetricData, only into metrics_namespace; None: none.
-    metrics_kind: str | None = None
+    # lifecycle actions, and only a kind that publishes metrics may.
+    kinds: Sequence[KindAccess] = (KindAccess("web"), KindAccess("worker"))
+    # Where a publishing kind's role may cloudwatch:PutMetricData (and nowhere else).
     metrics_namespace: str = ""
     # The region's partition: what the ARNs this component writes start with (arn:<partition>:).
     partition: str = "aws"
 
     def __post_init__(self) -> None:
-        if self.metrics_kind is not None and (self.metrics_kind not in self.kinds or not self.metrics_namespace):
-            raise ValueError(f"metrics_kind: {self.metrics_kind!r}; needs to be one of kinds and a metrics_namespace")
+        publishing = [kind.name for kind in self.kinds if kind.publishes_metrics]
+        if publishing and not self.metrics_namespace:
+            raise ValueError(f"metrics_namespace: empty while {', '.join(publishing)} publishes metrics")
 
 
 # The kind whose role and profile keep the names of the role all kinds once shared (UPGRADE.md).
@@ -88,18 +97,18 @@ class InstanceAccess(pulumi.ComponentResource):
         self.instance_profile_names, self.role_arns, self.role_names = {}, {}, {}
         for kind in args.kinds:
             role, profile = self._kind(kind)
-            self.instance_profile_names[kind] = profile.name
-            self.role_arns[kind] = role.arn
-            self.role_names[kind] = role.name
+            self.instance_profile_names[kind.name] = profile.name
+            self.role_arns[kind.name] = role.arn
+            self.role_names[kind.name] = role.name
         self.register_outputs({"instanceProfileNames": self.instance_profile_names, "roleArns": self.role_arns})
 
     def _options(self, kind: str, shared_name: str) -> pulumi.ResourceOptions:
         aliases = [pulumi.Alias(name=shared_name)] if kind == SHARED_ROLE_KIND else []
         return pulumi.ResourceOptions(parent=self, aliases=aliases)
 
-    def _kind(self, kind: str) -> tuple[aws.iam.Role, aws.iam.InstanceProfile]:
+    def _kind(self, machine: KindAccess) -> tuple[aws.iam.Role, aws.iam.InstanceProfile]:
         """One kind's role, its grants and its instance profile."""
-        name, args = self._name, self._args
+        name, args, kind = self._name, self._args, machine.name
         role = aws.iam.Role(
             f"{name}-{kind}-role",
             description=f"{kind} instances of this stack",
@@ -137,7 +146,7 @@ class InstanceAccess(pulumi.ComponentResource):
             ),
             opts=self._options(kind, f"{name}-read-secrets-and-releases"),
         )
-        if kind == args.metrics_kind:
+        if machine.publishes_metrics:
             aws.iam.RolePolicy(
                 f"{name}-{kind}-publish-metrics",
                 role=role.id,

@@ -1,5 +1,6 @@
-"""The machines: one launch template and one Auto Scaling group per kind (web, worker, Beat), each
-template carrying that kind's rendered user-data.
+"""The machines: one MachineGroup per kind (web, worker, Beat, any kind the program adds), each a
+launch template carrying that kind's rendered user-data, the Auto Scaling group that launches it,
+and its hooks.
 
 A terminating worker (scale-in, refresh, replacement) is held by a lifecycle hook until the
 agent on it has stopped its Celery workers warm and completed the lifecycle action; each worker
@@ -51,10 +52,6 @@ class GroupSize:
             raise ValueError(f"sizes: {self}; need 0 <= min_size <= desired_capacity <= max_size")
 
 
-# Beat: exactly one instance, always.
-BEAT_SIZE = GroupSize(1, 1, 1)
-
-
 @dataclass(frozen=True)
 class WorkerScaling:
     """The worker group holds the backlog of every queue it serves, per in-service instance, at
@@ -69,24 +66,48 @@ class WorkerScaling:
 
 
 @dataclass(frozen=True)
-class FleetArgs:
-    """Three kinds of machine, each with its own rendered user-data (gzip+base64) and tags:
-    web, worker, and the one worker that runs Beat (none when beat_user_data is None)."""
+class MachineGroupArgs:
+    """One kind of machine (config/kinds.py, as plain values): its sizes, type, security group,
+    rendered user-data (gzip+base64), tags, role and how its instances are replaced."""
 
-    web_size: GroupSize
-    web_instance_type: str
-    web_security_group_id: pulumi.Input[str]
-    web_user_data: pulumi.Input[str]
-    web_tags: dict[str, str]
-    # The load balancer's target groups: the web group then uses the load balancer's health checks.
-    web_target_group_arns: Sequence[pulumi.Input[str]]
-    worker_size: GroupSize
-    worker_instance_type: str
-    worker_security_group_id: pulumi.Input[str]
-    worker_user_data: pulumi.Input[str]
-    worker_tags: dict[str, str]
-    beat_user_data: pulumi.Input[str] | None
-    beat_tags: dict[str, str]
+    kind: str  # the kind's name: its resources are <fleet>-<kind>...
+    size: GroupSize
+    instance_type: str
+    security_group_id: pulumi.Input[str]
+    user_data: pulumi.Input[str]
+    tags: dict[str, str]
+    # Its own instance profile and role: the role may report its own group's instances unhealthy
+    # (a failed boot) and, with a termination hold, complete its own group's lifecycle actions.
+    instance_profile_name: pulumi.Input[str]
+    role_name: pulumi.Input[str]
+    # Capacity kept in service during an instance refresh.
+    min_healthy_percentage: int
+    # Every replacement terminates the old instance before launching the new one.
+    terminate_first: bool = False
+    # The load balancer's target groups: the group then uses the load balancer's health checks.
+    target_group_arns: Sequence[pulumi.Input[str]] = ()
+    # How long the termination hook holds a terminating instance (30 to 7200 s, Auto Scaling's
+    # limit) while its agent stops Celery warm; None: no hook.
+    termination_hold_seconds: int | None = None
+    # None: the group keeps its desired capacity.
+    scaling: WorkerScaling | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_healthy_percentage <= 100:
+            raise ValueError(f"min_healthy_percentage: {self.min_healthy_percentage}; allowed: 0 to 100")
+        hold = self.termination_hold_seconds
+        if hold is not None and not MIN_LIFECYCLE_HOLD_SECONDS <= hold <= MAX_LIFECYCLE_HOLD_SECONDS:
+            raise ValueError(
+                f"termination_hold_seconds: {hold}; "
+                f"allowed: {MIN_LIFECYCLE_HOLD_SECONDS} to {MAX_LIFECYCLE_HOLD_SECONDS}"
+            )
+
+
+@dataclass(frozen=True)
+class FleetArgs:
+    """The machine kinds, and what their launch templates share."""
+
+    kinds: Sequence[MachineGroupArgs]
     # An image to pin; None takes Debian 12's newest for the architecture once, then keeps it.
     ami_id: str | None
     architecture: str
@@ -94,44 +115,22 @@ class FleetArgs:
     # The stack key: the root volumes are encrypted with it, not the account's aws/ebs key.
     kms_key_arn: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
-    # Each kind's instance profile (a role per kind); each kind's role is allowed here to report
-    # its own group's instances unhealthy (a failed boot), the worker kinds' also to complete
-    # their own group's lifecycle actions.
-    web_instance_profile_name: pulumi.Input[str]
-    web_role_name: pulumi.Input[str]
-    worker_instance_profile_name: pulumi.Input[str]
-    worker_role_name: pulumi.Input[str]
-    beat_instance_profile_name: pulumi.Input[str] | None
-    beat_role_name: pulumi.Input[str] | None
-    # Web and worker capacity kept in service during an instance refresh.
-    min_healthy_percentage: int
-    # The termination hook the workers' agent completes, and how long it holds a terminating
-    # worker (at most 7200 s, Auto Scaling's limit).
+    # The termination hook the workers' agent completes.
     termination_hook_name: str
-    termination_hold_seconds: int
-    # None: the worker group keeps its desired capacity.
-    worker_scaling: WorkerScaling | None = None
 
     def __post_init__(self) -> None:
         if self.architecture not in DEBIAN_ARCHITECTURES:
             raise ValueError(f"architecture: {self.architecture!r}; allowed: {', '.join(DEBIAN_ARCHITECTURES)}")
         if not self.subnet_ids:
             raise ValueError("subnet_ids: empty; needs at least one subnet")
-        if not 0 <= self.min_healthy_percentage <= 100:
-            raise ValueError(f"min_healthy_percentage: {self.min_healthy_percentage}; allowed: 0 to 100")
-        if (self.beat_user_data is None) != (self.beat_instance_profile_name is None or self.beat_role_name is None):
-            raise ValueError("beat_instance_profile_name, beat_role_name: needed exactly when beat_user_data is")
-        if not MIN_LIFECYCLE_HOLD_SECONDS <= self.termination_hold_seconds <= MAX_LIFECYCLE_HOLD_SECONDS:
-            raise ValueError(
-                f"termination_hold_seconds: {self.termination_hold_seconds}; "
-                f"allowed: {MIN_LIFECYCLE_HOLD_SECONDS} to {MAX_LIFECYCLE_HOLD_SECONDS}"
-            )
+        names = [kind.kind for kind in self.kinds]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"kinds: {names}; needs at least one, each named once")
 
 
 class Fleet(pulumi.ComponentResource):
-    web_group_name: pulumi.Output[str]
-    worker_group_name: pulumi.Output[str]
-    beat_group_name: pulumi.Output[str] | None
+    # Kind -> its Auto Scaling group's name.
+    group_names: dict[str, pulumi.Output[str]]
     # The image the templates launch, and Debian's newest (what a "refresh AMI" would take).
     image_id: pulumi.Output[str]
     latest_debian_image_id: pulumi.Output[str]
@@ -139,106 +138,96 @@ class Fleet(pulumi.ComponentResource):
     def __init__(self, name: str, args: FleetArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("djangostack:fleet:Fleet", name, None, opts)
         self._args = args
-        self._name = name
         self.latest_debian_image_id = self._latest_debian_image()
         image: pulumi.Input[str] = args.ami_id or self.latest_debian_image_id
-        refresh = args.min_healthy_percentage
-
-        web_template, web = self._machines(
-            "web",
-            image,
-            args.web_instance_type,
-            args.web_security_group_id,
-            args.web_user_data,
-            args.web_tags,
-            args.web_size,
-            args.web_instance_profile_name,
-            min_healthy_percentage=refresh,
-            target_group_arns=args.web_target_group_arns,
-        )
-        _, worker = self._machines(
-            "worker",
-            image,
-            args.worker_instance_type,
-            args.worker_security_group_id,
-            args.worker_user_data,
-            args.worker_tags,
-            args.worker_size,
-            args.worker_instance_profile_name,
-            min_healthy_percentage=refresh,
-        )
-        self._report_failed_boots("web", web, args.web_role_name)
-        self._report_failed_boots("worker", worker, args.worker_role_name)
-        self._hold_terminating_workers("worker", worker, args.worker_role_name)
-        beat = None
-        if (
-            args.beat_user_data is not None
-            and args.beat_instance_profile_name is not None
-            and args.beat_role_name is not None
-        ):
-            # 0 % healthy: the old Beat is terminated before its replacement launches.
-            _, beat = self._machines(
-                "worker-beat",
-                image,
-                args.worker_instance_type,
-                args.worker_security_group_id,
-                args.beat_user_data,
-                args.beat_tags,
-                BEAT_SIZE,
-                args.beat_instance_profile_name,
-                min_healthy_percentage=0,
-                terminate_first=True,
-            )
-            self._report_failed_boots("worker-beat", beat, args.beat_role_name)
-            self._hold_terminating_workers("worker-beat", beat, args.beat_role_name)
-        if args.worker_scaling is not None:
-            self._scale_on_backlog(worker, args.worker_scaling)
-
-        self.web_group_name = web.name
-        self.worker_group_name = worker.name
-        self.beat_group_name = beat.name if beat else None
-        self.image_id = web_template.image_id.apply(lambda value: value or "")
+        groups = [MachineGroup(name, kind, args, image, parent=self) for kind in args.kinds]
+        self.group_names = {group.kind: group.group_name for group in groups}
+        self.image_id = groups[0].image_id
         self.register_outputs(
             {
-                "webGroupName": self.web_group_name,
-                "workerGroupName": self.worker_group_name,
-                "beatGroupName": self.beat_group_name,
+                "groupNames": self.group_names,
                 "imageId": self.image_id,
                 "latestDebianImageId": self.latest_debian_image_id,
             }
         )
 
-    def _hold_terminating_workers(self, kind: str, group: aws.autoscaling.Group, role_name: pulumi.Input[str]) -> None:
+    def _latest_debian_image(self) -> pulumi.Output[str]:
+        architecture = self._args.architecture
+        return aws.ec2.get_ami_output(
+            most_recent=True,
+            owners=[DEBIAN_AMI_OWNER],
+            filters=[
+                {"name": "name", "values": [f"debian-12-{DEBIAN_ARCHITECTURES[architecture]}-*"]},
+                {"name": "architecture", "values": [architecture]},
+                {"name": "virtualization-type", "values": ["hvm"]},
+            ],
+            opts=pulumi.InvokeOptions(parent=self),
+        ).id
+
+
+class MachineGroup(pulumi.ComponentResource):
+    """One kind of machine: its launch template, the Auto Scaling group that launches it, and its
+    hooks and role grants on that group. Its children were the Fleet's before kinds had their
+    own component: each carries the Fleet as its former parent (an alias), so an existing stack
+    keeps every resource."""
+
+    group_name: pulumi.Output[str]
+    image_id: pulumi.Output[str]
+
+    def __init__(
+        self, fleet_name: str, kind: MachineGroupArgs, fleet: FleetArgs, image: pulumi.Input[str], parent: Fleet
+    ) -> None:
+        super().__init__(
+            "djangostack:fleet:MachineGroup", f"{fleet_name}-{kind.kind}", None, pulumi.ResourceOptions(parent=parent)
+        )
+        self.kind = kind.kind
+        self._prefix, self._kind, self._args = fleet_name, kind, fleet
+        self._former_parent = parent
+        template, group = self._machines(image)
+        self._report_failed_boots(group)
+        if kind.termination_hold_seconds is not None:
+            self._hold_terminating_workers(group, kind.termination_hold_seconds)
+        if kind.scaling is not None:
+            self._scale_on_backlog(group, kind.scaling)
+        self.group_name = group.name
+        self.image_id = template.image_id.apply(lambda value: value or "")
+        self.register_outputs({"groupName": self.group_name, "imageId": self.image_id})
+
+    def _child(self, ignore_changes: list[str] | None = None) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(
+            parent=self, aliases=[pulumi.Alias(parent=self._former_parent)], ignore_changes=ignore_changes
+        )
+
+    def _hold_terminating_workers(self, group: aws.autoscaling.Group, hold_seconds: int) -> None:
         """The termination hook on one worker kind's group, and its role's right to complete it
         there only: a worker cannot release the Beat instance's termination, nor the reverse."""
-        args = self._args
-        child = pulumi.ResourceOptions(parent=self)
+        args, kind, role_name, child = self._args, self._kind.kind, self._kind.role_name, self._child()
         aws.autoscaling.LifecycleHook(
-            f"{self._name}-{kind}-warm-stop",
+            f"{self._prefix}-{kind}-warm-stop",
             autoscaling_group_name=group.name,
             name=args.termination_hook_name,
             lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
-            heartbeat_timeout=args.termination_hold_seconds,
+            heartbeat_timeout=hold_seconds,
             # Without an answer (the agent died), the instance is terminated anyway: the
             # broker redelivers what it was running after the visibility timeout.
             default_result="CONTINUE",
             opts=child,
         )
         aws.iam.RolePolicy(
-            f"{self._name}-{kind}-complete-termination",
+            f"{self._prefix}-{kind}-complete-termination",
             role=role_name,
             policy=group.arn.apply(_complete_lifecycle_policy),
             opts=child,
         )
 
-    def _report_failed_boots(self, kind: str, group: aws.autoscaling.Group, role_name: pulumi.Input[str]) -> None:
+    def _report_failed_boots(self, group: aws.autoscaling.Group) -> None:
         """A kind's role may mark its own group's instances unhealthy (app-boot-failed, when a
         boot fails), no other group's: the group then replaces the instance."""
         aws.iam.RolePolicy(
-            f"{self._name}-{kind}-report-failed-boot",
-            role=role_name,
+            f"{self._prefix}-{self.kind}-report-failed-boot",
+            role=self._kind.role_name,
             policy=group.arn.apply(_report_health_policy),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self._child(),
         )
 
     def _scale_on_backlog(self, group: aws.autoscaling.Group, scaling: WorkerScaling) -> None:
@@ -265,7 +254,7 @@ class Fleet(pulumi.ComponentResource):
             {"id": "backlog_per_instance", "expression": query.expression, "label": query.label, "return_data": True}
         )
         aws.autoscaling.Policy(
-            f"{self._name}-worker-backlog",
+            f"{self._prefix}-{self.kind}-backlog",
             autoscaling_group_name=group.name,
             policy_type="TargetTrackingScaling",
             # A new worker takes a boot to start consuming: its metric does not count before.
@@ -274,43 +263,19 @@ class Fleet(pulumi.ComponentResource):
                 "target_value": scaling.target_backlog_per_instance,
                 "customized_metric_specification": {"metrics": metrics},
             },
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self._child(),
         )
 
-    def _latest_debian_image(self) -> pulumi.Output[str]:
-        architecture = self._args.architecture
-        return aws.ec2.get_ami_output(
-            most_recent=True,
-            owners=[DEBIAN_AMI_OWNER],
-            filters=[
-                {"name": "name", "values": [f"debian-12-{DEBIAN_ARCHITECTURES[architecture]}-*"]},
-                {"name": "architecture", "values": [architecture]},
-                {"name": "virtualization-type", "values": ["hvm"]},
-            ],
-            opts=pulumi.InvokeOptions(parent=self),
-        ).id
-
-    def _machines(
-        self,
-        kind: str,
-        image: pulumi.Input[str],
-        instance_type: str,
-        security_group_id: pulumi.Input[str],
-        user_data: pulumi.Input[str],
-        kind_tags: dict[str, str],
-        size: GroupSize,
-        instance_profile_name: pulumi.Input[str],
-        *,
-        min_healthy_percentage: int,
-        target_group_arns: Sequence[pulumi.Input[str]] = (),
-        terminate_first: bool = False,
-    ) -> tuple[aws.ec2.LaunchTemplate, aws.autoscaling.Group]:
+    def _machines(self, image: pulumi.Input[str]) -> tuple[aws.ec2.LaunchTemplate, aws.autoscaling.Group]:
         """One kind of machine: its launch template and the group that launches it."""
+        machine = self._kind
+        kind, instance_type, security_group_id = machine.kind, machine.instance_type, machine.security_group_id
+        user_data, kind_tags, instance_profile_name = machine.user_data, machine.tags, machine.instance_profile_name
         args = self._args
-        resource_name = f"{self._name}-{kind}"
+        resource_name = f"{self._prefix}-{kind}"
         template = aws.ec2.LaunchTemplate(
             resource_name,
-            description=f"{kind} instances of {self._name}",
+            description=f"{kind} instances of {self._prefix}",
             image_id=image,
             instance_type=instance_type,
             iam_instance_profile={"name": instance_profile_name},
@@ -345,31 +310,15 @@ class Fleet(pulumi.ComponentResource):
             tags=kind_tags,
             # A looked-up image is resolved once: later lookups (Debian publishes often) must
             # not change the template, or every `up` would roll the whole fleet.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=[] if args.ami_id else ["imageId"]),
+            opts=self._child(ignore_changes=[] if args.ami_id else ["imageId"]),
         )
-        group = self._group(
-            kind,
-            template,
-            size,
-            kind_tags,
-            min_healthy_percentage=min_healthy_percentage,
-            target_group_arns=target_group_arns,
-            terminate_first=terminate_first,
-        )
-        return template, group
+        return template, self._group(template)
 
-    def _group(
-        self,
-        kind: str,
-        template: aws.ec2.LaunchTemplate,
-        size: GroupSize,
-        kind_tags: dict[str, str],
-        *,
-        min_healthy_percentage: int,
-        target_group_arns: Sequence[pulumi.Input[str]] = (),
-        terminate_first: bool = False,
-    ) -> aws.autoscaling.Group:
-        resource_name = f"{self._name}-{kind}"
+    def _group(self, template: aws.ec2.LaunchTemplate) -> aws.autoscaling.Group:
+        machine = self._kind
+        kind, size, kind_tags, target_group_arns = machine.kind, machine.size, machine.tags, machine.target_group_arns
+        min_healthy_percentage, terminate_first = machine.min_healthy_percentage, machine.terminate_first
+        resource_name = f"{self._prefix}-{kind}"
         tags = {**kind_tags, "Name": resource_name}
         health_check: Literal["ELB", "EC2"] = "ELB" if target_group_arns else "EC2"
         return aws.autoscaling.Group(
@@ -408,7 +357,7 @@ class Fleet(pulumi.ComponentResource):
                 {"min_healthy_percentage": 0, "max_healthy_percentage": 100} if terminate_first else None
             ),
             tags=[{"key": key, "value": value, "propagate_at_launch": True} for key, value in tags.items()],
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self._child(),
         )
 
 

@@ -10,6 +10,6 @@ what --compare diffs) and policies/ (the JSON documents, pretty-printed). The sa
 the tests, the end-to-end harness and the VM tests, so they all start from the program's own
 output. See docs/render.md.
 
-Parts: fake_aws (the mocks), program (runs __main__.py), overrides (config on top of a stack
+Parts: fake_aws (the mocks), program (runs program.py's build), overrides (config on top of a stack
 file), report (the files), compare (what changed), cli.
 """

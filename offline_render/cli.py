@@ -66,7 +66,7 @@ def render_and_write(stack: str, program: Path, out: Path) -> dict[str, RenderFi
 
 
 def use_program(directory: Path) -> None:
-    """Imports `settings`, `components`, `userdata`... from that copy of the program instead of
+    """Imports `program`, `config`, `components`, `userdata`... from that copy of the program instead of
     this checkout (offline_render itself stays this checkout's: the files are written one way)."""
     for name in list(sys.modules):
         top = name.split(".")[0]

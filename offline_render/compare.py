@@ -132,9 +132,14 @@ class RevisionRender:
         source.mkdir()
         subprocess.run(["tar", "-xf", str(tar), "-C", str(source)], check=True)
         command = [sys.executable, "-m", "offline_render", "--program", str(source), "--stack", self.stack]
+        # A revision from before program.py's build(settings) ran __main__.py as a script: its own
+        # offline_render knows how (from its directory, so it imports its own modules).
+        own_renderer = not (source / "program.py").is_file()
+        if own_renderer:
+            command = [sys.executable, "-m", "offline_render", "--stack", self.stack]
         self.process = subprocess.Popen(
             [*command, "--out", str(self.scratch / "out")],
-            cwd=PROGRAM_DIR,
+            cwd=source if own_renderer else PROGRAM_DIR,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

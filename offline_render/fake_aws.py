@@ -94,6 +94,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         # Every value these mocks made up (ids, ARNs, endpoints, the account): what AWS would
         # answer instead, so the render's report can mark it as a placeholder.
         self.placeholders: set[str] = {ACCOUNT}
+        # Each resource's URN as `<parent types$>type::name` (as the engine builds it, without the
+        # stack and project) -> the URNs its aliases name: what an existing stack's `up` adopts.
+        self.urns: dict[str, list[str]] = {}
+        self._qualified_types: dict[int, str] = {}
 
     def record_options(self, args: pulumi.ResourceTransformationArgs) -> None:
         """A stack transformation: the mocks see inputs only, resource options come this way."""
@@ -102,6 +106,25 @@ class RecordingMocks(pulumi.runtime.Mocks):
         parent = args.opts.parent if args.opts else None
         if parent is not None and parent._type != "pulumi:pulumi:Stack":
             self.parents[(args.type_, args.name)] = f"{parent._type}::{parent._name}"
+        self._record_urn(args, parent)
+
+    def _record_urn(self, args: pulumi.ResourceTransformationArgs, parent: pulumi.Resource | None) -> None:
+        within = self._qualified_types.get(id(parent)) if parent is not None else None
+        self._qualified_types[id(args.resource)] = qualified = f"{within}${args.type_}" if within else args.type_
+        aliases = []
+        for alias in (args.opts.aliases or []) if args.opts else []:
+            # A part the alias leaves out (`...`) is the resource's own. A parent named by its URN
+            # (an Output) is not followed: only a parent resource of this run is.
+            if not isinstance(alias, pulumi.Alias) or isinstance(alias.parent, pulumi.Output):
+                continue
+            if isinstance(alias.parent, pulumi.Resource):
+                former = self._qualified_types.get(id(alias.parent))
+            else:
+                former = None if alias.parent is None else within  # None: the stack's top
+            type_ = alias.type_ if isinstance(alias.type_, str) else args.type_
+            name = alias.name if isinstance(alias.name, str) else args.name
+            aliases.append(f"{former}${type_}::{name}" if former else f"{type_}::{name}")
+        self.urns[f"{qualified}::{args.name}"] = aliases
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)

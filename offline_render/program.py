@@ -1,14 +1,13 @@
-"""Runs the real Pulumi program (__main__.py) for a stack under the fake AWS, with the stack
-file's config (plus overrides), and collects what it would create: every resource with its
-inputs, each kind of machine (one per launch template) and each instance the Auto Scaling groups
-would launch, with its user-data as cloud-init would read it."""
+"""Runs the real Pulumi program (program.py's `build(read_settings())`, as __main__.py does) for a
+stack under the fake AWS, with the stack file's config (plus overrides), and collects what it
+would create: every resource with its inputs, each kind of machine (one per launch template) and
+each instance the Auto Scaling groups would launch, with its user-data as cloud-init would read it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import runpy
 import unittest.mock
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from ops.stack import program_project
 from userdata.layout import NAME_TAG, PROJECT_TAG, ROLE_TAG, STACK_TAG, resource_prefix
 from userdata.render import decode_user_data
 
-# Where Pulumi.yaml, the stack files and __main__.py live.
+# Where Pulumi.yaml, the stack files and the program live.
 PROGRAM_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -72,6 +71,8 @@ class StackRender:
     outputs: dict[str, Any] = field(default_factory=dict)
     # Values the fake AWS made up (ids, ARNs, endpoints): marked as such in the report.
     placeholders: frozenset[str] = frozenset()
+    # Each resource's URN -> its aliases' (RecordingMocks.urns).
+    urns: dict[str, list[str]] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[RecordedResource]:
         return [r for r in self.resources if r.type_ == type_]
@@ -137,7 +138,7 @@ def run_program(
     project: str | None = None,
     program_dir: Path = PROGRAM_DIR,
 ) -> dict[str, Any]:
-    """Runs __main__.py under these mocks with this config, as a stack of `project` (default:
+    """Runs the program under these mocks with this config, as a stack of `project` (default:
     Pulumi.yaml's); returns the stack's outputs as plain values, a secret one wrapped in Pulumi's
     secret signature as the engine stores it."""
     with fresh_event_loop() as loop, without_declaration_stacks():
@@ -165,7 +166,10 @@ def _run_program(
         @pulumi.runtime.test  # type: ignore[untyped-decorator]  # pulumi's decorator is untyped
         def program() -> None:
             pulumi.runtime.register_stack_transformation(mocks.record_options)
-            runpy.run_path(str(program_dir / "__main__.py"), run_name="__main__")
+            # Imported when it runs: a --compare copy's program (cli.use_program) replaces this one's.
+            from program import build, read_settings
+
+            build(read_settings())
 
         program()
         outputs = {name: loop.run_until_complete(_stored(value)) for name, value in _exported().items()}
@@ -204,7 +208,7 @@ def render_stack(
     mocks = RecordingMocks(str(config.get("aws:region") or "eu-west-1"), redis_endpoint)
     outputs = run_program(stack, config, mocks, project=project, program_dir=program_dir)
     placeholders = frozenset(mocks.placeholders)
-    return StackRender(stack, launched_instances(mocks.resources), mocks.resources, outputs, placeholders)
+    return StackRender(stack, launched_instances(mocks.resources), mocks.resources, outputs, placeholders, mocks.urns)
 
 
 def machine_kinds(resources: list[RecordedResource]) -> list[MachineKind]:

@@ -14,9 +14,9 @@ import argparse
 import json
 import sys
 
+from config import ConfigError, load_settings
 from offline_render.program import stack_file_config
 from ops.stack import program_project
-from settings import ConfigError, load_settings
 
 
 def release_location(stack: str) -> tuple[str, str]:

@@ -325,7 +325,7 @@ def find_project(app: Path, requirements: Path | None, settings_module: str | No
 
 def stack_target(stack: str, release: str, program_dir: Path = REPO) -> Target:
     """The stack's architecture, settings module and artifact location, from its validated config."""
-    from settings import ConfigError, load_settings
+    from config import ConfigError, load_settings
 
     path = program_dir / f"Pulumi.{stack}.yaml"
     if not path.is_file():

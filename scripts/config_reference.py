@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 # The one place the schema is imported: the sections by their config key.
-from settings import SECTIONS
+from config import SECTIONS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 HEADER = "| key | type | default | notes |\n|---|---|---|---|\n"

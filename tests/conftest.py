@@ -14,10 +14,11 @@ import pulumi
 import pytest
 import yaml
 
+from config import Settings, load_settings
+from config.kinds import MachineKind, beat_kind, web_kind, worker_kind
 from offline_render.fake_aws import RecordedResource, RecordingMocks, write_only
 from offline_render.program import StackRender, fresh_event_loop, render_stack, without_declaration_stacks
 from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
-from settings import Settings, load_settings
 from tests import REPO_ROOT
 from tests.machine_scripts import sweep_shipped_dirs
 from userdata.layout import ORIGINAL_PROJECT
@@ -165,3 +166,8 @@ def named(render: StackRender, type_: str, name: str) -> dict[str, Any]:
     found = [r for r in render.of_type(type_) if r.name == name]
     assert len(found) == 1, f"no {type_} named {name}: {[r.name for r in render.of_type(type_)]}"
     return found[0].inputs
+
+
+def kind_of(settings: Settings, role: str, beat: bool = False) -> MachineKind:
+    """The stack's kind of machine with this role (the worker kind that runs Beat with beat)."""
+    return beat_kind(settings) if beat else {"web": web_kind, "worker": worker_kind}[role](settings)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import userdata.render
-from components.access import SSM_AGENT_ACTIONS, AccessArgs, InstanceAccess
+from components.access import SSM_AGENT_ACTIONS, AccessArgs, InstanceAccess, KindAccess
 from offline_render.fake_aws import ACCOUNT, AUTOSCALING_GROUP_TYPE, RecordedResource
 from offline_render.program import StackRender, render_stack
 from tests.conftest import named, of_type
@@ -206,7 +206,8 @@ def test_access_alone_without_artifacts_grants_no_s3(build_alone) -> None:
 
 
 def test_access_alone_grants_metrics_only_to_the_kind_it_names(build_alone) -> None:
-    args = AccessArgs(["arn:aws:ssm:::parameter/p"], RELEASE_ARN, None, {}, ("web", "beat"), "beat", "Ns/Celery")
+    kinds = (KindAccess("web"), KindAccess("beat", publishes_metrics=True))
+    args = AccessArgs(["arn:aws:ssm:::parameter/p"], RELEASE_ARN, None, {}, kinds, "Ns/Celery")
     resources = build_alone(lambda: InstanceAccess("t", args))
     (policy,) = [r for r in of_type(resources, ROLE_POLICY) if "cloudwatch" in r.inputs["policy"]]
     assert policy.inputs["role"] == "t-beat-role-id"
@@ -214,9 +215,9 @@ def test_access_alone_grants_metrics_only_to_the_kind_it_names(build_alone) -> N
     assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Ns/Celery"}}
 
 
-def test_a_metrics_kind_that_is_not_a_kind_is_refused() -> None:
-    with pytest.raises(ValueError, match="metrics_kind: 'beat'"):
-        AccessArgs([], RELEASE_ARN, None, {}, ("web", "worker"), "beat", "Ns/Celery")
+def test_a_publishing_kind_needs_a_namespace() -> None:
+    with pytest.raises(ValueError, match="metrics_namespace: empty while beat publishes metrics"):
+        AccessArgs([], RELEASE_ARN, None, {}, (KindAccess("web"), KindAccess("beat", publishes_metrics=True)))
 
 
 # What AWS replaces a resource for (the provider's ForceNew inputs), for each type the namespace reaches.

@@ -10,10 +10,10 @@ import re
 import pulumi
 import pytest
 
+from config import ARM64_FAMILIES, ConfigError, ec2_instance_types, instance_type_architecture, load_settings
 from offline_render.fake_aws import RecordingMocks
 from offline_render.overrides import apply_overrides
 from offline_render.program import run_program, stack_file_config
-from settings import ARM64_FAMILIES, ConfigError, ec2_instance_types, instance_type_architecture, load_settings
 from tests.conftest import prod_config_values
 
 
@@ -208,7 +208,7 @@ def test_visibility_timeout_defaults_above_every_hard_limit(prod_settings):
     assert worker.broker_visibility_timeout > worker.max_hard_time_limit == 1800
 
 
-# Values that used to pass settings.py and fail only while rendering user-data, after ~48
+# Values that used to pass the config checks and fail only while rendering user-data, after ~48
 # resources were registered, and never in a preview of a new stack (no Redis endpoint yet).
 # Hashes do not compress: enough of them push the worker's user-data past EC2's 16 KiB.
 MANY_ROUTES = [f"app.t{hashlib.sha256(str(i).encode()).hexdigest()[:24]}" for i in range(900)]

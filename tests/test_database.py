@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from components.security import DatabasePeer, SecurityArgs, SecurityGroups
+from config import ConfigError, load_settings
 from offline_render.fake_aws import mock_id
 from offline_render.program import StackRender
-from settings import ConfigError, load_settings
 from tests.conftest import diffed, of_type, prod_config_values, rendered
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"

@@ -10,10 +10,10 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.fleet import BOOT_GRACE_SECONDS, Fleet, FleetArgs, GroupSize
+from components.fleet import BOOT_GRACE_SECONDS, Fleet, FleetArgs, GroupSize, MachineGroupArgs
 from offline_render.fake_aws import AUTOSCALING_GROUP_TYPE, LAUNCH_TEMPLATE_TYPE, mock_id
 from tests import REPO_ROOT
-from tests.conftest import SECRET_SIG_KEY, diffed, named, of_type
+from tests.conftest import SECRET_SIG_KEY, diffed, kind_of, named, of_type
 from userdata.render import UserDataInputs, decode_user_data, enabled_units, user_data_base64, written_files
 
 KINDS = ("web", "worker", "worker-beat")
@@ -88,7 +88,9 @@ def test_every_launch_template_is_locked_down(prod, render):
 def test_templates_carry_exactly_the_rendered_user_data(prod, prod_settings):
     host = "master.prod-redis-group.abc123.euw1.cache.amazonaws.com"  # the fake ElastiCache's endpoint
     for kind, role, runs_beat in (("web", "web", False), ("worker", "worker", False), ("worker-beat", "worker", True)):
-        expected = user_data_base64(UserDataInputs(prod_settings, role, runs_beat, redis_host=host, redis_port=6379))
+        expected = user_data_base64(
+            UserDataInputs(prod_settings, kind_of(prod_settings, role, runs_beat), redis_host=host, redis_port=6379)
+        )
         assert templates(prod)[kind]["userData"] == expected, kind
 
 
@@ -264,35 +266,51 @@ def test_default_image_is_debian_12_from_debian_and_amiId_pins_it(prod, render):
     assert {t["imageId"] for t in pinned.values()} == {"ami-0123456789abcdef0"}
 
 
+def group_args(kind: str, **changes: object) -> MachineGroupArgs:
+    values: dict[str, object] = {
+        "kind": kind,
+        "size": GroupSize(0, 1, 2),
+        "instance_type": "t3.medium",
+        "security_group_id": "sg-0bbbbbbbbbbbbbbbb",
+        "user_data": "d29ya2Vy",
+        "tags": {"Role": "worker"},
+        "instance_profile_name": f"t-{kind}-profile",
+        "role_name": f"t-{kind}-role",
+        "min_healthy_percentage": 90,
+        "termination_hold_seconds": 600,
+    }
+    return MachineGroupArgs(**(values | changes))  # type: ignore[arg-type]
+
+
+WEB = group_args(
+    "web",
+    size=GroupSize(1, 2, 3),
+    instance_type="t3.small",
+    security_group_id="sg-0aaaaaaaaaaaaaaaa",
+    user_data="d2Vi",
+    tags={"Role": "web"},
+    termination_hold_seconds=None,
+)
+WORKER = group_args("worker")
+BEAT = group_args(
+    "worker-beat",
+    size=GroupSize(1, 1, 1),
+    user_data="YmVhdA==",
+    tags={"Role": "worker", "celery-beat": "true"},
+    min_healthy_percentage=0,
+    terminate_first=True,
+)
+
+
 def fleet_args(**changes: object) -> FleetArgs:
     values: dict[str, object] = {
-        "web_size": GroupSize(1, 2, 3),
-        "web_instance_type": "t3.small",
-        "web_security_group_id": "sg-0aaaaaaaaaaaaaaaa",
-        "web_user_data": "d2Vi",
-        "web_tags": {"Role": "web"},
-        "web_target_group_arns": [],
-        "worker_size": GroupSize(0, 1, 2),
-        "worker_instance_type": "t3.medium",
-        "worker_security_group_id": "sg-0bbbbbbbbbbbbbbbb",
-        "worker_user_data": "d29ya2Vy",
-        "worker_tags": {"Role": "worker"},
-        "beat_user_data": "YmVhdA==",
-        "beat_tags": {"Role": "worker", "celery-beat": "true"},
+        "kinds": [WEB, WORKER, BEAT],
         "ami_id": "ami-0123456789abcdef0",
         "architecture": "x86_64",
         "root_volume_gb": 30,
         "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/0123abcd-0123-4567-89ab-0123456789ab",
         "subnet_ids": ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"],
-        "web_instance_profile_name": "t-web-profile",
-        "worker_instance_profile_name": "t-worker-profile",
-        "web_role_name": "t-web-role",
-        "worker_role_name": "t-worker-role",
-        "beat_instance_profile_name": "t-worker-beat-profile",
-        "beat_role_name": "t-worker-beat-role",
-        "min_healthy_percentage": 90,
         "termination_hook_name": "celery-warm-stop",
-        "termination_hold_seconds": 600,
     }
     return FleetArgs(**(values | changes))  # type: ignore[arg-type]
 
@@ -319,9 +337,7 @@ def test_fleet_alone_gives_each_kind_its_own_template_group_and_tags(build_alone
 
 
 def test_fleet_alone_without_beat_has_no_beat_group(build_alone):
-    built = build_alone(
-        lambda: Fleet("t", fleet_args(beat_user_data=None, beat_instance_profile_name=None, beat_role_name=None))
-    )
+    built = build_alone(lambda: Fleet("t", fleet_args(kinds=[WEB, WORKER])))
     assert sorted(r.name for r in of_type(built, AUTOSCALING_GROUP_TYPE)) == ["t-web", "t-worker"]
     policies = {r.name: r.inputs["role"] for r in of_type(built, "aws:iam/rolePolicy:RolePolicy")}
     assert policies == {
@@ -331,9 +347,11 @@ def test_fleet_alone_without_beat_has_no_beat_group(build_alone):
     }
 
 
-def test_fleet_refuses_beat_user_data_without_beats_own_profile_and_role():
-    with pytest.raises(ValueError, match="beat_instance_profile_name, beat_role_name: needed exactly when"):
-        fleet_args(beat_role_name=None)
+def test_fleet_refuses_two_kinds_of_one_name_and_a_hold_auto_scaling_refuses():
+    with pytest.raises(ValueError, match=r"kinds: \['web', 'web'\]; needs at least one, each named once"):
+        fleet_args(kinds=[WEB, WEB])
+    with pytest.raises(ValueError, match="termination_hold_seconds: 7201; allowed: 30 to 7200"):
+        group_args("worker", termination_hold_seconds=7201)
 
 
 def test_fleet_looks_up_debian_for_the_architecture_when_no_image_is_pinned(build_alone):

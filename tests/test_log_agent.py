@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from offline_render.program import StackRender
+from tests.conftest import kind_of
 from userdata import layout, render
 from userdata.render import UserDataInputs, written_files
 
@@ -32,7 +33,9 @@ STREAM_NAME = re.compile(r"[^:*]{1,512}")
 
 
 def machine(settings: Any, role: Any = "worker", beat: bool = False) -> UserDataInputs:
-    return UserDataInputs(settings, role, beat, redis_host="master.example.cache.amazonaws.com", redis_port=6379)
+    return UserDataInputs(
+        settings, kind_of(settings, role, beat), redis_host="master.example.cache.amazonaws.com", redis_port=6379
+    )
 
 
 def problems(config: dict[str, Any]) -> list[str]:

@@ -69,8 +69,10 @@ def test_the_resource_table_reads_line_by_line(prod_written):
     assert sum(counts) == total == len(json.loads((out / "resources.json").read_text())["resources"])
     # Grouped by component: a resource's line sits under its component's, indented.
     fleet = lines.index("- `djangostack:fleet:Fleet` **prod**")
-    template = next(i for i, line in enumerate(lines) if line.startswith(f"  - `{LAUNCH_TEMPLATE}` **prod-web**"))
-    assert fleet < template and all(line.startswith("  ") for line in lines[fleet + 1 : template + 1])
+    # (the template under its kind's MachineGroup, under the Fleet)
+    group = lines.index("  - `djangostack:fleet:MachineGroup` **prod-web**")
+    template = next(i for i, line in enumerate(lines) if line.startswith(f"    - `{LAUNCH_TEMPLATE}` **prod-web**"))
+    assert fleet < group < template and all(line.startswith("  ") for line in lines[fleet + 1 : template + 1])
     # Blobs point at the file the render writes; a policy is pretty-printed there.
     assert "userData=→ web/user-data.yaml (gzip+base64, sha256 " in lines[template]
     assert "policy=→ policies/prod-key.policy.json (sha256 " in table

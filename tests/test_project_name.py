@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from config import ConfigError, load_settings
 from offline_render.program import StackRender
 from ops.errors import UsageError
 from ops.live_release import default_parameter
 from ops.stack import program_project, resolve_stack
 from ops.state import StateStore
-from settings import ConfigError, load_settings
 from tests import REPO_ROOT
 from tests.conftest import prod_config_values, rendered
 from userdata.layout import ORIGINAL_PROJECT, PROJECT_TAG

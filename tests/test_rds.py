@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from config import ConfigError, load_settings
 from offline_render.fake_aws import mock_id
 from offline_render.program import StackRender
-from settings import ConfigError, load_settings
 from tests.conftest import diffed, named, only, prod_config_values, rendered
 from userdata.layout import DATABASE_URL_BIN, DATABASE_URL_DROP_IN, SECRETS_SOURCE_ENV, UNIT_DIR
 from userdata.render import USER_DATA_LIMIT, written_files

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from settings import load_settings
+from config import load_settings
 from tests.conftest import prod_config_values
 from tests.test_config import errors_for
 from tests.test_userdata import files_by_path, machine, unit

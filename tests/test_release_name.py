@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
+from config import ConfigError, load_settings
 from ops.errors import UsageError
 from ops.stack import checked_release
-from settings import ConfigError, load_settings
 from tests import REPO_ROOT as ROOT
 from tests.conftest import prod_config_values
 

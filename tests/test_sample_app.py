@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from settings import LoadBalancerSettings, load_settings
+from config import LoadBalancerSettings, load_settings
 from tests import REPO_ROOT
 from tests.conftest import prod_config_values
 from userdata.render import behind_load_balancer_env

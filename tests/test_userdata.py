@@ -14,6 +14,7 @@ import msgspec
 import pytest
 import yaml
 
+from tests.conftest import kind_of
 from tests.machine_scripts import shipped
 from userdata import layout, render
 from userdata.render import UserDataInputs
@@ -24,7 +25,9 @@ FILES = Path(render.__file__).parent / "files"
 
 
 def machine(settings, role="worker", beat=False):
-    return UserDataInputs(settings, role, beat, redis_host="master.example.cache.amazonaws.com", redis_port=6379)
+    return UserDataInputs(
+        settings, kind_of(settings, role, beat), redis_host="master.example.cache.amazonaws.com", redis_port=6379
+    )
 
 
 def unit(text: str) -> configparser.ConfigParser:

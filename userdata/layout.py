@@ -95,6 +95,9 @@ RELEASE_UNIT = "app-release.service"
 # Runs app.releaseCommand for the current release once across the stack (a lock in the broker).
 RELEASE_COMMAND_UNIT = "app-release-command.service"
 GUNICORN_UNIT = "gunicorn.service"
+# Gunicorn's own graceful timeout is 30 s after the request timeout: its unit's stop timeout, the
+# load balancer's deregistration delay and the config's limit on web.gunicornTimeout add it.
+GUNICORN_GRACE_SECONDS = 30
 BEAT_UNIT = "celery-beat.service"
 # Workers only: holds an Auto Scaling termination until the Celery units have stopped warm.
 WARM_STOP_UNIT = "app-warm-stop.service"

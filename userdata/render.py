@@ -14,11 +14,12 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
-from settings import QueueSettings, SettingError, Settings
+from config import QueueSettings, Settings
+from config.kinds import MachineKind, Role
 from userdata.layout import (
     AGENT_INSTALLER_BIN,
     AGENT_KEYRING,
@@ -42,6 +43,7 @@ from userdata.layout import (
     FETCH_SECRETS_BIN,
     GROUP,
     GUNICORN_ENV,
+    GUNICORN_GRACE_SECONDS,
     GUNICORN_RUNTIME_DIR,
     GUNICORN_RUNTIME_DIR_NAME,
     GUNICORN_UNIT,
@@ -86,14 +88,20 @@ from userdata.layout import (
 from userdata.shipped import shipped_script
 from userdata.template import StrictTemplate
 
-Role = Literal["web", "worker"]
+
+class SettingError(ValueError):
+    """A value that passed its section's rules but cannot go onto a machine (found while
+    rendering); `key` is the config key, as in `app.environment.NAME`."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
 
 BROKER_DB, RESULT_DB = 0, 1
 # What the units and scripts need from Debian beyond a stock cloud image (gpgv is on it already,
 # as apt's own verifier: listed because install-aws-agent depends on it).
 PACKAGES = ("python3-boto3", "python3-venv", "redis-tools", "gpgv")
-# Gunicorn's own graceful timeout is 30 s after the request timeout.
-GUNICORN_GRACE_SECONDS = 30
 
 _HERE = Path(__file__).parent
 # The public keys AWS signs its agent packages with: the armored blocks only (provenance and
@@ -113,14 +121,27 @@ class DatabaseEndpoint:
 
 @dataclass(frozen=True)
 class UserDataInputs:
-    """Everything one kind of machine's user-data depends on (web, worker, worker with Beat)."""
+    """Everything one kind of machine's user-data depends on (config/kinds.py: web, worker, the
+    worker with Beat, any other kind the settings add)."""
 
     settings: Settings
-    role: Role
-    runs_beat: bool
+    kind: MachineKind
     redis_host: str
     redis_port: int
     database: DatabaseEndpoint | None = None
+
+    @property
+    def role(self) -> Role:
+        return self.kind.role
+
+    @property
+    def runs_beat(self) -> bool:
+        return self.kind.runs_beat
+
+    @property
+    def queues(self) -> list[QueueSettings]:
+        """The queues this kind's workers consume, in the settings' order."""
+        return [queue for queue in self.settings.worker.queues if queue.name in self.kind.queues]
 
 
 @dataclass(frozen=True)
@@ -136,7 +157,7 @@ def app_units(machine: UserDataInputs) -> list[str]:
     """The long-running units of this machine's role, in start order."""
     if machine.role == "web":
         return [GUNICORN_UNIT]
-    units = [worker_unit(queue.name) for queue in machine.settings.worker.queues]
+    units = [worker_unit(queue.name) for queue in machine.queues]
     return units + [BEAT_UNIT] if machine.runs_beat else units
 
 
@@ -386,7 +407,7 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
             metadata_access=metadata_access,
         )
         return units
-    for queue in settings.worker.queues:
+    for queue in machine.queues:
         units[worker_unit(queue.name)] = _render_unit(
             "celery-worker.service",
             queue=queue.name,
@@ -474,7 +495,7 @@ def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
     if machine.role == "web":
         envs.append(readable_by_services(GUNICORN_ENV, gunicorn_env(settings)))
     else:
-        envs += [readable_by_services(worker_env_file(q.name), worker_env(q)) for q in settings.worker.queues]
+        envs += [readable_by_services(worker_env_file(q.name), worker_env(q)) for q in machine.queues]
     return scripts + agents + units + envs
 
 

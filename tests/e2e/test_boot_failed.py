@@ -19,6 +19,7 @@ import pytest
 from e2e_harness.autoscaling import GROUP, REGION, Standin, worker_group
 from e2e_harness.parameter_store import CREDENTIALS
 
+from tests.conftest import kind_of
 from userdata.layout import BOOT_FAILED_BIN, BOOT_FAILED_UNIT, RELEASE_UNIT
 from userdata.render import UserDataInputs, unit_files
 from userdata.shipped import shipped_script
@@ -44,7 +45,9 @@ def health(standin: Standin) -> str:
 def test_a_worker_whose_release_failed_to_install_is_reported_unhealthy_after_saying_why(
     prod_settings, group: Standin, tmp_path: Path
 ) -> None:
-    units = unit_files(UserDataInputs(prod_settings, "worker", False, redis_host="r.example", redis_port=6379))
+    units = unit_files(
+        UserDataInputs(prod_settings, kind_of(prod_settings, "worker"), redis_host="r.example", redis_port=6379)
+    )
     on_failure = re.search(r"^OnFailure=(.*)$", units[RELEASE_UNIT], re.MULTILINE).group(1)  # type: ignore[union-attr]
     instance = on_failure.replace("%N", RELEASE_UNIT.removesuffix(".service")).split("@")[1].removesuffix(".service")
     handler = units[BOOT_FAILED_UNIT]

@@ -26,13 +26,13 @@ from e2e_harness.postgres_server import PostgresServer
 from e2e_harness.release_command import boot_run, executor_for, instance, instances, records, together
 from e2e_harness.units import parse_env_file
 
+from config import AppSettings
 from ops.live_release import LiveReleaseParameter
 from ops.rollout import Rollout, RolloutFailed, Timeouts
 from ops.scripts import current_release_script
 from ops.state import StateStore
 from ops.verify import VerifyOptions
 from ops.web_drain import WebDrain
-from settings import AppSettings
 from userdata import layout
 
 DEFAULT_RELEASE_COMMAND = next(f.default for f in msgspec.structs.fields(AppSettings) if f.name == "release_command")

@@ -42,7 +42,8 @@ PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 # Everything that runs in production or operations (the offline render included).
 PRODUCTION_CODE = {
     "__main__.py",
-    "settings.py",
+    "program.py",
+    "config",
     "release_name.py",
     "aws_limits.py",
     "components",

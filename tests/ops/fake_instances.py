@@ -9,10 +9,11 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from config import load_settings
 from ops.scripts import CHECK_MARK, CHECKS_BY_ROLE
-from settings import load_settings
 from tests.conftest import prod_config_values
-from userdata.render import GUNICORN_GRACE_SECONDS, GUNICORN_UNIT, worker_unit
+from userdata.layout import GUNICORN_GRACE_SECONDS
+from userdata.render import GUNICORN_UNIT, worker_unit
 
 Answer = tuple[str, int, str, str]
 
