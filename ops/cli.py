@@ -1,6 +1,6 @@
 """python -m ops: verify, beat pause|resume, deploy, rollback, rotate-token, exec (see README: "Deploying
 and rolling back", "Rotating the Redis token" and docs/release-command.md), build-release (README:
-"Ship your app"), drill failover (docs/failover.md)."""
+"Ship your app")."""
 
 from __future__ import annotations
 
