@@ -9,6 +9,7 @@ prevent (e2e_harness/failover.py WITHOUT_FAILOVER_OPTIONS)."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,10 +36,10 @@ def with_options() -> Iterator[Deployment]:
 
 
 @pytest.fixture()
-def without_options(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    directory = tmp_path_factory.mktemp("failover-control")
-    directory.chmod(0o755)
-    yield from replicated(sample_app_without_failover_options(directory))
+def without_options() -> Iterator[Deployment]:
+    with tempfile.TemporaryDirectory(prefix="failover-control-") as scratch:
+        Path(scratch).chmod(0o755)
+        yield from replicated(sample_app_without_failover_options(Path(scratch)))
 
 
 def test_workers_consume_again_within_30_s_of_a_failover_and_lose_nothing(with_options: Deployment, report) -> None:
