@@ -15,6 +15,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ops import build_release
+from ops.drill import FailoverDrill
 from ops.errors import OpsError, UsageError
 from ops.executor import MAX_EXECUTION_TIMEOUT, Executor, SsmExecutor
 from ops.interrupt import Interrupted, stop_on_signals
@@ -239,6 +240,23 @@ def build_parser() -> OneLineParser:
     one_off.add_argument("--role", choices=ROLES, help="an instance of this role (default: the first, web first)")
     one_off.add_argument("--instance", metavar="ID", help="this instance of the stack")
     one_off.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND ...", help="what to run")
+    drill = commands.add_parser("drill", help="rehearse a failure on the stack (docs/failover.md)")
+    drill_kinds = drill.add_subparsers(dest="action", required=True, metavar="DRILL")
+    failover = drill_kinds.add_parser(
+        "failover",
+        parents=[common, checks],
+        help="ElastiCache TestFailover; time until workers consume again",
+        description="Run ElastiCache's TestFailover on the stack's replication group (tagged with the "
+        "project and stack), wait for the new primary, then run the verify checks on every instance "
+        "until all pass (the healthcheck task round-trips through a worker); print both times.",
+    )
+    failover.add_argument(
+        "--drill-timeout",
+        type=seconds,
+        default=600,
+        metavar="SECONDS",
+        help="how long each wait may take: the new primary, then every check passing (default 600)",
+    )
     return parser
 
 
@@ -356,6 +374,12 @@ def run_command(
     if args.command == "exec":
         instance = pick_instance(instances, args.role, args.instance)
         return run_one_off(executor, instance, args.argv, args.command_timeout)
+    if args.command == "drill":
+        elasticache = boto3.client("elasticache", region_name=location.region or region_from_environment())
+        FailoverDrill(
+            elasticache, executor, instances, checks_from(args), out, args.poll_interval, args.drill_timeout
+        ).run(location.project, location.stack)
+        return 0
     if args.command == "rotate-token":
         TokenRotation(
             executor=executor,

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from django.conf import settings
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
 from redis.retry import Retry
 
 LEDGER_DB = 2
@@ -29,12 +29,13 @@ def ledger_url(broker_url: str) -> str:
 def _client() -> redis.Redis:
     # A task whose ledger write fails would be recorded as failed and acknowledged: lost. So the
     # write waits out a Redis restart or failover (about 20 s); meanwhile the worker, having lost
-    # its broker connection too, cancels the task and it is redelivered.
+    # its broker connection too, cancels the task and it is redelivered. READONLY: a connection
+    # still on the old primary after a failover; retrying reconnects through the moved name.
     return redis.Redis.from_url(
         ledger_url(settings.CELERY_BROKER_URL),
-        socket_timeout=10,
+        socket_timeout=3,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), retries=25),
-        retry_on_error=[ConnectionError, TimeoutError],
+        retry_on_error=[ConnectionError, TimeoutError, ReadOnlyError],
     )
 
 

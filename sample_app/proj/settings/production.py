@@ -68,5 +68,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # timeout; every tick costs one ZRANGE and brings it back within 10 s of the timeout.
     "unacked_restore_interval": 10,
     "unacked_restore_throttle": 1,
+    # Broker failover (docs/failover.md): a primary that stops answering must not hold a
+    # producer or a worker's broker connection for good; the name then leads to the new one.
+    "socket_timeout": 5,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 10,  # a silent BRPOP connection is dropped within 21 s
 }
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": _VISIBILITY_TIMEOUT}
+CELERY_REDIS_SOCKET_TIMEOUT = 5  # the result backend's connections, likewise (default 120)
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 5

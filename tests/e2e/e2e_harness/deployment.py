@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -23,7 +24,7 @@ import redis
 from e2e_harness.machine import SimulatedMachine, Site, run_like
 from e2e_harness.parameter_store import ParameterStore, free_port
 from e2e_harness.pki import issue_server_cert, make_ca
-from e2e_harness.redis_server import SERVER_BINARY, RedisServer
+from e2e_harness.redis_server import PORT, SERVER_BINARY, RedisServer
 from e2e_harness.units import parse_env_file
 from userdata import layout
 
@@ -45,6 +46,10 @@ TEST_QUEUES = [
     },
 ]
 
+
+# The replication group's primary endpoint in a `replicated` deployment: a name, as ElastiCache's,
+# that the site's hosts file resolves and fail_over() moves (.test: never a real domain).
+PRIMARY_ENDPOINT = "master.failover-e2e.cache.test"
 
 SAMPLE_GREETING = "hello from app.environment"
 SAMPLE_API_KEY_PARAMETER = "/sample-app/e2e/api-key"
@@ -120,6 +125,7 @@ class Deployment:
     web_port: int = 0
     release: str = ""
     rogue: RedisServer | None = field(default=None)
+    replica: RedisServer | None = field(default=None)
 
     # --- setup ----------------------------------------------------------------------------------
 
@@ -140,13 +146,17 @@ class Deployment:
         app_secrets: dict[str, str] | None = None,
         config: dict | None = None,
         own_app_roots: bool = False,
+        replicated: bool = False,
+        source: Path | None = None,
     ) -> Deployment:
         """`engine` picks the server program and the stack's `redis.engine`; a second deployment
         in the same run needs an `address_salt` of its own (its server's loopback address).
         `app` ships another Django project than sample_app/, with its own stack keys
         (`app_overrides`) and Parameter Store values (`app_secrets`, name -> value).
         `config`: more stack settings, e.g. {"app.releaseCommand": ...}.
-        `own_app_roots`: each machine installs releases into an APP_ROOT of its own."""
+        `own_app_roots`: each machine installs releases into an APP_ROOT of its own.
+        `replicated`: a primary and a replica behind PRIMARY_ENDPOINT (see fail_over()).
+        `source`: a variant of the sample project to ship as the release (build_release)."""
         from offline_render.program import render_stack
         from userdata.render import enabled_units, written_files
 
@@ -154,12 +164,22 @@ class Deployment:
         pki_dir = base / "pki"
         ca = make_ca(pki_dir, "stack")
         host = loopback_address(address_salt)
-        cert = issue_server_cert(pki_dir, "redis", ca, host)
+        endpoint = PRIMARY_ENDPOINT if replicated else None
+        cert = issue_server_cert(pki_dir, "redis", ca, host, endpoint)
+        replica_host = loopback_address(address_salt + 50)
+        replica_cert = issue_server_cert(pki_dir, "redis-replica", ca, replica_host, endpoint) if replicated else None
         for path in pki_dir.iterdir():  # the app user reads the CA; keys stay root-only
             path.chmod(0o600 if path.suffix == ".key" else 0o644)
         pki_dir.chmod(0o755)
         token = secrets.token_hex(24)
-        redis_server = RedisServer(host, token, cert, base / "redis", plain_port, SERVER_BINARY[engine])
+        redis_server = RedisServer(
+            host, token, cert, base / "redis", plain_port, SERVER_BINARY[engine], replicated=replicated
+        )
+        replica = None
+        if replica_cert:
+            replica = RedisServer(
+                replica_host, token, replica_cert, base / "redis-replica", None, SERVER_BINARY[engine], True, host
+            )
         web_port = free_port()
         overrides = (
             {
@@ -186,7 +206,7 @@ class Deployment:
             | (app_overrides or {})
             | (config or {})
         )
-        render = render_stack("prod", overrides=overrides, redis_endpoint=host)
+        render = render_stack("prod", overrides=overrides, redis_endpoint=endpoint or host)
         sample = {f.path: f.content for f in written_files(render.instances[0].user_data)}
         source_env = parse_env_file(sample[layout.SECRETS_SOURCE_ENV])
         release_env = parse_env_file(sample[layout.RELEASE_ENV])
@@ -194,6 +214,8 @@ class Deployment:
         store = ParameterStore(source_env["AWS_REGION"], base / "moto.log")
         try:
             redis_server.start()
+            if replica:
+                replica.start()
             store.start()
             store.put_secret(source_env["AUTH_TOKEN_PARAMETER"], token)
             store.put_secret(source_env["DJANGO_SECRET_KEY_PARAMETER"], secrets.token_urlsafe(50))
@@ -204,8 +226,8 @@ class Deployment:
             # program creates it, and the artifact the README has the operator build and upload.
             # The machines install it themselves, through app-release.service (see boot()).
             store.put_release(release_env["RELEASE_PARAMETER"], release)
-            upload_release(store, release_env, build_release(release, base / "artifacts", app))
-            site = Site.create(base / "site", store.instance_environment())
+            upload_release(store, release_env, build_release(release, base / "artifacts", app, source))
+            site = Site.create(base / "site", store.instance_environment(), {endpoint: host} if endpoint else None)
             machines = {
                 instance.tags[layout.NAME_TAG]: SimulatedMachine(
                     site.with_own_app_root(instance.tags[layout.NAME_TAG]) if own_app_roots else site,
@@ -216,8 +238,11 @@ class Deployment:
                 for instance in render.instances
             }
             deployment = cls(base, redis_server, store, site, machines, overrides, pki_dir, render, web_port, release)
+            deployment.replica = replica
         except BaseException:
             redis_server.stop()
+            if replica:
+                replica.stop()
             store.stop()
             shutil.rmtree(base, ignore_errors=True)
             raise
@@ -231,6 +256,30 @@ class Deployment:
         self.rogue.start()
         return self.rogue
 
+    def fail_over(self, unreachable: float) -> float:
+        """What ElastiCache's TestFailover does to a replication group, as clients see it: the
+        primary stops answering (its node reboots: connections to it hang, nothing closes them),
+        the replica is promoted and the endpoint name moves to it; `unreachable` seconds later the
+        old primary answers again as the new one's replica, read-only (its connections get
+        READONLY). Writes are paused and the replica caught up first, so no acknowledged write is
+        lost. self.redis is the primary from the promotion on. Returns when the name moved."""
+        old, new = self.redis, self.replica
+        assert new is not None and old.process is not None, "not a running replicated deployment"
+        old.client().execute_command("CLIENT", "PAUSE", int((unreachable + 30) * 1000), "WRITE")
+        offset = old.client().info("replication")["master_repl_offset"]
+        wait_until(lambda: new.client().info("replication")["master_repl_offset"] >= offset, timeout=30)
+        old.process.send_signal(signal.SIGSTOP)
+        new.client().execute_command("REPLICAOF", "NO", "ONE")
+        self.site.resolve(PRIMARY_ENDPOINT, new.host)
+        moved_at = time.time()
+        self.redis, self.replica = new, old
+        time.sleep(unreachable)
+        old.process.send_signal(signal.SIGCONT)
+        old.replica_of = new.host
+        old.client().execute_command("REPLICAOF", new.host, PORT)
+        old.client().execute_command("CLIENT", "UNPAUSE")
+        return moved_at
+
     def boot(self) -> None:
         for machine in self.machines.values():
             machine.boot()
@@ -241,7 +290,7 @@ class Deployment:
     def close(self) -> None:
         for machine in self.machines.values():
             machine.stop_all()
-        for server in (self.redis, self.rogue):
+        for server in (self.redis, self.rogue, self.replica):
             if server:
                 server.stop()
         self.store.stop()

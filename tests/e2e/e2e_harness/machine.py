@@ -47,9 +47,12 @@ class Site:
     # What an EC2 instance's metadata service would provide (credentials, the SSM endpoint):
     # handed to every unit, since any process on an instance can reach IMDS.
     instance_environment: dict[str, str]
+    # Bound over /etc/hosts when the stack's endpoint is a name (the failover tests): what DNS
+    # answers for it, moved by resolve().
+    hosts: Path | None = None
 
     @classmethod
-    def create(cls, base: Path, instance_environment: dict[str, str]) -> Site:
+    def create(cls, base: Path, instance_environment: dict[str, str], names: dict[str, str] | None = None) -> Site:
         base.mkdir(parents=True, exist_ok=True)
         base.chmod(0o755)
         # Not there on a fresh instance: app-release.service creates it, as root under the unit's
@@ -64,7 +67,20 @@ class Site:
         group.write_text(Path("/etc/group").read_text() + f"{APP_USER}:x:{APP_GID}:\n")
         for path in (passwd, group):
             path.chmod(0o644)
-        return cls(base, srv_app, passwd, group, dict(instance_environment))
+        site = cls(base, srv_app, passwd, group, dict(instance_environment), base / "hosts" if names else None)
+        for name, address in (names or {}).items():
+            site.resolve(name, address)
+        return site
+
+    def resolve(self, name: str, address: str) -> None:
+        """From now on `name` resolves to `address` in every unit (glibc reads the hosts file on
+        each lookup). Written in place: the units' bind mounts hold this file, not its path."""
+        assert self.hosts is not None, "a site without names"
+        current = self.hosts.read_text() if self.hosts.exists() else Path("/etc/hosts").read_text()
+        kept = [line for line in current.splitlines() if not line.endswith(f" {name}")]
+        with self.hosts.open("w") as hosts:
+            hosts.write("\n".join([*kept, f"{address} {name}"]) + "\n")
+        self.hosts.chmod(0o644)
 
     def with_own_app_root(self, hostname: str) -> Site:
         """This site, but with an APP_ROOT of the machine's own: separate instances, each
@@ -139,6 +155,8 @@ class SimulatedMachine:
     def binds(self) -> list[tuple[str, str]]:
         pairs = [(str(self.site.srv_app), APP_ROOT)]
         pairs += [(str(self.root / name), prod) for prod, name in MACHINE_DIRS.items()]
+        if self.site.hosts:
+            pairs.append((str(self.site.hosts), "/etc/hosts"))
         return pairs + [(str(self.site.passwd), "/etc/passwd"), (str(self.site.group), "/etc/group")]
 
     # --- environment --------------------------------------------------------------------------

@@ -46,12 +46,16 @@ def make_ca(directory: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
-def issue_server_cert(directory: Path, name: str, ca: tuple[Path, Path], ip: str) -> ServerCert:
-    """A server certificate for `ip` (an IP SAN: the rendered broker URL names the host by IP)."""
+def issue_server_cert(
+    directory: Path, name: str, ca: tuple[Path, Path], ip: str, dns_name: str | None = None
+) -> ServerCert:
+    """A server certificate for `ip` (an IP SAN: the rendered broker URL names the host by IP),
+    and for `dns_name` when the URL names an endpoint (ElastiCache's certificates name it)."""
     ca_cert, ca_key = ca
     key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.pem"
     extensions = directory / f"{name}.ext"
-    extensions.write_text(f"subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth\n")
+    names = f"DNS:{dns_name},IP:{ip}" if dns_name else f"IP:{ip}"
+    extensions.write_text(f"subjectAltName={names}\nextendedKeyUsage=serverAuth\n")
     _openssl(
         "req",
         "-new",

@@ -27,6 +27,10 @@ class RedisServer:
     directory: Path
     plain_port: int | None = None  # benchmarks only: a second, unencrypted listener
     binary: str = SERVER_BINARY["redis"]
+    # A member of a replication group (e2e_harness/deployment.py fail_over): replicates over TLS
+    # with the token, from `replica_of` (a primary's address) if given.
+    replicated: bool = False
+    replica_of: str | None = None
     process: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -56,6 +60,12 @@ class RedisServer:
             f"logfile {self.log_file}",
             "daemonize no",
         ]
+        if self.replicated:
+            # Announced as its own address (its connections come from 127.0.0.1), so the primary's
+            # FAILOVER TO finds it.
+            lines += ["tls-replication yes", f"masterauth {self.password}", f"replica-announce-ip {self.host}"]
+        if self.replica_of:
+            lines.append(f"replicaof {self.replica_of} {PORT}")
         return "\n".join(lines) + "\n"
 
     def start(self) -> None:

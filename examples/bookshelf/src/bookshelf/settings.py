@@ -91,7 +91,16 @@ CELERY_TASK_ROUTES = json.loads(_required("CELERY_TASK_ROUTES"))
 CELERY_TASK_SOFT_TIME_LIMIT = _seconds("CELERY_TASK_SOFT_TIME_LIMIT")
 CELERY_TASK_TIME_LIMIT = _seconds("CELERY_TASK_TIME_LIMIT")
 # Above the largest hard limit of any queue, or acks_late tasks are redelivered while running.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _seconds("CELERY_VISIBILITY_TIMEOUT")}
+# The rest survive an ElastiCache failover (docs/failover.md says what each prevents).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": _seconds("CELERY_VISIBILITY_TIMEOUT"),
+    "socket_timeout": 5,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 10,
+}
+CELERY_REDIS_SOCKET_TIMEOUT = 5
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 5
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
 # JSON only: pickle would let anyone who can write to the broker run code on the workers.
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"

@@ -1,0 +1,178 @@
+"""A broker failover under a steady task load, measured from the execution ledger
+(sample_app/myapp/ledger.py): how long each worker took to consume again, and every task the
+producer was told it enqueued, counted as executed once, several times, or never.
+
+Shared by tests/e2e/test_failover.py and bench/failover.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from e2e_harness.deployment import REPO, TEST_QUEUES, Deployment, wait_until
+
+# A producer in the web unit's environment, as a view enqueuing work would: one task every
+# INTERVAL, each line flushed so a producer that hangs still tells what it sent.
+PRODUCER = """
+import sys, time
+from myapp.tasks import record_execution
+end = time.monotonic() + {seconds}
+n = 0
+while time.monotonic() < end:
+    key = "{prefix}-%d" % n
+    n += 1
+    try:
+        record_execution.delay(key, {task_seconds})
+        print("sent", key, time.time(), flush=True)
+    except Exception as error:
+        print("failed", key, time.time(), type(error).__name__, str(error)[:120].replace(chr(10), " "), flush=True)
+    time.sleep({interval})
+"""
+
+
+@dataclass
+class FailoverRun:
+    failover_at: float  # time.time() when the failover began: the primary stops answering
+    moved_at: float  # when the endpoint name moved to the promoted replica
+    sent: dict[str, float]  # key -> when delay() returned
+    enqueue_errors: dict[str, str]  # key -> the exception delay() raised
+    producer_hung: bool
+    # worker node -> seconds from the failover's start until it started a task sent after the move
+    recovery: dict[str, float | None]
+    executed: dict[str, int] = field(default_factory=dict)
+    first_start: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def lost(self) -> list[str]:
+        return sorted(key for key in self.sent if not self.executed.get(key))
+
+    @property
+    def duplicated(self) -> list[str]:
+        return sorted(key for key in self.sent if self.executed.get(key, 0) > 1)
+
+    @property
+    def recovery_seconds(self) -> float | None:
+        """The slowest worker's; None if one never consumed again."""
+        values = list(self.recovery.values())
+        return None if not values or None in values else max(v for v in values if v is not None)
+
+    @property
+    def longest_enqueue_wait(self) -> float:
+        """The longest a producer's delay() took (gap between two sends returning)."""
+        times = sorted(self.sent.values())
+        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+
+    def in_flight_at_failover(self, key: str) -> bool:
+        """Started before every worker consumed again: running or reserved when the connections
+        broke, so acks_late may run it again (the only duplicates allowed)."""
+        recovered = self.failover_at + (self.recovery_seconds or 0.0)
+        return self.first_start.get(key, recovered + 1) <= recovered
+
+    def summary(self, label: str) -> str:
+        nodes = ", ".join(f"{node}: {_seconds(s)}" for node, s in sorted(self.recovery.items()))
+        return (
+            f"{label}: {len(self.sent)} enqueued, {len(self.enqueue_errors)} enqueue errors"
+            f"{' (producer hung)' if self.producer_hung else ''}, longest delay() {self.longest_enqueue_wait:.1f} s, "
+            f"{len(self.lost)} lost, {len(self.duplicated)} duplicated; workers consuming again after "
+            f"{_seconds(self.recovery_seconds)} ({nodes})"
+        )
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.1f} s"
+
+
+def default_queue_nodes(deployment: Deployment) -> set[str]:
+    return {node for node in deployment.worker_names() if node.startswith(f"{TEST_QUEUES[0]['name']}@")}
+
+
+def run_failover_under_load(
+    deployment: Deployment,
+    prefix: str,
+    *,
+    before: float = 6.0,
+    after: float = 40.0,
+    interval: float = 0.1,
+    task_seconds: float = 0.2,
+    settle: float = 90.0,
+    unreachable: float = 30.0,
+) -> FailoverRun:
+    """Tasks enqueued every `interval` from `before` seconds ahead of the failover to `after`
+    seconds past it; then up to `settle` seconds for the queue to drain."""
+    code = PRODUCER.format(seconds=before + after, prefix=prefix, task_seconds=task_seconds, interval=interval)
+    produced: dict[str, object] = {}
+
+    def produce() -> None:
+        try:
+            produced["result"] = deployment.django(code, timeout=before + after + 60)
+        except subprocess.TimeoutExpired as hung:
+            produced["hung"] = hung
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    time.sleep(before)
+    failover_at = time.time()
+    moved_at = deployment.fail_over(unreachable)
+    producer.join()
+    done = produced.get("result")
+    output = done.stdout if isinstance(done, subprocess.CompletedProcess) else _text(produced["hung"].stdout)
+    sent: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    for line in output.splitlines():
+        words = line.split(" ", 3)
+        if words[0] == "sent" and len(words) == 3:
+            sent[words[1]] = float(words[2])
+        elif words[0] == "failed" and len(words) == 4:
+            errors[words[1]] = words[3]
+    run = FailoverRun(failover_at, moved_at, sent, errors, "hung" in produced, {})
+    try:
+        wait_until(lambda: not _refresh(deployment, run).lost, timeout=settle, interval=1.0)
+    except TimeoutError:
+        pass  # what is still missing is the run's result
+    return _refresh(deployment, run)
+
+
+def _text(data: bytes | str | None) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else data or ""
+
+
+def _refresh(deployment: Deployment, run: FailoverRun) -> FailoverRun:
+    ledger = deployment.ledger()
+    run.executed = {k.decode(): int(v) for k, v in ledger.hgetall("ledger:executed").items()}
+    starts = [json.loads(entry) for entry in ledger.lrange("ledger:started:log", 0, -1)]
+    run.first_start = {}
+    for entry in starts:
+        run.first_start.setdefault(entry["key"], entry["at"])
+    after = [e for e in starts if run.sent.get(e["key"], 0) > run.moved_at]
+    run.recovery = {
+        node: min((e["at"] - run.failover_at for e in after if e["worker"] == node), default=None)
+        for node in default_queue_nodes(deployment)
+    }
+    return run
+
+
+# Appended to the release's production settings: back to Celery's and kombu's defaults for every
+# broker option docs/failover.md explains (what a project that never set them runs).
+WITHOUT_FAILOVER_OPTIONS = """
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    key: value
+    for key, value in CELERY_BROKER_TRANSPORT_OPTIONS.items()
+    if key not in ("socket_timeout", "socket_connect_timeout", "health_check_interval")
+}
+CELERY_BROKER_CHANNEL_ERROR_RETRY = False
+del CELERY_REDIS_SOCKET_TIMEOUT, CELERY_REDIS_SOCKET_CONNECT_TIMEOUT
+"""
+
+
+def sample_app_without_failover_options(directory: Path) -> Path:
+    """The sample project with its broker failover options undone (the proof's control run)."""
+    source = directory / "sample-app-without-failover-options"
+    shutil.copytree(REPO / "sample_app", source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    production = source / "proj/settings/production.py"
+    production.write_text(production.read_text() + WITHOUT_FAILOVER_OPTIONS)
+    return source
