@@ -127,11 +127,13 @@ def _public_inputs(resource: RecordedResource, blobs: _Blobs) -> dict[str, Any]:
 class _Placeholders:
     def __init__(self, values: frozenset[str]) -> None:
         # Short ones ("CNAME", the record type an answer carries) are words, not made-up values.
-        usable = sorted((v for v in values if len(v) >= 8), key=len, reverse=True)
-        self.pattern = re.compile("|".join(map(re.escape, usable))) if usable else None
+        self.usable = sorted((v for v in values if len(v) >= 8), key=len, reverse=True)
 
     def in_text(self, text: str) -> list[str]:
-        return sorted(set(self.pattern.findall(text))) if self.pattern else []
+        # Longest first, so a value inside a longer one (an id in its ARN) is not found again; only
+        # those the text holds: a regex of all ~170 tries each at every character, 5x slower.
+        present = [value for value in self.usable if value in text]
+        return sorted(set(re.findall("|".join(map(re.escape, present)), text))) if present else []
 
 
 def _shown(value: Any, placeholders: _Placeholders) -> str:

@@ -20,8 +20,9 @@ from tests import REPO_ROOT
 from tests.conftest import rendered
 from userdata.render import written_files
 
-# One xdist worker runs them all (scripts/test.sh: --dist loadgroup): the prod output they share is made once.
-pytestmark = pytest.mark.xdist_group("offline-render")
+# The tests that read prod_written run on one xdist worker (scripts/test.sh: --dist loadgroup), so
+# the prod output they share is made once; the others go to any worker.
+shares_prod_written = pytest.mark.xdist_group("offline-render-prod")
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,7 @@ def prod_written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return out, printed.getvalue()
 
 
+@shares_prod_written
 def test_writes_each_machine_kinds_user_data_files_and_the_resource_table(prod_written):
     out, printed = prod_written
     # The resource count changes with every component; the machines are what this job is for.
@@ -56,6 +58,7 @@ RENDER_FILES = ["resources.json", "resources.md"]
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 
 
+@shares_prod_written
 def test_the_resource_table_reads_line_by_line(prod_written):
     out, _ = prod_written
     table = (out / "resources.md").read_text()
@@ -125,6 +128,7 @@ def test_unknown_stack_is_named(capsys):
         main(["--stack", missing])
 
 
+@shares_prod_written
 def test_two_renders_are_byte_identical(prod_written, tmp_path):
     (first, _), second = prod_written, tmp_path
     assert main(["--out", str(second)]) == 0  # prod, the default stack
@@ -148,6 +152,7 @@ def test_runs_as_a_module_from_the_repository(tmp_path):
 # --- what changed against a previous render --------------------------------------------------
 
 
+@shares_prod_written
 def test_a_change_of_gunicorn_workers_is_one_line_in_each_web_file_and_one_key(prod_written):
     out, _ = prod_written
     workers = int(re.search(r"^GUNICORN_WORKERS=(\d+)$", (out / "web/files/etc/app/gunicorn.env").read_text(), re.M)[1])
@@ -167,6 +172,7 @@ def test_a_change_of_gunicorn_workers_is_one_line_in_each_web_file_and_one_key(p
     assert f"+GUNICORN_WORKERS={workers + 1}" in summary and "  web/: " in summary
 
 
+@shares_prod_written
 def test_compares_with_a_render_directory_and_with_a_git_revision(prod_written, tmp_path):
     out, _ = prod_written
     with contextlib.redirect_stdout(io.StringIO()) as printed:

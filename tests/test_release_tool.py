@@ -17,8 +17,9 @@ import pytest
 from tests.machine_scripts import FILES, artifact, release_tool, tiny_wheel, unreadable_for_others, write_checksum
 from userdata import layout
 
-# One xdist worker runs them all (scripts/test.sh: --dist loadgroup): the release they share is made once.
-pytestmark = pytest.mark.xdist_group("release-tool")
+# The tests that read r1_installed run on one xdist worker (scripts/test.sh: --dist loadgroup), so
+# its venv is built once; the others (each installing its own releases) go to any worker.
+shares_r1 = pytest.mark.xdist_group("release-tool-r1")
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,7 @@ def r1_installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work
 
 
+@shares_r1
 def test_release_tree_is_readable_by_the_app_user_under_the_units_umask(r1_installed):
     root = r1_installed / "srv-app"
     assert unreadable_for_others(root) == []
@@ -55,6 +57,7 @@ def test_release_refuses_bad_input_and_hostile_artifacts(tmp_path):
     assert release_tool(root, "list").stdout.split() == []
 
 
+@shares_r1
 def test_release_refuses_an_artifact_that_is_not_the_one_its_checksum_names(r1_installed, tmp_path):
     shutil.copytree(r1_installed, tmp_path, symlinks=True, dirs_exist_ok=True)
     root = tmp_path / "srv-app"
@@ -99,6 +102,7 @@ def refused_beside_r1(r1_installed: Path, tmp_path: Path, refused_artifact: Path
     return line
 
 
+@shares_r1
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
@@ -118,6 +122,7 @@ def test_release_refuses_an_artifact_built_for_another_machine_python_or_release
     assert line.startswith(expected)
 
 
+@shares_r1
 def test_release_refuses_an_artifact_without_a_manifest(r1_installed, tmp_path):
     (tmp_path / "build").mkdir()
     unlisted = artifact(tmp_path / "build", "r2", {"manifest.json": b"[]"})
@@ -125,6 +130,7 @@ def test_release_refuses_an_artifact_without_a_manifest(r1_installed, tmp_path):
     assert line == "app-release: release r2: the artifact's manifest.json has no wheels mapping of file name -> sha256"
 
 
+@shares_r1
 def test_release_installs_wheels_only_with_the_manifests_hashes(r1_installed, tmp_path):
     """A wheel changed after the build (the artifact's own checksum rewritten to match) fails
     pip --require-hashes: the venv never holds code the manifest did not record."""
