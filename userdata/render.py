@@ -516,6 +516,10 @@ def cloud_config(machine: UserDataInputs) -> dict[str, Any]:
                 "name": USER,
                 "primary_group": GROUP,
                 "system": True,
+                # A home that does not exist (Debian's convention for system users): with
+                # useradd's /home/app, ProtectHome= makes every lookup under it EACCES instead of
+                # ENOENT, and libpq then fails on ~/.postgresql/postgresql.crt (found in tests/vm).
+                "homedir": "/nonexistent",
                 "no_create_home": True,
                 "shell": "/usr/sbin/nologin",
                 "lock_passwd": True,

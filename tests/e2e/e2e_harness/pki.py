@@ -46,12 +46,14 @@ def make_ca(directory: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
-def issue_server_cert(directory: Path, name: str, ca: tuple[Path, Path], ip: str) -> ServerCert:
-    """A server certificate for `ip` (an IP SAN: the rendered broker URL names the host by IP)."""
+def issue_server_cert(directory: Path, name: str, ca: tuple[Path, Path], ip: str, *more_ips: str) -> ServerCert:
+    """A server certificate for `ip` (an IP SAN: the rendered broker URL names the host by IP),
+    and `more_ips` (a server clients reach at other addresses, e.g. from a VM)."""
     ca_cert, ca_key = ca
     key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.pem"
     extensions = directory / f"{name}.ext"
-    extensions.write_text(f"subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth\n")
+    names = ",".join(f"IP:{address}" for address in (ip, *more_ips))
+    extensions.write_text(f"subjectAltName={names}\nextendedKeyUsage=serverAuth\n")
     _openssl(
         "req",
         "-new",
