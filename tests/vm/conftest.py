@@ -104,6 +104,7 @@ def stack() -> harness.VmStack:
 
 @pytest.fixture(scope="session")
 def image(stack: harness.VmStack) -> vm_image.Image:
+    sweep_killed_runs()  # the session's first VM step
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
     assert not missing, f"VM tools missing: {missing}; run scripts/setup.d/40-vm.sh"
     return vm_image.ensure_image(stack.store)
@@ -256,7 +257,6 @@ def boots(
     tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
 ) -> Iterator[Boots]:
-    sweep_killed_runs()
     wanted = request.config.stash.get(WANTED, set())
     database: PostgresServer | None = None
     if wanted & {*EXAMPLE_BOOTS}:

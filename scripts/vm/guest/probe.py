@@ -422,8 +422,11 @@ def check_boot_failed() -> None:
     says why, waits its delay, then reports the instance; wait until it has ended."""
 
     def handlers() -> list[str]:
+        """The app-boot-failed@ instances that were started (systemd also loads, unstarted, the
+        OnFailure= target of every unit that has one)."""
         listed = run("systemctl", "list-units", "--all", "--plain", "--no-legend", "app-boot-failed@*").stdout
-        return [line.split()[0] for line in listed.splitlines() if line.strip()]
+        units = [line.split()[0] for line in listed.splitlines() if line.strip()]
+        return [unit for unit in units if show(unit).get("ExecMainStartTimestampMonotonic", "0") != "0"]
 
     def ended() -> bool:
         found = handlers()
