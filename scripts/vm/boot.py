@@ -1,10 +1,12 @@
 """Boots the VM test image with the user-data the program renders for one role and collects what
 the guest's probe reports on the serial console.
 
-One VM at a time (TCG with 2 vCPUs takes both host cores); no network device; a qcow2 overlay per
-boot keeps the cached disk clean; the NoCloud seed carries the program's user-data as is; a
-small raw drive (serial `vmtest`) carries the test's own data for this boot (the scenario, the
-live release the Parameter Store stand-in answers, the ops scripts a scenario runs).
+No network device, except for a boot that reaches a service on the host (the example project's
+PostgreSQL): qemu's user network, restricted, whose only way out is the address forwarded to
+that service. A qcow2 overlay per boot keeps the cached disk clean; the NoCloud seed carries the
+program's user-data as is; a small raw drive (serial `vmtest`) carries the test's own data for
+this boot (the scenario, the live release the Parameter Store stand-in answers, the ops scripts a
+scenario runs). Several boots may run at once (tests/vm/conftest.py runs two).
 """
 
 from __future__ import annotations
@@ -13,14 +15,18 @@ import json
 import re
 import secrets
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from config import AppSettings
 from offline_render.program import StackRender, render_stack
-from scripts.vm.image import REDIS_HOST, STACK, Image, ReleaseStore
+from scripts.vm.image import EXAMPLE_RELEASE, REDIS_HOST, STACK, Image, ReleaseStore
 from userdata import layout
 from userdata.render import with_agent_keyring, written_files
 
@@ -56,11 +62,47 @@ VM_OVERRIDES: dict[str, Any] = {
 # The baked-AMI path: the image's ami.img carries the configured release (any AMI id will do: the
 # VM boots the disk it is given).
 AMI_OVERRIDES: dict[str, Any] = {**VM_OVERRIDES, "app.source": "ami", "instances.amiId": "ami-0123456789abcdef0"}
+# examples/bookshelf on the default s3 path: its module and settings, the release the image's S3
+# stand-in holds, the default release command (migrate; the prod stack file says `check` for the
+# sample project, which has no database), and an existing PostgreSQL whose DATABASE_URL comes
+# from Parameter Store through app.secretParameters. The database is the host's (tests/vm
+# conftest), reached at DATABASE_GUEST_ADDRESS:5432 from the guest.
+EXAMPLE_DATABASE_URL_PARAMETER = "/bookshelf/vm/database-url"
+DATABASE_GUEST_ADDRESS, DATABASE_PORT = "10.0.2.100", 5432
+# The card's address in qemu's user network (10.0.2.0/24), and where the guest finds the
+# database's CA (the DATABASE_URL's sslrootcert; scripts/vm/guest/host_link.py writes it).
+GUEST_ADDRESS = "10.0.2.15/24"
+DATABASE_CA_IN_GUEST = "/usr/local/share/vm-test/database-ca.pem"
+DEFAULT_RELEASE_COMMAND = next(
+    field.default for field in msgspec.structs.fields(AppSettings) if field.name == "release_command"
+)
+EXAMPLE_OVERRIDES: dict[str, Any] = {
+    **{key: value for key, value in VM_OVERRIDES.items() if not key.startswith("app.")},
+    "app.module": "bookshelf",
+    "app.settingsModule": "bookshelf.settings",
+    "app.release": EXAMPLE_RELEASE,
+    "app.releaseCommand": DEFAULT_RELEASE_COMMAND,
+    "app.secretParameters": {"DATABASE_URL": EXAMPLE_DATABASE_URL_PARAMETER},
+    "database": {"mode": "existing", "cidrs": [f"{DATABASE_GUEST_ADDRESS}/32"], "port": DATABASE_PORT},
+}
+RELAY = Path(__file__).resolve().parent / "relay.py"
 MARK = re.compile(r"VMTEST (\S+) (.*)$")
 # qemu start to poweroff. Under TCG on a loaded 2-core host a boot that builds the venv took
 # 8.5 min to ready, and the deploy scenario builds a second one.
 BOOT_TIMEOUT_SECONDS = 1800
 SECTOR = 512
+# Set by the session that runs boots in threads when it ends early: every boot kills its qemu.
+STOP = threading.Event()
+
+
+@dataclass(frozen=True)
+class HostService:
+    """A service on the host's loopback that the guest reaches at guest_address:guest_port."""
+
+    guest_address: str
+    guest_port: int
+    host: str
+    port: int
 
 
 @dataclass
@@ -189,13 +231,26 @@ def virtio_disk(name: str, drive: str) -> list[str]:
     return ["-drive", f"{drive},if=none,id={name}", "-device", f"virtio-blk-pci,drive={name},serial={name}"]
 
 
-def qemu_command(image: Image, overlay: Path, seed: Path, data: Path, console: Path) -> list[str]:
+def network(services: list[HostService]) -> list[str]:
+    """No card at all, or qemu's user network restricted to the forwarded services: each guest
+    connection to one runs scripts/vm/relay.py to the host's address (nothing else gets out)."""
+    if not services:
+        return ["-nic", "none"]
+    forwards = "".join(
+        f",guestfwd=tcp:{s.guest_address}:{s.guest_port}-cmd:/usr/bin/python3 {RELAY} {s.host} {s.port}"
+        for s in services
+    )
+    return ["-netdev", f"user,id=host,restrict=on{forwards}", "-device", "virtio-net-pci,netdev=host"]
+
+
+def qemu_command(
+    image: Image, overlay: Path, seed: Path, data: Path, console: Path, services: list[HostService] | None = None
+) -> list[str]:
     cmdline = "root=/dev/vda rw console=ttyS0 ds=nocloud quiet loglevel=3 systemd.show_status=0"
     return [
         "qemu-system-x86_64",
         "-nodefaults",
-        "-nic",
-        "none",
+        *network(services or []),
         "-display",
         "none",
         "-no-reboot",
@@ -239,10 +294,12 @@ def boot(
     *,
     data: dict[str, Any] | None = None,
     disk: Path | None = None,
+    services: list[HostService] | None = None,
     timeout: float = BOOT_TIMEOUT_SECONDS,
 ) -> Boot:
     """Boots one VM to its poweroff; every marked line is timestamped as the host sees it.
     disk: the image's base.img (default: the stock OS) or ami.img (the release baked in).
+    services: the host's services the guest reaches (its data's `host_link` configures the card).
     The user-data is the program's, with one change: the agent packages' keyring is the image's
     throwaway key (the stand-in packages cannot carry AWS's signature)."""
     if any(f.path == layout.AGENT_KEYRING for f in written_files(user_data)):
@@ -265,7 +322,7 @@ def boot(
     result = Boot(role, user_data, "", instance_id=instance_id, autoscaling_group=group)
     started = time.monotonic()
     process = subprocess.Popen(
-        qemu_command(image, overlay, seed, drive, console), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        qemu_command(image, overlay, seed, drive, console, services), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     seen = 0
     try:
@@ -281,6 +338,8 @@ def boot(
             seen = len(complete)
             if finished:
                 break
+            if STOP.is_set():
+                raise RuntimeError(f"boot {role} stopped: the session ended")
             if now > timeout:
                 process.kill()
                 process.wait()

@@ -40,6 +40,10 @@ DEFAULT_CACHE = Path(os.environ.get("DJANGO_STACK_VM_CACHE", "/var/cache/django-
 # The release the ops tool deploys in the "replaced instance boots the live release" scenario:
 # its artifact sits in the S3 stand-in next to the stack's configured release.
 NEXT_RELEASE = "vm-next"
+# A release of examples/bookshelf (a project of its own layout with PostgreSQL migrations), built
+# by the builder teams use (python -m ops build-release); the s3-path boots of that project take it.
+EXAMPLE_PROJECT = REPO / "examples" / "bookshelf"
+EXAMPLE_RELEASE = "vm-bookshelf"
 # What the guest's redis-server certificate names; the mocked ElastiCache endpoint the program
 # renders into the user-data. /etc/hosts in the guest points it at loopback.
 REDIS_HOST = "master.vm-redis.test"
@@ -65,6 +69,11 @@ class ReleaseStore:
     def artifact_key(self, release: str) -> str:
         # app-release's own layout: s3://$ARTIFACT_BUCKET/$ARTIFACT_PREFIX<release>.tar.gz
         return f"{self.bucket}/{self.prefix}{release}.tar.gz"
+
+
+def releases_in_s3(store: ReleaseStore) -> tuple[str, ...]:
+    """The releases whose artifacts the guest's S3 stand-in serves."""
+    return (store.release, NEXT_RELEASE, EXAMPLE_RELEASE)
 
 
 @dataclass(frozen=True)
@@ -112,7 +121,7 @@ def machine_mirror() -> str:
 
 
 def input_files() -> list[Path]:
-    roots = [HERE / "guest", REPO / "sample_app"]
+    roots = [HERE / "guest", REPO / "sample_app", EXAMPLE_PROJECT]
     singles = [
         HERE / "image.py",
         HERE / "build-rootfs.sh",
@@ -141,7 +150,12 @@ def cache_key(mirror: str, store: ReleaseStore) -> str:
 
 def build_artifact(release: str, into: Path) -> Path:
     """A release artifact, made by the same script deploys use (its wheels are resolved by
-    Debian 12's /usr/bin/python3, the guest's interpreter)."""
+    Debian 12's /usr/bin/python3, the guest's interpreter); the example project's by the release
+    builder for any project, for the guest's architecture."""
+    if release == EXAMPLE_RELEASE:
+        command = [sys.executable, "-m", "ops", "build-release", "--app", str(EXAMPLE_PROJECT), "--release", release]
+        subprocess.run([*command, "--architecture", "x86_64", "--out", str(into)], check=True, capture_output=True)
+        return into / f"{release}.tar.gz"
     out = subprocess.run(
         ["bash", str(REPO / "scripts/build-release.sh"), release, str(into)],
         check=True,
@@ -180,9 +194,9 @@ def build_agent_package(package: str, into: Path, signing_home: Path) -> None:
 
 
 def stand_in_objects(store: ReleaseStore, into: Path, signing_home: Path) -> None:
-    """What the guest's S3 stand-in serves: both releases' artifacts (each with the .sha256 that
-    build-release.sh writes beside it and app-release checks) and the signed agent packages."""
-    for release in (store.release, NEXT_RELEASE):
+    """What the guest's S3 stand-in serves: the releases' artifacts (each with the .sha256 that
+    the builders write beside it and app-release checks) and the signed agent packages."""
+    for release in releases_in_s3(store):
         target = into / store.artifact_key(release)
         target.parent.mkdir(parents=True, exist_ok=True)
         # artifactPrefix is directory-shaped (`releases/`), so the script's file is the key.
@@ -231,7 +245,7 @@ def build(target: Path, mirror: str, cache: Path, store: ReleaseStore) -> None:
             check=True,
         )
         (target / SIGNING_KEY).write_text(gpg(signing_home, "--armor", "--export"))
-        for release in (store.release, NEXT_RELEASE):
+        for release in releases_in_s3(store):
             shutil.copyfile(objects / f"{store.artifact_key(release)}.sha256", target / f"{release}.tar.gz.sha256")
 
 

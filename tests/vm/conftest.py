@@ -1,6 +1,10 @@
 """The VM suite's fixtures: the cached image, the program's user-data per role, the live-release
-parameter store, and one boot per scenario for the whole session (each boot takes a minute or two
-under TCG; every test of a boot reads the same console).
+parameter store, and one boot per scenario for the whole session (each boot takes minutes under
+TCG; every test of a boot reads the same console). The boots the selected tests read (their
+`role`/`name` parameter, or their `boots` marker) and the benchmark run two at a time from the
+first test that asks for one: a boot spends much of its time waiting (downloads, IMDS timeouts,
+Celery's and the scenarios' waits), so two share the two cores; a boot that needs another's
+outcome starts when that one has ended.
 
 The boots, all from the prod stack as the program renders it:
   web, worker-beat, worker  the default path (app.source: s3): the stock OS, the release
@@ -9,27 +13,88 @@ The boots, all from the prod stack as the program renders it:
   web-ami                   the baked-AMI path (app.source: ami): the release is on the disk
   web-replaced              a fresh web instance booted after that deploy was recorded as the
                             live release: it must come up on the deployed release
+  bookshelf-worker-beat     examples/bookshelf (built by python -m ops build-release) on the s3
+  bookshelf-web             path, its database the host's PostgreSQL (TLS, password; reached from
+                            the guest through qemu's restricted user network), DATABASE_URL from
+                            Parameter Store: the Beat instance boots first and migrates, then web
+  worker-boot-failed        a worker whose live release names an artifact S3 does not have: the
+                            program's app-boot-failed@ reports the instance unhealthy
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
+import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from e2e_harness.deployment import loopback_address
+from e2e_harness.parameter_store import free_port
+from e2e_harness.pki import issue_server_cert, make_ca
+from e2e_harness.postgres_server import PostgresServer
 from moto.server import ThreadedMotoServer
 
 from ops.scripts import install_release_script, switch_release_script
 from scripts.vm import boot as harness
 from scripts.vm import image as vm_image
+from tests.benches import run_quick
 
 REQUIRED_TOOLS = ("qemu-system-x86_64", "qemu-img", "cloud-localds", "debootstrap", "mkfs.ext4", "dpkg-deb")
 ROLE_BOOTS = ("web", "worker-beat", "worker")
-ALL_BOOTS = (*ROLE_BOOTS, "web-ami", "web-replaced")
+EXAMPLE_BOOTS = ("bookshelf-worker-beat", "bookshelf-web")
+# Every boot that ends with the program's units active (the failed boot's cloud-init run ends in
+# error by design: its runcmd's `systemctl enable --now` fails).
+ALL_BOOTS = (*ROLE_BOOTS, "web-ami", "web-replaced", *EXAMPLE_BOOTS)
+FAILED_BOOT = "worker-boot-failed"
+BENCH = "bench"
+# Boots that start once another has ended: the replaced web instance boots the release the `web`
+# boot deployed; the example's web boots once the Beat instance has migrated the database (each
+# guest has a broker of its own, so two at once would each take the release command's lock).
+AFTER = {"web-replaced": "web", "bookshelf-web": "bookshelf-worker-beat"}
+# Longest chains first, so the last boots are short: two at a time.
+ORDER = ("web", "bookshelf-worker-beat", BENCH, "worker", "worker-beat", "web-ami", FAILED_BOOT)
+PARALLEL = 2
+# The live release of the failed boot: no such artifact in the S3 stand-in.
+MISSING_RELEASE = "vm-missing-artifact"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "boots(*names): the VM boots (or the bench) a test reads")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Which boots the selected tests read (after -k and -m deselected): all started at once."""
+    known = {*ALL_BOOTS, FAILED_BOOT, BENCH}
+    wanted: set[str] = set()
+    for item in session.items:
+        params = getattr(item, "callspec", None)
+        wanted |= {value for value in (params.params.values() if params else ()) if value in known}
+        for marker in item.iter_markers("boots"):
+            wanted |= set(marker.args)
+    session.config.stash[WANTED] = wanted
+
+
+WANTED = pytest.StashKey[set[str]]()
+# The example's database directory: /tmp/<prefix><pid of the session>-XXXX.
+DATABASE_PREFIX = "vm-database-"
+SUMMARY: list[Boots] = []  # the session's boots, for the closing summary
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for boots in SUMMARY:
+        terminalreporter.section("VM boots (seconds since the first was started)")
+        for line in boots.summary():
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +104,7 @@ def stack() -> harness.VmStack:
 
 @pytest.fixture(scope="session")
 def image(stack: harness.VmStack) -> vm_image.Image:
+    sweep_killed_runs()  # the session's first VM step
     missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
     assert not missing, f"VM tools missing: {missing}; run scripts/setup.d/40-vm.sh"
     return vm_image.ensure_image(stack.store)
@@ -72,66 +138,223 @@ def parameter_store(stack: harness.VmStack) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def booted(
-    image: vm_image.Image, stack: harness.VmStack, parameter_store: Any, tmp_path_factory
-) -> Callable[[str], harness.Boot]:  # type: ignore[no-untyped-def]
-    boots: dict[str, harness.Boot] = {}
+def example_database() -> Iterator[PostgresServer]:
+    """examples/bookshelf's existing database: Debian's PostgreSQL on a loopback address of this
+    run (TLS only, password auth; e2e_harness/postgres_server.py), its certificate naming that
+    address and the one the guests reach it at."""
+    base = Path(tempfile.mkdtemp(prefix=f"{DATABASE_PREFIX}{os.getpid()}-"))
+    base.chmod(0o755)  # the postgres user enters it
+    ca = make_ca(base / "pki", "database")
+    host = loopback_address(31)
+    cert = issue_server_cert(base / "pki", "postgres", ca, host, harness.DATABASE_GUEST_ADDRESS)
+    server = PostgresServer(host, free_port(), cert, base / "postgres")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def sweep_killed_runs() -> None:
+    """What a VM session killed outright left: its database (the directory names the session's
+    pid) and its qemu processes (orphans booting an overlay; a live session's have a parent)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{DATABASE_PREFIX}*-*"):
+        pid = path.name.removeprefix(DATABASE_PREFIX).split("-")[0]
+        if pid.isdigit() and Path(f"/proc/{pid}").exists():
+            continue
+        postmaster = path / "postgres" / "data" / "postmaster.pid"
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(postmaster.read_text().split()[0]), signal.SIGQUIT)  # immediate shutdown
+        shutil.rmtree(path, ignore_errors=True)
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            command = (status.parent / "cmdline").read_bytes()
+            if fields.get("Name") == "qemu-system-x86" and fields.get("PPid") == "1" and b"overlay.qcow2" in command:
+                os.kill(int(status.parent.name), signal.SIGKILL)
+
+
+def example_database_url(database: PostgresServer) -> str:
+    """DATABASE_URL as the guest uses it: the forwarded address, the CA checked, the name verified."""
+    host_side = f"{database.host}:{database.port}"
+    guest_side = f"{harness.DATABASE_GUEST_ADDRESS}:{harness.DATABASE_PORT}"
+    url = database.url().replace(host_side, guest_side)
+    return url.replace(str(database.cert.ca_file), harness.DATABASE_CA_IN_GUEST)
+
+
+class Boots:
+    """The session's boots (and the bench), PARALLEL at a time; a boot in AFTER starts when the
+    one it follows has ended, and fails if that one failed."""
+
+    def __init__(self, jobs: dict[str, Callable[[], Any]]) -> None:
+        self.jobs = jobs
+        self.pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="vm-boot")
+        self.started: dict[str, Future[Any]] = {}
+        self.lock = threading.Lock()
+        self.created = time.monotonic()
+        # name -> (seconds from the fixture's start to the job's start, to its end)
+        self.spans: dict[str, tuple[float, float]] = {}
+
+    def start(self, name: str) -> Future[Any]:
+        if name not in self.jobs:
+            raise KeyError(f"no VM boot named {name!r}; boots: {', '.join(self.jobs)}")
+        with self.lock:
+            if name in self.started:
+                return self.started[name]
+            outcome: Future[Any] = Future()
+            self.started[name] = outcome
+        first = AFTER.get(name)
+        if first is None:
+            self.submit(name, outcome)
+        else:
+            self.start(first).add_done_callback(lambda _: self.submit(name, outcome))
+        return outcome
+
+    def submit(self, name: str, outcome: Future[Any]) -> None:
+        def timed() -> Any:
+            began = time.monotonic() - self.created
+            try:
+                return self.jobs[name]()
+            finally:
+                self.spans[name] = (round(began), round(time.monotonic() - self.created))
+
+        def copy(done: Future[Any]) -> None:
+            error = done.exception()
+            outcome.set_exception(error) if error else outcome.set_result(done.result())
+
+        self.pool.submit(timed).add_done_callback(copy)
+
+    def get(self, name: str) -> Any:
+        return self.start(name).result()
+
+    def summary(self) -> list[str]:
+        """One line per job that ran (when it started and ended), and how long they took together
+        and one after another."""
+        lines = [
+            f"{name}: {start}-{end} s ({end - start} s)"
+            for name, (start, end) in sorted(self.spans.items(), key=lambda kv: kv[1])
+        ]
+        if self.spans:
+            wall = max(end for _, end in self.spans.values())
+            serial = sum(end - start for start, end in self.spans.values())
+            lines.append(
+                f"{PARALLEL} at a time: {wall} s from the first start to the last end; one after another: {serial} s"
+            )
+        return lines
+
+    def close(self) -> None:
+        harness.STOP.set()  # a boot still running (an interrupted session) kills its qemu
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        harness.STOP.clear()
+
+
+@pytest.fixture(scope="session")
+def boots(
+    image: vm_image.Image,
+    stack: harness.VmStack,
+    parameter_store: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[Boots]:
+    wanted = request.config.stash.get(WANTED, set())
+    database: PostgresServer | None = None
+    if wanted & {*EXAMPLE_BOOTS}:
+        database = request.getfixturevalue("example_database")
 
     def start(name: str, role: str, user_data: str, disk: Path, **data: Any) -> harness.Boot:
-        live = parameter_store.get_parameter(Name=stack.release_parameter)["Parameter"]["Value"]
-        data["parameters"] = harness.seeded_parameters(stack, live)
+        services = data.pop("services", None)
+        live = (
+            data.pop("live", None) or parameter_store.get_parameter(Name=stack.release_parameter)["Parameter"]["Value"]
+        )
+        data["parameters"] = {**harness.seeded_parameters(stack, live), **data.get("parameters", {})}
         workdir = tmp_path_factory.mktemp(f"vm-{name}")
-        return harness.boot(image, role, user_data, workdir, data=data, disk=disk)
+        return harness.boot(image, role, user_data, workdir, data=data, disk=disk, services=services)
 
-    def get(name: str) -> harness.Boot:
-        if name in boots:
-            return boots[name]
-        if name == "web":
-            deploy = {
-                "release": vm_image.NEXT_RELEASE,
-                "install": install_release_script(vm_image.NEXT_RELEASE, image.artifact_sha256(vm_image.NEXT_RELEASE)),
-                "switch": switch_release_script("web", vm_image.NEXT_RELEASE),
+    def deploying_web() -> harness.Boot:
+        deploy = {
+            "release": vm_image.NEXT_RELEASE,
+            "install": install_release_script(vm_image.NEXT_RELEASE, image.artifact_sha256(vm_image.NEXT_RELEASE)),
+            "switch": switch_release_script("web", vm_image.NEXT_RELEASE),
+        }
+        return start("web", "web", stack.roles["web"][0], image.base, scenario="deploy", deploy=deploy)
+
+    def replaced_web() -> harness.Boot:
+        """After the deploy on `web` succeeded, the ops tool records the live release; then a
+        fresh web instance boots (same user-data, app.release still the old one)."""
+        from ops.live_release import PinnedRelease, record
+
+        deploy = jobs.get("web").first("deploy")
+        assert deploy["switch"] and deploy["switch"]["rc"] == 0, deploy
+        release = deploy["active_after"]
+        record(parameter_store, stack.release_parameter, PinnedRelease(release, image.artifact_sha256(release)))
+        return start("web-replaced", "web", stack.roles["web"][0], image.base)
+
+    def example(role: str) -> Callable[[], harness.Boot]:
+        def boot() -> harness.Boot:
+            assert database is not None
+            user_data = harness.role_user_data(harness.render(harness.EXAMPLE_OVERRIDES))[role][0]
+            service = harness.HostService(
+                harness.DATABASE_GUEST_ADDRESS, harness.DATABASE_PORT, database.host, database.port
+            )
+            link = {
+                "address": harness.GUEST_ADDRESS,
+                "files": {harness.DATABASE_CA_IN_GUEST: database.cert.ca_file.read_text()},
             }
-            boots[name] = start(name, "web", stack.roles["web"][0], image.base, scenario="deploy", deploy=deploy)
-        elif name == "worker":
-            boots[name] = start(name, "worker", stack.roles["worker"][0], image.base, scenario="restart")
-        elif name == "worker-beat":
-            boots[name] = start(name, "worker-beat", stack.roles["worker-beat"][0], image.base)
-        elif name == "web-ami":
-            user_data = harness.role_user_data(harness.render(harness.AMI_OVERRIDES))["web"][0]
-            boots[name] = start(name, "web", user_data, image.ami)
-        elif name == "web-replaced":
-            boots[name] = start(name, "web", stack.roles["web"][0], image.base)
-        else:
-            raise KeyError(f"no VM boot named {name!r}; boots: {', '.join(ALL_BOOTS)}")
-        return boots[name]
+            url = {"type": "SecureString", "value": example_database_url(database)}
+            return start(
+                f"bookshelf-{role}",
+                role,
+                user_data,
+                image.base,
+                scenario="bookshelf",
+                app_module="bookshelf",
+                live=vm_image.EXAMPLE_RELEASE,
+                parameters={harness.EXAMPLE_DATABASE_URL_PARAMETER: url},
+                host_link=link,
+                services=[service],
+            )
 
-    return get
+        return boot
+
+    jobs = Boots(
+        {
+            "web": deploying_web,
+            "worker": lambda: start("worker", "worker", stack.roles["worker"][0], image.base, scenario="restart"),
+            "worker-beat": lambda: start("worker-beat", "worker-beat", stack.roles["worker-beat"][0], image.base),
+            "web-ami": lambda: start(
+                "web-ami", "web", harness.role_user_data(harness.render(harness.AMI_OVERRIDES))["web"][0], image.ami
+            ),
+            "web-replaced": replaced_web,
+            "bookshelf-worker-beat": example("worker-beat"),
+            "bookshelf-web": example("web"),
+            FAILED_BOOT: lambda: start(
+                FAILED_BOOT,
+                "worker",
+                stack.roles["worker"][0],
+                image.base,
+                scenario="boot-failed",
+                live=MISSING_RELEASE,
+            ),
+            BENCH: lambda: run_quick("vm_boot.py", timeout=3600),
+        }
+    )
+    SUMMARY.append(jobs)
+    try:
+        for name in (*ORDER, *AFTER):  # every boot the selected tests read, from the start
+            if name in wanted:
+                jobs.start(name)
+        yield jobs
+    finally:
+        jobs.close()
 
 
 @pytest.fixture(scope="session")
-def replaced_web(
-    booted: Callable[[str], harness.Boot], stack: harness.VmStack, parameter_store: Any, image: vm_image.Image
-) -> harness.Boot:
-    """After the deploy on `web` succeeded, the ops tool records the live release; then a fresh
-    web instance boots (same user-data, app.release still the old one)."""
-    from ops.live_release import PinnedRelease, record
-
-    deploy = booted("web").first("deploy")
-    assert deploy["switch"] and deploy["switch"]["rc"] == 0, deploy
-    release = deploy["active_after"]
-    record(parameter_store, stack.release_parameter, PinnedRelease(release, image.artifact_sha256(release)))
-    return booted("web-replaced")
-
-
-@pytest.fixture(scope="session")
-def any_boot(booted: Callable[[str], harness.Boot], request: pytest.FixtureRequest) -> Callable[[str], harness.Boot]:
-    """Any boot by name; web-replaced only through replaced_web (it needs the deploy recorded)."""
+def booted(boots: Boots) -> Callable[[str], harness.Boot]:
+    """A boot by name, once it has ended."""
 
     def get(name: str) -> harness.Boot:
-        if name == "web-replaced":
-            boot: harness.Boot = request.getfixturevalue("replaced_web")
-            return boot
-        return booted(name)
+        boot: harness.Boot = boots.get(name)
+        return boot
 
     return get

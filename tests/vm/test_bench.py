@@ -1,12 +1,17 @@
 """bench/vm_boot.py once with its smallest settings (a trivial boot, then web), so the boot ratio
-the docs quote stays reproducible (tests/benches.py)."""
+the docs quote stays reproducible (tests/benches.py). It runs as one of the lane's boots, beside
+another (tests/vm/conftest.py): its ratio compares boots of the same run."""
 
 from __future__ import annotations
 
-from tests.benches import benches_of, run_quick
+import pytest
+
+from tests.benches import benches_of
+from tests.vm.conftest import BENCH, Boots
 
 
-def test_vm_boot_runs_once_with_its_smallest_settings() -> None:
+@pytest.mark.boots(BENCH)
+def test_vm_boot_runs_once_with_its_smallest_settings(boots: Boots) -> None:
     assert benches_of("vm") == ["vm_boot.py"]
-    printed = run_quick("vm_boot.py", timeout=3600)
+    printed = boots.get(BENCH)
     assert "x the trivial boot" in printed and "where the time goes, web" in printed

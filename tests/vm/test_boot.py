@@ -12,7 +12,7 @@ import pytest
 
 from scripts.vm import boot as harness
 from scripts.vm import image as vm_image
-from tests.vm.conftest import ALL_BOOTS, ROLE_BOOTS
+from tests.vm.conftest import ALL_BOOTS, FAILED_BOOT, ROLE_BOOTS
 from userdata.layout import RELEASE_UNIT, SECRETS_UNIT, SSM_AGENT_UNIT, TERMINATION_HOOK, WARM_STOP_UNIT
 from userdata.render import enabled_units
 
@@ -66,8 +66,8 @@ def hardening_mismatches(properties: dict[str, str]) -> list[str]:
 
 
 @pytest.mark.parametrize("name", ALL_BOOTS)
-def test_cloud_init_applies_the_user_data_cleanly(name, any_boot):
-    report = any_boot(name).first("cloud-init")
+def test_cloud_init_applies_the_user_data_cleanly(name, booted):
+    report = booted(name).first("cloud-init")
     assert report["rc"] == 0, report
     assert "status: done" in report["status"], report["status"]
     assert report["problems"] == [], "\n".join(report["problems"])
@@ -113,6 +113,7 @@ def test_redis_answers_only_over_tls_with_the_token(role, booted):
     assert "NOAUTH" in report["anonymous_ping"], report
 
 
+@pytest.mark.boots("web")
 def test_web_serves_django_and_enqueues_over_tls_with_auth(booted, stack):
     report = booted("web").first("web")
     assert report["healthz"]["status"] == 200, report
@@ -128,10 +129,12 @@ def test_healthcheck_task_round_trips_from_django(role, booted):
     assert report["ledger"] == 1, report
 
 
+@pytest.mark.boots("worker-beat")
 def test_beat_schedules_on_the_tagged_worker(booted):
     assert booted("worker-beat").first("beat")["heartbeats"] >= 1
 
 
+@pytest.mark.boots("worker")
 def test_kill_9_of_the_worker_restarts_it_and_the_task_is_redelivered(booted):
     report = booted("worker").first("restart")
     assert report["started_before_kill"] == 1, report
@@ -141,6 +144,7 @@ def test_kill_9_of_the_worker_restarts_it_and_the_task_is_redelivered(booted):
     assert (report["starts"], report["executions"]) == (2, 1), report
 
 
+@pytest.mark.boots("worker")
 def test_systemctl_stop_waits_for_the_running_task(booted):
     report = booted("worker").first("warm-stop")
     assert report["started"] == 1, report
@@ -150,9 +154,9 @@ def test_systemctl_stop_waits_for_the_running_task(booted):
     assert report["warm_shutdown_logged"], report
 
 
-@pytest.mark.parametrize("name", ALL_BOOTS)
-def test_the_probe_finished_and_the_vm_powered_off(name, any_boot):
-    boot = any_boot(name)
+@pytest.mark.parametrize("name", [*ALL_BOOTS, FAILED_BOOT])
+def test_the_probe_finished_and_the_vm_powered_off(name, booted):
+    boot = booted(name)
     assert boot.all("probe-error") == [], boot.all("probe-error")
     assert boot.all("harness-timeout") == []
     assert boot.first("done") is not None
@@ -204,6 +208,7 @@ def test_the_ssm_agent_is_downloaded_installed_and_running(role, booted, stack):
     assert requested(boot, "GET", vm_image.agent_package_key(stack.store.region)), boot.first("aws-requests")
 
 
+@pytest.mark.boots("web-ami")
 def test_the_baked_ami_boots_its_release_without_s3(booted, stack):
     boot = booted("web-ami")
     assert boot.first("ready")["all_active"] is True
@@ -215,6 +220,7 @@ def test_the_baked_ami_boots_its_release_without_s3(booted, stack):
     assert boot.first("web")["healthz"]["body"] == {"status": "ok", "release": stack.store.release}
 
 
+@pytest.mark.boots("web")
 def test_the_ops_tools_scripts_deploy_the_next_release_in_place(booted):
     report = booted("web").first("deploy")
     assert report["install"]["rc"] == 0, report
@@ -224,7 +230,9 @@ def test_the_ops_tools_scripts_deploy_the_next_release_in_place(booted):
     assert report["healthz_after"]["body"] == {"status": "ok", "release": vm_image.NEXT_RELEASE}, report
 
 
-def test_a_replaced_instance_boots_the_live_release(replaced_web, stack):
+@pytest.mark.boots("web-replaced")
+def test_a_replaced_instance_boots_the_live_release(booted, stack):
+    replaced_web = booted("web-replaced")
     assert replaced_web.first("ready")["all_active"] is True
     report = replaced_web.first("release")
     # Same user-data (app.release still the configured one), yet it installs only the live release.
@@ -266,6 +274,7 @@ def test_the_app_units_cannot_reach_imds_and_the_units_that_use_the_role_can(rol
     assert not {r["unit"] for r in imds_requests(boot)} & set(LONG_RUNNING[role]), imds_requests(boot)
 
 
+@pytest.mark.boots("worker")
 def test_a_terminating_worker_stops_warm_then_completes_the_lifecycle_action(booted):
     boot = booted("worker")
     report = boot.first("termination")
@@ -301,8 +310,8 @@ def test_a_terminating_worker_stops_warm_then_completes_the_lifecycle_action(boo
 
 
 @pytest.mark.parametrize("name", ["web", "web-ami", "web-replaced"])
-def test_the_app_sees_its_own_environment_and_secret_parameter(name, any_boot):
-    boot = any_boot(name)
+def test_the_app_sees_its_own_environment_and_secret_parameter(name, booted):
+    boot = booted(name)
     assert boot.first("web")["app_settings"] == {
         "status": 200,
         "body": {

@@ -6,7 +6,7 @@ loopback: the program's units reach it where they would on EC2, and IPAddressDen
   S3               GET / HEAD /<bucket>/<key>, with Range (boto3's download_file makes ranged
                    GETs for objects over 8 MB), path-style as boto3 addresses an IP endpoint
   Auto Scaling     POST Action=DescribeAutoScalingInstances (this instance in the boot's group),
-                   Action=CompleteLifecycleAction (recorded) (query API)
+                   Action=CompleteLifecycleAction and SetInstanceHealth (recorded) (query API)
   IMDSv2           PUT /latest/api/token; GET (with the token) instance-id, the role's
                    credentials, autoscaling/target-lifecycle-state: `InService` until the probe
                    writes another state to /run/vm-test/target-lifecycle-state
@@ -93,7 +93,7 @@ def autoscaling_answer(form: dict[str, str]) -> tuple[int, str]:
             if instance == INSTANCE["instance_id"]
         )
         result = f"<AutoScalingInstances>{members}</AutoScalingInstances>"
-    elif action == "CompleteLifecycleAction":
+    elif action in ("CompleteLifecycleAction", "SetInstanceHealth"):
         result = ""
     else:
         return (

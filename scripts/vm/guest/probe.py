@@ -8,7 +8,9 @@ warm-shutdown checks on the default queue's worker, then warm termination (the I
 reports the target lifecycle state `Terminated` with a task running; the program's
 app-warm-stop agent must stop the Celery units warm, then complete the lifecycle action);
 `deploy` runs the ops tool's install and switch scripts as SSM's AWS-RunShellScript would
-(root, /bin/sh).
+(root, /bin/sh); `bookshelf` (examples/bookshelf, its database on the host) reports the release
+command's run and, on web, a database-backed page and a hashed static file through gunicorn;
+`boot-failed` waits for the program's app-boot-failed@ unit a failed boot starts, then reports.
 
 Paths, units and names come from the machine contract: the image installs userdata/layout.py
 beside this file (as userdata/layout.py), so the import is the same here and in the guest.
@@ -16,6 +18,7 @@ beside this file (as userdata/layout.py), so the import is the same here and in 
 
 import json
 import os
+import re
 import subprocess
 import time
 import traceback
@@ -249,7 +252,7 @@ def release_tree(release: str) -> dict[str, object]:
     }
 
 
-def check_release() -> None:
+def check_release(app_module: str) -> None:
     """Which release is active, how it got there, and whether the app user can use it."""
     active = Path(os.readlink(APP_ROOT / "current")).name if (APP_ROOT / "current").is_symlink() else None
     releases_dir = APP_ROOT / "releases"
@@ -261,7 +264,7 @@ def check_release() -> None:
         "--",
         "/bin/sh",
         "-c",
-        f"cd {APP_SRC} && exec {APP_PYTHON} -c 'import django, celery, proj; print(\"ok\")'",
+        f"cd {APP_SRC} && exec {APP_PYTHON} -c 'import django, celery, {app_module}; print(\"ok\")'",
     )
     emit(
         "release",
@@ -368,6 +371,93 @@ def check_redis() -> None:
 def allowed_host() -> str:
     app_env = dict(line.split("=", 1) for line in Path(layout.APP_ENV).read_text().splitlines() if "=" in line)
     return app_env["DJANGO_ALLOWED_HOSTS"].strip("'").split(",")[0]
+
+
+def fetch(path: str, host: str) -> dict[str, object]:
+    """GET through gunicorn: the status, the body as text, the Content-Type."""
+    request = Request(f"http://127.0.0.1:8000{path}", headers={"Host": host})
+    try:
+        with urlopen(request, timeout=60) as response:
+            body = response.read().decode(errors="replace")
+            return {"status": response.status, "body": body, "type": response.headers.get("Content-Type")}
+    except Exception as error:  # the test reports whatever went wrong
+        return {"status": getattr(error, "code", None), "error": repr(error)}
+
+
+def check_release_command() -> None:
+    """How the program's release command unit ended at boot, and what it printed."""
+    properties = show(layout.RELEASE_COMMAND_UNIT)
+    emit(
+        "release-command",
+        {
+            "state": properties.get("ActiveState"),
+            "result": properties.get("Result"),
+            "journal": run(
+                "journalctl", "-u", layout.RELEASE_COMMAND_UNIT, "-o", "cat", "--no-pager"
+            ).stdout.splitlines(),
+        },
+    )
+
+
+def check_bookshelf() -> None:
+    """examples/bookshelf's index (its books come from PostgreSQL) and the hashed stylesheet the
+    page links, both through gunicorn."""
+    host = allowed_host()
+    page = fetch("/", host)
+    linked = re.findall(r'href="(/static/[^"]+\.css)"', str(page.get("body", "")))
+    static = fetch(linked[0], host) if linked else None
+    emit(
+        "bookshelf",
+        {
+            "page": {**page, "body": str(page.get("body", ""))[-4000:]},
+            "stylesheet": linked,
+            "static": static
+            and {k: v for k, v in static.items() if k != "body"} | {"bytes": len(static.get("body", ""))},
+        },
+    )
+
+
+def check_boot_failed() -> None:
+    """A boot whose required unit failed: the program's app-boot-failed@<unit> (its OnFailure=)
+    says why, waits its delay, then reports the instance; wait until it has ended."""
+
+    def handlers() -> list[str]:
+        """The app-boot-failed@ instances that were started (systemd also loads, unstarted, the
+        OnFailure= target of every unit that has one)."""
+        listed = run("systemctl", "list-units", "--all", "--plain", "--no-legend", "app-boot-failed@*").stdout
+        units = [line.split()[0] for line in listed.splitlines() if line.strip()]
+        return [unit for unit in units if show(unit).get("ExecMainStartTimestampMonotonic", "0") != "0"]
+
+    def ended() -> bool:
+        found = handlers()
+        return bool(found) and all(
+            show(unit).get("ActiveState") in ("inactive", "failed")
+            and show(unit).get("ExecMainExitTimestampMonotonic", "0") != "0"
+            for unit in found
+        )
+
+    finished = wait_until(ended, timeout=300, interval=2)
+    emit(
+        "boot-failed",
+        {
+            "ended": bool(finished),
+            "uptime": uptime(),
+            "handlers": {
+                unit: {
+                    "state": show(unit).get("ActiveState"),
+                    "result": show(unit).get("Result"),
+                    "journal": journal(unit),
+                }
+                for unit in handlers()
+            },
+            "failed": run("systemctl", "list-units", "--failed", "--plain", "--no-legend").stdout.splitlines(),
+            "release": {
+                "state": show(layout.RELEASE_UNIT).get("ActiveState"),
+                "failed_monotonic_us": int(show(layout.RELEASE_UNIT).get("InactiveEnterTimestampMonotonic") or 0),
+                "journal": journal(layout.RELEASE_UNIT),
+            },
+        },
+    )
 
 
 def check_web() -> None:
@@ -532,13 +622,17 @@ def probe() -> None:
     scenario = data.get("scenario", "")
     emit("start", {"uptime": uptime(), "scenario": scenario})
     units = wait_until(enabled_units, timeout=600)
-    ready = wait_until(lambda: settled(units), timeout=600) == "active"
+    # Two boots share the host's two cores (tests/vm/conftest.py): the venv build at boot may take
+    # several minutes; the harness's own limit (boot.BOOT_TIMEOUT_SECONDS) is the backstop.
+    ready = wait_until(lambda: settled(units), timeout=1200) == "active"
     emit("ready", {"uptime": uptime(), "all_active": ready, "units": units})
     if not ready:
         emit("not-active", {unit: journal(unit) for unit, state in states(units).items() if state != "active"})
     check_cloud_init()
     check_units(units)
-    if layout.RELEASE_UNIT in units:  # not on a boot without the program (the benchmark's baseline)
+    if scenario == "boot-failed":
+        check_boot_failed()
+    elif layout.RELEASE_UNIT in units:  # not on a boot without the program (the benchmark's baseline)
         check_program(units, scenario, data)
     check_aws_requests()
     emit(
@@ -552,11 +646,16 @@ def probe() -> None:
 
 
 def check_program(units: list[str], scenario: str, data: dict) -> None:
-    check_release()
+    check_release(data.get("app_module", "proj"))
     check_agent()
     check_log_agent()
     check_redis()
     check_imds(units)
+    if scenario == "bookshelf":
+        check_release_command()
+        if layout.GUNICORN_UNIT in units:
+            check_bookshelf()
+        return
     if layout.GUNICORN_UNIT in units:
         check_web()
     if WORKER_UNIT in units:

@@ -165,9 +165,11 @@ class Deployment:
         ca = make_ca(pki_dir, "stack")
         host = loopback_address(address_salt)
         endpoint = PRIMARY_ENDPOINT if replicated else None
-        cert = issue_server_cert(pki_dir, "redis", ca, host, endpoint)
+        cert = issue_server_cert(pki_dir, "redis", ca, host, dns_name=endpoint)
         replica_host = loopback_address(address_salt + 50)
-        replica_cert = issue_server_cert(pki_dir, "redis-replica", ca, replica_host, endpoint) if replicated else None
+        replica_cert = (
+            issue_server_cert(pki_dir, "redis-replica", ca, replica_host, dns_name=endpoint) if replicated else None
+        )
         for path in pki_dir.iterdir():  # the app user reads the CA; keys stay root-only
             path.chmod(0o600 if path.suffix == ".key" else 0o644)
         pki_dir.chmod(0o755)

@@ -47,14 +47,15 @@ def make_ca(directory: Path, name: str) -> tuple[Path, Path]:
 
 
 def issue_server_cert(
-    directory: Path, name: str, ca: tuple[Path, Path], ip: str, dns_name: str | None = None
+    directory: Path, name: str, ca: tuple[Path, Path], ip: str, *more_ips: str, dns_name: str | None = None
 ) -> ServerCert:
     """A server certificate for `ip` (an IP SAN: the rendered broker URL names the host by IP),
-    and for `dns_name` when the URL names an endpoint (ElastiCache's certificates name it)."""
+    `more_ips` (a server clients reach at other addresses, e.g. from a VM), and `dns_name` when
+    the URL names an endpoint (ElastiCache's certificates name it)."""
     ca_cert, ca_key = ca
     key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.pem"
     extensions = directory / f"{name}.ext"
-    names = f"DNS:{dns_name},IP:{ip}" if dns_name else f"IP:{ip}"
+    names = ",".join([*([f"DNS:{dns_name}"] if dns_name else []), *(f"IP:{address}" for address in (ip, *more_ips))])
     extensions.write_text(f"subjectAltName={names}\nextendedKeyUsage=serverAuth\n")
     _openssl(
         "req",

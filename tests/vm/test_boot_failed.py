@@ -1,0 +1,43 @@
+"""Issue 21.5 in a real boot: a worker whose live release names an artifact S3 does not have.
+app-release.service fails; its OnFailure= starts the program's app-boot-failed@app-release.service
+as rendered (the 60 s delay included), which says why, waits, then calls Auto Scaling's
+SetInstanceHealth for its own instance (id from IMDSv2, credentials from the instance role) on
+the guest's Auto Scaling stand-in, over the endpoint the other units use."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.vm.conftest import FAILED_BOOT, MISSING_RELEASE
+from userdata.layout import RELEASE_UNIT
+from userdata.render import BOOT_FAILURE_REPORT_DELAY_SECONDS
+
+HANDLER = "app-boot-failed@app-release.service"
+
+
+@pytest.mark.boots(FAILED_BOOT)
+def test_a_worker_with_a_missing_artifact_reports_itself_unhealthy_to_auto_scaling(booted):
+    boot = booted(FAILED_BOOT)
+    assert boot.first("ready")["all_active"] is False
+    report = boot.first("boot-failed")
+    release = report["release"]
+    assert release["state"] == "failed", report
+    assert any(MISSING_RELEASE in line for line in release["journal"]), release["journal"]
+    assert report["ended"] and list(report["handlers"]) == [HANDLER], report
+    handler = report["handlers"][HANDLER]
+    assert (handler["state"], handler["result"]) == ("inactive", "success"), handler
+    said = "\n".join(handler["journal"])
+    assert f"app-boot-failed: {RELEASE_UNIT.removesuffix('.service')} failed" in said, said
+    assert f"reported {boot.instance_id} Unhealthy" in said, said
+    calls = [r for r in boot.first("aws-requests") if r["service"] == "autoscaling"]
+    health = [r for r in calls if r["action"] == "SetInstanceHealth"]
+    assert len(health) == 1 and health[0]["status"] == 200, calls
+    params = health[0]["params"]
+    assert (params["InstanceId"], params["HealthStatus"], params["ShouldRespectGracePeriod"]) == (
+        boot.instance_id,
+        "Unhealthy",
+        "false",
+    ), params
+    # The failure's lines had the rendered delay to leave the instance before it is replaced.
+    waited = health[0]["monotonic"] - release["failed_monotonic_us"] / 1e6
+    assert waited >= BOOT_FAILURE_REPORT_DELAY_SECONDS, waited
