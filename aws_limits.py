@@ -1,4 +1,4 @@
-"""AWS's documented limits that both the config checks (settings.py) and the components check
+"""AWS's documented limits that both the config checks (config/) and the components check
 against: defined once here, a leaf that imports nothing, so each layer may import it."""
 
 from __future__ import annotations
