@@ -107,6 +107,10 @@ class Gunicorn:
     restarts: int = 0
 
     def start(self) -> None:
+        self.spawn()
+        self.wait_answering()
+
+    def spawn(self) -> None:
         gunicorn = Path(sys.executable).with_name("gunicorn")
         self.process = subprocess.Popen(
             [
@@ -122,14 +126,23 @@ class Gunicorn:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    def wait_answering(self) -> None:
         deadline = time.monotonic() + 30
         while not self.answers():
             assert time.monotonic() < deadline, f"gunicorn on {self.port} did not start"
             time.sleep(0.02)
 
     def stop(self) -> None:
+        self.signal_stop()
+        self.wait_stopped()
+
+    def signal_stop(self) -> None:
         if self.process is not None:
             self.process.send_signal(signal.SIGTERM)  # graceful: requests in flight finish
+
+    def wait_stopped(self) -> None:
+        if self.process is not None:
             self.process.wait(timeout=30)
             self.process = None
 
