@@ -154,6 +154,15 @@ def without_declaration_stacks() -> Iterator[None]:
         pulumi.runtime.resource._get_stack_trace = taken
 
 
+def use_mocks(mocks: pulumi.runtime.Mocks, project: str, stack: str, preview: bool = False) -> None:
+    """These mocks for the next run, under a fresh root stack: set_mocks keeps an existing one,
+    with the previous run's exports (a load balancer's url would show up in the next render's
+    outputs) and its stack transformations (the previous run's mocks would record this run's
+    resources)."""
+    pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview)
+
+
 def run_program(
     stack: str,
     config: dict[str, Any],
@@ -179,10 +188,7 @@ def _run_program(
     loop: asyncio.AbstractEventLoop,
     program_dir: Path,
 ) -> dict[str, Any]:
-    # set_mocks keeps an existing root stack: a fresh one per run, or one render's exports (a
-    # load balancer's url) would show up in the next render's outputs.
-    pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
-    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview)
+    use_mocks(mocks, project, stack, preview)
     pulumi.runtime.set_all_config(_engine_config(config))
     outputs: dict[str, Any] = {}
     try:

@@ -17,7 +17,7 @@ import yaml
 from config import Settings, load_settings
 from config.kinds import MachineKind, beat_kind, web_kind, worker_kind
 from offline_render.fake_aws import RecordedResource, RecordingMocks, write_only
-from offline_render.program import StackRender, fresh_event_loop, render_stack, without_declaration_stacks
+from offline_render.program import StackRender, fresh_event_loop, render_stack, use_mocks, without_declaration_stacks
 from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
 from tests import REPO_ROOT
 from tests.machine_scripts import sweep_shipped_dirs
@@ -110,7 +110,7 @@ def build_alone() -> Callable[[Callable[[], object]], list[RecordedResource]]:
     def build(construct: Callable[[], object]) -> list[RecordedResource]:
         with fresh_event_loop(), without_declaration_stacks():
             mocks = RecordingMocks("eu-west-1", None)
-            pulumi.runtime.set_mocks(mocks, project=ORIGINAL_PROJECT, stack="alone", preview=False)
+            use_mocks(mocks, ORIGINAL_PROJECT, "alone")
 
             @pulumi.runtime.test
             def run() -> None:
