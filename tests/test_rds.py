@@ -268,7 +268,7 @@ def test_each_machine_gets_the_password_writer_its_timer_and_a_url_without_the_p
 
 
 def test_the_stack_sets_database_url_so_app_environment_may_not() -> None:
-    with pytest.raises(Exception, match="app.environment.DATABASE_URL: the stack sets this variable itself"):
+    with pytest.raises(Exception, match=r"app\.environment\.DATABASE_URL: the stack sets this variable itself"):
         rendered("prod", {"database": PROD_RDS, "app.environment": {"DATABASE_URL": "postgres://x"}})
 
 

@@ -130,8 +130,15 @@ def database_url(server: PostgresServer, directory: Path) -> str:
 def query(url: str) -> subprocess.CompletedProcess[str]:
     """A new connection, as the app's pool opens one: the password only from the passfile."""
     return subprocess.run(
-        [str(BIN / "psql"), url, "--no-password", "--tuples-only", "--no-align", "--command",
-         "select current_user, ssl from pg_stat_ssl where pid = pg_backend_pid()"],
+        [
+            str(BIN / "psql"),
+            url,
+            "--no-password",
+            "--tuples-only",
+            "--no-align",
+            "--command",
+            "select current_user, ssl from pg_stat_ssl where pid = pg_backend_pid()",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
