@@ -30,10 +30,10 @@ from urllib.parse import urlsplit
 import pytest
 from e2e_harness.deployment import Deployment, loopback_address, make_base, wait_until
 from e2e_harness.example_project import EXAMPLE
-from e2e_harness.machine import APP_GID, APP_UID
+from e2e_harness.machine import APP_GID, APP_UID, run_as_root
 from e2e_harness.pki import issue_server_cert, make_ca
 from e2e_harness.postgres_server import BIN, PostgresServer
-from e2e_harness.units import parse_env_file
+from e2e_harness.units import MAX_EXPOSURE, exposure, parse_env_file
 
 from tests.test_rds import PROD_RDS, with_rds
 from userdata import layout
@@ -274,3 +274,16 @@ def test_a_rotation_under_load_fails_no_request_and_no_task(stack, refreshed: bo
         assert (passfile.stat().st_uid, passfile.stat().st_mode & 0o777) == (APP_UID, 0o600)
         escaped = server.password.replace("\\", "\\\\").replace(":", "\\:")
         assert passfile.read_text() == f"*:*:*:*:{escaped}\n"
+
+
+def test_systemd_analyze_verifies_the_rds_units_and_scores_the_password_writer_at_most_2(stack) -> None:
+    """As test_rendered_files.py does for every stack's units, for the ones only rds stacks get."""
+    deployment, _ = stack
+    for machine in deployment.machines.values():
+        assert {layout.DATABASE_PASSWORD_UNIT, layout.DATABASE_PASSWORD_TIMER} <= set(machine.unit_files())
+        paths = [f"{layout.UNIT_DIR}/{unit}" for unit in machine.unit_files()]
+        result = run_as_root(machine, ["systemd-analyze", "verify", *paths])
+        output = (result.stdout + result.stderr).strip()
+        assert result.returncode == 0 and output == "", f"{machine.hostname}: {output}"
+        score, failing = exposure(str(machine.host_path(f"{layout.UNIT_DIR}/{layout.DATABASE_PASSWORD_UNIT}")))
+        assert score <= MAX_EXPOSURE, (score, failing)
