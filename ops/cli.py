@@ -1,6 +1,6 @@
-"""python -m ops: verify, beat pause|resume, deploy, rollback, rotate-token, exec (see docs/operations.md
-and docs/release-command.md), build-release (README:
-"Ship your app")."""
+"""python -m ops: verify, beat pause|resume, deploy, rollback, rotate-token, rotate-db-password
+(docs/database.md), exec (see docs/operations.md and docs/release-command.md), build-release
+(README: "Ship your app")."""
 
 from __future__ import annotations
 
@@ -23,7 +23,12 @@ from ops.inventory import Instance, discover
 from ops.live_release import LiveReleaseParameter, built_sha256, checked_sha256, default_parameter
 from ops.one_off import pick_instance, run_one_off
 from ops.rollout import RESTART_MARGIN_SECONDS, Rollout, RolloutFailed, Timeouts, switch_beat
-from ops.rotation import TokenRotation
+from ops.rotation import (
+    DATABASE_ROTATION_TIMEOUT_SECONDS,
+    DatabasePasswordRotation,
+    TokenRotation,
+    database_secret_arn,
+)
 from ops.scaling import recover_left_suspended, scaling_held, stack_groups
 from ops.stack import StackLocation, checked_release, load_outputs, region_from_environment, resolve_stack
 from ops.state import RolloutRecord, StateStore, default_state_dir
@@ -224,6 +229,22 @@ def build_parser() -> OneLineParser:
         "the units warm, check every unit runs with the token now in Parameter Store, verify; "
         "resume Beat; then print the pulumi steps to SET and back to ROTATE.",
     )
+    rotate_db = commands.add_parser(
+        "rotate-db-password",
+        parents=[common],
+        help="rotate the RDS password now (database.mode rds)",
+        description="Secrets Manager RotateSecret on the stack's database secret (of the RDS instance "
+        "tagged with the project and stack), wait until its current version changed, then run "
+        "app-database-password on every instance so new connections use the new password at once. "
+        "Nothing restarts; established connections stay (docs/database.md).",
+    )
+    rotate_db.add_argument(
+        "--rotation-timeout",
+        type=seconds,
+        default=DATABASE_ROTATION_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help=f"how long RDS may take to make the new password current (default {DATABASE_ROTATION_TIMEOUT_SECONDS})",
+    )
     # Listed here for --help; it needs no stack or AWS, so main() hands it its arguments first.
     commands.add_parser(
         "build-release", add_help=False, help="build a Django project's release artifact for the stack's architecture"
@@ -379,6 +400,21 @@ def run_command(
         FailoverDrill(
             elasticache, executor, instances, checks_from(args), out, args.poll_interval, args.drill_timeout
         ).run(location.project, location.stack)
+        return 0
+    if args.command == "rotate-db-password":
+        session = boto3.session.Session(region_name=location.region or region_from_environment())
+        secret_arn = database_secret_arn(session.client("rds"), location.project, location.stack)
+        DatabasePasswordRotation(
+            executor=executor,
+            instances=instances,
+            secrets=session.client("secretsmanager"),
+            secret_arn=secret_arn,
+            command_timeout=args.command_timeout,
+            rotation_timeout=args.rotation_timeout,
+            poll_interval=args.poll_interval,
+            identity_flags=identity_flags(location),
+            out=out,
+        ).run()
         return 0
     if args.command == "rotate-token":
         TokenRotation(

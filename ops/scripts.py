@@ -28,6 +28,7 @@ from userdata.layout import (
     APP_ENV,
     APP_SRC,
     BEAT_UNIT,
+    DATABASE_PASSWORD_UNIT,
     GROUP,
     GUNICORN_UNIT,
     ONESHOT_UNITS,
@@ -70,6 +71,7 @@ _CONTRACT_NAMES = {
     "app_env": APP_ENV,
     "app_src": APP_SRC,
     "beat_unit": BEAT_UNIT,
+    "database_password_unit": DATABASE_PASSWORD_UNIT,
     "group": GROUP,
     "gunicorn_unit": GUNICORN_UNIT,
     "release_bin": RELEASE_BIN,
@@ -219,6 +221,12 @@ def refresh_secrets_script(role: str) -> str:
     return _render("refresh_secrets.sh", code=code, role=role)
 
 
+def refresh_database_password_script() -> str:
+    """database.mode rds: app-database-password.service run once more (started, never restarted),
+    so the password file holds the secret's current version; fails unless that run read it."""
+    return _render("refresh_database_password.sh")
+
+
 def token_check_script(role: str, *, expect_beat: bool) -> str:
     """Fails unless every running app unit of this instance was started with the token now in
     Parameter Store: the broker URL in each main process's own environment, compared on the
@@ -242,6 +250,7 @@ def every_script() -> dict[str, str]:
         "install-release": install_release_script("2026.11.25-1", "ab" * 32),
         "release-command": release_command_script("2026.11.25-1"),
         "exec": exec_script(["manage.py", "migrate", "--noinput"]),
+        "refresh-database-password": refresh_database_password_script(),
     }
     for role in CHECKS_BY_ROLE:
         for beat in (False, True):

@@ -16,8 +16,22 @@ from config import ConfigError, load_settings
 from offline_render.fake_aws import mock_id
 from offline_render.program import StackRender
 from tests.conftest import diffed, named, only, prod_config_values, rendered
-from userdata.layout import DATABASE_URL_BIN, DATABASE_URL_DROP_IN, SECRETS_SOURCE_ENV, UNIT_DIR
-from userdata.render import USER_DATA_LIMIT, written_files
+from userdata.layout import (
+    APP_ENV,
+    CLOUDWATCH_AGENT_CONFIG,
+    DATABASE_CA_FILE,
+    DATABASE_DIR_NAME,
+    DATABASE_PASSFILE,
+    DATABASE_PASSWORD_BIN,
+    DATABASE_PASSWORD_TIMER,
+    DATABASE_PASSWORD_UNIT,
+    SECRETS_SOURCE_ENV,
+    SECRETS_UNIT,
+    SYSTEM_PYTHON,
+    UNIT_DIR,
+    USER,
+)
+from userdata.render import USER_DATA_LIMIT, enabled_units, written_files
 from userdata.shipped import shipped_script
 
 RDS = "aws:rds/instance:Instance"
@@ -204,7 +218,7 @@ def test_adding_the_database_replaces_nothing_the_stack_had() -> None:
     }
 
 
-# --- the machines: DATABASE_URL composed at boot, shipped only on rds stacks ------------------------
+# --- the machines: a password file kept current, shipped only on rds stacks ------------------------
 
 
 def machine_files(render: StackRender, role: str) -> dict[str, str]:
@@ -212,32 +226,59 @@ def machine_files(render: StackRender, role: str) -> dict[str, str]:
     return {file.path: file.content for file in written_files(instance.user_data)}
 
 
-def test_each_machine_gets_the_database_url_script_its_drop_in_and_where_the_secret_is() -> None:
+def test_each_machine_gets_the_password_writer_its_timer_and_a_url_without_the_password() -> None:
     render = with_rds()
     for instance in render.instances:
         files = {file.path: file.content for file in written_files(instance.user_data)}
-        assert files[DATABASE_URL_BIN] == shipped_script("app-database-url")
-        assert files[f"{UNIT_DIR}/{DATABASE_URL_DROP_IN}"] == (
-            f"[Service]\nExecStartPost={DATABASE_URL_BIN}\nExecReload={DATABASE_URL_BIN}\n"
-        )
+        assert files[DATABASE_PASSWORD_BIN] == shipped_script("app-database-password")
+        service = files[f"{UNIT_DIR}/{DATABASE_PASSWORD_UNIT}"]
+        # The app user writes it (libpq reads only a password file its reader owns, 0600), at
+        # boot before app-secrets (which requires it once enabled), and every minute by the timer.
+        for line in (
+            f"User={USER}",
+            f"RuntimeDirectory={DATABASE_DIR_NAME}",
+            "RuntimeDirectoryPreserve=yes",
+            f"Before={SECRETS_UNIT}",
+            f"RequiredBy={SECRETS_UNIT}",
+            f"ExecStart={SYSTEM_PYTHON} {DATABASE_PASSWORD_BIN}",
+            "SuccessExitStatus=75",
+            "OnFailure=app-boot-failed@%N.service",
+            "ProtectSystem=strict",
+        ):
+            assert line in service.splitlines(), (instance.logical_name, line)
+        assert "IPAddressDeny" not in service  # it uses the instance role
+        timer = files[f"{UNIT_DIR}/{DATABASE_PASSWORD_TIMER}"].splitlines()
+        assert "OnUnitActiveSec=1min" in timer and "AccuracySec=1s" in timer
+        enabled = enabled_units(instance.user_data)
+        assert enabled[:2] == [DATABASE_PASSWORD_UNIT, DATABASE_PASSWORD_TIMER]
         source = dict(
             line.split("=", 1) for line in files[SECRETS_SOURCE_ENV].splitlines() if line.startswith("DATABASE_")
         )
         secret_name = secret_arn(render).split(":secret:")[1].removesuffix("-AbCdEf")
-        assert source == {
-            "DATABASE_SECRET": f"'{secret_name}'",
-            "DATABASE_LOCATION": "prod-postgres.abcdefghijkl.eu-west-1.rds.amazonaws.com/app",
-            "DATABASE_CA_SHA256": CA_SHA256,
-        }, instance.logical_name
+        assert source == {"DATABASE_SECRET": f"'{secret_name}'", "DATABASE_CA_SHA256": CA_SHA256}
+        app_env = dict(line.split("=", 1) for line in files[APP_ENV].splitlines())
+        assert app_env["DATABASE_URL"] == (
+            "'postgres://django@prod-postgres.abcdefghijkl.eu-west-1.rds.amazonaws.com/app"
+            f"?sslmode=verify-full&sslrootcert={DATABASE_CA_FILE}&passfile={DATABASE_PASSFILE}'"
+        ), instance.logical_name
+        assert DATABASE_CA_FILE.rsplit("/", 1)[0] == DATABASE_PASSFILE.rsplit("/", 1)[0] == f"/run/{DATABASE_DIR_NAME}"
+        # Its journal ships like every other unit's.
+        agent = json.loads(files[CLOUDWATCH_AGENT_CONFIG])["logs"]["logs_collected"]["journald"]["collect_list"]
+        assert [DATABASE_PASSWORD_UNIT] in [entry["units"] for entry in agent]
+
+
+def test_the_stack_sets_database_url_so_app_environment_may_not() -> None:
+    with pytest.raises(Exception, match=r"app\.environment\.DATABASE_URL: the stack sets this variable itself"):
+        rendered("prod", {"database": PROD_RDS, "app.environment": {"DATABASE_URL": "postgres://x"}})
 
 
 def test_stacks_without_the_database_ship_none_of_it(prod: StackRender) -> None:
     for instance in prod.instances:
-        assert "DATABASE" not in instance.user_data and "app-database-url" not in instance.user_data
+        assert "DATABASE" not in instance.user_data and "app-database" not in instance.user_data
 
 
 def test_the_user_data_of_prod_with_its_database_fits_ec2s_limit() -> None:
-    """The machine side costs ~560 bytes gzipped; prod's Beat worker had ~580 to spare."""
+    """The machine side costs ~670 bytes gzipped; prod's Beat worker had ~675 to spare."""
     render = with_rds()
     sizes = {
         i.logical_name.rsplit("-", 1)[0]: len(gzip.compress(i.user_data.encode(), 9, mtime=0)) for i in render.instances

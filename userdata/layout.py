@@ -46,12 +46,14 @@ BEAT_STATE_DIR = f"/var/lib/{BEAT_STATE_DIR_NAME}"
 BEAT_SCHEDULE = f"{BEAT_STATE_DIR}/schedule"
 SBIN_DIR = "/usr/local/sbin"
 FETCH_SECRETS_BIN = f"{SBIN_DIR}/app-fetch-secrets"
-# database.mode rds only: adds DATABASE_URL to SECRETS_ENV after app-fetch-secrets (a drop-in of
-# app-secrets.service), with AWS's RDS CA bundle for the region, fetched and checked at boot.
-DATABASE_URL_BIN = f"{SBIN_DIR}/app-database-url"
-DATABASE_URL_DROP_IN = "app-secrets.service.d/database.conf"
-# Written by app-database-url beside the env file: what DATABASE_URL's sslrootcert names.
-DATABASE_CA_FILE = f"{SECRETS_DIR}/rds-ca.pem"
+# database.mode rds only: app-database-password.service (the app user, at boot and every minute
+# by its timer) writes AWS's RDS CA bundle for the region (fetched once, checked against the pinned
+# digest) and libpq's password file into its RuntimeDirectory; DATABASE_URL (app.env) names both.
+DATABASE_PASSWORD_BIN = f"{SBIN_DIR}/app-database-password"
+DATABASE_DIR_NAME = "app-database"  # RuntimeDirectory= of app-database-password.service
+DATABASE_DIR = f"/run/{DATABASE_DIR_NAME}"
+DATABASE_CA_FILE = f"{DATABASE_DIR}/rds-ca.pem"
+DATABASE_PASSFILE = f"{DATABASE_DIR}/pgpass"
 
 
 RELEASE_BIN = f"{SBIN_DIR}/app-release"
@@ -86,7 +88,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 
 # Directories whose content differs from machine to machine (the releases under APP_ROOT are
 # the same everywhere): what a harness simulating several machines on one host keeps apart.
-PER_MACHINE_DIRS = (ETC_DIR, SECRETS_DIR, GUNICORN_RUNTIME_DIR, BEAT_STATE_DIR, SBIN_DIR, UNIT_DIR)
+PER_MACHINE_DIRS = (ETC_DIR, SECRETS_DIR, DATABASE_DIR, GUNICORN_RUNTIME_DIR, BEAT_STATE_DIR, SBIN_DIR, UNIT_DIR)
 
 # --- units ---------------------------------------------------------------------------------------
 
@@ -104,6 +106,9 @@ WARM_STOP_UNIT = "app-warm-stop.service"
 # The Beat instance only: publishes the queue backlog and Beat's heartbeat (the metrics below).
 QUEUE_METRICS_UNIT = "app-queue-metrics.service"
 QUEUE_METRICS_TIMER = "app-queue-metrics.timer"  # what the user-data enables: every minute
+# database.mode rds only: the password file's writer and its timer (every minute).
+DATABASE_PASSWORD_UNIT = "app-database-password.service"
+DATABASE_PASSWORD_TIMER = "app-database-password.timer"
 WORKER_UNIT_PREFIX = "celery-worker-"
 WORKER_UNIT_SUFFIX = ".service"
 # Every machine runs these first; the role's long-running units require them all.
@@ -274,6 +279,8 @@ APP_ENV_VARIABLES = (
     "CELERY_TASK_TIME_LIMIT",
     "CELERY_VISIBILITY_TIMEOUT",
     "CELERY_RESULT_EXPIRES",
+    # database.mode rds only: no password in it (passfile=DATABASE_PASSFILE).
+    "DATABASE_URL",
 )
 WORKER_ENV_VARIABLES = ("CELERY_QUEUE", "CELERY_CONCURRENCY", "CELERY_SOFT_TIME_LIMIT", "CELERY_HARD_TIME_LIMIT")
 GUNICORN_ENV_VARIABLES = ("GUNICORN_BIND", "GUNICORN_WORKERS", "GUNICORN_TIMEOUT", "DJANGO_WSGI_APP")
@@ -288,7 +295,7 @@ SECRETS_SOURCE_VARIABLES = (
     "RESULT_DB",
     "SECRETS_ENV_FILE",
     "REDIS_CA_FILE",
-    *("DATABASE_SECRET", "DATABASE_LOCATION", "DATABASE_CA_SHA256"),
+    *("DATABASE_SECRET", "DATABASE_CA_SHA256"),
 )
 RELEASE_VARIABLES = ("RELEASE_PARAMETER", "AWS_REGION", "ARTIFACT_BUCKET", "ARTIFACT_PREFIX")
 VERSION_ENV_VARIABLES = ("APP_RELEASE",)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 
@@ -37,8 +38,12 @@ from userdata.layout import (
     BOOT_FAILED_UNIT,
     CLOUDWATCH_AGENT_CONFIG,
     CLOUDWATCH_AGENT_PACKAGE,
-    DATABASE_URL_BIN,
-    DATABASE_URL_DROP_IN,
+    DATABASE_CA_FILE,
+    DATABASE_DIR_NAME,
+    DATABASE_PASSFILE,
+    DATABASE_PASSWORD_BIN,
+    DATABASE_PASSWORD_TIMER,
+    DATABASE_PASSWORD_UNIT,
     DJANGO_SECRET_KEY_PARAMETER,
     FETCH_SECRETS_BIN,
     GROUP,
@@ -164,7 +169,9 @@ def app_units(machine: UserDataInputs) -> list[str]:
 def units_to_enable(machine: UserDataInputs) -> list[str]:
     agent = [WARM_STOP_UNIT] if machine.role == "worker" else []
     metrics = [QUEUE_METRICS_TIMER] if machine.runs_beat else []
-    return [RELEASE_UNIT, SECRETS_UNIT, RELEASE_COMMAND_UNIT, *app_units(machine), *agent, *metrics]
+    # The service too: enabling it is what makes app-secrets.service require it (its [Install]).
+    database = [DATABASE_PASSWORD_UNIT, DATABASE_PASSWORD_TIMER] if machine.database else []
+    return [*database, RELEASE_UNIT, SECRETS_UNIT, RELEASE_COMMAND_UNIT, *app_units(machine), *agent, *metrics]
 
 
 # --- environment files ---------------------------------------------------------------------
@@ -184,9 +191,9 @@ def render_env(values: dict[str, str | int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def app_env(settings: Settings) -> dict[str, str | int]:
+def app_env(settings: Settings, database: DatabaseEndpoint | None = None) -> dict[str, str | int]:
     """The stack's variables, then the app's own `app.environment`."""
-    stack = _stack_app_env(settings)
+    stack = _stack_app_env(settings) | database_app_env(settings, database)
     ours = {
         *stack,
         *gunicorn_env(settings),
@@ -280,8 +287,8 @@ def secrets_source_env(machine: UserDataInputs) -> dict[str, str | int]:
 
 
 def database_source_env(machine: UserDataInputs) -> dict[str, str | int]:
-    """app-database-url's input (database.mode rds): where the database is, its secret's ARN and
-    the CA bundle it is verified with. The password never: it stays in Secrets Manager."""
+    """app-database-password's input (database.mode rds): its secret's name and the CA bundle's
+    digest. The password never: it stays in Secrets Manager."""
     database, settings = machine.database, machine.settings.database
     if database is None:
         return {}
@@ -289,9 +296,21 @@ def database_source_env(machine: UserDataInputs) -> dict[str, str | int]:
         # Its name (rds!db-<id>) is enough for Secrets Manager: the ARN only adds what the
         # machine knows (region, account) and a random suffix.
         "DATABASE_SECRET": database.secret_arn.split(":secret:", 1)[1][: -len("-AbCdEf")],
-        # No port: RDS listens on PostgreSQL's own (components/database.py), libpq's default.
-        "DATABASE_LOCATION": f"{database.host}/{settings.rds_name}",
         "DATABASE_CA_SHA256": settings.ca_bundle_sha256 or "",
+    }
+
+
+def database_app_env(settings: Settings, database: DatabaseEndpoint | None) -> dict[str, str | int]:
+    """DATABASE_URL of a database.mode rds stack, with nothing secret in it: libpq reads the
+    password from the file app-database-password keeps current (passfile=) at each new connection,
+    and checks the server against AWS's CA bundle beside it. No port: RDS listens on PostgreSQL's
+    own (components/database.py), libpq's default."""
+    if database is None:
+        return {}
+    rds = settings.database
+    return {
+        "DATABASE_URL": f"postgres://{quote(rds.rds_username, safe='')}@{database.host}/{rds.rds_name}"
+        f"?sslmode=verify-full&sslrootcert={DATABASE_CA_FILE}&passfile={DATABASE_PASSFILE}"
     }
 
 
@@ -392,6 +411,8 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
             metadata_access=metadata_access,
         ),
     }
+    if machine.database:
+        units |= database_password_units()
     if machine.role == "web":
         units[GUNICORN_UNIT] = _render_unit(
             GUNICORN_UNIT,
@@ -425,6 +446,21 @@ def unit_files(machine: UserDataInputs) -> dict[str, str]:
         )
         units |= queue_metrics_units(settings)
     return units
+
+
+def database_password_units() -> dict[str, str]:
+    """database.mode rds: the password file's writer (at boot, before app-secrets) and its timer."""
+    return {
+        DATABASE_PASSWORD_UNIT: _render_unit(
+            DATABASE_PASSWORD_UNIT,
+            secrets_unit=SECRETS_UNIT,
+            boot_failed_unit=BOOT_FAILED_ON_FAILURE,
+            database_dir_name=DATABASE_DIR_NAME,
+            secrets_source_env=SECRETS_SOURCE_ENV,
+            database_password_bin=DATABASE_PASSWORD_BIN,
+        ),
+        DATABASE_PASSWORD_TIMER: _render_unit(DATABASE_PASSWORD_TIMER),
+    }
 
 
 def queue_metrics_units(settings: Settings) -> dict[str, str]:
@@ -465,7 +501,7 @@ def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
             *([AGENT_INSTALLER_BIN] if runs_agents else []),
             *([WARM_STOP_BIN] if machine.role == "worker" else []),
             *([QUEUE_METRICS_BIN] if machine.runs_beat else []),
-            *([DATABASE_URL_BIN] if machine.database else []),
+            *([DATABASE_PASSWORD_BIN] if machine.database else []),
         )
     ]
     agents = [WrittenFile(AGENT_KEYRING, AWS_AGENT_KEYRING, "root:root", "0644")] if runs_agents else []
@@ -473,9 +509,6 @@ def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
         config = json.dumps(cloudwatch_agent_config(machine), separators=(",", ":"), sort_keys=True) + "\n"
         agents.append(WrittenFile(CLOUDWATCH_AGENT_CONFIG, config, "root:root", "0644"))
     units = [WrittenFile(f"{UNIT_DIR}/{name}", text, "root:root", "0644") for name, text in unit_files(machine).items()]
-    if machine.database:
-        drop_in = _template("app-secrets-database.conf").substitute(database_url_bin=DATABASE_URL_BIN)
-        units.append(WrittenFile(f"{UNIT_DIR}/{DATABASE_URL_DROP_IN}", drop_in, "root:root", "0644"))
 
     def readable_by_services(path: str, values: dict[str, str | int]) -> WrittenFile:
         # Owned by a group cloud-init creates in this same boot: written late (`defer`), after
@@ -486,7 +519,7 @@ def machine_files(machine: UserDataInputs) -> list[WrittenFile]:
         WrittenFile(SECRETS_SOURCE_ENV, render_env(secrets_source_env(machine)), "root:root", "0640"),
         WrittenFile(RELEASE_ENV, render_env(release_env(settings)), "root:root", "0640"),
         WrittenFile(RELEASE_COMMAND_ENV, render_env(release_command_env(settings)), "root:root", "0640"),
-        readable_by_services(APP_ENV, app_env(settings)),
+        readable_by_services(APP_ENV, app_env(settings, machine.database)),
     ]
     if machine.role == "web":
         envs.append(readable_by_services(GUNICORN_ENV, gunicorn_env(settings)))
@@ -523,8 +556,8 @@ def shipped_units(machine: UserDataInputs) -> list[str]:
     """Every service of the stack on this machine and the SSM agent's: their journal lines ship.
     A timer writes no lines of its own: the service it starts does (journald matches by the
     writing process's unit)."""
-    enabled = units_to_enable(machine)
-    return [QUEUE_METRICS_UNIT if unit == QUEUE_METRICS_TIMER else unit for unit in enabled] + [SSM_AGENT_UNIT]
+    services = [unit.replace(".timer", ".service") for unit in units_to_enable(machine)]
+    return list(dict.fromkeys(services)) + [SSM_AGENT_UNIT]
 
 
 def cloudwatch_agent_config(machine: UserDataInputs) -> dict[str, Any]:

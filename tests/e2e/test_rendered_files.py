@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 
 from e2e_harness.deployment import Deployment
 from e2e_harness.machine import run_as_root
-
-MAX_EXPOSURE = 2.0
+from e2e_harness.units import MAX_EXPOSURE, exposure
 
 
 def cloud_config_keys() -> set[str]:
@@ -56,17 +54,6 @@ def test_systemd_analyze_verify_prints_nothing_for_any_unit(stack: Deployment) -
         result = run_as_root(machine, ["systemd-analyze", "verify", *paths])
         output = (result.stdout + result.stderr).strip()
         assert result.returncode == 0 and output == "", f"{machine.hostname}: {output}"
-
-
-def exposure(unit_file: str) -> tuple[float, list[str]]:
-    """(overall exposure, the checks that add to it) from `systemd-analyze security --offline`."""
-    result = subprocess.run(
-        ["systemd-analyze", "security", "--offline=yes", "--no-pager", unit_file], capture_output=True, text=True
-    )
-    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
-    assert match, f"{unit_file}: no exposure level in {result.stdout}{result.stderr}"
-    failing = [line.strip() for line in result.stdout.splitlines() if line.lstrip().startswith("✗")]
-    return float(match.group(1)), failing
 
 
 def test_systemd_analyze_security_scores_every_unit_at_most_2(stack: Deployment) -> None:

@@ -58,6 +58,8 @@ class FakeInstances:
                 return self.failures[key]
         if purpose == "refresh secrets":
             return "Success", 0, "secrets fetched again; restarted: ...\n", ""
+        if purpose == "refresh database password":
+            return "Success", 0, "password file rewritten from the secret's current version\n", ""
         if purpose == "check token":
             return "Success", 0, "2 units use the token in Parameter Store: ...\n", ""
         if purpose == "read stop timeouts":

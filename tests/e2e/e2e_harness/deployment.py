@@ -148,6 +148,7 @@ class Deployment:
         own_app_roots: bool = False,
         replicated: bool = False,
         source: Path | None = None,
+        hosts: dict[str, str] | None = None,
     ) -> Deployment:
         """`engine` picks the server program and the stack's `redis.engine`; a second deployment
         in the same run needs an `address_salt` of its own (its server's loopback address).
@@ -156,7 +157,8 @@ class Deployment:
         `config`: more stack settings, e.g. {"app.releaseCommand": ...}.
         `own_app_roots`: each machine installs releases into an APP_ROOT of its own.
         `replicated`: a primary and a replica behind PRIMARY_ENDPOINT (see fail_over()).
-        `source`: a variant of the sample project to ship as the release (build_release)."""
+        `source`: a variant of the sample project to ship as the release (build_release).
+        `hosts`: names the machines resolve (name -> address), e.g. an RDS endpoint's."""
         from offline_render.program import render_stack
         from userdata.render import enabled_units, written_files
 
@@ -229,7 +231,8 @@ class Deployment:
             # The machines install it themselves, through app-release.service (see boot()).
             store.put_release(release_env["RELEASE_PARAMETER"], release)
             upload_release(store, release_env, build_release(release, base / "artifacts", app, source))
-            site = Site.create(base / "site", store.instance_environment(), {endpoint: host} if endpoint else None)
+            names = ({endpoint: host} if endpoint else {}) | (hosts or {})
+            site = Site.create(base / "site", store.instance_environment(), names or None)
             machines = {
                 instance.tags[layout.NAME_TAG]: SimulatedMachine(
                     site.with_own_app_root(instance.tags[layout.NAME_TAG]) if own_app_roots else site,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from dataclasses import dataclass, field
 
 # What systemd's system manager gives every service before EnvironmentFile= is read.
@@ -170,3 +171,18 @@ def parse_command(line: str, env: dict[str, str]) -> Command:
             continue
         argv.append(re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: env.get(m.group(1), ""), word))
     return Command(tuple(argv), privileged, ignore)
+
+
+# What every unit the stack installs must score at most (systemd-analyze security --offline).
+MAX_EXPOSURE = 2.0
+
+
+def exposure(unit_file: str) -> tuple[float, list[str]]:
+    """(overall exposure, the checks that add to it) from `systemd-analyze security --offline`."""
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--no-pager", unit_file], capture_output=True, text=True
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, f"{unit_file}: no exposure level in {result.stdout}{result.stderr}"
+    failing = [line.strip() for line in result.stdout.splitlines() if line.lstrip().startswith("✗")]
+    return float(match.group(1)), failing

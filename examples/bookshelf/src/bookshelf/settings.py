@@ -59,9 +59,16 @@ TEMPLATES = [
     }
 ]
 
-# DATABASE_URL comes from Parameter Store (app.secretParameters); TLS options ride in its query
-# string (?sslmode=verify-full&sslrootcert=...). Persistent connections, checked before reuse.
-DATABASES = {"default": dj_database_url.parse(_required("DATABASE_URL"), conn_max_age=60, conn_health_checks=True)}
+# DATABASE_URL: from Parameter Store (app.secretParameters), or on a database.mode rds stack the
+# stack's own, without a password (passfile=, kept current by the stack). TLS options ride in its
+# query string (?sslmode=verify-full&sslrootcert=...); dj-database-url puts them into OPTIONS.
+# Django's pool (psycopg_pool) instead of persistent connections. With health checks on, Django
+# gives the pool ConnectionPool.check_connection: a connection the server closed is replaced. A
+# new connection that fails (a rotated password not yet in the passfile) is retried in the
+# background while the request waits up to `timeout` seconds, which stays below gunicorn's
+# (web.gunicornTimeout, 30 s by default). docs/database.md explains it.
+DATABASES = {"default": dj_database_url.parse(_required("DATABASE_URL"), conn_health_checks=True)}
+DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": 4, "timeout": 20}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # collectstatic writes hashed, compressed copies into DJANGO_STATIC_ROOT at build time (the
