@@ -77,8 +77,3 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": _VISIBILITY_TIMEOUT}
 CELERY_REDIS_SOCKET_TIMEOUT = 5  # the result backend's connections, likewise (default 120)
 CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 5
-# Pool children started fresh, not forked: a forked child holds the worker's broker sockets, so
-# after a failover the one kombu drops stays in the event loop's epoll set under a reused fd
-# number, and the worker reads its new pub/sub socket with no timeout, for good (kombu 5.7,
-# redis-py 8; docs/failover.md).
-CELERY_WORKER_POOL_START_METHOD = "spawn"

@@ -156,17 +156,9 @@ def _refresh(deployment: Deployment, run: FailoverRun) -> FailoverRun:
     return run
 
 
-# Appended to the release's production settings: the pool's children forked, as Celery's default
-# (docs/failover.md: a worker may hang after a failover); the release before that fix.
-FORKED_POOL = """
-CELERY_WORKER_POOL_START_METHOD = "fork"
-"""
-
-# Appended likewise: back to Celery's and kombu's defaults for every broker option
-# docs/failover.md explains (what a project that never set them runs).
-WITHOUT_FAILOVER_OPTIONS = (
-    FORKED_POOL
-    + """
+# Appended to the release's production settings: back to Celery's and kombu's defaults for every
+# broker option docs/failover.md explains (what a project that never set them runs).
+WITHOUT_FAILOVER_OPTIONS = """
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     key: value
     for key, value in CELERY_BROKER_TRANSPORT_OPTIONS.items()
@@ -175,19 +167,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BROKER_CHANNEL_ERROR_RETRY = False
 del CELERY_REDIS_SOCKET_TIMEOUT, CELERY_REDIS_SOCKET_CONNECT_TIMEOUT
 """
-)
-
-
-def sample_app_with_settings(directory: Path, settings: str) -> Path:
-    """A copy of the sample project in `directory` with `settings` appended to its production
-    settings (the proof's control runs)."""
-    source = directory / "sample-app"
-    shutil.copytree(REPO / "sample_app", source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    production = source / "proj/settings/production.py"
-    production.write_text(production.read_text() + settings)
-    return source
 
 
 def sample_app_without_failover_options(directory: Path) -> Path:
     """The sample project with its broker failover options undone (the proof's control run)."""
-    return sample_app_with_settings(directory, WITHOUT_FAILOVER_OPTIONS)
+    source = directory / "sample-app-without-failover-options"
+    shutil.copytree(REPO / "sample_app", source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    production = source / "proj/settings/production.py"
+    production.write_text(production.read_text() + WITHOUT_FAILOVER_OPTIONS)
+    return source
