@@ -12,8 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from e2e_harness.deployment import Deployment
+from e2e_harness.deployment import Deployment, sweep_killed_runs
 from e2e_harness.redis_server import RedisServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # once per run, before any of its trees exists
+        sweep_killed_runs()
 
 
 @pytest.fixture(scope="session")

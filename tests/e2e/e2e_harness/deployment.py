@@ -3,6 +3,7 @@ with the Redis endpoint pointed at a local TLS Redis, booted unit by unit."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -63,10 +64,44 @@ def loopback_address(salt: int) -> str:
     return f"127.{101 + salt % 100}.{value // 250 + 1}.{value % 250 + 2}"
 
 
+BASE_PREFIX = "e2e-"
+
+
 def make_base() -> Path:
-    base = Path(tempfile.mkdtemp(prefix="e2e-", dir="/tmp"))
+    """A run's tree: its name carries this process's pid, so a later run can tell it was killed."""
+    base = Path(tempfile.mkdtemp(prefix=f"{BASE_PREFIX}{os.getpid()}-", dir="/tmp"))
     base.chmod(0o755)
     return base
+
+
+def sweep_killed_runs() -> None:
+    """What an e2e session killed outright left: its trees (named by a pid that is gone) and every
+    process still holding one open (its daemons and units log into it, run from it or mount it)."""
+    stale = [
+        path
+        for path in Path("/tmp").glob(f"{BASE_PREFIX}*-*")
+        if path.is_dir() and not Path(f"/proc/{path.name.removeprefix(BASE_PREFIX).split('-')[0]}").exists()
+    ]
+    if not stale:
+        return
+    marks = [str(path).encode() for path in stale]
+    own_mounts = os.readlink("/proc/self/ns/mnt")
+    for proc in Path("/proc").glob("[0-9]*"):
+        if int(proc.name) in (1, os.getpid()):
+            continue
+        try:
+            seen = [proc.joinpath("cmdline").read_bytes(), os.readlink(proc / "cwd").encode()]
+            seen += [os.readlink(fd).encode() for fd in proc.joinpath("fd").iterdir()]
+            # A unit's namespace mounts the tree; this namespace's mounts are every process's.
+            if os.readlink(proc / "ns/mnt") != own_mounts:
+                seen.append(proc.joinpath("mountinfo").read_bytes())
+        except OSError:
+            continue  # gone meanwhile, or a kernel thread
+        if any(mark in text for mark in marks for text in seen):
+            with contextlib.suppress(OSError):
+                os.kill(int(proc.name), signal.SIGKILL)
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def seeded_live_release(render, parameter: str) -> str:
@@ -163,60 +198,63 @@ class Deployment:
         from userdata.render import enabled_units, written_files
 
         base = make_base()
-        pki_dir = base / "pki"
-        ca = make_ca(pki_dir, "stack")
-        host = loopback_address(address_salt)
-        endpoint = PRIMARY_ENDPOINT if replicated else None
-        cert = issue_server_cert(pki_dir, "redis", ca, host, dns_name=endpoint)
-        replica_host = loopback_address(address_salt + 50)
-        replica_cert = (
-            issue_server_cert(pki_dir, "redis-replica", ca, replica_host, dns_name=endpoint) if replicated else None
-        )
-        for path in pki_dir.iterdir():  # the app user reads the CA; keys stay root-only
-            path.chmod(0o600 if path.suffix == ".key" else 0o644)
-        pki_dir.chmod(0o755)
-        token = secrets.token_hex(24)
-        redis_server = RedisServer(
-            host, token, cert, base / "redis", plain_port, SERVER_BINARY[engine], replicated=replicated
-        )
-        replica = None
-        if replica_cert:
-            replica = RedisServer(
-                replica_host, token, replica_cert, base / "redis-replica", None, SERVER_BINARY[engine], True, host
+        redis_server: RedisServer | None = None
+        replica: RedisServer | None = None
+        store: ParameterStore | None = None
+        try:  # from here on, a failure stops what started and removes the tree
+            pki_dir = base / "pki"
+            ca = make_ca(pki_dir, "stack")
+            host = loopback_address(address_salt)
+            endpoint = PRIMARY_ENDPOINT if replicated else None
+            cert = issue_server_cert(pki_dir, "redis", ca, host, dns_name=endpoint)
+            replica_host = loopback_address(address_salt + 50)
+            replica_cert = (
+                issue_server_cert(pki_dir, "redis-replica", ca, replica_host, dns_name=endpoint) if replicated else None
             )
-        web_port = free_port()
-        overrides = (
-            {
-                "redis.engine": engine,
-                "redis.engineVersion": engine_version,
-                "redis.caCertFile": str(cert.ca_file),
-                # worker_count includes the Beat instance, its own group of one. A fixed worker
-                # group (min = max): the harness runs exactly these machines, and a scaling group
-                # needs minSize >= 1, which a Beat-only stack does not have.
-                "web.minSize": 0,
-                "web.desiredCapacity": web_count,
-                "web.port": web_port,
-                "worker.minSize": worker_count - 1,
-                "worker.desiredCapacity": worker_count - 1,
-                "worker.maxSize": worker_count - 1,
-                "worker.queues": queues or TEST_QUEUES,
-                "worker.stopMarginSeconds": 10,
-                "worker.visibilityTimeout": visibility_timeout,
-                "app.allowedHosts": ["localhost", "127.0.0.1"],
-                # The app's own settings: the sample app reads one of each (GET /app-settings).
-                "app.environment": {"SAMPLE_GREETING": SAMPLE_GREETING},
-                "app.secretParameters": {"SAMPLE_API_KEY": SAMPLE_API_KEY_PARAMETER},
-            }
-            | (app_overrides or {})
-            | (config or {})
-        )
-        render = render_stack("prod", overrides=overrides, redis_endpoint=endpoint or host)
-        sample = {f.path: f.content for f in written_files(render.instances[0].user_data)}
-        source_env = parse_env_file(sample[layout.SECRETS_SOURCE_ENV])
-        release_env = parse_env_file(sample[layout.RELEASE_ENV])
-        release = seeded_live_release(render, release_env["RELEASE_PARAMETER"])
-        store = ParameterStore(source_env["AWS_REGION"], base / "moto.log")
-        try:
+            for path in pki_dir.iterdir():  # the app user reads the CA; keys stay root-only
+                path.chmod(0o600 if path.suffix == ".key" else 0o644)
+            pki_dir.chmod(0o755)
+            token = secrets.token_hex(24)
+            redis_server = RedisServer(
+                host, token, cert, base / "redis", plain_port, SERVER_BINARY[engine], replicated=replicated
+            )
+            replica = None
+            if replica_cert:
+                replica = RedisServer(
+                    replica_host, token, replica_cert, base / "redis-replica", None, SERVER_BINARY[engine], True, host
+                )
+            web_port = free_port()
+            overrides = (
+                {
+                    "redis.engine": engine,
+                    "redis.engineVersion": engine_version,
+                    "redis.caCertFile": str(cert.ca_file),
+                    # worker_count includes the Beat instance, its own group of one. A fixed worker
+                    # group (min = max): the harness runs exactly these machines, and a scaling group
+                    # needs minSize >= 1, which a Beat-only stack does not have.
+                    "web.minSize": 0,
+                    "web.desiredCapacity": web_count,
+                    "web.port": web_port,
+                    "worker.minSize": worker_count - 1,
+                    "worker.desiredCapacity": worker_count - 1,
+                    "worker.maxSize": worker_count - 1,
+                    "worker.queues": queues or TEST_QUEUES,
+                    "worker.stopMarginSeconds": 10,
+                    "worker.visibilityTimeout": visibility_timeout,
+                    "app.allowedHosts": ["localhost", "127.0.0.1"],
+                    # The app's own settings: the sample app reads one of each (GET /app-settings).
+                    "app.environment": {"SAMPLE_GREETING": SAMPLE_GREETING},
+                    "app.secretParameters": {"SAMPLE_API_KEY": SAMPLE_API_KEY_PARAMETER},
+                }
+                | (app_overrides or {})
+                | (config or {})
+            )
+            render = render_stack("prod", overrides=overrides, redis_endpoint=endpoint or host)
+            sample = {f.path: f.content for f in written_files(render.instances[0].user_data)}
+            source_env = parse_env_file(sample[layout.SECRETS_SOURCE_ENV])
+            release_env = parse_env_file(sample[layout.RELEASE_ENV])
+            release = seeded_live_release(render, release_env["RELEASE_PARAMETER"])
+            store = ParameterStore(source_env["AWS_REGION"], base / "moto.log")
             redis_server.start()
             if replica:
                 replica.start()
@@ -245,10 +283,9 @@ class Deployment:
             deployment = cls(base, redis_server, store, site, machines, overrides, pki_dir, render, web_port, release)
             deployment.replica = replica
         except BaseException:
-            redis_server.stop()
-            if replica:
-                replica.stop()
-            store.stop()
+            for server in (redis_server, replica, store):
+                if server:
+                    server.stop()
             shutil.rmtree(base, ignore_errors=True)
             raise
         return deployment

@@ -1,0 +1,56 @@
+"""A killed e2e session leaves its tree and daemons behind; the next session's start removes them
+(tests/e2e/conftest.py) and leaves a live session's alone."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from e2e_harness.deployment import BASE_PREFIX, Deployment, make_base, sweep_killed_runs
+from pulumi.errors import RunError
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    assert not Path(f"/proc/{process.pid}").exists()
+    return process.pid
+
+
+def holder(tree: Path, **how) -> subprocess.Popen:
+    """A daemon of the run that made `tree`: it logs into it, or runs from it."""
+    return subprocess.Popen(["sleep", "300"], start_new_session=True, **how)
+
+
+def test_a_killed_runs_tree_and_daemons_are_removed_and_a_live_runs_stay() -> None:
+    killed = Path(f"/tmp/{BASE_PREFIX}{dead_pid()}-sweep")
+    killed.mkdir()
+    live = make_base()
+    with (killed / "daemon.log").open("wb") as log, (live / "daemon.log").open("wb") as live_log:
+        logging_daemon = holder(killed, stdout=log)
+        resident_daemon = holder(killed, cwd=killed)
+        live_daemon = holder(live, stdout=live_log)
+    try:
+        sweep_killed_runs()
+        assert logging_daemon.wait(timeout=10) == -9
+        assert resident_daemon.wait(timeout=10) == -9
+        assert not killed.exists()
+        assert live_daemon.poll() is None
+        assert (live / "daemon.log").exists()
+    finally:
+        for daemon in (logging_daemon, resident_daemon, live_daemon):
+            daemon.kill()
+            daemon.wait()
+        shutil.rmtree(killed, ignore_errors=True)
+        shutil.rmtree(live, ignore_errors=True)
+
+
+def test_a_deployment_whose_stack_does_not_render_leaves_no_tree() -> None:
+    own_trees = f"{BASE_PREFIX}{os.getpid()}-*"
+    before = set(Path("/tmp").glob(own_trees))
+    with pytest.raises(RunError, match=r"web\.port: got .not a port."):
+        Deployment.create(config={"web.port": "not a port"})
+    assert set(Path("/tmp").glob(own_trees)) == before
