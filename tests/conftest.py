@@ -3,9 +3,12 @@ Also puts every test in its lane (scripts/test.sh LANE) by the directory it live
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import gc
+import hashlib
 import json
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from offline_render.fake_aws import RecordedResource, RecordingMocks, write_only
 from offline_render.program import StackRender, fresh_event_loop, render_stack, use_mocks, without_declaration_stacks
 from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
 from tests import REPO_ROOT
-from tests.machine_scripts import sweep_shipped_dirs
+from tests.machine_scripts import process_dir, sweep_shipped_dirs
 from userdata.layout import ORIGINAL_PROJECT
 
 TESTS = Path(__file__).resolve().parent
@@ -55,11 +58,26 @@ def started_first(path: Path) -> int:
     return STARTED_FIRST.index(module) if module in STARTED_FIRST else len(STARTED_FIRST)
 
 
+# The workerinput key naming the directory where a run's xdist workers share their renders.
+SHARED_RENDERS = "shared_renders"
+_shared_renders: Path | None = None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # pytest-xdist registers it too; a run with `-p no:xdist` still meets it in the test modules.
     config.addinivalue_line("markers", "xdist_group(name): tests that share a costly setup, run by one xdist worker")
     if not hasattr(config, "workerinput"):  # once per run, in the controlling process
         sweep_shipped_dirs()
+    elif SHARED_RENDERS in config.workerinput:
+        global _shared_renders
+        _shared_renders = Path(config.workerinput[SHARED_RENDERS])
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's: the controlling process starts a worker
+def pytest_configure_node(node: Any) -> None:
+    renders = process_dir() / "renders"  # removed with the controlling process's directory
+    renders.mkdir(exist_ok=True)
+    node.workerinput[SHARED_RENDERS] = str(renders)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -90,7 +108,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @functools.cache
 def _render_once(stack: str, overrides_json: str, redis_endpoint: str | None, project: str | None) -> StackRender:
-    return render_stack(stack, overrides=json.loads(overrides_json), redis_endpoint=redis_endpoint, project=project)
+    """Renders in this process, or takes the render another xdist worker of the run made of the
+    same config (a pickled copy: one worker's tests cannot change another's). Per config, the
+    first worker renders while holding its lock, so the other waits instead of rendering it too."""
+    render = functools.partial(
+        render_stack, stack, overrides=json.loads(overrides_json), redis_endpoint=redis_endpoint, project=project
+    )
+    if _shared_renders is None:
+        return render()
+    key = hashlib.sha256(json.dumps([stack, overrides_json, redis_endpoint, project]).encode()).hexdigest()
+    path = _shared_renders / f"{key}.pickle"
+    with path.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            shared: StackRender = pickle.loads(path.read_bytes())
+            return shared
+        made = render()
+        path.write_bytes(pickle.dumps(made, protocol=pickle.HIGHEST_PROTOCOL))
+        return made
 
 
 def rendered(

@@ -29,13 +29,14 @@ _SANDBOX = (FILES.parent / "templates" / "sandbox.conf").read_text()
 UNIT_UMASK = int(re.search(r"^UMask=([0-7]+)$", _SANDBOX, re.MULTILINE).group(1), 8)
 
 
-# The shipped copies go into one directory per process, named by its pid: removed when the
-# process exits, and by the next run's sweep (tests/conftest.py) when it was killed.
+# The shipped copies (and the renders a run's xdist workers share, tests/conftest.py) go into one
+# directory per process, named by its pid: removed when the process exits, and by the next run's
+# sweep (tests/conftest.py) when it was killed.
 SHIPPED_PREFIX = "shipped-"
 
 
 @functools.cache
-def _shipped_dir() -> Path:
+def process_dir() -> Path:
     directory = Path(tempfile.mkdtemp(prefix=f"{SHIPPED_PREFIX}{os.getpid()}-"))
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
     return directory
@@ -52,7 +53,7 @@ def sweep_shipped_dirs() -> None:
 @functools.cache
 def shipped(name: str) -> Path:
     """userdata/files/<name> as machines get it, as an executable file to run."""
-    path = _shipped_dir() / name
+    path = process_dir() / name
     path.write_text(shipped_script(name))
     path.chmod(0o755)
     return path

@@ -34,6 +34,30 @@ def one_service_model_loader() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_client_per_service() -> Iterator[None]:
+    """Each command's boto3 session builds its clients again (about 5 ms each, four a command,
+    over a hundred commands a run). The SDK's client for a service and region is built once here
+    and handed to every session that asks: still the SDK's own client, which moto answers as it
+    answers every other (credentials and region come from the same test environment)."""
+    built: dict[tuple[str, str | None], Any] = {}
+    build = boto3.session.Session.client
+
+    def client(
+        session: boto3.session.Session, service_name: str, region_name: str | None = None, **options: Any
+    ) -> Any:
+        if options:
+            return build(session, service_name, region_name, **options)
+        key = (service_name, region_name or session.region_name)
+        if key not in built:
+            built[key] = build(session, service_name, region_name)
+        return built[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(boto3.session.Session, "client", client)
+        yield
+
+
 @pytest.fixture()
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The standard AWS chain answered by moto in this process: boto3 builds, signs and sends
