@@ -1,13 +1,15 @@
 """Time to recover from a broker failover: the rendered stack on this host (the e2e harness: two
 TLS redis-servers behind the endpoint name, workers and a producer from the rendered units),
 ElastiCache's TestFailover as tests/e2e/test_failover.py does it, under a steady task load.
-Prints, for the release with the broker options of docs/failover.md and (without --quick) for
-the same release with them undone, side by side: seconds until every worker consumes again,
-the longest a producer's delay() took, tasks lost and duplicated.
+Prints, for the release with the broker options and the pool handler of docs/failover.md and
+(without --quick) for the same release without the handler (its forked pool children keep the
+worker's broker sockets) and with both undone, side by side: seconds until each worker consumes
+again, the longest a producer's delay() took, tasks lost and duplicated. --runs N runs each
+release N times, the releases alternating; --releases picks some of them.
 
 Requests failed per deploy with the drain vs the in-place restart: bench/web_restarts.py.
 
-    .venv/bin/python bench/failover.py [--quick]
+    .venv/bin/python bench/failover.py [--quick] [--runs N] [--releases with,unfixed,without]
 
 --quick (what CI runs, tests/benches.py): the release with the options only, a shorter outage.
 """
@@ -20,41 +22,69 @@ import tempfile
 from pathlib import Path
 
 from e2e_harness.deployment import Deployment
-from e2e_harness.failover import FailoverRun, run_failover_under_load, sample_app_without_failover_options
+from e2e_harness.failover import (
+    UNFIXED_POOL,
+    WITHOUT_FAILOVER_OPTIONS,
+    FailoverRun,
+    run_failover_under_load,
+    sample_app_variant,
+)
 
 FULL_UNREACHABLE, QUICK_UNREACHABLE = 30.0, 10.0
+# name (also the task keys' prefix) -> (label, what is appended to the sample project's files)
+RELEASES: dict[str, tuple[str, dict[str, str]]] = {
+    "with": ("with the options and the handler", {}),
+    "unfixed": ("the options, no handler        ", UNFIXED_POOL),
+    "without": ("without either                 ", WITHOUT_FAILOVER_OPTIONS),
+}
 
 
-def measure(label: str, unreachable: float, source: Path | None) -> FailoverRun:
-    stack = Deployment.create(replicated=True, source=source)
-    try:
-        stack.boot()
-        return run_failover_under_load(stack, label, unreachable=unreachable, after=unreachable + 10)
-    finally:
-        stack.close()
+def measure(name: str, unreachable: float) -> FailoverRun:
+    with tempfile.TemporaryDirectory(prefix="bench-failover-") as scratch:
+        Path(scratch).chmod(0o755)
+        appended = RELEASES[name][1]
+        source = sample_app_variant(Path(scratch), appended) if appended else None
+        stack = Deployment.create(replicated=True, source=source)
+        try:
+            stack.boot()
+            return run_failover_under_load(stack, name, unreachable=unreachable, after=unreachable + 10)
+        finally:
+            stack.close()
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.1f} s"
+
+
+def _releases(value: str) -> list[str]:
+    names = value.split(",")
+    unknown = [n for n in names if n not in RELEASES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown release {unknown[0]!r}; allowed: {', '.join(RELEASES)}")
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/failover.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the release with the options only, a 10 s outage")
-    quick = parser.parse_args(argv).quick
-    unreachable = QUICK_UNREACHABLE if quick else FULL_UNREACHABLE
-    runs = {"with the options   ": measure("with", unreachable, None)}
-    if not quick:
-        with tempfile.TemporaryDirectory(prefix="bench-failover-") as scratch:
-            Path(scratch).chmod(0o755)
-            runs["without the options"] = measure(
-                "without", unreachable, sample_app_without_failover_options(Path(scratch))
-            )
+    parser.add_argument("--runs", type=int, default=1, choices=range(1, 11), metavar="N", help="runs of each (1-10)")
+    parser.add_argument(
+        "--releases", type=_releases, default=list(RELEASES), help="comma-separated, of " + ",".join(RELEASES)
+    )
+    args = parser.parse_args(argv)
+    unreachable = QUICK_UNREACHABLE if args.quick else FULL_UNREACHABLE
+    releases = ["with"] if args.quick else args.releases
     print(f"broker failover, old primary unreachable for {unreachable:.0f} s, then read-only; one task every 0.1 s")
-    for label, run in runs.items():
-        recovery = run.recovery_seconds
-        print(
-            f"  {label}: workers consuming again after "
-            + (f"{recovery:5.1f} s" if recovery is not None else "never")
-            + f", longest delay() {run.longest_enqueue_wait:5.1f} s, {len(run.enqueue_errors)} enqueue errors, "
-            f"{len(run.lost)} tasks lost, {len(run.duplicated)} duplicated (of {len(run.sent)})"
-        )
+    for n in range(1, args.runs + 1):
+        for name in releases:
+            run = measure(name, unreachable)
+            workers = ", ".join(_seconds(s) for _, s in sorted(run.recovery.items()))
+            print(
+                f"  {RELEASES[name][0]} run {n}: workers consuming again after {_seconds(run.recovery_seconds)} "
+                f"({workers}), longest delay() {run.longest_enqueue_wait:4.1f} s, {len(run.enqueue_errors)} enqueue "
+                f"errors, {len(run.lost)} tasks lost, {len(run.duplicated)} duplicated (of {len(run.sent)})",
+                flush=True,
+            )
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import os
@@ -221,3 +222,25 @@ def test_another_releases_hashed_asset_is_served_from_the_bridge():
 def test_an_asset_in_no_release_and_a_path_out_of_the_bridge_are_not_found():
     assert status("behind the alb", "an asset no release has") == 404
     assert status("behind the alb", "a path out of the bridge") == 404
+
+
+def _pool_handler(source: str) -> str:
+    """The failover pool handler's code in `source` (its docstring left out)."""
+    (handler,) = [
+        node
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef) and node.name == "release_inherited_broker_sockets"
+    ]
+    if ast.get_docstring(handler) is not None:
+        handler.body = handler.body[1:]
+    return ast.dump(handler)
+
+
+def test_the_projects_pool_handler_is_the_one_docs_failover_md_has_users_copy() -> None:
+    # docs/failover.md: the handler belongs to each project's Celery module, so the two projects
+    # here carry a copy each; this keeps them and what users copy the same code.
+    doc = (REPO_ROOT / "docs/failover.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "worker_process_init" in b]
+    expected = _pool_handler(block)
+    for module in ("sample_app/proj/celery.py", "examples/bookshelf/src/bookshelf/celery.py"):
+        assert _pool_handler((REPO_ROOT / module).read_text()) == expected, module

@@ -7,7 +7,9 @@ Shared by tests/e2e/test_failover.py and bench/failover.py."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from e2e_harness.deployment import REPO, TEST_QUEUES, Deployment, wait_until
+from e2e_harness.redis_server import PORT
 
 # A producer in the web unit's environment, as a view enqueuing work would: one task every
 # INTERVAL, each line flushed so a producer that hangs still tells what it sent.
@@ -156,9 +159,14 @@ def _refresh(deployment: Deployment, run: FailoverRun) -> FailoverRun:
     return run
 
 
-# Appended to the release's production settings: back to Celery's and kombu's defaults for every
-# broker option docs/failover.md explains (what a project that never set them runs).
-WITHOUT_FAILOVER_OPTIONS = """
+# Variants of the sample project, each {file in it: text appended to it}: the proof's control
+# runs. UNFIXED_POOL: its forked pool children keep the worker's broker sockets (the release
+# before docs/failover.md's handler; Celery's default). WITHOUT_FAILOVER_OPTIONS: besides, back to
+# Celery's and kombu's defaults for every broker option docs/failover.md explains (what a project
+# that never set them runs).
+UNFIXED_POOL = {"proj/celery.py": "\nworker_process_init.disconnect(release_inherited_broker_sockets)\n"}
+WITHOUT_FAILOVER_OPTIONS = UNFIXED_POOL | {
+    "proj/settings/production.py": """
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     key: value
     for key, value in CELERY_BROKER_TRANSPORT_OPTIONS.items()
@@ -167,12 +175,58 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BROKER_CHANNEL_ERROR_RETRY = False
 del CELERY_REDIS_SOCKET_TIMEOUT, CELERY_REDIS_SOCKET_CONNECT_TIMEOUT
 """
+}
 
 
-def sample_app_without_failover_options(directory: Path) -> Path:
-    """The sample project with its broker failover options undone (the proof's control run)."""
-    source = directory / "sample-app-without-failover-options"
+def sample_app_variant(directory: Path, appended: dict[str, str]) -> Path:
+    """A copy of the sample project in `directory`, `appended` added to its files."""
+    source = directory / "sample-app-variant"
     shutil.copytree(REPO / "sample_app", source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    production = source / "proj/settings/production.py"
-    production.write_text(production.read_text() + WITHOUT_FAILOVER_OPTIONS)
+    for name, text in appended.items():
+        path = source / name
+        path.write_text(path.read_text() + text)
     return source
+
+
+# --- pool children and the worker's broker sockets ------------------------------------------------
+
+
+def _children(pid: int) -> set[int]:
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            children.add(int(stat.parent.name))
+    return children
+
+
+def replace_a_pool_child(worker: int, timeout: float = 30) -> int:
+    """Kills one pool child of the worker process `worker` (as a hard time limit or a crash does)
+    and returns the pid of the child the pool forks in its place."""
+    before = _children(worker)
+    os.kill(min(before), signal.SIGKILL)
+    wait_until(lambda: len(_children(worker) - before) == 1, timeout, describe=lambda: _children(worker))
+    (replacement,) = _children(worker) - before
+    return replacement
+
+
+def broker_sockets(pid: int) -> set[str]:
+    """The inodes of the TCP sockets process `pid` holds to the broker's port (both servers')."""
+    to_broker = {
+        fields[9]
+        for table in ("/proc/net/tcp", "/proc/net/tcp6")
+        for fields in (line.split() for line in Path(table).read_text().splitlines()[1:])
+        if int(fields[2].rsplit(":", 1)[1], 16) == PORT
+    }
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:[") and target[8:-1] in to_broker:
+            held.add(target[8:-1])
+    return held
