@@ -1,5 +1,5 @@
 """VM boot benchmark: per role, the time from qemu's start to every unit of the role being active
-on the default path (app.source s3: the release downloaded and its venv built at boot), side by
+on the default path (app.source s3: the release downloaded and installed at boot), side by
 side with a trivial cloud-init boot (one oneshot unit enabled by runcmd) of the same image in the
 same run, and the ratio. Same harness as the VM tests.
 
@@ -29,7 +29,7 @@ import yaml
 from scripts.vm import boot as harness
 from scripts.vm import image as vm_image
 
-TARGET_RATIO = 2.5
+TARGET_RATIO = 2.0  # issue 25.1
 TRIVIAL_UNIT = "trivial.service"
 
 

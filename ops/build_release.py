@@ -5,8 +5,9 @@
 
 writes DIR/R.tar.gz (default DIR: build/releases) holding
   src/           the directory with manage.py (PATH or PATH/src), without caches
-  wheels/        every wheel the project needs, for the target only: CPython 3.11 (Debian 12's
-                 python3, what the instances run) on manylinux x86_64 or aarch64, or pure Python
+  venv/          every wheel the project needs, for the target only: CPython 3.11 (Debian 12's
+                 python3, what the instances run) on manylinux x86_64 or aarch64, or pure Python,
+                 installed and compiled (a venv but its interpreter, which app-release adds)
   static/        `manage.py collectstatic --noinput` run here with DJANGO_STATIC_ROOT pointing at it
   manifest.json  release, architecture, python, the app's module and each wheel's sha256
 and DIR/R.tar.gz.sha256 (sha256sum's format); then it prints the digest, which the live release
@@ -431,8 +432,8 @@ def ready_venv(pip: Sequence[str], wheels: Path, venv: Path, architecture: str) 
     if scripts.is_dir():
         scripts.rmdir()
     # unchecked-hash: the tree is immutable once installed and the artifact's digest covers it; a
-    # timestamp check would fail for every unpacked file (mtime 0 in the tar) and the app user
-    # cannot rewrite them. Paths relative (-s): the same bytes each build. A file that does not
+    # timestamp check would fail for every unpacked file (unpacking sets new mtimes) and the app
+    # user cannot rewrite them. Paths relative (-s): the same bytes each build. A file that does not
     # compile (a package's test data) is compiled when imported, as before.
     subprocess.run(
         [builder_python(pip), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash"]
