@@ -28,6 +28,7 @@ import yaml
 
 from scripts.vm import boot as harness
 from scripts.vm import image as vm_image
+from userdata.layout import ENABLE_UNITS
 
 TARGET_RATIO = 2.0  # issue 25.1
 TRIVIAL_UNIT = "trivial.service"
@@ -40,7 +41,8 @@ def trivial_user_data() -> str:
     )
     config = {
         "write_files": [{"path": f"/etc/systemd/system/{TRIVIAL_UNIT}", "content": unit, "permissions": "0644"}],
-        "runcmd": [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", TRIVIAL_UNIT]],
+        # Started as the program starts its units, which is how the guest's probe finds them.
+        "runcmd": [[*ENABLE_UNITS, TRIVIAL_UNIT]],
     }
     return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False)
 
