@@ -1,5 +1,5 @@
 """VM boot benchmark: per role, the time from qemu's start to every unit of the role being active
-on the default path (app.source s3: the release downloaded and its venv built at boot), side by
+on the default path (app.source s3: the release downloaded and installed at boot), side by
 side with a trivial cloud-init boot (one oneshot unit enabled by runcmd) of the same image in the
 same run, and the ratio. Same harness as the VM tests.
 
@@ -28,8 +28,9 @@ import yaml
 
 from scripts.vm import boot as harness
 from scripts.vm import image as vm_image
+from userdata.layout import ENABLE_UNITS
 
-TARGET_RATIO = 2.5
+TARGET_RATIO = 2.0  # issue 25.1
 TRIVIAL_UNIT = "trivial.service"
 
 
@@ -40,7 +41,8 @@ def trivial_user_data() -> str:
     )
     config = {
         "write_files": [{"path": f"/etc/systemd/system/{TRIVIAL_UNIT}", "content": unit, "permissions": "0644"}],
-        "runcmd": [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", TRIVIAL_UNIT]],
+        # Started as the program starts its units, which is how the guest's probe finds them.
+        "runcmd": [[*ENABLE_UNITS, TRIVIAL_UNIT]],
     }
     return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False)
 

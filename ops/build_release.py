@@ -5,8 +5,9 @@
 
 writes DIR/R.tar.gz (default DIR: build/releases) holding
   src/           the directory with manage.py (PATH or PATH/src), without caches
-  wheels/        every wheel the project needs, for the target only: CPython 3.11 (Debian 12's
-                 python3, what the instances run) on manylinux x86_64 or aarch64, or pure Python
+  venv/          every wheel the project needs, for the target only: CPython 3.11 (Debian 12's
+                 python3, what the instances run) on manylinux x86_64 or aarch64, or pure Python,
+                 installed and compiled (a venv but its interpreter, which app-release adds)
   static/        `manage.py collectstatic --noinput` run here with DJANGO_STATIC_ROOT pointing at it
   manifest.json  release, architecture, python, the app's module and each wheel's sha256
 and DIR/R.tar.gz.sha256 (sha256sum's format); then it prints the digest, which the live release
@@ -96,6 +97,17 @@ BUILD_TIME_VALUES = {
 }
 
 
+# The first line of every console script in the artifact's venv/bin, instead of the builder's
+# interpreter (distlib's relocatable form: sh runs the line, Python reads it as a string). It runs
+# the venv's python beside the script's real path, so a unit started through current/ keeps the
+# release it started with whatever `current` points at later, and the venv works wherever
+# app-release unpacks it (APP_ROOT/releases/RELEASE/venv).
+LAUNCHER = b"""#!/bin/sh
+'''exec' "$(dirname -- "$(realpath -- "$0")")/python" "$0" "$@"
+' '''
+"""
+
+
 class BuildRefused(Exception):
     """Bad input or a project the target cannot run; one line, nothing written."""
 
@@ -154,17 +166,32 @@ def foreign_wheels(names: Iterable[str], architecture: str) -> list[str]:
     return sorted(foreign)
 
 
+def target_options(architecture: str) -> list[str]:
+    """pip's options that pick the target's wheels (CPython, ABI, platforms), not this host's."""
+    options = ["--only-binary", ":all:", "--implementation", "cp", "--python-version", TARGET_PYTHON]
+    options += ["--abi", "cp" + TARGET_PYTHON.replace(".", "")]
+    for tag in platform_tags(architecture):
+        options += ["--platform", tag]
+    return options
+
+
 def download_command(
     pip: Sequence[str], requirements: Path, dest: Path, architecture: str, *, hashed: bool
 ) -> list[str]:
     command = [*pip, "download", "--disable-pip-version-check", "--quiet", "--dest", str(dest)]
-    command += ["--only-binary", ":all:", "--implementation", "cp", "--python-version", TARGET_PYTHON]
-    command += ["--abi", "cp" + TARGET_PYTHON.replace(".", "")]
-    for tag in platform_tags(architecture):
-        command += ["--platform", tag]
+    command += target_options(architecture)
     if hashed:
         command.append("--require-hashes")
     return command + ["-r", str(requirements)]
+
+
+def venv_install_command(pip: Sequence[str], wheels: Path, site_packages: Path, architecture: str) -> list[str]:
+    """pip installing exactly the downloaded wheels (name==version from each file name, found
+    only in wheels/) into the target's site-packages; compiled afterwards, for the target."""
+    pins = sorted("==".join(name.split("-")[:2]) for name in os.listdir(wheels))
+    command = [*pip, "install", "--disable-pip-version-check", "--quiet", "--no-index", "--no-deps", "--no-compile"]
+    command += ["--find-links", str(wheels), "--target", str(site_packages), *target_options(architecture)]
+    return command + pins
 
 
 def missing_wheel_problem(pip_output: str, architecture: str) -> str | None:
@@ -385,6 +412,36 @@ def download_wheels(
     return {name: sha256_of(dest / name) for name in names}
 
 
+def builder_python(pip: Sequence[str]) -> str:
+    return pip[0].removesuffix("/pip") + "/python"
+
+
+def ready_venv(pip: Sequence[str], wheels: Path, venv: Path, architecture: str) -> None:
+    """The release's venv but its interpreter (app-release adds bin/python and pyvenv.cfg at
+    install): the wheels installed for the target, their bytecode compiled here (the builder runs
+    the target's Python minor version: the same bytecode), the console scripts relocatable."""
+    site_packages = venv / "lib" / f"python{TARGET_PYTHON}" / "site-packages"
+    run_pip(venv_install_command(pip, wheels, site_packages, architecture), architecture)
+    scripts = site_packages / "bin"  # pip --target puts the console scripts there
+    (venv / "bin").mkdir()
+    for script in sorted(scripts.iterdir()) if scripts.is_dir() else []:
+        first, _, rest = script.read_bytes().partition(b"\n")
+        if first.startswith(b"#!") and b"python" in first:
+            script.write_bytes(LAUNCHER + rest)
+        script.rename(venv / "bin" / script.name)
+    if scripts.is_dir():
+        scripts.rmdir()
+    # unchecked-hash: the tree is immutable once installed and the artifact's digest covers it; a
+    # timestamp check would fail for every unpacked file (unpacking sets new mtimes) and the app
+    # user cannot rewrite them. Paths relative (-s): the same bytes each build. A file that does not
+    # compile (a package's test data) is compiled when imported, as before.
+    subprocess.run(
+        [builder_python(pip), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash"]
+        + ["-s", str(venv), str(site_packages)],
+        capture_output=True,
+    )
+
+
 def host_architecture() -> str:
     machine = platform.machine()
     return next((arch for arch, m in MACHINES.items() if m == machine), "x86_64")
@@ -402,9 +459,7 @@ def collectstatic_venv(pip: list[str], requirements: Path, wheels: Path, target:
         venv = BUILDER_DIR / "venvs" / key
         if not (venv / ".complete").is_file():
             shutil.rmtree(venv, ignore_errors=True)
-            subprocess.run(
-                [pip[0].removesuffix("/pip") + "/python", "-m", "venv", "--without-pip", str(venv)], check=True
-            )
+            subprocess.run([builder_python(pip), "-m", "venv", "--without-pip", str(venv)], check=True)
             subprocess.run(
                 [*pip, "--python", str(venv / "bin/python"), "install", "--quiet", "--disable-pip-version-check"]
                 + ["--no-index", "--no-deps", *map(str, files)],
@@ -475,11 +530,12 @@ def build(args: argparse.Namespace, out: Any = print) -> Path:
         if args.write_lock:
             write_lock(pip, requirements, scratch / "lock.txt", scratch, hashed=hashed)
             requirements, hashed = scratch / "lock.txt", True
-        staging = scratch / "artifact"
-        wheel_hashes = download_wheels(pip, requirements, staging / "wheels", target.architecture, hashed=hashed)
+        staging, wheels = scratch / "artifact", scratch / "wheels"
+        wheel_hashes = download_wheels(pip, requirements, wheels, target.architecture, hashed=hashed)
+        ready_venv(pip, wheels, staging / "venv", target.architecture)
         copy_source(project.source, staging / "src")
         (staging / "static").mkdir()
-        venv = collectstatic_venv(pip, requirements, staging / "wheels", target.architecture, hashed=hashed)
+        venv = collectstatic_venv(pip, requirements, wheels, target.architecture, hashed=hashed)
         note = collect_static(venv, staging / "src", staging / "static", project, release)
         document = manifest(release, target.architecture, project.app_module, wheel_hashes)
         (staging / RELEASE_MANIFEST).write_text(json.dumps(document, indent=2) + "\n")

@@ -21,6 +21,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from ops.build_release import LAUNCHER
 from userdata.layout import RELEASE_MACHINES, RELEASE_MANIFEST, RELEASE_PYTHON
 from userdata.shipped import FILES, shipped_script
 
@@ -59,11 +60,16 @@ def shipped(name: str) -> Path:
     return path
 
 
-def tiny_wheel(directory: Path) -> Path:
-    """A real, minimal pure-Python wheel, so the venv build runs pip offline as on an instance."""
+HELLO_MODULE = b"GREETING = 'hello'\n\ndef main():\n    print(GREETING)\n"
+HELLO_SCRIPT = b"import sys\nfrom hello_release import main\nsys.exit(main())\n"
+
+
+def tiny_wheel(directory: Path, module: bytes = HELLO_MODULE) -> Path:
+    """A real, minimal pure-Python wheel, so an artifact of the older builder (wheels/) is
+    installed by pip offline as on an instance."""
     path = directory / "hello_release-1.0-py3-none-any.whl"
     with zipfile.ZipFile(path, "w") as wheel:
-        wheel.writestr("hello_release.py", "GREETING = 'hello'\n")
+        wheel.writestr("hello_release.py", module)
         info = "hello_release-1.0.dist-info"
         wheel.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: hello-release\nVersion: 1.0\n")
         wheel.writestr(
@@ -73,6 +79,21 @@ def tiny_wheel(directory: Path) -> Path:
         wheel.writestr(f"{info}/entry_points.txt", "[console_scripts]\nhello-release = hello_release:main\n")
         wheel.writestr(f"{info}/RECORD", "")
     return path
+
+
+def ready_venv(module: bytes = HELLO_MODULE) -> dict[str, bytes]:
+    """venv/ as python -m ops build-release ships it (tests/e2e/test_build_release.py builds a
+    real one): the package in site-packages and a console script starting with the builder's
+    LAUNCHER (an executable member: its name is in EXECUTABLES)."""
+    site_packages = f"venv/lib/python{RELEASE_PYTHON}/site-packages"
+    return {
+        f"{site_packages}/hello_release.py": module,
+        f"{site_packages}/hello_release-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: hello-release\n",
+        "venv/bin/hello-release": LAUNCHER + HELLO_SCRIPT,
+    }
+
+
+EXECUTABLES = {"venv/bin/hello-release"}
 
 
 def this_architecture() -> str:
@@ -97,19 +118,23 @@ def artifact(
     release: str,
     extra: dict[str, bytes] | None = None,
     manifest_overrides: dict[str, str] | None = None,
+    *,
+    legacy: bool = False,
 ) -> Path:
+    """An artifact as the builder writes it; legacy: as the builder before venv/ did (wheels/)."""
     wheel = tiny_wheel(tmp_path)
     path = tmp_path / f"{release}.tar.gz"
     wheels = {wheel.name: wheel.read_bytes()}
+    packages = {f"wheels/{name}": data for name, data in wheels.items()} if legacy else ready_venv()
     with tarfile.open(path, "w:gz") as archive:
         members = {
             "src/manage.py": b"print('manage')\n",
             RELEASE_MANIFEST: manifest(release, wheels, manifest_overrides),
-            **{f"wheels/{name}": data for name, data in wheels.items()},
+            **packages,
         } | (extra or {})
         for name, data in members.items():
             info = tarfile.TarInfo(name)
-            info.size = len(data)
+            info.size, info.mode = len(data), 0o755 if name in EXECUTABLES else 0o644
             archive.addfile(info, io.BytesIO(data))
     write_checksum(path)
     return path

@@ -65,6 +65,20 @@ def test_wheels_are_downloaded_for_the_target_platform_and_python_only():
     assert "--require-hashes" in hashed
 
 
+def test_the_venv_gets_exactly_the_downloaded_wheels_installed_for_the_target(tmp_path):
+    """Offline, no dependency resolution, compiled afterwards; the target's platform options, so an
+    x86_64 builder installs an arm64 venv (tests/e2e/test_build_release.py builds both)."""
+    for name in ("django-5.2.19-py3-none-any.whl", "wcwidth-0.9.4-cp310-abi3-manylinux2014_aarch64.whl"):
+        (tmp_path / name).write_bytes(b"")
+    command = build_release.venv_install_command(["pip"], tmp_path, Path("venv/site"), "arm64")
+    assert command[:2] == ["pip", "install"]
+    assert {"--no-index", "--no-deps", "--no-compile"} <= set(command)
+    options = list(zip(command, command[1:]))
+    assert ("--find-links", str(tmp_path)) in options and ("--target", "venv/site") in options
+    assert build_release.target_options("arm64") == command[-len(build_release.target_options("arm64")) - 2 : -2]
+    assert command[-2:] == ["django==5.2.19", "wcwidth==0.9.4"]
+
+
 def test_a_dependency_without_a_target_wheel_is_named_with_the_fix():
     pip_output = (
         "ERROR: Could not find a version that satisfies the requirement docopt==0.6.2 (from versions: none)\n"

@@ -10,11 +10,20 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.machine_scripts import FILES, artifact, release_tool, tiny_wheel, unreadable_for_others, write_checksum
+from tests.machine_scripts import (
+    FILES,
+    HELLO_MODULE,
+    artifact,
+    release_tool,
+    tiny_wheel,
+    unreadable_for_others,
+    write_checksum,
+)
 from userdata import layout
 
 # The tests that read r1_installed run on one xdist worker (scripts/test.sh: --dist loadgroup), so
@@ -25,7 +34,7 @@ shares_r1 = pytest.mark.xdist_group("release-tool-r1")
 @pytest.fixture(scope="module")
 def r1_installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding r1's artifact and srv-app/ with r1 installed and activated by the real
-    tool, made once: the venv build is most of these tests' time. Read it; change only a copy."""
+    tool, made once. Read it; change only a copy."""
     work = tmp_path_factory.mktemp("r1")
     root = work / "srv-app"  # created by app-release itself, as at first boot
     installed = release_tool(root, "install", "r1", "--artifact", str(artifact(work, "r1")))
@@ -39,9 +48,39 @@ def test_release_tree_is_readable_by_the_app_user_under_the_units_umask(r1_insta
     root = r1_installed / "srv-app"
     assert unreadable_for_others(root) == []
     current = root / "current"
-    assert stat.S_IMODE((current / "venv" / "bin" / "hello-release").stat().st_mode) == 0o755  # a script pip wrote
-    assert not (current / "venv" / "bin" / "pip").exists()  # pip ran from Debian's wheel, not from the venv
+    assert stat.S_IMODE((current / "venv" / "bin" / "hello-release").stat().st_mode) == 0o755  # a console script
+    assert not (current / "venv" / "bin" / "pip").exists()  # the venv gets an interpreter, not pip
     assert stat.S_IMODE((current / "src" / "manage.py").stat().st_mode) == 0o644
+
+
+@shares_r1
+def test_the_shipped_venv_runs_its_console_scripts_through_current_with_its_own_release(r1_installed):
+    """The venv the builder ships gets its interpreter at install: a unit's command line
+    (current/venv/bin/SCRIPT) runs the script with the venv's python and packages."""
+    current = r1_installed / "srv-app" / "current"
+    ran = subprocess.run(
+        [str(current / "venv" / "bin" / "hello-release")], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}
+    )
+    assert (ran.returncode, ran.stdout) == (0, "hello\n"), ran.stderr
+    where = subprocess.run(
+        [str(current / "venv" / "bin" / "python"), "-c", "import sys, hello_release; print(sys.prefix)"],
+        capture_output=True,
+        text=True,
+    )
+    assert where.stdout.strip() == str(current / "venv"), where.stderr
+
+
+def test_an_artifact_of_the_older_builder_still_installs_with_pip_at_install(tmp_path):
+    """Its wheels/ are installed as before (instances launched after an upgrade install the live
+    release the older builder made): the same tree, no wheels/ left."""
+    root = tmp_path / "srv-app"
+    done = release_tool(root, "install", "r1", "--artifact", str(artifact(tmp_path, "r1", legacy=True)))
+    assert done.returncode == 0, done.stderr
+    assert release_tool(root, "activate", "r1").returncode == 0
+    ran = subprocess.run([str(root / "current" / "venv" / "bin" / "hello-release")], capture_output=True, text=True)
+    assert (ran.returncode, ran.stdout) == (0, "hello\n"), ran.stderr
+    assert not (root / "releases" / "r1" / "wheels").exists()
+    assert unreadable_for_others(root) == []
 
 
 def test_release_refuses_bad_input_and_hostile_artifacts(tmp_path):
@@ -131,14 +170,14 @@ def test_release_refuses_an_artifact_without_a_manifest(r1_installed, tmp_path):
 
 
 @shares_r1
-def test_release_installs_wheels_only_with_the_manifests_hashes(r1_installed, tmp_path):
+def test_release_installs_an_older_artifacts_wheels_only_with_the_manifests_hashes(r1_installed, tmp_path):
     """A wheel changed after the build (the artifact's own checksum rewritten to match) fails
     pip --require-hashes: the venv never holds code the manifest did not record."""
     (tmp_path / "build").mkdir()
     wheel = tiny_wheel(tmp_path)
-    tampered = wheel.read_bytes().replace(b"GREETING = 'hello'", b"GREETING = 'owned'")
+    tampered = tiny_wheel(tmp_path / "build", HELLO_MODULE.replace(b"'hello'", b"'owned'")).read_bytes()
     assert tampered != wheel.read_bytes()
-    changed = artifact(tmp_path / "build", "r2", {f"wheels/{wheel.name}": tampered})
+    changed = artifact(tmp_path / "build", "r2", {f"wheels/{wheel.name}": tampered}, legacy=True)
     shutil.copytree(r1_installed, tmp_path / "host", symlinks=True, dirs_exist_ok=True)
     root = tmp_path / "host" / "srv-app"
     refused = release_tool(root, "install", "r2", "--artifact", str(changed))

@@ -123,6 +123,7 @@ def test_user_data_is_cloud_config_built_as_data(prod_settings):
     assert list(parsed) == ["groups", "users", "packages", "write_files", "runcmd"]
     keyring = ["--keyring", "/etc/app/aws-agent-keys.asc"]
     assert parsed["runcmd"] == [
+        ["systemctl", "enable", "--now", "--no-block", *render.units_to_enable(machine(prod_settings, beat=True))],
         ["/usr/local/sbin/install-aws-agent", *keyring, "amazon-ssm-agent", "3.3.4851.0", "eu-west-1"],
         [
             "/usr/local/sbin/install-aws-agent",
@@ -133,8 +134,6 @@ def test_user_data_is_cloud_config_built_as_data(prod_settings):
             "1.300040.0b650",
             "eu-west-1",
         ],
-        ["systemctl", "daemon-reload"],
-        ["systemctl", "enable", "--now", *render.units_to_enable(machine(prod_settings, beat=True))],
     ]
     assert parsed["users"][0]["shell"] == "/usr/sbin/nologin" and "ssh_authorized_keys" not in parsed["users"][0]
     for entry in parsed["write_files"]:
@@ -281,9 +280,15 @@ def installed_agents(settings) -> list[str]:
     return [c[-3] for c in render.cloud_config(machine(settings))["runcmd"] if c[0].endswith("install-aws-agent")]
 
 
-def test_both_agents_are_installed_first_unless_the_image_has_them_or_logs_are_off(prod_settings):
+def test_both_agents_are_installed_beside_the_units_unless_the_image_has_them_or_logs_are_off(prod_settings):
     assert installed_agents(prod_settings) == ["amazon-ssm-agent", "amazon-cloudwatch-agent"]
-    assert render.cloud_config(machine(prod_settings))["runcmd"][2] == ["systemctl", "daemon-reload"]
+    # Started without waiting (--no-block): the agents install while the release does.
+    assert render.cloud_config(machine(prod_settings))["runcmd"][0][:4] == [
+        "systemctl",
+        "enable",
+        "--now",
+        "--no-block",
+    ]
     # An image's CloudWatch agent still has to be started with the stack's config: the installer
     # only starts an agent that is present.
     assert installed_agents(with_agents(prod_settings, log_agent="preinstalled")) == installed_agents(prod_settings)

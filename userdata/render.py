@@ -45,6 +45,7 @@ from userdata.layout import (
     DATABASE_PASSWORD_TIMER,
     DATABASE_PASSWORD_UNIT,
     DJANGO_SECRET_KEY_PARAMETER,
+    ENABLE_UNITS,
     FETCH_SECRETS_BIN,
     GROUP,
     GUNICORN_ENV,
@@ -617,11 +618,11 @@ def cloud_config(machine: UserDataInputs) -> dict[str, Any]:
         "packages": list(PACKAGES),
         "write_files": [entry(file) for file in machine_files(machine)],
         "runcmd": [
-            # The agents first: if the app fails to start, Session Manager can still get in and
-            # the boot's logs still leave the machine.
+            # The units first, without waiting for them (ENABLE_UNITS): the release install and
+            # the secrets fetch run while the agents install, and a unit that fails or hangs
+            # delays neither agent (Session Manager still gets in, the logs still leave).
+            [*ENABLE_UNITS, *units_to_enable(machine)],
             *[agent_install_command(machine.settings, package) for package in agents_to_run(machine.settings)],
-            ["systemctl", "daemon-reload"],
-            ["systemctl", "enable", "--now", *units_to_enable(machine)],
         ],
     }
 
@@ -711,6 +712,6 @@ def written_files(document: str) -> list[WrittenFile]:
 
 def enabled_units(document: str) -> list[str]:
     for command in parse_user_data(document).get("runcmd", []):
-        if command[:3] == ["systemctl", "enable", "--now"]:
-            return list(command[3:])
+        if tuple(command[: len(ENABLE_UNITS)]) == ENABLE_UNITS:
+            return list(command[len(ENABLE_UNITS) :])
     return []

@@ -1,8 +1,8 @@
 """python -m ops build-release on examples/bookshelf (src/ layout, pyproject, PostgreSQL driver with
 binary wheels, WhiteNoise) for both architectures, downloading from PyPI (pip's cache under
 build/release-builder keeps repeated runs quick), and the artifacts through the real app-release:
-the arm64 one refused on this x86_64 machine in one line, the x86_64 one installed offline with
---require-hashes. Wheel tags are read with packaging, not trusted from the builder."""
+the arm64 one refused on this x86_64 machine in one line, the x86_64 one installed and its venv
+run. Wheel tags are read with packaging from the installed .dist-info, not trusted from the builder."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from packaging.utils import parse_wheel_filename
+from packaging.tags import parse_tag
 
+from ops.build_release import LAUNCHER
 from tests import REPO_ROOT
 from tests.machine_scripts import release_tool
 
@@ -51,37 +52,52 @@ def members(artifact: Path) -> dict[str, bytes]:
         return {m.name: archive.extractfile(m).read() for m in archive.getmembers() if m.isfile()}  # type: ignore[union-attr]
 
 
-def wheel_platforms(artifact: Path) -> dict[str, set[str]]:
-    return {
-        Path(name).name: {tag.platform for tag in parse_wheel_filename(Path(name).name)[3]}
-        for name in members(artifact)
-        if name.startswith("wheels/")
-    }
+SITE_PACKAGES = "venv/lib/python3.11/site-packages/"
+
+
+def installed_platforms(artifact: Path) -> dict[str, set[str]]:
+    """Per distribution installed in the artifact's venv (name-version), the platforms of the
+    wheel it came from, read from its .dist-info/WHEEL tags."""
+    found = {}
+    for name, data in members(artifact).items():
+        if name.startswith(SITE_PACKAGES) and name.endswith(".dist-info/WHEEL"):
+            tags = [line.removeprefix("Tag: ") for line in data.decode().splitlines() if line.startswith("Tag: ")]
+            found[Path(name).parent.name.removesuffix(".dist-info")] = {
+                tag.platform for text in tags for tag in parse_tag(text)
+            }
+    return found
 
 
 @pytest.mark.parametrize(("architecture", "machine"), [("arm64", "aarch64"), ("x86_64", "x86_64")])
-def test_the_artifact_holds_only_wheels_for_its_architecture(architecture, machine, request):
+def test_the_artifact_holds_only_packages_for_its_architecture(architecture, machine, request):
     artifact = request.getfixturevalue(architecture)
-    platforms = wheel_platforms(artifact)
+    platforms = installed_platforms(artifact)
     foreign = {name: p for name, p in platforms.items() if not all(t == "any" or t.endswith(f"_{machine}") for t in p)}
     assert foreign == {}
     binary = sorted(name for name, p in platforms.items() if p != {"any"})
     assert [name.split("-")[0] for name in binary] == ["psycopg_binary", "wcwidth"]
     manifest = json.loads(members(artifact)["manifest.json"])
     assert (manifest["architecture"], manifest["python"], manifest["app_module"]) == (architecture, "3.11", "bookshelf")
-    assert sorted(manifest["wheels"]) == sorted(platforms)
+    # The manifest records each wheel the venv was installed from, with its sha256; no wheel ships.
+    assert sorted("-".join(wheel.split("-")[:2]) for wheel in manifest["wheels"]) == sorted(platforms)
+    assert all(re.fullmatch(r"[0-9a-f]{64}", digest) for digest in manifest["wheels"].values())
+    assert not [name for name in members(artifact) if name.startswith("wheels/")]
 
 
-def test_the_manifest_records_each_wheels_sha256(arm64):
-    import hashlib
-
+def test_the_venv_ships_compiled_for_the_target_with_relocatable_scripts(arm64):
+    """Bytecode for CPython 3.11 that no timestamp invalidates (unpacking sets new mtimes and the
+    app user cannot rewrite it), and console scripts that run the python beside them."""
     files = members(arm64)
-    manifest = json.loads(files["manifest.json"])
-    assert manifest["wheels"] == {
-        name.removeprefix("wheels/"): hashlib.sha256(data).hexdigest()
-        for name, data in files.items()
-        if name.startswith("wheels/")
-    }
+    pyc = files[f"{SITE_PACKAGES}django/db/models/__pycache__/query.cpython-311.pyc"]
+    assert int.from_bytes(pyc[4:8], "little") == 0b01  # hash-based, source not checked (PEP 552)
+    with tarfile.open(arm64) as archive:
+        celery = archive.getmember("venv/bin/celery")
+    assert celery.mode == 0o755
+    assert (
+        files["venv/bin/celery"].startswith(LAUNCHER)
+        and b"from celery.__main__ import main" in files["venv/bin/celery"]
+    )
+    assert "venv/bin/python" not in files and "venv/pyvenv.cfg" not in files  # added by app-release
 
 
 def test_collectstatic_ran_at_build_time_with_hashed_and_compressed_names(x86_64):
@@ -91,7 +107,7 @@ def test_collectstatic_ran_at_build_time_with_hashed_and_compressed_names(x86_64
     assert re.fullmatch(r"shelf/shelf\.[0-9a-f]{12}\.js", manifest["shelf/shelf.js"])
     for hashed in manifest.values():
         assert f"static/{hashed}" in files and f"static/{hashed}.gz" in files
-    assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
+    assert not [name for name in files if not name.startswith("venv/") and ("__pycache__" in name or ".pyc" in name)]
     assert "src/manage.py" in files and "src/shelf/migrations/0002_seed_books.py" in files
 
 
@@ -114,17 +130,27 @@ def test_app_release_refuses_the_arm64_artifact_on_this_machine_in_one_line(arm6
     assert sorted(p.name for p in (root / "releases").iterdir()) == []
 
 
-def test_app_release_installs_the_x86_64_artifact_offline_with_its_hashes(x86_64, tmp_path):
+def test_app_release_installs_the_x86_64_artifact_and_its_venv_runs(x86_64, tmp_path):
     root = tmp_path / "srv-app"
     installed = release_tool(root, "install", "r1", "--artifact", str(x86_64))
     assert installed.returncode == 0, installed.stderr
-    python = root / "releases" / "r1" / "venv" / "bin" / "python"
+    venv = root / "releases" / "r1" / "venv"
+    compiled = venv / "lib/python3.11/site-packages/django/db/models/__pycache__/query.cpython-311.pyc"
+    shipped = compiled.read_bytes()
     imports = subprocess.run(
-        [str(python), "-c", "import django, whitenoise, dj_database_url, celery, psycopg; print(psycopg.pq.__impl__)"],
+        [
+            str(venv / "bin/python"),
+            "-c",
+            "import django.db.models, whitenoise, dj_database_url, celery, psycopg; print(psycopg.pq.__impl__)",
+        ],
         capture_output=True,
         text=True,
     )
     assert (imports.returncode, imports.stdout.strip()) == (0, "binary"), imports.stderr
+    assert compiled.read_bytes() == shipped  # used as shipped: not recompiled at import
+    for script in ("celery", "gunicorn"):
+        version = subprocess.run([str(venv / "bin" / script), "--version"], capture_output=True, text=True)
+        assert version.returncode == 0, version.stderr
     assert (root / "releases" / "r1" / "static" / "staticfiles.json").is_file()
 
 

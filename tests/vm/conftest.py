@@ -52,8 +52,7 @@ from tests.benches import run_quick
 REQUIRED_TOOLS = ("qemu-system-x86_64", "qemu-img", "cloud-localds", "debootstrap", "mkfs.ext4", "dpkg-deb")
 ROLE_BOOTS = ("web", "worker-beat", "worker")
 EXAMPLE_BOOTS = ("bookshelf-worker-beat", "bookshelf-web")
-# Every boot that ends with the program's units active (the failed boot's cloud-init run ends in
-# error by design: its runcmd's `systemctl enable --now` fails).
+# Every boot that ends with the program's units active (the failed boot's do not, by design).
 ALL_BOOTS = (*ROLE_BOOTS, "web-ami", "web-replaced", *EXAMPLE_BOOTS)
 FAILED_BOOT = "worker-boot-failed"
 BENCH = "bench"

@@ -106,12 +106,12 @@ def wait_until(condition, timeout: float, interval: float = 0.5):  # type: ignor
 
 
 def enabled_units() -> list[str]:
-    """The units the program's user-data enables (its `systemctl enable --now` runcmd)."""
+    """The units the program's user-data enables (its layout.ENABLE_UNITS runcmd)."""
     if not USER_DATA.exists():
         return []
     for command in (yaml.safe_load(USER_DATA.read_text()) or {}).get("runcmd", []):
-        if command[:3] == ["systemctl", "enable", "--now"]:
-            return list(command[3:])
+        if tuple(command[: len(layout.ENABLE_UNITS)]) == layout.ENABLE_UNITS:
+            return list(command[len(layout.ENABLE_UNITS) :])
     return []
 
 
