@@ -123,7 +123,6 @@ def test_user_data_is_cloud_config_built_as_data(prod_settings):
     assert list(parsed) == ["groups", "users", "packages", "write_files", "runcmd"]
     keyring = ["--keyring", "/etc/app/aws-agent-keys.asc"]
     assert parsed["runcmd"] == [
-        ["systemctl", "enable", "--now", "--no-block", *render.units_to_enable(machine(prod_settings, beat=True))],
         ["/usr/local/sbin/install-aws-agent", *keyring, "amazon-ssm-agent", "3.3.4851.0", "eu-west-1"],
         [
             "/usr/local/sbin/install-aws-agent",
@@ -134,6 +133,7 @@ def test_user_data_is_cloud_config_built_as_data(prod_settings):
             "1.300040.0b650",
             "eu-west-1",
         ],
+        ["systemctl", "enable", "--now", "--no-block", *render.units_to_enable(machine(prod_settings, beat=True))],
     ]
     assert parsed["users"][0]["shell"] == "/usr/sbin/nologin" and "ssh_authorized_keys" not in parsed["users"][0]
     for entry in parsed["write_files"]:
@@ -280,10 +280,11 @@ def installed_agents(settings) -> list[str]:
     return [c[-3] for c in render.cloud_config(machine(settings))["runcmd"] if c[0].endswith("install-aws-agent")]
 
 
-def test_both_agents_are_installed_beside_the_units_unless_the_image_has_them_or_logs_are_off(prod_settings):
+def test_both_agents_are_installed_before_the_units_start_unless_the_image_has_them_or_logs_are_off(prod_settings):
     assert installed_agents(prod_settings) == ["amazon-ssm-agent", "amazon-cloudwatch-agent"]
-    # Started without waiting (--no-block): the agents install while the release does.
-    assert render.cloud_config(machine(prod_settings))["runcmd"][0][:4] == [
+    # The units start last, once both agents run (the log agent reads the journal from its start
+    # on), and without waiting for them (--no-block).
+    assert render.cloud_config(machine(prod_settings))["runcmd"][2][:4] == [
         "systemctl",
         "enable",
         "--now",

@@ -618,11 +618,11 @@ def cloud_config(machine: UserDataInputs) -> dict[str, Any]:
         "packages": list(PACKAGES),
         "write_files": [entry(file) for file in machine_files(machine)],
         "runcmd": [
-            # The units first, without waiting for them (ENABLE_UNITS): the release install and
-            # the secrets fetch run while the agents install, and a unit that fails or hangs
-            # delays neither agent (Session Manager still gets in, the logs still leave).
-            [*ENABLE_UNITS, *units_to_enable(machine)],
+            # The agents first: if the app fails to start, Session Manager can still get in, and
+            # the CloudWatch agent already reads the journal when the failure's lines are written
+            # (its journald input starts at the end by default: lines before it never leave).
             *[agent_install_command(machine.settings, package) for package in agents_to_run(machine.settings)],
+            [*ENABLE_UNITS, *units_to_enable(machine)],
         ],
     }
 
