@@ -34,13 +34,18 @@ def one_service_model_loader() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session", autouse=True)
+# The clients built for these tests, kept for the whole run (see one_client_per_service).
+BUILT_CLIENTS: dict[tuple[str, str | None], Any] = {}
+
+
+@pytest.fixture(autouse=True)
 def one_client_per_service() -> Iterator[None]:
     """Each command's boto3 session builds its clients again (about 5 ms each, four a command,
     over a hundred commands a run). The SDK's client for a service and region is built once here
     and handed to every session that asks: still the SDK's own client, which moto answers as it
-    answers every other (credentials and region come from the same test environment)."""
-    built: dict[tuple[str, str | None], Any] = {}
+    answers every other (credentials and region come from the same test environment).
+    Per test, never per session: in a run of every lane the e2e tests' ops commands that follow
+    must build their own clients, for the moto server their environment names."""
     build = boto3.session.Session.client
 
     def client(
@@ -49,9 +54,9 @@ def one_client_per_service() -> Iterator[None]:
         if options:
             return build(session, service_name, region_name, **options)
         key = (service_name, region_name or session.region_name)
-        if key not in built:
-            built[key] = build(session, service_name, region_name)
-        return built[key]
+        if key not in BUILT_CLIENTS:
+            BUILT_CLIENTS[key] = build(session, service_name, region_name)
+        return BUILT_CLIENTS[key]
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(boto3.session.Session, "client", client)
