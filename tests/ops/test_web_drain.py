@@ -18,7 +18,7 @@ from ops.errors import OpsError
 from ops.inventory import Instance
 from ops.scaling import HELD_PROCESSES
 from ops.web_drain import IN_STANDBY, WebDrain
-from tests.ops.conftest import aws_client
+from tests.ops.conftest import REGION, aws_client
 from tests.ops.helpers import Run
 from tests.ops.load_balancer import APP, GROUP, Gunicorn, LoadBalancer, Restarting, attach_web_group, model_aws
 from tests.ops.test_rollout import WEB0, WEB1, deploy, fake
@@ -37,7 +37,7 @@ def balancer(
 ) -> Iterator[LoadBalancer]:
     (tmp_path / "app.py").write_text(APP)
     backends = {stack[name]: Gunicorn(tmp_path) for name in (WEB0, WEB1)}
-    balancer = LoadBalancer(aws_client("elbv2"), web_group[1], backends)
+    balancer = LoadBalancer(REGION, web_group[1], backends)
     try:
         # Both at once, here and when they stop: a gunicorn takes a tenth of a second to answer
         # and a quarter second to stop gracefully.
