@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -99,9 +100,10 @@ def test_placeholders_follow_the_region(tmp_path):
         assert "euw1" not in kind.user_data
 
 
-def test_the_output_directory_is_replaced_not_merged(tmp_path):
+@shares_prod_written
+def test_the_output_directory_is_replaced_not_merged(prod_written, tmp_path):
     out = tmp_path / "build"
-    assert main(["--out", str(out)]) == 0
+    shutil.copytree(prod_written[0], out)  # a previous render
     (out / "web-1").mkdir()  # what an older render left: one directory per instance
     (out / "web-1/tags.json").write_text("{}")
     assert main(["--stack", "staging", "--out", str(out)]) == 0
