@@ -12,7 +12,7 @@ import pulumi
 import offline_render
 from offline_render.compare import RevisionRender, compare, read_snapshot, snapshot_of
 from offline_render.program import PROGRAM_DIR, render_stack
-from offline_render.report import RenderFile, render_files, replace_directory
+from offline_render.report import RenderFile, refuse_unless_replaceable, render_files, replace_directory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.program != PROGRAM_DIR:
         use_program(args.program)
     out = args.out or PROGRAM_DIR / "build" / args.stack
+    refuse_unless_replaceable(out)  # before the render: a wrong --out costs no wait
     if not args.compare:
         return 0 if render_and_write(args.stack, args.program, out) is not None else 2
     if Path(args.compare).is_dir():

@@ -245,12 +245,18 @@ def write_render(render: StackRender, out: Path) -> list[Path]:
     return [out / path for path in sorted(files)]
 
 
+def refuse_unless_replaceable(out: Path) -> None:
+    """Stops unless `out` is missing, empty or a previous render: a user's other directory is
+    never replaced."""
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise SystemExit(f"offline_render: --out {out}: not empty and not a render (no {MARKER}); pick another")
+
+
 def replace_directory(out: Path, files: dict[str, RenderFile]) -> None:
     """Writes the files into a new directory beside `out`, then swaps it in for `out`: a reader
     sees the old render or the new one, never a mix, and nothing of the old one stays behind (a
     machine kind or a policy that went away). Refuses a non-empty directory that is no render."""
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise SystemExit(f"offline_render: --out {out}: not empty and not a render (no {MARKER}); pick another")
+    refuse_unless_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     retired = None

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ops import build_release
@@ -324,8 +323,16 @@ def identity_flags(location: StackLocation) -> str:
     return " ".join(shlex.quote(flag) for flag in flags)
 
 
+def aws_session(location: StackLocation) -> Any:
+    """boto3 is imported here, when a command talks to AWS: importing it is half of the tool's
+    startup, which `build-release` and a refused argument never need."""
+    import boto3
+
+    return boto3.session.Session(region_name=location.region or region_from_environment())
+
+
 def aws_clients(location: StackLocation) -> tuple[Any, Any, Any, Any]:
-    session = boto3.session.Session(region_name=location.region or region_from_environment())
+    session = aws_session(location)
     if not session.region_name:
         raise UsageError(
             "--region: none given, none in the outputs, AWS_REGION, AWS_DEFAULT_REGION or the AWS config file"
@@ -396,13 +403,13 @@ def run_command(
         instance = pick_instance(instances, args.role, args.instance)
         return run_one_off(executor, instance, args.argv, args.command_timeout)
     if args.command == "drill":
-        elasticache = boto3.client("elasticache", region_name=location.region or region_from_environment())
+        elasticache = aws_session(location).client("elasticache")
         FailoverDrill(
             elasticache, executor, instances, checks_from(args), out, args.poll_interval, args.drill_timeout
         ).run(location.project, location.stack)
         return 0
     if args.command == "rotate-db-password":
-        session = boto3.session.Session(region_name=location.region or region_from_environment())
+        session = aws_session(location)
         secret_arn = database_secret_arn(session.client("rds"), location.project, location.stack)
         DatabasePasswordRotation(
             executor=executor,

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import offline_render.cli
 from offline_render.cli import main
 from offline_render.compare import compare, read_snapshot, snapshot_of
 from offline_render.report import render_files
@@ -99,9 +101,10 @@ def test_placeholders_follow_the_region(tmp_path):
         assert "euw1" not in kind.user_data
 
 
-def test_the_output_directory_is_replaced_not_merged(tmp_path):
+@shares_prod_written
+def test_the_output_directory_is_replaced_not_merged(prod_written, tmp_path):
     out = tmp_path / "build"
-    assert main(["--out", str(out)]) == 0
+    shutil.copytree(prod_written[0], out)  # a previous render
     (out / "web-1").mkdir()  # what an older render left: one directory per instance
     (out / "web-1/tags.json").write_text("{}")
     assert main(["--stack", "staging", "--out", str(out)]) == 0
@@ -112,8 +115,13 @@ def test_the_output_directory_is_replaced_not_merged(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["build"]  # no staging or retired directory left
 
 
-def test_a_directory_that_is_not_a_render_is_left_alone(tmp_path):
+def test_a_directory_that_is_not_a_render_is_left_alone(tmp_path, monkeypatch):
     (tmp_path / "notes.txt").write_text("mine")
+
+    def rendered_first(*args: object, **kwargs: object) -> None:
+        raise AssertionError("rendered before refusing --out")
+
+    monkeypatch.setattr(offline_render.cli, "render_stack", rendered_first)  # refused before any wait
     with pytest.raises(SystemExit, match=r"--out .*: not empty and not a render \(no resources.md\)"):
         main(["--out", str(tmp_path)])
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

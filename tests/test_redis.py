@@ -10,7 +10,6 @@ import pytest
 
 from components.redis import Redis, RedisArgs
 from offline_render.fake_aws import mock_id
-from offline_render.program import render_stack
 from tests.conftest import diffed, is_secret, named, of_type, only, rendered
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
@@ -148,7 +147,7 @@ def test_deleting_the_group_leaves_a_final_snapshot(prod):
     assert only(prod, GROUP)["finalSnapshotIdentifier"] == "prod-redis-final"
 
 
-def test_the_token_is_stored_only_once_the_replication_group_has_taken_it(monkeypatch):
+def test_the_token_is_stored_only_once_the_replication_group_has_taken_it(monkeypatch, build_alone):
     # The mocks resolve everything at once, so the order is read from the resource options.
     options: dict[str, pulumi.ResourceOptions] = {}
 
@@ -158,8 +157,8 @@ def test_the_token_is_stored_only_once_the_replication_group_has_taken_it(monkey
             super().__init__(resource_name, *args, opts=opts, **kwargs)
 
     monkeypatch.setattr(aws.ssm, "Parameter", RecordingParameter)
-    render_stack("prod")  # a fresh run, so the recording class sees it
-    stored = options["prod-redis-auth-token"]
+    build_alone(lambda: Redis("t", redis_args()))  # a fresh run, so the recording class sees it
+    stored = options["t-redis-auth-token"]
     assert [type(d).__name__ for d in stored.depends_on] == ["ReplicationGroup"]
     assert isinstance(stored.parent, Redis)
     # Moved from the Secrets component: an alias keeps it the same resource (no delete + create).

@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from ops.errors import OpsError
 from ops.inventory import Instance
 from ops.scaling import HELD_PROCESSES
 from ops.web_drain import IN_STANDBY, WebDrain
-from tests.ops.conftest import aws_client
+from tests.ops.conftest import REGION, aws_client
 from tests.ops.helpers import Run
 from tests.ops.load_balancer import APP, GROUP, Gunicorn, LoadBalancer, Restarting, attach_web_group, model_aws
 from tests.ops.test_rollout import WEB0, WEB1, deploy, fake
@@ -31,27 +30,47 @@ def web_group(stack: dict[str, str]) -> tuple[Any, str]:
     return attach_web_group(aws_client("ec2"), aws_client("autoscaling"), aws_client("elbv2"), stack)
 
 
-@pytest.fixture
-def balancer(
-    stack: dict[str, str], web_group: tuple[Any, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[LoadBalancer]:
-    (tmp_path / "app.py").write_text(APP)
-    backends = {stack[name]: Gunicorn(tmp_path) for name in (WEB0, WEB1)}
-    balancer = LoadBalancer(aws_client("elbv2"), web_group[1], backends)
+# The module's tests share the two web instances' gunicorns (one xdist worker runs them all):
+# starting a pair and stopping it gracefully cost more than most of these tests. AWS's side
+# (moto, the group, the stand-in balancer) is still made afresh for each test.
+pytestmark = pytest.mark.xdist_group("web-drain")
+
+
+@pytest.fixture(scope="module")
+def gunicorns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gunicorn, Gunicorn]]:
+    app_dir = tmp_path_factory.mktemp("web")
+    (app_dir / "app.py").write_text(APP)
+    pair = (Gunicorn(app_dir), Gunicorn(app_dir))
     try:
         # Both at once, here and when they stop: a gunicorn takes a tenth of a second to answer
         # and a quarter second to stop gracefully.
-        for backend in backends.values():
+        for backend in pair:
             backend.spawn()
-        for backend in backends.values():
+        for backend in pair:
             backend.wait_answering()
-        with model_aws(balancer, monkeypatch):
-            yield balancer
+        yield pair
     finally:
-        for backend in backends.values():
+        for backend in pair:
             backend.signal_stop()
-        for backend in backends.values():
+        for backend in pair:
             backend.wait_stopped()
+
+
+@pytest.fixture
+def balancer(
+    stack: dict[str, str],
+    web_group: tuple[Any, str],
+    gunicorns: tuple[Gunicorn, Gunicorn],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[LoadBalancer]:
+    for backend in gunicorns:
+        if backend.process is None or backend.process.poll() is not None:  # a test stopped it
+            backend.start()
+        backend.restarts = 0
+    backends = {stack[WEB0]: gunicorns[0], stack[WEB1]: gunicorns[1]}
+    balancer = LoadBalancer(REGION, web_group[1], backends)
+    with model_aws(balancer, monkeypatch):
+        yield balancer
 
 
 def deploy_rollback_rotate(stack, ssm_client, capsys, tmp_path, balancer: LoadBalancer) -> list[Run]:
