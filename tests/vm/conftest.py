@@ -4,7 +4,10 @@ TCG; every test of a boot reads the same console). The boots the selected tests 
 `role`/`name` parameter, or their `boots` marker) and the benchmark run two at a time from the
 first test that asks for one: a boot spends much of its time waiting (downloads, IMDS timeouts,
 Celery's and the scenarios' waits), so two share the two cores; a boot that needs another's
-outcome starts when that one has ended.
+outcome starts when that one has ended. In a session that also runs other lanes (`.ci/run`), the
+lane's first test (test_boots.py) is moved to the session's start: the boots run one at a time
+beside the other lanes, whose tests leave a core idle much of the time (daemons starting,
+failovers and restarts waited out), and two at a time once this lane's tests begin.
 
 The boots, all from the prod stack as the program renders it:
   web, worker-beat, worker  the default path (app.source: s3): the stock OS, the release
@@ -63,6 +66,9 @@ AFTER = {"web-replaced": "web", "bookshelf-web": "bookshelf-worker-beat"}
 # Longest chains first, so the last boots are short: two at a time.
 ORDER = ("web", "bookshelf-worker-beat", BENCH, "worker", "worker-beat", "web-ami", FAILED_BOOT)
 PARALLEL = 2
+# The test that starts the boots; moved to the session's start when other lanes run in it too.
+STARTER = "test_boots.py::test_every_boot_the_selected_tests_read_is_started"
+VM_TESTS = Path(__file__).resolve().parent
 # The live release of the failed boot: no such artifact in the S3 stand-in.
 MISSING_RELEASE = "vm-missing-artifact"
 
@@ -71,13 +77,34 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "boots(*names): the VM boots (or the bench) a test reads")
 
 
+def in_this_lane(item: pytest.Item) -> bool:
+    return item.path.resolve().is_relative_to(VM_TESTS)
+
+
+@pytest.hookimpl(trylast=True)  # after `-m`/`-k` deselected and the lanes were ordered
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The starter first, so the boots run beside the other lanes' tests (a no-op when this
+    lane runs alone: the starter is its first test anyway)."""
+    starter = next((item for item in items if in_this_lane(item) and item.nodeid.endswith(STARTER)), None)
+    if starter is not None:
+        items.remove(starter)
+        items.insert(0, starter)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """This lane's tests have begun (called for its items only): the boots take both cores."""
+    if not item.nodeid.endswith(STARTER):
+        for boots in SUMMARY:
+            boots.widen()
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Which boots the selected tests read (after -k and -m deselected): all started at once."""
     known = {*ALL_BOOTS, FAILED_BOOT, BENCH}
     wanted: set[str] = set()
     # Only this lane's tests: `.ci/run` collects every lane in one session, and other lanes'
     # parameters need not be names (or even hashable).
-    for item in (item for item in session.items if item.path.is_relative_to(Path(__file__).parent)):
+    for item in (item for item in session.items if in_this_lane(item)):
         params = getattr(item, "callspec", None)
         values = params.params.values() if params else ()
         wanted |= {value for value in values if isinstance(value, str) and value in known}
@@ -186,12 +213,16 @@ def example_database_url(database: PostgresServer) -> str:
 
 
 class Boots:
-    """The session's boots (and the bench), PARALLEL at a time; a boot in AFTER starts when the
-    one it follows has ended, and fails if that one failed."""
+    """The session's boots (and the bench), PARALLEL at a time (one while other lanes' tests
+    still run: `beside_other_lanes`, until widen()); a boot in AFTER starts when the one it
+    follows has ended, and fails if that one failed."""
 
-    def __init__(self, jobs: dict[str, Callable[[], Any]]) -> None:
+    def __init__(self, jobs: dict[str, Callable[[], Any]], beside_other_lanes: bool = False) -> None:
         self.jobs = jobs
         self.pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="vm-boot")
+        self.slots = threading.Semaphore(PARALLEL)
+        # One slot held back for the other lanes' tests, given back by widen().
+        self.held_back = beside_other_lanes and self.slots.acquire(blocking=False)
         self.started: dict[str, Future[Any]] = {}
         self.lock = threading.Lock()
         self.created = time.monotonic()
@@ -215,17 +246,26 @@ class Boots:
 
     def submit(self, name: str, outcome: Future[Any]) -> None:
         def timed() -> Any:
-            began = time.monotonic() - self.created
-            try:
-                return self.jobs[name]()
-            finally:
-                self.spans[name] = (round(began), round(time.monotonic() - self.created))
+            with self.slots:
+                if harness.STOP.is_set():  # the session ended while this boot waited for a slot
+                    raise RuntimeError(f"boot {name} not started: the session ended")
+                began = time.monotonic() - self.created
+                try:
+                    return self.jobs[name]()
+                finally:
+                    self.spans[name] = (round(began), round(time.monotonic() - self.created))
 
         def copy(done: Future[Any]) -> None:
             error = done.exception()
             outcome.set_exception(error) if error else outcome.set_result(done.result())
 
         self.pool.submit(timed).add_done_callback(copy)
+
+    def widen(self) -> None:
+        with self.lock:
+            if self.held_back:
+                self.held_back = False
+                self.slots.release()
 
     def get(self, name: str) -> Any:
         return self.start(name).result()
@@ -247,6 +287,7 @@ class Boots:
 
     def close(self) -> None:
         harness.STOP.set()  # a boot still running (an interrupted session) kills its qemu
+        self.widen()  # a job waiting for the held-back slot starts, sees STOP and ends
         self.pool.shutdown(wait=True, cancel_futures=True)
         harness.STOP.clear()
 
@@ -339,7 +380,8 @@ def boots(
                 live=MISSING_RELEASE,
             ),
             BENCH: lambda: run_quick("vm_boot.py", timeout=3600),
-        }
+        },
+        beside_other_lanes=not all(in_this_lane(item) for item in request.session.items),
     )
     SUMMARY.append(jobs)
     try:
