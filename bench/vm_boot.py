@@ -78,6 +78,7 @@ def where_the_time_goes(result: harness.Boot) -> None:
         ("systemd-analyze blame", "blame", 8),
         ("systemd-analyze critical-chain", "chain", 14),
         ("cloud-init analyze blame", "cloud_init", 10),
+        ("the release install's and the log agent's journal (uptime)", "release", 30),
     ):
         print(f"  {title}:")
         for line in timing[key][:lines]:

@@ -5,12 +5,15 @@ The real script, run by Debian's python under the units' umask; no root, no netw
 from __future__ import annotations
 
 import ast
+import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
 import stat
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -167,6 +170,67 @@ def test_release_refuses_an_artifact_without_a_manifest(r1_installed, tmp_path):
     unlisted = artifact(tmp_path / "build", "r2", {"manifest.json": b"[]"})
     line = refused_beside_r1(r1_installed, tmp_path, unlisted)
     assert line == "app-release: release r2: the artifact's manifest.json has no wheels mapping of file name -> sha256"
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, mode: int = 0o644, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.linkname = kind, mode, link
+    return info
+
+
+def with_members(directory: Path, release: str, *members: tarfile.TarInfo, unreadable_header: bool = False) -> Path:
+    """The builder's artifact with these members after its own; with unreadable_header, behind
+    a 512-byte block that is no tar header (Python's tarfile stops there, GNU tar skips it)."""
+    built = artifact(directory, release)
+    plain = io.BytesIO(gzip.decompress(built.read_bytes()))
+    with tarfile.open(fileobj=plain) as archive:
+        archive.getmembers()  # read up to the end-of-archive block
+        end = archive.offset
+    body = plain.getvalue()[:end] + (b"\xff" * tarfile.BLOCKSIZE if unreadable_header else b"")
+    extra = io.BytesIO()
+    with tarfile.open(fileobj=extra, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for info in members:
+            archive.addfile(info, io.BytesIO(b"x" * info.size))
+    built.write_bytes(gzip.compress(body + extra.getvalue(), mtime=0))
+    write_checksum(built)
+    return built
+
+
+@shares_r1
+@pytest.mark.parametrize(
+    ("hostile", "expected"),
+    [
+        (member("src/link", tarfile.SYMTYPE, link="/etc"), "'src/link' is not a regular file"),
+        (member("src/hard", tarfile.LNKTYPE, link="src/manage.py"), "'src/hard' is not a regular file"),
+        (member("src/null", tarfile.CHRTYPE), "'src/null' is not a regular file"),
+        (member("src/pipe", tarfile.FIFOTYPE), "'src/pipe' is not a regular file"),
+        (member("src/secret.py", mode=0o600), "'src/secret.py' is not a regular file (0644/0755)"),
+        (member("src/private", tarfile.DIRTYPE, mode=0o700), "'src/private' is not a regular file"),
+        (member("src/setuid", mode=0o4755), "'src/setuid' is not a regular file"),
+        (member("/etc/cron.d/x"), "'/etc/cron.d/x' escapes the release directory"),
+        (member("src/../../x"), "'src/../../x' escapes the release directory"),
+    ],
+)
+def test_release_refuses_links_devices_modes_and_escaping_names_before_unpacking_anything(
+    r1_installed, tmp_path, hostile, expected
+):
+    """Every member is checked before GNU tar writes any: nothing of the artifact is unpacked."""
+    (tmp_path / "build").mkdir()
+    line = refused_beside_r1(r1_installed, tmp_path, with_members(tmp_path / "build", "r2", hostile))
+    assert line.startswith(f"app-release: artifact member {expected}"), line
+
+
+def test_release_unpacks_only_the_members_it_checked(tmp_path):
+    """Behind a block that is no tar header, Python's tarfile sees the end of the archive while
+    GNU tar would skip the block and unpack what follows (here a link out of the release): tar
+    gets the archive only up to where the check ended."""
+    root = tmp_path / "srv-app"
+    hidden = with_members(tmp_path, "r1", member("src/escape", tarfile.SYMTYPE, link="/"), unreadable_header=True)
+    done = release_tool(root, "install", "r1", "--artifact", str(hidden))
+    assert done.returncode == 0, done.stderr
+    release = root / "releases" / "r1"
+    assert (release / "src" / "manage.py").is_file()
+    assert not (release / "src" / "escape").is_symlink()
 
 
 @shares_r1

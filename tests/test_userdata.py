@@ -123,6 +123,7 @@ def test_user_data_is_cloud_config_built_as_data(prod_settings):
     assert list(parsed) == ["groups", "users", "packages", "write_files", "runcmd"]
     keyring = ["--keyring", "/etc/app/aws-agent-keys.asc"]
     assert parsed["runcmd"] == [
+        ["systemctl", "enable", "--now", "--no-block", *render.units_to_enable(machine(prod_settings, beat=True))],
         ["/usr/local/sbin/install-aws-agent", *keyring, "amazon-ssm-agent", "3.3.4851.0", "eu-west-1"],
         [
             "/usr/local/sbin/install-aws-agent",
@@ -133,7 +134,6 @@ def test_user_data_is_cloud_config_built_as_data(prod_settings):
             "1.300040.0b650",
             "eu-west-1",
         ],
-        ["systemctl", "enable", "--now", "--no-block", *render.units_to_enable(machine(prod_settings, beat=True))],
     ]
     assert parsed["users"][0]["shell"] == "/usr/sbin/nologin" and "ssh_authorized_keys" not in parsed["users"][0]
     for entry in parsed["write_files"]:
@@ -280,11 +280,11 @@ def installed_agents(settings) -> list[str]:
     return [c[-3] for c in render.cloud_config(machine(settings))["runcmd"] if c[0].endswith("install-aws-agent")]
 
 
-def test_both_agents_are_installed_before_the_units_start_unless_the_image_has_them_or_logs_are_off(prod_settings):
+def test_both_agents_are_installed_beside_the_units_unless_the_image_has_them_or_logs_are_off(prod_settings):
     assert installed_agents(prod_settings) == ["amazon-ssm-agent", "amazon-cloudwatch-agent"]
-    # The units start last, once both agents run (the log agent reads the journal from its start
-    # on), and without waiting for them (--no-block).
-    assert render.cloud_config(machine(prod_settings))["runcmd"][2][:4] == [
+    # Started first, without waiting (--no-block): the agents install while the release does
+    # (app-boot-failed writes a failed unit's lines again once the log agent runs).
+    assert render.cloud_config(machine(prod_settings))["runcmd"][0][:4] == [
         "systemctl",
         "enable",
         "--now",
@@ -518,10 +518,14 @@ def test_a_failed_boot_unit_reports_the_instance_unhealthy_after_its_logs_shippe
     environment = dict(word.split("=", 1) for word in handler["Service"]["Environment"].split())
     # Well past the CloudWatch agent's 5 s flush: the failure's lines leave before the instance.
     assert environment == {"AWS_REGION": "eu-west-1", "REPORT_DELAY_SECONDS": "60"}
-    assert int(handler["Service"]["TimeoutStartSec"]) > 60
+    # The delay, then the failed unit's lines again and 10 s for the log agent to ship them.
+    assert int(handler["Service"]["TimeoutStartSec"]) > 60 + 10 + 30
     assert "app-boot-failed@.service" not in render.units_to_enable(m)
     script = files_by_path(m)["/usr/local/sbin/app-boot-failed"]
     assert (script.content, script.permissions) == (shipped_script("app-boot-failed"), "0755")
+    # It waits for the log agent the user-data starts, by that unit's name.
+    agent = layout.CLOUDWATCH_AGENT_UNIT.removesuffix(".service")
+    assert f'["systemctl", "is-active", "{agent}"]' in (FILES / "app-boot-failed").read_text()
 
 
 # --- Django behind the load balancer (docs/django-settings.md) ---------------------------------------

@@ -92,9 +92,9 @@ PER_MACHINE_DIRS = (ETC_DIR, SECRETS_DIR, DATABASE_DIR, GUNICORN_RUNTIME_DIR, BE
 
 # --- units ---------------------------------------------------------------------------------------
 
-# How the user-data starts the stack's units (its last runcmd, after the agents): without waiting
-# for them (`enable` reloads systemd itself). What reads the user-data (the probe, the tests)
-# finds the units after this prefix.
+# How the user-data starts the stack's units (its first runcmd): without waiting for them, so the
+# release install and the secrets fetch run while the agents install (`enable` reloads systemd
+# itself). What reads the user-data (the probe, the tests) finds the units after this prefix.
 ENABLE_UNITS = ("systemctl", "enable", "--now", "--no-block")
 
 SECRETS_UNIT = "app-secrets.service"

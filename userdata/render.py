@@ -618,11 +618,13 @@ def cloud_config(machine: UserDataInputs) -> dict[str, Any]:
         "packages": list(PACKAGES),
         "write_files": [entry(file) for file in machine_files(machine)],
         "runcmd": [
-            # The agents first: if the app fails to start, Session Manager can still get in, and
-            # the CloudWatch agent already reads the journal when the failure's lines are written
-            # (its journald input starts at the end by default: lines before it never leave).
-            *[agent_install_command(machine.settings, package) for package in agents_to_run(machine.settings)],
+            # The units first, not waited for (--no-block): the release install and the secrets
+            # fetch run beside the agent installs (~15 s under emulation) instead of after them,
+            # and a failing or hanging unit delays neither agent. The CloudWatch agent's journald
+            # input starts at the journal's end, so a unit that fails before it runs has its
+            # lines written again by app-boot-failed once it does.
             [*ENABLE_UNITS, *units_to_enable(machine)],
+            *[agent_install_command(machine.settings, package) for package in agents_to_run(machine.settings)],
         ],
     }
 

@@ -2,7 +2,8 @@
 app-release.service fails; its OnFailure= starts the program's app-boot-failed@app-release.service
 as rendered (the 60 s delay included), which says why, waits, then calls Auto Scaling's
 SetInstanceHealth for its own instance (id from IMDSv2, credentials from the instance role) on
-the guest's Auto Scaling stand-in, over the endpoint the other units use."""
+the guest's Auto Scaling stand-in, over the endpoint the other units use. Before that it writes
+the release unit's lines again under its name, once the CloudWatch agent runs."""
 
 from __future__ import annotations
 
@@ -41,3 +42,15 @@ def test_a_worker_with_a_missing_artifact_reports_itself_unhealthy_to_auto_scali
     # The failure's lines had the rendered delay to leave the instance before it is replaced.
     waited = health[0]["monotonic"] - release["failed_monotonic_us"] / 1e6
     assert waited >= BOOT_FAILURE_REPORT_DELAY_SECONDS, waited
+    # The units start beside the agents' installs: the release's lines were written again, by the
+    # handler, under the release unit's name, once the CloudWatch agent (whose journald input
+    # starts at the journal's end) was running, and before the instance was reported.
+    repeated = release["repeated"]
+    assert any(MISSING_RELEASE in entry["message"] for entry in repeated), repeated
+    # journald names the writer's unit when it can still read the process's cgroup: a logger
+    # process that already exited leaves it empty.
+    assert HANDLER in {entry["writer"] for entry in repeated} <= {HANDLER, ""}, repeated
+    agent_started = report["log_agent_active_us"]
+    assert agent_started > 0, report
+    written = sorted(int(entry["monotonic_us"]) for entry in repeated)
+    assert agent_started < written[0] and written[-1] / 1e6 < health[0]["monotonic"], (agent_started, written)

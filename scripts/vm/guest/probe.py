@@ -417,6 +417,21 @@ def check_bookshelf() -> None:
     )
 
 
+def repeated_lines(unit: str) -> list[dict[str, str]]:
+    """Entries another process wrote under the unit's name (OBJECT_SYSTEMD_UNIT, from root: what
+    `journalctl -u` and the log agent's unit selection match besides the unit's own lines)."""
+    listed = run("journalctl", f"OBJECT_SYSTEMD_UNIT={unit}", "_UID=0", "-o", "json", "--no-pager").stdout
+    entries = [json.loads(line) for line in listed.splitlines() if line.strip()]
+    return [
+        {
+            "message": e.get("MESSAGE", ""),
+            "monotonic_us": e["__MONOTONIC_TIMESTAMP"],
+            "writer": e.get("_SYSTEMD_UNIT", ""),
+        }
+        for e in entries
+    ]
+
+
 def check_boot_failed() -> None:
     """A boot whose required unit failed: the program's app-boot-failed@<unit> (its OnFailure=)
     says why, waits its delay, then reports the instance; wait until it has ended."""
@@ -455,7 +470,9 @@ def check_boot_failed() -> None:
                 "state": show(layout.RELEASE_UNIT).get("ActiveState"),
                 "failed_monotonic_us": int(show(layout.RELEASE_UNIT).get("InactiveEnterTimestampMonotonic") or 0),
                 "journal": journal(layout.RELEASE_UNIT),
+                "repeated": repeated_lines(layout.RELEASE_UNIT),
             },
+            "log_agent_active_us": int(show(LOG_AGENT_UNIT).get("ActiveEnterTimestampMonotonic") or 0),
         },
     )
 
@@ -641,6 +658,10 @@ def probe() -> None:
             "blame": run("systemd-analyze", "blame").stdout.splitlines()[:12],
             "cloud_init": run("cloud-init", "analyze", "blame").stdout.splitlines()[:30],
             "chain": run("systemd-analyze", "critical-chain").stdout.splitlines()[:25],
+            # When the release install started, downloaded, installed, and the agents ran (uptime).
+            "release": run(
+                "journalctl", "-u", layout.RELEASE_UNIT, "-u", LOG_AGENT_UNIT, "-o", "short-monotonic", "--no-pager"
+            ).stdout.splitlines()[:30],
         },
     )
 
