@@ -30,22 +30,20 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from e2e_harness.deployment import loopback_address
-from e2e_harness.parameter_store import free_port
+from e2e_harness.parameter_store import ParameterStore, free_port
 from e2e_harness.pki import issue_server_cert, make_ca
 from e2e_harness.postgres_server import PostgresServer
-from moto.server import ThreadedMotoServer
 
 from ops.scripts import install_release_script, switch_release_script
 from scripts.vm import boot as harness
@@ -145,25 +143,20 @@ def rendered(stack: harness.VmStack) -> dict[str, tuple[str, dict[str, str]]]:
 
 
 @pytest.fixture(scope="session")
-def parameter_store(stack: harness.VmStack) -> Iterator[Any]:
-    """AWS's Parameter Store for the stack (moto on the host's loopback) holding the live release
-    as `pulumi up` creates it: the configured app.release. Each boot's guest stand-in is seeded
-    with what it holds at boot time."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    ssm = boto3.client(
-        "ssm",
-        region_name=stack.store.region,
-        endpoint_url=f"http://127.0.0.1:{port}",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    ssm.put_parameter(Name=stack.release_parameter, Value=stack.store.release, Type="String")
-    yield ssm
-    server.stop()
+def parameter_store(stack: harness.VmStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """AWS's Parameter Store for the stack (a moto server on the host's loopback) holding the live
+    release as `pulumi up` creates it: the configured app.release. Each boot's guest stand-in is
+    seeded with what it holds at boot time. A process of its own: moto's in-process state is the
+    process's, and the other lanes' tests that mock AWS in-process (beside the boots in `.ci/run`)
+    reset it."""
+    store = ParameterStore(stack.store.region, tmp_path_factory.mktemp("vm-parameter-store") / "moto.log")
+    store.start()
+    try:
+        ssm = store.client("ssm")
+        ssm.put_parameter(Name=stack.release_parameter, Value=stack.store.release, Type="String")
+        yield ssm
+    finally:
+        store.stop()
 
 
 @pytest.fixture(scope="session")
@@ -220,9 +213,12 @@ class Boots:
     def __init__(self, jobs: dict[str, Callable[[], Any]], beside_other_lanes: bool = False) -> None:
         self.jobs = jobs
         self.pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="vm-boot")
-        self.slots = threading.Semaphore(PARALLEL)
-        # One slot held back for the other lanes' tests, given back by widen().
-        self.held_back = beside_other_lanes and self.slots.acquire(blocking=False)
+        # Jobs start in the order they were submitted, at most `allowed` at once: one while the
+        # other lanes' tests run, until widen().
+        self.gate = threading.Condition()
+        self.waiting: deque[str] = deque()
+        self.running = 0
+        self.allowed = 1 if beside_other_lanes else PARALLEL
         self.started: dict[str, Future[Any]] = {}
         self.lock = threading.Lock()
         self.created = time.monotonic()
@@ -246,26 +242,34 @@ class Boots:
 
     def submit(self, name: str, outcome: Future[Any]) -> None:
         def timed() -> Any:
-            with self.slots:
-                if harness.STOP.is_set():  # the session ended while this boot waited for a slot
+            with self.gate:
+                self.gate.wait_for(lambda: self.waiting[0] == name and self.running < self.allowed)
+                self.waiting.popleft()
+                self.running += 1
+                self.gate.notify_all()
+            began = time.monotonic() - self.created
+            try:
+                if harness.STOP.is_set():  # the session ended while this boot waited for its turn
                     raise RuntimeError(f"boot {name} not started: the session ended")
-                began = time.monotonic() - self.created
-                try:
-                    return self.jobs[name]()
-                finally:
-                    self.spans[name] = (round(began), round(time.monotonic() - self.created))
+                return self.jobs[name]()
+            finally:
+                self.spans[name] = (round(began), round(time.monotonic() - self.created))
+                with self.gate:
+                    self.running -= 1
+                    self.gate.notify_all()
 
         def copy(done: Future[Any]) -> None:
             error = done.exception()
             outcome.set_exception(error) if error else outcome.set_result(done.result())
 
+        with self.gate:
+            self.waiting.append(name)
         self.pool.submit(timed).add_done_callback(copy)
 
     def widen(self) -> None:
-        with self.lock:
-            if self.held_back:
-                self.held_back = False
-                self.slots.release()
+        with self.gate:
+            self.allowed = PARALLEL
+            self.gate.notify_all()
 
     def get(self, name: str) -> Any:
         return self.start(name).result()
@@ -287,7 +291,7 @@ class Boots:
 
     def close(self) -> None:
         harness.STOP.set()  # a boot still running (an interrupted session) kills its qemu
-        self.widen()  # a job waiting for the held-back slot starts, sees STOP and ends
+        self.widen()  # a job waiting for its turn starts, sees STOP and ends
         self.pool.shutdown(wait=True, cancel_futures=True)
         harness.STOP.clear()
 
@@ -304,6 +308,12 @@ def boots(
     database: PostgresServer | None = None
     if wanted & {*EXAMPLE_BOOTS}:
         database = request.getfixturevalue("example_database")
+    # Rendered here, never in a boot's thread: Pulumi's mock runtime is the process's, and the
+    # other lanes' tests render in the main thread while the boots run.
+    ami_user_data = harness.role_user_data(harness.render(harness.AMI_OVERRIDES)) if "web-ami" in wanted else {}
+    example_user_data = (
+        harness.role_user_data(harness.render(harness.EXAMPLE_OVERRIDES)) if wanted & {*EXAMPLE_BOOTS} else {}
+    )
 
     def start(name: str, role: str, user_data: str, disk: Path, **data: Any) -> harness.Boot:
         services = data.pop("services", None)
@@ -336,7 +346,7 @@ def boots(
     def example(role: str) -> Callable[[], harness.Boot]:
         def boot() -> harness.Boot:
             assert database is not None
-            user_data = harness.role_user_data(harness.render(harness.EXAMPLE_OVERRIDES))[role][0]
+            user_data = example_user_data[role][0]
             service = harness.HostService(
                 harness.DATABASE_GUEST_ADDRESS, harness.DATABASE_PORT, database.host, database.port
             )
@@ -365,9 +375,7 @@ def boots(
             "web": deploying_web,
             "worker": lambda: start("worker", "worker", stack.roles["worker"][0], image.base, scenario="restart"),
             "worker-beat": lambda: start("worker-beat", "worker-beat", stack.roles["worker-beat"][0], image.base),
-            "web-ami": lambda: start(
-                "web-ami", "web", harness.role_user_data(harness.render(harness.AMI_OVERRIDES))["web"][0], image.ami
-            ),
+            "web-ami": lambda: start("web-ami", "web", ami_user_data["web"][0], image.ami),
             "web-replaced": replaced_web,
             "bookshelf-worker-beat": example("worker-beat"),
             "bookshelf-web": example("web"),
