@@ -107,7 +107,9 @@ def machine(prod, tmp_path: Path):
                 text = files[path]
                 units[Path(path).name] = (
                     unit_section(text)
-                    + "[Service]\nType=simple\n"
+                    # exec, not simple: `systemctl start` and `restart` return once the stand-in's
+                    # binary runs, so its /proc/PID/environ is the unit's, not the forked manager's.
+                    + "[Service]\nType=exec\n"
                     + f"EnvironmentFile={secrets_env}\n"
                     + f"ExecStartPre=/bin/sh -c 'echo started >> {tmp_path}/starts-%n'\n"
                     + "ExecStart=/bin/sleep infinity\n"
