@@ -21,6 +21,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from e2e_harness.leftovers import trees_of_dead_runs
+
 from ops.build_release import LAUNCHER
 from userdata.layout import RELEASE_MACHINES, RELEASE_MANIFEST, RELEASE_PYTHON
 from userdata.shipped import FILES, shipped_script
@@ -45,10 +47,8 @@ def process_dir() -> Path:
 
 def sweep_shipped_dirs() -> None:
     """What a killed run left: copies whose process is gone (a running suite's stay)."""
-    for path in Path(tempfile.gettempdir()).glob(f"{SHIPPED_PREFIX}*-*"):
-        pid = path.name.removeprefix(SHIPPED_PREFIX).split("-")[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(path, ignore_errors=True)
+    for path in trees_of_dead_runs(SHIPPED_PREFIX):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @functools.cache

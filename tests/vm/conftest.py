@@ -41,6 +41,7 @@ from typing import Any
 
 import pytest
 from e2e_harness.deployment import loopback_address
+from e2e_harness.leftovers import trees_of_dead_runs
 from e2e_harness.parameter_store import ParameterStore, free_port
 from e2e_harness.pki import issue_server_cert, make_ca
 from e2e_harness.postgres_server import PostgresServer
@@ -181,10 +182,7 @@ def example_database() -> Iterator[PostgresServer]:
 def sweep_killed_runs() -> None:
     """What a VM session killed outright left: its database (the directory names the session's
     pid) and its qemu processes (orphans booting an overlay; a live session's have a parent)."""
-    for path in Path(tempfile.gettempdir()).glob(f"{DATABASE_PREFIX}*-*"):
-        pid = path.name.removeprefix(DATABASE_PREFIX).split("-")[0]
-        if pid.isdigit() and Path(f"/proc/{pid}").exists():
-            continue
+    for path in trees_of_dead_runs(DATABASE_PREFIX):
         postmaster = path / "postgres" / "data" / "postmaster.pid"
         with contextlib.suppress(OSError, ValueError):
             os.kill(int(postmaster.read_text().split()[0]), signal.SIGQUIT)  # immediate shutdown

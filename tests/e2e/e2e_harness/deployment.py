@@ -23,6 +23,7 @@ from pathlib import Path
 
 import redis
 
+from e2e_harness.leftovers import trees_of_dead_runs
 from e2e_harness.machine import SimulatedMachine, Site, run_like
 from e2e_harness.parameter_store import ParameterStore, free_port
 from e2e_harness.pki import issue_server_cert, make_ca
@@ -78,11 +79,7 @@ def make_base() -> Path:
 def sweep_killed_runs() -> None:
     """What an e2e session killed outright left: its trees (named by a pid that is gone) and every
     process still holding one open (its daemons and units log into it, run from it or mount it)."""
-    stale = [
-        path
-        for path in Path("/tmp").glob(f"{BASE_PREFIX}*-*")
-        if path.is_dir() and not Path(f"/proc/{path.name.removeprefix(BASE_PREFIX).split('-')[0]}").exists()
-    ]
+    stale = trees_of_dead_runs(BASE_PREFIX, "/tmp")
     if not stale:
         return
     marks = [str(path).encode() for path in stale]
