@@ -22,6 +22,19 @@ REGION = "eu-west-1"
 # Any id: moto launches from an unknown image, and listing its built-in images takes seconds.
 IMAGE = "ami-0123456789abcdef0"
 
+OPS_TESTS = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker names each item's group
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """These tests run on one xdist worker (scripts/test.sh: --dist loadgroup): each process that
+    first asks moto's EC2 pays ~1.4 s importing its models (every region's instance-type
+    offerings) and builds its own boto3 clients and service models; the other worker runs the
+    rest of the lane meanwhile and so never pays them."""
+    for item in items:
+        if item.path.is_relative_to(OPS_TESTS):
+            item.add_marker(pytest.mark.xdist_group("ops-moto"))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def one_service_model_loader() -> Iterator[None]:

@@ -33,14 +33,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from moto.autoscaling.models import AutoScalingBackend
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup, elbv2_backends
 
 from tests.ops.fake_instances import Answer, FakeInstances
+
+if TYPE_CHECKING:
+    from moto.autoscaling.models import AutoScalingBackend
+    from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
+
+# moto's EC2 models (which its Auto Scaling and ELBv2 models import) take ~1.4 s to import: the
+# regions and every region's instance-type offerings. Imported where used, an xdist worker that
+# collects this module but runs no test of tests/ops (one group, tests/ops/conftest.py) skips them.
 
 GROUP = "prod-web-abc123"
 WEB_INSTANCES = ("prod-web-0", "prod-web-1")
@@ -181,7 +186,10 @@ class LoadBalancer:
         """What an ALB knows inside: moto's own target health, asked in place. (As a
         DescribeTargetHealth call through boto3, each request's routing cost more CPU than the
         request, hundreds a test; the tool under test still asks through the API.)"""
-        elbv2: ELBv2Backend = elbv2_backends[DEFAULT_ACCOUNT_ID][self.region]
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.elbv2.models import elbv2_backends
+
+        elbv2 = elbv2_backends[DEFAULT_ACCOUNT_ID][self.region]
         described = elbv2.describe_target_health(self.target_group_arn, [])
         return sorted(health.instance_id for health in described if health.status == "healthy")
 
@@ -231,6 +239,8 @@ class LoadBalancer:
     # --- AWS's behaviour, added to moto -----------------------------------------------------------
 
     def health_for(self, target_group: FakeTargetGroup, target: dict[str, Any], original: Any) -> FakeHealthStatus:
+        from moto.elbv2.models import FakeHealthStatus
+
         target_id = target["Id"]
         port = target_group.port
         if target_id in target_group.targets:
@@ -265,6 +275,9 @@ class Restarting:
 def model_aws(balancer: LoadBalancer, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Standby takes the instance out of the group's target groups and ExitStandby puts it back
     (initial until healthy), and draining lasts while requests are in flight: what AWS does."""
+    from moto.autoscaling.models import AutoScalingBackend
+    from moto.elbv2.models import FakeTargetGroup
+
     enter, exit_, health = (
         AutoScalingBackend.enter_standby_instances,
         AutoScalingBackend.exit_standby_instances,

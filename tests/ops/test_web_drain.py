@@ -30,10 +30,10 @@ def web_group(stack: dict[str, str]) -> tuple[Any, str]:
     return attach_web_group(aws_client("ec2"), aws_client("autoscaling"), aws_client("elbv2"), stack)
 
 
-# The module's tests share the two web instances' gunicorns (one xdist worker runs them all):
-# starting a pair and stopping it gracefully cost more than most of these tests. AWS's side
-# (moto, the group, the stand-in balancer) is still made afresh for each test.
-pytestmark = pytest.mark.xdist_group("web-drain")
+# The module's tests share the two web instances' gunicorns (one xdist worker runs them all, as
+# every test of tests/ops: tests/ops/conftest.py): starting a pair and stopping it gracefully
+# cost more than most of these tests. AWS's side (moto, the group, the stand-in balancer) is
+# still made afresh for each test.
 
 
 @pytest.fixture(scope="module")
