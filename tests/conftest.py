@@ -47,10 +47,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: started_first(item.path))
 
 
-# The unit lane's longest tests (seconds each: venvs built by the real app-release, gunicorns
-# restarted, the render's command line run as a process). xdist hands out tests in collection
-# order; these came last, and one worker ran them while the other sat idle for 2-3 s.
-STARTED_FIRST = ("test_release_tool.py", "ops/test_web_drain.py", "test_offline_render.py")
+# The unit lane's longest tests (seconds each: venvs built by the real app-release, the render's
+# command line run as a process). xdist hands out tests in collection order; these came last, and
+# one worker ran them while the other sat idle for 2-3 s. (xdist hands out its groups first,
+# largest first: tests/ops, with the web drain's gunicorns, is one.)
+STARTED_FIRST = ("test_release_tool.py", "test_offline_render.py")
 
 
 def started_first(path: Path) -> int:
