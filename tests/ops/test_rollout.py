@@ -104,8 +104,11 @@ def state_lines(run: Run) -> list[str]:
 def test_tasks_still_running_at_the_drain_timeout_stop_the_deploy_before_any_switch(
     stack, ssm_client, capsys, tmp_path
 ) -> None:
+    # The queues asked a fifth of a second apart (the last --poll-interval counts): a few rounds
+    # in the 1 s, not the ninety that 0.01 s made.
+    busy = fake(stack, busy=10**6)
     run = deploy(
-        stack, ssm_client, capsys, tmp_path, fake(stack, busy=10**6), "--release", "r2", "--drain-timeout", "1"
+        stack, ssm_client, capsys, tmp_path, busy, "--release", "r2", "--drain-timeout", "1", "--poll-interval", "0.2"
     )
     assert run.code == 1
     lines = state_lines(run)
