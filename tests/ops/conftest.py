@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import botocore.loaders
 import pytest
+import requests
 from moto import mock_aws
 
 from offline_render.program import StackRender
@@ -76,11 +77,22 @@ def one_client_per_service() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="package")
+def moto_answering() -> Iterator[None]:
+    """moto in place of AWS while tests/ops runs. Starting and stopping it for each test cost
+    twice a test's reset (it resets every service at both ends and re-registers its URL
+    patterns); `aws` resets the state instead. Stopped at the package's end, so no test outside
+    tests/ops is ever answered by it."""
+    with mock_aws():
+        yield
+
+
 @pytest.fixture()
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def aws(moto_answering: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The standard AWS chain answered by moto in this process: boto3 builds, signs and sends
     each request as to AWS, and moto's EC2, SSM and Auto Scaling answer it (no HTTP server in
-    between: it cost a few ms per call, over two thousand calls a run). Fresh state per test."""
+    between: it cost a few ms per call, over two thousand calls a run). Fresh state per test:
+    moto's own reset API drops every service's state, as a new mock_aws would."""
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -92,8 +104,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
-    with mock_aws():
-        yield
+    requests.post("http://motoapi.amazonaws.com/moto-api/reset", timeout=10).raise_for_status()
+    yield
 
 
 @pytest.fixture(scope="session")
