@@ -543,8 +543,10 @@ class WorkerSettings(_Section, frozen=True):
     beat: bool = True
     queues: Annotated[tuple[QueueSettings, ...], Meta(min_length=1, max_length=12)] = DEFAULT_QUEUES
     # Added to the largest hard time limit: systemd's stop timeout (warm shutdown) and the
-    # broker's visibility timeout must both outlast any task the worker may be running.
-    stop_margin_seconds: Annotated[int, Meta(ge=10, le=3600)] = 60
+    # broker's visibility timeout must both outlast any task the worker may be running. At least
+    # 40: a warm shutdown can wait 30 s more for a pool child (billiard), and a worker killed at
+    # the stop timeout loses the task its pending BRPOP popped (docs/e2e.md, lost task).
+    stop_margin_seconds: Annotated[int, Meta(ge=40, le=3600)] = 60
     visibility_timeout: Seconds | None = None
     scaling: WorkerScalingSettings = msgspec.field(default_factory=WorkerScalingSettings)
 

@@ -135,6 +135,10 @@ def test_prod_stack_file_is_valid(prod_settings):
         ),
         ({"redis.snapshotRetentionDays": 0}, "django-stack:redis.snapshotRetentionDays: got 0; expected `int` >= 1"),
         (
+            {"worker.stopMarginSeconds": 39},
+            "django-stack:worker.stopMarginSeconds: got 39; expected `int` >= 40",
+        ),
+        (
             {"web.ingressCidrs": ["0.0.0.0/0"], "loadBalancer": {"enabled": False}},
             "django-stack:web.ingressCidrs: 0.0.0.0/0 would open gunicorn to the internet",
         ),

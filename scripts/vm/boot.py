@@ -46,7 +46,7 @@ SAMPLE_API_KEY = "vm-api-key-" + secrets.token_hex(8)
 VM_OVERRIDES: dict[str, Any] = {
     "app.environment": {"SAMPLE_GREETING": SAMPLE_GREETING},
     "app.secretParameters": {"SAMPLE_API_KEY": SAMPLE_API_KEY_PARAMETER},
-    "worker.stopMarginSeconds": 10,
+    "worker.stopMarginSeconds": 40,
     "worker.visibilityTimeout": 25,
     "worker.queues": [
         {"name": "default", "concurrency": 2, "softTimeLimit": 15, "hardTimeLimit": 20},

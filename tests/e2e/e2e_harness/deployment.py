@@ -251,7 +251,7 @@ class Deployment:
                     "worker.desiredCapacity": worker_count - 1,
                     "worker.maxSize": worker_count - 1,
                     "worker.queues": queues or TEST_QUEUES,
-                    "worker.stopMarginSeconds": 10,
+                    "worker.stopMarginSeconds": 40,
                     "worker.visibilityTimeout": visibility_timeout,
                     "app.allowedHosts": ["localhost", "127.0.0.1"],
                     # The app's own settings: the sample app reads one of each (GET /app-settings).
