@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+import ops.cli
 from ops.cli import main
 from ops.executor import SsmExecutor
 from tests.ops.conftest import Responder, ScriptedSsm
@@ -30,3 +32,27 @@ def run_ops(
     code = main(argv, executor=SsmExecutor(scripted, poll_interval=0.01, **executor_options))
     captured = capsys.readouterr()
     return Run(code, captured.out, captured.err, scripted)
+
+
+@dataclass
+class VirtualClock:
+    """Time for the tool's waits that passes only when it sleeps: a 1 s timeout runs out after
+    the same polls as in real time, without the worker sitting idle for the second."""
+
+    now: float = 0.0
+    slept: float = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+
+
+def waits_on(clock: VirtualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's drill, rollouts and database rotation (what waits for a timeout) on `clock`."""
+    for name in ("FailoverDrill", "Rollout", "DatabasePasswordRotation"):
+        monkeypatch.setattr(
+            ops.cli, name, functools.partial(getattr(ops.cli, name), clock=clock.monotonic, sleep=clock.sleep)
+        )

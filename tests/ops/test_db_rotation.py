@@ -14,7 +14,7 @@ from ops.scripts import refresh_database_password_script
 from tests.conftest import only
 from tests.ops.conftest import aws_client
 from tests.ops.fake_instances import FakeInstances
-from tests.ops.helpers import Run, run_ops
+from tests.ops.helpers import Run, VirtualClock, run_ops, waits_on
 from tests.test_rds import RDS, with_rds
 
 REFRESH = "refresh database password"
@@ -98,8 +98,9 @@ def test_a_rotation_that_does_not_finish_stops_before_any_refresh(
     stack, database, ssm_client, capsys, monkeypatch
 ) -> None:
     monkeypatch.setattr(ops.rotation, "current_version", lambda secrets, arn: "v-old")
+    waits_on(clock := VirtualClock(), monkeypatch)
     run = rotate(stack, ssm_client, capsys, fake(stack), "--rotation-timeout", "1")
-    assert run.code == 1 and run.ssm.sent == []
+    assert run.code == 1 and run.ssm.sent == [] and clock.slept >= 1  # the whole second waited out
     assert run.err.splitlines()[:2] == [
         "rotate-db-password STOPPED at step 'wait for the new version': AWSCURRENT still v-old after 1 s "
         "(describe-secret shows the rotation)",

@@ -16,7 +16,7 @@ from moto.elasticache.models import elasticache_backends
 
 from tests.ops.conftest import REGION, aws_client
 from tests.ops.fake_instances import FakeInstances
-from tests.ops.helpers import run_ops
+from tests.ops.helpers import VirtualClock, run_ops, waits_on
 from userdata.layout import PROJECT_TAG, STACK_TAG
 
 
@@ -88,14 +88,16 @@ def test_drill_fails_over_this_projects_group_and_waits_for_every_check(
 
 
 def test_drill_reports_checks_that_never_pass_and_exits_1(
-    stack, program_tags, ssm_client, test_failover_calls, capsys
+    stack, program_tags, ssm_client, test_failover_calls, capsys, monkeypatch
 ) -> None:
     replication_group("prod-redis", stack_tags(program_tags))
     broken = fake(stack, failures={("verify web", "*"): ("Failed", 1, "", "")})
     # Rounds a fifth of a second apart: several fail before the 1 s runs out (at 0.01 s, forty
     # rounds of four instances' verify spent a second of CPU in moto and proved nothing more).
     argv = ["drill", "failover", "--stack", "prod", "--poll-interval", "0.2", "--drill-timeout", "1"]
+    waits_on(clock := VirtualClock(), monkeypatch)
     run = run_ops(argv, broken, ssm_client, capsys)
+    assert clock.slept >= 1  # the whole second waited out
 
     assert run.code == 1
     assert run.err.startswith("python -m ops: failed: failover drill: no every verify check passing within")

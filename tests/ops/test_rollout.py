@@ -18,7 +18,7 @@ from ops.scripts import install_release_script, release_command_script, stop_tim
 from ops.state import RolloutRecord, StateStore
 from tests.ops.conftest import DIGESTS
 from tests.ops.fake_instances import FakeInstances, check_lines
-from tests.ops.helpers import Run, run_ops
+from tests.ops.helpers import Run, VirtualClock, run_ops, waits_on
 
 WEB0, WEB1, WORKER1, BEAT = "prod-web-0", "prod-web-1", "prod-worker-0", "prod-worker-beat-0"
 R1, R2 = DIGESTS["r1"], DIGESTS["r2"]  # the artifacts' digests build-release wrote
@@ -102,15 +102,16 @@ def state_lines(run: Run) -> list[str]:
 
 
 def test_tasks_still_running_at_the_drain_timeout_stop_the_deploy_before_any_switch(
-    stack, ssm_client, capsys, tmp_path
+    stack, ssm_client, capsys, tmp_path, monkeypatch
 ) -> None:
     # The queues asked a fifth of a second apart (the last --poll-interval counts): a few rounds
     # in the 1 s, not the ninety that 0.01 s made.
     busy = fake(stack, busy=10**6)
+    waits_on(clock := VirtualClock(), monkeypatch)
     run = deploy(
         stack, ssm_client, capsys, tmp_path, busy, "--release", "r2", "--drain-timeout", "1", "--poll-interval", "0.2"
     )
-    assert run.code == 1
+    assert run.code == 1 and clock.slept >= 1  # the whole second waited out
     lines = state_lines(run)
     assert lines[0] == (
         "deploy r2 STOPPED at step 'wait for tasks in flight': still running after 1 s: "
