@@ -112,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         plan += [(role, role, stack.roles[role][0]) for role in roles]
         plan += [] if args.quick else [("trivial-2", "web", trivial_user_data())]
         for name, role, user_data in plan:
-            # The live release as `pulumi up` seeds it: the configured one.
-            data = {"parameters": harness.seeded_parameters(stack, stack.store.release)}
+            # The live release as `pulumi up` seeds it: the configured one. `timing`: the probe
+            # reports where the boot's time went (systemd-analyze, cloud-init analyze).
+            data = {"parameters": harness.seeded_parameters(stack, stack.store.release), "timing": True}
             result = timed_boot(image, name, role, user_data, Path(scratch), data)
             if result is None:
                 return 1
