@@ -7,10 +7,11 @@ same run, and the ratio. Same harness as the VM tests.
 
 The trivial boot runs first and last, and the ratio uses their mean, so load that drifts during
 the run weighs on both sides. Where the time goes: the guest's `systemd-analyze blame`,
-`critical-chain` and `cloud-init analyze blame`, as the probe prints them. --cold also builds the
-image into an empty cache first (Debian's .debs reused from the machine's cache). Run it alone:
-it takes both cores for about 10 minutes. --quick boots the trivial user-data once and the web role
-only (the VM lane runs it so: tests/vm/test_bench.py).
+`critical-chain` and `cloud-init analyze blame`, as the probe prints them, and per unit of the
+role its start, its time to active and its CPU (systemd's accounting, from the probe's `show`
+reports). --cold also builds the image into an empty cache first (Debian's .debs reused from the
+machine's cache). Run it alone: it takes both cores for about 10 minutes. --quick boots the
+trivial user-data once and the web role only (the VM lane runs it so: tests/vm/test_bench.py).
 """
 
 from __future__ import annotations
@@ -85,6 +86,28 @@ def where_the_time_goes(result: harness.Boot) -> None:
             print(f"    {line.strip()}")
 
 
+def seconds(props: dict[str, str], key: str, divisor: float) -> float | None:
+    """A numeric property of `systemctl show` in seconds; None where systemd has no value
+    ("[not set]", or a timestamp of 0: the event did not happen)."""
+    value = props.get(key, "")
+    return int(value) / divisor if value.isdigit() and int(value) else None
+
+
+def unit_costs(result: harness.Boot) -> None:
+    """Each of the role's units as the probe's `show` reports give it, taken once all were
+    active: when it left inactive (guest uptime), how long it took to become active, and the CPU
+    its cgroup used so far (for the oneshots, all of it)."""
+    print("  the program's units (start at uptime, start -> active, CPU so far):")
+    for report in result.all("show"):
+        props = report["properties"]
+        start = seconds(props, "InactiveExitTimestampMonotonic", 1e6)
+        active = seconds(props, "ActiveEnterTimestampMonotonic", 1e6)
+        cpu = seconds(props, "CPUUsageNSec", 1e9)
+        took = f"{active - start:.1f} s" if start and active else "-"
+        used = f"{cpu:.1f} s of CPU" if cpu is not None else "CPU not accounted"
+        print(f"    {report['unit']}: {start or 0:.1f} s, {took}, {used}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/vm_boot.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cold", action="store_true", help="also time a cold image build into an empty cache")
@@ -133,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     for role, result in boots.items():
         print(f"\nwhere the time goes, {role}:")
         where_the_time_goes(result)
+        unit_costs(result)
     return 0
 
 

@@ -4,6 +4,8 @@ another (tests/vm/conftest.py): its ratio compares boots of the same run."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.benches import benches_of
@@ -15,3 +17,5 @@ def test_vm_boot_runs_once_with_its_smallest_settings(boots: Boots) -> None:
     assert benches_of("vm") == ["vm_boot.py"]
     printed = boots.get(BENCH)
     assert "x the trivial boot" in printed and "where the time goes, web" in printed
+    # Each unit's own cost, from systemd's accounting: the release install's CPU is a figure.
+    assert re.search(r"app-release\.service: [\d.]+ s, [\d.]+ s, [\d.]+ s of CPU", printed), printed
