@@ -9,16 +9,39 @@ fixtures fail, never skip.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
 from e2e_harness.deployment import Deployment, sweep_killed_runs
+from e2e_harness.leftovers import entries_owned_by
+from e2e_harness.machine import APP_UID
 from e2e_harness.redis_server import RedisServer
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # once per run, before any of its trees exists
         sweep_killed_runs()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_temp_files_left_by_the_units() -> Iterator[None]:
+    """The units' temp files in the host's /tmp, removed before this lane's first test (what a
+    killed run left) and after its last, once every machine and bench of the run has stopped.
+    One e2e session runs at a time on a machine (fixed ports, the app user's uid)."""
+    remove_what_the_app_user_left()
+    yield
+    remove_what_the_app_user_left()
+
+
+def remove_what_the_app_user_left() -> None:
+    for path in entries_owned_by(APP_UID):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 from e2e_harness.deployment import BASE_PREFIX, Deployment, make_base, sweep_killed_runs
+from e2e_harness.leftovers import entries_owned_by
+from e2e_harness.machine import APP_UID
 from pulumi.errors import RunError
+
+from tests.e2e.conftest import remove_what_the_app_user_left
 
 
 def dead_pid() -> int:
@@ -54,3 +59,21 @@ def test_a_deployment_whose_stack_does_not_render_leaves_no_tree() -> None:
     with pytest.raises(RunError, match=r"web\.port: got .not a port."):
         Deployment.create(config={"web.port": "not a port"})
     assert set(Path("/tmp").glob(own_trees)) == before
+
+
+def test_what_the_units_app_user_left_in_tmp_is_removed_and_nothing_else() -> None:
+    """Celery's prefork pool leaves `pymp-*` directories in /tmp when its worker is killed
+    (production's PrivateTmp= removes them with the unit); the lane removes what the harness's
+    app user owns there, before its first test and after its last."""
+    left = Path(tempfile.mkdtemp(prefix="pymp-", dir="/tmp"))
+    (left / "inside").write_text("")
+    os.chown(left, APP_UID, APP_UID)
+    someone_elses = Path(tempfile.mkdtemp(prefix="pymp-", dir="/tmp"))
+    try:
+        assert left in entries_owned_by(APP_UID, "/tmp")
+        remove_what_the_app_user_left()
+        assert not left.exists()
+        assert someone_elses.exists()
+    finally:
+        shutil.rmtree(left, ignore_errors=True)
+        shutil.rmtree(someone_elses)
