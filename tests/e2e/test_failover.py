@@ -31,6 +31,11 @@ from userdata import layout
 # answered again (31.4 s) or for good (docs/failover.md): the bound catches that.
 RECOVERY_BOUND = 30.0
 UNREACHABLE = 30.0  # how long the old primary answers nothing (its node rebooting)
+# How long the control run waits for its queue to drain once the load has stopped (40 s after the
+# failover). What it asserts is over by then: no worker consumed within UNREACHABLE, the producer
+# hung. The harness's default (90 s) only lengthened the lane: the control's workers did not
+# consume again within it (docs/performance.md, broker failover).
+CONTROL_SETTLE = 10.0
 
 
 def replicated(source: Path | None) -> Iterator[Deployment]:
@@ -82,8 +87,8 @@ def test_workers_consume_again_within_30_s_of_a_failover_and_lose_nothing(with_o
 def test_without_the_options_workers_and_producers_hang_while_the_old_primary_is_silent(
     without_options: Deployment, report
 ) -> None:
-    run = run_failover_under_load(without_options, "control", unreachable=UNREACHABLE)
-    report(run.summary("failover, without the broker options"))
+    run = run_failover_under_load(without_options, "control", unreachable=UNREACHABLE, settle=CONTROL_SETTLE)
+    report(run.summary(f"failover, without the broker options (lost: not run {CONTROL_SETTLE:.0f} s after the load)"))
 
     # Nothing notices the silent connections: every worker and the producer wait until the old
     # primary answers again (ElastiCache's replaced node may never answer).
