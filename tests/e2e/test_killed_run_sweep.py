@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -61,19 +60,20 @@ def test_a_deployment_whose_stack_does_not_render_leaves_no_tree() -> None:
     assert set(Path("/tmp").glob(own_trees)) == before
 
 
-def test_what_the_units_app_user_left_in_tmp_is_removed_and_nothing_else() -> None:
+def test_what_the_units_app_user_left_in_tmp_is_removed_and_nothing_else(tmp_path) -> None:
     """Celery's prefork pool leaves `pymp-*` directories in /tmp when its worker is killed
     (production's PrivateTmp= removes them with the unit); the lane removes what the harness's
-    app user owns there, before its first test and after its last."""
-    left = Path(tempfile.mkdtemp(prefix="pymp-", dir="/tmp"))
-    (left / "inside").write_text("")
-    os.chown(left, APP_UID, APP_UID)
-    someone_elses = Path(tempfile.mkdtemp(prefix="pymp-", dir="/tmp"))
-    try:
-        assert left in entries_owned_by(APP_UID, "/tmp")
-        remove_what_the_app_user_left()
-        assert not left.exists()
-        assert someone_elses.exists()
-    finally:
-        shutil.rmtree(left, ignore_errors=True)
-        shutil.rmtree(someone_elses)
+    app user owns there, before its first test and after its last. Shown on a directory of the
+    test's own: the session's running stack has its workers' live ones in /tmp."""
+    left = tmp_path / "pymp-left"
+    (left / "inside").mkdir(parents=True)
+    for path in (left, left / "inside"):
+        os.chown(path, APP_UID, APP_UID)
+    left_file = tmp_path / "a-file-left"
+    left_file.write_text("")
+    os.chown(left_file, APP_UID, APP_UID)
+    someone_elses = tmp_path / "pymp-someone-elses"
+    someone_elses.mkdir()
+    assert sorted(entries_owned_by(APP_UID, str(tmp_path))) == [left_file, left]
+    remove_what_the_app_user_left(str(tmp_path))
+    assert sorted(tmp_path.iterdir()) == [someone_elses]
