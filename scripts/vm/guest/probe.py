@@ -691,7 +691,7 @@ def probe() -> None:
     if scenario == "boot-failed":
         check_boot_failed()
     elif layout.RELEASE_UNIT in units:  # not on a boot without the program (the benchmark's baseline)
-        check_program(units, shown, scenario, data)
+        check_program(shown, scenario, data)
     check_aws_requests()
 
 
@@ -710,7 +710,9 @@ def boot_timing() -> None:
     )
 
 
-def check_program(units: list[str], shown: dict[str, dict[str, str]], scenario: str, data: dict) -> None:
+def check_program(shown: dict[str, dict[str, str]], scenario: str, data: dict) -> None:
+    """The program's checks; `shown`: check_units' properties of every unit the user-data enables."""
+    units = list(shown)
     check_release(data.get("app_module", "proj"))
     check_agent()
     check_log_agent()
