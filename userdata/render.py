@@ -357,10 +357,10 @@ def _render_unit(template: str, **values: Any) -> str:
     )
 
 
-# How long a failed boot waits before it reports the instance unhealthy (app-boot-failed): the
-# CloudWatch agent ships journal lines every 5 s (its force_flush_interval), so the failure's
-# lines leave the instance well before it is terminated; and a boot that keeps failing is
-# replaced at most once per boot plus this, not in a tight loop.
+# The longest a failed boot waits for the CloudWatch agent (installed beside the units) before it
+# reports the instance unhealthy (app-boot-failed): with the agent running, the failure's lines
+# leave first (it ships every 5 s); without it (logs.agent off, a failed install) nothing can
+# ship them, and the report comes after this.
 BOOT_FAILURE_REPORT_DELAY_SECONDS = 60
 
 # The instance metadata service (IPv4, and IPv6 on Nitro): its credentials endpoint hands out
