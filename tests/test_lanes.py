@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tomllib
@@ -63,3 +64,30 @@ def test_a_test_outside_every_lane_fails_collection(tmp_path: Path) -> None:
     )
     assert result.returncode == 4, result.stdout + result.stderr  # 4: usage error, nothing ran
     assert "tests outside every lane" in result.stderr and "test_stray.py" in result.stderr, result.stderr
+
+
+def test_a_session_leaves_no_temp_tree_and_a_killed_ones_goes_at_the_next_start(tmp_path: Path) -> None:
+    # The repository's pytest settings in a scratch project; pytest's trees go under TMPDIR.
+    (tmp_path / "tests").mkdir()
+    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    test = tmp_path / "tests" / "test_writes.py"
+    temp = tmp_path / "temp"
+    temp.mkdir()
+
+    def session(body: str) -> subprocess.CompletedProcess:
+        test.write_text(
+            f"import os, signal\n\ndef test_writes(tmp_path):\n    (tmp_path / 'f').write_text('x')\n{body}"
+        )
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
+        env = {"TMPDIR": str(temp), "PATH": "/usr/bin:/bin"}
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+    def trees() -> list[str]:
+        return sorted(path.name for root in temp.glob("pytest-of-*") for path in root.glob("pytest-*"))
+
+    killed = session("    os.kill(os.getpid(), signal.SIGKILL)\n")
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert trees(), "the killed session left no tree: this test shows nothing"
+    passed = session("")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert trees() == []
