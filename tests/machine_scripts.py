@@ -5,6 +5,7 @@ Shared by the unit lane (app-release without AWS) and the e2e lane (with moto an
 
 from __future__ import annotations
 
+import ast
 import atexit
 import functools
 import hashlib
@@ -58,6 +59,18 @@ def shipped(name: str) -> Path:
     path.write_text(shipped_script(name))
     path.chmod(0o755)
     return path
+
+
+def script_literals(name: str, *constants: str) -> dict[str, object]:
+    """`constants` of userdata/files/<name>, read from its source: the script runs alone on an
+    instance (it imports nothing of this repository), so tests check its literals."""
+    return {
+        target.id: ast.literal_eval(node.value)
+        for node in ast.parse((FILES / name).read_text()).body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name) and target.id in constants
+    }
 
 
 HELLO_MODULE = b"GREETING = 'hello'\n\ndef main():\n    print(GREETING)\n"

@@ -4,7 +4,6 @@ The real script, run by Debian's python under the units' umask; no root, no netw
 
 from __future__ import annotations
 
-import ast
 import gzip
 import hashlib
 import io
@@ -19,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.machine_scripts import (
-    FILES,
     HELLO_MODULE,
     artifact,
     release_tool,
+    script_literals,
     tiny_wheel,
     unreadable_for_others,
     write_checksum,
@@ -265,14 +264,7 @@ def test_release_installs_an_older_artifacts_wheels_only_with_the_manifests_hash
 def test_the_tools_manifest_names_are_the_machine_contracts():
     """app-release runs alone on the instance (no import of userdata.layout): its literals are
     checked against the contract the builder writes by."""
-    tree = ast.parse((FILES / "app-release").read_text())
-    values = {
-        target.id: ast.literal_eval(node.value)
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        for target in node.targets
-        if isinstance(target, ast.Name) and target.id in ("MANIFEST", "MACHINES")
-    }
+    values = script_literals("app-release", "MANIFEST", "MACHINES")
     assert values == {"MANIFEST": layout.RELEASE_MANIFEST, "MACHINES": layout.RELEASE_MACHINES}
 
 

@@ -7,18 +7,16 @@ the release unit's lines again under its name, once the CloudWatch agent runs.""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
+from tests.machine_scripts import script_literals
 from tests.vm.conftest import FAILED_BOOT, MISSING_RELEASE
 from userdata.layout import RELEASE_UNIT
 from userdata.render import BOOT_FAILURE_REPORT_DELAY_SECONDS
-from userdata.shipped import shipped_script
 
 HANDLER = "app-boot-failed@app-release.service"
 # How long the handler lets the CloudWatch agent run before it writes the lines, as shipped.
-AGENT_START_SECONDS = int(re.search(r"^AGENT_START_SECONDS=(\d+)$", shipped_script("app-boot-failed"), re.M).group(1))  # type: ignore[union-attr]
+AGENT_START_SECONDS = script_literals("app-boot-failed", "AGENT_START_SECONDS")["AGENT_START_SECONDS"]
 
 
 @pytest.mark.boots(FAILED_BOOT)
