@@ -15,14 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_harness.deployment import TEST_QUEUES, Deployment, wait_until
+from e2e_harness.deployment import Deployment, wait_until
 from e2e_harness.failover import (
     WITHOUT_FAILOVER_OPTIONS,
     broker_sockets,
     replace_a_pool_child,
     run_failover_under_load,
     sample_app_variant,
-    task_message,
 )
 
 from userdata import layout
@@ -37,9 +36,6 @@ UNREACHABLE = 30.0  # how long the old primary answers nothing (its node rebooti
 # hung. The harness's default (90 s) only lengthened the lane: the control's workers did not
 # consume again within it (docs/performance.md, broker failover).
 CONTROL_SETTLE = 10.0
-# Above the broker's socket_timeout (5 s), after which the worker's record of the taken message
-# times out and is retried; the name has moved by then.
-TAKEN_UNREACHABLE = 10.0
 
 
 def replicated(source: Path | None) -> Iterator[Deployment]:
@@ -86,21 +82,6 @@ def test_workers_consume_again_within_30_s_of_a_failover_and_lose_nothing(with_o
     assert run.longest_enqueue_wait < RECOVERY_BOUND, run.summary("producer")
     # acks_late's documented redelivery: only what a worker held when its connection broke.
     assert all(run.in_flight_at_failover(key) for key in run.duplicated), run.duplicated
-
-    # kombu's Redis transport takes a message off its queue (BRPOP), then records it as
-    # unacknowledged with a second write: a worker may take one in the moment the primary stops
-    # answering. Failing back, the message is pushed while the workers wait, in the same round
-    # trip as the pause (fail_over checks it was taken), so its record can only time out on the
-    # silent primary. With retry_on_timeout (docs/failover.md) the record is written again through
-    # the moved name and the task runs; without it, the message is in no queue and no unacked set.
-    key = "taken-at-failover"
-    with_options.fail_over(TAKEN_UNREACHABLE, push=(TEST_QUEUES[0]["name"], task_message(with_options, key)))
-    ledger = with_options.ledger()
-    wait_until(
-        lambda: ledger.hget("ledger:executed", key),
-        timeout=60,
-        describe=lambda: f"lost: started {ledger.hget('ledger:started', key) or 0} times",
-    )
 
 
 def test_without_the_options_workers_and_producers_hang_while_the_old_primary_is_silent(

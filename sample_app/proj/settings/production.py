@@ -73,10 +73,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 5,
     "socket_connect_timeout": 5,
     "health_check_interval": 10,  # a silent BRPOP connection is dropped within 21 s
-    # A message BRPOP took off its queue is recorded as unacknowledged by a second write: if that
-    # write times out, the message is nowhere. Retried once on a new connection, it reaches the
-    # new primary through the moved name.
-    "retry_on_timeout": True,
 }
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": _VISIBILITY_TIMEOUT}
 CELERY_REDIS_SOCKET_TIMEOUT = 5  # the result backend's connections, likewise (default 120)

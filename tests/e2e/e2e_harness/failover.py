@@ -15,11 +15,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-from e2e_harness.deployment import LEDGER_DB, REPO, TEST_QUEUES, Deployment, wait_until
+from e2e_harness.deployment import REPO, TEST_QUEUES, Deployment, wait_until
 from e2e_harness.redis_server import PORT
-from userdata import layout
 
 # A producer in the web unit's environment, as a view enqueuing work would: one task every
 # INTERVAL, each line flushed so a producer that hangs still tells what it sent.
@@ -161,25 +159,6 @@ def _refresh(deployment: Deployment, run: FailoverRun) -> FailoverRun:
     return run
 
 
-# A database of the broker's server the app uses for nothing: task_message publishes there.
-SIDE_DB = LEDGER_DB + 1
-
-
-def task_message(deployment: Deployment, key: str) -> bytes:
-    """The message `record_execution.delay(key)` pushes onto the default queue, as the web unit
-    publishes it, taken before any worker sees it (published to SIDE_DB, popped from there)."""
-    web = deployment.web
-    unit = next(u for u in web.units if layout.is_app_unit(u) and u != layout.BEAT_UNIT)
-    broker = urlsplit(web.environment(web.service(unit))["CELERY_BROKER_URL"])
-    side = urlunsplit(broker._replace(path=f"/{SIDE_DB}"))
-    code = f"from myapp.tasks import record_execution; record_execution.delay({key!r})"
-    published = deployment.django(code, extra_env={"CELERY_BROKER_URL": side})
-    assert published.returncode == 0, published.stderr
-    message = deployment.redis.client(SIDE_DB).rpop(TEST_QUEUES[0]["name"])
-    assert message, "the task was not published"
-    return message
-
-
 # Variants of the sample project, each {file in it: text appended to it}: the proof's control
 # runs. UNFIXED_POOL: its forked pool children keep the worker's broker sockets (the release
 # before docs/failover.md's handler; Celery's default). WITHOUT_FAILOVER_OPTIONS: besides, back to
@@ -191,7 +170,7 @@ WITHOUT_FAILOVER_OPTIONS = UNFIXED_POOL | {
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     key: value
     for key, value in CELERY_BROKER_TRANSPORT_OPTIONS.items()
-    if key not in ("socket_timeout", "socket_connect_timeout", "health_check_interval", "retry_on_timeout")
+    if key not in ("socket_timeout", "socket_connect_timeout", "health_check_interval")
 }
 CELERY_BROKER_CHANNEL_ERROR_RETRY = False
 del CELERY_REDIS_SOCKET_TIMEOUT, CELERY_REDIS_SOCKET_CONNECT_TIMEOUT
