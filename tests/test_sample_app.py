@@ -236,6 +236,26 @@ def _pool_handler(source: str) -> str:
     return ast.dump(handler)
 
 
+def _without_docstring(source: str) -> str:
+    module = ast.parse(source)
+    if ast.get_docstring(module) is not None:
+        module.body = module.body[1:]
+    return ast.dump(module)
+
+
+def test_the_projects_broker_transport_is_the_one_docs_failover_md_has_users_copy() -> None:
+    doc = (REPO_ROOT / "docs/failover.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "class Transport(" in b]
+    for package, settings in (
+        ("sample_app/proj", "sample_app/proj/settings/production.py"),
+        ("examples/bookshelf/src/bookshelf", "examples/bookshelf/src/bookshelf/settings.py"),
+    ):
+        module = REPO_ROOT / package / "broker.py"
+        assert _without_docstring(module.read_text()) == _without_docstring(block), module
+        setting = f'CELERY_BROKER_TRANSPORT = "{Path(package).name}.broker:Transport"'
+        assert setting in (REPO_ROOT / settings).read_text(), settings
+
+
 def test_the_projects_pool_handler_is_the_one_docs_failover_md_has_users_copy() -> None:
     # docs/failover.md: the handler belongs to each project's Celery module, so the two projects
     # here carry a copy each; this keeps them and what users copy the same code.

@@ -105,6 +105,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 5,
     "health_check_interval": 10,
 }
+CELERY_BROKER_TRANSPORT = "bookshelf.broker:Transport"
 CELERY_REDIS_SOCKET_TIMEOUT = 5
 CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 5
 CELERY_BROKER_CHANNEL_ERROR_RETRY = True
