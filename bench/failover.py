@@ -1,15 +1,17 @@
 """Time to recover from a broker failover: the rendered stack on this host (the e2e harness: two
 TLS redis-servers behind the endpoint name, workers and a producer from the rendered units),
 ElastiCache's TestFailover as tests/e2e/test_failover.py does it, under a steady task load.
-Prints, for the release with the broker options and the pool handler of docs/failover.md and
-(without --quick) for the same release without the handler (its forked pool children keep the
-worker's broker sockets) and with both undone, side by side: seconds until each worker consumes
-again, the longest a producer's delay() took, tasks lost and duplicated. --runs N runs each
-release N times, the releases alternating; --releases picks some of them.
+Prints, for the release with all docs/failover.md has projects copy (broker options, pool
+handler, broker transport) and (without --quick) for the same release without the handler (its
+forked pool children keep the worker's broker sockets) and with all of it undone, side by side:
+seconds until each worker consumes again, the longest a producer's delay() took, tasks lost and
+duplicated; then, failing back in the moment a worker takes a task, whether that task ran (the
+record docs/failover.md's transport retries; `unrecorded` is the release with kombu's own).
+--runs N runs each release N times, the releases alternating; --releases picks some of them.
 
 Requests failed per deploy with the drain vs the in-place restart: bench/web_restarts.py.
 
-    .venv/bin/python bench/failover.py [--quick] [--runs N] [--releases with,unfixed,without]
+    .venv/bin/python bench/failover.py [--quick] [--runs N] [--releases with,unfixed,without,unrecorded]
 
 --quick (what CI runs, tests/benches.py): the release with the options only, a shorter outage.
 """
@@ -24,22 +26,28 @@ from pathlib import Path
 from e2e_harness.deployment import Deployment
 from e2e_harness.failover import (
     UNFIXED_POOL,
+    UNRECORDED,
     WITHOUT_FAILOVER_OPTIONS,
     FailoverRun,
+    fail_over_as_a_worker_takes_a_task,
     run_failover_under_load,
     sample_app_variant,
 )
 
 FULL_UNREACHABLE, QUICK_UNREACHABLE = 30.0, 10.0
+TAKEN_UNREACHABLE = 10.0  # the failback as a worker takes a task: above socket_timeout (5 s)
 # name (also the task keys' prefix) -> (label, what is appended to the sample project's files)
 RELEASES: dict[str, tuple[str, dict[str, str]]] = {
-    "with": ("with the options and the handler", {}),
-    "unfixed": ("the options, no handler        ", UNFIXED_POOL),
-    "without": ("without either                 ", WITHOUT_FAILOVER_OPTIONS),
+    "with": ("with all of docs/failover.md", {}),
+    "unfixed": ("the options, no handler", UNFIXED_POOL),
+    "without": ("none of docs/failover.md", WITHOUT_FAILOVER_OPTIONS),
+    "unrecorded": ("all but the broker transport", UNRECORDED),
 }
 
 
-def measure(name: str, unreachable: float) -> FailoverRun:
+def measure(name: str, unreachable: float, taken: bool) -> tuple[FailoverRun, str]:
+    """The failover under load, then (`taken`) one back as a worker takes a task: where that
+    task is ("ran" or where the broker has it)."""
     with tempfile.TemporaryDirectory(prefix="bench-failover-") as scratch:
         Path(scratch).chmod(0o755)
         appended = RELEASES[name][1]
@@ -47,7 +55,10 @@ def measure(name: str, unreachable: float) -> FailoverRun:
         stack = Deployment.create(replicated=True, source=source)
         try:
             stack.boot()
-            return run_failover_under_load(stack, name, unreachable=unreachable, after=unreachable + 10)
+            run = run_failover_under_load(stack, name, unreachable=unreachable, after=unreachable + 10)
+            if not taken:
+                return run, "not tried"
+            return run, fail_over_as_a_worker_takes_a_task(stack, f"{name}-taken", TAKEN_UNREACHABLE) or "ran"
         finally:
             stack.close()
 
@@ -77,12 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"broker failover, old primary unreachable for {unreachable:.0f} s, then read-only; one task every 0.1 s")
     for n in range(1, args.runs + 1):
         for name in releases:
-            run = measure(name, unreachable)
+            run, taken = measure(name, unreachable, taken=not args.quick)
             workers = ", ".join(_seconds(s) for _, s in sorted(run.recovery.items()))
             print(
-                f"  {RELEASES[name][0]} run {n}: workers consuming again after {_seconds(run.recovery_seconds)} "
+                f"  {RELEASES[name][0]:<30} run {n}: workers consuming again after {_seconds(run.recovery_seconds)} "
                 f"({workers}), longest delay() {run.longest_enqueue_wait:4.1f} s, {len(run.enqueue_errors)} enqueue "
-                f"errors, {len(run.lost)} tasks lost, {len(run.duplicated)} duplicated (of {len(run.sent)})",
+                f"errors, {len(run.lost)} tasks lost, {len(run.duplicated)} duplicated (of {len(run.sent)}); "
+                f"failing back as a worker takes a task, it: {taken}",
                 flush=True,
             )
     return 0

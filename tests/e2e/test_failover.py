@@ -19,6 +19,7 @@ from e2e_harness.deployment import Deployment, wait_until
 from e2e_harness.failover import (
     WITHOUT_FAILOVER_OPTIONS,
     broker_sockets,
+    fail_over_as_a_worker_takes_a_task,
     replace_a_pool_child,
     run_failover_under_load,
     sample_app_variant,
@@ -36,6 +37,9 @@ UNREACHABLE = 30.0  # how long the old primary answers nothing (its node rebooti
 # hung. The harness's default (90 s) only lengthened the lane: the control's workers did not
 # consume again within it (docs/performance.md, broker failover).
 CONTROL_SETTLE = 10.0
+# Above the broker's socket_timeout (5 s), after which the worker's record of the message it took
+# fails and is retried through the moved name.
+TAKEN_UNREACHABLE = 10.0
 
 
 def replicated(source: Path | None) -> Iterator[Deployment]:
@@ -82,6 +86,13 @@ def test_workers_consume_again_within_30_s_of_a_failover_and_lose_nothing(with_o
     assert run.longest_enqueue_wait < RECOVERY_BOUND, run.summary("producer")
     # acks_late's documented redelivery: only what a worker held when its connection broke.
     assert all(run.in_flight_at_failover(key) for key in run.duplicated), run.duplicated
+
+    # kombu's Redis transport takes a message off its queue (BRPOP), then records it as unacked
+    # with a second write: a worker may take one in the moment the primary stops answering.
+    # Failing back, that moment is made certain; proj/broker.py's transport retries the record
+    # and the task runs (without it, bench/failover.py --releases unrecorded: lost).
+    where = fail_over_as_a_worker_takes_a_task(with_options, "taken-at-failover", TAKEN_UNREACHABLE)
+    assert where is None, f"the task a worker took at the failover did not run: {where}"
 
 
 def test_without_the_options_workers_and_producers_hang_while_the_old_primary_is_silent(

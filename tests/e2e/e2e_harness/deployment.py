@@ -310,16 +310,25 @@ class Deployment:
         self.rogue.start()
         return self.rogue
 
-    def fail_over(self, unreachable: float) -> float:
+    def fail_over(self, unreachable: float, push: tuple[str, bytes] | None = None) -> float:
         """What ElastiCache's TestFailover does to a replication group, as clients see it: the
         primary stops answering (its node reboots: connections to it hang, nothing closes them),
         the replica is promoted and the endpoint name moves to it; `unreachable` seconds later the
         old primary answers again as the new one's replica, read-only (its connections get
         READONLY). Writes are paused and the replica caught up first, so no acknowledged write is
-        lost. self.redis is the primary from the promotion on. Returns when the name moved."""
+        lost. self.redis is the primary from the promotion on. Returns when the name moved.
+
+        `push` (list, message): pushed in the same round trip as the pause, so a client blocked
+        on that list (a worker's BRPOP) takes it before writes stop and can write nothing after."""
         old, new = self.redis, self.replica
         assert new is not None and old.process is not None, "not a running replicated deployment"
-        old.client().execute_command("CLIENT", "PAUSE", int((unreachable + 30) * 1000), "WRITE")
+        pipe = old.client().pipeline(transaction=False)
+        if push:
+            pipe.lpush(*push)
+        pipe.execute_command("CLIENT", "PAUSE", int((unreachable + 30) * 1000), "WRITE")
+        pipe.execute()
+        if push:
+            assert old.client().llen(push[0]) == 0, f"no client was waiting on {push[0]}: nothing took the message"
         offset = old.client().info("replication")["master_repl_offset"]
         wait_until(lambda: new.client().info("replication")["master_repl_offset"] >= offset, timeout=30)
         old.process.send_signal(signal.SIGSTOP)

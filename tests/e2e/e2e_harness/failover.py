@@ -6,6 +6,7 @@ Shared by tests/e2e/test_failover.py and bench/failover.py."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -15,9 +16,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from e2e_harness.deployment import REPO, TEST_QUEUES, Deployment, wait_until
+from e2e_harness.deployment import LEDGER_DB, REPO, TEST_QUEUES, Deployment, wait_until
 from e2e_harness.redis_server import PORT
+from userdata import layout
+from userdata.render import BROKER_DB
 
 # A producer in the web unit's environment, as a view enqueuing work would: one task every
 # INTERVAL, each line flushed so a producer that hangs still tells what it sent.
@@ -49,6 +53,7 @@ class FailoverRun:
     recovery: dict[str, float | None]
     executed: dict[str, int] = field(default_factory=dict)
     first_start: dict[str, float] = field(default_factory=dict)
+    whereabouts: dict[str, str] = field(default_factory=dict)  # lost key -> where the broker has it
 
     @property
     def lost(self) -> list[str]:
@@ -83,6 +88,7 @@ class FailoverRun:
             f"{' (producer hung)' if self.producer_hung else ''}, longest delay() {self.longest_enqueue_wait:.1f} s, "
             f"{len(self.lost)} lost, {len(self.duplicated)} duplicated; workers consuming again after "
             f"{_seconds(self.recovery_seconds)} ({nodes})"
+            + "".join(f"\n  lost {key}: {where}" for key, where in sorted(self.whereabouts.items()))
         )
 
 
@@ -137,7 +143,9 @@ def run_failover_under_load(
         wait_until(lambda: not _refresh(deployment, run).lost, timeout=settle, interval=1.0)
     except TimeoutError:
         pass  # what is still missing is the run's result
-    return _refresh(deployment, run)
+    run = _refresh(deployment, run)
+    run.whereabouts = whereabouts(deployment, run.lost)
+    return run
 
 
 def _text(data: bytes | str | None) -> str:
@@ -159,12 +167,73 @@ def _refresh(deployment: Deployment, run: FailoverRun) -> FailoverRun:
     return run
 
 
+def whereabouts(deployment: Deployment, keys: list[str]) -> dict[str, str]:
+    """Where the broker has each of `keys` (record_execution's), and how often it started: in a
+    queue (a worker never took it), in the unacked set (taken, to be restored after the
+    visibility timeout), or nowhere (taken and never recorded: lost for good)."""
+    if not keys:
+        return {}
+    broker = deployment.redis.client(BROKER_DB)
+    held: dict[str, str] = {}
+    for name in broker.scan_iter(match=f"{TEST_QUEUES[0]['name']}*", _type="list"):  # with its priority lists
+        for raw in broker.lrange(name, 0, -1):
+            held[_task_key(raw)] = f"queued in {name!r}"
+    for raw in broker.hvals("unacked"):
+        held[_task_key(json.loads(raw)[0])] = "unacked"
+    started = deployment.ledger().hgetall("ledger:started")
+    return {
+        key: f"{held.get(key, 'in no queue and not unacked')}, started {int(started.get(key.encode(), 0))} times"
+        for key in keys
+    }
+
+
+def _task_key(message: bytes | str | dict) -> str:
+    """The key of a record_execution message (Celery's protocol 2: the body is [args, kwargs, embed])."""
+    fields = message if isinstance(message, dict) else json.loads(message)
+    return str(json.loads(base64.b64decode(fields["body"]))[0][0])
+
+
+# A database of the broker's server the app uses for nothing: task_message publishes there.
+SIDE_DB = LEDGER_DB + 1
+
+
+def task_message(deployment: Deployment, key: str) -> bytes:
+    """The message `record_execution.delay(key)` pushes onto the default queue, as the web unit
+    publishes it, taken before any worker sees it (published to SIDE_DB, popped from there)."""
+    web = deployment.web
+    unit = next(u for u in web.units if layout.is_app_unit(u) and u != layout.BEAT_UNIT)
+    broker = urlsplit(web.environment(web.service(unit))["CELERY_BROKER_URL"])
+    side = urlunsplit(broker._replace(path=f"/{SIDE_DB}"))
+    code = f"from myapp.tasks import record_execution; record_execution.delay({key!r})"
+    published = deployment.django(code, extra_env={"CELERY_BROKER_URL": side})
+    assert published.returncode == 0, published.stderr
+    message = deployment.redis.client(SIDE_DB).rpop(TEST_QUEUES[0]["name"])
+    assert message, "the task was not published"
+    return message
+
+
+def fail_over_as_a_worker_takes_a_task(deployment: Deployment, key: str, unreachable: float) -> str | None:
+    """A failover in the moment a worker takes `record_execution(key)`: the message is pushed in
+    the same round trip as the write pause, while the workers wait on the queue, so its unacked
+    record can only fail on the silent primary. Returns None once the task ran, else where the
+    broker has it (60 s after the name moved)."""
+    deployment.fail_over(unreachable, push=(TEST_QUEUES[0]["name"], task_message(deployment, key)))
+    ledger = deployment.ledger()
+    try:
+        wait_until(lambda: ledger.hget("ledger:executed", key), timeout=60)
+    except TimeoutError:
+        return whereabouts(deployment, [key])[key]
+    return None
+
+
 # Variants of the sample project, each {file in it: text appended to it}: the proof's control
 # runs. UNFIXED_POOL: its forked pool children keep the worker's broker sockets (the release
 # before docs/failover.md's handler; Celery's default). WITHOUT_FAILOVER_OPTIONS: besides, back to
 # Celery's and kombu's defaults for every broker option docs/failover.md explains (what a project
 # that never set them runs).
 UNFIXED_POOL = {"proj/celery.py": "\nworker_process_init.disconnect(release_inherited_broker_sockets)\n"}
+# kombu's own Redis transport: a message taken as the primary stops is not recorded again.
+UNRECORDED = {"proj/settings/production.py": "\ndel CELERY_BROKER_TRANSPORT\n"}
 WITHOUT_FAILOVER_OPTIONS = UNFIXED_POOL | {
     "proj/settings/production.py": """
 CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -173,7 +242,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     if key not in ("socket_timeout", "socket_connect_timeout", "health_check_interval")
 }
 CELERY_BROKER_CHANNEL_ERROR_RETRY = False
-del CELERY_REDIS_SOCKET_TIMEOUT, CELERY_REDIS_SOCKET_CONNECT_TIMEOUT
+del CELERY_REDIS_SOCKET_TIMEOUT, CELERY_REDIS_SOCKET_CONNECT_TIMEOUT, CELERY_BROKER_TRANSPORT
 """
 }
 
