@@ -74,8 +74,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 5,
     "health_check_interval": 10,  # a silent BRPOP connection is dropped within 21 s
 }
-# kombu's Redis transport, but a message a worker takes as the primary stops is not lost.
-CELERY_BROKER_TRANSPORT = "proj.broker:Transport"
+# kombu's Redis transport, but a message a worker takes as the primary stops is not lost. It
+# replaces whatever transport the URL's scheme names: only for Redis (tests use memory://).
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT = "proj.broker:Transport"
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": _VISIBILITY_TIMEOUT}
 CELERY_REDIS_SOCKET_TIMEOUT = 5  # the result backend's connections, likewise (default 120)
 CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 5
