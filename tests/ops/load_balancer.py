@@ -22,6 +22,7 @@ in-flight requests finish, the socket closes) and start.
 from __future__ import annotations
 
 import http.client
+import os
 import signal
 import socket
 import subprocess
@@ -118,6 +119,10 @@ class Gunicorn:
 
     def spawn(self) -> None:
         gunicorn = Path(sys.executable).with_name("gunicorn")
+        # gunicorn >= 27 opens a control socket in $XDG_RUNTIME_DIR, else in ~/.gunicorn: one of
+        # its own, as gunicorn.service gives it, so none is shared or left in the home directory.
+        runtime = self.app_dir / f"runtime-{self.port}"
+        runtime.mkdir(mode=0o700, exist_ok=True)
         self.process = subprocess.Popen(
             [
                 str(gunicorn),
@@ -131,6 +136,7 @@ class Gunicorn:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
         )
 
     def wait_answering(self) -> None:
