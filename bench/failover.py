@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"failing back as a worker takes a task, it: {taken}",
                 flush=True,
             )
+            for key, where in sorted(run.whereabouts.items()):
+                print(f"    lost {key}: {where}", flush=True)
     return 0
 
 
