@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"failing back as a worker takes a task, it: {taken}",
                 flush=True,
             )
-            for key, where in sorted(run.whereabouts.items()):
-                print(f"    lost {key}: {where}", flush=True)
+            for where, keys in run.lost_by_place().items():
+                print(f"    lost {len(keys)} {where}: {', '.join(keys)}", flush=True)
     return 0
 
 

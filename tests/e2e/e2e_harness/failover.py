@@ -88,8 +88,19 @@ class FailoverRun:
             f"{' (producer hung)' if self.producer_hung else ''}, longest delay() {self.longest_enqueue_wait:.1f} s, "
             f"{len(self.lost)} lost, {len(self.duplicated)} duplicated; workers consuming again after "
             f"{_seconds(self.recovery_seconds)} ({nodes})"
-            + "".join(f"\n  lost {key}: {where}" for key, where in sorted(self.whereabouts.items()))
+            + "".join(f"\n  lost {len(keys)} {where}: {_some(keys)}" for where, keys in self.lost_by_place().items())
         )
+
+    def lost_by_place(self) -> dict[str, list[str]]:
+        """The lost keys grouped by where the broker has them (whereabouts)."""
+        places: dict[str, list[str]] = {}
+        for key, where in sorted(self.whereabouts.items()):
+            places.setdefault(where, []).append(key)
+        return places
+
+
+def _some(keys: list[str], shown: int = 3) -> str:
+    return ", ".join(keys[:shown]) + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 
 
 def _seconds(value: float | None) -> str:
@@ -174,12 +185,13 @@ def whereabouts(deployment: Deployment, keys: list[str]) -> dict[str, str]:
     if not keys:
         return {}
     broker = deployment.redis.client(BROKER_DB)
-    held: dict[str, str] = {}
+    held: dict[str | None, str] = {}
     for name in broker.scan_iter(match=f"{TEST_QUEUES[0]['name']}*", _type="list"):  # with its priority lists
         for raw in broker.lrange(name, 0, -1):
-            held[_task_key(raw)] = f"queued in {name!r}"
+            held[_task_key(raw)] = f"queued in {name.decode()!r}"
     for raw in broker.hvals("unacked"):
         held[_task_key(json.loads(raw)[0])] = "unacked"
+    held.pop(None, None)
     started = deployment.ledger().hgetall("ledger:started")
     return {
         key: f"{held.get(key, 'in no queue and not unacked')}, started {int(started.get(key.encode(), 0))} times"
@@ -187,9 +199,12 @@ def whereabouts(deployment: Deployment, keys: list[str]) -> dict[str, str]:
     }
 
 
-def _task_key(message: bytes | str | dict) -> str:
-    """The key of a record_execution message (Celery's protocol 2: the body is [args, kwargs, embed])."""
+def _task_key(message: bytes | str | dict) -> str | None:
+    """The key of a record_execution message (Celery's protocol 2: the body is [args, kwargs,
+    embed]); None for another task's (a healthcheck, Beat's)."""
     fields = message if isinstance(message, dict) else json.loads(message)
+    if fields["headers"]["task"] != "myapp.tasks.record_execution":
+        return None
     return str(json.loads(base64.b64decode(fields["body"]))[0][0])
 
 
