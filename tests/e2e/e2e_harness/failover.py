@@ -185,13 +185,12 @@ def whereabouts(deployment: Deployment, keys: list[str]) -> dict[str, str]:
     if not keys:
         return {}
     broker = deployment.redis.client(BROKER_DB)
-    held: dict[str | None, str] = {}
-    for name in broker.scan_iter(match=f"{TEST_QUEUES[0]['name']}*", _type="list"):  # with its priority lists
-        for raw in broker.lrange(name, 0, -1):
-            held[_task_key(raw)] = f"queued in {name.decode()!r}"
-    for raw in broker.hvals("unacked"):
-        held[_task_key(json.loads(raw)[0])] = "unacked"
-    held.pop(None, None)
+    places = [
+        (message, f"queued in {name.decode()!r}")
+        for name in broker.scan_iter(match=f"{TEST_QUEUES[0]['name']}*", _type="list")  # with its priority lists
+        for message in broker.lrange(name, 0, -1)
+    ] + [(json.loads(record)[0], "unacked") for record in broker.hvals("unacked")]
+    held = {key: place for message, place in places if (key := _task_key(message)) is not None}
     started = deployment.ledger().hgetall("ledger:started")
     return {
         key: f"{held.get(key, 'in no queue and not unacked')}, started {int(started.get(key.encode(), 0))} times"
@@ -227,7 +226,14 @@ def task_message(deployment: Deployment, key: str) -> bytes:
     return message
 
 
-def fail_over_as_a_worker_takes_a_task(deployment: Deployment, key: str, unreachable: float) -> str | None:
+# Above the broker's socket_timeout (5 s), after which the worker's record of the message it took
+# fails and is retried through the moved name.
+TAKEN_UNREACHABLE = 10.0
+
+
+def fail_over_as_a_worker_takes_a_task(
+    deployment: Deployment, key: str, unreachable: float = TAKEN_UNREACHABLE
+) -> str | None:
     """A failover in the moment a worker takes `record_execution(key)`: the message is pushed in
     the same round trip as the write pause, while the workers wait on the queue, so its unacked
     record can only fail on the silent primary. Returns None once the task ran, else where the
