@@ -224,6 +224,20 @@ def test_an_asset_in_no_release_and_a_path_out_of_the_bridge_are_not_found():
     assert status("behind the alb", "a path out of the bridge") == 404
 
 
+def _failover_doc_block(containing: str) -> str:
+    """The one Python block of docs/failover.md (what users copy) that contains `containing`."""
+    doc = (REPO_ROOT / "docs/failover.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if containing in b]
+    return block
+
+
+def _code(node: ast.Module | ast.FunctionDef) -> str:
+    """`node`'s code, its docstring left out."""
+    if ast.get_docstring(node) is not None:
+        node.body = node.body[1:]
+    return ast.dump(node)
+
+
 def _pool_handler(source: str) -> str:
     """The failover pool handler's code in `source` (its docstring left out)."""
     (handler,) = [
@@ -231,27 +245,17 @@ def _pool_handler(source: str) -> str:
         for node in ast.walk(ast.parse(source))
         if isinstance(node, ast.FunctionDef) and node.name == "release_inherited_broker_sockets"
     ]
-    if ast.get_docstring(handler) is not None:
-        handler.body = handler.body[1:]
-    return ast.dump(handler)
-
-
-def _without_docstring(source: str) -> str:
-    module = ast.parse(source)
-    if ast.get_docstring(module) is not None:
-        module.body = module.body[1:]
-    return ast.dump(module)
+    return _code(handler)
 
 
 def test_the_projects_broker_transport_is_the_one_docs_failover_md_has_users_copy() -> None:
-    doc = (REPO_ROOT / "docs/failover.md").read_text()
-    (block,) = [b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "class Transport(" in b]
+    expected = _code(ast.parse(_failover_doc_block("class Transport(")))
     for package, settings in (
         ("sample_app/proj", "sample_app/proj/settings/production.py"),
         ("examples/bookshelf/src/bookshelf", "examples/bookshelf/src/bookshelf/settings.py"),
     ):
         module = REPO_ROOT / package / "broker.py"
-        assert _without_docstring(module.read_text()) == _without_docstring(block), module
+        assert _code(ast.parse(module.read_text())) == expected, module
         setting = f'CELERY_BROKER_TRANSPORT = "{Path(package).name}.broker:Transport"'
         assert setting in (REPO_ROOT / settings).read_text(), settings
 
@@ -259,8 +263,6 @@ def test_the_projects_broker_transport_is_the_one_docs_failover_md_has_users_cop
 def test_the_projects_pool_handler_is_the_one_docs_failover_md_has_users_copy() -> None:
     # docs/failover.md: the handler belongs to each project's Celery module, so the two projects
     # here carry a copy each; this keeps them and what users copy the same code.
-    doc = (REPO_ROOT / "docs/failover.md").read_text()
-    (block,) = [b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "worker_process_init" in b]
-    expected = _pool_handler(block)
+    expected = _pool_handler(_failover_doc_block("worker_process_init"))
     for module in ("sample_app/proj/celery.py", "examples/bookshelf/src/bookshelf/celery.py"):
         assert _pool_handler((REPO_ROOT / module).read_text()) == expected, module
