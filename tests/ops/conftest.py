@@ -210,20 +210,37 @@ class ScriptedSsm:
     than the rest of a rollout test (~1,100 commands a run). Moto does not run commands, so an
     invocation is answered here, as SSM shapes it, with the status and output `responder` gives
     (injected at the boto3 boundary); moto's own answer would only echo the request back.
-    Moto has no cancel_command at all, so cancellations are recorded here too."""
+    Moto has no cancel_command at all, so cancellations are recorded here too.
+    through_sdk: commands go through the SDK to moto instead, request and response serialised."""
 
     real: Any
     responder: Responder
+    through_sdk: bool = False
     sent: list[SentCommand] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     scripts_by_command: dict[str, SentCommand] = field(default_factory=dict)
 
     def send_command(self, **request: Any) -> dict[str, Any]:
+        (instance_id,) = request["InstanceIds"]
+        response = self.real.send_command(**request) if self.through_sdk else self._kept_in_place(request)
+        sent = SentCommand(
+            instance_id,
+            request["Comment"].removeprefix("ops: "),
+            request["DocumentName"],
+            "".join(line + "\n" for line in request["Parameters"]["commands"]),
+            request["Parameters"]["executionTimeout"][0],
+        )
+        self.sent.append(sent)
+        self.scripts_by_command[response["Command"]["CommandId"]] = sent
+        return response
+
+    def _kept_in_place(self, request: dict[str, Any]) -> dict[str, Any]:
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.ssm.models import ssm_backends
 
-        validate_parameters(request, self.real.meta.service_model.operation_model("SendCommand").input_shape)
-        (instance_id,) = request["InstanceIds"]
+        self._validated("SendCommand", request)
+        # A copy, as the SDK's serialising makes one: moto adds to the lists it is given.
+        request = copy.deepcopy(request)
         # The request's fields as moto's SendCommand handler reads them, with its defaults.
         command = ssm_backends[DEFAULT_ACCOUNT_ID][self.real.meta.region_name].send_command(
             comment=request.get("Comment", ""),
@@ -240,19 +257,10 @@ class ScriptedSsm:
             service_role_arn=request.get("ServiceRoleArn", ""),
             targets=request.get("Targets", []),
         )
-        response = {"Command": command.response_object()}
-        sent = SentCommand(
-            instance_id,
-            request["Comment"].removeprefix("ops: "),
-            request["DocumentName"],
-            "".join(line + "\n" for line in request["Parameters"]["commands"]),
-            request["Parameters"]["executionTimeout"][0],
-        )
-        self.sent.append(sent)
-        self.scripts_by_command[response["Command"]["CommandId"]] = sent
-        return response
+        return {"Command": command.response_object()}
 
     def get_command_invocation(self, CommandId: str, InstanceId: str) -> dict[str, Any]:
+        self._validated("GetCommandInvocation", {"CommandId": CommandId, "InstanceId": InstanceId})
         sent = self.scripts_by_command.get(CommandId)
         if sent is None or sent.instance_id != InstanceId:  # what SSM (and moto) answer then
             error = {"Code": "InvocationDoesNotExist", "Message": f"no invocation of {CommandId} on {InstanceId}"}
@@ -269,6 +277,10 @@ class ScriptedSsm:
             "StandardOutputContent": stdout,
             "StandardErrorContent": stderr,
         }
+
+    def _validated(self, operation: str, request: dict[str, Any]) -> None:
+        """What the SDK checks before it sends: ParamValidationError names a wrong field or type."""
+        validate_parameters(request, self.real.meta.service_model.operation_model(operation).input_shape)
 
     def cancel_command(self, CommandId: str, InstanceIds: list[str]) -> dict[str, Any]:
         self.cancelled.append(CommandId)

@@ -26,9 +26,14 @@ class Run:
 
 
 def run_ops(
-    argv: list[str], responder: Responder, ssm_client: Any, capsys: pytest.CaptureFixture[str], **executor_options: Any
+    argv: list[str],
+    responder: Responder,
+    ssm_client: Any,
+    capsys: pytest.CaptureFixture[str],
+    ssm_through_sdk: bool = False,
+    **executor_options: Any,
 ) -> Run:
-    scripted = ScriptedSsm(ssm_client, responder)
+    scripted = ScriptedSsm(ssm_client, responder, through_sdk=ssm_through_sdk)
     code = main(argv, executor=SsmExecutor(scripted, poll_interval=0.01, **executor_options))
     captured = capsys.readouterr()
     return Run(code, captured.out, captured.err, scripted)

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ParamValidationError
 
 from ops.executor import DOCUMENT
 from ops.scripts import beat_script, verify_script
+from tests.ops.conftest import ScriptedSsm
 from tests.ops.fake_instances import FakeInstances, check_lines
 from tests.ops.helpers import run_ops
 
@@ -38,13 +40,34 @@ def test_beat_resume_starts_beat_and_checks_it_is_active(stack, ssm_client, caps
 
 
 def test_moto_received_the_documents_and_commands_the_tool_sent(stack, ssm_client, capsys) -> None:
-    run = run_ops(["beat", "pause", "--stack", "prod", "--command-timeout", "45"], fake(stack), ssm_client, capsys)
+    argv = ["beat", "pause", "--stack", "prod", "--command-timeout", "45"]
+    run = run_ops(argv, fake(stack), ssm_client, capsys, ssm_through_sdk=True)
     (command,) = ssm_client.list_commands()["Commands"]
     assert command["DocumentName"] == "AWS-RunShellScript"
     # moto adds every instance to a command sent without Targets (its quirk), so the instance the
     # request named is read from the wrapper, which refuses any request naming more than one.
     assert [sent.instance_id for sent in run.ssm.sent] == [stack["prod-worker-beat-0"]]
     assert command["Parameters"] == {"commands": beat_script("stop").splitlines(), "executionTimeout": ["45"]}
+
+
+def test_the_wrapper_keeps_a_command_as_the_sdk_path_does_and_refuses_what_the_sdk_refuses(stack, ssm_client) -> None:
+    """ScriptedSsm hands commands to moto's SSM in place: what list_commands reads back is what
+    the SDK path stores for the same request, and a request the SDK would refuse is refused."""
+    request = {
+        "InstanceIds": [stack["prod-web-0"]],
+        "DocumentName": DOCUMENT,
+        "Comment": "ops: verify web",
+        "Parameters": {"commands": ["true", "echo ok"], "executionTimeout": ["45"]},
+    }
+    kept = {"CommandId", "RequestedDateTime", "ExpiresAfter"}  # made afresh for each command
+    for through_sdk in (True, False):
+        ScriptedSsm(ssm_client, fake(stack), through_sdk=through_sdk).send_command(**request)
+    via_sdk, in_place = ({k: v for k, v in c.items() if k not in kept} for c in ssm_client.list_commands()["Commands"])
+    assert via_sdk == in_place and in_place["Parameters"] == request["Parameters"], (via_sdk, in_place)
+    refused = request | {"Parameters": {"commands": ["true"], "executionTimeout": [45]}}  # an int, not a string
+    with pytest.raises(ParamValidationError, match="executionTimeout"):
+        ScriptedSsm(ssm_client, fake(stack)).send_command(**refused)
+    assert len(ssm_client.list_commands()["Commands"]) == 2
 
 
 def test_beat_that_does_not_stop_fails_with_its_state(stack, ssm_client, capsys) -> None:
