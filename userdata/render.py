@@ -669,10 +669,24 @@ def with_agent_keyring(document: str, keyring: str) -> str:
 USER_DATA_LIMIT = 16 * 1024
 
 
+def pack_user_data(document: str) -> bytes:
+    """The document as gzip, which cloud-init unpacks by itself, with mtime 0: the same settings
+    give the same bytes, so a preview shows no change that would replace an instance. zlib's level
+    9 first, so a document it fits keeps the bytes it has always had. Past EC2's limit, zopfli:
+    the same format, about 4.5 % smaller for ~70x the CPU (0.1-0.2 s a document; prod's Beat
+    worker with an RDS database, 2026-12-05: 16,448 bytes with zlib, 15,711 with zopfli)."""
+    data = document.encode()
+    packed = gzip.compress(data, compresslevel=9, mtime=0)
+    if len(packed) > USER_DATA_LIMIT:
+        import zopfli.gzip  # imported only for the documents that need it
+
+        packed = zopfli.gzip.compress(data)
+    return packed
+
+
 def user_data_base64(machine: UserDataInputs) -> str:
-    """The user-data as EC2 receives it: gzip (mtime 0, so the same settings give the same bytes
-    and a preview shows no change that would replace an instance), base64-encoded."""
-    packed = gzip.compress(user_data(machine).encode(), compresslevel=9, mtime=0)
+    """The user-data as EC2 receives it: packed (above), base64-encoded."""
+    packed = pack_user_data(user_data(machine))
     if len(packed) > USER_DATA_LIMIT:
         raise ValueError(
             f"{machine.role} user-data is {len(packed)} bytes compressed; EC2 allows {USER_DATA_LIMIT} "

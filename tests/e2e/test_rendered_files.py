@@ -9,6 +9,9 @@ from e2e_harness.deployment import Deployment
 from e2e_harness.machine import run_as_root
 from e2e_harness.units import MAX_EXPOSURE, exposure
 
+from tests.conftest import rendered
+from userdata import render
+
 
 def cloud_config_keys() -> set[str]:
     """Every top-level key some cloud-init module reads, from Debian's cloud-init schema."""
@@ -32,6 +35,25 @@ def test_cloud_init_schema_accepts_every_rendered_user_data(stack: Deployment, t
         assert result.returncode == 0 and "Valid cloud-config" in result.stdout, (
             f"{instance.logical_name}: {result.stdout}{result.stderr}"
         )
+
+
+def test_cloud_init_unpacks_user_data_packed_by_zlib_and_by_zopfli(monkeypatch) -> None:
+    """cloud-init's own reader (user_data.convert_string, what it runs on the user-data it
+    fetched) gives back prod's Beat worker's document from either packing: zlib's, and zopfli's,
+    which a document past zlib's 16 KiB ships with. cloud-init passes bytes it cannot unpack
+    through as they are, so the payload is what is compared."""
+    document = next(i.user_data for i in rendered("prod").instances if i.logical_name.startswith("worker-beat"))
+    by_zlib = render.pack_user_data(document)
+    monkeypatch.setattr(render, "USER_DATA_LIMIT", len(by_zlib) - 1)
+    by_zopfli = render.pack_user_data(document)
+    assert len(by_zopfli) < len(by_zlib)
+    code = (
+        "import sys; from cloudinit.user_data import convert_string; "
+        "sys.stdout.buffer.write(convert_string(sys.stdin.buffer.read()).get_payload(decode=True))"
+    )
+    for packed in (by_zlib, by_zopfli):
+        read = subprocess.run(["/usr/bin/python3", "-c", code], input=packed, capture_output=True, check=True)
+        assert read.stdout.decode() == document
 
 
 def test_every_top_level_cloud_config_key_is_one_cloud_init_reads(stack: Deployment) -> None:
