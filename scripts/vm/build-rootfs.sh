@@ -103,11 +103,11 @@ cp -r "$objects" "$rootfs/var/lib/vm-test/s3"
 
 install -d "$rootfs/usr/local/lib/vm-test"
 install -m 0644 "$guest/aws_standin.py" "$guest/vmtest_data.py" "$guest/probe.py" "$guest/app_side.py" \
-  "$guest/host_link.py" "$rootfs/usr/local/lib/vm-test/"
+  "$guest/host_link.py" "$guest/running_stack.py" "$rootfs/usr/local/lib/vm-test/"
 # The machine contract the probe imports (`from userdata import layout`), beside it.
 install -D -m 0644 "$repo/userdata/layout.py" "$rootfs/usr/local/lib/vm-test/userdata/layout.py"
 install -m 0644 "$guest/aws-standin.socket" "$guest/aws-standin.service" "$guest/test-probe.service" \
-  "$guest/vm-test-host-link.service" "$rootfs/etc/systemd/system/"
+  "$guest/vm-test-host-link.service" "$guest/vm-test-running-stack.service" "$rootfs/etc/systemd/system/"
 for unit in app-release.service app-secrets.service app-warm-stop.service app-boot-failed@.service \
   cloud-final.service; do
   install -d "$rootfs/etc/systemd/system/$unit.d"
@@ -115,7 +115,7 @@ for unit in app-release.service app-secrets.service app-warm-stop.service app-bo
 done
 install -m 0644 "$guest/cloud.cfg" "$rootfs/etc/cloud/cloud.cfg.d/90-vm-test.cfg"
 in_root systemctl enable --quiet aws-standin.socket test-probe.service vm-test-host-link.service \
-  redis-server.service
+  vm-test-running-stack.service redis-server.service
 # Results go to the serial console: no login prompt interleaving with them; nothing else
 # scheduled that could run mid-test.
 in_root systemctl mask --quiet serial-getty@ttyS0.service getty@tty1.service \

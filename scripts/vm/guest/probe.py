@@ -702,10 +702,20 @@ def boot_timing() -> None:
             "blame": run("systemd-analyze", "blame").stdout.splitlines()[:12],
             "cloud_init": run("cloud-init", "analyze", "blame").stdout.splitlines()[:30],
             "chain": run("systemd-analyze", "critical-chain").stdout.splitlines()[:25],
-            # When the release install started, downloaded, installed, and the agents ran (uptime).
+            # When the release install started, downloaded, installed, and the agents ran (uptime);
+            # whether the release command ran or found the release's record.
             "release": run(
-                "journalctl", "-u", layout.RELEASE_UNIT, "-u", LOG_AGENT_UNIT, "-o", "short-monotonic", "--no-pager"
-            ).stdout.splitlines()[:30],
+                "journalctl",
+                "-u",
+                layout.RELEASE_UNIT,
+                "-u",
+                LOG_AGENT_UNIT,
+                "-u",
+                layout.RELEASE_COMMAND_UNIT,
+                "-o",
+                "short-monotonic",
+                "--no-pager",
+            ).stdout.splitlines()[:40],
         },
     )
 
