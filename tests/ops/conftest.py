@@ -86,8 +86,15 @@ def moto_answering() -> Iterator[None]:
     twice a test's reset (it resets every service at both ends and re-registers its URL
     patterns); `aws` resets the state instead. Stopped at the package's end, so no test outside
     tests/ops is ever answered by it."""
-    with mock_aws():
-        yield
+    with pytest.MonkeyPatch.context() as patch:
+        # Without its catalogue of public AMIs moto's EC2 starts in milliseconds, not a quarter
+        # second; the instances launch from an id it does not know anyway. Set for the whole
+        # package: moto's stop resets every backend once more, and an EC2 made then with the
+        # catalogue (5,184 AMIs, as many snapshots and volumes) lived on in the worker, which
+        # each later garbage collection walked.
+        patch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+        with mock_aws():
+            yield
 
 
 @pytest.fixture()
@@ -100,9 +107,6 @@ def aws(moto_answering: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": REGION,
-        # Without its catalogue of public AMIs moto's EC2 starts in milliseconds, not a quarter
-        # second; the instances launch from an id it does not know anyway.
-        "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
     }.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
