@@ -125,6 +125,14 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return True if path_lane not in (lane, None) else None
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker loop takes its first test
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """What exists before the first test (the modules, the collected items: ~210,000 objects an
+    xdist worker) lives until the process ends: frozen, no collection walks it again, and the
+    last one (below) only what the tests made. 0.15-0.25 s less a worker (2026-12-05)."""
+    gc.freeze()
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest's own collections for unraisable exceptions
 def pytest_unconfigure(config: pytest.Config) -> None:
     """One full collection runs the finalizers of everything the tests left behind (pytest reports
