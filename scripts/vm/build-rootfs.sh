@@ -102,7 +102,7 @@ install -d "$rootfs/var/lib/vm-test"
 cp -r "$objects" "$rootfs/var/lib/vm-test/s3"
 
 install -d "$rootfs/usr/local/lib/vm-test"
-install -m 0644 "$guest/aws_standin.py" "$guest/vmtest_data.py" "$guest/probe.py" "$guest/app_side.py" \
+install -m 0644 "$guest/aws_standin.py" "$guest/vmtest_data.py" "$guest/program_files.py" "$guest/probe.py" "$guest/app_side.py" \
   "$guest/host_link.py" "$guest/running_stack.py" "$rootfs/usr/local/lib/vm-test/"
 # The machine contract the probe imports (`from userdata import layout`), beside it.
 install -D -m 0644 "$repo/userdata/layout.py" "$rootfs/usr/local/lib/vm-test/userdata/layout.py"

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from urllib.request import Request, urlopen
 
 import yaml
+from program_files import env_file, redis_cli_command
 from vmtest_data import boot_data
 
 from userdata import layout
@@ -138,32 +139,13 @@ def process_status(pid: str) -> dict[str, str]:
 
 
 def secrets() -> dict[str, str]:
-    values = {}
-    for line in SECRETS_ENV.read_text().splitlines():
-        key, _, value = line.partition("=")
-        values[key] = value.strip("'")
-    return values
+    return env_file(SECRETS_ENV)
 
 
 def redis_cli(*args: str, db: int = LEDGER_DB, password: bool = True) -> str:
     broker = urlsplit(secrets()["CELERY_BROKER_URL"])
-    auth = ["--pass", broker.password or ""] if password else []
-    command = [
-        "redis-cli",
-        "--tls",
-        "--cacert",
-        "/etc/ssl/certs/ca-certificates.crt",
-        "-h",
-        broker.hostname or "",
-        "-p",
-        str(broker.port),
-        *auth,
-        "--no-auth-warning",
-        "-n",
-        str(db),
-        *args,
-    ]
-    result = run(*command, timeout=30)
+    secret = (broker.password or "") if password else None
+    result = run(*redis_cli_command(broker.hostname or "", str(broker.port), db, secret, *args), timeout=30)
     return (result.stdout + result.stderr).strip()
 
 
@@ -175,8 +157,8 @@ def ledger_count(kind: str, key: str) -> int:
 def app_side(*args: str) -> dict[str, object]:
     """Runs app_side.py as the app user with the units' own environment files."""
     properties = ["-p", f"User={layout.USER}", "-p", f"Group={layout.GROUP}", "-p", f"WorkingDirectory={APP_SRC}"]
-    for env_file in APP_ENV_FILES:
-        properties += ["-p", f"EnvironmentFile={env_file}"]
+    for path in APP_ENV_FILES:
+        properties += ["-p", f"EnvironmentFile={path}"]
     result = run(
         "systemd-run", "--quiet", "--wait", "--pipe", "--collect", *properties, APP_PYTHON, APP_SIDE, *args, timeout=240
     )
@@ -336,7 +318,7 @@ def check_aws_requests() -> None:
 def run_as_ssm(script: str) -> dict[str, object]:
     """A script as SSM's AWS-RunShellScript runs it: /bin/sh, root; AWS's endpoints are the
     guest's stand-ins (on EC2 the agent's environment reaches AWS through the instance role)."""
-    aws = dict(line.split("=", 1) for line in AWS_ENV.read_text().splitlines() if "=" in line)
+    aws = env_file(AWS_ENV)
     result = run("/usr/bin/env", *(f"{k}={v}" for k, v in aws.items()), "/bin/sh", "-c", script, timeout=600)
     return {"rc": result.returncode, "output": (result.stdout + result.stderr).strip().splitlines()[-15:]}
 
@@ -360,8 +342,7 @@ def check_redis() -> None:
 
 
 def allowed_host() -> str:
-    app_env = dict(line.split("=", 1) for line in Path(layout.APP_ENV).read_text().splitlines() if "=" in line)
-    return app_env["DJANGO_ALLOWED_HOSTS"].strip("'").split(",")[0]
+    return env_file(layout.APP_ENV)["DJANGO_ALLOWED_HOSTS"].split(",")[0]
 
 
 def fetch(path: str, host: str) -> dict[str, object]:

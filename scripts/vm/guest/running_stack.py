@@ -13,17 +13,13 @@ import json
 import subprocess
 from pathlib import Path
 
+from program_files import env_file, redis_cli_command
 from vmtest_data import boot_data
 
 from userdata import layout
 
 PARAMETERS = Path("/etc/vm-test/parameters.json")  # the image's SecureStrings: the AUTH token
 RECORD = "vm-test: recorded by the stack's first instance"
-
-
-def env_file(path: str) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in Path(path).read_text().splitlines() if "=" in line)
-    return {key: value.strip("'") for key, value in pairs}
 
 
 def main() -> None:
@@ -34,14 +30,13 @@ def main() -> None:
     release = data["parameters"][release_parameter]["value"].partition(layout.RELEASE_DIGEST_SEPARATOR)[0]
     broker = env_file(layout.SECRETS_SOURCE_ENV)
     token = next(p["value"] for name, p in json.loads(PARAMETERS.read_text()).items() if name.endswith("/auth-token"))
+    key = layout.release_command_key(release, "done")
     subprocess.run(
-        ["redis-cli", "--tls", "--cacert", "/etc/ssl/certs/ca-certificates.crt", "--pass", token, "--no-auth-warning"]
-        + ["-h", broker["REDIS_HOST"], "-p", broker["REDIS_PORT"], "-n", broker["BROKER_DB"]]
-        + ["SET", layout.release_command_key(release, "done"), RECORD],
+        redis_cli_command(broker["REDIS_HOST"], broker["REDIS_PORT"], broker["BROKER_DB"], token, "SET", key, RECORD),
         check=True,
         capture_output=True,
     )
-    print(f"vm-test: {layout.release_command_key(release, 'done')} recorded: a boot into a running stack")
+    print(f"vm-test: {key} recorded: a boot into a running stack")
 
 
 if __name__ == "__main__":
