@@ -54,8 +54,9 @@ def account_names(render: StackRender) -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def shop() -> StackRender:
-    """prod as the stack of a project named shop, with its own artifact bucket."""
-    return rendered("prod", {"app.artifactBucket": "shop-releases"}, project="shop")
+    """prod as the stack of a project named shop, with its own artifact bucket and a third web
+    instance."""
+    return rendered("prod", {"app.artifactBucket": "shop-releases", "web.desiredCapacity": 3}, project="shop")
 
 
 def test_the_program_reads_the_project_pulumi_yaml_names() -> None:
@@ -113,11 +114,10 @@ def test_each_projects_celery_metrics_are_its_own_series(prod: StackRender, shop
     assert metric_stacks(shop) == {"shop-prod"}
 
 
-def test_the_config_is_read_under_the_projects_name(shop: StackRender) -> None:
+def test_the_config_is_read_under_the_projects_name(shop: StackRender, prod: StackRender) -> None:
     # An override set under shop: reaches the program (the stack file's keys moved with it).
-    larger = rendered("prod", {"app.artifactBucket": "shop-releases", "web.desiredCapacity": 3}, project="shop")
-    assert len([i for i in larger.instances if i.role == "web"]) == 3
-    assert len([i for i in shop.instances if i.role == "web"]) == 2
+    assert len([i for i in shop.instances if i.role == "web"]) == 3
+    assert len([i for i in prod.instances if i.role == "web"]) == 2
 
 
 def test_config_errors_name_the_key_in_the_projects_namespace() -> None:
