@@ -65,11 +65,19 @@ SHARED_RENDERS = "shared_renders"
 _shared_renders: Path | None = None
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's tmpdir plugin reads --basetemp
 def pytest_configure(config: pytest.Config) -> None:
     # pytest-xdist registers it too; a run with `-p no:xdist` still meets it in the test modules.
     config.addinivalue_line("markers", "xdist_group(name): tests that share a costly setup, run by one xdist worker")
     if not hasattr(config, "workerinput"):  # once per run, in the controlling process
         sweep_shipped_dirs()
+        # Not pytest's numbered trees (<temp>/pytest-of-<user>/pytest-N): it keeps the last three
+        # sessions' there, and set to keep none, a session removed at its end those of every run
+        # still going beside it (an e2e lane lost its trees to a unit test run at the same time).
+        # This run's trees are its own: under its process directory, removed at its exit, or by
+        # the next run's sweep if it was killed.
+        if config.option.basetemp is None:
+            config.option.basetemp = str(process_dir() / "pytest")
     elif SHARED_RENDERS in config.workerinput:
         global _shared_renders
         _shared_renders = Path(config.workerinput[SHARED_RENDERS])

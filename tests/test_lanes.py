@@ -8,8 +8,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -66,28 +68,53 @@ def test_a_test_outside_every_lane_fails_collection(tmp_path: Path) -> None:
     assert "tests outside every lane" in result.stderr and "test_stray.py" in result.stderr, result.stderr
 
 
-def test_a_session_leaves_no_temp_tree_and_a_killed_ones_goes_at_the_next_start(tmp_path: Path) -> None:
-    # The repository's pytest settings in a scratch project; pytest's trees go under TMPDIR.
+def test_sessions_keep_their_temp_trees_to_themselves_and_leave_none(tmp_path: Path) -> None:
+    """A killed session's trees go at the next start; a session's trees outlive another session
+    that starts and ends beside it; an ended session leaves nothing."""
+    # The repository's conftest and pytest settings in a scratch project; every tree under TMPDIR.
     (tmp_path / "tests").mkdir()
     shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    test = tmp_path / "tests" / "test_writes.py"
-    temp = tmp_path / "temp"
+    for name in ("__init__.py", "conftest.py"):
+        shutil.copy(TESTS / name, tmp_path / "tests" / name)
+    temp, ready, go = tmp_path / "temp", tmp_path / "ready", tmp_path / "go"
     temp.mkdir()
 
-    def session(body: str) -> subprocess.CompletedProcess:
+    def session(body: str, *, wait: bool = True) -> Any:
+        test = tmp_path / "tests" / f"test_writes_{len(list(tmp_path.glob('tests/test_*.py')))}.py"
         test.write_text(
-            f"import os, signal\n\ndef test_writes(tmp_path):\n    (tmp_path / 'f').write_text('x')\n{body}"
+            "import os, signal, time\nfrom pathlib import Path\n\n"
+            f"def test_writes(tmp_path):\n    (tmp_path / 'f').write_text('x')\n{body}"
         )
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", str(test)]
         env = {"TMPDIR": str(temp), "PATH": "/usr/bin:/bin"}
-        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        if wait:
+            return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     def trees() -> list[str]:
-        return sorted(path.name for root in temp.glob("pytest-of-*") for path in root.glob("pytest-*"))
+        return sorted(path.name for path in temp.iterdir())
 
     killed = session("    os.kill(os.getpid(), signal.SIGKILL)\n")
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     assert trees(), "the killed session left no tree: this test shows nothing"
-    passed = session("")
-    assert passed.returncode == 0, passed.stdout + passed.stderr
+    # Holds its tree while another session runs from start to end, then checks it is still there.
+    holding = session(
+        f"    Path({str(ready)!r}).touch()\n"
+        f"    deadline = time.monotonic() + 60\n"
+        f"    while not Path({str(go)!r}).exists() and time.monotonic() < deadline:\n"
+        f"        time.sleep(0.05)\n"
+        f"    assert (tmp_path / 'f').read_text() == 'x'\n",
+        wait=False,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and holding.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), "the holding session never started its test"
+        beside = session("")
+        assert beside.returncode == 0, beside.stdout + beside.stderr
+    finally:
+        go.touch()
+        output = holding.communicate(timeout=120)[0].decode()
+    assert holding.returncode == 0, output
     assert trees() == []
