@@ -274,14 +274,23 @@ def installer_lines() -> list[str]:
     return [line for line in text.splitlines() if line.startswith("install-aws-agent: ")]
 
 
+def first_runs_ended(units: list[str], timeout: float = 120) -> None:
+    """A timer's service writes its line when its run ends, and app-queue-metrics first runs at
+    the first minute boundary after its timer starts (~10 s under TCG): its journal, read before
+    that run ends, is empty or not by where the minute fell."""
+    timed = [unit for unit in units if show(unit).get("TriggeredBy")]
+    wait_until(lambda: all(show(unit).get("ExecMainExitTimestampMonotonic", "0") != "0" for unit in timed), timeout)
+
+
 def source_lines(config: dict) -> dict[str, int]:
     """How many lines each source the agent config names holds here: a unit's journal (what its
     own processes wrote, not systemd's lines about it), a file (-1: no such file)."""
     collected = config["logs"]["logs_collected"]
+    units = [unit for entry in collected.get("journald", {}).get("collect_list", []) for unit in entry["units"]]
+    first_runs_ended(units)
     lines = {
         unit: len(run("journalctl", f"_SYSTEMD_UNIT={unit}", "-o", "cat", "--no-pager").stdout.splitlines())
-        for entry in collected.get("journald", {}).get("collect_list", [])
-        for unit in entry["units"]
+        for unit in units
     }
     for entry in collected.get("files", {}).get("collect_list", []):
         path = Path(entry["file_path"])
