@@ -11,7 +11,6 @@ import sys
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -78,40 +77,43 @@ def test_sessions_keep_their_temp_trees_to_themselves_and_leave_none(tmp_path: P
         shutil.copy(TESTS / name, tmp_path / "tests" / name)
     temp, ready, go = tmp_path / "temp", tmp_path / "ready", tmp_path / "go"
     temp.mkdir()
+    env = {"TMPDIR": str(temp), "PATH": "/usr/bin:/bin"}
 
-    def session(body: str, *, wait: bool = True) -> Any:
-        test = tmp_path / "tests" / f"test_writes_{len(list(tmp_path.glob('tests/test_*.py')))}.py"
+    def command(name: str, body: str) -> list[str]:
+        """pytest running tests/test_<name>.py alone: one test that writes to its tmp_path, then `body`."""
+        test = tmp_path / "tests" / f"test_{name}.py"
         test.write_text(
             "import os, signal, time\nfrom pathlib import Path\n\n"
             f"def test_writes(tmp_path):\n    (tmp_path / 'f').write_text('x')\n{body}"
         )
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", str(test)]
-        env = {"TMPDIR": str(temp), "PATH": "/usr/bin:/bin"}
-        if wait:
-            return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-        return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", str(test)]
+
+    def session(name: str, body: str) -> subprocess.CompletedProcess:
+        return subprocess.run(command(name, body), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
     def trees() -> list[str]:
         return sorted(path.name for path in temp.iterdir())
 
-    killed = session("    os.kill(os.getpid(), signal.SIGKILL)\n")
+    killed = session("killed", "    os.kill(os.getpid(), signal.SIGKILL)\n")
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     assert trees(), "the killed session left no tree: this test shows nothing"
     # Holds its tree while another session runs from start to end, then checks it is still there.
-    holding = session(
+    holding_test = (
         f"    Path({str(ready)!r}).touch()\n"
         f"    deadline = time.monotonic() + 60\n"
         f"    while not Path({str(go)!r}).exists() and time.monotonic() < deadline:\n"
         f"        time.sleep(0.05)\n"
-        f"    assert (tmp_path / 'f').read_text() == 'x'\n",
-        wait=False,
+        f"    assert (tmp_path / 'f').read_text() == 'x'\n"
+    )
+    holding = subprocess.Popen(
+        command("holding", holding_test), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + 60
         while not ready.exists() and holding.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ready.exists(), "the holding session never started its test"
-        beside = session("")
+        beside = session("beside", "")
         assert beside.returncode == 0, beside.stdout + beside.stderr
     finally:
         go.touch()
