@@ -183,6 +183,21 @@ def rendered(
     return _render_once(stack, json.dumps(overrides or {}), redis_endpoint, project)
 
 
+# Configs the tests of several modules render, named once so that each is one render a run (a
+# render is ~0.2 s of the unit lane's CPU). Each test still checks only what its own keys do.
+# prod without its load balancer, Beat, Redis replica and worker scaling.
+SMALL = {
+    "loadBalancer": {"enabled": False},
+    "worker.beat": False,
+    "redis.replicas": 0,
+    "redis.multiAz": False,
+    "worker.maxSize": 1,
+}
+# prod's load balancer with a certificate of the user's: no domain, so no DNS and no issued one.
+GIVEN_CERTIFICATE_ARN = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+GIVEN_CERTIFICATE = {"loadBalancer": {"certificateArn": GIVEN_CERTIFICATE_ARN}}
+
+
 @pytest.fixture(scope="session")
 def prod() -> StackRender:
     """The prod stack exactly as Pulumi.prod.yaml configures it."""

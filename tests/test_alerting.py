@@ -14,7 +14,7 @@ from components.fleet import BOOT_GRACE_SECONDS
 from components.signals import GROUP_METRICS
 from offline_render.fake_aws import ACCOUNT, AUTOSCALING_GROUP_TYPE
 from offline_render.program import StackRender
-from tests.conftest import named, of_type, only, rendered
+from tests.conftest import SMALL, named, of_type, only, rendered
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TOPIC = "aws:sns/topic:Topic"
@@ -40,14 +40,6 @@ TUNED = {
     },
     "worker.scaling": {"targetBacklogPerInstance": 35},
 }
-# A stack without a load balancer, without Beat, with a single Redis node, and a fixed worker group.
-SMALL = {
-    "loadBalancer": {"enabled": False},
-    "worker.beat": False,
-    "redis.replicas": 0,
-    "redis.multiAz": False,
-    "worker.maxSize": 1,
-}
 
 
 @pytest.fixture
@@ -57,6 +49,7 @@ def tuned() -> StackRender:
 
 @pytest.fixture
 def small() -> StackRender:
+    """A stack without a load balancer, without Beat, with a single Redis node, and a fixed worker group."""
     return rendered("prod", SMALL)
 
 

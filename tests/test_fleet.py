@@ -13,7 +13,7 @@ import pytest
 from components.fleet import BOOT_GRACE_SECONDS, Fleet, FleetArgs, GroupSize, MachineGroupArgs
 from offline_render.fake_aws import AUTOSCALING_GROUP_TYPE, LAUNCH_TEMPLATE_TYPE, mock_id
 from tests import REPO_ROOT
-from tests.conftest import SECRET_SIG_KEY, diffed, kind_of, named, of_type
+from tests.conftest import SECRET_SIG_KEY, SMALL, diffed, kind_of, named, of_type
 from userdata.render import UserDataInputs, decode_user_data, enabled_units, user_data_base64, written_files
 
 KINDS = ("web", "worker", "worker-beat")
@@ -150,7 +150,7 @@ def test_own_load_balancer_attaches_the_web_group_to_the_users_target_groups(ren
     assert stack.of_type("aws:lb/loadBalancer:LoadBalancer") == []
     web = groups(stack)["web"]
     assert (web["targetGroupArns"], web["healthCheckType"]) == ([arn], "ELB")
-    assert groups(render({"loadBalancer": {"enabled": False}}))["web"]["healthCheckType"] == "EC2"
+    assert groups(render(SMALL))["web"]["healthCheckType"] == "EC2"
 
 
 def test_template_changes_roll_out_by_instance_refresh(prod, render):

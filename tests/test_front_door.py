@@ -7,14 +7,13 @@ import pytest
 
 from components.front_door import TLS_POLICY, FrontDoorArgs
 from offline_render.fake_aws import mock_id
-from tests.conftest import named, only
+from tests.conftest import GIVEN_CERTIFICATE, GIVEN_CERTIFICATE_ARN, SMALL, named, only
 
 LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
 LISTENER = "aws:lb/listener:Listener"
 RECORD = "aws:route53/record:Record"
 CERTIFICATE = "aws:acm/certificate:Certificate"
-CERTIFICATE_ARN = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
 # prod with the front door's keys these tests read moved off their defaults, rendered once for all
 # of them (a render is ~0.2 s of the unit lane's CPU); each test checks only its own keys' effect.
 TUNED = {
@@ -103,8 +102,8 @@ def test_domain_gets_a_dns_validated_certificate_and_an_alias(prod):
 
 
 def test_a_given_certificate_is_used_as_is_without_dns(render):
-    stack = render({"loadBalancer": {"certificateArn": CERTIFICATE_ARN}})
-    assert listener(stack, "HTTPS")["certificateArn"] == CERTIFICATE_ARN
+    stack = render(GIVEN_CERTIFICATE)
+    assert listener(stack, "HTTPS")["certificateArn"] == GIVEN_CERTIFICATE_ARN
     assert stack.of_type(CERTIFICATE) == [] and stack.of_type(RECORD) == []
 
 
@@ -120,12 +119,12 @@ def test_outputs_are_the_albs_dns_name_and_the_sites_url(prod, render):
     assert prod.outputs["loadBalancerDnsName"] == "prod-alb-1234567890.eu-west-1.elb.amazonaws.com"
     assert prod.outputs["url"] == "https://app.example.com"
     # Without a domain of the program's own, the URL is the load balancer's name.
-    given = render({"loadBalancer": {"certificateArn": CERTIFICATE_ARN}})
+    given = render(GIVEN_CERTIFICATE)
     assert given.outputs["url"] == "https://prod-alb-1234567890.eu-west-1.elb.amazonaws.com"
 
 
 def test_disabled_keeps_no_load_balancer_and_no_internet_ingress(render):
-    stack = render({"loadBalancer": {"enabled": False}})
+    stack = render(SMALL)
     for type_ in (LOAD_BALANCER, TARGET_GROUP, LISTENER, RECORD, CERTIFICATE):
         assert stack.of_type(type_) == [], type_
     assert "url" not in stack.outputs and "loadBalancerDnsName" not in stack.outputs
@@ -154,7 +153,7 @@ def test_component_refuses_inconsistent_args(changes, message):
         "app_port": 8000,
         "health_check_path": "/healthz",
         "deregistration_delay_seconds": 60,
-        "certificate_arn": CERTIFICATE_ARN,
+        "certificate_arn": GIVEN_CERTIFICATE_ARN,
         "domain": None,
         "hosted_zone_id": None,
         "access_logs_bucket": None,

@@ -10,13 +10,19 @@ import pytest
 
 from components.redis import Redis, RedisArgs
 from offline_render.fake_aws import mock_id
-from tests.conftest import diffed, is_secret, named, of_type, only, rendered
+from tests.conftest import SMALL, diffed, is_secret, named, of_type, only, rendered
 
 GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 PARAMETER_GROUP = "aws:elasticache/parameterGroup:ParameterGroup"
 # prod with the broker's keys these tests read moved off their defaults, rendered once for all of
 # them (a render is ~0.2 s of the unit lane's CPU); each test checks only its own keys' effect.
-TUNED = {"redis.nodeType": "cache.r7g.large", "redis.snapshotRetentionDays": 1, "redis.slowLogRetentionDays": 30}
+TUNED = {
+    "redis.nodeType": "cache.r7g.large",
+    "redis.snapshotRetentionDays": 1,
+    "redis.slowLogRetentionDays": 30,
+    "redis.authTokenVersion": 2,
+    "redis.authTokenUpdateStrategy": "SET",
+}
 
 
 def test_encrypted_in_transit_and_at_rest(prod):
@@ -37,7 +43,7 @@ def test_auth_token_is_sent_write_only_and_stays_secret(prod):
 
 
 def test_rotating_the_token_is_a_config_change(render):
-    rotated = render({"redis.authTokenVersion": 2, "redis.authTokenUpdateStrategy": "SET"})
+    rotated = render(TUNED)
     assert only(rotated, GROUP)["authTokenWoVersion"] == 2
     assert only(rotated, GROUP)["authTokenUpdateStrategy"] == "SET"
 
@@ -50,7 +56,7 @@ def test_prod_has_a_replica_with_failover_and_multi_az(prod):
 
 
 def test_single_node_has_no_failover(render):
-    single = only(render({"redis.replicas": 0, "redis.multiAz": False}), GROUP)
+    single = only(render(SMALL), GROUP)
     assert single["numCacheClusters"] == 1
     assert single["automaticFailoverEnabled"] is False
     assert single["multiAzEnabled"] is False

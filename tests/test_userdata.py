@@ -14,7 +14,7 @@ import msgspec
 import pytest
 import yaml
 
-from tests.conftest import kind_of
+from tests.conftest import GIVEN_CERTIFICATE, SMALL, kind_of
 from tests.machine_scripts import shipped
 from userdata import layout, render
 from userdata.render import UserDataInputs
@@ -548,13 +548,6 @@ def test_a_failed_boot_unit_reports_the_instance_unhealthy_after_its_logs_shippe
 
 # --- Django behind the load balancer (docs/django-settings.md) ---------------------------------------
 
-CERTIFICATE_ONLY = {
-    "loadBalancer": {
-        "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-aaaa-bbbb-cccc-0123456789ab"
-    }
-}
-OWN_LOAD_BALANCER = {"loadBalancer": {"enabled": False}}
-
 
 def rendered_app_env(stack) -> dict[str, str]:
     """app.env as the web instance's user-data writes it, read back as systemd would."""
@@ -577,7 +570,7 @@ def test_the_load_balancers_domain_is_an_allowed_host_even_when_allowed_hosts_om
 
 
 def test_a_load_balancer_without_a_domain_is_trusted_for_the_scheme_and_adds_no_origin(render):
-    env = rendered_app_env(render(CERTIFICATE_ONLY))
+    env = rendered_app_env(render(GIVEN_CERTIFICATE))
     assert env["DJANGO_SECURE_PROXY_SSL_HEADER"] == "HTTP_X_FORWARDED_PROTO,https"
     assert "DJANGO_CSRF_TRUSTED_ORIGINS" not in env
     assert env["DJANGO_ALLOWED_HOSTS"] == "app.example.com"
@@ -585,7 +578,7 @@ def test_a_load_balancer_without_a_domain_is_trusted_for_the_scheme_and_adds_no_
 
 def test_without_the_stacks_load_balancer_no_forwarded_header_is_trusted(render):
     # Whoever web.ingress* lets in could set X-Forwarded-Proto: the stack cannot vouch for it.
-    env = rendered_app_env(render(OWN_LOAD_BALANCER))
+    env = rendered_app_env(render(SMALL))
     assert "DJANGO_SECURE_PROXY_SSL_HEADER" not in env
     assert "DJANGO_CSRF_TRUSTED_ORIGINS" not in env
 
