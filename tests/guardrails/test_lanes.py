@@ -33,7 +33,8 @@ def test_every_test_file_lives_in_a_lane() -> None:
     test_files = sorted(TESTS.rglob("test_*.py"))
     assert test_files
     assert [path for path in test_files if lane_of(path) is None] == []
-    assert lane_of(TESTS / "test_lanes.py") == "unit"
+    assert lane_of(TESTS / "test_fleet.py") == "unit"
+    assert lane_of(TESTS / "guardrails" / "test_lanes.py") == "guardrails"
     assert lane_of(TESTS / "ops" / "test_rollout.py") == "unit"
     assert lane_of(TESTS / "e2e" / "test_faults.py") == "e2e"
 
