@@ -83,13 +83,19 @@ def test_the_instance_is_private_encrypted_and_its_password_made_by_rds() -> Non
 
 
 def test_tls_is_forced_by_its_own_parameter_group_whose_family_follows_the_version() -> None:
-    for version, family in (("16", "postgres16"), ("17.4", "postgres17")):
-        render = with_rds({**PROD_RDS, "engineVersion": version})
-        group = only(render, "aws:rds/parameterGroup:ParameterGroup")
-        assert group["family"] == family
-        assert {"name": "rds.force_ssl", "value": "1"} in group["parameters"]
-        assert only(render, RDS)["parameterGroupName"] == "prod-database-params"
-        assert only(render, RDS)["engineVersion"] == version
+    # A major that is not the default, through the whole program: the config reaches both.
+    render = with_rds({**PROD_RDS, "engineVersion": "16"})
+    group = only(render, "aws:rds/parameterGroup:ParameterGroup")
+    assert group["family"] == "postgres16"
+    assert {"name": "rds.force_ssl", "value": "1"} in group["parameters"]
+    assert only(render, RDS)["parameterGroupName"] == "prod-database-params"
+    assert only(render, RDS)["engineVersion"] == "16"
+    # The family is the major's, a minor given or not (what the program passes the component).
+    values = prod_config_values()
+    for version, family in (("16", "postgres16"), ("17.4", "postgres17"), (None, "postgres17")):
+        values["database"] = json.dumps({**PROD_RDS, **({"engineVersion": version} if version else {})})
+        database = load_settings(values, stack="prod", region="eu-west-1").database
+        assert (database.rds_engine_version, database.rds_parameter_family) == (version or "17", family), version
 
 
 def test_protect_turns_on_deletion_protection_and_a_final_snapshot_is_always_taken() -> None:
