@@ -9,16 +9,22 @@ import pytest
 from pulumi.runtime.mocks import MockMonitor
 
 from components.live_release import LiveRelease, LiveReleaseArgs
-from offline_render.program import render_stack
+from offline_render.program import StackRender, render_stack
 from tests.conftest import named, of_type
 
 PARAMETER_TYPE = "aws:ssm/parameter:Parameter"
 
 
-@pytest.fixture
-def ignored_changes(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """Resource name -> the ignoreChanges the program registered it with (the mocks' own
-    arguments do not carry resource options)."""
+PINNED = f"2026.12.01-1@sha256:{'0a' * 32}"
+# The tests that read pinned_run run on one xdist worker (--dist loadgroup): one run for both.
+shares_pinned_run = pytest.mark.xdist_group("live-release-pinned")
+
+
+@pytest.fixture(scope="module")
+def pinned_run() -> tuple[StackRender, dict[str, list[str]]]:
+    """A fresh run of prod with a pinned app.release (not prod's), and each resource's name ->
+    the ignoreChanges the program registered it with (the mocks' own arguments do not carry
+    resource options)."""
     seen: dict[str, list[str]] = {}
     register = MockMonitor.RegisterResource
 
@@ -26,8 +32,9 @@ def ignored_changes(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
         seen[request.name] = list(request.ignoreChanges)
         return register(self, request)
 
-    monkeypatch.setattr(MockMonitor, "RegisterResource", recording)
-    return seen
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MockMonitor, "RegisterResource", recording)
+        return render_stack("prod", {"app.release": PINNED}), seen
 
 
 def test_release_parameter_is_a_plain_string_seeded_from_app_release(prod):
@@ -41,8 +48,9 @@ def test_release_parameter_is_a_plain_string_seeded_from_app_release(prod):
     }
 
 
-def test_release_parameter_value_is_left_to_the_ops_tool(ignored_changes):
-    render_stack("prod", {"app.release": "2026.12.01-1"})  # a fresh run: the fixture records it
+@shares_pinned_run
+def test_release_parameter_value_is_left_to_the_ops_tool(pinned_run):
+    _, ignored_changes = pinned_run
     assert ignored_changes["prod-live-release"] == ["insecureValue"]
     assert ignored_changes["prod-redis-auth-token"] == []  # the program keeps owning its secrets
 
@@ -63,7 +71,7 @@ def test_live_release_alone_creates_the_named_string_parameter(build_alone):
     )
 
 
-def test_a_pinned_app_release_seeds_the_parameter_with_its_artifacts_digest():
-    pinned = f"2026.12.01-1@sha256:{'0a' * 32}"
-    render = render_stack("prod", {"app.release": pinned})
-    assert named(render, PARAMETER_TYPE, "prod-live-release")["insecureValue"] == pinned
+@shares_pinned_run
+def test_a_pinned_app_release_seeds_the_parameter_with_its_artifacts_digest(pinned_run):
+    render, _ = pinned_run
+    assert named(render, PARAMETER_TYPE, "prod-live-release")["insecureValue"] == PINNED
