@@ -196,6 +196,16 @@ SMALL = {
 # prod's load balancer with a certificate of the user's: no domain, so no DNS and no issued one.
 GIVEN_CERTIFICATE_ARN = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
 GIVEN_CERTIFICATE = {"loadBalancer": {"certificateArn": GIVEN_CERTIFICATE_ARN}}
+# prod with the network's, the instance logs' and the stack key's keys that test_network, test_logs
+# and test_encryption read moved off their defaults, each retention to a value of its own.
+KEY_ADMINISTRATOR_ARN = "arn:aws:iam::123456789012:role/django-stack-deploy"
+TUNED_OPERATIONS = {
+    "network.natGateways": "single",
+    "network.availabilityZones": 3,
+    "security.flowLogRetentionDays": 365,
+    "logs.retentionDays": 180,
+    "security.keyAdministratorArn": KEY_ADMINISTRATOR_ARN,
+}
 
 
 @pytest.fixture(scope="session")

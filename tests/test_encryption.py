@@ -13,7 +13,7 @@ import pytest
 from components.encryption import KeyPolicyInputs, StackKey, StackKeyArgs, key_policy
 from offline_render.fake_aws import ACCOUNT
 from offline_render.program import StackRender
-from tests.conftest import of_type, only
+from tests.conftest import KEY_ADMINISTRATOR_ARN, TUNED_OPERATIONS, of_type, only
 
 KEY = "aws:kms/key:Key"
 PARAMETER = "aws:ssm/parameter:Parameter"
@@ -131,10 +131,9 @@ def test_the_administrator_manages_the_key_without_using_it(prod: StackRender, r
         assert not allows(admin, use), use
     assert allows(admin, "kms:PutKeyPolicy") and allows(admin, "kms:ScheduleKeyDeletion")
     assert not allows(admin, "kms:CreateGrant")
-    deploy_role = f"arn:aws:iam::{ACCOUNT}:role/django-stack-deploy"
-    named_admin = render({"security.keyAdministratorArn": deploy_role})
+    named_admin = render(TUNED_OPERATIONS)
     principals = {s["Sid"]: s["Principal"] for s in key_statements(named_admin)}
-    assert principals["AdministerKey"] == principals["DeployerUsesKeyThroughServices"] == {"AWS": deploy_role}
+    assert principals["AdministerKey"] == principals["DeployerUsesKeyThroughServices"] == {"AWS": KEY_ADMINISTRATOR_ARN}
 
 
 def test_a_configured_key_replaces_the_stack_key(render) -> None:

@@ -26,6 +26,7 @@ TUNED = {
     "web.maxSize": 8,
     "worker.maxSize": 10,
     "instances.rootVolumeGb": 40,
+    "instances.amiId": "ami-0123456789abcdef0",
     "instances.minHealthyPercentage": 50,
     "worker.stopMarginSeconds": 300,
     "app.environment": {"FEATURE_REPORTS": "on", "DATABASE_URL": "postgres://app@db.internal/app"},
@@ -277,7 +278,7 @@ def prod_queues() -> list[dict[str, Any]]:
 
 def test_default_image_is_debian_12_from_debian_and_amiId_pins_it(prod, render):
     assert {t["imageId"] for t in templates(prod).values()} == {"ami-0a1b2c3d4e5f67890"}
-    pinned = templates(render({"instances.amiId": "ami-0123456789abcdef0"}))
+    pinned = templates(render(TUNED))
     assert {t["imageId"] for t in pinned.values()} == {"ami-0123456789abcdef0"}
 
 

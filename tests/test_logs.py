@@ -14,7 +14,7 @@ import pytest
 from components.logs import AGENT_LOG_ACTIONS
 from offline_render.fake_aws import ACCOUNT
 from offline_render.program import StackRender
-from tests.conftest import named, only
+from tests.conftest import TUNED_OPERATIONS, named, only
 from tests.test_access import role_statements
 
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
@@ -39,8 +39,8 @@ def test_one_group_per_role_with_the_configured_retention_and_the_stack_key(prod
     assert stack_key.startswith(f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/")
     for group in groups.values():
         assert (group["retentionInDays"], group["kmsKeyId"]) == (30, stack_key)
-    longer = instance_groups(render({"logs.retentionDays": 365}))
-    assert {group["retentionInDays"] for group in longer.values()} == {365}
+    longer = instance_groups(render(TUNED_OPERATIONS))
+    assert {group["retentionInDays"] for group in longer.values()} == {180}
 
 
 def test_the_stack_key_lets_cloudwatch_logs_encrypt_the_instance_groups(prod: StackRender) -> None:

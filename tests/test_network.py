@@ -11,11 +11,10 @@ import pytest
 from components.network import Network, NetworkArgs
 from components.planning import plan_subnets
 from offline_render.fake_aws import ACCOUNT, mock_id
-from tests.conftest import named, of_type, only
+from tests.conftest import TUNED_OPERATIONS, named, of_type, only
 
 # prod with the network's keys these tests read moved off their defaults, rendered once for all of
 # them (a render is ~0.2 s of the unit lane's CPU); each test checks only its own keys' effect.
-TUNED = {"network.natGateways": "single", "network.availabilityZones": 3, "security.flowLogRetentionDays": 365}
 
 
 def test_new_vpc_spans_two_zones_with_private_subnets_and_nat(prod):
@@ -32,7 +31,7 @@ def test_new_vpc_spans_two_zones_with_private_subnets_and_nat(prod):
 
 
 def test_single_nat_gateway_when_configured(render):
-    assert len(render(TUNED).of_type("aws:ec2/natGateway:NatGateway")) == 1
+    assert len(render(TUNED_OPERATIONS).of_type("aws:ec2/natGateway:NatGateway")) == 1
 
 
 def test_existing_vpc_creates_no_network_and_uses_its_subnets(render):
@@ -90,7 +89,7 @@ def test_more_zones_than_the_region_has_is_one_line_naming_the_key(render):
 
 
 def test_every_zone_the_region_has_can_be_used(render):
-    private = [r.inputs for r in render(TUNED).of_type("aws:ec2/subnet:Subnet")]
+    private = [r.inputs for r in render(TUNED_OPERATIONS).of_type("aws:ec2/subnet:Subnet")]
     zones = sorted(s["availabilityZone"] for s in private if s["tags"]["Tier"] == "private")
     assert zones == ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
 
@@ -102,7 +101,7 @@ def test_flow_logs_record_all_traffic_to_an_encrypted_log_group_kept_as_configur
     group = named(prod, "aws:cloudwatch/logGroup:LogGroup", "prod-flow-logs")
     assert flow_log["logDestination"] == f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:prod-flow-logs"
     assert group["retentionInDays"] == 90 and group["kmsKeyId"].startswith("arn:aws:kms:eu-west-1:")
-    longer = render(TUNED)
+    longer = render(TUNED_OPERATIONS)
     assert named(longer, "aws:cloudwatch/logGroup:LogGroup", "prod-flow-logs")["retentionInDays"] == 365
 
 
