@@ -185,13 +185,19 @@ def rendered(
 
 # Configs the tests of several modules render, named once so that each is one render a run (a
 # render is ~0.2 s of the unit lane's CPU). Each test still checks only what its own keys do.
-# prod without its load balancer, Beat, Redis replica and worker scaling.
+# prod without its load balancer (web reached from a network and a group of the user's), Beat,
+# Redis replica and worker scaling, unprotected and with no alert email (which only an
+# unprotected stack may have).
 SMALL = {
     "loadBalancer": {"enabled": False},
+    "web.ingressCidrs": ["10.40.0.0/16"],
+    "web.ingressSecurityGroupIds": ["sg-0123456789abcdef0"],
     "worker.beat": False,
     "redis.replicas": 0,
     "redis.multiAz": False,
     "worker.maxSize": 1,
+    "security.protect": False,
+    "alerts.emails": [],
 }
 # prod's load balancer with a certificate of the user's: no domain, so no DNS and no issued one.
 GIVEN_CERTIFICATE_ARN = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"

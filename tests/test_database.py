@@ -20,6 +20,7 @@ INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 DATABASE_GROUP = "sg-0d8a7b6c5e4f32109"
 SECRETS = {"DATABASE_URL": "/myapp/prod/database-url"}
+BY_GROUP = {"mode": "existing", "securityGroupId": DATABASE_GROUP}
 
 
 def with_database(database: dict[str, Any], secrets: dict[str, str] | None = None) -> StackRender:
@@ -56,7 +57,7 @@ def test_mode_none_is_the_default_and_opens_nothing(prod: StackRender) -> None:
 
 
 def test_an_existing_database_by_group_opens_exactly_its_port_to_that_group() -> None:
-    render = with_database({"mode": "existing", "securityGroupId": DATABASE_GROUP})
+    render = with_database(BY_GROUP)
     for role in ("web", "worker"):
         assert rule_tuples(render, EGRESS, mock_id("sg", f"prod-{role}")) == sorted(
             [*STACK_EGRESS, redis_egress(), ("tcp", 5432, 5432, DATABASE_GROUP)]
@@ -103,7 +104,7 @@ def test_manage_ingress_admits_web_and_worker_on_the_users_group() -> None:
 
 
 def test_the_connection_reaches_the_machines_only_as_a_secret_parameter() -> None:
-    render = with_database({"mode": "existing", "cidrs": ["10.50.0.0/16"]})
+    render = with_database(BY_GROUP)  # the group's render: how the database is reached does not matter here
     web = next(i for i in render.instances if i.role == "web").user_data
     # app-fetch-secrets reads it at boot (the instance role may read that one parameter); its
     # value is never in user-data.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from components.security import SecurityArgs, SecurityGroups
 from offline_render.fake_aws import mock_id
-from tests.conftest import of_type
+from tests.conftest import SMALL, of_type
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
@@ -49,13 +49,7 @@ def test_web_hosts_accept_the_app_port_only_from_the_load_balancer(prod):
 
 
 def test_without_the_load_balancer_web_ingress_is_exactly_what_config_names(render):
-    own = render(
-        {
-            "loadBalancer": {"enabled": False},
-            "web.ingressCidrs": ["10.40.0.0/16"],
-            "web.ingressSecurityGroupIds": ["sg-0123456789abcdef0"],
-        }
-    )
+    own = render(SMALL)
     web_in = [r for r in rules(own, INGRESS) if r["securityGroupId"] == mock_id("sg", "prod-web")]
     assert sorted((r.get("cidrIpv4") or r["referencedSecurityGroupId"], r["fromPort"]) for r in web_in) == [
         ("10.40.0.0/16", 8000),
