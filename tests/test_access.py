@@ -17,7 +17,7 @@ import userdata.render
 from components.access import SSM_AGENT_ACTIONS, AccessArgs, InstanceAccess, KindAccess
 from offline_render.fake_aws import ACCOUNT, AUTOSCALING_GROUP_TYPE, RecordedResource
 from offline_render.program import StackRender, render_stack
-from tests.conftest import named, of_type
+from tests.conftest import named, of_type, rendered
 from tests.test_fleet import REPLACED_ON_CHANGE as FLEET_REPLACED_ON_CHANGE
 from tests.test_fleet import changed_inputs
 from userdata import layout
@@ -259,7 +259,7 @@ def partitions_named(value: Any) -> set[str]:
 
 @pytest.mark.parametrize(("region", "partition"), [("us-gov-west-1", "aws-us-gov"), ("cn-north-1", "aws-cn")])
 def test_every_arn_the_program_writes_names_the_regions_partition(region: str, partition: str) -> None:
-    stack = render_stack("prod", {"aws:region": region})
+    stack = rendered("prod", {"aws:region": region})
     wrong = {r.name: found for r in stack.resources if (found := partitions_named(r.inputs) - {partition})}
     assert wrong == {}
     assert partition in partitions_named([r.inputs for r in stack.resources])
