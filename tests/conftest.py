@@ -20,7 +20,7 @@ import yaml
 
 from config import Settings, load_settings
 from config.kinds import MachineKind, beat_kind, web_kind, worker_kind
-from offline_render.fake_aws import RecordedResource, RecordingMocks, write_only
+from offline_render.fake_aws import ACCOUNT, RecordedResource, RecordingMocks, write_only
 from offline_render.program import StackRender, fresh_event_loop, render_stack, use_mocks, without_declaration_stacks
 from offline_render.report import SECRET_SIG, SECRET_SIG_KEY
 from tests import REPO_ROOT
@@ -200,11 +200,11 @@ SMALL = {
     "alerts.emails": [],
 }
 # prod's load balancer with a certificate of the user's: no domain, so no DNS and no issued one.
-GIVEN_CERTIFICATE_ARN = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+GIVEN_CERTIFICATE_ARN = f"arn:aws:acm:eu-west-1:{ACCOUNT}:certificate/0a1b2c3d-1111-2222-3333-444455556666"
 GIVEN_CERTIFICATE = {"loadBalancer": {"certificateArn": GIVEN_CERTIFICATE_ARN}}
 # prod with the network's, the instance logs' and the stack key's keys that test_network, test_logs
 # and test_encryption read moved off their defaults, each retention to a value of its own.
-KEY_ADMINISTRATOR_ARN = "arn:aws:iam::123456789012:role/django-stack-deploy"
+KEY_ADMINISTRATOR_ARN = f"arn:aws:iam::{ACCOUNT}:role/django-stack-deploy"
 TUNED_OPERATIONS = {
     "network.natGateways": "single",
     "network.availabilityZones": 3,

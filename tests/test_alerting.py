@@ -49,8 +49,8 @@ def tuned() -> StackRender:
 
 @pytest.fixture
 def small() -> StackRender:
-    """A stack without a load balancer, without Beat, with a single Redis node, a fixed worker
-    group, unprotected and without alert email."""
+    """The small stack (tests/conftest.py SMALL): no load balancer, no Beat, one Redis node, a
+    fixed worker group, no alert email."""
     return rendered("prod", SMALL)
 
 
