@@ -20,8 +20,10 @@ repo=$(cd "$here/../.." && pwd)
 guest=$here/guest
 rootfs=$out/rootfs
 
-# What an official Debian 12 AMI carries that the units need (cloud-init, python3, boto3, venv),
-# plus the test stand-ins' needs (redis-server, openssl). python3-cffi-backend explicitly, or
+# What the units need from Debian: cloud-init and python3, which an official Debian 12 AMI
+# carries, and boto3 and venv, which the user-data's `packages` step installs there (preinstalled
+# here: the guest has no network to apt from; docs/vm.md, "The boot's order"), plus the test
+# stand-ins' needs (redis-server, openssl). python3-cffi-backend explicitly, or
 # python3-cryptography (and with it cloud-init) is left unconfigured under minbase.
 packages=(
   linux-image-cloud-amd64 initramfs-tools systemd-sysv udev dbus
