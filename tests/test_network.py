@@ -13,9 +13,6 @@ from components.planning import plan_subnets
 from offline_render.fake_aws import ACCOUNT, mock_id
 from tests.conftest import TUNED_OPERATIONS, named, of_type, only
 
-# prod with the network's keys these tests read moved off their defaults, rendered once for all of
-# them (a render is ~0.2 s of the unit lane's CPU); each test checks only its own keys' effect.
-
 
 def test_new_vpc_spans_two_zones_with_private_subnets_and_nat(prod):
     assert only(prod, "aws:ec2/vpc:Vpc")["cidrBlock"] == "10.40.0.0/16"
