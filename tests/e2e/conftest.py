@@ -64,9 +64,11 @@ def running(stack: Deployment) -> Deployment:
 
 @pytest.fixture()
 def live(running: Deployment) -> Iterator[Deployment]:
-    """The running stack, brought back to "every unit up" after a test that stops things."""
+    """The running stack, brought back to "every unit up" after a test that stops things. A
+    unit that crashed during the test fails it here, with its log."""
     yield running
-    running.restore()
+    exited = running.restore()
+    assert not exited, "a unit exited without being stopped:\n" + "\n".join(exited)
 
 
 @pytest.fixture(scope="session")

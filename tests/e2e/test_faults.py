@@ -51,9 +51,11 @@ def backlog(running: Deployment, keys: list[str]) -> Callable[[], str]:
         broker = running.redis.client(0)
         started = counts(running, "started")
         begun = sum(1 for key in missing if key in started)
+        # A worker that died takes the message its pending BRPOP popped with it (docs/e2e.md).
+        exited = "".join(f"; {entry}" for entry in running.exited_units())
         return (
             f"{len(missing)} of {len(keys)} not executed (e.g. {missing[:5]}, {begun} of them started); "
-            f"queue 'default' holds {broker.llen('default')}, unacked {broker.hlen('unacked')}"
+            f"queue 'default' holds {broker.llen('default')}, unacked {broker.hlen('unacked')}{exited}"
         )
 
     return describe
@@ -151,3 +153,19 @@ def test_2000_tasks_survive_two_restarts_of_every_worker(live: Deployment, repor
     done = counts(live, "executed")
     assert all(done.get(key, 0) >= 1 for key in keys)
     report(summary(live, "2000 tasks, workers restarted twice", keys))
+
+
+def test_a_unit_that_dies_by_itself_is_started_again_and_named(running: Deployment) -> None:
+    """The `live` fixture's check: a crash fails the test it happened in, with the unit's log,
+    and the next test finds the unit running again, as `Restart=` would leave it."""
+    machine = running.by_role("worker")[0]
+    crashed = machine.processes[DEFAULT_WORKER]
+    crashed.send_signal(signal.SIGKILL)  # the main process only, not through the harness's kill()
+    crashed.wait(timeout=30)
+
+    exited = running.restore()
+
+    assert [entry.split(":", 1)[0] for entry in exited] == [f"{machine.hostname} {DEFAULT_WORKER} exited with -9"]
+    assert machine.processes[DEFAULT_WORKER] is not crashed
+    assert machine.processes[DEFAULT_WORKER].poll() is None
+    assert running.exited_units() == []
