@@ -90,6 +90,11 @@ MARK = re.compile(r"VMTEST (\S+) (.*)$")
 # qemu start to poweroff. Under TCG on a loaded 2-core host a boot that builds the venv took
 # 8.5 min to ready, and the deploy scenario builds a second one.
 BOOT_TIMEOUT_SECONDS = 1800
+# The probe's first line ("started") comes once the guest is past basic.target: about 10 s under
+# TCG, a minute at load 4. A guest silent for longer never got there; once in a CI run qemu spun
+# 30 min on an empty console, 196 KB written to its disk. That boot is started again, once, and
+# the Boot keeps how long the silent attempt ran; a second silent start runs to the timeout.
+STARTUP_TIMEOUT_SECONDS = 600
 SECTOR = 512
 # Set by the session that runs boots in threads when it ends early: every boot kills its qemu.
 STOP = threading.Event()
@@ -124,6 +129,7 @@ class Boot:
     reports: list[Report] = field(default_factory=list)
     exit_code: int | None = None
     seconds: float = 0.0  # qemu start to qemu exit
+    silent_attempt_seconds: float | None = None  # a first qemu that never started the probe
 
     def first(self, key: str) -> Any:
         for report in self.reports:
@@ -307,10 +313,6 @@ def boot(
     workdir.mkdir(parents=True, exist_ok=True)
     overlay = workdir / "overlay.qcow2"
     overlay.unlink(missing_ok=True)
-    subprocess.run(
-        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(disk or image.base), "-F", "raw", str(overlay)],
-        check=True,
-    )
     # A fresh instance id per boot: cloud-init treats every boot as a first boot. The guest's
     # IMDS and Auto Scaling stand-ins answer with it, and with the group the instance is in.
     instance_id = f"i-{uuid.uuid4().hex[:17]}"
@@ -318,12 +320,44 @@ def boot(
     group = f"{STACK}-{role}-vmtest"
     drive = make_data_drive(workdir, {**(data or {}), "instance_id": instance_id, "autoscaling_group": group})
     console = workdir / "console.log"
-    console.write_bytes(b"")
     result = Boot(role, user_data, "", instance_id=instance_id, autoscaling_group=group)
+    qemu = (image, disk, overlay, seed, drive, console, services)
+    process, seconds, silent = run_qemu(*qemu, result, timeout, startup_timeout=STARTUP_TIMEOUT_SECONDS)
+    if silent:
+        result.silent_attempt_seconds = seconds
+        process, seconds, _ = run_qemu(*qemu, result, timeout)
+    result.exit_code = process.returncode
+    result.seconds = seconds
+    qemu_output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+    result.console = console.read_text(errors="replace") + (f"\n[qemu] {qemu_output}" if qemu_output else "")
+    return result
+
+
+def run_qemu(
+    image: Image,
+    disk: Path | None,
+    overlay: Path,
+    seed: Path,
+    drive: Path,
+    console: Path,
+    services: list[HostService] | None,
+    result: Boot,
+    timeout: float,
+    startup_timeout: float | None = None,
+) -> tuple[subprocess.Popen[bytes], float, bool]:
+    """One qemu on a fresh overlay, its marked lines added to `result` as they appear, until it
+    powers off or `timeout`. Returns it (exited), its seconds, and whether it was stopped because
+    the probe had not started within `startup_timeout`."""
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(disk or image.base), "-F", "raw", str(overlay)],
+        check=True,
+    )
+    console.write_bytes(b"")
     started = time.monotonic()
     process = subprocess.Popen(
         qemu_command(image, overlay, seed, drive, console, services), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+    silent = False
     seen = 0
     try:
         while True:
@@ -339,10 +373,11 @@ def boot(
             if finished:
                 break
             if STOP.is_set():
-                raise RuntimeError(f"boot {role} stopped: the session ended")
+                raise RuntimeError(f"boot {result.role} stopped: the session ended")
+            if startup_timeout is not None and now > startup_timeout and not result.reports:
+                silent = True
+                break
             if now > timeout:
-                process.kill()
-                process.wait()
                 result.reports.append(Report("harness-timeout", timeout, now))
                 break
             time.sleep(0.2)
@@ -351,8 +386,6 @@ def boot(
             process.kill()
             process.wait()
         overlay.unlink(missing_ok=True)
-    result.exit_code = process.returncode
-    result.seconds = round(time.monotonic() - started, 2)
-    qemu_output = process.stdout.read().decode(errors="replace") if process.stdout else ""
-    result.console = console.read_text(errors="replace") + (f"\n[qemu] {qemu_output}" if qemu_output else "")
-    return result
+    if silent and process.stdout:
+        process.stdout.close()  # what a stuck qemu printed is of no use; the next attempt's is
+    return process, round(time.monotonic() - started, 2), silent

@@ -276,7 +276,7 @@ class Boots:
         """One line per job that ran (when it started and ended), and how long they took together
         and one after another."""
         lines = [
-            f"{name}: {start}-{end} s ({end - start} s)"
+            f"{name}: {start}-{end} s ({end - start} s){self.restarted(name)}"
             for name, (start, end) in sorted(self.spans.items(), key=lambda kv: kv[1])
         ]
         if self.spans:
@@ -286,6 +286,13 @@ class Boots:
                 f"{PARALLEL} at a time: {wall} s from the first start to the last end; one after another: {serial} s"
             )
         return lines
+
+    def restarted(self, name: str) -> str:
+        """A boot's note when its first qemu never started the probe (harness.STARTUP_TIMEOUT_SECONDS)."""
+        outcome = self.started[name]
+        boot = outcome.result() if outcome.done() and not outcome.exception() else None
+        silent = boot.silent_attempt_seconds if isinstance(boot, harness.Boot) else None
+        return f", after a first qemu silent for {silent:.0f} s" if silent else ""
 
     def close(self) -> None:
         harness.STOP.set()  # a boot still running (an interrupted session) kills its qemu

@@ -738,6 +738,7 @@ def check_program(shown: dict[str, dict[str, str]], scenario: str, data: dict) -
 
 
 def main() -> None:
+    emit("started", {"uptime": uptime()})  # the host's sign that the guest got past basic.target
     try:
         probe()
     except Exception:
