@@ -456,37 +456,43 @@ class Deployment:
             time.sleep(0.5)
         raise TimeoutError(f"/healthz never answered 200 (last: {last})\n{self.web.log('gunicorn.service')[-3000:]}")
 
-    def exited_units(self) -> list[str]:
-        """The long-running units whose process ended without the test stopping it (a crash):
-        machine, unit, exit status and the end of its log."""
+    def _exited(self) -> list[tuple[SimulatedMachine, str]]:
+        """(machine, unit) of each long-running process that ended without the test stopping it."""
         return [
-            f"{machine.hostname} {unit} exited with {process.returncode}:\n{machine.log(unit)[-3000:]}"
+            (machine, unit)
             for machine in self.machines.values()
             for unit, process in machine.processes.items()
             if process.poll() is not None
         ]
+
+    def exited_units(self) -> list[str]:
+        """The units whose process ended without the test stopping it (a crash): machine, unit,
+        exit status and the end of its log."""
+        return [exit_report(machine, unit) for machine, unit in self._exited()]
 
     def restore(self) -> list[str]:
         """Restarts whatever a test stopped (Redis, any long-running unit) and waits until the
         stack answers again. A unit that exited by itself is started again too, as its
         `Restart=` would, so one test's crash does not fail the tests after it; those units are
         returned (see `exited_units`) for the test that caused it to fail on."""
-        exited = self.exited_units()
+        dead = self._exited()
+        exited = [exit_report(machine, unit) for machine, unit in dead]
+        for machine, unit in dead:
+            machine.kill(unit)  # what the dead main process left, as systemd clears the cgroup
         if self.redis.process is None:
             self.redis.start()
         for machine in self.machines.values():
             for unit in machine.enabled_services:
-                if machine.service(unit).type == "oneshot":
-                    continue
-                process = machine.processes.get(unit)
-                if process is not None and process.poll() is not None:
-                    machine.kill(unit)  # what the dead main process left, as systemd clears the cgroup
-                if unit not in machine.processes:
+                if machine.service(unit).type != "oneshot" and unit not in machine.processes:
                     machine.start(unit)
         if self.by_role("web"):
             self.wait_for_web()
         self.wait_for_workers(self.worker_names())
         return exited
+
+
+def exit_report(machine: SimulatedMachine, unit: str) -> str:
+    return f"{machine.hostname} {unit} exited with {machine.processes[unit].returncode}:\n{machine.log(unit)[-3000:]}"
 
 
 def wait_until(condition, timeout: float, interval: float = 0.3, describe=None) -> None:
