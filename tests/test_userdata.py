@@ -106,8 +106,12 @@ def test_the_beat_instance_publishes_the_backlog_every_minute_with_the_contracts
         "STACK_DIMENSION": "Stack",
         "QUEUE_DIMENSION": "Queue",
     }
-    # The broker URL comes from the secrets app-secrets fetched: it must have run.
-    assert "Requires=app-secrets.service\n" in text and "After=network-online.target app-secrets.service\n" in text
+    # The broker URL comes from the secrets app-secrets fetched: it must have run. At boot a run
+    # waits for Beat's start job: it reports Beat as it runs, not yet started.
+    assert "Requires=app-secrets.service\n" in text
+    assert "After=network-online.target app-secrets.service celery-beat.service\n" in text
+    # Ordered only: a Beat that failed to start is then reported down, not the run skipped.
+    assert "celery-beat.service" not in unit(text)["Unit"]["Requires"] + unit(text)["Unit"].get("Wants", "")
     assert "EnvironmentFile" not in service  # reads only the broker URL line, not Django's key
     script = files["/usr/local/sbin/app-queue-metrics"]
     assert (script.owner, script.permissions, script.content) == (
