@@ -111,7 +111,8 @@ def test_the_beat_instance_publishes_the_backlog_every_minute_with_the_contracts
     assert "Requires=app-secrets.service\n" in text
     assert "After=network-online.target app-secrets.service celery-beat.service\n" in text
     # Ordered only: a Beat that failed to start is then reported down, not the run skipped.
-    assert "celery-beat.service" not in unit(text)["Unit"]["Requires"] + unit(text)["Unit"].get("Wants", "")
+    dependencies = unit(text)["Unit"]
+    assert "celery-beat.service" not in dependencies["Requires"] + dependencies.get("Wants", "")
     assert "EnvironmentFile" not in service  # reads only the broker URL line, not Django's key
     script = files["/usr/local/sbin/app-queue-metrics"]
     assert (script.owner, script.permissions, script.content) == (
