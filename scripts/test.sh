@@ -29,6 +29,14 @@ bash scripts/setup.sh "$lane"
 # (PYTHONDONTWRITEBYTECODE) makes every run, every xdist worker and every `python -m` a test starts
 # compile the repository and rewrite the tests again: about 1.3 s of each worker's collection.
 unset PYTHONDONTWRITEBYTECODE
+# Every temp tree of the run (pytest's, the release builder's and pip's, the VM image build's, the
+# benches') in one directory named by this shell's pid: removed when the run ends, and at the next
+# run's start, with what still holds it, when this one was killed (tests/conftest.py RUN_TREES).
+# 1777 as /tmp: tests run commands as other users.
+TMPDIR=$(mktemp -d "/tmp/test-run-$$-XXXXXX")
+chmod 1777 "$TMPDIR"
+export TMPDIR
+trap 'rm -rf "$TMPDIR"' EXIT
 status=0
 .venv/bin/python -m pytest "${selection[@]}" "$@" || status=$?
 # pytest's 5 means it ran nothing: a lane that selects no test is a broken lane, never a pass.

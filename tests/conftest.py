@@ -17,6 +17,7 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
+from e2e_harness.leftovers import remove_dead_runs
 
 from config import Settings, load_settings
 from config.kinds import MachineKind, beat_kind, web_kind, worker_kind
@@ -60,6 +61,9 @@ def started_first(path: Path) -> int:
     return STARTED_FIRST.index(module) if module in STARTED_FIRST else len(STARTED_FIRST)
 
 
+# scripts/test.sh's temp dir for everything a run writes (its TMPDIR): /tmp/test-run-<its pid>-*.
+RUN_TREES = "test-run-"
+
 # The workerinput key naming the directory where a run's xdist workers share their renders.
 SHARED_RENDERS = "shared_renders"
 _shared_renders: Path | None = None
@@ -70,6 +74,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-xdist registers it too; a run with `-p no:xdist` still meets it in the test modules.
     config.addinivalue_line("markers", "xdist_group(name): tests that share a costly setup, run by one xdist worker")
     if not hasattr(config, "workerinput"):  # once per run, in the controlling process
+        # A killed run's temp dir, with what it left running there (test.sh removes its own).
+        remove_dead_runs(RUN_TREES, "/tmp")
         sweep_shipped_dirs()
         # Not pytest's numbered trees (<temp>/pytest-of-<user>/pytest-N): it keeps the last three
         # sessions' there, and set to keep none, a session removed at its end those of every run

@@ -35,7 +35,7 @@ def no_temp_files_left_by_the_units() -> Iterator[None]:
     remove_what_the_app_user_left()
 
 
-def remove_what_the_app_user_left(parent: str | None = None) -> None:
+def remove_what_the_app_user_left(parent: str = "/tmp") -> None:
     for path in entries_owned_by(APP_UID, parent):
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from tests import REPO_ROOT
-from tests.conftest import LANES, TESTS, lane_of
+from tests.conftest import LANES, RUN_TREES, TESTS, lane_of
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 
@@ -69,8 +69,9 @@ def test_a_test_outside_every_lane_fails_collection(tmp_path: Path) -> None:
 
 
 def test_sessions_keep_their_temp_trees_to_themselves_and_leave_none(tmp_path: Path) -> None:
-    """A killed session's trees go at the next start; a session's trees outlive another session
-    that starts and ends beside it; an ended session leaves nothing."""
+    """A killed session's trees, and a killed test.sh run's temp dir, go at the next start; a
+    session's trees outlive another session that starts and ends beside it; an ended session
+    leaves nothing."""
     # The repository's conftest and pytest settings in a scratch project; every tree under TMPDIR.
     (tmp_path / "tests").mkdir()
     shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
@@ -95,9 +96,13 @@ def test_sessions_keep_their_temp_trees_to_themselves_and_leave_none(tmp_path: P
     def trees() -> list[str]:
         return sorted(path.name for path in temp.iterdir())
 
+    # What a killed `scripts/test.sh` left in the host's /tmp: its TMPDIR, named by its pid (gone).
+    dead_run = Path(f"/tmp/{RUN_TREES}{2**22 + 1}-{tmp_path.name}")
+    (dead_run / "pip-left").mkdir(parents=True)
     killed = session("killed", "    os.kill(os.getpid(), signal.SIGKILL)\n")
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     assert trees(), "the killed session left no tree: this test shows nothing"
+    assert not dead_run.exists(), "a session's start left a killed run's temp dir"
     # Holds its tree while another session runs from start to end, then checks it is still there.
     holding_test = (
         f"    Path({str(ready)!r}).touch()\n"

@@ -4,7 +4,6 @@ with the Redis endpoint pointed at a local TLS Redis, booted unit by unit."""
 from __future__ import annotations
 
 import atexit
-import contextlib
 import io
 import json
 import os
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import redis
 
-from e2e_harness.leftovers import trees_of_dead_runs
+from e2e_harness.leftovers import remove_dead_runs
 from e2e_harness.machine import SimulatedMachine, Site, run_like
 from e2e_harness.parameter_store import ParameterStore, free_port
 from e2e_harness.pki import issue_server_cert, make_ca
@@ -79,27 +78,7 @@ def make_base() -> Path:
 def sweep_killed_runs() -> None:
     """What an e2e session killed outright left: its trees (named by a pid that is gone) and every
     process still holding one open (its daemons and units log into it, run from it or mount it)."""
-    stale = trees_of_dead_runs(BASE_PREFIX, "/tmp")
-    if not stale:
-        return
-    marks = [str(path).encode() for path in stale]
-    own_mounts = os.readlink("/proc/self/ns/mnt")
-    for proc in Path("/proc").glob("[0-9]*"):
-        if int(proc.name) in (1, os.getpid()):
-            continue
-        try:
-            seen = [proc.joinpath("cmdline").read_bytes(), os.readlink(proc / "cwd").encode()]
-            seen += [os.readlink(fd).encode() for fd in proc.joinpath("fd").iterdir()]
-            # A unit's namespace mounts the tree; this namespace's mounts are every process's.
-            if os.readlink(proc / "ns/mnt") != own_mounts:
-                seen.append(proc.joinpath("mountinfo").read_bytes())
-        except OSError:
-            continue  # gone meanwhile, or a kernel thread
-        if any(mark in text for mark in marks for text in seen):
-            with contextlib.suppress(OSError):
-                os.kill(int(proc.name), signal.SIGKILL)
-    for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
+    remove_dead_runs(BASE_PREFIX, "/tmp")
 
 
 def seeded_live_release(render, parameter: str) -> str:
