@@ -12,6 +12,7 @@ import functools
 import http.server
 import runpy
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,7 +69,6 @@ BEFORE_EXPIRY = "20200101T120000"
 
 def make_signer(directory: Path, made: tuple[str, str] | None = None) -> Signer:
     """A fresh signing key; `made` = (gpg's faked clock, expiry) for one that has expired since."""
-    directory.mkdir(mode=0o700)
     clock, expiry = ["--faked-system-time", made[0]] if made else [], made[1] if made else "never"
     gpg(directory, *clock, "--quick-gen-key", "django-stack test signer <signer@invalid>", "ed25519", "sign", expiry)
     colons = gpg(directory, "--with-colons", "--list-keys")
@@ -77,23 +77,31 @@ def make_signer(directory: Path, made: tuple[str, str] | None = None) -> Signer:
 
 
 @contextlib.contextmanager
-def throwaway_signer(directory: Path, made: tuple[str, str] | None = None) -> Iterator[Signer]:
-    signer = make_signer(directory, made)
-    try:
-        yield signer
-    finally:  # gpg started an agent for this home: it must not outlive the test
-        subprocess.run(["gpgconf", "--homedir", str(directory), "--kill", "gpg-agent"], check=False)
+def gnupg_home() -> Iterator[Path]:
+    """A GNUPGHOME (0700) directly in the run's temp dir, not in pytest's deeper per-test trees:
+    gpg-agent's sockets live in it, and a Unix socket's path has at most 107 bytes."""
+    with tempfile.TemporaryDirectory(prefix="gnupg-") as home:
+        try:
+            yield Path(home)
+        finally:  # gpg started an agent for this home: it must not outlive the test
+            subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], check=False)
+
+
+@contextlib.contextmanager
+def throwaway_signer(made: tuple[str, str] | None = None) -> Iterator[Signer]:
+    with gnupg_home() as home:
+        yield make_signer(home, made)
 
 
 @pytest.fixture(scope="module")
-def signer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signer]:
-    with throwaway_signer(tmp_path_factory.mktemp("signer") / "gnupg") as made:
+def signer() -> Iterator[Signer]:
+    with throwaway_signer() as made:
         yield made
 
 
 @pytest.fixture(scope="module")
-def stranger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signer]:
-    with throwaway_signer(tmp_path_factory.mktemp("stranger") / "gnupg") as made:
+def stranger() -> Iterator[Signer]:
+    with throwaway_signer() as made:
         yield made
 
 
@@ -259,18 +267,17 @@ def test_the_ssm_agent_never_falls_back_to_a_fetched_key(signer, stranger, tmp_p
         )
 
 
-def test_the_shipped_keyring_holds_awss_ssm_agent_key(tmp_path):
-    home = tmp_path / "gnupg"
-    home.mkdir(mode=0o700)
-    colons = gpg(home, "--with-colons", "--show-keys", str(FILES.parent / "keys" / "aws-agent-keys.asc"))
+def test_the_shipped_keyring_holds_awss_ssm_agent_key():
+    with gnupg_home() as home:
+        colons = gpg(home, "--with-colons", "--show-keys", str(FILES.parent / "keys" / "aws-agent-keys.asc"))
     fingerprints = [line.split(":")[9] for line in colons.splitlines() if line.startswith("fpr:")]
     assert fingerprints == [SSM_FINGERPRINT]
     assert "ssm-agent-signer@amazon.com" in colons
 
 
 @pytest.fixture(scope="module")
-def expired(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signer]:
-    with throwaway_signer(tmp_path_factory.mktemp("expired") / "gnupg", EXPIRED_KEY) as made:
+def expired() -> Iterator[Signer]:
+    with throwaway_signer(EXPIRED_KEY) as made:
         yield made
 
 
@@ -293,7 +300,7 @@ def test_an_expired_key_is_accepted_only_when_aws_documents_it_as_current(expire
 
 
 def test_a_package_signed_by_a_revoked_key_is_refused_even_when_documented(tmp_path):
-    with throwaway_signer(tmp_path / "gnupg") as signer:
+    with throwaway_signer() as signer:
         package = put_package(tmp_path, "amazon-ssm-agent.deb")
         signature = signer.sign(package)
         revoked = signer.revoked()
