@@ -20,6 +20,7 @@ LANE_OF_BENCH = {
     "render_diff.py": "guardrails",
     "scaling_sim.py": "guardrails",
     "web_restarts.py": "guardrails",
+    "vm_boot_ab.py": "guardrails",  # --quick renders both sides and boots nothing
     "failover.py": "e2e",
     "ops_verify_local.py": "e2e",
     "queue_isolation.py": "e2e",

@@ -1,0 +1,184 @@
+"""VM boot A/B: one role booted alternately with this tree's user-data (A) and a git revision's
+(B), each on its own tree's image, in one run, so that a boot change is measured against what it
+changes and not against another run's figures (issue 25.1's proof: before and after, side by
+side). Same harness and probe as bench/vm_boot.py.
+
+    .venv/bin/python bench/vm_boot_ab.py [--against REV] [--role ROLE] [--pairs N] [--first] [--quick]
+
+Boots go A B B A A B ..., so load that drifts during the run weighs on both sides alike. Each boot
+is an instance Auto Scaling launches into a running stack (as bench/vm_boot.py's role boots), or
+with --first a stack's first instance, which runs the release command. Printed per boot: the
+time from qemu's start to every unit of the role active, and the CPU of `app-release` and of all
+the role's units (systemd's accounting); then each side's mean and B - A per pair.
+
+REV is HEAD unless given: the change not yet committed. Its side is rendered, and its image found
+or built (a changed guest or builder makes another image), by REV's own code, extracted with
+`git archive` and run with this venv; the host side of the boot (qemu, the probe's reports) is
+this tree's. --quick renders both sides and prints the
+plan without booting (the guardrails lane runs it so: tests/benches.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scripts.vm import boot as harness
+from scripts.vm import image as vm_image
+
+REPO = Path(__file__).resolve().parents[1]
+RELEASE_UNIT = "app-release.service"
+
+# Run by REV's tree (cwd): its roles' user-data, its image (built into the shared cache if absent),
+# and its live release, as JSON on stdout's last line.
+SIDE_SCRIPT = """
+import json, sys
+from scripts.vm import boot, image
+stack = boot.vm_stack()
+built = None if sys.argv[1] == "plan" else image.ensure_image(stack.store)
+print(json.dumps({
+    "roles": {role: stack.roles[role][0] for role in stack.roles},
+    "image": None if built is None else [str(built.directory), built.key],
+    "key": image.cache_key(image.machine_mirror(), stack.store),
+    "parameters": boot.seeded_parameters(stack, stack.store.release),
+    "harness": boot.__file__,
+}))
+"""
+
+
+@dataclass(frozen=True)
+class Side:
+    name: str
+    user_data: str
+    image: vm_image.Image | None  # None: --quick, nothing booted
+    key: str
+    parameters: dict[str, Any]
+    seconds: float  # to render it (and find or build its image)
+
+
+def this_tree(role: str, quick: bool) -> Side:
+    started = time.monotonic()
+    stack = harness.vm_stack()
+    image = None if quick else vm_image.ensure_image(stack.store)
+    key = vm_image.cache_key(vm_image.machine_mirror(), stack.store)
+    parameters = harness.seeded_parameters(stack, stack.store.release)
+    return Side("A (this tree)", stack.roles[role][0], image, key, parameters, time.monotonic() - started)
+
+
+def revision(rev: str, role: str, quick: bool, scratch: Path) -> Side:
+    commit = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    if commit is None:
+        raise SystemExit(f"vm_boot_ab.py: --against {rev!r} names no commit of this repository")
+    started = time.monotonic()
+    tree = scratch / "revision"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", SIDE_SCRIPT, "plan" if quick else "image"],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise SystemExit(f"vm_boot_ab.py: {rev} ({commit[:12]}) did not render its side:\n{done.stderr[-3000:]}")
+    side = json.loads(done.stdout.splitlines()[-1])
+    if not Path(side["harness"]).is_relative_to(tree):  # the venv's editable install points here
+        raise SystemExit(f"vm_boot_ab.py: {rev}'s side imported {side['harness']}, not its own tree's")
+    if role not in side["roles"]:
+        raise SystemExit(f"vm_boot_ab.py: {rev} has no role {role!r}; it has {sorted(side['roles'])}")
+    image = None if side["image"] is None else vm_image.Image(Path(side["image"][0]), side["image"][1], None)
+    name = f"B ({rev}, {commit[:12]})"
+    return Side(name, side["roles"][role], image, side["key"], side["parameters"], time.monotonic() - started)
+
+
+def git(*args: str) -> str | None:
+    done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def order(pairs: int) -> list[int]:
+    """0 for A, 1 for B: A B, B A, A B, ... (ABBA)."""
+    return [side for pair in range(pairs) for side in ((0, 1) if pair % 2 == 0 else (1, 0))]
+
+
+def cpu_seconds(result: harness.Boot) -> tuple[float, float]:
+    """`app-release`'s CPU and all the role's units' together, from the probe's `show` reports."""
+    used = {
+        report["unit"]: int(report["properties"].get("CPUUsageNSec", "0") or 0) / 1e9
+        for report in result.all("show")
+        if str(report["properties"].get("CPUUsageNSec", "")).isdigit()
+    }
+    return used.get(RELEASE_UNIT, 0.0), sum(used.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/vm_boot_ab.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--against", default="HEAD", metavar="REV", help="the git revision B is rendered from (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--role", choices=harness.ROLES, default="worker-beat", help="the role booted (default: %(default)s)"
+    )
+    parser.add_argument("--pairs", type=int, default=3, help="A/B pairs, at least 1 (default: %(default)s)")
+    parser.add_argument("--first", action="store_true", help="a stack's first instance (runs the release command)")
+    parser.add_argument("--quick", action="store_true", help="render both sides and print the plan; boot nothing")
+    args = parser.parse_args(argv)
+    if args.pairs < 1:
+        parser.error(f"--pairs {args.pairs}: at least 1")
+
+    with tempfile.TemporaryDirectory(prefix="vm-boot-ab-") as name:
+        scratch = Path(name)
+        sides = (this_tree(args.role, args.quick), revision(args.against, args.role, args.quick, scratch))
+        how = "a stack's first instance" if args.first else "into a running stack"
+        print(
+            f"vm_boot_ab: {args.role}, {how}, {args.pairs} pairs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        )
+        for side in sides:
+            print(f"  {side.name}: user-data {len(side.user_data)} characters, image {side.key}")
+            print(f"    rendered, image ready: {side.seconds:.1f} s")
+        if sides[0].user_data == sides[1].user_data and sides[0].key == sides[1].key:
+            print("  the two sides boot the same user-data on the same image: an A/A run")
+        plan = order(args.pairs)
+        print("  order: " + " ".join("AB"[side] for side in plan))
+        if args.quick:
+            return 0
+        seconds: list[list[float]] = [[], []]
+        for number, index in enumerate(plan, 1):
+            side = sides[index]
+            assert side.image is not None
+            data = {"parameters": side.parameters, "timing": True, "running_stack": not args.first}
+            result = harness.boot(side.image, args.role, side.user_data, scratch / f"boot-{number}", data=data)
+            ready = next((r for r in result.reports if r.key == "ready"), None)
+            if ready is None or not ready.value.get("all_active"):
+                print(f"boot {number} ({side.name}): units not all active; console tail:\n{result.console[-2000:]}")
+                return 1
+            release, units = cpu_seconds(result)
+            seconds[index].append(ready.seconds)
+            print(
+                f"boot {number}, {side.name[0]}: all units active {ready.seconds:.1f} s; "
+                f"{RELEASE_UNIT} {release:.1f} s of CPU, the role's units {units:.1f} s"
+            )
+    differences = [b - a for a, b in zip(*seconds, strict=True)]
+    for side, figures in zip(sides, seconds, strict=True):
+        print(f"{side.name}: mean {statistics.mean(figures):.1f} s ({', '.join(f'{s:.1f}' for s in figures)})")
+    mean = statistics.mean(differences)
+    print(
+        f"B - A per pair: {', '.join(f'{d:+.1f}' for d in differences)} s; "
+        f"mean {mean:+.1f} s ({mean / statistics.mean(seconds[0]):+.1%} of A)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
