@@ -14,7 +14,9 @@ real command lines.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,10 +60,11 @@ class UserSystemd:
 
 @contextmanager
 def user_systemd(base: Path) -> Iterator[UserSystemd]:
-    runtime_dir, config = base / "runtime", base / "config"
+    # The runtime dir holds the manager's sockets: directly in the run's temp dir (0700), not in
+    # `base`, a test's deeper tree, since a Unix socket's path has at most 107 bytes.
+    runtime_dir, config = Path(tempfile.mkdtemp(prefix="xdg-runtime-")), base / "config"
     unit_dir = config / "systemd" / "user"
     unit_dir.mkdir(parents=True)
-    runtime_dir.mkdir(mode=0o700)
     env = {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": str(base),
@@ -96,3 +99,4 @@ def user_systemd(base: Path) -> Iterator[UserSystemd]:
             manager.kill()
             manager.wait(timeout=10)
         log.close()
+        shutil.rmtree(runtime_dir, ignore_errors=True)
