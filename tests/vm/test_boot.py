@@ -377,8 +377,10 @@ def test_the_log_agent_config_names_every_unit_and_their_lines_are_there(role, b
     # A timer's lines are those of the service it starts.
     services = [unit.replace(".timer", ".service") for unit in enabled_units(boot.user_data)]
     assert named == sorted([*services, SSM_AGENT_UNIT]), named
-    # Every unit's own processes have written to the journal by now; app-warm-stop only speaks
-    # when the instance terminates.
+    # Every unit's own processes have written to the journal by now (a timer's service once its
+    # first run has ended, which the probe waits for); app-warm-stop only speaks when the instance
+    # terminates.
+    assert report["first_runs_unended"] == [], report["first_runs_unended"]
     assert all(report["lines"][unit] > 0 for unit in named if unit != WARM_STOP_UNIT), report["lines"]
     files = [entry["file_path"] for entry in collected["files"]["collect_list"]]
     # The stand-in SSM agent writes no log file of its own (AWS's writes /var/log/amazon/ssm/).

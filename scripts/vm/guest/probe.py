@@ -274,25 +274,34 @@ def installer_lines() -> list[str]:
     return [line for line in text.splitlines() if line.startswith("install-aws-agent: ")]
 
 
-def first_runs_ended(units: list[str], timeout: float = 120) -> None:
+def first_runs_ended(units: list[str], timeout: float = 300) -> list[str]:
     """A timer's service writes its line when its run ends, and app-queue-metrics first runs at
-    the first minute boundary after its timer starts (~10 s under TCG): its journal, read before
-    that run ends, is empty or not by where the minute fell."""
+    the first minute boundary after its timer starts, once Beat has started: its journal, read
+    before that run ends, is empty or not by where the minute fell. Returns the timed units whose
+    first run had not ended by `timeout` (120 s was too short on a machine four times slower under
+    TCG, two boots at a time: session 22)."""
     timed = [unit for unit in units if show(unit).get("TriggeredBy")]
-    wait_until(lambda: all(show(unit).get("ExecMainExitTimestampMonotonic", "0") != "0" for unit in timed), timeout)
+
+    def unended() -> list[str]:
+        return [unit for unit in timed if show(unit).get("ExecMainExitTimestampMonotonic", "0") == "0"]
+
+    wait_until(lambda: not unended(), timeout)
+    return unended()
+
+
+def journald_units(config: dict) -> list[str]:
+    collected = config["logs"]["logs_collected"]
+    return [unit for entry in collected.get("journald", {}).get("collect_list", []) for unit in entry["units"]]
 
 
 def source_lines(config: dict) -> dict[str, int]:
     """How many lines each source the agent config names holds here: a unit's journal (what its
     own processes wrote, not systemd's lines about it), a file (-1: no such file)."""
-    collected = config["logs"]["logs_collected"]
-    units = [unit for entry in collected.get("journald", {}).get("collect_list", []) for unit in entry["units"]]
-    first_runs_ended(units)
     lines = {
         unit: len(run("journalctl", f"_SYSTEMD_UNIT={unit}", "-o", "cat", "--no-pager").stdout.splitlines())
-        for unit in units
+        for unit in journald_units(config)
     }
-    for entry in collected.get("files", {}).get("collect_list", []):
+    for entry in config["logs"]["logs_collected"].get("files", {}).get("collect_list", []):
         path = Path(entry["file_path"])
         lines[str(path)] = len(path.read_text(errors="replace").splitlines()) if path.exists() else -1
     return lines
@@ -303,6 +312,9 @@ def check_log_agent() -> None:
     with (byte for byte the one the user-data wrote), and the installer's signature verdicts."""
     package = run("dpkg-query", "-W", "-f", "${Status} ${Version}", layout.CLOUDWATCH_AGENT_PACKAGE)
     written = Path(layout.CLOUDWATCH_AGENT_CONFIG)
+    config = json.loads(written.read_text()) if written.exists() else None
+    # Before the lines are counted: a timer's service has none until its first run ends.
+    unended = first_runs_ended(journald_units(config)) if config else []
     emit(
         "log-agent",
         {
@@ -312,8 +324,9 @@ def check_log_agent() -> None:
             "config_fetched": LOG_AGENT_CONFIG.exists()
             and written.exists()
             and LOG_AGENT_CONFIG.read_bytes() == written.read_bytes(),
-            "config": json.loads(written.read_text()) if written.exists() else None,
-            "lines": source_lines(json.loads(written.read_text())) if written.exists() else {},
+            "config": config,
+            "first_runs_unended": unended,
+            "lines": source_lines(config) if config else {},
             "installer": installer_lines(),
         },
     )
