@@ -14,6 +14,9 @@
 # Scaling, IMDS, and S3 serving OBJECTS_DIR: the release artifacts, the agent packages and their
 # signatures), the probe unit.
 set -euo pipefail
+# Every command here that reads TMPDIR runs in the chroot (debootstrap's second stage, in_root),
+# where a host path (a test run's own temp dir, scripts/test.sh) does not exist.
+unset TMPDIR
 out=$1 objects=$2 ami_artifact=$3 ami_release=$4 mirror=$5 deb_cache=$6 redis_host=$7 stack=$8
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
