@@ -13,9 +13,9 @@ the role's units (systemd's accounting); then each side's mean and B - A per pai
 
 REV is HEAD unless given: the change not yet committed. Its side is rendered, and its image found
 or built (a changed guest or builder makes another image), by REV's own code, extracted with
-`git archive` and run with this venv; the host side of the boot (qemu, the probe's reports) is
-this tree's. --quick renders both sides and prints the
-plan without booting (the guardrails lane runs it so: tests/benches.py).
+`git archive` and run with this venv, as this tree's side is by this tree's; the host side of the
+boot (qemu, the probe's reports) is this tree's. --quick renders both sides and prints the plan
+without booting (the guardrails lane runs it so: tests/benches.py).
 """
 
 from __future__ import annotations
@@ -32,13 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vm_boot import seconds, timed_boot  # bench/, this script's directory
+
 from scripts.vm import boot as harness
 from scripts.vm import image as vm_image
 
 REPO = Path(__file__).resolve().parents[1]
 RELEASE_UNIT = "app-release.service"
 
-# Run by REV's tree (cwd): its roles' user-data, its image (built into the shared cache if absent),
+# Run by each side's tree (cwd): its roles' user-data, its image (built into the shared cache if absent),
 # and its live release, as JSON on stdout's last line.
 SIDE_SCRIPT = """
 import json, sys
@@ -65,24 +67,9 @@ class Side:
     seconds: float  # to render it (and find or build its image)
 
 
-def this_tree(role: str, quick: bool) -> Side:
+def side_of(tree: Path, name: str, role: str, quick: bool) -> Side:
+    """`tree`'s side, rendered (and its image found or built) by `tree`'s own code."""
     started = time.monotonic()
-    stack = harness.vm_stack()
-    image = None if quick else vm_image.ensure_image(stack.store)
-    key = vm_image.cache_key(vm_image.machine_mirror(), stack.store)
-    parameters = harness.seeded_parameters(stack, stack.store.release)
-    return Side("A (this tree)", stack.roles[role][0], image, key, parameters, time.monotonic() - started)
-
-
-def revision(rev: str, role: str, quick: bool, scratch: Path) -> Side:
-    commit = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
-    if commit is None:
-        raise SystemExit(f"vm_boot_ab.py: --against {rev!r} names no commit of this repository")
-    started = time.monotonic()
-    tree = scratch / "revision"
-    tree.mkdir()
-    archive = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     done = subprocess.run(
         [sys.executable, "-c", SIDE_SCRIPT, "plan" if quick else "image"],
         cwd=tree,
@@ -91,15 +78,26 @@ def revision(rev: str, role: str, quick: bool, scratch: Path) -> Side:
         text=True,
     )
     if done.returncode:
-        raise SystemExit(f"vm_boot_ab.py: {rev} ({commit[:12]}) did not render its side:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"vm_boot_ab.py: {name} did not render its side:\n{done.stderr[-3000:]}")
     side = json.loads(done.stdout.splitlines()[-1])
-    if not Path(side["harness"]).is_relative_to(tree):  # the venv's editable install points here
-        raise SystemExit(f"vm_boot_ab.py: {rev}'s side imported {side['harness']}, not its own tree's")
+    if not Path(side["harness"]).is_relative_to(tree):  # the venv's editable install points at REPO
+        raise SystemExit(f"vm_boot_ab.py: {name} imported {side['harness']}, not its own tree's")
     if role not in side["roles"]:
-        raise SystemExit(f"vm_boot_ab.py: {rev} has no role {role!r}; it has {sorted(side['roles'])}")
+        raise SystemExit(f"vm_boot_ab.py: {name} has no role {role!r}; it has {sorted(side['roles'])}")
     image = None if side["image"] is None else vm_image.Image(Path(side["image"][0]), side["image"][1], None)
-    name = f"B ({rev}, {commit[:12]})"
     return Side(name, side["roles"][role], image, side["key"], side["parameters"], time.monotonic() - started)
+
+
+def revision_tree(rev: str, scratch: Path) -> tuple[Path, str]:
+    """REV's files, extracted into scratch; and its commit."""
+    commit = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    if commit is None:
+        raise SystemExit(f"vm_boot_ab.py: --against {rev!r} names no commit of this repository")
+    tree = scratch / "revision"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree, commit
 
 
 def git(*args: str) -> str | None:
@@ -114,11 +112,7 @@ def order(pairs: int) -> list[int]:
 
 def cpu_seconds(result: harness.Boot) -> tuple[float, float]:
     """`app-release`'s CPU and all the role's units' together, from the probe's `show` reports."""
-    used = {
-        report["unit"]: int(report["properties"].get("CPUUsageNSec", "0") or 0) / 1e9
-        for report in result.all("show")
-        if str(report["properties"].get("CPUUsageNSec", "")).isdigit()
-    }
+    used = {report["unit"]: seconds(report["properties"], "CPUUsageNSec", 1e9) or 0.0 for report in result.all("show")}
     return used.get(RELEASE_UNIT, 0.0), sum(used.values())
 
 
@@ -139,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="vm-boot-ab-") as name:
         scratch = Path(name)
-        sides = (this_tree(args.role, args.quick), revision(args.against, args.role, args.quick, scratch))
+        tree, commit = revision_tree(args.against, scratch)
+        sides = (
+            side_of(REPO, "A (this tree)", args.role, args.quick),
+            side_of(tree, f"B ({args.against}, {commit[:12]})", args.role, args.quick),
+        )
         how = "a stack's first instance" if args.first else "into a running stack"
         print(
             f"vm_boot_ab: {args.role}, {how}, {args.pairs} pairs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
@@ -153,29 +151,26 @@ def main(argv: list[str] | None = None) -> int:
         print("  order: " + " ".join("AB"[side] for side in plan))
         if args.quick:
             return 0
-        seconds: list[list[float]] = [[], []]
+        taken: list[list[float]] = [[], []]
         for number, index in enumerate(plan, 1):
             side = sides[index]
             assert side.image is not None
             data = {"parameters": side.parameters, "timing": True, "running_stack": not args.first}
-            result = harness.boot(side.image, args.role, side.user_data, scratch / f"boot-{number}", data=data)
-            ready = next((r for r in result.reports if r.key == "ready"), None)
-            if ready is None or not ready.value.get("all_active"):
-                print(f"boot {number} ({side.name}): units not all active; console tail:\n{result.console[-2000:]}")
+            # The name is also the boot's directory, which qemu's -drive options take: no comma.
+            name = f"boot-{number}-{side.name[0]}"
+            result = timed_boot(side.image, name, args.role, side.user_data, scratch, data)
+            if result is None:
                 return 1
             release, units = cpu_seconds(result)
-            seconds[index].append(ready.seconds)
-            print(
-                f"boot {number}, {side.name[0]}: all units active {ready.seconds:.1f} s; "
-                f"{RELEASE_UNIT} {release:.1f} s of CPU, the role's units {units:.1f} s"
-            )
-    differences = [b - a for a, b in zip(*seconds, strict=True)]
-    for side, figures in zip(sides, seconds, strict=True):
+            taken[index].append(result.seconds_to("ready"))
+            print(f"  {RELEASE_UNIT} {release:.1f} s of CPU, the role's units {units:.1f} s")
+    differences = [b - a for a, b in zip(*taken, strict=True)]
+    for side, figures in zip(sides, taken, strict=True):
         print(f"{side.name}: mean {statistics.mean(figures):.1f} s ({', '.join(f'{s:.1f}' for s in figures)})")
     mean = statistics.mean(differences)
     print(
         f"B - A per pair: {', '.join(f'{d:+.1f}' for d in differences)} s; "
-        f"mean {mean:+.1f} s ({mean / statistics.mean(seconds[0]):+.1%} of A)"
+        f"mean {mean:+.1f} s ({mean / statistics.mean(taken[0]):+.1%} of A)"
     )
     return 0
 
