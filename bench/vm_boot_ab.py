@@ -8,8 +8,8 @@ side). Same harness and probe as bench/vm_boot.py.
 Boots go A B B A A B ..., so load that drifts during the run weighs on both sides alike. Each boot
 is an instance Auto Scaling launches into a running stack (as bench/vm_boot.py's role boots), or
 with --first a stack's first instance, which runs the release command. Printed per boot: the
-time from qemu's start to every unit of the role active, and the CPU of `app-release` and of all
-the role's units (systemd's accounting); then each side's mean and B - A per pair.
+time from qemu's start to every unit of the role active, and the CPU each of the role's units
+has used by then (systemd's accounting); then each side's means and B - A per pair.
 
 REV is HEAD unless given: the change not yet committed. Its side is rendered, and its image found
 or built (a changed guest or builder makes another image), by REV's own code, extracted with
@@ -110,10 +110,16 @@ def order(pairs: int) -> list[int]:
     return [side for pair in range(pairs) for side in ((0, 1) if pair % 2 == 0 else (1, 0))]
 
 
-def cpu_seconds(result: harness.Boot) -> tuple[float, float]:
-    """`app-release`'s CPU and all the role's units' together, from the probe's `show` reports."""
-    used = {report["unit"]: seconds(report["properties"], "CPUUsageNSec", 1e9) or 0.0 for report in result.all("show")}
-    return used.get(RELEASE_UNIT, 0.0), sum(used.values())
+def cpu_seconds(result: harness.Boot) -> dict[str, float]:
+    """Each of the role's units' CPU so far, from the probe's `show` reports."""
+    return {report["unit"]: seconds(report["properties"], "CPUUsageNSec", 1e9) or 0.0 for report in result.all("show")}
+
+
+def cpu_line(used: dict[str, float]) -> str:
+    """`app-release` first, then the role's other units, then all together."""
+    units = sorted(used, key=lambda unit: (unit != RELEASE_UNIT, unit))
+    each = ", ".join(f"{unit.removesuffix('.service')} {used[unit]:.1f}" for unit in units)
+    return f"CPU s: {each}; all {sum(used.values()):.1f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             return 0
         taken: list[list[float]] = [[], []]
+        cpu: list[list[dict[str, float]]] = [[], []]
         for number, index in enumerate(plan, 1):
             side = sides[index]
             assert side.image is not None
@@ -161,12 +168,14 @@ def main(argv: list[str] | None = None) -> int:
             result = timed_boot(side.image, name, args.role, side.user_data, scratch, data)
             if result is None:
                 return 1
-            release, units = cpu_seconds(result)
             taken[index].append(result.seconds_to("ready"))
-            print(f"  {RELEASE_UNIT} {release:.1f} s of CPU, the role's units {units:.1f} s")
+            cpu[index].append(cpu_seconds(result))
+            print(f"  {cpu_line(cpu[index][-1])}")
     differences = [b - a for a, b in zip(*taken, strict=True)]
-    for side, figures in zip(sides, taken, strict=True):
+    for side, figures, used in zip(sides, taken, cpu, strict=True):
         print(f"{side.name}: mean {statistics.mean(figures):.1f} s ({', '.join(f'{s:.1f}' for s in figures)})")
+        units = {unit for boot in used for unit in boot}
+        print(f"  mean {cpu_line({unit: statistics.mean(boot.get(unit, 0.0) for boot in used) for unit in units})}")
     mean = statistics.mean(differences)
     print(
         f"B - A per pair: {', '.join(f'{d:+.1f}' for d in differences)} s; "
