@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from scripts.vm.gpg import gpg, throwaway_home
 from userdata import layout
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,6 +126,7 @@ def input_files() -> list[Path]:
     singles = [
         HERE / "image.py",
         HERE / "build-rootfs.sh",
+        HERE / "gpg.py",
         REPO / "userdata/files/app-release",
         REPO / "userdata/files/install-aws-agent",
         REPO / "userdata/layout.py",
@@ -173,15 +175,6 @@ def agent_package_key(region: str, package: str = layout.SSM_AGENT_PACKAGE) -> s
     return str(package_url(package, version, region, "x86_64", "https://stand-in")).removeprefix("https://stand-in/")
 
 
-def gpg(home: Path, *args: str) -> str:
-    return subprocess.run(
-        ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", "--passphrase", "", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
 def build_agent_package(package: str, into: Path, signing_home: Path) -> None:
     """A local package named like AWS's with the same unit (and, for the CloudWatch agent, the
     same ctl), from guest/<package>, with a detached signature by the image's throwaway key."""
@@ -209,20 +202,9 @@ def stand_in_objects(store: ReleaseStore, into: Path, signing_home: Path) -> Non
 @contextmanager
 def throwaway_signing_key() -> Iterator[Path]:
     """A GNUPGHOME with a fresh signing key that lives only for this build (its gpg-agent too)."""
-    with tempfile.TemporaryDirectory(prefix="vm-signing-") as home:
-        os.chmod(home, 0o700)
-        gpg(
-            Path(home),
-            "--quick-gen-key",
-            "django-stack vm-test agent signer <vm-test@invalid>",
-            "ed25519",
-            "sign",
-            "never",
-        )
-        try:
-            yield Path(home)
-        finally:
-            subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], check=False)
+    with throwaway_home("vm-signing-") as home:
+        gpg(home, "--quick-gen-key", "django-stack vm-test agent signer <vm-test@invalid>", "ed25519", "sign", "never")
+        yield home
 
 
 def build(target: Path, mirror: str, cache: Path, store: ReleaseStore) -> None:

@@ -12,13 +12,13 @@ import functools
 import http.server
 import runpy
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from scripts.vm.gpg import gpg, throwaway_home
 from tests.machine_scripts import FILES, SYSTEM_PYTHON, shipped
 
 INSTALLER = shipped("install-aws-agent")
@@ -51,17 +51,6 @@ class Signer:
         return dataclasses.replace(self, public_key=gpg(self.home, "--armor", "--export", self.fingerprint))
 
 
-def gpg(home: Path, *args: str, input: str | None = None) -> str:
-    result = subprocess.run(
-        ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", "--passphrase", "", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        input=input,
-    )
-    return result.stdout
-
-
 # A key made on 2020-01-01 that expired a day later, and the time its signatures are made at.
 EXPIRED_KEY = ("20200101T000000", "1d")
 BEFORE_EXPIRY = "20200101T120000"
@@ -77,19 +66,8 @@ def make_signer(directory: Path, made: tuple[str, str] | None = None) -> Signer:
 
 
 @contextlib.contextmanager
-def gnupg_home() -> Iterator[Path]:
-    """A GNUPGHOME (0700) directly in the run's temp dir, not in pytest's deeper per-test trees:
-    gpg-agent's sockets live in it, and a Unix socket's path has at most 107 bytes."""
-    with tempfile.TemporaryDirectory(prefix="gnupg-") as home:
-        try:
-            yield Path(home)
-        finally:  # gpg started an agent for this home: it must not outlive the test
-            subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], check=False)
-
-
-@contextlib.contextmanager
 def throwaway_signer(made: tuple[str, str] | None = None) -> Iterator[Signer]:
-    with gnupg_home() as home:
+    with throwaway_home("gnupg-") as home:
         yield make_signer(home, made)
 
 
@@ -268,7 +246,7 @@ def test_the_ssm_agent_never_falls_back_to_a_fetched_key(signer, stranger, tmp_p
 
 
 def test_the_shipped_keyring_holds_awss_ssm_agent_key():
-    with gnupg_home() as home:
+    with throwaway_home("gnupg-") as home:
         colons = gpg(home, "--with-colons", "--show-keys", str(FILES.parent / "keys" / "aws-agent-keys.asc"))
     fingerprints = [line.split(":")[9] for line in colons.splitlines() if line.startswith("fpr:")]
     assert fingerprints == [SSM_FINGERPRINT]
