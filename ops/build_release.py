@@ -7,7 +7,9 @@ writes DIR/R.tar.gz (default DIR: build/releases) holding
   src/           the directory with manage.py (PATH or PATH/src), without caches
   venv/          every wheel the project needs, for the target only: CPython 3.11 (Debian 12's
                  python3, what the instances run) on manylinux x86_64 or aarch64, or pure Python,
-                 installed and compiled (a venv but its interpreter, which app-release adds)
+                 installed and compiled (a venv but its interpreter, which app-release adds);
+                 without Django's .po files and the translations of the django.contrib apps
+                 the settings do not install, which Django never reads
   static/        `manage.py collectstatic --noinput` run here with DJANGO_STATIC_ROOT pointing at it
   manifest.json  release, architecture, python, the app's module and each wheel's sha256
 and DIR/R.tar.gz.sha256 (sha256sum's format); then it prints the digest, which the live release
@@ -416,11 +418,15 @@ def builder_python(pip: Sequence[str]) -> str:
     return pip[0].removesuffix("/pip") + "/python"
 
 
+def site_packages_of(venv: Path) -> Path:
+    return venv / "lib" / f"python{TARGET_PYTHON}" / "site-packages"
+
+
 def ready_venv(pip: Sequence[str], wheels: Path, venv: Path, architecture: str) -> None:
     """The release's venv but its interpreter (app-release adds bin/python and pyvenv.cfg at
     install): the wheels installed for the target, their bytecode compiled here (the builder runs
     the target's Python minor version: the same bytecode), the console scripts relocatable."""
-    site_packages = venv / "lib" / f"python{TARGET_PYTHON}" / "site-packages"
+    site_packages = site_packages_of(venv)
     run_pip(venv_install_command(pip, wheels, site_packages, architecture), architecture)
     scripts = site_packages / "bin"  # pip --target puts the console scripts there
     (venv / "bin").mkdir()
@@ -495,6 +501,43 @@ def collect_static(venv: Path, source: Path, static_root: Path, project: Project
     return f"{counts.group(1) if counts else 'no'} static files collected, hashed and compressed"
 
 
+# Run by the collectstatic venv's python in the project's source, with the same settings and
+# environment: the apps as Django loads them (an AppConfig path gives its app's name).
+INSTALLED_APPS_SCRIPT = (
+    "import django, json; django.setup(); from django.apps import apps; "
+    "print(json.dumps(sorted(config.name for config in apps.get_app_configs())))"
+)
+
+
+def installed_apps(venv: Path, source: Path, static_root: Path, project: Project, release: str) -> set[str]:
+    done = subprocess.run(
+        [str(venv / "bin/python"), "-c", INSTALLED_APPS_SCRIPT],
+        cwd=source,
+        env=build_environment(static_root, project.settings_module, release),
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["(no output)"]
+        raise BuildRefused(f"reading INSTALLED_APPS with {project.settings_module} failed: {last[0].strip()}")
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def leave_out_unused_translations(site_packages: Path, installed: set[str]) -> list[str]:
+    """Removes the locale/ of every django.contrib app the settings do not install; returns those
+    apps. Django reads an app's catalogues only when the app is installed (its translation
+    machinery, check_for_language and JavaScriptCatalog go through the app registry), so these
+    are files it never opens: about 300 an app (gis, postgres, admindocs, ...), each one more for
+    every boot to write (issue 25.1)."""
+    left_out = []
+    for locale in sorted((site_packages / "django" / "contrib").glob("*/locale")):
+        app = f"django.contrib.{locale.parent.name}"
+        if app not in installed:
+            shutil.rmtree(locale)
+            left_out.append(app)
+    return left_out
+
+
 def copy_source(source: Path, into: Path) -> None:
     def ignored(_: str, names: list[str]) -> list[str]:
         return [n for n in names if n in SKIPPED_NAMES or n.endswith(SKIPPED_SUFFIXES)]
@@ -542,6 +585,9 @@ def build(args: argparse.Namespace, out: Any = print) -> Path:
         (staging / "static").mkdir()
         venv = collectstatic_venv(pip, requirements, wheels, target.architecture, hashed=hashed)
         note = collect_static(venv, staging / "src", staging / "static", project, release)
+        installed = installed_apps(venv, staging / "src", staging / "static", project, release)
+        if left_out := leave_out_unused_translations(site_packages_of(staging / "venv"), installed):
+            note += f"; the translations of {len(left_out)} django.contrib apps not installed left out"
         document = manifest(release, target.architecture, project.app_module, wheel_hashes)
         (staging / RELEASE_MANIFEST).write_text(json.dumps(document, indent=2) + "\n")
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -142,6 +142,31 @@ def test_collectstatic_gets_the_stacks_names_with_stand_ins_and_nothing_of_the_c
     assert all(env[name] for name in layout.APP_ENV_VARIABLES)  # a settings module may require any of them
 
 
+def test_only_the_installed_contrib_apps_keep_their_translations(tmp_path):
+    """Django reads an app's locale/ only when the app is installed; its own (conf/locale, the
+    formats and messages of every language) and other packages' always ship."""
+    contrib = tmp_path / "django" / "contrib"
+    catalogues = [
+        "django/conf/locale/de/LC_MESSAGES/django.mo",
+        "django/contrib/admin/locale/de/LC_MESSAGES/django.mo",
+        "django/contrib/auth/locale/de/LC_MESSAGES/django.mo",
+        "django/contrib/gis/locale/de/LC_MESSAGES/django.mo",
+        "humanize/locale/de/LC_MESSAGES/humanize.mo",
+    ]
+    for name in catalogues:
+        (tmp_path / name).parent.mkdir(parents=True)
+        (tmp_path / name).write_bytes(b"")
+    (contrib / "staticfiles").mkdir()  # an app without catalogues
+    left_out = build_release.leave_out_unused_translations(tmp_path, {"django.contrib.auth", "shelf"})
+    assert left_out == ["django.contrib.admin", "django.contrib.gis"]
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.mo")) == [
+        "django/conf/locale/de/LC_MESSAGES/django.mo",
+        "django/contrib/auth/locale/de/LC_MESSAGES/django.mo",
+        "humanize/locale/de/LC_MESSAGES/humanize.mo",
+    ]
+    assert (contrib / "admin").is_dir() and (contrib / "gis").is_dir()  # the apps' code ships
+
+
 def test_the_artifact_tar_is_the_same_bytes_for_the_same_tree(tmp_path):
     tree = tmp_path / "staging"
     (tree / "src" / "pkg").mkdir(parents=True)

@@ -98,9 +98,18 @@ def test_the_venv_ships_compiled_for_the_target_with_relocatable_scripts(arm64):
         and b"from celery.__main__ import main" in files["venv/bin/celery"]
     )
     assert "venv/bin/python" not in files and "venv/pyvenv.cfg" not in files  # added by app-release
-    # Django's compiled catalogues ship, their sources (never read at run time) do not.
+    # Django's compiled catalogues ship, their sources (never read at run time) do not, nor the
+    # catalogues of the contrib apps the settings do not install (bookshelf: contenttypes and
+    # staticfiles), which Django never reads.
     assert f"{SITE_PACKAGES}django/conf/locale/de/LC_MESSAGES/django.mo" in files
     assert not [name for name in files if name.startswith(f"{SITE_PACKAGES}django/") and name.endswith(".po")]
+    contrib_catalogues = {
+        name.split("/")[6]
+        for name in files
+        if name.startswith(f"{SITE_PACKAGES}django/contrib/") and "/locale/" in name
+    }
+    assert contrib_catalogues == {"contenttypes"}
+    assert f"{SITE_PACKAGES}django/contrib/admin/__init__.py" in files  # the code of every app ships
 
 
 def test_collectstatic_ran_at_build_time_with_hashed_and_compressed_names(x86_64):
