@@ -393,14 +393,19 @@ def builder_pip(python: str) -> list[str]:
     return [str(venv / "bin" / "pip")]
 
 
+def last_line(output: str) -> str:
+    """What a failed tool said last: the line a refusal quotes (its error, after its traceback)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
 def run_pip(command: list[str], architecture: str) -> None:
     env = os.environ | {"PIP_CACHE_DIR": str(PIP_CACHE)}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         output = done.stderr + done.stdout
         problem = missing_wheel_problem(output, architecture)
-        last = [line for line in output.splitlines() if line.strip()][-1:] or ["(no output)"]
-        raise BuildRefused(problem or f"pip download for {architecture} failed: {last[0].strip()}")
+        raise BuildRefused(problem or f"pip download for {architecture} failed: {last_line(output)}")
 
 
 def download_wheels(
@@ -492,9 +497,8 @@ def collect_static(venv: Path, source: Path, static_root: Path, project: Project
     if done.returncode != 0:
         if "Unknown command: 'collectstatic'" in done.stderr:
             return "no django.contrib.staticfiles in INSTALLED_APPS: static/ is empty"
-        last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["(no output)"]
         raise BuildRefused(
-            f"collectstatic with {project.settings_module} failed: {last[0].strip()} "
+            f"collectstatic with {project.settings_module} failed: {last_line(done.stderr)} "
             f"(the settings get stand-in values at build time; see {Path(__file__).name})"
         )
     counts = re.search(r"(\d+) static files? copied", done.stdout)
@@ -518,8 +522,7 @@ def installed_apps(venv: Path, source: Path, static_root: Path, project: Project
         text=True,
     )
     if done.returncode != 0:
-        last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["(no output)"]
-        raise BuildRefused(f"reading INSTALLED_APPS with {project.settings_module} failed: {last[0].strip()}")
+        raise BuildRefused(f"reading INSTALLED_APPS with {project.settings_module} failed: {last_line(done.stderr)}")
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 import tarfile
 from pathlib import Path
 
@@ -165,6 +166,26 @@ def test_only_the_installed_contrib_apps_keep_their_translations(tmp_path):
         "humanize/locale/de/LC_MESSAGES/humanize.mo",
     ]
     assert (contrib / "admin").is_dir() and (contrib / "gis").is_dir()  # the apps' code ships
+
+
+def test_settings_that_fail_to_load_are_refused_with_their_last_line(tmp_path):
+    """The builder runs the project's settings (reading INSTALLED_APPS, collectstatic) in the
+    collectstatic venv; a settings module that raises is refused quoting what it said last."""
+    venv_python = tmp_path / "venv" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    venv_python.chmod(0o755)
+    source = tmp_path / "src"
+    (source / "shop").mkdir(parents=True)
+    (source / "shop" / "__init__.py").write_text("")
+    (source / "shop" / "settings.py").write_text("raise RuntimeError('SHOP_PAYMENTS_URL is required')\n\n")
+    project = build_release.Project(source, source / "requirements.txt", "shop", "shop.settings")
+    with pytest.raises(BuildRefused) as refused:
+        build_release.installed_apps(venv_python.parent.parent, source, tmp_path / "static", project, "r1")
+    assert str(refused.value) == (
+        "reading INSTALLED_APPS with shop.settings failed: RuntimeError: SHOP_PAYMENTS_URL is required"
+    )
+    assert build_release.last_line("") == "(no output)"
 
 
 def test_the_artifact_tar_is_the_same_bytes_for_the_same_tree(tmp_path):
