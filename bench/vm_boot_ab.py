@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vm_boot import seconds, timed_boot  # bench/, this script's directory
+from _revision import REPO, order, revision_tree  # bench/, this script's directory
+from vm_boot import seconds, timed_boot
 
 from scripts.vm import boot as harness
 from scripts.vm import image as vm_image
 
-REPO = Path(__file__).resolve().parents[1]
 RELEASE_UNIT = "app-release.service"
 
 # Run by each side's tree (cwd): its roles' user-data, its image (built into the shared cache if absent),
@@ -88,28 +88,6 @@ def side_of(tree: Path, name: str, role: str, quick: bool) -> Side:
     return Side(name, side["roles"][role], image, side["key"], side["parameters"], time.monotonic() - started)
 
 
-def revision_tree(rev: str, scratch: Path) -> tuple[Path, str]:
-    """REV's files, extracted into scratch; and its commit."""
-    commit = git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
-    if commit is None:
-        raise SystemExit(f"vm_boot_ab.py: --against {rev!r} names no commit of this repository")
-    tree = scratch / "revision"
-    tree.mkdir()
-    archive = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    return tree, commit
-
-
-def git(*args: str) -> str | None:
-    done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def order(pairs: int) -> list[int]:
-    """0 for A, 1 for B: A B, B A, A B, ... (ABBA)."""
-    return [side for pair in range(pairs) for side in ((0, 1) if pair % 2 == 0 else (1, 0))]
-
-
 def cpu_seconds(result: harness.Boot) -> dict[str, float]:
     """Each of the role's units' CPU so far, from the probe's `show` reports."""
     return {report["unit"]: seconds(report["properties"], "CPUUsageNSec", 1e9) or 0.0 for report in result.all("show")}
@@ -139,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="vm-boot-ab-") as name:
         scratch = Path(name)
-        tree, commit = revision_tree(args.against, scratch)
+        tree, commit = revision_tree(args.against, scratch, "vm_boot_ab.py")
         sides = (
             side_of(REPO, "A (this tree)", args.role, args.quick),
             side_of(tree, f"B ({args.against}, {commit[:12]})", args.role, args.quick),

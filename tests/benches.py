@@ -21,6 +21,7 @@ LANE_OF_BENCH = {
     "scaling_sim.py": "guardrails",
     "web_restarts.py": "guardrails",
     "vm_boot_ab.py": "guardrails",  # --quick renders both sides and boots nothing
+    "unit_lane_ab.py": "guardrails",  # --quick runs one test module a side
     "failover.py": "e2e",
     "ops_verify_local.py": "e2e",
     "queue_isolation.py": "e2e",
