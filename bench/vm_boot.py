@@ -78,11 +78,11 @@ def timed_boot(
     if ready is None or not ready.value.get("all_active"):
         print(f"{name}: units did not all become active; console tail:\n{result.console[-2000:]}")
         return None
-    silent = result.silent_attempt_seconds
+    silent = result.silent_attempt
     print(
         f"{name}: qemu start -> all units active {ready.seconds:.1f} s "
         f"(guest uptime {ready.value['uptime']:.1f} s); qemu start -> exit {result.seconds:.1f} s"
-        + (f" (a second qemu: the first never started the probe in {silent:.0f} s)" if silent else "")
+        + (f" (a second qemu: the first never started the probe in {silent.describe()})" if silent else "")
     )
     return result
 

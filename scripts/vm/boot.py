@@ -12,6 +12,7 @@ scenario runs). Several boots may run at once (tests/vm/conftest.py runs two).
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import subprocess
@@ -119,6 +120,23 @@ class Report:
     seconds: float  # since qemu was started
 
 
+@dataclass(frozen=True)
+class SilentAttempt:
+    """A qemu stopped because its guest's probe had not started: what it had done by then, to
+    tell a spinning guest (its CPU all the time, little written) from one left waiting."""
+
+    seconds: float
+    cpu_seconds: float  # qemu's, user and system
+    disk_bytes: int  # its overlay's size: what the guest wrote, plus qcow2's own tables
+    console_bytes: int
+
+    def describe(self) -> str:
+        return (
+            f"{self.seconds:.0f} s (qemu used {self.cpu_seconds:.0f} s of CPU, its overlay "
+            f"{self.disk_bytes // 1024} KiB, its console {self.console_bytes} bytes)"
+        )
+
+
 @dataclass
 class Boot:
     role: str
@@ -129,7 +147,7 @@ class Boot:
     reports: list[Report] = field(default_factory=list)
     exit_code: int | None = None
     seconds: float = 0.0  # qemu start to qemu exit
-    silent_attempt_seconds: float | None = None  # a first qemu that never started the probe
+    silent_attempt: SilentAttempt | None = None  # a first qemu that never started the probe
 
     def first(self, key: str) -> Any:
         for report in self.reports:
@@ -324,7 +342,7 @@ def boot(
     qemu = (image, disk, overlay, seed, drive, console, services)
     process, seconds, silent = run_qemu(*qemu, result, timeout, startup_timeout=STARTUP_TIMEOUT_SECONDS)
     if silent:
-        result.silent_attempt_seconds = seconds
+        result.silent_attempt = silent
         process, seconds, _ = run_qemu(*qemu, result, timeout)
     result.exit_code = process.returncode
     result.seconds = seconds
@@ -344,10 +362,10 @@ def run_qemu(
     result: Boot,
     timeout: float,
     startup_timeout: float | None = None,
-) -> tuple[subprocess.Popen[bytes], float, bool]:
+) -> tuple[subprocess.Popen[bytes], float, SilentAttempt | None]:
     """One qemu on a fresh overlay, its marked lines added to `result` as they appear, until it
-    powers off or `timeout`. Returns it (exited), its seconds, and whether it was stopped because
-    the probe had not started within `startup_timeout`."""
+    powers off or `timeout`. Returns it (exited), its seconds, and, when it was stopped because
+    the probe had not started within `startup_timeout`, what it had done by then."""
     subprocess.run(
         ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(disk or image.base), "-F", "raw", str(overlay)],
         check=True,
@@ -357,7 +375,7 @@ def run_qemu(
     process = subprocess.Popen(
         qemu_command(image, overlay, seed, drive, console, services), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    silent = False
+    silent = None
     seen = 0
     try:
         while True:
@@ -375,7 +393,7 @@ def run_qemu(
             if STOP.is_set():
                 raise RuntimeError(f"boot {result.role} stopped: the session ended")
             if startup_timeout is not None and now > startup_timeout and not result.reports:
-                silent = True
+                silent = SilentAttempt(round(now, 2), cpu_seconds(process.pid), overlay.stat().st_size, len(data))
                 break
             if now > timeout:
                 result.reports.append(Report("harness-timeout", timeout, now))
@@ -389,3 +407,9 @@ def run_qemu(
     if silent and process.stdout:
         process.stdout.close()  # what a stuck qemu printed is of no use; the next attempt's is
     return process, round(time.monotonic() - started, 2), silent
+
+
+def cpu_seconds(pid: int) -> float:
+    """A running process's CPU so far, user and system (/proc/PID/stat's utime and stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

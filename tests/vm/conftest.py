@@ -291,8 +291,8 @@ class Boots:
         """A boot's note when its first qemu never started the probe (harness.STARTUP_TIMEOUT_SECONDS)."""
         outcome = self.started[name]
         boot = outcome.result() if outcome.done() and not outcome.exception() else None
-        silent = boot.silent_attempt_seconds if isinstance(boot, harness.Boot) else None
-        return f", after a first qemu silent for {silent:.0f} s" if silent else ""
+        silent = boot.silent_attempt if isinstance(boot, harness.Boot) else None
+        return f", after a first qemu silent for {silent.describe()}" if silent else ""
 
     def close(self) -> None:
         harness.STOP.set()  # a boot still running (an interrupted session) kills its qemu

@@ -180,6 +180,9 @@ def test_a_qemu_whose_probe_does_not_start_in_time_is_stopped_for_another_attemp
     assert silent
     assert process.returncode == -signal.SIGKILL
     assert seconds < 30
+    # What it had done when stopped: qemu's CPU, a qcow2 overlay (its tables at least), a console.
+    assert silent.cpu_seconds > 0 and silent.disk_bytes > 0 and silent.console_bytes >= 0
+    assert silent.describe().startswith(f"{silent.seconds:.0f} s (qemu used ")
     assert not overlay.exists()
     assert result.reports == []
 
