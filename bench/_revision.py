@@ -1,5 +1,5 @@
-"""What the A/B benches share (not a bench: tests/benches.py skips bench/_*.py): a git revision's
-files to run beside this tree's, and the order the two sides take turns in."""
+"""What the A/B benches share (not a bench: tests/guardrails/test_benches.py skips bench/_*.py):
+a git revision's files to run beside this tree's, and the order the two sides take turns in."""
 
 from __future__ import annotations
 
