@@ -21,7 +21,7 @@ import subprocess
 import sys
 
 from e2e_harness.deployment import Deployment, wait_until
-from e2e_harness.parameter_store import free_port
+from e2e_harness.ports import free_port
 from e2e_harness.redis_server import PORT
 
 # (round trips per measurement, rounds per mode, redis-benchmark PINGs): full and --quick.

@@ -24,7 +24,6 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from e2e_harness.ports import free_port
 
 from tests.ops.fake_instances import Answer, FakeInstances
 
@@ -96,12 +96,6 @@ def attach_web_group(ec2: Any, autoscaling: Any, elbv2: Any, stack: dict[str, st
     autoscaling.attach_instances(InstanceIds=[stack[name] for name in WEB_INSTANCES], AutoScalingGroupName=GROUP)
     autoscaling.update_auto_scaling_group(AutoScalingGroupName=GROUP, MinSize=2)
     return autoscaling, target_group
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

@@ -42,8 +42,9 @@ from typing import Any
 import pytest
 from e2e_harness.deployment import loopback_address
 from e2e_harness.leftovers import trees_of_dead_runs
-from e2e_harness.parameter_store import ParameterStore, free_port
+from e2e_harness.parameter_store import ParameterStore
 from e2e_harness.pki import issue_server_cert, make_ca
+from e2e_harness.ports import free_port
 from e2e_harness.postgres_server import PostgresServer
 
 from ops.scripts import install_release_script, switch_release_script

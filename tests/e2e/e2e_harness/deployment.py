@@ -24,8 +24,9 @@ import redis
 
 from e2e_harness.leftovers import remove_dead_runs
 from e2e_harness.machine import SimulatedMachine, Site, run_like
-from e2e_harness.parameter_store import ParameterStore, free_port
+from e2e_harness.parameter_store import ParameterStore
 from e2e_harness.pki import issue_server_cert, make_ca
+from e2e_harness.ports import free_port
 from e2e_harness.redis_server import PORT, SERVER_BINARY, RedisServer
 from e2e_harness.units import parse_env_file
 from userdata import layout

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from e2e_harness.deployment import REPO, Deployment, loopback_address, make_base
-from e2e_harness.parameter_store import free_port
 from e2e_harness.pki import issue_server_cert, make_ca
+from e2e_harness.ports import free_port
 from e2e_harness.postgres_server import PostgresServer
 
 EXAMPLE = REPO / "examples" / "bookshelf"
