@@ -40,11 +40,12 @@ def worker_slice(ports: range, worker: str, worker_count: int) -> range:
 
 
 def candidate_ports() -> range:
-    below_ephemeral = range(LOWEST, ephemeral_range().start)
-    if len(below_ephemeral) < 1_000:  # a host whose ephemeral range starts low: use what is above it
-        below_ephemeral = range(ephemeral_range().stop, 65_536)
+    ephemeral = ephemeral_range()
+    outside = range(LOWEST, ephemeral.start)
+    if len(outside) < 1_000:  # a host whose ephemeral range starts low: what is above it
+        outside = range(ephemeral.stop, 65_536)
     return worker_slice(
-        below_ephemeral,
+        outside,
         os.environ.get("PYTEST_XDIST_WORKER", ""),
         int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")),
     )
