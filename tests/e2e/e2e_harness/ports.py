@@ -3,9 +3,10 @@
 A port the kernel picks for `bind((host, 0))` stays free only until the probe closes it: the
 kernel may hand the same port to the next probe (fresh-clone CI, 2026-12-06: a web instance's
 gunicorn and the Parameter Store's moto server both got 33089, and /healthz reached moto), or to
-any outgoing connection. So a port here comes from below the kernel's ephemeral range, is never
-handed out twice by one process, comes from its own xdist worker's slice of that range (workers
-cannot collide), and is free on every address when it is handed out.
+any outgoing connection. So a port here comes from outside the kernel's ephemeral range (below
+it, or above it on a host where little is below), is never handed out twice by one process, comes
+from its own xdist worker's slice of those ports (workers cannot collide), and is free on every
+address when it is handed out.
 """
 
 from __future__ import annotations
